@@ -6,9 +6,9 @@ versions it runs on, and runs pytest with --strict-markers --strict-config.
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -19,7 +19,7 @@ nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
 # `nox` with no -s: what CI runs (README's test command). `bench` is run on request only.
-nox.options.sessions = ["lint", "lock", "nix", "tests", "loader", "verify", "audit", "docs"]
+nox.options.sessions = ["lint", "lock", "nix", "verify", "audit", "docs", "loader", "tests"]
 
 ROOT = Path(__file__).parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -44,8 +44,17 @@ def _pythons_found() -> list[str]:
     nox fails on a missing interpreter in CI, so the matrix is what this machine has; CI puts
     every supported Python on PATH and tests/test_noxfile.py checks that all were found there.
     """
-    found = [v for v in _supported_pythons() if shutil.which(f"python{v}")]
+    found = [v for v in _supported_pythons() if _runs(f"python{v}")]
     return found or [f"{sys.version_info.major}.{sys.version_info.minor}"]
+
+
+def _runs(command: str) -> bool:
+    """True if `command` is on PATH and starts (pyenv's shims exist but fail when inactive)."""
+    path = shutil.which(command)
+    if path is None:
+        return False
+    result = subprocess.run([path, "-c", ""], capture_output=True, check=False, timeout=30)
+    return result.returncode == 0
 
 
 PYTHONS = _pythons_found()
@@ -139,7 +148,3 @@ def bench(session: nox.Session) -> None:
     """Benchmarks (#6): JSON + Markdown + PNG under bench/results/. `-- --quick` for a smoke run."""
     sync(session, *BACKEND_GROUPS)
     session.run("python", "bench/run.py", *session.posargs, env={"PYTHONHASHSEED": "0"})
-
-
-if os.environ.get("ATHENA_NOX_DEBUG"):
-    print(f"pythons found: {PYTHONS}; supported: {_supported_pythons()}")

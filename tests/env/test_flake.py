@@ -1,0 +1,143 @@
+"""flake.nix evaluates for every system, offline, against a stand-in nixpkgs.
+
+No nixpkgs can be fetched on our machines, so `nix develop` itself is not run here: these tests
+evaluate `devShells.<system>.default` with Debian's nix-bin and `--override-input nixpkgs
+path:tests/env/standin-nixpkgs`, and check what the shell would set.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ROOT, require_tool
+
+pytestmark = pytest.mark.nix
+
+SYSTEMS = ("aarch64-darwin", "x86_64-linux", "aarch64-linux")
+STANDIN = ROOT / "tests" / "env" / "standin-nixpkgs"
+NIX = ("--extra-experimental-features", "nix-command flakes")
+# What the pyproject.nix impure pattern needs the shell to set, on every system.
+REQUIRED_ENV = {"UV_PYTHON_DOWNLOADS": "never", "UV_PYTHON_PREFERENCE": "only-system"}
+PINNED_NIXPKGS = {
+    "owner": "NixOS",
+    "repo": "nixpkgs",
+    "rev": "4e92bbcdb030f3b4782be4751dc08e6b6cb6ccf2",
+    "narHash": "sha256-OEf7YqhF9IjJFYZJyuhAypgU+VsRB5lD4DuiMws5Ltc=",
+    "lastModified": 1775595990,
+}
+
+
+def nix_eval(flake_dir: Path, attr: str, apply: str) -> tuple[Any, str]:
+    """`nix eval --json` of `attr` in the flake at `flake_dir` over the stand-in nixpkgs."""
+    nix = require_tool("nix", "apt-get install nix-bin")
+    result = subprocess.run(
+        [
+            nix,
+            *NIX,
+            "eval",
+            "--json",
+            "--no-write-lock-file",
+            "--override-input",
+            "nixpkgs",
+            f"path:{STANDIN}",
+            f"path:{flake_dir}#{attr}",
+            "--apply",
+            apply,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout), result.stderr
+
+
+def evaluate_shell(flake_dir: Path, system: str) -> dict[str, Any]:
+    """What `nix develop` would get for `system`: env, package names, shell hook."""
+    shell, _ = nix_eval(
+        flake_dir,
+        f"devShells.{system}.default",
+        "sh: { inherit (sh) env shellHook; packages = map (p: p.name) sh.packages; }",
+    )
+    return shell
+
+
+def shell_problems(shell: dict[str, Any], system: str) -> list[str]:
+    """Everything the evaluated shell gets wrong; empty when it is right."""
+    problems = []
+    env = shell["env"]
+    for name, value in REQUIRED_ENV.items():
+        if env.get(name) != value:
+            problems.append(f"{name} is {env.get(name)!r}, expected {value!r}")
+    if not env.get("UV_PYTHON", "").endswith("/bin/python3.12"):
+        problems.append(f"UV_PYTHON is {env.get('UV_PYTHON')!r}, expected the flake's python3.12")
+    on_linux = system.endswith("-linux")
+    if on_linux != ("LD_LIBRARY_PATH" in env):
+        problems.append(f"LD_LIBRARY_PATH must be set on Linux only (system {system})")
+    names = [p.rsplit("-", 1)[0] for p in shell["packages"]]
+    if sorted(names) != ["python3", "uv"]:
+        problems.append(f"packages are {shell['packages']}, expected python3 and uv only")
+    hook = shell["shellHook"].splitlines()
+    for line in ("unset PYTHONPATH", "uv sync --locked", ". .venv/bin/activate"):
+        if line not in hook:
+            problems.append(f"shellHook lacks {line!r}")
+    return problems
+
+
+def copy_flake(tmp_path: Path) -> Path:
+    for name in ("flake.nix", "flake.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_dev_shell_evaluates_with_the_pinned_toolchain(tmp_path: Path, system: str) -> None:
+    shell = evaluate_shell(copy_flake(tmp_path), system)
+    assert shell_problems(shell, system) == []
+
+
+def test_removing_uv_python_downloads_is_caught(tmp_path: Path) -> None:
+    flake_dir = copy_flake(tmp_path)
+    flake = flake_dir / "flake.nix"
+    text = flake.read_text()
+    assert 'UV_PYTHON_DOWNLOADS = "never";' in text
+    flake.write_text(text.replace('UV_PYTHON_DOWNLOADS = "never";', ""))
+    problems = shell_problems(evaluate_shell(flake_dir, "aarch64-darwin"), "aarch64-darwin")
+    assert problems == ["UV_PYTHON_DOWNLOADS is None, expected 'never'"]
+
+
+def test_ld_library_path_on_darwin_is_caught(tmp_path: Path) -> None:
+    flake_dir = copy_flake(tmp_path)
+    flake = flake_dir / "flake.nix"
+    flake.write_text(flake.read_text().replace("lib.optionalAttrs pkgs.stdenv.isLinux", ""))
+    problems = shell_problems(evaluate_shell(flake_dir, "aarch64-darwin"), "aarch64-darwin")
+    assert problems == ["LD_LIBRARY_PATH must be set on Linux only (system aarch64-darwin)"]
+
+
+def test_flake_lock_pins_nixos_25_11() -> None:
+    lock = json.loads((ROOT / "flake.lock").read_text())
+    node = lock["nodes"][lock["nodes"]["root"]["inputs"]["nixpkgs"]]
+    assert node["original"] == {
+        "owner": "NixOS",
+        "repo": "nixpkgs",
+        "ref": "nixos-25.11",
+        "type": "github",
+    }
+    assert node["locked"] == {**PINNED_NIXPKGS, "type": "github"}
+
+
+def test_nix_reads_the_pinned_lock(tmp_path: Path) -> None:
+    """nix itself parses flake.lock: overriding the input names the pinned rev it replaces."""
+    systems, stderr = nix_eval(copy_flake(tmp_path), "devShells", "builtins.attrNames")
+    assert systems == sorted(SYSTEMS)
+    assert f"github:NixOS/nixpkgs/{PINNED_NIXPKGS['rev']}" in stderr
+
+
+def test_envrc_uses_the_flake() -> None:
+    assert (ROOT / ".envrc").read_text().split() == ["use", "flake"]
