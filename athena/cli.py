@@ -17,6 +17,30 @@ class CommandError(Exception):
 
 def _add_loader_commands(sub: argparse._SubParsersAction) -> None:
     """`generate`, `encode`, `tiny-model` (issue #3)."""
+    tiny = sub.add_parser(
+        "tiny-model",
+        help="write a small deterministic OLMoE checkpoint (tests, guides, benchmarks)",
+        description="Write a deterministic OLMoE folder (config.json, model.safetensors, "
+        "tokenizer files) that mlx-lm and transformers both load.",
+    )
+    tiny.add_argument("out", metavar="OUT", help="the folder to write (created if needed)")
+    tiny.add_argument("--size", default="tiny", help="tiny, small or medium (default: tiny)")
+    tiny.add_argument("--seed", type=int, default=0, help="weights seed (default: 0)")
+    tiny.add_argument(
+        "--dtype", default="float32", help="float32, float16 or bfloat16 (default: float32)"
+    )
+    tiny.set_defaults(handler=_tiny_model_command)
+
+
+def _tiny_model_command(args: argparse.Namespace) -> int:
+    from athena.checkpoints import count_parameters, write_tiny_olmoe
+
+    try:
+        path = write_tiny_olmoe(args.out, size=args.size, seed=args.seed, dtype=args.dtype)
+    except (ValueError, OSError) as error:
+        raise CommandError(str(error)) from None
+    print(f"wrote {path} ({args.size}, {count_parameters(args.size):,} parameters, {args.dtype})")
+    return 0
 
 
 def _add_doctor_commands(sub: argparse._SubParsersAction) -> None:
