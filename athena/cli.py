@@ -45,6 +45,66 @@ def _tiny_model_command(args: argparse.Namespace) -> int:
 
 def _add_doctor_commands(sub: argparse._SubParsersAction) -> None:
     """`doctor`, `audit` (issue #4)."""
+    from pathlib import Path
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the environment: system, packages, mlx, memory, the CUDA audit",
+        description="What is installed, what works, and what to do (scripts/verify_env.py). "
+        "Exit code 0 when every check required on this platform passes.",
+    )
+    from athena.doctor.checks import add_arguments  # standard library only
+
+    add_arguments(doctor)
+
+    def run_doctor(args: argparse.Namespace) -> int:
+        from athena.doctor.checks import run, usage_problem
+
+        problem = usage_problem(args)
+        if problem:
+            raise CommandError(problem)
+        return run(args)
+
+    doctor.set_defaults(handler=run_doctor)
+
+    audit = sub.add_parser(
+        "audit",
+        help="fail if uv.lock or this environment has a CUDA-specific package",
+        description="The lock per platform (darwin-arm64 with every group; linux-x86_64 with "
+        "the default groups, since the opt-in torch group pulls PyPI's CUDA torch there) and "
+        "the installed distributions of this Python. Exit code 1 on any CUDA package.",
+    )
+    audit.add_argument(
+        "--project",
+        metavar="DIR",
+        type=Path,
+        help="the checkout with pyproject.toml and uv.lock (default: found)",
+    )
+    audit.add_argument("--json", action="store_true", help="print the result as JSON")
+    levels = audit.add_mutually_exclusive_group()
+    levels.add_argument("--lock-only", action="store_true", help="audit uv.lock only")
+    levels.add_argument("--installed-only", action="store_true", help="audit this environment only")
+
+    def run_audit(args: argparse.Namespace) -> int:
+        import json
+
+        from athena.doctor.audit import audit_report, render_audit
+        from athena.doctor.audit import run_audit as audit_all
+        from athena.doctor.lock import find_project_root, is_project_root
+
+        if args.project is not None and not is_project_root(args.project):
+            raise CommandError(
+                f"{args.project} has no pyproject.toml and uv.lock: pass the project's folder"
+            )
+        root = args.project.resolve() if args.project else find_project_root()
+        results = audit_all(root, lock=not args.installed_only, installed=not args.lock_only)
+        if args.json:
+            print(json.dumps(audit_report(results), indent=2))
+        else:
+            print(render_audit(results))
+        return 0 if all(result.ok for result in results) else 1
+
+    audit.set_defaults(handler=run_audit)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,403 @@
+"""The CUDA-package audit: a Mac (and the default Linux install) must never pull CUDA.
+
+Two levels:
+- lock: for each target, the packages uv itself says it would install from uv.lock
+  (`uv tree --locked --python-platform ...`), checked against CUDA_PATTERNS; each offender
+  comes with the chains that pull it in (`uv tree --invert --package NAME`).
+- installed: the distributions of an environment (importlib.metadata), same patterns.
+
+Targets: darwin-arm64 with every dependency group, and Linux x86_64 with every group except
+torch (the default groups plus mlx-cpu). The torch group is opt-in, never default, because
+PyPI's Linux torch is a CUDA build (nvidia-*, triton): pulling CUDA there is by design, so
+that group is not part of the Linux lock audit. Extras: uv tree shows every extra.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from athena.doctor.lock import normalize
+
+# Package names (PEP 503 normalized) that only make sense with an NVIDIA GPU.
+CUDA_PATTERNS = (
+    "nvidia-*",
+    "bitsandbytes",
+    "triton",
+    "cuda-*",
+    "cupy-cuda*",
+    "*-cu11",
+    "*-cu12",
+    "*-cu13",
+    "mlx-cuda*",
+    "jax-cuda*",
+    "onnxruntime-gpu",
+    "tensorrt*",
+)
+CUDA_LOCAL_VERSION = re.compile(r"\+cu(da)?\d", re.IGNORECASE)  # torch 2.6.0+cu124
+MAX_CHAINS = 3
+# Groups allowed to pull CUDA on Linux: PyPI's Linux torch wheel depends on nvidia-* and triton.
+LINUX_CUDA_GROUPS = ("torch",)
+
+
+def cuda_reason(name: str, version: str | None = None) -> str | None:
+    """Why `name` (at `version`) is a CUDA package, or None when it is not."""
+    normalized = normalize(name)
+    for pattern in CUDA_PATTERNS:
+        if fnmatch.fnmatchcase(normalized, pattern):
+            return f"name matches {pattern}"
+    if version and CUDA_LOCAL_VERSION.search(version):
+        return f"version {version} is a CUDA build (+cu local version)"
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One platform view of uv.lock."""
+
+    name: str  # darwin-arm64, linux-x86_64
+    python_platform: str  # uv's --python-platform
+    group_args: tuple[str, ...]  # which dependency groups uv includes
+    scope: str  # said in the report
+
+
+TARGETS = (
+    Target(
+        "darwin-arm64",
+        "aarch64-apple-darwin",
+        ("--all-groups",),
+        "every dependency group and extra",
+    ),
+    Target(
+        "linux-x86_64",
+        "x86_64-unknown-linux-gnu",
+        ("--all-groups", *(f"--no-group={group}" for group in LINUX_CUDA_GROUPS)),
+        "every group but torch, and every extra: the opt-in torch group is left out because "
+        "PyPI's Linux torch is a CUDA build (nvidia-*, triton) by design",
+    ),
+)
+TARGETS_BY_NAME = {target.name: target for target in TARGETS}
+
+
+@dataclass
+class Offender:
+    name: str
+    version: str
+    reason: str
+    chains: list[list[str]] = field(default_factory=list)  # lock: project -> ... -> offender
+    chain_count: int = 0  # how many chains uv shows (only MAX_CHAINS are kept)
+    required_by: list[str] = field(default_factory=list)  # installed: direct dependents
+
+
+@dataclass
+class AuditResult:
+    """One level of the audit for one target (lock) or one environment (installed)."""
+
+    level: str  # "lock" or "installed"
+    target: str  # "darwin-arm64", "linux-x86_64", or the interpreter for "installed"
+    scope: str
+    ok: bool
+    packages: int = 0  # how many packages were examined
+    offenders: list[Offender] = field(default_factory=list)
+    error: str | None = None  # the audit could not run (no uv, stale lock, ...)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        if self.error:
+            return f"could not audit: {self.error}"
+        if not self.offenders:
+            return f"{self.packages} packages, no CUDA package"
+        names = ", ".join(f"{o.name} {o.version}" for o in self.offenders)
+        return f"{len(self.offenders)} CUDA package(s) among {self.packages}: {names}"
+
+
+# ---------------------------------------------------------------------------- the lock level
+
+
+@dataclass(frozen=True)
+class TreeLine:
+    depth: int
+    name: str
+    version: str | None
+    annotation: str  # "(group: torch)", "(extra: gpu)", "(*)", ...
+
+    def label(self) -> str:
+        text = self.name + (f" {self.version}" if self.version else "")
+        return f"{text} {self.annotation}".strip()
+
+
+_TREE_ENTRY = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?(?: v(?P<version>\S+))?(?P<rest>.*)$"
+)
+
+
+def parse_tree(text: str) -> list[TreeLine]:
+    """`uv tree`'s text output: one entry per line, four characters of indent per level."""
+    lines = []
+    for raw in text.splitlines():
+        stripped = raw.lstrip("│├└─ \u00a0")
+        match = _TREE_ENTRY.match(stripped)
+        if not stripped or not match:
+            continue
+        depth = (len(raw) - len(stripped)) // 4
+        lines.append(
+            TreeLine(depth, normalize(match["name"]), match["version"], match["rest"].strip())
+        )
+    return lines
+
+
+def uv_executable() -> str | None:
+    """The uv that runs this (`uv run` sets $UV), else the one on PATH."""
+    candidate = os.environ.get("UV")
+    if candidate and Path(candidate).is_file():
+        return candidate
+    return shutil.which("uv")
+
+
+class UvError(Exception):
+    """uv is missing or refused to show the tree (one sentence, for the report)."""
+
+
+def run_uv_tree(root: Path, target: Target, *extra: str, uv: str | None = None) -> str:
+    uv = uv or uv_executable()
+    if uv is None:
+        raise UvError("uv is not on PATH; install uv (https://docs.astral.sh/uv/) to audit uv.lock")
+    command = [
+        uv,
+        "tree",
+        "--locked",
+        "--offline",
+        "--no-progress",
+        "--color",
+        "never",
+        "--python-platform",
+        target.python_platform,
+        *target.group_args,
+        *extra,
+    ]
+    try:
+        completed = subprocess.run(
+            command, cwd=root, capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        raise UvError(f"`{' '.join(command[:2])}` could not run: {error}") from error
+    if completed.returncode != 0:
+        detail = " ".join(line.strip() for line in completed.stderr.strip().splitlines()[-3:])
+        raise UvError(f"`uv tree --locked` failed in {root}: {detail}")
+    return completed.stdout
+
+
+def chains_from_inverted(lines: Sequence[TreeLine]) -> list[list[str]]:
+    """Every root-to-leaf path of `uv tree --invert`, reversed: project first, offender last."""
+    chains: list[list[str]] = []
+    path: list[TreeLine] = []
+    for index, line in enumerate(lines):
+        del path[line.depth :]
+        path.append(line)
+        next_depth = lines[index + 1].depth if index + 1 < len(lines) else 0
+        if next_depth <= line.depth and len(path) > 1:
+            chains.append([entry.label() for entry in reversed(path)])
+    chains.sort(key=len)
+    return chains
+
+
+def audit_lock(root: Path, target: Target, *, uv: str | None = None) -> AuditResult:
+    """The packages uv would install from `root`/uv.lock for `target`, checked for CUDA."""
+    result = AuditResult(level="lock", target=target.name, scope=target.scope, ok=False)
+    try:
+        lines = parse_tree(run_uv_tree(root, target, uv=uv))
+        seen: dict[str, str] = {}
+        for line in lines:
+            if line.depth == 0 and line.version is None:
+                continue  # the project itself
+            seen.setdefault(line.name, line.version or "")
+        result.packages = len(seen)
+        for name, version in sorted(seen.items()):
+            reason = cuda_reason(name, version)
+            if reason is None:
+                continue
+            inverted = parse_tree(
+                run_uv_tree(root, target, "--invert", "--no-dedupe", "--package", name, uv=uv)
+            )
+            chains = chains_from_inverted(inverted)
+            result.offenders.append(
+                Offender(name, version, reason, chains[:MAX_CHAINS], chain_count=len(chains))
+            )
+    except UvError as error:
+        result.error = str(error)
+        return result
+    result.ok = not result.offenders
+    return result
+
+
+# ----------------------------------------------------------------------- the installed level
+
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _requirement_names(requires: Iterable[str]) -> set[str]:
+    names = set()
+    for requirement in requires:
+        match = _REQUIREMENT_NAME.match(requirement)
+        if match:
+            names.add(normalize(match.group(1)))
+    return names
+
+
+def installed_distributions() -> list[dict[str, Any]]:
+    """This interpreter's distributions: name, version, requirement strings."""
+    from importlib import metadata
+
+    dists = []
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            dists.append({"name": name, "version": dist.version, "requires": dist.requires or []})
+    return dists
+
+
+def audit_installed(
+    distributions: Iterable[Mapping[str, Any]], *, environment: str = "installed"
+) -> AuditResult:
+    """The CUDA packages among `distributions` (dicts with name, version, requires)."""
+    dists = {normalize(d["name"]): d for d in distributions}
+    dependents: dict[str, list[str]] = {}
+    for name, dist in dists.items():
+        for required in _requirement_names(dist.get("requires") or []):
+            dependents.setdefault(required, []).append(name)
+    offenders = []
+    for name, dist in sorted(dists.items()):
+        reason = cuda_reason(name, str(dist.get("version") or ""))
+        if reason:
+            required_by = sorted(d for d in dependents.get(name, []) if d in dists)
+            offenders.append(
+                Offender(name, str(dist.get("version")), reason, required_by=required_by)
+            )
+    return AuditResult(
+        level="installed",
+        target=environment,
+        scope="every installed distribution",
+        ok=not offenders,
+        packages=len(dists),
+        offenders=offenders,
+    )
+
+
+def explained_by_torch(result: AuditResult, distributions: Iterable[Mapping[str, Any]]) -> bool:
+    """True when every installed offender is torch's own CUDA build or what torch pulls in
+    (PyPI's Linux torch wheel depends on nvidia-* and triton)."""
+    dists = {normalize(d["name"]): d for d in distributions}
+    if "torch" not in dists or not result.offenders:
+        return False
+    closure, todo = set(), ["torch"]
+    while todo:
+        name = todo.pop()
+        if name in closure or name not in dists:
+            continue
+        closure.add(name)
+        todo.extend(_requirement_names(dists[name].get("requires") or []))
+    return all(offender.name in closure for offender in result.offenders)
+
+
+# ------------------------------------------------------------------------------ the command
+
+
+def run_audit(
+    root: Path | None,
+    *,
+    targets: Sequence[Target] = TARGETS,
+    lock: bool = True,
+    installed: bool = True,
+    uv: str | None = None,
+) -> list[AuditResult]:
+    """Both levels; `root` is the project checkout (None: no lock to audit)."""
+    results = []
+    if lock:
+        if root is None:
+            for target in targets:
+                results.append(
+                    AuditResult(
+                        level="lock",
+                        target=target.name,
+                        scope=target.scope,
+                        ok=False,
+                        error="no pyproject.toml + uv.lock found here or above; run it from "
+                        "the athena checkout or pass --project",
+                    )
+                )
+        else:
+            results.extend(audit_lock(root, target, uv=uv) for target in targets)
+    if installed:
+        import sys
+
+        results.append(audit_installed(installed_distributions(), environment=sys.executable))
+    return results
+
+
+def format_result(result: AuditResult) -> list[str]:
+    """Human-readable lines for one result."""
+    status = "ok  " if result.ok else "FAIL"
+    head = f"{status} {result.level} {result.target} ({result.scope}): {result.summary()}"
+    lines = [head]
+    for offender in result.offenders:
+        lines.append(f"     - {offender.name} {offender.version}: {offender.reason}")
+        for chain in offender.chains:
+            lines.append(f"         {' -> '.join(chain)}")
+        if offender.chain_count > len(offender.chains):
+            lines.append(f"         (and {offender.chain_count - len(offender.chains)} more)")
+        if offender.required_by:
+            lines.append(f"         required by: {', '.join(offender.required_by)}")
+    return lines
+
+
+def hint(result: AuditResult) -> str | None:
+    """What to do about a failed result."""
+    if result.ok:
+        return None
+    if result.error:
+        return result.error
+    if result.level == "lock":
+        return (
+            "remove the CUDA dependency or give it a marker that keeps it off "
+            f"{result.target} (see the chain above), then `uv lock`"
+        )
+    return (
+        "this environment has CUDA packages: recreate it from the lock with the default groups "
+        "(`uv sync --locked`; add `--group mlx-cpu` on Linux, not `--group torch`)"
+    )
+
+
+AUDIT_SCHEMA_ID = "athena-audit/1"
+
+
+def audit_report(results: Sequence[AuditResult]) -> dict[str, Any]:
+    """`athena audit --json`: {schema, ok, patterns, results: [AuditResult...]}."""
+    return {
+        "schema": AUDIT_SCHEMA_ID,
+        "ok": all(result.ok for result in results),
+        "patterns": [*CUDA_PATTERNS, "+cu local versions"],
+        "results": [result.to_dict() for result in results],
+    }
+
+
+def render_audit(results: Sequence[AuditResult]) -> str:
+    lines = [f"CUDA-package audit; patterns: {', '.join(CUDA_PATTERNS)}, +cu local versions"]
+    for result in results:
+        lines.extend(format_result(result))
+        text = hint(result)
+        if text and not result.error:
+            lines.append(f"     -> {text}")
+    if all(result.ok for result in results):
+        lines.append("OK: no CUDA package.")
+    else:
+        lines.append("FAILED: see above.")
+    return "\n".join(lines)

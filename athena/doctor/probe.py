@@ -1,0 +1,117 @@
+"""Run probe_child.py in a child process of the Python being checked and read its lines.
+
+A child process because a broken mlx install can take its interpreter down (a segfault or an
+abort in libmlx): the doctor then reports the step that crashed and the error text instead of
+crashing itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CHILD = Path(__file__).with_name("probe_child.py")
+STEP_PREFIX = "ATHENA-PROBE "
+DEFAULT_TIMEOUT = 600.0
+
+
+@dataclass
+class ProbeResult:
+    """What the child reported: `steps` maps a step name to its fields (`ok`, `error`, ...)."""
+
+    python: str
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    returncode: int | None = None
+    stderr: str = ""
+
+    def step(self, name: str) -> dict[str, Any] | None:
+        return self.steps.get(name)
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "timed out"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+def run_probe(
+    python: str | None = None,
+    modes: tuple[str, ...] = ("env",),
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    expected_steps: tuple[str, ...] = (),
+) -> ProbeResult:
+    """Run the probe's `modes` with `python` (default: this interpreter).
+
+    A step that started but never reported (the child crashed or timed out in it) gets
+    `ok: False` and an error naming how the child ended, with the tail of its stderr; the
+    `expected_steps` that never started are marked as not run.
+    """
+    python = python or sys.executable
+    result = ProbeResult(python=python)
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        completed = subprocess.run(
+            [python, "-c", CHILD.read_text(encoding="utf-8"), *modes],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+        stdout, result.stderr, result.returncode = (
+            completed.stdout,
+            completed.stderr,
+            completed.returncode,
+        )
+    except subprocess.TimeoutExpired as error:
+        stdout = _text(error.stdout)
+        result.stderr = _text(error.stderr)
+        result.returncode = None
+    except OSError as error:
+        result.stderr = f"could not run {python}: {error}"
+        result.returncode = 127
+        stdout = ""
+    started: list[str] = []
+    for line in stdout.splitlines():
+        if not line.startswith(STEP_PREFIX):
+            continue
+        try:
+            fields = json.loads(line[len(STEP_PREFIX) :])
+        except json.JSONDecodeError:
+            continue
+        step = str(fields.pop("step", ""))
+        if step.endswith(":start"):
+            started.append(step.removesuffix(":start"))
+        else:
+            result.steps[step] = fields
+    if result.returncode != 0:
+        how = f"the probe process ({python}) {_describe_exit(result.returncode)}"
+        tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+        for step in started:
+            if step not in result.steps:
+                result.steps[step] = {"ok": False, "error": f"{how} in this step: {tail}".strip()}
+        for step in expected_steps:
+            if step not in result.steps:
+                result.steps[step] = {"ok": False, "error": f"not run: {how} earlier"}
+    return result
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value

@@ -1,0 +1,250 @@
+"""The probe that runs in a child process of the Python being checked.
+
+Self-contained on purpose: it is run as `python -c <this file's text> MODE`, with no athena on
+sys.path, by any Python >= 3.9. It prints one JSON object per line and flushes after each, so
+when a broken mlx install kills the process (a segfault, an abort in a native library), the
+lines already printed survive and the parent knows which step crashed.
+
+Modes: `env` (interpreter facts and installed distributions) and `mlx` (the four imports and
+the MLX core checks). Each mlx step catches its own exception and reports its text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+STEP_PREFIX = "ATHENA-PROBE "
+
+
+def emit(step: str, **fields: object) -> None:
+    """One result line: the marker, then JSON with at least `step`."""
+    fields["step"] = step
+    sys.stdout.write(STEP_PREFIX + json.dumps(fields, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def error_text(error: BaseException) -> str:
+    """`Type: message`, the way a user would see it at the bottom of a traceback."""
+    return "".join(traceback.format_exception_only(type(error), error)).strip()
+
+
+def probe_env() -> None:
+    """Interpreter facts and every installed distribution (name, version, requirement names)."""
+    try:
+        from importlib import metadata
+    except ImportError as error:  # Python < 3.8
+        emit("env", ok=False, error=error_text(error))
+        return
+    dists = []
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if not name:
+            continue
+        dists.append({"name": name, "version": dist.version, "requires": dist.requires or []})
+    emit(
+        "env",
+        ok=True,
+        executable=sys.executable,
+        version=".".join(str(part) for part in sys.version_info[:3]),
+        implementation=sys.implementation.name,
+        prefix=sys.prefix,
+        base_prefix=getattr(sys, "base_prefix", sys.prefix),
+        distributions=dists,
+    )
+
+
+def run_step(step: str, function: Callable[[], dict]) -> dict | None:
+    """Run one check; its return value (a dict) becomes the line's fields."""
+    emit(step + ":start")
+    try:
+        fields = function() or {}
+    except BaseException as error:
+        emit(step, ok=False, error=error_text(error))
+        return None
+    emit(step, ok=True, **fields)
+    return fields
+
+
+def import_mlx() -> dict:
+    import mlx
+
+    return {"path": getattr(mlx, "__path__", [None])[0]}
+
+
+def import_mlx_core() -> dict:
+    import mlx.core as mx
+
+    return {"version": getattr(mx, "__version__", None)}
+
+
+def import_mlx_lm() -> dict:
+    import mlx_lm
+
+    return {"version": getattr(mlx_lm, "__version__", None)}
+
+
+def import_load_generate() -> dict:
+    from mlx_lm import generate, load
+
+    return {"load": callable(load), "generate": callable(generate)}
+
+
+def array_ops() -> dict:
+    import mlx.core as mx
+
+    a = mx.array([[1.0, 2.0], [3.0, 4.0]])
+    b = mx.array([[5.0, 6.0], [7.0, 8.0]])
+    product = (a @ b).tolist()
+    total = (a + b).sum().item()
+    expected_product = [[19.0, 22.0], [43.0, 50.0]]
+    if product != expected_product or total != 36.0:
+        raise AssertionError(
+            f"a @ b = {product}, sum(a + b) = {total}; expected {expected_product} and 36.0"
+        )
+    return {"matmul": product, "sum": total}
+
+
+def evaluate() -> dict:
+    import mlx.core as mx
+
+    x = mx.arange(10, dtype=mx.float32)
+    y = mx.exp(mx.zeros_like(x)) * x
+    mx.eval(y)
+    values = y.tolist()
+    if values != [float(i) for i in range(10)]:
+        raise AssertionError(f"mx.eval gave {values}, expected 0..9")
+    return {"values": values}
+
+
+def lazy() -> dict:
+    """A graph that describes 8 MiB of results allocates nothing until mx.eval."""
+    import mlx.core as mx
+
+    count = 1 << 21  # float32: 8 MiB
+    before = mx.get_active_memory()
+    x = mx.arange(count, dtype=mx.float32)
+    y = x * 3.0 + 1.0
+    after_graph = mx.get_active_memory()
+    mx.eval(y)
+    after_eval = mx.get_active_memory()
+    deferred = after_graph - before < count * 4
+    computed = after_eval - before >= count * 4
+    result = {
+        "bytes_result": count * 4,
+        "active_before": before,
+        "active_after_graph": after_graph,
+        "active_after_eval": after_eval,
+    }
+    if not deferred:
+        raise AssertionError(
+            f"building the graph allocated {after_graph - before} bytes before mx.eval "
+            f"(expected < {count * 4}): evaluation is not lazy"
+        )
+    if not computed:
+        raise AssertionError(
+            f"mx.eval allocated only {after_eval - before} bytes for a {count * 4}-byte result"
+        )
+    if y[count - 1].item() != 3.0 * (count - 1) + 1.0:
+        raise AssertionError("the evaluated values are wrong")
+    return result
+
+
+def default_device() -> dict:
+    import mlx.core as mx
+
+    device = mx.default_device()
+    metal = None
+    try:
+        metal = bool(mx.metal.is_available())
+    except Exception:
+        metal = None
+    return {
+        "device": str(device),
+        "device_type": str(device.type).split(".")[-1],
+        "metal_available": metal,
+    }
+
+
+def device_info() -> dict:
+    import mlx.core as mx
+
+    info_function = getattr(mx, "device_info", None) or mx.metal.device_info
+    info = info_function()
+    return {"info": {str(key): value for key, value in dict(info).items()}}
+
+
+def scalar(array: Any) -> float:
+    return float(array.item())
+
+
+def quantize_round_trip() -> dict:
+    """4-bit affine quantization, group 64: each value comes back within one step of its group."""
+    import mlx.core as mx
+
+    group_size, bits = 64, 4
+    w = mx.random.normal((128, 256), key=mx.random.key(0))
+    packed, scales, biases = mx.quantize(w, group_size=group_size, bits=bits)
+    restored = mx.dequantize(packed, scales, biases, group_size=group_size, bits=bits)
+    error = mx.abs(w - restored).reshape(128, 256 // group_size, group_size).max(axis=-1)
+    ratio = scalar((error / mx.abs(scales)).max())
+    relative = scalar(mx.abs(w - restored).mean() / mx.abs(w).mean())
+    result = {
+        "bits": bits,
+        "group_size": group_size,
+        "max_error_in_steps": ratio,
+        "mean_relative_error": relative,
+    }
+    if not ratio <= 1.05 or not relative < 0.2:
+        raise AssertionError(
+            f"round-trip error {ratio:.3f} quantization steps (bound 1.05), mean relative "
+            f"{relative:.3f} (bound 0.2)"
+        )
+    return result
+
+
+MLX_STEPS = (
+    ("import mlx", import_mlx),
+    ("import mlx.core", import_mlx_core),
+    ("import mlx_lm", import_mlx_lm),
+    ("from mlx_lm import load, generate", import_load_generate),
+    ("mlx.array_ops", array_ops),
+    ("mlx.eval", evaluate),
+    ("mlx.lazy", lazy),
+    ("mlx.default_device", default_device),
+    ("mlx.device_info", device_info),
+    ("mlx.quantize", quantize_round_trip),
+)
+
+
+def probe_mlx() -> None:
+    core_ok = True
+    for step, function in MLX_STEPS:
+        if step.startswith("mlx.") and not core_ok:
+            emit(step, ok=False, error="not run: `import mlx.core` failed")
+            continue
+        fields = run_step(step, function)
+        if step == "import mlx.core" and fields is None:
+            core_ok = False
+
+
+def main(argv: list) -> int:
+    modes = argv or ["env"]
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for mode in modes:
+        if mode == "env":
+            probe_env()
+        elif mode == "mlx":
+            probe_mlx()
+        else:
+            emit("error", ok=False, error=f"unknown probe mode {mode!r}")
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
