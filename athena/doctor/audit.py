@@ -129,14 +129,16 @@ class TreeLine:
     name: str
     version: str | None
     annotation: str  # "(group: torch)", "(extra: gpu)", "(*)", ...
+    extras: str = ""  # "[cpu]" in "mlx[cpu] v0.32.4"
 
     def label(self) -> str:
-        text = self.name + (f" {self.version}" if self.version else "")
+        text = self.name + self.extras + (f" {self.version}" if self.version else "")
         return f"{text} {self.annotation}".strip()
 
 
 _TREE_ENTRY = re.compile(
-    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?(?: v(?P<version>\S+))?(?P<rest>.*)$"
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<extras>\[[^\]]*\])?(?: v(?P<version>\S+))?"
+    r"(?P<rest>.*)$"
 )
 
 
@@ -150,7 +152,13 @@ def parse_tree(text: str) -> list[TreeLine]:
             continue
         depth = (len(raw) - len(stripped)) // 4
         lines.append(
-            TreeLine(depth, normalize(match["name"]), match["version"], match["rest"].strip())
+            TreeLine(
+                depth,
+                normalize(match["name"]),
+                match["version"],
+                match["rest"].strip(),
+                match["extras"] or "",
+            )
         )
     return lines
 
