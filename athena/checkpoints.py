@@ -172,7 +172,13 @@ def _make_weights(preset: dict[str, int], rng: np.random.Generator) -> dict[str,
             w[f"{e}.up_proj.weight"] = linear(i, h)
             w[f"{e}.down_proj.weight"] = linear(h, i, gain=0.5)
     w["model.norm.weight"] = norm(h)
-    w["lm_head.weight"] = linear(VOCAB_SIZE, h, gain=3.0)
+    lm_head = linear(VOCAB_SIZE, h, gain=3.0)
+    # Damp the rows of non-printable bytes and specials so that greedy text is mostly
+    # printable ASCII (readable gibberish in guides) rather than broken UTF-8.
+    printable = np.zeros(VOCAB_SIZE, dtype=bool)
+    printable[len(SPECIAL_TOKENS) + 0x20 : len(SPECIAL_TOKENS) + 0x7F] = True
+    lm_head[~printable] *= 0.25
+    w["lm_head.weight"] = lm_head
     return w
 
 

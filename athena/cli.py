@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from athena import __version__
 
@@ -17,6 +18,27 @@ class CommandError(Exception):
 
 def _add_loader_commands(sub: argparse._SubParsersAction) -> None:
     """`generate`, `encode`, `tiny-model` (issue #3)."""
+    generate = sub.add_parser(
+        "generate",
+        help="generate text with OLMoE (mlx-lm first, transformers as the fallback)",
+        description="Print the completion of PROMPT as it is generated (greedy by default).",
+    )
+    _add_model_arguments(generate)
+    generate.add_argument("prompt", metavar="PROMPT", help="the text to continue")
+    generate.add_argument("--max-tokens", type=int, default=64, help="default: 64")
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default: 0)")
+    generate.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    generate.set_defaults(handler=_generate_command)
+
+    encode = sub.add_parser(
+        "encode",
+        help="embed texts: the mean-pooled final hidden state, as JSON",
+        description="Print one JSON array (the mean-pooled final hidden state) per TEXT.",
+    )
+    _add_model_arguments(encode)
+    encode.add_argument("texts", metavar="TEXT", nargs="+", help="the text(s) to encode")
+    encode.set_defaults(handler=_encode_command)
+
     tiny = sub.add_parser(
         "tiny-model",
         help="write a small deterministic OLMoE checkpoint (tests, guides, benchmarks)",
@@ -30,6 +52,88 @@ def _add_loader_commands(sub: argparse._SubParsersAction) -> None:
         "--dtype", default="float32", help="float32, float16 or bfloat16 (default: float32)"
     )
     tiny.set_defaults(handler=_tiny_model_command)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True, metavar="PATH", help="a model folder (or an org/name hub id)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("mlx", "transformers"),
+        help="force a backend (default: mlx-lm if installed, else transformers)",
+    )
+    parser.add_argument("--dtype", help="float32, float16 or bfloat16 (default: the model's)")
+    parser.add_argument("--quantize-bits", type=int, help="4 or 8: quantize after loading (mlx)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the loader does")
+
+
+def _load_model(args: argparse.Namespace) -> Any:
+    """OLMoEModel per the arguments, loaded; a CommandError (one sentence) if it cannot be."""
+    import logging
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    log = logging.getLogger("athena")
+    for old in [h for h in log.handlers if h.get_name() == "athena-cli"]:
+        log.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name("athena-cli")
+    handler.setFormatter(logging.Formatter("athena: %(message)s"))
+    handler.addFilter(lambda record: record.levelno < logging.ERROR)  # errors: CommandError
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if args.verbose else logging.WARNING)
+
+    from athena.models import olmoe
+
+    if args.backend == "mlx" and not olmoe.MLX_AVAILABLE:
+        raise CommandError(
+            "--backend mlx needs mlx-lm, which is not installed (on a Mac: uv sync; on "
+            "Linux: uv sync --group mlx-cpu)"
+        )
+    try:
+        config = olmoe.OLMoEConfig(
+            model_name=args.model,
+            use_mlx=args.backend != "transformers",
+            allow_fallback=args.backend is None,
+            dtype=args.dtype,
+            quantize_bits=args.quantize_bits,
+        )
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    model = olmoe.OLMoEModel(config)
+    if not model.load():
+        raise CommandError(model.load_error or "the model could not be loaded")
+    return model
+
+
+def _generate_command(args: argparse.Namespace) -> int:
+    model = _load_model(args)
+    try:
+        for piece in model.stream(
+            args.prompt,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            seed=args.seed,
+        ):
+            print(piece, end="", flush=True)
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    print()
+    return 0
+
+
+def _encode_command(args: argparse.Namespace) -> int:
+    import json
+
+    model = _load_model(args)
+    try:
+        vectors = model.encode(list(args.texts))
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    for vector in vectors:
+        print(json.dumps([round(float(x), 6) for x in vector]))
+    return 0
 
 
 def _tiny_model_command(args: argparse.Namespace) -> int:

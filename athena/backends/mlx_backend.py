@@ -1,0 +1,210 @@
+"""The mlx-lm backend: load, generate, stream, encode, logits.
+
+mlx and mlx_lm are imported inside the functions (importing mlx_lm costs seconds and pulls in
+transformers). On mlx's CPU backend the MoE experts run through `gather_mm`, which accepts
+float32 only, so `load` upcasts half-precision MoE checkpoints there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from athena.backends import BackendMissing, LoadError, SourceError, first_line
+
+logger = logging.getLogger("athena.models.olmoe")
+
+_MLX_MODULES = {"mlx", "mlx.core", "mlx.nn", "mlx_lm"}
+_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def import_mlx_lm() -> Any:
+    """Import mlx_lm, turning ImportError into a LoadError that says what to do."""
+    try:
+        import mlx.core  # noqa: F401
+        import mlx_lm
+    except ModuleNotFoundError as error:
+        if error.name in _MLX_MODULES:
+            raise BackendMissing(
+                f"{error.name} is not installed (on a Mac: uv sync; on Linux: uv sync "
+                "--group mlx-cpu)"
+            ) from None
+        raise LoadError(_broken_install(error)) from None
+    except ImportError as error:
+        raise LoadError(_broken_install(error)) from None
+    return mlx_lm
+
+
+def _broken_install(error: ImportError) -> str:
+    return (
+        f"mlx-lm is installed but failed to import ({first_line(error)}); reinstall it "
+        "(on a Mac: uv sync --reinstall-package mlx; on Linux the CPU build: uv sync "
+        "--group mlx-cpu)"
+    )
+
+
+def on_cpu() -> bool:
+    """True when mlx computes on the CPU (Linux, or a Mac with the CPU as default device)."""
+    import mlx.core as mx
+
+    return bool(mx.default_device().type == mx.cpu)
+
+
+def has_moe_layers(model: Any) -> bool:
+    """True if the model has unquantized switch (MoE expert) layers, which need gather_mm."""
+    from mlx_lm.models.switch_layers import SwitchLinear
+
+    return any(isinstance(module, SwitchLinear) for module in model.modules())
+
+
+def is_quantized(model: Any) -> bool:
+    import mlx.nn as nn
+    from mlx_lm.models.switch_layers import QuantizedSwitchLinear
+
+    kinds = (nn.QuantizedLinear, nn.QuantizedEmbedding, QuantizedSwitchLinear)
+    return any(isinstance(module, kinds) for module in model.modules())
+
+
+def floating_dtypes(model: Any) -> set[str]:
+    """The dtypes of the model's floating-point parameters, e.g. {"bfloat16"}."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    parameters: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    return {
+        str(value.dtype).removeprefix("mlx.core.")
+        for _, value in parameters
+        if mx.issubdtype(value.dtype, mx.floating)
+    }
+
+
+def load(
+    path: str,
+    *,
+    dtype: str | None = None,
+    quantize_bits: int | None = None,
+    group_size: int = 64,
+    adapter_path: str | None = None,
+) -> tuple[Any, Any]:
+    """`mlx_lm.load(path)`, then dtype handling and optional quantization.
+
+    Raises LoadError (one sentence) on any failure.
+    """
+    mlx_lm = import_mlx_lm()
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    if adapter_path is not None and not Path(adapter_path).expanduser().is_dir():
+        raise SourceError(f"LoRA adapter folder not found: {adapter_path}")
+    try:
+        if adapter_path is None:
+            model, tokenizer = mlx_lm.load(path)
+        else:
+            model, tokenizer = mlx_lm.load(path, adapter_path=adapter_path)
+    except Exception as error:  # mlx-lm raises many kinds; each becomes one sentence
+        raise LoadError(f"mlx-lm could not load {path} ({first_line(error)})") from None
+
+    cpu_moe = on_cpu() and has_moe_layers(model)
+    if dtype is not None:
+        if cpu_moe and dtype != "float32":
+            raise LoadError(
+                f"dtype={dtype!r} cannot run OLMoE's experts on mlx's CPU backend (gather_mm "
+                "takes float32 only); use dtype='float32' or None, or quantize_bits=4 or 8"
+            )
+        model.set_dtype(getattr(mx, dtype))
+    elif cpu_moe and floating_dtypes(model) - {"float32"}:
+        found = ", ".join(sorted(floating_dtypes(model) - {"float32"}))
+        logger.info(
+            "Upcasting %s weights to float32: mlx's CPU backend runs MoE experts "
+            "(gather_mm) in float32 only",
+            found,
+        )
+        model.set_dtype(mx.float32)
+
+    if quantize_bits is not None:
+        if is_quantized(model):
+            logger.info("%s is already quantized; quantize_bits=%s ignored", path, quantize_bits)
+        else:
+            nn.quantize(
+                model,
+                group_size=group_size,
+                bits=quantize_bits,
+                class_predicate=lambda _, m: (
+                    hasattr(m, "to_quantized") and m.weight.shape[-1] % group_size == 0
+                ),
+            )
+            logger.info("Quantized %s to %s bits (group size %s)", path, quantize_bits, group_size)
+    mx.eval(model.parameters())
+    return model, tokenizer
+
+
+def stream(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    *,
+    max_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> Iterator[tuple[str, int | None]]:
+    """Yield (text piece, token id) per generated token; the id is None for the final flush
+    after an end-of-sequence token. Greedy (argmax) at temperature 0."""
+    import mlx.core as mx
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    if temperature > 0:
+        mx.random.seed(seed)
+    sampler = make_sampler(temp=temperature, top_p=top_p if top_p < 1.0 else 0.0)
+    for response in stream_generate(
+        model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler
+    ):
+        token = None if response.finish_reason == "stop" else int(response.token)
+        yield response.text, token
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    *,
+    max_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> str:
+    pieces = stream(
+        model,
+        tokenizer,
+        prompt,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+    )
+    return "".join(text for text, _ in pieces)
+
+
+def encode(model: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
+    """(len(texts), hidden) float32: the final hidden state (after the final norm), mean-pooled
+    over each text's tokens. mlx-lm has no padding mask, so texts run one at a time."""
+    import mlx.core as mx
+
+    vectors = []
+    for text in texts:
+        ids = tokenizer.encode(text)
+        hidden = model.model(mx.array([ids]))[0]
+        vectors.append(np.array(hidden.astype(mx.float32).mean(axis=0)))
+    return np.stack(vectors)
+
+
+def logits(model: Any, token_ids: list[int]) -> np.ndarray:
+    """(len(token_ids), vocab) float32 logits of one sequence."""
+    import mlx.core as mx
+
+    return np.array(model(mx.array([token_ids]))[0].astype(mx.float32))

@@ -1,0 +1,306 @@
+"""The transformers + torch backend: load, generate, stream, encode, logits, merge_lora.
+
+Safetensors only, `trust_remote_code=False` always. torch and transformers are imported
+inside the functions. BitsAndBytes quantization is used only when bitsandbytes is importable
+and CUDA is available (we never install it); otherwise quantize_bits is skipped with a log line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from athena.backends import BackendMissing, LoadError, SourceError, first_line
+
+logger = logging.getLogger("athena.models.olmoe")
+
+
+def import_transformers() -> tuple[Any, Any]:
+    """Import (torch, transformers), turning ImportError into a LoadError that says what to do."""
+    try:
+        import torch
+        import transformers
+    except ModuleNotFoundError as error:
+        if error.name in {"torch", "transformers"}:
+            raise BackendMissing(
+                f"{error.name} is not installed (install the torch group: uv sync --group torch)"
+            ) from None
+        raise LoadError(_broken_install(error)) from None
+    except ImportError as error:
+        raise LoadError(_broken_install(error)) from None
+    return torch, transformers
+
+
+def _broken_install(error: ImportError) -> str:
+    return (
+        f"transformers or torch is installed but failed to import ({first_line(error)}); "
+        "reinstall them (uv sync --group torch)"
+    )
+
+
+def _quantization_config(transformers: Any, torch: Any, bits: int | None) -> Any:
+    if bits is None:
+        return None
+    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+        logger.info(
+            "quantize_bits=%s skipped on transformers: BitsAndBytes needs bitsandbytes and "
+            "CUDA (on a Mac, quantize with the mlx backend)",
+            bits,
+        )
+        return None
+    return transformers.BitsAndBytesConfig(load_in_4bit=bits == 4, load_in_8bit=bits == 8)
+
+
+def load(
+    name_or_path: str,
+    *,
+    dtype: str | None = None,
+    quantize_bits: int | None = None,
+    local_files_only: bool = False,
+) -> tuple[Any, Any]:
+    """AutoTokenizer + AutoModelForCausalLM (eval mode). Raises LoadError (one sentence)."""
+    torch, transformers = import_transformers()
+    common = {"trust_remote_code": False, "local_files_only": local_files_only}
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, **common)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            name_or_path,
+            dtype=getattr(torch, dtype) if dtype else "auto",
+            use_safetensors=True,
+            quantization_config=_quantization_config(transformers, torch, quantize_bits),
+            **common,
+        )
+    except Exception as error:  # transformers raises many kinds; each becomes one sentence
+        raise LoadError(
+            f"transformers could not load {name_or_path} ({first_line(error)})"
+        ) from None
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"  # encode pools over the mask; right padding keeps positions
+    return model, tokenizer
+
+
+def merge_lora(model: Any, adapter_path: str | Path) -> int:
+    """Merge a PEFT-format LoRA adapter (adapter_config.json + adapter_model.safetensors) into
+    the model's Linear weights: W += scale * B @ A. Returns the number of layers changed."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(adapter_path).expanduser()
+    config_file, weights_file = folder / "adapter_config.json", folder / "adapter_model.safetensors"
+    if not folder.is_dir():
+        raise SourceError(f"LoRA adapter folder not found: {folder}")
+    if not config_file.is_file() or not weights_file.is_file():
+        raise SourceError(
+            f"{folder} is not a PEFT LoRA adapter (it needs adapter_config.json and "
+            "adapter_model.safetensors)"
+        )
+    try:
+        config = json.loads(config_file.read_text())
+        rank, alpha = int(config["r"]), float(config["lora_alpha"])
+        weights = load_file(str(weights_file))
+    except Exception as error:
+        raise SourceError(f"LoRA adapter in {folder} is unreadable ({first_line(error)})") from None
+    scale = alpha / (rank**0.5 if config.get("use_rslora") else rank)
+    merged = 0
+    for key, a in weights.items():
+        if not key.endswith(".lora_A.weight"):
+            continue
+        module_name = key.removesuffix(".lora_A.weight").removeprefix("base_model.model.")
+        b = weights.get(key.replace(".lora_A.", ".lora_B."))
+        try:
+            module = model.get_submodule(module_name)
+        except AttributeError:
+            module = None
+        if b is None or not isinstance(module, torch.nn.Linear):
+            raise SourceError(
+                f"LoRA adapter in {folder} targets {module_name!r}, which is not a Linear layer "
+                "of this model (or lacks its lora_B)"
+            )
+        with torch.no_grad():
+            delta = (b.float() @ a.float()) * scale
+            module.weight += delta.to(module.weight.dtype)
+        merged += 1
+    if merged == 0:
+        raise SourceError(f"LoRA adapter in {folder} has no lora_A/lora_B weights")
+    return merged
+
+
+def _generation_kwargs(
+    tokenizer: Any, max_tokens: int, temperature: float, top_p: float
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id}
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
+def _eos_ids(model: Any) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    return set(eos) if isinstance(eos, list) else ({eos} if eos is not None else set())
+
+
+def generate_ids(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    *,
+    max_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> list[int]:
+    """The generated token ids (end-of-sequence excluded), via transformers' generate."""
+    import torch
+
+    inputs = tokenizer(prompt, return_tensors="pt")
+    if temperature > 0:
+        torch.manual_seed(seed)
+    with torch.no_grad():
+        output = model.generate(
+            **inputs, **_generation_kwargs(tokenizer, max_tokens, temperature, top_p)
+        )
+    ids = output[0, inputs["input_ids"].shape[1] :].tolist()
+    eos = _eos_ids(model)
+    for index, token in enumerate(ids):
+        if token in eos:
+            return ids[:index]
+    return ids
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    *,
+    max_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> str:
+    ids = generate_ids(
+        model,
+        tokenizer,
+        prompt,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+    )
+    return str(tokenizer.decode(ids, skip_special_tokens=True))
+
+
+def stream(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    *,
+    max_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> Iterator[tuple[str, int | None]]:
+    """Yield (text piece, token id) as transformers' generate produces tokens (it runs in a
+    thread and feeds a queue). Pieces hold back incomplete UTF-8 until it completes."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers.generation.streamers import BaseStreamer
+
+    done = object()
+    tokens: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+
+    class TokenQueue(BaseStreamer):
+        def __init__(self) -> None:
+            self.prompt_seen = False
+
+        def put(self, value: Any) -> None:
+            if not self.prompt_seen:  # generate() first pushes the prompt
+                self.prompt_seen = True
+                return
+            for token in value.reshape(-1).tolist():
+                tokens.put(int(token))
+
+        def end(self) -> None:
+            tokens.put(done)
+
+    class StopWhenClosed(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
+
+    inputs = tokenizer(prompt, return_tensors="pt")
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            if temperature > 0:
+                torch.manual_seed(seed)
+            with torch.no_grad():
+                model.generate(
+                    **inputs,
+                    **_generation_kwargs(tokenizer, max_tokens, temperature, top_p),
+                    streamer=TokenQueue(),
+                    stopping_criteria=StoppingCriteriaList([StopWhenClosed()]),
+                )
+        except BaseException as error:
+            failure.append(error)
+            tokens.put(done)
+
+    thread = threading.Thread(target=run, name="athena-transformers-stream", daemon=True)
+    thread.start()
+    eos = _eos_ids(model)
+    ids: list[int] = []
+    emitted = ""
+    try:
+        while (token := tokens.get()) is not done:
+            if token in eos:
+                break
+            ids.append(token)
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # a multi-byte character is not complete yet
+                yield "", token
+                continue
+            yield text[len(emitted) :], token
+            emitted = text
+        if failure:
+            raise failure[0]
+        final = tokenizer.decode(ids, skip_special_tokens=True)
+        if final != emitted:
+            yield final[len(emitted) :], None
+    finally:
+        stop.set()
+        thread.join()
+
+
+def encode(model: Any, tokenizer: Any, texts: list[str]) -> Any:
+    """(len(texts), hidden) torch float32 tensor: final hidden state (after the final norm),
+    mean-pooled over each text's real tokens (the attention mask)."""
+    import torch
+
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        hidden = model.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).last_hidden_state.float()
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1)
+
+
+def logits(model: Any, token_ids: list[int]) -> np.ndarray:
+    """(len(token_ids), vocab) float32 logits of one sequence."""
+    import torch
+
+    with torch.no_grad():
+        output = model(torch.tensor([token_ids])).logits[0]
+    return np.asarray(output.float().numpy())

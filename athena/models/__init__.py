@@ -1,0 +1,1 @@
+"""Model front-ends of athena (import one explicitly: `from athena.models.olmoe import ...`)."""
