@@ -124,8 +124,23 @@ def nix(session: nox.Session) -> None:
 
 @nox.session
 def verify(session: nox.Session) -> None:
-    """The environment health check (#4): imports, versions, audit, verify_env."""
+    """The environment health check (#4): from the lock (+ mlx-cpu on Linux), the four mlx
+    imports, the mlx and mlx-lm versions, the CUDA audit, verify_env, then tests/doctor."""
     sync(session, "mlx-cpu")
+    if IS_MAC or IS_LINUX:
+        for statement in (
+            "import mlx",
+            "import mlx.core",
+            "import mlx_lm",
+            "from mlx_lm import load, generate",
+        ):
+            session.run("python", "-c", statement)
+        versions = "from importlib.metadata import version as v; print('mlx', v('mlx'))"
+        session.run("python", "-c", versions + "; print('mlx-lm', v('mlx-lm'))")
+    else:
+        session.log("mlx imports skipped: mlx runs on Apple Silicon Macs and on Linux (mlx-cpu)")
+    session.run("athena", "audit")
+    session.run("python", "scripts/verify_env.py")
     session.run(*PYTEST, *(session.posargs or ["tests/doctor"]))
 
 
