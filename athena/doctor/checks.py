@@ -96,7 +96,9 @@ def _env_info(env: ProbeResult, root: Path | None) -> dict[str, Any]:
 
 def _probe_failure(env: ProbeResult) -> str:
     tail = " | ".join(env.stderr.strip().splitlines()[-2:])
-    return f"the probe with {env.python} exited with {env.returncode}: {tail}"
+    if env.returncode == 0 or not tail:
+        return f"it printed no result (exit code {env.returncode}): is it a Python >= 3.9?"
+    return f"exit code {env.returncode}: {tail}"
 
 
 def _same_path(a: str | Path, b: str | Path) -> bool:
