@@ -120,16 +120,11 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
     if host.is_mac:
         version = host.macos_version or ()
         if version >= MIN_MACOS:
-            add(
-                Check(
-                    "system.os", "system", "OS", "pass", f"macOS {host.os_version}", required=True
-                )
-            )
+            add(Check("system.os", "OS", "pass", f"macOS {host.os_version}", required=True))
         else:
             add(
                 Check(
                     "system.os",
-                    "system",
                     "OS",
                     "fail",
                     f"macOS {host.os_version}: mlx's wheels need macOS 14 or newer",
@@ -141,7 +136,6 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
         add(
             Check(
                 "system.os",
-                "system",
                 "OS",
                 "pass",
                 f"Linux {host.os_version} (mlx runs here as its CPU build only)",
@@ -151,7 +145,6 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
         add(
             Check(
                 "system.os",
-                "system",
                 "OS",
                 "warn",
                 f"{host.system} {host.os_version}",
@@ -163,7 +156,6 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
         add(
             Check(
                 "system.machine",
-                "system",
                 "Machine",
                 "fail",
                 f"{host.machine}: an Intel Mac; mlx needs Apple Silicon",
@@ -172,15 +164,14 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
             )
         )
     else:
-        add(Check("system.machine", "system", "Machine", "info", host.machine))
+        add(Check("system.machine", "Machine", "info", host.machine))
 
     if not host.is_mac:
-        add(Check("system.rosetta", "system", "Rosetta", "skip", "not a Mac"))
+        add(Check("system.rosetta", "Rosetta", "skip", "not a Mac"))
     elif host.rosetta:
         add(
             Check(
                 "system.rosetta",
-                "system",
                 "Rosetta",
                 "fail",
                 f"this Python is an x86_64 build translated by Rosetta 2 ({python['executable']})",
@@ -190,11 +181,7 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
             )
         )
     else:
-        add(
-            Check(
-                "system.rosetta", "system", "Rosetta", "pass", "native arm64 process", required=True
-            )
-        )
+        add(Check("system.rosetta", "Rosetta", "pass", "native arm64 process", required=True))
 
     python_version = str(python.get("version") or "unknown")
     if python.get("probe_ok"):
@@ -202,7 +189,6 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
         add(
             Check(
                 "system.python",
-                "system",
                 "Python",
                 "warn" if too_old else "pass",
                 f"{python_version} at {python['executable']}",
@@ -216,7 +202,6 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
         add(
             Check(
                 "system.python",
-                "system",
                 "Python",
                 "fail",
                 f"cannot run {python['executable']}: {python.get('probe_error')}",
@@ -226,20 +211,11 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
         )
 
     if python.get("project_venv"):
-        add(
-            Check(
-                "system.venv",
-                "system",
-                "Virtualenv",
-                "pass",
-                f"the project's venv ({python['prefix']})",
-            )
-        )
+        add(Check("system.venv", "Virtualenv", "pass", f"the project's venv ({python['prefix']})"))
     elif python.get("in_venv"):
         add(
             Check(
                 "system.venv",
-                "system",
                 "Virtualenv",
                 "info",
                 f"a venv that is not the project's .venv ({python['prefix']})",
@@ -249,7 +225,6 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
         add(
             Check(
                 "system.venv",
-                "system",
                 "Virtualenv",
                 "warn",
                 f"not inside a virtualenv ({python['prefix']})",
@@ -263,7 +238,7 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
         nix.append(f"inside a nix shell (IN_NIX_SHELL={python['nix_shell']})")
     if python.get("nix_python"):
         nix.append("Python from the nix store")
-    add(Check("system.nix", "system", "Nix", "info", "; ".join(nix) or "not in a nix shell"))
+    add(Check("system.nix", "Nix", "info", "; ".join(nix) or "not in a nix shell"))
 
 
 def package_checks(
@@ -288,20 +263,12 @@ def package_checks(
             if mac_only or linux_only:
                 where_ok = "a Mac" if mac_only else "Linux"
                 report.add(
-                    Check(
-                        check_id,
-                        "packages",
-                        title,
-                        "skip",
-                        f"not installed (only on {where_ok})",
-                        data=data,
-                    )
+                    Check(check_id, title, "skip", f"not installed (only on {where_ok})", data=data)
                 )
             elif name in ("mlx", "mlx-lm", "mlx-metal") and host.is_apple_silicon:
                 report.add(
                     Check(
                         check_id,
-                        "packages",
                         title,
                         "fail",
                         f"not installed ({where})",
@@ -314,7 +281,6 @@ def package_checks(
                 report.add(
                     Check(
                         check_id,
-                        "packages",
                         title,
                         "fail" if project_env else "warn",
                         f"not installed ({where})",
@@ -328,7 +294,6 @@ def package_checks(
                 report.add(
                     Check(
                         check_id,
-                        "packages",
                         title,
                         "skip",
                         f"not installed ({where})",
@@ -340,19 +305,13 @@ def package_checks(
         if locked is None:
             report.add(
                 Check(
-                    check_id,
-                    "packages",
-                    title,
-                    "info",
-                    f"{version} (not compared: {lock_problem})",
-                    data=data,
+                    check_id, title, "info", f"{version} (not compared: {lock_problem})", data=data
                 )
             )
         elif version in locked.get(name, ()):
             report.add(
                 Check(
                     check_id,
-                    "packages",
                     title,
                     "pass",
                     f"{version} (= uv.lock)",
@@ -366,7 +325,6 @@ def package_checks(
             report.add(
                 Check(
                     check_id,
-                    "packages",
                     title,
                     "fail" if required else "warn",
                     f"{version}, but uv.lock pins {pinned}",
@@ -404,10 +362,9 @@ def mlx_checks(
     }
     for step in MLX_STEP_NAMES:
         check_id = IMPORT_IDS.get(step, step)
-        section = "imports" if step in IMPORT_IDS else "mlx"
         title = step if step in IMPORT_IDS else titles[step]
         if probe is None:
-            report.add(Check(check_id, section, title, "skip", why))
+            report.add(Check(check_id, title, "skip", why))
             continue
         result = probe.step(step) or {"ok": False, "error": "no result from the probe"}
         data = {k: v for k, v in result.items() if k not in ("ok", "error")}
@@ -416,7 +373,6 @@ def mlx_checks(
             report.add(
                 Check(
                     check_id,
-                    section,
                     title,
                     "fail" if required else "warn",
                     error,
@@ -427,9 +383,7 @@ def mlx_checks(
             )
             continue
         detail, status, hint = _mlx_detail(step, result, host)
-        report.add(
-            Check(check_id, section, title, status, detail, required=required, hint=hint, data=data)
-        )
+        report.add(Check(check_id, title, status, detail, required=required, hint=hint, data=data))
     _metal_check(report, host, probe is not None)
 
 
@@ -478,13 +432,12 @@ def _mlx_detail(step: str, result: Mapping[str, Any], host: Host) -> tuple[str, 
 def _metal_check(report: Report, host: Host, probed: bool) -> None:
     if not host.is_mac:
         detail = "no Metal on Linux: mlx runs on the CPU" if host.is_linux else "not a Mac"
-        report.add(Check("mlx.metal", "mlx", "Metal", "skip", detail))
+        report.add(Check("mlx.metal", "Metal", "skip", detail))
         return
     if host.metal is None:
         report.add(
             Check(
                 "mlx.metal",
-                "mlx",
                 "Metal",
                 "skip" if not probed else "warn",
                 "unknown: mlx could not be asked",
@@ -497,7 +450,6 @@ def _metal_check(report: Report, host: Host, probed: bool) -> None:
         report.add(
             Check(
                 "mlx.metal",
-                "mlx",
                 "Metal",
                 "pass",
                 f"available ({name})",
@@ -508,7 +460,6 @@ def _metal_check(report: Report, host: Host, probed: bool) -> None:
         report.add(
             Check(
                 "mlx.metal",
-                "mlx",
                 "Metal",
                 "warn",
                 "not available: mlx runs on the CPU",
@@ -522,7 +473,6 @@ def memory_checks(report: Report, host: Host) -> None:
     report.add(
         Check(
             "memory.total",
-            "memory",
             "RAM",
             "info",
             _gib(host.total_memory),
@@ -535,7 +485,6 @@ def memory_checks(report: Report, host: Host) -> None:
         report.add(
             Check(
                 "memory.working_set",
-                "memory",
                 "recommended working set",
                 "info",
                 f"{_gib(working_set)} (mx.device_info)",
@@ -546,7 +495,6 @@ def memory_checks(report: Report, host: Host) -> None:
         report.add(
             Check(
                 "memory.working_set",
-                "memory",
                 "recommended working set",
                 "skip",
                 "Metal only (mx.device_info()['max_recommended_working_set_size'])",
@@ -556,7 +504,6 @@ def memory_checks(report: Report, host: Host) -> None:
         report.add(
             Check(
                 "memory.wired_limit",
-                "memory",
                 "wired limit",
                 "skip",
                 "macOS 15+ only (mx.set_wired_limit, sysctl iogpu.wired_limit_mb)",
@@ -579,7 +526,6 @@ def memory_checks(report: Report, host: Host) -> None:
     report.add(
         Check(
             "memory.wired_limit",
-            "memory",
             "wired limit",
             "info",
             detail,
@@ -600,7 +546,6 @@ def audit_checks(
             report.add(
                 Check(
                     f"audit.lock.{target.name}",
-                    "audit",
                     f"lock, {target.name}",
                     "skip",
                     "no pyproject.toml + uv.lock here (not a checkout)",
@@ -616,7 +561,6 @@ def audit_checks(
                 report.add(
                     Check(
                         check_id,
-                        "audit",
                         title,
                         "skip",
                         "uv is not on PATH",
@@ -634,7 +578,6 @@ def audit_checks(
             report.add(
                 Check(
                     check_id,
-                    "audit",
                     title,
                     "pass" if result.ok else "fail",
                     detail,
@@ -649,7 +592,6 @@ def audit_checks(
         report.add(
             Check(
                 "audit.installed",
-                "audit",
                 "installed packages",
                 "pass",
                 installed.summary(),
@@ -662,7 +604,6 @@ def audit_checks(
         report.add(
             Check(
                 "audit.installed",
-                "audit",
                 "installed packages",
                 "warn",
                 f"{len(installed.offenders)} CUDA packages, all pulled in by torch: PyPI's Linux "
@@ -677,7 +618,6 @@ def audit_checks(
         report.add(
             Check(
                 "audit.installed",
-                "audit",
                 "installed packages",
                 "fail",
                 installed.summary(),
@@ -716,7 +656,6 @@ def smoke_check(report: Report) -> None:
         report.add(
             Check(
                 "smoke.generate",
-                "smoke",
                 title,
                 "fail",
                 f"{type(error).__name__}: {error}",
@@ -729,7 +668,6 @@ def smoke_check(report: Report) -> None:
     report.add(
         Check(
             "smoke.generate",
-            "smoke",
             title,
             "pass",
             f"backend {backend}: generated {text!r}",

@@ -23,13 +23,18 @@ class Check:
     """
 
     id: str  # stable, e.g. "imports.mlx_lm", "audit.lock.darwin-arm64"
-    section: str
     title: str
     status: str
     detail: str
     required: bool = False
     hint: str | None = None  # what to do next: set on every fail and warn
     data: dict[str, Any] = field(default_factory=dict)
+    section: str = field(init=False)  # the id's first part: system, packages, imports, ...
+
+    def __post_init__(self) -> None:
+        self.section = self.id.split(".", 1)[0]
+        if self.section not in SECTIONS or self.status not in STATUSES:
+            raise ValueError(f"bad check {self.id!r} with status {self.status!r}")
 
 
 @dataclass
