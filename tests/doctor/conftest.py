@@ -86,6 +86,23 @@ def checks_by_id(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {check["id"]: check for check in report["checks"]}
 
 
+def validate(report: dict[str, Any], tmp_path: Path) -> None:
+    """check-jsonschema (dev group) on a report against athena/doctor/schema.json."""
+    tool = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    if tool is None:
+        pytest.skip("check-jsonschema is not installed (the dev group)")
+    document = tmp_path / "report.json"
+    document.write_text(json.dumps({k: v for k, v in report.items() if not k.startswith("_")}))
+    schema = ROOT / "athena" / "doctor" / "schema.json"
+    result = subprocess.run(
+        [tool, "--schemafile", str(schema), str(document)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def require_mlx() -> None:
     pytest.importorskip("mlx.core", reason="install the mlx-cpu group: uv sync --group mlx-cpu")
 

@@ -4,14 +4,16 @@ version, Rosetta, sysctl and Metal are made up; the packages, imports and MLX ch
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import pytest
 
 from athena.doctor.checks import run_doctor
 from athena.doctor.host import Host, Metal
 
-from .conftest import require_mlx
+from .conftest import require_mlx, validate
 
 GIB = 1024**3
 M2_MAX = Metal(
@@ -62,7 +64,7 @@ def test_simulated_mac_report_with_working_mlx() -> None:
     assert "darwin-arm64 15.3.1" in text and "FAILED: packages.mlx-metal" in text
 
 
-def test_simulated_mac_without_mlx_fails(base_python: str) -> None:
+def test_simulated_mac_without_mlx_fails(base_python: str, tmp_path: Path) -> None:
     """On a Mac mlx is required: the base interpreter (no mlx) fails the imports for real."""
     report = run_doctor(host=mac(), python=base_python, audit=False)
     checks = {c.id: c for c in report.checks}
@@ -74,6 +76,8 @@ def test_simulated_mac_without_mlx_fails(base_python: str) -> None:
     assert "not run" in checks["mlx.lazy"].detail
     assert report.exit_code == 1
     assert "FAILED:" in report.render()
+    assert all(c.hint for c in report.checks if c.status in ("fail", "warn"))
+    validate(json.loads(report.to_json()), tmp_path)
 
 
 def test_linux_without_mlx_is_skipped_not_failed(base_python: str) -> None:

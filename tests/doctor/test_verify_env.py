@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, checks_by_id, clean_env, require_mlx, run_verify_env
+from .conftest import ROOT, checks_by_id, clean_env, require_mlx, run_verify_env, validate
 
 IMPORT_IDS = ("imports.mlx", "imports.mlx_core", "imports.mlx_lm", "imports.mlx_lm_load_generate")
 MLX_IDS = (
@@ -25,28 +25,11 @@ MLX_IDS = (
     "mlx.device_info",
     "mlx.quantize",
 )
-SCHEMA = ROOT / "athena" / "doctor" / "schema.json"
 
 
 def locked(name: str) -> set[str]:
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     return {p["version"] for p in lock["package"] if p["name"] == name}
-
-
-def validate(report: dict[str, Any], tmp_path: Path) -> None:
-    """check-jsonschema (dev group) on the report."""
-    tool = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
-    if tool is None:
-        pytest.skip("check-jsonschema is not installed (the dev group)")
-    document = tmp_path / "report.json"
-    document.write_text(json.dumps({k: v for k, v in report.items() if not k.startswith("_")}))
-    result = subprocess.run(
-        [tool, "--schemafile", str(SCHEMA), str(document)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.mlx
