@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from athena import __version__
@@ -68,22 +69,37 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the loader does")
 
 
-def _load_model(args: argparse.Namespace) -> Any:
-    """OLMoEModel per the arguments, loaded; a CommandError (one sentence) if it cannot be."""
+@contextlib.contextmanager
+def _loader_logging(verbose: bool) -> Iterator[None]:
+    """Show the loader's warnings (and with -v its steps) on stderr as `athena: ...` lines.
+    Errors are not shown here: they become the CommandError sentence."""
     import logging
     import os
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     log = logging.getLogger("athena")
-    for old in [h for h in log.handlers if h.get_name() == "athena-cli"]:
-        log.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
-    handler.set_name("athena-cli")
     handler.setFormatter(logging.Formatter("athena: %(message)s"))
-    handler.addFilter(lambda record: record.levelno < logging.ERROR)  # errors: CommandError
+    handler.addFilter(lambda record: record.levelno < logging.ERROR)
+    level = log.level
     log.addHandler(handler)
-    log.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    # No "Loading weights" bars: read at import by huggingface_hub, or switched off if imported.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    hf_logging: Any = getattr(sys.modules.get("transformers"), "logging", None)
+    bars = hf_logging is not None and hf_logging.is_progress_bar_enabled()
+    if bars:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
+
+def _load_model(args: argparse.Namespace) -> Any:
+    """OLMoEModel per the arguments, loaded; a CommandError (one sentence) if it cannot be."""
     from athena.models import olmoe
 
     if args.backend == "mlx" and not olmoe.MLX_AVAILABLE:
@@ -108,17 +124,18 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 
 def _generate_command(args: argparse.Namespace) -> int:
-    model = _load_model(args)
-    try:
-        for piece in model.stream(
-            args.prompt,
-            max_tokens=args.max_tokens,
-            temperature=args.temperature,
-            seed=args.seed,
-        ):
-            print(piece, end="", flush=True)
-    except (TypeError, ValueError) as error:
-        raise CommandError(str(error)) from None
+    with _loader_logging(args.verbose):
+        model = _load_model(args)
+        try:
+            for piece in model.stream(
+                args.prompt,
+                max_tokens=args.max_tokens,
+                temperature=args.temperature,
+                seed=args.seed,
+            ):
+                print(piece, end="", flush=True)
+        except (TypeError, ValueError) as error:
+            raise CommandError(str(error)) from None
     print()
     return 0
 
@@ -126,11 +143,12 @@ def _generate_command(args: argparse.Namespace) -> int:
 def _encode_command(args: argparse.Namespace) -> int:
     import json
 
-    model = _load_model(args)
-    try:
-        vectors = model.encode(list(args.texts))
-    except (TypeError, ValueError) as error:
-        raise CommandError(str(error)) from None
+    with _loader_logging(args.verbose):
+        model = _load_model(args)
+        try:
+            vectors = model.encode(list(args.texts))
+        except (TypeError, ValueError) as error:
+            raise CommandError(str(error)) from None
     for vector in vectors:
         print(json.dumps([round(float(x), 6) for x in vector]))
     return 0

@@ -71,17 +71,31 @@ def load(
     common = {"trust_remote_code": False, "local_files_only": local_files_only}
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, **common)
-        model = transformers.AutoModelForCausalLM.from_pretrained(
+        model, info = transformers.AutoModelForCausalLM.from_pretrained(
             name_or_path,
             dtype=getattr(torch, dtype) if dtype else "auto",
             use_safetensors=True,
             quantization_config=_quantization_config(transformers, torch, quantize_bits),
+            output_loading_info=True,
             **common,
         )
     except Exception as error:  # transformers raises many kinds; each becomes one sentence
+        reason = first_line(error)
+        raise LoadError(f"transformers could not load {name_or_path} ({reason})") from None
+    # transformers initialises missing weights at random and only warns: refuse instead.
+    missing = sorted(info.get("missing_keys") or ()) + sorted(
+        str(key[0]) for key in info.get("mismatched_keys") or ()
+    )
+    if missing:
         raise LoadError(
-            f"transformers could not load {name_or_path} ({first_line(error)})"
-        ) from None
+            f"transformers could not load {name_or_path} (the weights do not match config.json: "
+            f"{len(missing)} missing or misshapen, e.g. {missing[0]}); re-create the checkpoint "
+            "or fix config.json"
+        )
+    if unexpected := sorted(info.get("unexpected_keys") or ()):
+        logger.warning(
+            "%s has %d unused weights, e.g. %s", name_or_path, len(unexpected), unexpected[0]
+        )
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -16,7 +16,9 @@ from athena.models.olmoe import NO_BACKEND, OLMoEConfig, OLMoEModel
 
 
 def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == level]
+    return [
+        r.getMessage() for r in caplog.records if r.levelno == level and r.name.startswith("athena")
+    ]
 
 
 # -- the acceptance lines ---------------------------------------------------------------------
