@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from athena.doctor.audit import cuda_reason
+
 from .conftest import ROOT, require_tool, run
 
 DARWIN_MARKER = "sys_platform == 'darwin' and platform_machine == 'arm64'"
 # The uv of the flake (nixos-25.11) and the newest, pinned in .ci/run and the CI workflow.
 FLAKE_UV = "0.9.7"
 NEWEST_UV = "0.13.9"
-CUDA_NAME = re.compile(r"^(nvidia-.*|bitsandbytes|triton|cuda-.*|mlx-cuda.*|cupy-cuda.*)$")
 
 
 def tree_packages(*args: str) -> dict[str, str]:
@@ -32,10 +33,9 @@ def tree_packages(*args: str) -> dict[str, str]:
 
 
 def cuda_packages(packages: dict[str, str]) -> list[str]:
+    """The CUDA-specific ones, by the audit's own patterns (athena.doctor.audit)."""
     return sorted(
-        f"{name} {version}"
-        for name, version in packages.items()
-        if CUDA_NAME.match(name) or "+cu" in version
+        f"{name} {version}" for name, version in packages.items() if cuda_reason(name, version)
     )
 
 
