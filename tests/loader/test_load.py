@@ -365,3 +365,38 @@ def test_a_failed_reload_clears_the_previous_model(
     model.config.model_name = str(tmp_path / "gone")
     assert model.load() is False
     assert model.model is None and model.action_head is None and not model._is_loaded
+
+
+@pytest.mark.mlx
+def test_mlx_lora_adapter_is_applied(
+    tiny_olmoe: Path, tmp_path: Path, mlx_model: OLMoEModel
+) -> None:
+    """An mlx-lm format adapter (adapters.safetensors + adapter_config.json) on the mlx path."""
+    import mlx.core as mx
+    import mlx_lm
+    from mlx.utils import tree_flatten
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    lora = {"rank": 4, "scale": 2.0, "dropout": 0.0, "keys": ["self_attn.q_proj"]}
+    tuned, _ = mlx_lm.load(str(tiny_olmoe))
+    linear_to_lora_layers(tuned, 2, lora)
+    adapters = {}
+    for name, value in tree_flatten(tuned.parameters()):
+        if name.endswith("lora_b"):  # zero at init: make the adapter change something
+            value = mx.random.normal(value.shape, key=mx.random.key(3)) * 0.1
+        if name.endswith(("lora_a", "lora_b")):
+            adapters[name] = value
+    tuned.load_weights(list(adapters.items()), strict=False)
+    folder = tmp_path / "mlx-adapter"
+    folder.mkdir()
+    mx.save_safetensors(str(folder / "adapters.safetensors"), adapters)
+    config = {"fine_tune_type": "lora", "num_layers": 2, "lora_parameters": lora}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+
+    model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))
+    assert model.load(lora_path=str(folder)) is True
+    assert model._backend == "mlx"
+    ids = model.tokenize("adapted")
+    expected = np.array(tuned(mx.array([ids]))[0])
+    np.testing.assert_allclose(model.logits(ids), expected, atol=1e-5)
+    assert np.abs(model.logits(ids) - mlx_model.logits(ids)).max() > 1e-3
