@@ -1,0 +1,158 @@
+"""What every measurement shares: summary statistics, figures with targets, fresh subprocesses.
+
+A *figure* is one measured quantity over repeats: median, min, max, quartiles, the raw values,
+its unit and, when the issue sets one, the target it is judged against. `passed` is a reported
+field (True, False, or None when there is no target): benchmarks never assert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ROOT / "bench" / "worker.py"
+RESULT_MARK = "ATHENA_BENCH_RESULT "
+
+COMPARE = {
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+@dataclass
+class Target:
+    """`value op threshold`, e.g. ratio <= 0.01; `text` says it as the issue does."""
+
+    op: str
+    threshold: float
+    text: str
+
+    def judge(self, value: float) -> bool:
+        return bool(COMPARE[self.op](value, self.threshold))
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+    """median, min, max, q1, q3, iqr and n of `values` (at least one value)."""
+    xs = sorted(float(v) for v in values)
+    if not xs:
+        raise ValueError("summarize() needs at least one value")
+    if len(xs) >= 2:
+        q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    else:
+        q1 = q3 = xs[0]
+    return {
+        "median": statistics.median(xs),
+        "min": xs[0],
+        "max": xs[-1],
+        "q1": q1,
+        "q3": q3,
+        "iqr": q3 - q1,
+        "n": len(xs),
+    }
+
+
+@dataclass
+class Results:
+    """The figures and skips of one run, in the order they were measured."""
+
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(
+        self,
+        fid: str,
+        label: str,
+        values: Sequence[float],
+        unit: str,
+        *,
+        group: str,
+        target: Target | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Record a figure over `values` (one per repeat); judge its median against `target`."""
+        stats = summarize(values)
+        figure: dict[str, Any] = {
+            "id": fid,
+            "group": group,
+            "label": label,
+            "unit": unit,
+            **stats,
+            "values": [float(v) for v in values],
+            "target": None,
+            "passed": None,
+            "context": context or {},
+        }
+        if target is not None:
+            figure["target"] = {"op": target.op, "threshold": target.threshold, "text": target.text}
+            figure["passed"] = target.judge(stats["median"])
+        self.figures.append(figure)
+        status = "" if target is None else ("  [met]" if figure["passed"] else "  [NOT met]")
+        print(f"  {label}: {_fmt(stats['median'])} {unit} (n={stats['n']}){status}", flush=True)
+        return figure
+
+    def skip(self, fid: str, label: str, reason: str, *, group: str) -> None:
+        """Record a figure that was not measured in this run, and why."""
+        self.skipped.append({"id": fid, "group": group, "label": label, "reason": reason})
+        print(f"  {label}: skipped ({reason})", flush=True)
+
+    def get(self, fid: str) -> dict[str, Any] | None:
+        return next((f for f in self.figures if f["id"] == fid), None)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+class WorkerError(RuntimeError):
+    """A measurement subprocess failed; the message carries the tail of its stderr."""
+
+
+def run_worker(
+    spec: dict[str, Any], *, timeout: float = 900.0, python: str | None = None
+) -> dict[str, Any]:
+    """Run `bench/worker.py` on `spec` in a fresh interpreter and return its JSON result."""
+    cmd = [python or sys.executable, str(WORKER), json.dumps(spec)]
+    env = {**os.environ, "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env, check=False
+    )
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            result: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
+            if proc.returncode == 0:
+                return result
+    tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
+    raise WorkerError(f"worker {spec.get('task')} exited {proc.returncode}: {tail}")
+
+
+def timed_command(
+    cmd: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 1800.0,
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run a command; return (wall seconds, completed process). Never raises on exit code."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        list(cmd), capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False
+    )
+    return time.perf_counter() - start, proc
+
+
+def tail(text: str, lines: int = 4) -> str:
+    """The last `lines` non-empty lines of `text`, joined by ' | ' (for skip reasons)."""
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])

@@ -1,0 +1,227 @@
+"""Environment set-up: how fast the locked environment is reproduced.
+
+- `uv sync --locked` into a fresh venv (UV_PROJECT_ENVIRONMENT=<tmp>) with uv's cache warm;
+- the same requirements the pip way: `uv export --locked --no-hashes`, `python -m venv`,
+  `pip install -r` (default groups only, like the uv sync, so no torch/CUDA wheels);
+- a no-op `uv sync --locked` on the venv just made;
+- `nox -s verify` on a reused env (its own --envdir, made by one untimed run first).
+
+Nothing here touches the repo's .venv or .nox. Every command runs from the repo root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import ROOT, Results, tail, timed_command
+
+GROUP = "env"
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the venv/nox variables of an enclosing session."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONHOME", "CONDA_PREFIX")
+    }
+    env.update(extra)
+    return env
+
+
+def base_python() -> str:
+    """The interpreter this venv was made from (what `python -m venv` and `uv --python` use)."""
+    return str(getattr(sys, "_base_executable", sys.executable))
+
+
+def _dir_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).stat().st_size
+    return total
+
+
+def _pip_cache_dir() -> Path | None:
+    proc = subprocess.run(
+        [base_python(), "-m", "pip", "cache", "dir"], capture_output=True, text=True, check=False
+    )
+    return Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def measure(results: Results, work: Path, *, quick: bool) -> None:
+    uv = shutil.which("uv")
+    print("environment set-up", flush=True)
+    if uv is None:
+        for fid, label in (
+            ("env.uv_sync_fresh", "uv sync --locked, fresh venv"),
+            ("env.uv_sync_noop", "uv sync --locked, no-op"),
+        ):
+            results.skip(fid, label, "uv is not on PATH", group=GROUP)
+    else:
+        _uv_sync(results, uv, work, repeats=1 if quick else 3)
+    if quick:
+        results.skip(
+            "env.pip_install",
+            "python -m venv + pip install -r (uv export)",
+            "--quick: pip takes minutes; run without --quick to measure it",
+            group=GROUP,
+        )
+        results.skip(
+            "env.nox_verify_reused",
+            "nox -s verify, reused env",
+            "--quick: the first (untimed) nox run builds a venv; run without --quick",
+            group=GROUP,
+        )
+        return
+    if uv is None:
+        results.skip("env.pip_install", "pip install -r", "uv is not on PATH", group=GROUP)
+    else:
+        _pip(results, uv, work, repeats=2)
+    _nox_verify(results, work, repeats=3)
+
+
+def _uv_sync(results: Results, uv: str, work: Path, repeats: int) -> None:
+    fresh: list[float] = []
+    noop: list[float] = []
+    packages = None
+    for _ in range(repeats):
+        venv = Path(tempfile.mkdtemp(dir=work, prefix="uv-venv-")) / "venv"
+        env = _clean_env(UV_PROJECT_ENVIRONMENT=str(venv))
+        cmd = [uv, "sync", "--locked", "--python", base_python()]
+        seconds, proc = timed_command(cmd, cwd=ROOT, env=env)
+        if proc.returncode != 0:
+            reason = f"uv sync failed: {tail(proc.stderr)}"
+            results.skip("env.uv_sync_fresh", "uv sync --locked, fresh venv", reason, group=GROUP)
+            return
+        fresh.append(seconds)
+        packages = sum(1 for _ in (venv / "lib").glob("python3*/site-packages/*.dist-info"))
+        for _ in range(2):
+            seconds, proc = timed_command(cmd, cwd=ROOT, env=env)
+            if proc.returncode == 0:
+                noop.append(seconds)
+        shutil.rmtree(venv.parent, ignore_errors=True)
+    context = {
+        "command": "UV_PROJECT_ENVIRONMENT=<fresh tmp> uv sync --locked (default groups)",
+        "packages_installed": packages,
+        "cache": "warm (uv's cache already holds the locked wheels)",
+        "uv_version": _version([uv, "--version"]),
+    }
+    results.add(
+        "env.uv_sync_fresh",
+        "uv sync --locked, fresh venv",
+        fresh,
+        "s",
+        group=GROUP,
+        context=context,
+    )
+    results.add(
+        "env.uv_sync_noop",
+        "uv sync --locked, no-op",
+        noop,
+        "s",
+        group=GROUP,
+        context={**context, "command": "uv sync --locked again on the synced venv"},
+    )
+
+
+def _pip(results: Results, uv: str, work: Path, repeats: int) -> None:
+    label = "python -m venv + pip install -r (uv export)"
+    reqs = work / "requirements.txt"
+    export_s, proc = timed_command(
+        [uv, "export", "--locked", "--no-hashes", "--format", "requirements-txt", "-o", str(reqs)],
+        cwd=ROOT,
+        env=_clean_env(),
+    )
+    if proc.returncode != 0:
+        reason = f"uv export failed: {tail(proc.stderr)}"
+        results.skip("env.pip_install", label, reason, group=GROUP)
+        return
+    cache = _pip_cache_dir()
+    totals: list[float] = []
+    cache_before: list[int | None] = []
+    for _ in range(repeats):
+        venv = Path(tempfile.mkdtemp(dir=work, prefix="pip-venv-")) / "venv"
+        cache_before.append(_dir_bytes(cache) if cache and cache.exists() else None)
+        venv_s, proc = timed_command([base_python(), "-m", "venv", str(venv)], env=_clean_env())
+        if proc.returncode != 0:
+            results.skip("env.pip_install", label, f"venv: {tail(proc.stderr)}", group=GROUP)
+            return
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+        pip_s, proc = timed_command([*pip, "-q", "-r", str(reqs)], cwd=ROOT, env=_clean_env())
+        shutil.rmtree(venv.parent, ignore_errors=True)
+        if proc.returncode != 0:
+            results.skip("env.pip_install", label, f"pip failed: {tail(proc.stderr)}", group=GROUP)
+            return
+        totals.append(venv_s + pip_s)
+    results.add(
+        "env.pip_install",
+        label,
+        totals,
+        "s",
+        group=GROUP,
+        context={
+            "command": "uv export --locked --no-hashes; python -m venv; pip install -r",
+            "export_s": export_s,
+            "pip_cache_bytes_before_each": cache_before,
+            "pip_version": _version([base_python(), "-m", "pip", "--version"]),
+            "note": "the first repeat may fill pip's cache; its bytes before each repeat are "
+            "in pip_cache_bytes_before_each",
+        },
+    )
+    fresh = results.get("env.uv_sync_fresh")
+    if fresh is not None:
+        results.add(
+            "env.pip_over_uv",
+            "pip install time / uv sync time",
+            [t / fresh["median"] for t in totals],
+            "ratio",
+            group=GROUP,
+            context={"note": "each pip repeat over the median fresh uv sync"},
+        )
+
+
+def _nox_verify(results: Results, work: Path, repeats: int) -> None:
+    label = "nox -s verify, reused env"
+    envdir = work / "nox-envs"
+    cmd = [sys.executable, "-m", "nox", "-s", "verify", "--envdir", str(envdir)]
+    if not (ROOT / "noxfile.py").exists():
+        results.skip("env.nox_verify_reused", label, "no noxfile.py in the repo", group=GROUP)
+        return
+    first_s, proc = timed_command(cmd, cwd=ROOT, env=_clean_env())
+    if proc.returncode != 0:
+        reason = f"nox -s verify failed (exit {proc.returncode}): {tail(proc.stderr, 2)}"
+        results.skip("env.nox_verify_reused", label, reason, group=GROUP)
+        return
+    seconds = []
+    for _ in range(repeats):
+        s, proc = timed_command(cmd, cwd=ROOT, env=_clean_env())
+        if proc.returncode != 0:
+            reason = f"nox -s verify failed on rerun: {tail(proc.stderr, 2)}"
+            results.skip("env.nox_verify_reused", label, reason, group=GROUP)
+            return
+        seconds.append(s)
+    results.add(
+        "env.nox_verify_reused",
+        label,
+        seconds,
+        "s",
+        group=GROUP,
+        context={
+            "command": "nox -s verify --envdir <tmp> (reuse_venv=yes: uv sync is a no-op)",
+            "first_run_s": first_s,
+        },
+    )
+    shutil.rmtree(envdir, ignore_errors=True)
+
+
+def _version(cmd: list[str]) -> str | None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return proc.stdout.strip() or None

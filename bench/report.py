@@ -1,0 +1,141 @@
+"""The Markdown table and the PNG plot written next to each result JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x == 0:
+        return "0"
+    if abs(x) >= 1000 or abs(x) < 0.01:
+        return f"{x:.3g}"
+    return f"{x:.3f}".rstrip("0").rstrip(".") if abs(x) < 10 else f"{x:.1f}"
+
+
+def _row(f: dict[str, Any]) -> str:
+    target = f["target"]["text"] if f["target"] else ""
+    met = {True: "yes", False: "**no**", None: ""}[f["passed"]]
+    spread = f"{_num(f['min'])} - {_num(f['max'])}"
+    return (
+        f"| {f['label']} | {_num(f['median'])} | {spread} | {_num(f['iqr'])} | {f['n']} "
+        f"| {f['unit']} | {target} | {met} |"
+    )
+
+
+HEADER = (
+    "| figure | median | min - max | IQR | n | unit | target | met |\n"
+    "|---|---:|---:|---:|---:|---|---|---|"
+)
+
+
+def markdown(run: dict[str, Any]) -> str:
+    m = run["machine"]
+    ram = f"{m['ram_bytes'] / 2**30:.0f} GiB" if m.get("ram_bytes") else "? RAM"
+    pk = m["packages"]
+    lines = [
+        f"# athena bench: {run['started_utc']} on {m['hostname']} ({run['mode']})",
+        "",
+        f"{m['os']}, kernel {m['kernel']}, {m['cpu_model']}, {m['cores_logical']} cores, {ram}; "
+        f"Python {m['python']}; mlx {pk.get('mlx') or '-'} ({run.get('mlx_device') or 'n/a'}), "
+        f"mlx-lm {pk.get('mlx-lm') or '-'}, transformers {pk.get('transformers') or '-'}, "
+        f"torch {pk.get('torch') or '-'}. Load average at start {m.get('load_average_at_start')}"
+        f", at end {run.get('load_average_at_end')}. Took {run['duration_s']:.0f} s.",
+        "",
+    ]
+    for note in run.get("notes", []):
+        lines.append(f"- {note}")
+    if run.get("notes"):
+        lines.append("")
+    targeted = [f for f in run["figures"] if f["target"]]
+    summary = run["targets_summary"]
+    lines += [
+        f"## Targets ({summary['met']} met, {summary['not_met']} not met)",
+        "",
+        HEADER,
+        *[_row(f) for f in targeted],
+        "",
+        "## All figures",
+        "",
+    ]
+    group = None
+    for f in run["figures"]:
+        if f["group"] != group:
+            group = f["group"]
+            lines += ["", f"### {group}", "", HEADER]
+        lines.append(_row(f))
+    if run["skipped"]:
+        lines += ["", "## Skipped", ""]
+        lines += [f"- {s['label']}: {s['reason']}" for s in run["skipped"]]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(run: dict[str, Any], path: Path) -> None:
+    """Four panels: targets (ratio with threshold), decode vs bound, load times, set-up times."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = run["figures"]
+    panels = [
+        ("Targets: median, min-max, threshold (|)", [f for f in figures if f["target"]], True),
+        (
+            "Decode tokens/s: measured vs bandwidth bound",
+            [
+                f
+                for f in figures
+                if f["group"] == "throughput"
+                and (f["id"].endswith(".decode") or f["id"].endswith(".decode_bound"))
+            ],
+            True,
+        ),
+        ("Load time (s)", [f for f in figures if f["group"] == "load"], True),
+        (
+            "Import and environment set-up (s)",
+            [f for f in figures if f["group"] in ("import", "env") and f["unit"] == "s"],
+            True,
+        ),
+    ]
+    heights = [max(2.0, 0.28 * len(fs) + 0.8) for _, fs, _ in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, sum(heights)), squeeze=False)
+    fig.subplots_adjust(hspace=0.6)
+    for ax, (title, fs, log) in zip(axes[:, 0], panels, strict=True):
+        ax.set_title(title, fontsize=10, loc="left")
+        if not fs:
+            ax.text(0.5, 0.5, "nothing measured", ha="center", va="center")
+            ax.set_axis_off()
+            continue
+        ys = list(range(len(fs)))
+        med = [f["median"] for f in fs]
+        lo = [f["median"] - f["min"] for f in fs]
+        hi = [f["max"] - f["median"] for f in fs]
+        colors = [
+            "tab:gray" if f["passed"] is None else ("tab:green" if f["passed"] else "tab:red")
+            for f in fs
+        ]
+        if title.startswith("Decode"):
+            colors = ["tab:orange" if f["id"].endswith("bound") else "tab:blue" for f in fs]
+        ax.barh(ys, med, xerr=[lo, hi], color=colors, alpha=0.8, capsize=2)
+        for y, f in zip(ys, fs, strict=True):
+            if f["target"]:
+                ax.plot([f["target"]["threshold"]] * 2, [y - 0.4, y + 0.4], color="black", lw=2)
+        ax.set_yticks(ys)
+        ax.set_yticklabels([f["label"] for f in fs], fontsize=7)
+        ax.invert_yaxis()
+        if log:
+            ax.set_xscale("log")
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    m = run["machine"]
+    fig.suptitle(
+        f"athena bench {run['started_utc']} · {m['cpu_model']}, {m['cores_logical']} cores · "
+        f"{run['mode']}",
+        fontsize=10,
+    )
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

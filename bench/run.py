@@ -1,0 +1,150 @@
+"""athena's benchmarks: `nox -s bench` (or `python bench/run.py`), `--quick` for a smoke run.
+
+Writes <out>/<UTC timestamp>-<host>.json (machine description, every figure with median, min,
+max, quartiles over repeats, its unit, and its target with `passed` as a reported field),
+plus a Markdown table (.md) and a plot (.png) with the same name. Targets are never asserted:
+the exit code is 0 whenever the run completed. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import bandwidth, envsetup, imports_cost, models, report
+from bench.common import ROOT, Results
+from bench.machine import describe, load_average
+
+SCHEMA_VERSION = 1
+GROUPS = ("import", "bandwidth", "models", "env")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke mode: the tiny checkpoint only, 1-2 repeats, pip and nox skipped (~1 min)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results", help="where results go"
+    )
+    parser.add_argument(
+        "--sizes", help="checkpoint sizes, comma-separated (default: tiny,medium; --quick: tiny)"
+    )
+    parser.add_argument("--rounds", type=int, help="rounds per checkpoint size (default 3; 1)")
+    parser.add_argument(
+        "--only", help=f"run only these groups, comma-separated, of {','.join(GROUPS)}"
+    )
+    parser.add_argument(
+        "--note", action="append", default=[], help="a note stored in the JSON (repeatable)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    only = set(args.only.split(",")) if args.only else set(GROUPS)
+    unknown = only - set(GROUPS)
+    if unknown:
+        print(f"bench/run.py: unknown group(s) {sorted(unknown)}; use {GROUPS}", file=sys.stderr)
+        return 2
+    quick = args.quick
+    sizes = args.sizes.split(",") if args.sizes else (["tiny"] if quick else ["tiny", "medium"])
+    rounds = {s: args.rounds or (1 if quick else 3) for s in sizes}
+    max_tokens = {s: 16 if quick else (32 if s == "tiny" else 16) for s in sizes}
+    # Small checkpoints generate in milliseconds: the median of several calls per process.
+    generate_repeats = {s: 1 if s == "medium" else (3 if quick else 5) for s in sizes}
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tmp").mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out / "tmp", prefix="athena-bench-"))
+
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    results = Results(notes=list(args.note))
+    if quick:
+        results.notes.append(
+            "--quick: smoke mode (tiny checkpoint, 1-2 repeats, pip and nox skipped); "
+            "not figures to quote"
+        )
+    machine = describe()
+    print(f"athena bench ({'quick' if quick else 'full'}) on {machine['cpu_model']}", flush=True)
+    run: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "mode": "quick" if quick else "full",
+        "started_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": [Path(sys.executable).name, *sys.argv],
+        "machine": machine,
+        "settings": {
+            "sizes": sizes,
+            "rounds": rounds,
+            "max_tokens": max_tokens,
+            "generate_repeats": generate_repeats,
+            "prompt": models.PROMPT,
+            "groups": sorted(only),
+        },
+    }
+    bw: dict[str, Any] = {"best": {}, "mlx_device": None, "torch_device": None}
+    try:
+        if "import" in only:
+            imports_cost.measure(results, repeats=1 if quick else 7, warmup=not quick)
+        if "bandwidth" in only or "models" in only:
+            bw = bandwidth.measure(results, quick=quick)
+        run["mlx_device"] = (bw.get("mlx_device_info") or {}).get("default_device")
+        if "models" in only:
+            run["checkpoints"] = models.measure(
+                results,
+                work,
+                sizes=sizes,
+                rounds=rounds,
+                max_tokens=max_tokens,
+                generate_repeats=generate_repeats,
+                bandwidth=bw,
+                quick=quick,
+            )
+        if "env" in only:
+            envsetup.measure(results, work, quick=quick)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    run.update(
+        duration_s=time.perf_counter() - t0,
+        finished_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        load_average_at_end=load_average(),
+        notes=results.notes,
+        figures=results.figures,
+        skipped=results.skipped,
+    )
+    targeted = [f for f in results.figures if f["target"]]
+    run["targets_summary"] = {
+        "met": sum(f["passed"] is True for f in targeted),
+        "not_met": sum(f["passed"] is False for f in targeted),
+        "not_met_ids": [f["id"] for f in targeted if f["passed"] is False],
+    }
+    stem = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{socket.gethostname()}"
+    json_path = out / f"{stem}.json"
+    json_path.write_text(json.dumps(run, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(report.markdown(run))
+    try:
+        report.plot(run, out / f"{stem}.png")
+    except ImportError as error:
+        print(f"no plot: matplotlib is not importable ({error})", file=sys.stderr)
+    print(f"wrote {json_path} (+ .md, .png) in {run['duration_s']:.0f} s", flush=True)
+    s = run["targets_summary"]
+    print(f"targets: {s['met']} met, {s['not_met']} not met {s['not_met_ids']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
