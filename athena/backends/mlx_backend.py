@@ -8,6 +8,7 @@ float32 only, so `load` upcasts half-precision MoE checkpoints there.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,23 @@ def _broken_install(error: ImportError) -> str:
         "(on a Mac: uv sync --reinstall-package mlx; on Linux the CPU build: uv sync "
         "--group mlx-cpu)"
     )
+
+
+DEVICE_ENV = "ATHENA_MLX_DEVICE"
+
+
+def select_device() -> None:
+    """Honour ATHENA_MLX_DEVICE=cpu or gpu (CPU on GitHub's macOS VMs: their Metal is unusable)."""
+    import mlx.core as mx
+
+    wanted = os.environ.get(DEVICE_ENV, "").strip().lower()
+    if not wanted:
+        return
+    if wanted not in ("cpu", "gpu"):
+        raise LoadError(f"{DEVICE_ENV}={wanted!r} is not a device; use cpu or gpu, or unset it")
+    if wanted == "gpu" and not mx.metal.is_available():
+        raise LoadError(f"{DEVICE_ENV}=gpu but Metal is not available here; use cpu or unset it")
+    mx.set_default_device(mx.cpu if wanted == "cpu" else mx.gpu)
 
 
 def on_cpu() -> bool:
@@ -98,6 +116,7 @@ def load(
     import mlx.core as mx
     import mlx.nn as nn
 
+    select_device()
     if adapter_path is not None and not Path(adapter_path).expanduser().is_dir():
         raise SourceError(f"LoRA adapter folder not found: {adapter_path}")
     try:
