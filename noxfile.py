@@ -65,12 +65,13 @@ BACKEND_GROUPS = ("torch", "mlx-cpu")
 
 def sync(session: nox.Session, *groups: str) -> None:
     """Install the locked environment (the project, dev, and `groups`) into the session's venv."""
-    args = ["uv", "sync", "--locked", "--python", str(session.python or sys.executable)]
+    venv = session.virtualenv.location
+    args = ["uv", "sync", "--locked", "--python", f"{venv}/bin/python"]
     for group in groups:
         args += ["--group", group]
     session.run_install(
         *args,
-        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        env={"UV_PROJECT_ENVIRONMENT": venv},
         external=True,
     )
     session.run("python", "-m", "athena.versions", silent=False)
@@ -100,8 +101,8 @@ def loader(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint + format check) and mypy."""
-    sync(session)
+    """ruff (lint + format check) and mypy (with the backends installed, so it sees their types)."""
+    sync(session, *BACKEND_GROUPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
