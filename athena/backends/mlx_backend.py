@@ -211,19 +211,27 @@ def generate(
 
 def encode(model: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
     """(len(texts), hidden) float32: the final hidden state (after the final norm), mean-pooled
-    over each text's tokens. mlx-lm has no padding mask, so texts run one at a time."""
+    over each text's tokens. mlx-lm has no padding mask, so texts run one at a time.
+
+    Like mlx-lm's generation, it runs inside `wired_limit(model)`: on macOS 15+ the weights are
+    wired to the recommended working set (and mlx-lm warns when the model is close to it);
+    without Metal that is a no-op."""
     import mlx.core as mx
+    from mlx_lm.generate import wired_limit
 
     vectors = []
-    for text in texts:
-        ids = tokenizer.encode(text)
-        hidden = model.model(mx.array([ids]))[0]
-        vectors.append(np.array(hidden.astype(mx.float32).mean(axis=0)))
+    with wired_limit(model):
+        for text in texts:
+            ids = tokenizer.encode(text)
+            hidden = model.model(mx.array([ids]))[0]
+            vectors.append(np.array(hidden.astype(mx.float32).mean(axis=0)))
     return np.stack(vectors)
 
 
 def logits(model: Any, token_ids: list[int]) -> np.ndarray:
-    """(len(token_ids), vocab) float32 logits of one sequence."""
+    """(len(token_ids), vocab) float32 logits of one sequence (wired like `encode`)."""
     import mlx.core as mx
+    from mlx_lm.generate import wired_limit
 
-    return np.array(model(mx.array([token_ids]))[0].astype(mx.float32))
+    with wired_limit(model):
+        return np.array(model(mx.array([token_ids]))[0].astype(mx.float32))

@@ -58,3 +58,25 @@ def test_unusable_device_is_one_sentence(
     model = load_mlx_only(tiny_olmoe)
     assert model._is_loaded is False
     assert model.load_error == sentence
+
+
+def test_encode_and_logits_run_inside_mlx_lms_wired_limit(
+    mlx_model: OLMoEModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Generation is wired by mlx-lm itself; encode() and logits() must be too (memory wiring
+    guide). The real wired_limit runs (a no-op without Metal); the test records its use."""
+    import importlib
+
+    generate_module = importlib.import_module("mlx_lm.generate")  # mlx_lm.generate is a function
+    real = generate_module.wired_limit
+    wired: list[object] = []
+
+    def recording(model: object, *args: object, **kwargs: object):
+        wired.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "wired_limit", recording)
+    vector = mlx_model.encode("hello")
+    mlx_model.logits([5, 6, 7])
+    assert wired == [mlx_model.model, mlx_model.model]
+    assert vector.shape[-1] == 64
