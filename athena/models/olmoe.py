@@ -21,11 +21,12 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from athena.backends import BackendMissing, LoadError, SourceError, source
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `import athena.models.olmoe` stays cheap
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +340,8 @@ class OLMoEModel:
         On the transformers path the pooled vectors also go through the MemoryActionHead;
         its logits are kept in `last_action_logits` ((n, num_memory_actions) or (actions,)).
         """
+        import numpy as np
+
         backend = self._backend_module()
         texts = [text] if isinstance(text, str) else list(text)
         if not texts:
@@ -362,6 +365,8 @@ class OLMoEModel:
 
     def logits(self, token_ids: list[int]) -> np.ndarray:
         """(len(token_ids), vocab) float32 next-token logits of one sequence (for checks)."""
+        import numpy as np
+
         return np.asarray(self._backend_module().logits(self.model, list(token_ids)))
 
     def tokenize(self, text: str) -> list[int]:

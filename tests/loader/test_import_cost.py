@@ -41,3 +41,16 @@ def test_importing_the_loader_imports_no_backend_until_used() -> None:
     assert report["head"] == "MemoryActionHead"
     assert report["shape"] == [2, 3]
     assert report["torch_after_head"] is True
+
+
+def test_importing_the_model_module_does_not_even_import_numpy() -> None:
+    """`import athena.models.olmoe` is what every ATHENA script pays for: keep it at the cost
+    of athena's own code (bench/ measures it against `import mlx_lm`)."""
+    code = (
+        "import sys, athena.models.olmoe, athena.cli; "
+        "print(sorted(m for m in ('numpy', 'mlx', 'torch', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
