@@ -115,15 +115,18 @@ def load(
     mlx_lm = import_mlx_lm()
     import mlx.core as mx
     import mlx.nn as nn
+    from mlx.utils import tree_flatten
 
     select_device()
     if adapter_path is not None and not Path(adapter_path).expanduser().is_dir():
         raise SourceError(f"LoRA adapter folder not found: {adapter_path}")
+    # lazy=True: the weights are evaluated once, at the end, already upcast or quantized, so a
+    # 4-bit load never holds the float32 model and a bf16 upcast never holds both copies.
     try:
         if adapter_path is None:
-            model, tokenizer = mlx_lm.load(path)
+            model, tokenizer = mlx_lm.load(path, lazy=True)
         else:
-            model, tokenizer = mlx_lm.load(path, adapter_path=adapter_path)
+            model, tokenizer = mlx_lm.load(path, adapter_path=adapter_path, lazy=True)
     except Exception as error:  # mlx-lm raises many kinds; each becomes one sentence
         raise LoadError(f"mlx-lm could not load {path} ({first_line(error)})") from None
 
@@ -157,7 +160,13 @@ def load(
                 ),
             )
             logger.info("Quantized %s to %s bits (group size %s)", path, quantize_bits, group_size)
-    mx.eval(model.parameters())
+    try:
+        # One array at a time: each float32 source weight is freed as soon as its (quantized,
+        # upcast) result exists, so the peak stays near the size of the final model.
+        for _, array in tree_flatten(model.parameters()):
+            mx.eval(array)
+    except Exception as error:  # e.g. weights that cannot be read once evaluated
+        raise LoadError(f"mlx-lm could not load {path} ({first_line(error)})") from None
     return model, tokenizer
 
 
