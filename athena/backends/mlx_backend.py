@@ -163,7 +163,8 @@ def load(
     try:
         # One array at a time: each float32 source weight is freed as soon as its (quantized,
         # upcast) result exists, so the peak stays near the size of the final model.
-        for _, array in tree_flatten(model.parameters()):
+        parameters: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+        for _, array in parameters:
             mx.eval(array)
     except Exception as error:  # e.g. weights that cannot be read once evaluated
         raise LoadError(f"mlx-lm could not load {path} ({first_line(error)})") from None
