@@ -181,7 +181,7 @@ def generate_ids(
     inputs = tokenizer(prompt, return_tensors="pt")
     if temperature > 0:
         torch.manual_seed(seed)
-    with torch.no_grad():
+    with torch.inference_mode():  # as raw transformers would: no autograd bookkeeping
         output = model.generate(
             **inputs, **_generation_kwargs(tokenizer, max_tokens, temperature, top_p)
         )
@@ -260,7 +260,7 @@ def stream(
         try:
             if temperature > 0:
                 torch.manual_seed(seed)
-            with torch.no_grad():
+            with torch.inference_mode():
                 model.generate(
                     **inputs,
                     **_generation_kwargs(tokenizer, max_tokens, temperature, top_p),
