@@ -11,7 +11,6 @@ MoE experts in float32 only). Writes batch_size.md, batch_size.json and batch_si
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -23,12 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure_common import (
-    GENERATED,
     ROOT,
     load_model,
     machine,
     machine_line,
     markdown_table,
+    script_parser,
     write_outputs,
 )
 
@@ -243,10 +242,8 @@ def render(gen: list[dict[str, Any]], lora: list[dict[str, Any]], s: dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny preset, short runs")
+    parser = script_parser(__doc__)
     parser.add_argument("--size", default="small", help="checkpoint preset")
-    parser.add_argument("--out", type=Path, default=GENERATED, help="output folder")
     args = parser.parse_args(argv)
 
     from athena.checkpoints import SIZES, count_parameters, write_tiny_olmoe

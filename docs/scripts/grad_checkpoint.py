@@ -10,7 +10,6 @@ few batch shapes. Writes grad_checkpoint.md and grad_checkpoint.json.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -21,12 +20,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure_common import (
-    GENERATED,
     ROOT,
     load_model,
     machine,
     machine_line,
     markdown_table,
+    script_parser,
     write_outputs,
 )
 
@@ -137,10 +136,8 @@ def render(rows: list[dict[str, Any]], s: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny preset, short runs")
+    parser = script_parser(__doc__)
     parser.add_argument("--size", default="small", help="checkpoint preset")
-    parser.add_argument("--out", type=Path, default=GENERATED, help="output folder")
     args = parser.parse_args(argv)
 
     from athena.checkpoints import SIZES, count_parameters, write_tiny_olmoe

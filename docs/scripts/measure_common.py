@@ -11,6 +11,7 @@ that the two agree).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -28,6 +29,15 @@ DOCS = Path(__file__).resolve().parent.parent
 ROOT = DOCS.parent
 GENERATED = DOCS / "generated"
 PACKAGES = ("mlx", "mlx-cpu", "mlx-metal", "mlx-lm", "numpy", "transformers", "torch")
+
+
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every measurement script takes: --quick (tiny preset, short runs) and --out.
+    A script adds its own (e.g. --size) before parsing."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny preset, short runs")
+    parser.add_argument("--out", type=Path, default=GENERATED, help="output folder")
+    return parser
 
 
 def cpu_model() -> str:

@@ -10,7 +10,6 @@ sequences: top-1 match rate of the next-token argmax and the logit error against
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -21,12 +20,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure_common import (
-    GENERATED,
     ROOT,
     load_model,
     machine,
     machine_line,
     markdown_table,
+    script_parser,
     write_outputs,
 )
 
@@ -223,15 +222,13 @@ def render(size: str, rows: list[dict[str, Any]], settings: dict[str, Any]) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny preset, short runs")
+    parser = script_parser(__doc__)
     parser.add_argument(
         "--sizes", default=DEFAULT_SIZES, help=f"comma-separated presets (default {DEFAULT_SIZES})"
     )
     parser.add_argument(
         "--model", type=Path, help="measure this local model folder instead of a generated one"
     )
-    parser.add_argument("--out", type=Path, default=GENERATED, help="output folder")
     args = parser.parse_args(argv)
 
     from athena.checkpoints import count_parameters
