@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shlex
+import sys
 import tomllib
 
 import pytest
@@ -54,3 +56,34 @@ def test_ci_only_calls_nox(workflow: dict) -> None:
             command = step.get("run", "")
             if command and "apt-get install -y nix-bin" not in command:
                 assert command.startswith("uv run --locked nox "), command
+
+
+def nox_commands(workflow: dict) -> list[tuple[str, list[str]]]:
+    """(job name, nox arguments) for every `uv run --locked nox ...` step, one per matrix Python."""
+    commands = []
+    for name, job in workflow["jobs"].items():
+        pythons = job.get("strategy", {}).get("matrix", {}).get("python", [None])
+        for step in job["steps"]:
+            command = step.get("run", "")
+            if not command.startswith("uv run --locked nox "):
+                continue
+            for python in pythons:
+                line = command.replace('"$PYTHON"', python) if python else command
+                assert "$" not in line, f"{name}: unexpanded variable in {command!r}"
+                commands.append((name, shlex.split(line)[4:]))
+    assert commands
+    return commands
+
+
+def test_every_session_the_workflow_names_is_selected(workflow: dict) -> None:
+    """nox drops a named session silently when another flag filters it out (e.g. `--python`
+    drops sessions that declare no Python): ask nox which sessions each command selects."""
+    for job, args in nox_commands(workflow):
+        start = args.index("-s") + 1
+        names = [a for a in args[start:] if not a.startswith("-")]
+        assert names, f"{job}: `nox {' '.join(args)}` names no session"
+        listing = run(sys.executable, "-m", "nox", *args, "--list", "--no-color")
+        selected = re.findall(r"^\* (\S+)", listing, flags=re.MULTILINE)
+        for name in names:
+            runs = [s for s in selected if s == name or s.startswith(f"{name}-")]
+            assert runs, f"{job}: `nox {' '.join(args)}` does not run {name}:\n{listing}"
