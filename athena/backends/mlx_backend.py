@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from athena.backends import BackendMissing, LoadError, SourceError, first_line
+from athena.backends import BackendMissing, LoadError, SourceError, first_line, source
 
 logger = logging.getLogger("athena.models.olmoe")
 
@@ -128,6 +128,8 @@ def load(
         else:
             model, tokenizer = mlx_lm.load(path, adapter_path=adapter_path, lazy=True)
     except Exception as error:  # mlx-lm raises many kinds; each becomes one sentence
+        if hub_error := source.hub_download_failed(path, error):
+            raise hub_error from None
         raise LoadError(f"mlx-lm could not load {path} ({first_line(error)})") from None
 
     cpu_moe = on_cpu() and has_moe_layers(model)

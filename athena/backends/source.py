@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from athena.backends import SourceError
+from athena.backends import SourceError, first_line
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRUE = {"1", "ON", "YES", "TRUE"}
@@ -79,6 +79,28 @@ def check_hub_id(source: ModelSource) -> None:
             f"from the Hugging Face hub (it is not in the cache at {_hub_cache_dir()}); "
             "pass a local model folder, or download it once with network access"
         )
+
+
+def hub_download_failed(name: str, error: BaseException) -> SourceError | None:
+    """The sentence for a backend whose download of hub id `name` failed (no network, unknown
+    or gated repo), or None when `name` is a folder or the error did not come from the hub.
+
+    A SourceError: the other backend would ask the same hub, so load() does not fall back.
+    """
+    if resolve_source(name).kind != "hub":
+        return None
+    cause: BaseException | None = error
+    while cause is not None:
+        module = type(cause).__module__.split(".", 1)[0]
+        if module in ("huggingface_hub", "httpx", "httpcore", "requests", "urllib3") or isinstance(
+            cause, ConnectionError | TimeoutError
+        ):
+            return SourceError(
+                f"could not get {name!r} from the Hugging Face hub ({first_line(error)}); check "
+                "the network and the id, or pass a local model folder"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def check_model_folder(path: Path) -> None:

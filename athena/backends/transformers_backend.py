@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from athena.backends import BackendMissing, LoadError, SourceError, first_line
+from athena.backends import BackendMissing, LoadError, SourceError, first_line, source
 
 logger = logging.getLogger("athena.models.olmoe")
 
@@ -80,6 +80,8 @@ def load(
             **common,
         )
     except Exception as error:  # transformers raises many kinds; each becomes one sentence
+        if hub_error := source.hub_download_failed(name_or_path, error):
+            raise hub_error from None
         reason = first_line(error)
         raise LoadError(f"transformers could not load {name_or_path} ({reason})") from None
     # transformers initialises missing weights at random and only warns: refuse instead.

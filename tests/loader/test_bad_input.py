@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -436,4 +437,72 @@ def test_cli_empty_prompt_is_one_sentence(
     assert main(["generate", "--model", str(tiny_olmoe), "--backend", "transformers", ""]) == 1
     assert capsys.readouterr().err == (
         "athena generate: prompt is empty; pass at least one character\n"
+    )
+
+
+# -- the hub unreachable (HF_HUB_OFFLINE unset) -----------------------------------------------
+
+
+@pytest.mark.mlx
+@pytest.mark.slow
+def test_unreachable_hub_is_one_sentence_and_no_second_attempt(
+    tmp_path: Path, mlx_installed: None
+) -> None:
+    """mlx-lm's download fails; transformers would ask the same hub again (another ~50 s of
+    retries), so load() stops there. The hub is a closed local port, never the network."""
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HUB_CACHE": str(tmp_path / "empty-cache"),
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "athena.cli",
+            "generate",
+            "--model",
+            "allenai/OLMoE-1B-7B-0924",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        "athena generate: could not get 'allenai/OLMoE-1B-7B-0924' from the Hugging Face hub "
+        "(LocalEntryNotFoundError: Got: ConnectError: [Errno 111] Connection refused); check "
+        "the network and the id, or pass a local model folder"
+    )
+    assert "falling back" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_download_failure_is_told_only_for_hub_ids() -> None:
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from athena.backends import SourceError
+    from athena.backends.source import hub_download_failed
+
+    try:  # how transformers reports it: an OSError raised while handling the hub's error
+        try:
+            raise LocalEntryNotFoundError("Got: ConnectError")
+        except LocalEntryNotFoundError:
+            raise OSError("We couldn't connect to 'https://huggingface.co'") from None
+    except OSError as error:
+        wrapped: OSError = error
+    told = hub_download_failed("allenai/OLMoE-1B-7B-0924", wrapped)
+    assert isinstance(told, SourceError)
+    assert str(told).startswith(
+        "could not get 'allenai/OLMoE-1B-7B-0924' from the Hugging Face hub (OSError: We "
+        "couldn't connect"
+    )
+    assert hub_download_failed("models/olmoe-typo.json", wrapped) is None  # a path, not a hub id
+    assert (
+        hub_download_failed("allenai/OLMoE-1B-7B-0924", ValueError("Missing 3 parameters")) is None
     )
