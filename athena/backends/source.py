@@ -91,8 +91,8 @@ def hub_download_failed(name: str, error: BaseException) -> SourceError | None:
         return None
     cause: BaseException | None = error
     while cause is not None:
-        module = type(cause).__module__.split(".", 1)[0]
-        if module in ("huggingface_hub", "httpx", "httpcore", "requests", "urllib3") or isinstance(
+        module = type(cause).__module__.split(".", 1)[0]  # huggingface_hub >= 1 speaks httpx
+        if module in ("huggingface_hub", "httpx", "httpcore") or isinstance(
             cause, ConnectionError | TimeoutError
         ):
             return SourceError(
