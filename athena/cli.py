@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from athena import __version__
+from athena import __version__, encode_io
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -33,11 +33,42 @@ def _add_loader_commands(sub: argparse._SubParsersAction) -> None:
 
     encode = sub.add_parser(
         "encode",
-        help="embed texts: the mean-pooled final hidden state, as JSON",
-        description="Print one JSON array (the mean-pooled final hidden state) per TEXT.",
+        help="embed texts: the mean-pooled final hidden state, as JSON lines or a .npy file",
+        description="Embed each TEXT, or each line of --input, as the mean-pooled final hidden "
+        "state: one JSON array per text on stdout, or one float32 (n, hidden) array in "
+        "--output (.npy). Texts run in length-sorted batches; vectors keep the input order.",
+        epilog="--input is read line by line. A .txt line (also stdin) is one text without its "
+        "line ending; a .jsonl/.ndjson line is a JSON string or a JSON object with a string "
+        '"text" field. Empty lines are refused, so row i of the output is line i of the input. '
+        "--output is written to a temporary file beside it and renamed when every text is "
+        "encoded: an error never leaves a partial file.",
     )
     _add_model_arguments(encode)
-    encode.add_argument("texts", metavar="TEXT", nargs="+", help="the text(s) to encode")
+    encode.add_argument("texts", metavar="TEXT", nargs="*", help="the text(s) to encode")
+    encode.add_argument(
+        "--input",
+        metavar="FILE",
+        help="read the texts from FILE (.txt: one per line; .jsonl: see below; - is stdin)",
+    )
+    encode.add_argument(
+        "--format", choices=encode_io.FORMATS, help="the --input format (default: its suffix)"
+    )
+    encode.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write a float32 (n, hidden) .npy to FILE instead of JSON lines to stdout",
+    )
+    encode.add_argument(
+        "--batch-size", type=int, default=32, metavar="N", help="texts per batch (default: 32)"
+    )
+    encode.add_argument(
+        "--truncate",
+        action="store_true",
+        help="keep the first max_position_embeddings tokens of a longer text (default: refuse)",
+    )
+    encode.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (shown on a terminal only)"
+    )
     encode.set_defaults(handler=_encode_command)
 
     tiny = sub.add_parser(
@@ -140,18 +171,96 @@ def _generate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+ENCODE_CHUNK = 1024  # texts read from --input per encode() call (bounds the memory)
+
+
 def _encode_command(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
+    from athena.backends.batching import TextTooLong
+    from athena.models import olmoe
+
+    if bool(args.texts) == (args.input is not None):
+        raise CommandError("give the texts either as TEXT arguments or with --input, not both")
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size {args.batch_size} is not allowed; use an integer >= 1")
+    if args.format is not None and args.input is None:
+        raise CommandError("--format describes --input; pass --input FILE too")
+    if args.input not in (None, "-") and not Path(args.input).is_file():
+        raise CommandError(f"--input file not found: {args.input}")
+    if args.output is not None and not Path(args.output).resolve().parent.is_dir():
+        raise CommandError(f"the folder of --output does not exist: {Path(args.output).parent}")
     with _loader_logging(args.verbose):
         model = _load_model(args)
-        try:
-            vectors = model.encode(list(args.texts))
-        except (TypeError, ValueError) as error:
-            raise CommandError(str(error)) from None
-    for vector in vectors:
-        print(json.dumps([round(float(x), 6) for x in vector]))
+        with contextlib.ExitStack() as stack:
+            if args.input is None:
+                name = "the arguments"
+                lines: Iterator[tuple[int, str]] = _argument_texts(args.texts)
+            else:
+                name = "stdin" if args.input == "-" else args.input
+                stream = stack.enter_context(encode_io.open_input(args.input))
+                fmt = encode_io.input_format(args.input, args.format)
+                lines = encode_io.read_texts(stream, fmt, name)
+            writer = None
+            if args.output is not None:
+                writer = stack.enter_context(encode_io.NpyWriter(args.output))
+            report = stack.enter_context(olmoe.progress(None, not args.no_progress))
+            count = 0
+            try:
+                for numbers, texts in _chunks(lines, max(ENCODE_CHUNK, args.batch_size)):
+                    try:
+                        vectors = model.encode(
+                            texts,
+                            batch_size=args.batch_size,
+                            truncate=args.truncate,
+                            show_progress=False,
+                            on_batch=report,
+                        )
+                    except TextTooLong as error:
+                        number = numbers[error.index or 0]
+                        where = (
+                            f"TEXT {number}" if args.input is None else f"line {number} of {name}"
+                        )
+                        raise CommandError(
+                            f"{where} has {error.tokens:,} tokens, more than this model's "
+                            f"{error.limit:,} positions (max_position_embeddings); shorten or "
+                            f"split it, or pass --truncate to keep its first {error.limit:,} "
+                            "tokens"
+                        ) from None
+                    count += len(texts)
+                    if writer is None:
+                        for vector in vectors:
+                            print(json.dumps([round(float(x), 6) for x in vector]))
+                    else:
+                        writer.append(vectors)
+            except (encode_io.BadLine, TypeError, ValueError) as error:
+                raise CommandError(str(error)) from None
+            if count == 0:
+                raise CommandError(f"{name} has no texts; put one text per line")
+            if writer is not None:
+                writer.commit()
     return 0
+
+
+def _argument_texts(texts: list[str]) -> Iterator[tuple[int, str]]:
+    for number, text in enumerate(texts, 1):
+        if not text:
+            raise encode_io.BadLine(f"TEXT {number} is empty; pass at least one character")
+        yield number, text
+
+
+def _chunks(lines: Iterator[tuple[int, str]], size: int) -> Iterator[tuple[list[int], list[str]]]:
+    numbers: list[int] = []
+    texts: list[str] = []
+    for number, text in lines:
+        numbers.append(number)
+        texts.append(text)
+        if len(texts) == size:
+            yield numbers, texts
+            numbers, texts = [], []
+    if texts:
+        yield numbers, texts
 
 
 def _tiny_model_command(args: argparse.Namespace) -> int:

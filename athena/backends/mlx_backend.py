@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from athena.backends import BackendMissing, LoadError, SourceError, first_line, source
+from athena.backends import (
+    BackendMissing,
+    LoadError,
+    SourceError,
+    batching,
+    first_line,
+    source,
+)
 
 logger = logging.getLogger("athena.models.olmoe")
 
@@ -221,23 +228,54 @@ def generate(
     return "".join(text for text, _ in pieces)
 
 
-def encode(model: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
-    """(len(texts), hidden) float32: the final hidden state (after the final norm), mean-pooled
-    over each text's tokens. mlx-lm has no padding mask, so texts run one at a time.
+def max_positions(model: Any) -> int | None:
+    """The model's `max_position_embeddings` (None if its config does not say)."""
+    value = getattr(getattr(model, "args", None), "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
 
-    Like mlx-lm's generation, it runs inside `wired_limit(model)`: on macOS 15+ the weights are
-    wired to the recommended working set (and mlx-lm warns when the model is close to it);
-    without Metal that is a no-op."""
+
+def encode(
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    batch_size: int = 32,
+    truncate: bool = False,
+    single: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(len(texts), hidden) float32 in input order: the final hidden state (after the final
+    norm), mean-pooled over each text's real tokens.
+
+    mlx-lm's `model.model` takes no padding mask, and needs none here: batches are
+    right-padded (athena.backends.batching), which is exact for a causal model, and the pooling
+    masks the padding out. Each batch is evaluated before the next is built, so no graph outlives
+    its batch. Like mlx-lm's generation, it runs inside `wired_limit(model)`: on macOS 15+ the
+    weights are wired to the recommended working set; without Metal that is a no-op."""
     import mlx.core as mx
     from mlx_lm.generate import wired_limit
 
-    vectors = []
+    ids = batching.token_ids(
+        tokenizer, texts, limit=max_positions(model), truncate=truncate, single=single
+    )
+
+    def run_batch(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        hidden = model.model(mx.array(tokens)).astype(mx.float32)  # (b, length, hidden)
+        weights = mx.array(mask)[..., None]
+        pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
+        return np.array(pooled)  # evaluates the batch; the graph goes with `hidden`
+
     with wired_limit(model):
-        for text in texts:
-            ids = tokenizer.encode(text)
-            hidden = model.model(mx.array([ids]))[0]
-            vectors.append(np.array(hidden.astype(mx.float32).mean(axis=0)))
-    return np.stack(vectors)
+        vectors = batching.run_batches(
+            ids,
+            batch_size,
+            int(model.args.hidden_size),
+            run_batch,
+            pad=batching.pad_id(tokenizer),
+            on_batch=on_batch,
+        )
+    mx.clear_cache()  # the batches' buffers go back to the system, not to mlx's cache
+    return vectors
 
 
 def logits(model: Any, token_ids: list[int]) -> np.ndarray:

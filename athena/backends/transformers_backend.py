@@ -12,13 +12,20 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from athena.backends import BackendMissing, LoadError, SourceError, first_line, source
+from athena.backends import (
+    BackendMissing,
+    LoadError,
+    SourceError,
+    batching,
+    first_line,
+    source,
+)
 
 logger = logging.getLogger("athena.models.olmoe")
 
@@ -299,18 +306,49 @@ def stream(
         thread.join()
 
 
-def encode(model: Any, tokenizer: Any, texts: list[str]) -> Any:
-    """(len(texts), hidden) torch float32 tensor: final hidden state (after the final norm),
-    mean-pooled over each text's real tokens (the attention mask)."""
+def max_positions(model: Any) -> int | None:
+    """The model's `max_position_embeddings` (None if its config does not say)."""
+    value = getattr(model.config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def encode(
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    batch_size: int = 32,
+    truncate: bool = False,
+    single: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(len(texts), hidden) float32 in input order: the final hidden state (after the final
+    norm), mean-pooled over each text's real tokens (athena.backends.batching: length-sorted,
+    right-padded batches of `batch_size`, under torch.inference_mode)."""
     import torch
 
-    batch = tokenizer(texts, return_tensors="pt", padding=True)
-    with torch.no_grad():
-        hidden = model.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).last_hidden_state.float()
-    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1)
+    ids = batching.token_ids(
+        tokenizer, texts, limit=max_positions(model), truncate=truncate, single=single
+    )
+
+    def run_batch(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        weights = torch.from_numpy(mask)
+        with torch.inference_mode():
+            hidden = model.model(
+                input_ids=torch.from_numpy(tokens).long(), attention_mask=weights.long()
+            ).last_hidden_state.float()
+            weights = weights.unsqueeze(-1)
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1)
+        return np.asarray(pooled.numpy())
+
+    return batching.run_batches(
+        ids,
+        batch_size,
+        int(model.config.hidden_size),
+        run_batch,
+        pad=batching.pad_id(tokenizer),
+        on_batch=on_batch,
+    )
 
 
 def logits(model: Any, token_ids: list[int]) -> np.ndarray:

@@ -15,11 +15,13 @@ is found with importlib.util.find_spec and the backends are imported by `load()`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import logging
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -334,34 +336,66 @@ class OLMoEModel:
             if text:
                 yield text
 
-    def encode(self, text: str | list[str]) -> np.ndarray:
+    def encode(
+        self,
+        text: str | Iterable[str],
+        *,
+        batch_size: int = 32,
+        truncate: bool = False,
+        show_progress: bool = True,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
         """Mean-pooled final hidden state: shape (hidden,) for a str, (n, hidden) for a list.
 
-        On the transformers path the pooled vectors also go through the MemoryActionHead;
-        its logits are kept in `last_action_logits` ((n, num_memory_actions) or (actions,)).
+        The texts are tokenized once, sorted by length and run `batch_size` at a time
+        (right-padded, pooled over the real tokens only); the vectors come back in input order
+        and equal one-at-a-time results. Memory is bounded by the batch, not by len(texts).
+        A text longer than the model's `max_position_embeddings` raises ValueError unless
+        `truncate=True`, which keeps its first tokens. A progress bar goes to stderr when there
+        is more than one batch and stderr is a terminal (`show_progress=False`: never);
+        `on_batch(n)` is called with the number of texts done after each batch.
+
+        On the transformers path the pooled vectors also go through the MemoryActionHead
+        (batch by batch); its logits are kept in `last_action_logits` ((n, num_memory_actions)
+        or (num_memory_actions,)).
         """
-        import numpy as np
+        from athena.backends import batching
 
         backend = self._backend_module()
+        single = isinstance(text, str)
         texts = [text] if isinstance(text, str) else list(text)
         if not texts:
             raise ValueError("encode() got an empty list; pass a text or a list of texts")
-        for item in texts:
-            _check_text("text", item)
-        if self._backend == "mlx":
-            vectors = np.asarray(backend.encode(self.model, self.tokenizer, texts))
-        else:
-            import torch
-
-            pooled = backend.encode(self.model, self.tokenizer, texts)
-            with torch.no_grad():
-                actions = self.action_head(pooled)
-            vectors = pooled.numpy()
-            self.last_action_logits = (
-                actions.numpy()[0] if isinstance(text, str) else actions.numpy()
+        for index, item in enumerate(texts):
+            _check_text("text" if single else f"texts[{index}]", item)
+        batch_size = batching.check_batch_size(batch_size)
+        batches = -(-len(texts) // batch_size)
+        with progress(len(texts), show_progress and batches > 1, on_batch) as report:
+            vectors: np.ndarray = backend.encode(
+                self.model,
+                self.tokenizer,
+                texts,
+                batch_size=batch_size,
+                truncate=truncate,
+                single=single,
+                on_batch=report,
             )
-        vectors = vectors.astype(np.float32, copy=False)
-        return vectors[0] if isinstance(text, str) else vectors
+        if self._backend == "transformers":
+            actions = self._action_logits(vectors, batch_size)
+            self.last_action_logits = actions[0] if single else actions
+        return vectors[0] if single else vectors
+
+    def _action_logits(self, vectors: np.ndarray, batch_size: int) -> np.ndarray:
+        """The MemoryActionHead's logits of pooled vectors, `batch_size` rows at a time."""
+        import numpy as np
+        import torch
+
+        out = np.empty((len(vectors), self.config.num_memory_actions), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(vectors), batch_size):
+                rows = torch.from_numpy(vectors[start : start + batch_size])
+                out[start : start + batch_size] = self.action_head(rows).numpy()
+        return out
 
     def logits(self, token_ids: list[int]) -> np.ndarray:
         """(len(token_ids), vocab) float32 next-token logits of one sequence (for checks)."""
@@ -373,6 +407,28 @@ class OLMoEModel:
         """The token ids the backend feeds the model for `text`."""
         self._backend_module()
         return [int(t) for t in self.tokenizer.encode(text)]
+
+
+@contextlib.contextmanager
+def progress(
+    total: int | None, show: bool, on_batch: Callable[[int], None] | None = None
+) -> Iterator[Callable[[int], None] | None]:
+    """A callback to tell after each batch how many texts it finished: the caller's `on_batch`
+    and, if `show` and stderr is a terminal, a tqdm bar of `total` texts on stderr (tqdm is
+    imported only then; `total` None: a count without an end)."""
+    if not (show and sys.stderr.isatty()):
+        yield on_batch
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="text", desc="encode", file=sys.stderr) as bar:
+
+        def report(done: int) -> None:
+            bar.update(done)
+            if on_batch is not None:
+                on_batch(done)
+
+        yield report
 
 
 def _check_text(name: str, value: object) -> None:

@@ -421,8 +421,10 @@ def test_empty_and_wrong_inputs_are_clear_errors(
         model.generate("")
     with pytest.raises(TypeError, match=r"^prompt must be a str, got int$"):
         model.generate(3)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"^text is empty; pass at least one character$"):
+    with pytest.raises(ValueError, match=r"^texts\[1\] is empty; pass at least one character$"):
         model.encode(["ok", ""])
+    with pytest.raises(ValueError, match=r"^text is empty; pass at least one character$"):
+        model.encode("")
     with pytest.raises(ValueError, match=r"^encode\(\) got an empty list"):
         model.encode([])
     with pytest.raises(ValueError, match=r"^OLMoEConfig.max_tokens=0 is not allowed"):

@@ -1,0 +1,106 @@
+"""What both backends' `encode` share: tokenize once, check lengths, sort, batch, unsort.
+
+Texts are tokenized once (in chunks, into int32 arrays, so the ids of 100,000 texts cost 4
+bytes a token rather than a Python int each), checked against the model's
+`max_position_embeddings`, sorted by length (longest first, so a batch that does not fit in
+memory fails at once, as sentence-transformers does) and run `batch_size` at a time. Each batch
+is right-padded: for a causal model that is exact, since a real token never attends to a later
+position and MoE routing is per token, so pooling over the real tokens gives the vector the
+text gets alone. The pooled vectors land in one (n, hidden) float32 array in input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+TOKENIZE_CHUNK = 512  # texts per tokenizer call: bounds the Python lists it returns
+
+
+class TextTooLong(ValueError):
+    """A text has more tokens than the model's positions (`max_position_embeddings`)."""
+
+    def __init__(self, index: int | None, tokens: int, limit: int) -> None:
+        self.index, self.tokens, self.limit = index, tokens, limit
+        which = "the text" if index is None else f"texts[{index}]"
+        super().__init__(
+            f"{which} has {tokens:,} tokens, more than this model's {limit:,} positions "
+            f"(max_position_embeddings); shorten or split it, or pass truncate=True to keep "
+            f"its first {limit:,} tokens"
+        )
+
+
+def check_batch_size(batch_size: object) -> int:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is not allowed; use an integer >= 1")
+    return batch_size
+
+
+def token_ids(
+    tokenizer: Any, texts: list[str], *, limit: int | None, truncate: bool, single: bool = False
+) -> list[np.ndarray]:
+    """Each text's ids as an int32 array, as `tokenizer.encode(text)` gives them.
+
+    A text longer than `limit` raises TextTooLong (naming its index, or "the text" when
+    `single`), unless `truncate`, which keeps its first `limit` ids.
+    """
+    # mlx-lm's TokenizerWrapper (not callable) wraps transformers' tokenizer (callable).
+    hf = tokenizer if callable(tokenizer) else tokenizer._tokenizer
+    ids: list[np.ndarray] = []
+    for start in range(0, len(texts), TOKENIZE_CHUNK):
+        chunk = texts[start : start + TOKENIZE_CHUNK]
+        # verbose=False: no "longer than the specified maximum" warning; lengths are checked here.
+        encoded = hf(chunk, add_special_tokens=True, return_attention_mask=False, verbose=False)
+        for offset, row in enumerate(encoded["input_ids"]):
+            if limit is not None and len(row) > limit:
+                if not truncate:
+                    raise TextTooLong(None if single else start + offset, len(row), limit)
+                row = row[:limit]
+            ids.append(np.asarray(row, dtype=np.int32))
+    return ids
+
+
+def right_pad(rows: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, mask), both (len(rows), longest): rows right-padded with `pad_id`; mask 1 on
+    real tokens, 0 on padding."""
+    longest = max(len(row) for row in rows)
+    tokens = np.full((len(rows), longest), pad_id, dtype=np.int32)
+    mask = np.zeros((len(rows), longest), dtype=np.float32)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = row
+        mask[i, : len(row)] = 1.0
+    return tokens, mask
+
+
+def pad_id(tokenizer: Any) -> int:
+    """Any valid id will do (padded positions are never pooled nor attended to by real ones)."""
+    for name in ("pad_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+def run_batches(
+    ids: list[np.ndarray],
+    batch_size: int,
+    hidden_size: int,
+    run_batch: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    *,
+    pad: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(len(ids), hidden_size) float32 in input order. `run_batch(tokens, mask)` returns the
+    (b, hidden) pooled vectors of one right-padded batch; `on_batch(b)` is told after each."""
+    lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+    order = np.argsort(-lengths, kind="stable")
+    out = np.empty((len(ids), hidden_size), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        tokens, mask = right_pad([ids[i] for i in index], pad)
+        out[index] = run_batch(tokens, mask)
+        if on_batch is not None:
+            on_batch(len(index))
+    return out

@@ -1,0 +1,163 @@
+"""The files of `athena encode`: texts in (.txt or .jsonl, streamed), vectors out (.npy, atomic).
+
+Input, one text per line, read line by line (never the whole file at once):
+- `.txt` (or anything not `.jsonl`/`.ndjson`, or `-` for stdin): each line is one text, without
+  its line ending. An empty line is refused, not skipped, so that row i of the output is always
+  line i of the input.
+- `.jsonl`: each line is a JSON string or a JSON object with a string "text" field (other fields
+  are ignored).
+A bad line (not UTF-8, not JSON, no "text", empty) is a `BadLine`: one sentence with its number.
+
+Output: a .npy file of float32 (n, hidden), written into a temporary file beside the target
+and renamed over it (`os.replace`) only when every text is encoded, so an error or Ctrl-C never
+leaves a partial file and never touches an existing one. The rows are appended as they come;
+the header's row count is filled in at the end (numpy leaves room for it to grow in place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FORMATS = ("txt", "jsonl")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+class BadLine(ValueError):
+    """A line of the input that is not a text: the message names the line and what to do."""
+
+
+def input_format(path: str, fmt: str | None) -> str:
+    """`fmt` if given, else "jsonl" for a .jsonl/.ndjson path, else "txt" (stdin too)."""
+    if fmt is not None:
+        return fmt
+    return "jsonl" if Path(path).suffix.lower() in JSONL_SUFFIXES else "txt"
+
+
+@contextlib.contextmanager
+def open_input(path: str) -> Iterator[IO[bytes]]:
+    """The input as bytes: `-` is stdin (left open), anything else a file."""
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    with open(path, "rb") as f:
+        yield f
+
+
+def read_texts(stream: IO[bytes], fmt: str, name: str) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text) for each line of `stream`, one line in memory at a time."""
+    for number, raw in enumerate(stream, 1):
+        line = raw[:-1] if raw.endswith(b"\n") else raw
+        line = line[:-1] if line.endswith(b"\r") else line
+        try:
+            decoded = line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise BadLine(
+                f"line {number} of {name} is not UTF-8 (byte {error.start + 1}); "
+                "save the file as UTF-8"
+            ) from None
+        text = _jsonl_text(decoded, number, name) if fmt == "jsonl" else decoded
+        if not text:
+            raise BadLine(
+                f"line {number} of {name} is empty; remove it (each line is one text, and row "
+                "i of the output is line i)"
+            )
+        yield number, text
+
+
+def _jsonl_text(line: str, number: int, name: str) -> str:
+    what = 'a JSON string or an object with a "text" field'
+    if not line.strip():
+        return ""
+    try:
+        value: Any = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise BadLine(
+            f"line {number} of {name} is not JSON ({error.msg} at column {error.colno}); "
+            f"each line must be {what}"
+        ) from None
+    if isinstance(value, dict):
+        value = value.get("text")
+    if not isinstance(value, str):
+        raise BadLine(f"line {number} of {name} is not {what}; fix or remove that line")
+    return value
+
+
+class NpyWriter:
+    """Append float32 rows to a temporary .npy beside `target`; `commit()` renames it over
+    `target`, `discard()` (or leaving the `with` block on an error) removes it."""
+
+    def __init__(self, target: str | os.PathLike[str]) -> None:
+        self.target = Path(target)
+        self.rows = 0
+        self.width: int | None = None
+        self._header_length = 0
+        fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.")
+        self.temporary = Path(name)
+        self._file = os.fdopen(fd, "wb")
+
+    def __enter__(self) -> NpyWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._file.closed or self.temporary.exists():
+            self.discard()
+
+    def _header(self, rows: int) -> bytes:
+        import io
+
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            buffer, {"descr": "<f4", "fortran_order": False, "shape": (rows, self.width)}
+        )
+        return buffer.getvalue()
+
+    def append(self, vectors: np.ndarray) -> None:
+        import numpy as np
+
+        rows = np.ascontiguousarray(vectors, dtype="<f4")
+        if self.width is None:
+            self.width = int(rows.shape[1])
+            header = self._header(0)
+            self._header_length = len(header)
+            self._file.write(header)
+        self._file.write(rows.tobytes())
+        self.rows += len(rows)
+
+    def commit(self) -> None:
+        header = self._header(self.rows)
+        if len(header) != self._header_length:  # numpy pads the header so this cannot happen
+            raise RuntimeError("the .npy header changed length; the output was not written")
+        self._file.seek(0)
+        self._file.write(header)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.chmod(self.temporary, _file_mode(self.target))  # mkstemp made it 0600
+        os.replace(self.temporary, self.target)
+
+    def discard(self) -> None:
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.temporary.unlink()
+
+
+def _file_mode(target: Path) -> int:
+    """The mode the output gets: the replaced file's, else what open() would give (umask)."""
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
