@@ -21,12 +21,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bandwidth, envsetup, imports_cost, models, report
+from bench import bandwidth, encode, envsetup, imports_cost, models, report
 from bench.common import ROOT, Results
 from bench.machine import describe, load_average
 
 SCHEMA_VERSION = 1
-GROUPS = ("import", "bandwidth", "models", "env")
+GROUPS = ("import", "bandwidth", "models", "env", "encode")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, default=ROOT / "bench" / "results", help="where results go"
     )
     parser.add_argument(
-        "--sizes", help="checkpoint sizes, comma-separated (default: tiny,medium; --quick: tiny)"
+        "--sizes",
+        help="checkpoint sizes, comma-separated (default: tiny,medium, and small,medium for "
+        "encode; --quick: tiny)",
     )
     parser.add_argument("--rounds", type=int, help="rounds per checkpoint size (default 3; 1)")
     parser.add_argument(
@@ -115,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "env" in only:
             envsetup.measure(results, work, quick=quick)
+        if "encode" in only:
+            encode_sizes = args.sizes.split(",") if args.sizes else None
+            encode.measure(results, work, quick=quick, sizes=encode_sizes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

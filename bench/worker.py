@@ -426,7 +426,14 @@ def prepare(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-TASKS = {"bandwidth": bandwidth, "generate": generate, "prepare": prepare}
+def encode(spec: dict[str, Any]) -> dict[str, Any]:
+    """encode() texts/s per mode, or its peak memory for N texts: see bench/encode.py."""
+    from bench import encode as encode_bench
+
+    return encode_bench.worker(spec)
+
+
+TASKS = {"bandwidth": bandwidth, "generate": generate, "prepare": prepare, "encode": encode}
 
 
 def main() -> None:

@@ -115,3 +115,12 @@ def test_measures_what_this_environment_can(quick_run: tuple[Path, dict]) -> Non
         assert "throughput.tiny.transformers.decode" in ids
         if _importable("athena.models.olmoe"):
             assert "overhead.tiny.transformers.generate_ratio" in ids
+    for backend, modules in (("mlx", ("mlx_lm",)), ("transformers", ("torch", "transformers"))):
+        if _importable(*modules):
+            assert {
+                f"encode.tiny.{backend}.{mode}" for mode in ("per_text", "one_batch", "batched")
+            } <= ids
+            assert {
+                f"encode.tiny.{backend}.batched_over_per_text",
+                f"encode_memory.tiny.{backend}.flatness",
+            } <= ids

@@ -1,0 +1,333 @@
+"""encode() of many texts (issue 11, part 3): texts/s per mode, and peak memory against N.
+
+Throughput, per checkpoint size and backend, in one fresh process (bench/worker.py, task
+"encode"): the same mixed-length texts (5-60 words) encoded three ways, the order rotated every
+round so drift on a shared machine hits each mode alike:
+
+    per_text    encode(texts, batch_size=1): one text at a time (today's mlx path)
+    one_batch   encode(texts, batch_size=len(texts)): one padded batch (today's transformers path)
+    batched     encode(texts, batch_size=B): length-sorted batches (B = 32, the default, on
+                `small`; 4 on `medium`, where this CPU can only run a few texts)
+
+Memory, on `small`, per backend and N in (256, 1024, 4096) texts of 2-8 words, batches of 32:
+a fresh process per N, so peaks are independent. It loads the model, makes N texts, warms up,
+then measures the peak RSS during one batched encode() minus the RSS just before it (Linux:
+/proc/self/clear_refs resets VmHWM; elsewhere a 2 ms sampler), plus mx.get_peak_memory() on
+mlx. The output (N x hidden float32) is part of the growth and is reported beside it.
+
+Targets (reported, never asserted): batched >= 1.0x per_text on every backend; batched >= 3x
+one_batch on transformers; peak RSS growth flat in N (largest / smallest <= 1.2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.common import Results, Target, WorkerError, run_worker
+
+MiB = 1 << 20
+MODES = ("per_text", "one_batch", "batched")
+# What this 2-core CPU can run in minutes (mlx's CPU build does ~600 tokens/s on `small` and
+# under 10 on `medium`); on a Mac, raise n. `batch_size` is encode()'s default where n allows.
+THROUGHPUT: dict[str, dict[str, Any]] = {
+    "small": {"n": 128, "words": (5, 60), "rounds": 1, "batch_size": 32},
+    "medium": {"n": 8, "words": (5, 20), "rounds": 1, "batch_size": 4},
+    "tiny": {"n": 64, "words": (5, 60), "rounds": 1, "batch_size": 32},
+    "quick": {"n": 8, "words": (5, 20), "rounds": 1, "batch_size": 4},
+}
+MEMORY: dict[str, dict[str, Any]] = {
+    "full": {"counts": (256, 1024, 4096), "words": (2, 8), "batch_size": 32},
+    "quick": {"counts": (16, 48), "words": (2, 8), "batch_size": 4},
+}
+BATCHED_TARGET = Target(">=", 1.0, "batched texts/s >= 1.0x per-text")
+ONE_BATCH_TARGET = Target(">=", 3.0, "batched texts/s >= 3x one big batch (transformers)")
+FLAT_TARGET = Target("<=", 1.2, "peak RSS growth flat in N (largest / smallest <= 1.2)")
+WORDS = (
+    "the", "of", "and", "memory", "expert", "mixture", "router", "token", "layer", "attention",
+    "model", "vector", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "research",
+    "apple", "silicon", "unified", "bandwidth", "quantization", "gradient", "checkpoint",
+    "language", "sparse", "dense", "embedding", "retrieval", "sentence", "paragraph", "document",
+)  # fmt: skip
+
+
+def make_texts(n: int, words: tuple[int, int], seed: int = 0) -> list[str]:
+    """`n` deterministic texts of words[0]..words[1] words each."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(*words))) for _ in range(n)]
+
+
+# --- the parent: bench/run.py --only encode --------------------------------------------------
+
+
+def measure(results: Results, work: Path, *, quick: bool, sizes: list[str] | None) -> None:
+    backends = [b for b, module in (("mlx", "mlx_lm"), ("transformers", "torch")) if _has(module)]
+    for backend in ("mlx", "transformers"):
+        if backend not in backends:
+            results.skip(
+                f"encode.{backend}",
+                f"encode, {backend}",
+                "not importable here (install the torch / mlx-cpu groups)",
+                group="encode",
+            )
+    sizes = sizes or (["tiny"] if quick else ["small", "medium"])
+    plan = {size: THROUGHPUT["quick" if quick else size] for size in sizes if size in THROUGHPUT}
+    memory_size = sizes[0] if quick else "small"
+    memory = MEMORY["quick" if quick else "full"]
+    for size in dict.fromkeys([*sizes, memory_size]):
+        folder = Path(tempfile.mkdtemp(dir=work, prefix=f"encode-{size}-"))
+        try:
+            prepared = run_worker({"task": "prepare", "size": size, "out": str(folder), "bits": []})
+            model = prepared["fp32"]
+            if size in plan:
+                for backend in backends:
+                    _throughput(results, size, backend, model, plan[size])
+            if size == memory_size:
+                for backend in backends:
+                    _memory(results, size, backend, model, memory)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _throughput(
+    results: Results, size: str, backend: str, model: str, plan: dict[str, Any]
+) -> None:
+    print(f"encode {size} {backend}: {plan['n']} texts x {len(MODES)} modes x {plan['rounds']}")
+    spec = {
+        "task": "encode",
+        "what": "throughput",
+        "model": model,
+        "backend": backend,
+        "n": plan["n"],
+        "words": plan["words"],
+        "rounds": plan["rounds"],
+        "batch_size": plan["batch_size"],
+    }
+    try:
+        out = run_worker(spec, timeout=3600)
+    except (WorkerError, TimeoutError) as error:
+        results.skip(
+            f"encode.{size}.{backend}", f"encode ({size}, {backend})", str(error), group="encode"
+        )
+        return
+    ctx = {
+        "texts": plan["n"],
+        "words_per_text": plan["words"],
+        "tokens": out["tokens"],
+        "batch_size": plan["batch_size"],
+        "max_abs_diff_vs_per_text": out["max_abs_diff"],
+        "device": out["device"],
+    }
+    rates = {mode: [plan["n"] / s for s in out["seconds"][mode]] for mode in MODES}
+    for mode in MODES:
+        results.add(
+            f"encode.{size}.{backend}.{mode}",
+            f"encode texts/s, {mode}, {backend} ({size})",
+            rates[mode],
+            "texts/s",
+            group="encode",
+            context=ctx,
+        )
+    per_round = list(zip(rates["per_text"], rates["one_batch"], rates["batched"], strict=True))
+    results.add(
+        f"encode.{size}.{backend}.batched_over_per_text",
+        f"encode batched / per-text, {backend} ({size})",
+        [b / p for p, _, b in per_round],
+        "ratio",
+        group="encode",
+        target=BATCHED_TARGET,
+        context=ctx,
+    )
+    results.add(
+        f"encode.{size}.{backend}.batched_over_one_batch",
+        f"encode batched / one big batch, {backend} ({size})",
+        [b / o for _, o, b in per_round],
+        "ratio",
+        group="encode",
+        target=ONE_BATCH_TARGET if backend == "transformers" else None,
+        context=ctx,
+    )
+
+
+def _memory(results: Results, size: str, backend: str, model: str, plan: dict[str, Any]) -> None:
+    counts, words = plan["counts"], plan["words"]
+    print(f"encode memory {size} {backend}: N = {counts}, {words[0]}-{words[1]} words a text")
+    growth: dict[int, float] = {}
+    for n in counts:
+        spec = {
+            "task": "encode",
+            "what": "memory",
+            "model": model,
+            "backend": backend,
+            "n": n,
+            "words": words,
+            "batch_size": plan["batch_size"],
+        }
+        try:
+            out = run_worker(spec, timeout=3600)
+        except (WorkerError, TimeoutError) as error:
+            results.skip(
+                f"encode_memory.{size}.{backend}.n{n}",
+                f"encode memory N={n} ({backend})",
+                str(error),
+                group="encode_memory",
+            )
+            continue
+        growth[n] = (out["peak_rss"] - out["rss_before"]) / MiB
+        results.add(
+            f"encode_memory.{size}.{backend}.n{n}.rss_growth",
+            f"encode peak RSS growth, N={n}, {backend} ({size})",
+            [growth[n]],
+            "MiB",
+            group="encode_memory",
+            context={
+                "texts": n,
+                "words_per_text": words,
+                "batch_size": plan["batch_size"],
+                "tokens": out["tokens"],
+                "output_MiB": out["output_bytes"] / MiB,
+                "rss_before_MiB": out["rss_before"] / MiB,
+                "peak_method": out["peak_method"],
+                "mx_peak_MiB": None if out["mx_peak"] is None else out["mx_peak"] / MiB,
+                "seconds": out["seconds"],
+            },
+        )
+    if len(growth) >= 2:
+        results.add(
+            f"encode_memory.{size}.{backend}.flatness",
+            f"encode peak RSS growth, largest / smallest N, {backend} ({size})",
+            [max(growth.values()) / min(growth.values())],
+            "ratio",
+            group="encode_memory",
+            target=FLAT_TARGET,
+            context={"growth_MiB": {str(n): g for n, g in growth.items()}},
+        )
+
+
+# --- the child: bench/worker.py '{"task": "encode", ...}' ------------------------------------
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    from bench.worker import _import_backend, rss_bytes
+
+    backend = spec["backend"]
+    _import_backend(backend)
+    from athena.models.olmoe import OLMoEConfig, OLMoEModel
+
+    model = OLMoEModel(OLMoEConfig(model_name=spec["model"], use_mlx=backend == "mlx"))
+    if not model.load() or model._backend != backend:
+        raise RuntimeError(f"could not load {spec['model']} on {backend}: {model.load_error}")
+    low, high = spec["words"]
+    texts = make_texts(int(spec["n"]), (int(low), int(high)))
+    model.encode(texts[:2], batch_size=2, show_progress=False)  # warm-up: kernels, lazy imports
+    out: dict[str, Any] = {
+        "tokens": sum(len(model.tokenize(t)) for t in texts),
+        "device": _device(model),
+    }
+    if spec["what"] == "throughput":
+        sizes = {"per_text": 1, "one_batch": len(texts), "batched": int(spec["batch_size"])}
+        seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
+        vectors: dict[str, Any] = {}
+        for r in range(int(spec["rounds"])):
+            for mode in MODES[r % len(MODES) :] + MODES[: r % len(MODES)]:
+                start = time.perf_counter()
+                vectors[mode] = model.encode(texts, batch_size=sizes[mode], show_progress=False)
+                seconds[mode].append(time.perf_counter() - start)
+        out["seconds"] = seconds
+        out["max_abs_diff"] = max(
+            float(np.abs(vectors[m] - vectors["per_text"]).max()) for m in MODES
+        )
+        return out
+    out["rss_before"] = rss_bytes()
+    _reset_mx_peak(backend)
+    with peak_rss() as peak:
+        start = time.perf_counter()
+        vectors_n = model.encode(texts, batch_size=int(spec["batch_size"]), show_progress=False)
+        out["seconds"] = time.perf_counter() - start
+    out.update(peak)
+    out["output_bytes"] = int(vectors_n.nbytes)
+    out["mx_peak"] = _mx_peak(backend)
+    return out
+
+
+@contextlib.contextmanager
+def peak_rss() -> Iterator[dict[str, Any]]:
+    """{"peak_rss": bytes, "peak_method": str} of the block: Linux's VmHWM after resetting it
+    (clear_refs 5), else the highest RSS a 2 ms sampler saw."""
+    result: dict[str, Any] = {}
+    if _reset_hwm():
+        yield result
+        result.update(peak_rss=_vm_hwm(), peak_method="VmHWM after clear_refs 5 (Linux)")
+        return
+    from bench.worker import rss_bytes
+
+    highest = [rss_bytes()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.002):
+            highest[0] = max(highest[0], rss_bytes())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+        result.update(peak_rss=max(highest[0], rss_bytes()), peak_method="psutil, every 2 ms")
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _vm_hwm() > 0
+    except OSError:
+        return False
+
+
+def _vm_hwm() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_mx_peak(backend: str) -> None:
+    if backend == "mlx":
+        import mlx.core as mx
+
+        mx.reset_peak_memory()
+
+
+def _mx_peak(backend: str) -> int | None:
+    if backend != "mlx":
+        return None
+    import mlx.core as mx
+
+    return int(mx.get_peak_memory())
+
+
+def _device(model: Any) -> str:
+    if model._backend == "mlx":
+        import mlx.core as mx
+
+        return str(mx.default_device())
+    return str(next(model.model.parameters()).device)
