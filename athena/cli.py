@@ -189,8 +189,14 @@ def _encode_command(args: argparse.Namespace) -> int:
         raise CommandError("--format describes --input; pass --input FILE too")
     if args.input not in (None, "-") and not Path(args.input).is_file():
         raise CommandError(f"--input file not found: {args.input}")
-    if args.output is not None and not Path(args.output).resolve().parent.is_dir():
-        raise CommandError(f"the folder of --output does not exist: {Path(args.output).parent}")
+    if args.output is not None:
+        output = Path(args.output)
+        if not output.resolve().parent.is_dir():
+            raise CommandError(f"the folder of --output does not exist: {output.parent}")
+        if output.is_dir():
+            raise CommandError(f"--output {output} is a folder; name the .npy file to write")
+        if args.input not in (None, "-") and output.resolve() == Path(args.input).resolve():
+            raise CommandError("--output is the --input file; write the vectors to another file")
     with _loader_logging(args.verbose):
         model = _load_model(args)
         with contextlib.ExitStack() as stack:
@@ -234,12 +240,15 @@ def _encode_command(args: argparse.Namespace) -> int:
                             print(json.dumps([round(float(x), 6) for x in vector]))
                     else:
                         writer.append(vectors)
+                if count == 0:
+                    raise CommandError(f"{name} has no texts; put one text per line")
+                if writer is not None:
+                    writer.commit()
             except (encode_io.BadLine, TypeError, ValueError) as error:
                 raise CommandError(str(error)) from None
-            if count == 0:
-                raise CommandError(f"{name} has no texts; put one text per line")
-            if writer is not None:
-                writer.commit()
+            except OSError as error:  # e.g. a full disk
+                where = error.filename or args.output or name
+                raise CommandError(f"could not read or write {where} ({error.strerror})") from None
     return 0
 
 

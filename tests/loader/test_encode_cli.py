@@ -201,6 +201,8 @@ def test_ctrl_c_mid_run_leaves_no_output_and_no_temporary_file(
             ["--input", "{src}", "--output", "{tmp}/no/such/v.npy"],
             "the folder of --output does not exist: {tmp}/no/such",
         ),
+        (["--input", "{src}", "--output", "{tmp}"], "--output {tmp} is a folder; name the"),
+        (["--input", "{src}", "--output", "{src}"], "--output is the --input file; write the"),
         (["--input", "{src}", "--batch-size", "0"], "--batch-size 0 is not allowed; use an"),
         (["hi", "--format", "jsonl"], "--format describes --input; pass --input FILE too"),
         (["hi", ""], "TEXT 2 is empty; pass at least one character"),
@@ -212,6 +214,7 @@ def test_wrong_arguments_are_one_sentence(
     source = _txt(tmp_path, ["one"])
     argv = [a.format(src=source, tmp=tmp_path) for a in argv]
     code, out, err = run(*argv)
+    assert source.read_text() == "one\n"
     assert (code, out) == (1, "")
     assert err.startswith("athena encode: " + sentence.format(tmp=tmp_path)), err
     assert err.count("\n") == 1
