@@ -9,8 +9,9 @@ round so drift on a shared machine hits each mode alike:
     batched     encode(texts, batch_size=B): length-sorted batches (B = 32, the default, on
                 `small`; 4 on `medium`, where this CPU can only run a few texts)
 
-Memory, on `small`, per backend and N in (256, 1024, 4096) texts of 2-8 words, batches of 32:
-a fresh process per N, so peaks are independent. It loads the model, makes N texts, warms up,
+Memory, on `small`, per backend and N in (256, 1024, 4096) texts of 2-8 words (the same 256
+texts repeated, so every N has the same longest batch), batches of 32: a fresh process per N,
+so peaks are independent. It loads the model, makes N texts, warms up,
 then measures the peak RSS during one batched encode() minus the RSS just before it (Linux:
 /proc/self/clear_refs resets VmHWM; elsewhere a 2 ms sampler), plus mx.get_peak_memory() on
 mlx. The output (N x hidden float32) is part of the growth and is reported beside it.
@@ -43,6 +44,7 @@ THROUGHPUT: dict[str, dict[str, Any]] = {
     "tiny": {"n": 64, "words": (5, 60), "rounds": 1, "batch_size": 32},
     "quick": {"n": 8, "words": (5, 20), "rounds": 1, "batch_size": 4},
 }
+MEMORY_BASE = 256  # distinct texts in a memory run (repeated up to N)
 MEMORY: dict[str, dict[str, Any]] = {
     "full": {"counts": (256, 1024, 4096), "words": (2, 8), "batch_size": 32},
     "quick": {"counts": (16, 48), "words": (2, 8), "batch_size": 4},
@@ -233,7 +235,14 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     if not model.load() or model._backend != backend:
         raise RuntimeError(f"could not load {spec['model']} on {backend}: {model.load_error}")
     low, high = spec["words"]
-    texts = make_texts(int(spec["n"]), (int(low), int(high)))
+    n = int(spec["n"])
+    if spec["what"] == "memory":
+        # The same 256 texts over and over: every N has the same longest text, so the largest
+        # batch (rows x longest text) is the same and only N changes.
+        base = make_texts(min(n, MEMORY_BASE), (int(low), int(high)))
+        texts = [base[i % len(base)] for i in range(n)]
+    else:
+        texts = make_texts(n, (int(low), int(high)))
     model.encode(texts[:2], batch_size=2, show_progress=False)  # warm-up: kernels, lazy imports
     out: dict[str, Any] = {
         "tokens": sum(len(model.tokenize(t)) for t in texts),
