@@ -186,7 +186,7 @@ class ModelInfo:
 
 
 def _integer_name(dtype: str) -> str:
-    """"U32" -> "uint32", "I64" -> "int64", "BOOL" -> "bool"."""
+    """ "U32" -> "uint32", "I64" -> "int64", "BOOL" -> "bool"."""
     kind = {"U": "uint", "I": "int"}.get(dtype[:1])
     return kind + dtype[1:] if kind and dtype[1:].isdigit() else dtype.lower()
 
@@ -397,7 +397,7 @@ class MemoryBudget:
         return None if self.physical is None else int(self.physical * TIGHT_SHARE)
 
     def status(self, peak: int) -> str:
-        """"fits", "tight" (loads, with a warning) or "does not fit"; "unknown" without RAM."""
+        """ "fits", "tight" (loads, with a warning) or "does not fit"; "unknown" without RAM."""
         if self.physical is None:
             return "unknown"
         if peak > self.physical:
@@ -504,7 +504,8 @@ def _mlx_estimate(
 ) -> Estimate:
     runtime = RUNTIME_BYTES["mlx"]
     if info.quantization is not None:  # mlx_lm.convert's folder: loaded as stored
-        return Estimate("mlx", info.float_dtype, _folder_bits(info), info.weight_bytes, 0, 0, runtime)
+        bits = _folder_bits(info)
+        return Estimate("mlx", info.float_dtype, bits, info.weight_bytes, 0, 0, runtime)
     compute = dtype or ("float32" if on_cpu and info.has_experts else info.float_dtype)
     size = DTYPE_ITEMSIZE[compute]
     model = transient = 0
