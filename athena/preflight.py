@@ -486,17 +486,20 @@ def estimate_peak(
     return _transformers_estimate(info, dtype)
 
 
-def _units(info: ModelInfo) -> list[list[Tensor]]:
-    """Tensors grouped as they are evaluated: one list per stacked expert weight (Hugging
-    Face's per-expert tensors of one layer and projection), one per other tensor."""
+def _units(info: ModelInfo) -> list[tuple[str | None, list[Tensor]]]:
+    """Tensors grouped as they are evaluated: (None, [tensor]) for a plain tensor, and
+    ("<layer>.experts", [...]) for the per-expert tensors of one layer and projection, which
+    both backends stack into one array."""
     stacked: dict[tuple[str, str], list[Tensor]] = {}
-    units: list[list[Tensor]] = []
+    units: list[tuple[str | None, list[Tensor]]] = []
     for tensor in info.tensors:
         if (m := _EXPERT.match(tensor.name)) is not None:
             stacked.setdefault((m.group(1), m.group(3)), []).append(tensor)
         else:
-            units.append([tensor])
-    return units + list(stacked.values())
+            units.append((None, [tensor]))
+    for (layer, projection), tensors in stacked.items():
+        units.append((f"{layer}.{'down' if projection == 'down_proj' else 'gate_up'}", tensors))
+    return units
 
 
 def _mlx_estimate(
@@ -509,7 +512,8 @@ def _mlx_estimate(
     compute = dtype or ("float32" if on_cpu and info.has_experts else info.float_dtype)
     size = DTYPE_ITEMSIZE[compute]
     model = transient = 0
-    for unit in _units(info):
+    for group, unit in _units(info):
+        stacked = group is not None
         stored = sum(t.nbytes for t in unit)
         elements = sum(t.elements for t in unit)
         floating = unit[0].dtype in FLOAT_NAMES
@@ -524,8 +528,8 @@ def _mlx_estimate(
         # While one array is evaluated: its sources as read, the stacked copy when it is not
         # the final array, the cast copy when it is then quantized.
         changed = cast or quantized
-        during = stored if (len(unit) > 1 or changed) else 0
-        during += stored if (len(unit) > 1 and changed) else 0
+        during = stored if (stacked or changed) else 0
+        during += stored if (stacked and changed) else 0
         during += elements * size if (cast and quantized) else 0
         transient = max(transient, during)
     return Estimate("mlx", compute, bits, model, transient, 0, runtime)
@@ -541,16 +545,14 @@ def _transformers_estimate(info: ModelInfo, dtype: str | None) -> Estimate:
     target = dtype or (configured if configured in DTYPE_ITEMSIZE else info.float_dtype)
     size = DTYPE_ITEMSIZE[target]
     converts = DTYPE_ITEMSIZE.get(info.float_dtype) != size or target != info.float_dtype
-    copied = largest_fused = 0
-    fused: dict[str, int] = {}
-    for unit in _units(info):
+    copied = 0
+    fused: dict[str, int] = {}  # transformers fuses gate and up into one tensor per layer
+    for group, unit in _units(info):
         elements = sum(t.elements for t in unit)
-        if len(unit) > 1 or converts:  # stacked experts are copies; others are views
+        if group is not None or converts:  # stacked experts are copies; others are views
             copied += elements * size
-        if len(unit) > 1:
-            m = _EXPERT.match(unit[0].name)
-            key = m.group(1) + ("down" if m and m.group(3) == "down_proj" else "gate_up")
-            fused[key] = fused.get(key, 0) + elements * size
+        if group is not None:
+            fused[group] = fused.get(group, 0) + elements * size
     largest_fused = max(fused.values(), default=0)
     transient = 2 * largest_fused if converts else 0
     runtime = RUNTIME_BYTES["transformers"]
