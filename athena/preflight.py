@@ -78,7 +78,12 @@ _EXPERT = re.compile(r"^(.*\.experts)\.(\d+)\.(\w+)\.weight$")
 
 class OversizeError(LoadError):
     """The load's estimated peak memory is above this machine's memory. Not a SourceError:
-    the other backend may need less (e.g. transformers keeps bf16 where mlx's CPU upcasts)."""
+    the other backend may need less (e.g. transformers keeps bf16 where mlx's CPU upcasts);
+    `fallback_fits` says whether transformers' load would fit (mlx path only)."""
+
+    def __init__(self, message: str, *, fallback_fits: bool = False) -> None:
+        super().__init__(message)
+        self.fallback_fits = fallback_fits
 
 
 # --- what a folder holds -------------------------------------------------------------------
@@ -563,7 +568,10 @@ def _transformers_estimate(info: ModelInfo, dtype: str | None) -> Estimate:
 
 
 def gib(value: int | None) -> str:
-    return "unknown" if value is None else f"{value / GiB:.1f} GiB"
+    """Bytes for a person: "27.7 GiB", "924 MiB"."""
+    if value is None:
+        return "unknown"
+    return f"{value / GiB:.1f} GiB" if value >= GiB else f"{value / MiB:.0f} MiB"
 
 
 def load_options(
@@ -596,13 +604,15 @@ class Preflight:
     ) -> None:
         """`check_sequence` for this model next to its loaded weights; `chunked`: mlx-lm's
         generate prefills MLX_PREFILL_CHUNK tokens at a time (encode does not)."""
+        oversize = self.budget.status(self.estimate.peak) == "does not fit"
         check_sequence(
             self.info.config,
             tokens,
             what=what,
             new_tokens=new_tokens,
             loaded_bytes=self.estimate.model + self.estimate.runtime,
-            budget=self.budget,
+            # Loaded with allow_oversize: no memory is left to judge by; positions only.
+            budget=MemoryBudget(None) if oversize else self.budget,
             query_chunk=MLX_PREFILL_CHUNK if chunked else None,
         )
 
@@ -642,7 +652,11 @@ def check_load(
     budget = budget or machine_budget()
     status = budget.status(estimate.peak)
     if status == "does not fit" and not allow_oversize:
-        raise OversizeError(_oversize_sentence(info, estimate, budget, mlx_available, group_size))
+        fallback = estimate_peak(info, backend="transformers", dtype=dtype)
+        raise OversizeError(
+            _oversize_sentence(info, estimate, budget, mlx_available, group_size),
+            fallback_fits=backend == "mlx" and budget.status(fallback.peak) != "does not fit",
+        )
     if status == "does not fit":
         logger.warning(
             "%s needs about %s to load, more than this machine's %s; loading anyway "
@@ -659,10 +673,15 @@ def check_load(
 
 
 def _oversize_sentence(
-    info: ModelInfo, estimate: Estimate, budget: MemoryBudget, mlx: bool, group_size: int
+    info: ModelInfo,
+    estimate: Estimate,
+    budget: MemoryBudget,
+    mlx: bool,
+    group_size: int = 64,
+    on_cpu: bool | None = None,
 ) -> str:
     fitting = []
-    for option in load_options(info, mlx=mlx, group_size=group_size):
+    for option in load_options(info, mlx=mlx, group_size=group_size, on_cpu=on_cpu):
         if budget.status(option.peak) == "does not fit" or option.peak >= estimate.peak:
             continue
         where = "" if option.backend == estimate.backend else f" with {option.backend}"
@@ -736,3 +755,168 @@ def check_sequence(
         f"working memory, more than the {gib(max(free, 0))} this machine has beside the model; "
         f"shorten it to at most {low} tokens"
     )
+
+
+# --- what `athena inspect` and `athena doctor --model` show ----------------------------------
+
+
+def available_backends() -> list[str]:
+    """The backends installed here, in load() order (found without importing them)."""
+    import importlib.util
+
+    def found(*names: str) -> bool:
+        return all(importlib.util.find_spec(name) is not None for name in names)
+
+    return [
+        backend
+        for backend, modules in (
+            ("mlx", ("mlx", "mlx_lm")),
+            ("transformers", ("torch", "transformers")),
+        )
+        if found(*modules)
+    ]
+
+
+def describe(
+    info: ModelInfo,
+    *,
+    budget: MemoryBudget | None = None,
+    backend: str | None = None,
+    dtype: str | None = None,
+    quantize_bits: int | None = None,
+    on_cpu: bool | None = None,
+) -> dict[str, Any]:
+    """Everything the preflight knows about `info`, as JSON-ready data (schema
+    athena-inspect/1): what `athena inspect --json` prints and the doctor's model section."""
+    budget = budget or machine_budget()
+    cpu = mlx_on_cpu() if on_cpu is None else on_cpu
+    backends = available_backends()
+    chosen = backend or (backends[0] if backends else None)
+    config = info.config
+    rows = []
+    options = load_options(info, mlx="mlx" in backends or chosen == "mlx", on_cpu=cpu)
+    for option in options:
+        rows.append(_estimate_row(option, budget))
+    default = estimate = None
+    if chosen is not None and not (chosen == "transformers" and info.quantization is not None):
+        bits = quantize_bits if chosen == "mlx" else None
+        estimate = estimate_peak(info, backend=chosen, dtype=dtype, quantize_bits=bits, on_cpu=cpu)
+        default = _estimate_row(estimate, budget)
+    problems = list(info.problems)
+    if not problems and estimate is not None and budget.status(estimate.peak) == "does not fit":
+        problems.append(_oversize_sentence(info, estimate, budget, "mlx" in backends, on_cpu=cpu))
+    return {
+        "schema": "athena-inspect/1",
+        "name": info.name,
+        "path": str(info.path),
+        "ok": not problems,
+        "problems": problems,
+        "parameters": info.parameters,
+        "stored_dtypes": info.stored_dtypes,
+        "disk_bytes": info.disk_bytes,
+        "weight_files": len(list(info.path.glob("model*.safetensors"))),
+        "quantization": info.quantization,
+        "tokenizer": {
+            "kind": info.tokenizer.kind,
+            "vocab": info.tokenizer.vocab,
+            "max_id": info.tokenizer.max_id,
+        },
+        "config": {key: config.get(key) for key in (*CONFIG_SIZES, "max_position_embeddings")},
+        "config_agrees": _config_problem(info) is None,
+        "backends_installed": backends,
+        "backend": chosen,
+        "mlx_on_cpu": cpu,
+        "memory": {
+            "physical": budget.physical,
+            "recommended": budget.recommended,
+            "recommended_source": budget.recommended_source,
+            "tight_above": budget.tight_above,
+        },
+        "this_load": default,
+        "estimates": rows,
+    }
+
+
+def _estimate_row(estimate: Estimate, budget: MemoryBudget) -> dict[str, Any]:
+    return {
+        "option": estimate.label(),
+        "backend": estimate.backend,
+        "dtype": estimate.dtype,
+        "quantize_bits": estimate.quantize_bits,
+        "peak": estimate.peak,
+        "model": estimate.model,
+        "transient": estimate.transient,
+        "file_pages": estimate.file_pages,
+        "runtime": estimate.runtime,
+        "status": budget.status(estimate.peak),
+    }
+
+
+def _count(value: int) -> str:
+    for size, unit in ((10**9, "B"), (10**6, "M"), (10**3, "K")):
+        if value >= size:
+            return f"{value / size:.2f} {unit}"
+    return str(value)
+
+
+def render(report: dict[str, Any]) -> str:
+    """`describe()`'s data as the text `athena inspect` prints."""
+    config, tokenizer, memory = report["config"], report["tokenizer"], report["memory"]
+    dtypes = ", ".join(f"{name} ({gib(size)})" for name, size in report["stored_dtypes"].items())
+    if report["quantization"]:
+        quant = report["quantization"]
+        dtypes += f"; mlx-quantized, {quant.get('bits')}-bit, group {quant.get('group_size')}"
+    vocab = tokenizer["vocab"]
+    tok = (
+        "none"
+        if tokenizer["kind"] is None
+        else f"{tokenizer['kind']}, {vocab if vocab is not None else 'unknown'} ids"
+        + (f" (max id {tokenizer['max_id']})" if tokenizer["max_id"] is not None else "")
+    )
+    shape = (
+        f"{config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
+        f"{config['num_experts']} experts ({config['num_experts_per_tok']} per token), "
+        f"vocabulary {config['vocab_size']}"
+    )
+    agreement = "agrees with the weights" if report["config_agrees"] else "DISAGREES"
+    if report["backend"] is None:
+        backend = "none installed (uv sync; on Linux --group mlx-cpu or --group torch)"
+    else:
+        backend = report["backend"]
+        if backend == "mlx":
+            backend += " (CPU: MoE experts run in float32)" if report["mlx_on_cpu"] else " (Metal)"
+    tight = memory["recommended_source"] or f"{TIGHT_SHARE:.0%} of RAM"
+    lines = [
+        f"model        {report['name']}"
+        + ("" if report["path"] == report["name"] else f" ({report['path']})"),
+        f"parameters   {_count(report['parameters'])} ({report['parameters']:,})",
+        f"stored       {dtypes}",
+        f"on disk      {gib(report['disk_bytes'])} in {report['weight_files']} safetensors file(s)",
+        f"tokenizer    {tok}",
+        f"config       {shape}: {agreement}",
+        f"backend      {backend}",
+        f"memory       {gib(memory['physical'])} RAM; tight above {gib(memory['tight_above'])} "
+        f"({tight})",
+        "",
+        "estimated peak memory of a load (docs/preflight.md):",
+        f"  {'option':<22} {'backend':<13} {'peak':>10}  here",
+    ]
+    rows = list(report["estimates"])
+    this = report["this_load"]
+    for row in rows:
+        mark = " (this load)" if this and _same(row, this) else ""
+        lines.append(
+            f"  {row['option']:<22} {row['backend']:<13} {gib(row['peak']):>10}  "
+            f"{row['status']}{mark}"
+        )
+    if this and not any(_same(row, this) for row in rows):
+        lines.append(
+            f"  {this['option']:<22} {this['backend']:<13} {gib(this['peak']):>10}  "
+            f"{this['status']} (this load)"
+        )
+    return "\n".join(lines)
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("backend", "dtype", "quantize_bits")
+    return all(a[key] == b[key] for key in keys)

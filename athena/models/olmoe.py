@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from athena.backends import BackendMissing, LoadError, SourceError, source
+from athena.preflight import OversizeError
 
 if TYPE_CHECKING:  # numpy is imported where it is used: `import athena.models.olmoe` stays cheap
     import numpy as np
@@ -187,6 +188,8 @@ class OLMoEModel:
             except LoadError as error:
                 if isinstance(error, SourceError) and path == config.model_name and lora is None:
                     return self._fail(str(error))  # transformers would read the same folder
+                if isinstance(error, OversizeError) and not error.fallback_fits:
+                    return self._fail(str(error))  # transformers would not fit either
                 mlx_reason = str(error)
             if not config.allow_fallback:
                 return self._fail(str(mlx_reason))
@@ -231,7 +234,7 @@ class OLMoEModel:
             quantize_bits=config.quantize_bits,
             group_size=config.quantize_group_size,
             allow_oversize=config.allow_oversize,
-            mlx_available=MLX_AVAILABLE and config.use_mlx,
+            mlx_available=MLX_AVAILABLE,  # its options are worth naming on either path
         )
 
     def _load_mlx(self, path: str, lora: str | None) -> None:
