@@ -21,12 +21,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bandwidth, envsetup, imports_cost, models, report
+from bench import bandwidth, envsetup, imports_cost, models, preflight, report
 from bench.common import ROOT, Results
 from bench.machine import describe, load_average
 
 SCHEMA_VERSION = 1
-GROUPS = ("import", "bandwidth", "models", "env")
+GROUPS = ("import", "bandwidth", "models", "env", "preflight")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "env" in only:
             envsetup.measure(results, work, quick=quick)
+        if "preflight" in only:  # issue 16: estimated vs measured peak memory of a load
+            preflight_sizes = args.sizes.split(",") if args.sizes else list(preflight.SIZES)
+            run["preflight"] = preflight.measure(
+                results, work, sizes=["tiny"] if quick and not args.sizes else preflight_sizes
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
