@@ -29,6 +29,7 @@ LEDGER = {
     "MLX-005": "batch-size.md",
     "MLX-006": "gradient-checkpointing.md",
     "MLX-007": "memory-wiring.md",
+    "#16": "preflight.md",  # the issue that asked for it (not an MLX ledger question)
 }
 GUIDES = sorted(p.name for p in DOCS.glob("*.md") if p.name != "README.md")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
