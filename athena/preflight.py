@@ -124,6 +124,8 @@ class ModelInfo:
     tokenizer: TokenizerInfo
     quantization: dict[str, Any] | None = None  # mlx-lm's config.json "quantization"
     problems: list[str] = field(default_factory=list)
+    config_problem: str | None = None  # the first of `problems` about config.json
+    tokenizer_problem: str | None = None  # the first about the tokenizer
 
     @property
     def weight_bytes(self) -> int:
@@ -246,16 +248,20 @@ def inspect_model(name: str) -> ModelInfo:
         quantization=quantization if isinstance(quantization, dict) else None,
     )
     config_problem = _config_problem(info)
-    problems += [p for p in (config_problem, tokenizer_problem) if p]
-    if tokenizer.max_id is not None and not config_problem:
+    if tokenizer.max_id is not None and not config_problem and not tokenizer_problem:
         vocab = int(config["vocab_size"])
         if tokenizer.max_id >= vocab:
-            problems.append(
+            tokenizer_problem = (
                 f"the tokenizer in {folder} has ids up to {tokenizer.max_id} but config.json's "
                 f"vocab_size is {vocab}, so id {tokenizer.max_id} has no embedding row; use "
                 "the tokenizer that belongs to these weights"
             )
-    info.problems = problems
+    problems += [p for p in (config_problem, tokenizer_problem) if p]
+    info.problems, info.config_problem, info.tokenizer_problem = (
+        problems,
+        config_problem,
+        tokenizer_problem,
+    )
     return info
 
 
@@ -822,7 +828,7 @@ def describe(
             "max_id": info.tokenizer.max_id,
         },
         "config": {key: config.get(key) for key in (*CONFIG_SIZES, "max_position_embeddings")},
-        "config_agrees": _config_problem(info) is None,
+        "config_agrees": info.config_problem is None,
         "backends_installed": backends,
         "backend": chosen,
         "mlx_on_cpu": cpu,
