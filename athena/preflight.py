@@ -639,12 +639,20 @@ def check_load(
 
     Raises SourceError for a folder no backend can load, OversizeError for one that does
     not fit (unless `allow_oversize`); logs a warning for a tight fit. Returns None for a
-    hub id that is not in the local cache (the backend downloads it; nothing to read yet)."""
+    hub id that is not (or only partly) in the local cache while online: the backend
+    downloads it, so there is nothing whole to read yet."""
     resolved = source.check_source(name)
     if resolved.kind == "hub" and resolve_folder(name) is None:
         return None
-    info = inspect_model(name)
+    try:
+        info = inspect_model(name)
+    except SourceError:
+        if resolved.kind == "hub" and not source.hub_offline():
+            return None  # a partial snapshot in the cache: the backend completes it
+        raise
     if info.problems:
+        if resolved.kind == "hub" and not source.hub_offline():
+            return None
         raise SourceError(info.problems[0])
     if backend == "transformers" and info.quantization is not None:
         raise LoadError(

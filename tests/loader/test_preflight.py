@@ -472,3 +472,23 @@ def test_mlx_quantized_folder_counts_unpacked_parameters(
     with pytest.raises(LoadError) as raised:
         preflight.check_load(str(out), backend="transformers", budget=LINUX_24)
     assert "only the mlx backend loads" in str(raised.value)
+
+
+def test_a_cached_hub_id_is_checked_offline_and_left_to_the_backend_online(
+    tiny_olmoe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partial snapshot (no tokenizer yet) is refused offline; online the backend's
+    download completes it, so the preflight steps aside."""
+    import shutil
+
+    snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc"
+    shutil.copytree(tiny_olmoe, snapshot)
+    (snapshot / "tokenizer.json").unlink()
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(LoadError, match=r"has no tokenizer"):
+        preflight.check_load("org/tiny", backend="mlx", budget=LINUX_24)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert preflight.check_load("org/tiny", backend="mlx", budget=LINUX_24) is None
