@@ -140,8 +140,10 @@ def test_config_with_a_size_that_is_not_a_positive_integer(copy_of_tiny: Path) -
     ]
 
 
-ABSURD_LOAD = """
+LOAD_IN_CHILD = """
 import json, sys, time
+from athena import preflight
+preflight.machine_budget = lambda host=None: preflight.MemoryBudget(24 * 2**30)
 from athena.models.olmoe import OLMoEConfig, OLMoEModel
 start = time.perf_counter()
 model = OLMoEModel(OLMoEConfig(model_name=sys.argv[1], use_mlx=sys.argv[2] == "mlx"))
@@ -151,6 +153,21 @@ print(json.dumps({"ok": ok, "error": model.load_error, "seconds": time.perf_coun
 """
 
 
+def load_in_child(folder: Path, backend: str) -> dict[str, Any]:
+    """`OLMoEModel.load()` in a fresh interpreter on a 24 GiB machine (the budget seam);
+    asserts that the child exited normally (no signal, no abort)."""
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_IN_CHILD, str(folder), backend],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
 @pytest.mark.parametrize("backend", ["mlx", "transformers"])
 def test_absurd_layer_count_is_a_sentence_not_a_native_abort_in_a_child_process(
     backend: str, copy_of_tiny: Path
@@ -158,15 +175,7 @@ def test_absurd_layer_count_is_a_sentence_not_a_native_abort_in_a_child_process(
     """Before issue 16 the mlx path aborted with std::bad_alloc and transformers kept
     building for minutes: run it where a crash cannot take the test runner down."""
     _edit_config(copy_of_tiny, num_hidden_layers=1_000_000_000)
-    result = subprocess.run(
-        [sys.executable, "-c", ABSURD_LOAD, str(copy_of_tiny), backend],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr  # exited normally, no signal
-    report = json.loads(result.stdout)
+    report = load_in_child(copy_of_tiny, backend)
     assert report["ok"] is False
     assert report["error"].startswith(
         f"config.json in {copy_of_tiny} says num_hidden_layers is 1000000000 but the weights "
@@ -306,34 +315,13 @@ def test_allow_oversize_passes_the_check_with_a_warning(
     assert warning.endswith("loading anyway (allow_oversize=True)")
 
 
-REAL_SHAPE_LOAD = """
-import json, sys, time
-from athena import preflight
-preflight.machine_budget = lambda host=None: preflight.MemoryBudget(24 * 2**30)
-from athena.models.olmoe import OLMoEConfig, OLMoEModel
-start = time.perf_counter()
-model = OLMoEModel(OLMoEConfig(model_name=sys.argv[1], use_mlx=sys.argv[2] == "mlx"))
-ok = model.load()
-print(json.dumps({"ok": ok, "error": model.load_error, "seconds": time.perf_counter() - start,
-                  "backends": sorted(m for m in ("mlx_lm", "torch") if m in sys.modules)}))
-"""
-
-
 @pytest.mark.parametrize("backend", ["mlx", "transformers"])
 def test_real_shape_load_on_24_gib_is_refused_fast_in_a_child_process(
     olmoe_1b_7b: Path, backend: str
 ) -> None:
     """Before issue 16: a segmentation fault after 51 s at 16 GB (mlx), an allocator refusal
     (transformers). Now load() is False within 2 s, and no backend was imported."""
-    result = subprocess.run(
-        [sys.executable, "-c", REAL_SHAPE_LOAD, str(olmoe_1b_7b), backend],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = load_in_child(olmoe_1b_7b, backend)
     assert report["ok"] is False
     assert report["error"].startswith(f"{olmoe_1b_7b} needs about ")
     assert "more than this machine's 24.0 GiB of memory; " in report["error"]
