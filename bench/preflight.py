@@ -157,6 +157,15 @@ def _rss() -> int:
 
 
 def _peak() -> int:
+    """Peak RSS of this process image: VmHWM on Linux. Not ru_maxrss there: Linux carries it
+    across fork + exec, so a child would report its parent's peak if that was higher."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
