@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from athena import preflight
-from athena.checkpoints import count_parameters, write_sparse_olmoe
+from athena.checkpoints import VOCAB_SIZE, count_parameters, write_sparse_olmoe
 from athena.cli import main
 from athena.preflight import GiB, MemoryBudget, MiB
 
@@ -54,7 +54,11 @@ def test_inspect_tiny_as_json_imports_no_backend_and_is_fast(tiny_olmoe: Path) -
     assert data["schema"] == "athena-inspect/1" and data["ok"] is True
     assert data["parameters"] == count_parameters("tiny")
     assert data["stored_dtypes"] == {"float32": 4 * count_parameters("tiny")}
-    assert data["tokenizer"] == {"kind": "tokenizer.json", "vocab": 258, "max_id": 257}
+    assert data["tokenizer"] == {
+        "kind": "tokenizer.json",
+        "vocab": VOCAB_SIZE,
+        "max_id": VOCAB_SIZE - 1,
+    }
     assert data["config_agrees"] is True
     assert data["memory"]["physical"] == 24 * GiB
     options = [row["option"] for row in data["estimates"]]
@@ -66,9 +70,9 @@ def test_inspect_tiny_as_json_imports_no_backend_and_is_fast(tiny_olmoe: Path) -
 def test_inspect_text_shows_the_table(tiny_olmoe: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(tiny_olmoe)]) == 0
     out = capsys.readouterr().out
-    assert "parameters   264.00 K (264,000)" in out
-    assert "tokenizer    tokenizer.json, 258 ids (max id 257)" in out
-    assert "vocabulary 258: agrees with the weights" in out
+    assert f"({count_parameters('tiny'):,})" in out
+    assert f"tokenizer    tokenizer.json, {VOCAB_SIZE} ids (max id {VOCAB_SIZE - 1})" in out
+    assert f"vocabulary {VOCAB_SIZE}: agrees with the weights" in out
     assert "estimated peak memory of a load" in out
     assert "(this load)" in out
 

@@ -21,7 +21,7 @@ import pytest
 
 from athena import preflight
 from athena.backends import LoadError
-from athena.checkpoints import count_parameters, write_sparse_olmoe
+from athena.checkpoints import VOCAB_SIZE, count_parameters, write_sparse_olmoe
 from athena.doctor.host import Host, Metal
 from athena.models.olmoe import OLMoEConfig, OLMoEModel
 from athena.preflight import GiB, MemoryBudget, MiB, OversizeError
@@ -78,8 +78,8 @@ def test_inspect_reads_parameters_dtype_bytes_and_tokenizer(tiny_olmoe: Path) ->
     assert info.disk_bytes == (tiny_olmoe / "model.safetensors").stat().st_size
     assert (info.tokenizer.kind, info.tokenizer.vocab, info.tokenizer.max_id) == (
         "tokenizer.json",
-        258,
-        257,
+        VOCAB_SIZE,
+        VOCAB_SIZE - 1,
     )
 
 
@@ -113,8 +113,9 @@ MISMATCHES = {
     ),
     "experts": ({"num_experts": 4}, "num_experts is 4 but the weights have 8 experts per layer"),
     "vocabulary": (
-        {"vocab_size": 300},
-        "vocab_size is 300 but the weights have 258 embedding rows (vocabulary)",
+        {"vocab_size": VOCAB_SIZE + 10},
+        f"vocab_size is {VOCAB_SIZE + 10} but the weights have {VOCAB_SIZE} embedding rows "
+        "(vocabulary)",
     ),
 }
 
@@ -212,7 +213,7 @@ def test_tokenizer_larger_than_the_vocabulary_is_refused(copy_of_tiny: Path) -> 
     tokenizer = json.loads((copy_of_tiny / "tokenizer.json").read_text())
     tokenizer["added_tokens"].append(
         {
-            "id": 258,
+            "id": VOCAB_SIZE,
             "content": "<|extra|>",
             "single_word": False,
             "lstrip": False,
@@ -225,8 +226,9 @@ def test_tokenizer_larger_than_the_vocabulary_is_refused(copy_of_tiny: Path) -> 
     model = OLMoEModel(OLMoEConfig(model_name=str(copy_of_tiny)))
     assert model.load() is False
     assert model.load_error == (
-        f"the tokenizer in {copy_of_tiny} has ids up to 258 but config.json's vocab_size is "
-        "258, so id 258 has no embedding row; use the tokenizer that belongs to these weights"
+        f"the tokenizer in {copy_of_tiny} has ids up to {VOCAB_SIZE} but config.json's "
+        f"vocab_size is {VOCAB_SIZE}, so id {VOCAB_SIZE} has no embedding row; use the tokenizer "
+        "that belongs to these weights"
     )
 
 
@@ -397,7 +399,9 @@ def test_prompt_beyond_max_position_embeddings_is_one_sentence(
     fixture: str, request: pytest.FixtureRequest
 ) -> None:
     model: OLMoEModel = request.getfixturevalue(fixture)
-    prompt = "a" * 5000  # byte-level BPE without merges: one token per byte
+    prompt = "\u00e9\u00df" * 2500  # two-byte characters the tiny BPE does not merge
+    tokens = len(model.tokenize(prompt))
+    assert tokens > 4096
     for call in (
         lambda: model.generate(prompt, max_tokens=2),
         lambda: "".join(model.stream(prompt, max_tokens=2)),
@@ -405,7 +409,7 @@ def test_prompt_beyond_max_position_embeddings_is_one_sentence(
         with pytest.raises(ValueError) as raised:
             call()
         assert str(raised.value) == (
-            "the prompt is 5000 tokens, beyond the model's max_position_embeddings (4096); "
+            f"the prompt is {tokens} tokens, beyond the model's max_position_embeddings (4096); "
             "shorten it to at most 4096 tokens"
         )
 
