@@ -15,8 +15,8 @@ transformers' `AutoModelForCausalLM.from_pretrained` load:
   exactly; mlx-lm picks its BPE streaming detokenizer for it, as for real OLMoE.
 - generation_config.json.
 
-The folder is written atomically (see `write_tiny_olmoe`) and never replaces a file it did
-not write.
+The folder is written atomically (see `write_tiny_olmoe`): a folder with files in it is
+refused unless overwrite=True, which replaces these six files only and never touches others.
 
 Only numpy and `tokenizers` are imported. Weights are scaled so activations stay O(1) and
 logits are well separated, so greedy decoding is not decided by rounding noise.
