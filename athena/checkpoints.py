@@ -280,6 +280,8 @@ def _write_files(folder: Path, size: str, preset: dict[str, int], seed: int, dty
 def _rename_folder(temp: Path, target: Path, shown: Path) -> None:
     """Move the finished folder to a target that does not exist or is empty (rename(2)
     replaces an empty folder, and fails if something appeared in it meanwhile)."""
+    if target.is_dir():  # an empty folder: the new one takes its permissions
+        os.chmod(temp, target.stat().st_mode & 0o7777)
     try:
         os.rename(temp, target)
     except OSError as error:
