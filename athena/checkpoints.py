@@ -419,31 +419,29 @@ def _to_bfloat16_bytes(array: np.ndarray) -> bytes:
 
 def _save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) -> None:
     """The safetensors format written directly (numpy has no bfloat16): an 8-byte header
-    length, a JSON header of name -> dtype/shape/offsets, then the raw little-endian data."""
+    length, a JSON header of name -> dtype/shape/offsets, then the raw little-endian data,
+    one tensor at a time (so the peak is the weights plus one converted tensor)."""
+    itemsize = 4 if dtype == "float32" else 2
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    blobs: list[bytes] = []
     offset = 0
     for name in sorted(weights):
-        array = weights[name]
-        if dtype == "bfloat16":
-            blob = _to_bfloat16_bytes(array)
-        else:
-            numpy_dtype = "<f4" if dtype == "float32" else "<f2"
-            blob = np.ascontiguousarray(array, dtype=numpy_dtype).tobytes()
+        size = weights[name].size * itemsize
         header[name] = {
             "dtype": _SAFETENSORS_DTYPE[dtype],
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + len(blob)],
+            "shape": list(weights[name].shape),
+            "data_offsets": [offset, offset + size],
         }
-        blobs.append(blob)
-        offset += len(blob)
+        offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # align the data to 8 bytes
     with path.open("wb") as f:
         f.write(struct.pack("<Q", len(encoded)))
         f.write(encoded)
-        for blob in blobs:
-            f.write(blob)
+        for name in sorted(weights):
+            if dtype == "bfloat16":
+                f.write(_to_bfloat16_bytes(weights[name]))
+            else:
+                f.write(np.ascontiguousarray(weights[name], dtype=f"<f{itemsize}").tobytes())
         f.flush()
         os.fsync(f.fileno())
 
