@@ -22,11 +22,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bandwidth, envsetup, imports_cost, models, report
+from bench import train as train_bench
 from bench.common import ROOT, Results
 from bench.machine import describe, load_average
 
 SCHEMA_VERSION = 1
-GROUPS = ("import", "bandwidth", "models", "env")
+GROUPS = ("import", "bandwidth", "models", "env", "train")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "env" in only:
             envsetup.measure(results, work, quick=quick)
+        if "train" in only:
+            train_bench.measure(results, quick=quick)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -29,6 +29,7 @@ LEDGER = {
     "MLX-005": "batch-size.md",
     "MLX-006": "gradient-checkpointing.md",
     "MLX-007": "memory-wiring.md",
+    "#13": "training-head.md",  # issue 13's guide (not a ledger item)
 }
 GUIDES = sorted(p.name for p in DOCS.glob("*.md") if p.name != "README.md")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
