@@ -98,36 +98,16 @@ def measure(results: Results, *, quick: bool) -> None:
             )
             continue
         label = f"{ranks} rank" + ("s" if ranks > 1 else "")
-        results.add(
-            f"train.{ranks}rank.steps_per_s",
-            f"GRPO steps/s, {label}",
-            [r["steps_per_s"] for r in found],
-            "steps/s",
-            group="train",
-            context=context,
-        )
-        results.add(
-            f"train.{ranks}rank.states_per_s",
-            f"GRPO states/s, {label}",
-            [r["states_per_s"] for r in found],
-            "states/s",
-            group="train",
-            context=context,
-        )
+        figures = [
+            ("steps_per_s", f"GRPO steps/s, {label}", "steps/s"),
+            ("states_per_s", f"GRPO states/s, {label}", "states/s"),
+        ]
         if ranks > 1:
-            results.add(
-                f"train.{ranks}rank.communication_share",
-                f"share of the step in all_sum, {label}",
-                [r["communication_share"] for r in found],
-                "fraction",
-                group="train",
-                context=context,
-            )
-            results.add(
-                f"train.{ranks}rank.allreduce_bytes",
-                "bytes averaged per update",
-                [r["allreduce_bytes_per_update"] for r in found],
-                "bytes",
-                group="train",
-                context=context,
-            )
+            figures += [
+                ("communication_share", f"share of the step in all_sum, {label}", "fraction"),
+                ("allreduce_bytes_per_update", "bytes averaged per update", "bytes"),
+            ]
+        for key, name, unit in figures:
+            values = [r[key] for r in found]
+            fid = f"train.{ranks}rank.{key}"
+            results.add(fid, name, values, unit, group="train", context=context)

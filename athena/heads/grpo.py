@@ -31,7 +31,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -248,14 +248,6 @@ def _short(text: str, limit: int = 40) -> str:
 
 
 # -- the trainer -----------------------------------------------------------------------------
-
-
-@dataclass
-class TrainState:
-    """What a checkpoint holds besides the tensors."""
-
-    step: int = 0
-    rng: dict[str, Any] = field(default_factory=dict)  # numpy's bit_generator.state
 
 
 class GRPOTrainer:
