@@ -150,3 +150,39 @@ def test_importing_athena_heads_imports_no_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_each_frameworks_own_safetensors_writer_and_reader_work_too(
+    mlx_installed: None, torch_installed: None, tmp_path: Path, random_features: np.ndarray
+) -> None:
+    """mx.save_safetensors / torch's state_dict files load with load_head, and
+    mlx's Module.load_weights and torch's load_state_dict read save_head's file."""
+    import mlx.core as mx
+    import torch
+    from mlx.utils import tree_flatten
+    from safetensors.torch import load_file, save_file
+
+    mlx_head = new_head(16, seed=1, framework="mlx", **SHAPE)
+    mx.save_safetensors(
+        str(tmp_path / "mlx.safetensors"), dict(tree_flatten(mlx_head.parameters()))
+    )
+    torch_head = new_head(16, seed=2, framework="torch", **SHAPE)
+    save_file(torch_head.state_dict(), str(tmp_path / "torch.safetensors"))
+    for path, source in (("mlx.safetensors", mlx_head), ("torch.safetensors", torch_head)):
+        for framework in ("mlx", "torch"):
+            loaded = load_head(tmp_path / path, framework=framework)
+            np.testing.assert_allclose(
+                heads.head_logits(loaded, random_features),
+                heads.head_logits(source, random_features),
+                atol=1e-5,
+            )
+    ours = save_head(mlx_head, tmp_path / "ours.safetensors")
+    native_mlx = heads.head_class("mlx")(16, **SHAPE)
+    native_mlx.load_weights(str(ours))  # strict: every parameter, by name
+    native_torch = heads.head_class("torch")(16, **SHAPE)
+    native_torch.load_state_dict(load_file(str(ours)))
+    expected = heads.head_logits(mlx_head, random_features)
+    np.testing.assert_allclose(heads.head_logits(native_mlx, random_features), expected, atol=1e-5)
+    with torch.no_grad():
+        got = native_torch(torch.from_numpy(random_features)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -186,3 +186,31 @@ def test_no_matplotlib_is_one_line_and_no_plot(
     assert "Traceback" not in proc.stderr
     assert not (workdir / "out" / "train.png").exists()
     assert (workdir / "out" / "head.safetensors").is_file()
+
+
+def test_the_progress_bar_shows_reward_and_loss_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from athena.heads.train import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    metrics = {"step": 1.0, "reward": 0.5, "loss": 0.25}
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = _Progress(True, total=3, initial=0)
+    bar.update(metrics)
+    bar.close()
+    shown = terminal.getvalue()
+    assert "train-head" in shown and "reward=0.500" in shown and "loss=0.2500" in shown
+    pipe = io.StringIO()  # not a terminal: no bar, a line every 10 steps and at the end
+    monkeypatch.setattr(sys, "stderr", pipe)
+    bar = _Progress(True, total=3, initial=0)
+    assert bar.bar is None
+    bar.update(metrics)
+    bar.update({**metrics, "step": 3.0})
+    assert pipe.getvalue() == "step 3/3: reward 0.500, loss 0.2500\n"
