@@ -195,6 +195,7 @@ def run(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any
         raise TrainError(f"--steps {args.steps} is not allowed; use an integer >= 1")
     config = config_from_args(args)
     framework = args.framework or _default_framework()
+    _check_installed(framework)
     collectives = _collectives(framework, config.collective_timeout)
     rank0 = collectives is None or collectives.rank == 0
     records = read_states(args.data)
@@ -280,6 +281,17 @@ def _default_framework() -> str:
     import importlib.util
 
     return "mlx" if importlib.util.find_spec("mlx") is not None else "torch"
+
+
+def _check_installed(framework: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(framework) is None:
+        group = "mlx-cpu" if framework == "mlx" else "torch"
+        raise TrainError(
+            f"--framework {framework} needs {framework}, which is not installed here "
+            f"(uv sync --group {group}; on a Mac mlx comes with uv sync)"
+        )
 
 
 def _collectives(framework: str, timeout: float) -> Any:

@@ -214,3 +214,20 @@ def test_the_progress_bar_shows_reward_and_loss_on_a_terminal_only(
     bar.update(metrics)
     bar.update({**metrics, "step": 3.0})
     assert pipe.getvalue() == "step 3/3: reward 0.500, loss 0.2500\n"
+
+
+def test_a_framework_that_is_not_installed_is_one_sentence_simulated_missing_torch(
+    tiny_olmoe: Path,
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Simulated: find_spec says torch is missing (both are installed in the test env)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    err = _fails(_train(tiny_olmoe, "--framework", "torch", steps=2), capsys)
+    assert "--framework torch needs torch, which is not installed here" in err
