@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 ADVANTAGE_EPSILON = 1e-4  # TRL's: advantages / (std + 1e-4)
 CHECKPOINT_PREFIX = "checkpoint-"
+SAMPLING_STREAM = 1  # the sampling RNG is seeded with (1, seed)
 Reward = Callable[[str, int], float]
 
 
@@ -304,7 +305,8 @@ class GRPOTrainer:
             )
         self.framework = check_framework(framework)
         self.learner = make_learner(framework, head, self.config, collectives=collectives)
-        self.rng = np.random.default_rng(self.config.seed)
+        # Its own stream: not the one initial_weights(seed) drew the head from.
+        self.rng = np.random.default_rng([SAMPLING_STREAM, self.config.seed])
         self.step_count = 0
 
     # -- one step --------------------------------------------------------------------------
