@@ -44,13 +44,22 @@ def _add_loader_commands(sub: argparse._SubParsersAction) -> None:
         "tiny-model",
         help="write a small deterministic OLMoE checkpoint (tests, guides, benchmarks)",
         description="Write a deterministic OLMoE folder (config.json, model.safetensors, "
-        "tokenizer files) that mlx-lm and transformers both load.",
+        "tokenizer files) that mlx-lm and transformers both load. The folder appears complete "
+        "or not at all; a folder that is not empty is refused unless --force.",
     )
-    tiny.add_argument("out", metavar="OUT", help="the folder to write (created if needed)")
+    tiny.add_argument(
+        "out", metavar="OUT", help="the folder to write (created; must be new or empty)"
+    )
     tiny.add_argument("--size", default="tiny", help="tiny, small or medium (default: tiny)")
     tiny.add_argument("--seed", type=int, default=0, help="weights seed (default: 0)")
     tiny.add_argument(
         "--dtype", default="float32", help="float32, float16 or bfloat16 (default: float32)"
+    )
+    tiny.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a folder that has files: replace only the tiny checkpoint's own "
+        "files (config.json, model.safetensors, tokenizer and generation files), keep the rest",
     )
     tiny.set_defaults(handler=_tiny_model_command)
 
@@ -155,13 +164,22 @@ def _encode_command(args: argparse.Namespace) -> int:
 
 
 def _tiny_model_command(args: argparse.Namespace) -> int:
-    from athena.checkpoints import count_parameters, write_tiny_olmoe
+    from athena.checkpoints import FILES, FolderNotEmpty, count_parameters, write_tiny_olmoe
 
     try:
-        path = write_tiny_olmoe(args.out, size=args.size, seed=args.seed, dtype=args.dtype)
+        path = write_tiny_olmoe(
+            args.out, size=args.size, seed=args.seed, dtype=args.dtype, overwrite=args.force
+        )
+    except FolderNotEmpty as error:
+        raise CommandError(error.sentence("--force")) from None
     except (ValueError, OSError) as error:
         raise CommandError(str(error)) from None
-    print(f"wrote {path} ({args.size}, {count_parameters(args.size):,} parameters, {args.dtype})")
+    kept = [p.name for p in path.iterdir() if p.name not in FILES]
+    note = f"; left {len(kept)} other file(s) in it as they were" if kept else ""
+    print(
+        f"wrote {path} ({args.size}, {count_parameters(args.size):,} parameters, "
+        f"{args.dtype}){note}"
+    )
     return 0
 
 
