@@ -24,11 +24,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bandwidth, envsetup, imports_cost, models, preflight, reference, report
+from bench import train as train_bench
 from bench.common import Results
 from bench.machine import describe, load_average
 
 SCHEMA_VERSION = 1
-GROUPS = ("import", "bandwidth", "models", "env", "preflight")
+GROUPS = ("import", "bandwidth", "models", "env", "train", "preflight")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "env" in only:
             envsetup.measure(results, work, quick=quick)
+        if "train" in only:
+            train_bench.measure(results, quick=quick)
         if "preflight" in only:  # issue 16: estimated vs measured peak memory of a load
             preflight_sizes = args.sizes.split(",") if args.sizes else list(preflight.SIZES)
             run["preflight"] = preflight.measure(

@@ -32,6 +32,7 @@ LEDGER = {
     "MLX-005": "batch-size.md",
     "MLX-006": "gradient-checkpointing.md",
     "MLX-007": "memory-wiring.md",
+    "#13": "training-head.md",  # issue 13's guide (not a ledger item)
 }
 # Reference pages (no ledger item): README.md links them here.
 REFERENCE = ["doctor.md", "environment.md", "preflight.md"]
