@@ -2,6 +2,22 @@
 
 Each session installs from uv.lock (`uv sync --locked`) into its own virtualenv, prints the
 versions it runs on, and runs pytest with --strict-markers --strict-config.
+
+`nox` alone (README's test command, and what CI runs) runs every test once:
+
+  tests    on each supported Python: tests/ but tests/env (the loader, the doctor, the
+           benchmarks' smoke test, the CLI), the code whose behaviour can depend on the Python;
+  lint     ruff, mypy, and tests/env's checks of CI's own files (the noxfile, the workflow);
+  lock     `uv lock --check` and tests/env/test_lock.py;
+  nix      tests/env/test_flake.py;
+  verify   the environment acceptance: the four mlx imports, the versions, the CUDA audit,
+           verify_env (its tests, tests/doctor, are in `tests`);
+  docs     the guides' code blocks and docs/'s own tests.
+
+tests/env drives uv, nix and nox as commands, so it does not depend on the Python running
+pytest: each of its files runs once, in the session ENV_TESTS gives it. `loader` (tests/loader)
+and `audit` (`athena audit`, which `verify` runs too) are quick entry points outside the default
+selection; `bench` and `install` run on request only.
 """
 
 from __future__ import annotations
@@ -18,14 +34,20 @@ import nox
 nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
-# `nox` with no -s: what CI runs (README's test command). `bench` is run on request only.
-nox.options.sessions = ["lint", "lock", "nix", "verify", "audit", "docs", "loader", "tests"]
+# `nox` with no -s: what CI runs (README's test command); see the docstring for who runs what.
+nox.options.sessions = ["lint", "lock", "nix", "verify", "docs", "tests"]
 
 ROOT = Path(__file__).parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 IS_MAC = sys.platform == "darwin" and platform.machine() == "arm64"
 IS_LINUX = sys.platform.startswith("linux")
 PYTEST = ("pytest", "--strict-markers", "--strict-config")
+# tests/env's files, each run once by one default session; `tests` leaves the folder out.
+ENV_TESTS = {
+    "lint": ("tests/env/test_noxfile.py", "tests/env/test_workflow.py"),
+    "lock": ("tests/env/test_lock.py",),
+    "nix": ("tests/env/test_flake.py",),
+}
 
 
 def _supported_pythons() -> list[str]:
@@ -87,25 +109,35 @@ def install(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The full test suite, with both backends, on every supported Python found."""
+    """The test suite but tests/env, with both backends, on every supported Python found.
+
+    tests/env runs in `lint`, `lock` and `nix` (ENV_TESTS): it does not depend on the Python.
+    """
     sync(session, *BACKEND_GROUPS)
-    session.run(*PYTEST, *(session.posargs or ["tests"]))
+    session.run(*PYTEST, *(session.posargs or ["tests", "--ignore=tests/env"]))
 
 
 @nox.session
 def loader(session: nox.Session) -> None:
-    """The OLMoE loader tests: real mlx (CPU build on Linux) and real transformers + torch."""
+    """The OLMoE loader tests alone (`tests` runs them too): real mlx and transformers + torch.
+
+    On Linux mlx is MLX's CPU build. Not in the default selection, so they run once there.
+    """
     sync(session, *BACKEND_GROUPS)
     session.run(*PYTEST, *(session.posargs or ["tests/loader"]))
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint + format check) and mypy (with the backends installed, so it sees their types)."""
+    """ruff (lint + format check), mypy, and the tests of the noxfile and the CI workflow.
+
+    mypy runs with the backends installed, so it sees their types.
+    """
     sync(session, *BACKEND_GROUPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run(*PYTEST, *ENV_TESTS["lint"], *session.posargs)
 
 
 @nox.session
@@ -113,20 +145,23 @@ def lock(session: nox.Session) -> None:
     """uv.lock matches pyproject.toml, for the newest uv and for the flake's older uv."""
     sync(session)
     session.run("uv", "lock", "--check", external=True)
-    session.run(*PYTEST, "tests/env/test_lock.py", *session.posargs)
+    session.run(*PYTEST, *ENV_TESTS["lock"], *session.posargs)
 
 
 @nox.session
 def nix(session: nox.Session) -> None:
     """flake.nix evaluates for all three systems (against a stand-in nixpkgs, offline)."""
     sync(session)
-    session.run(*PYTEST, "tests/env/test_flake.py", *session.posargs)
+    session.run(*PYTEST, *ENV_TESTS["nix"], *session.posargs)
 
 
 @nox.session
 def verify(session: nox.Session) -> None:
-    """The environment health check (#4): from the lock (+ mlx-cpu on Linux), the four mlx
-    imports, the mlx and mlx-lm versions, the CUDA audit, verify_env, then tests/doctor."""
+    """The environment health check (#4): the four mlx imports, the CUDA audit, verify_env.
+
+    From the lock (+ mlx-cpu on Linux); it prints the mlx and mlx-lm versions too. Its tests,
+    tests/doctor, run in `tests`, on every Python.
+    """
     sync(session, "mlx-cpu")
     if IS_MAC or IS_LINUX:
         for statement in (
@@ -142,12 +177,11 @@ def verify(session: nox.Session) -> None:
         session.log("mlx imports skipped: mlx runs on Apple Silicon Macs and on Linux (mlx-cpu)")
     session.run("athena", "audit")
     session.run("python", "scripts/verify_env.py")
-    session.run(*PYTEST, *(session.posargs or ["tests/doctor"]))
 
 
 @nox.session
 def audit(session: nox.Session) -> None:
-    """The CUDA-package audit (#4): the lock per platform and the installed environment."""
+    """The CUDA-package audit alone (#4; `verify` runs it too): the lock and this environment."""
     sync(session)
     session.run("athena", "audit")
 
@@ -161,6 +195,6 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks (#6): JSON + Markdown + PNG under bench/results/. `-- --quick` for a smoke run."""
+    """Benchmarks (#6): JSON, Markdown, PNG in bench/results/runs/. `-- --quick`: a smoke run."""
     sync(session, *BACKEND_GROUPS)
     session.run("python", "bench/run.py", *session.posargs, env={"PYTHONHASHSEED": "0"})

@@ -75,13 +75,22 @@ def _add_loader_commands(sub: argparse._SubParsersAction) -> None:
         "tiny-model",
         help="write a small deterministic OLMoE checkpoint (tests, guides, benchmarks)",
         description="Write a deterministic OLMoE folder (config.json, model.safetensors, "
-        "tokenizer files) that mlx-lm and transformers both load.",
+        "tokenizer files) that mlx-lm and transformers both load. A new folder appears complete "
+        "or not at all; a folder that is not empty is refused unless --force.",
     )
-    tiny.add_argument("out", metavar="OUT", help="the folder to write (created if needed)")
+    tiny.add_argument(
+        "out", metavar="OUT", help="the folder to write (created; must be new or empty)"
+    )
     tiny.add_argument("--size", default="tiny", help="tiny, small or medium (default: tiny)")
     tiny.add_argument("--seed", type=int, default=0, help="weights seed (default: 0)")
     tiny.add_argument(
         "--dtype", default="float32", help="float32, float16 or bfloat16 (default: float32)"
+    )
+    tiny.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a folder that has files: replace only the tiny checkpoint's own "
+        "files (config.json, model.safetensors, tokenizer and generation files), keep the rest",
     )
     tiny.set_defaults(handler=_tiny_model_command)
 
@@ -97,6 +106,11 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", help="float32, float16 or bfloat16 (default: the model's)")
     parser.add_argument("--quantize-bits", type=int, help="4 or 8: quantize after loading (mlx)")
+    parser.add_argument(
+        "--allow-oversize",
+        action="store_true",
+        help="load even when the estimated peak memory is above this machine's",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the loader does")
 
 
@@ -145,6 +159,7 @@ def _load_model(args: argparse.Namespace) -> Any:
             allow_fallback=args.backend is None,
             dtype=args.dtype,
             quantize_bits=args.quantize_bits,
+            allow_oversize=args.allow_oversize,
         )
     except ValueError as error:
         raise CommandError(str(error)) from None
@@ -273,14 +288,62 @@ def _chunks(lines: Iterator[tuple[int, str]], size: int) -> Iterator[tuple[list[
 
 
 def _tiny_model_command(args: argparse.Namespace) -> int:
-    from athena.checkpoints import count_parameters, write_tiny_olmoe
+    from athena.checkpoints import FILES, FolderNotEmpty, count_parameters, write_tiny_olmoe
 
     try:
-        path = write_tiny_olmoe(args.out, size=args.size, seed=args.seed, dtype=args.dtype)
+        path = write_tiny_olmoe(
+            args.out, size=args.size, seed=args.seed, dtype=args.dtype, overwrite=args.force
+        )
+    except FolderNotEmpty as error:
+        raise CommandError(error.sentence("--force")) from None
     except (ValueError, OSError) as error:
         raise CommandError(str(error)) from None
-    print(f"wrote {path} ({args.size}, {count_parameters(args.size):,} parameters, {args.dtype})")
+    kept = [p.name for p in path.iterdir() if p.name not in FILES]
+    note = f"; left {len(kept)} other file(s) in it as they were" if kept else ""
+    print(
+        f"wrote {path} ({args.size}, {count_parameters(args.size):,} parameters, "
+        f"{args.dtype}){note}"
+    )
     return 0
+
+
+def _add_inspect_command(sub: argparse._SubParsersAction) -> None:
+    """`inspect` (issue #16): what the preflight knows about a model folder."""
+    inspect = sub.add_parser(
+        "inspect",
+        help="check a model folder from its headers: parameters, dtype, tokenizer, memory",
+        description="What MODEL (a folder, or a hub id in the local cache) holds and whether "
+        "it fits this machine, read from config.json, the safetensors headers and the "
+        "tokenizer files (no weight is read, no backend imported). Exit code 1 when it "
+        "cannot be loaded.",
+    )
+    inspect.add_argument("model", metavar="MODEL", help="a model folder (or an org/name hub id)")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.add_argument(
+        "--backend", choices=("mlx", "transformers"), help="the backend of 'this load'"
+    )
+    inspect.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
+    inspect.add_argument("--quantize-bits", type=int, choices=(4, 8))
+    inspect.set_defaults(handler=_inspect_command)
+
+
+def _inspect_command(args: argparse.Namespace) -> int:
+    import json
+
+    from athena import preflight
+    from athena.backends import SourceError
+
+    try:
+        info = preflight.inspect_model(args.model)
+    except SourceError as error:
+        raise CommandError(str(error)) from None
+    report = preflight.describe(
+        info, backend=args.backend, dtype=args.dtype, quantize_bits=args.quantize_bits
+    )
+    print(json.dumps(report, indent=2) if args.json else preflight.render(report))
+    if report["problems"] and not args.json:
+        raise CommandError(report["problems"][0])
+    return 0 if report["ok"] else 1
 
 
 def _add_doctor_commands(sub: argparse._SubParsersAction) -> None:
@@ -347,6 +410,59 @@ def _add_doctor_commands(sub: argparse._SubParsersAction) -> None:
     audit.set_defaults(handler=run_audit)
 
 
+def _add_train_head_command(sub: argparse._SubParsersAction) -> None:
+    """`train-head` (issue #13): GRPO for the MemoryActionHead; see athena/heads/train.py."""
+    train = sub.add_parser(
+        "train-head",
+        help="train the MemoryActionHead with GRPO on OLMoE features (MLX or torch)",
+        description="Encode the states once, then train the head with GRPO against a reward. "
+        "Run under mlx.launch to train across processes or Macs (docs/training-head.md).",
+    )
+    _add_model_arguments(train)
+    train.add_argument("--data", required=True, metavar="JSONL", help='lines of {"text": ...}')
+    train.add_argument(
+        "--reward",
+        required=True,
+        metavar="MOD:FN|JSONL",
+        help="module:function(text, action) "
+        '-> float, or a JSONL of {"text": ..., "rewards": [one per action]}',
+    )
+    train.add_argument("--steps", required=True, type=int, help="train until this step")
+    train.add_argument("--out", required=True, metavar="DIR", help="checkpoints, log, plot")
+    train.add_argument("--framework", choices=("mlx", "torch"), help="default: mlx if installed")
+    train.add_argument("--group-size", type=int, help="actions sampled per state (default: 8)")
+    train.add_argument("--batch-size", type=int, help="states per step, all ranks (default: 32)")
+    train.add_argument("--learning-rate", type=float, help="AdamW's (default: 3e-3)")
+    train.add_argument("--beta", type=float, help="KL penalty to the initial head (default: 0.04)")
+    train.add_argument("--epsilon", type=float, help="ratio clip (default: 0.2)")
+    train.add_argument("--num-iterations", type=int, help="updates per sampled batch (default: 1)")
+    train.add_argument("--temperature", type=float, help="sampling temperature (default: 1.0)")
+    train.add_argument("--seed", type=int, help="init and sampling seed (default: 42)")
+    train.add_argument("--num-actions", type=int, help="memory actions (default: 4)")
+    train.add_argument("--hidden-dim", type=int, help="the head's hidden width (default: 256)")
+    train.add_argument("--init", metavar="HEAD", help="start from this head .safetensors")
+    train.add_argument("--eval-data", metavar="JSONL", help="held-out states: greedy reward")
+    train.add_argument("--steps-per-eval", type=int, help="default: 10")
+    train.add_argument("--save-every", type=int, help="steps between checkpoints (default: 100)")
+    train.add_argument("--resume", action="store_true", help="continue DIR's last checkpoint")
+    train.add_argument(
+        "--collective-timeout", type=float, help="seconds before a hung all_sum stops the run"
+    )
+
+    def run_train_head(args: argparse.Namespace) -> int:
+        from athena.heads import HeadError
+        from athena.heads.grpo import TrainError
+        from athena.heads.train import run
+
+        with _loader_logging(args.verbose):
+            try:
+                return run(args, _load_model)
+            except (TrainError, HeadError) as error:
+                raise CommandError(str(error)) from None
+
+    train.set_defaults(handler=run_train_head)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="athena",
@@ -355,7 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"athena {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_loader_commands(sub)
+    _add_inspect_command(sub)
     _add_doctor_commands(sub)
+    _add_train_head_command(sub)
     return parser
 
 

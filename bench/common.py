@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -118,10 +119,15 @@ class WorkerError(RuntimeError):
 
 
 def run_worker(
-    spec: dict[str, Any], *, timeout: float = 900.0, python: str | None = None
+    spec: dict[str, Any],
+    *,
+    timeout: float = 900.0,
+    python: str | None = None,
+    script: Path = WORKER,
 ) -> dict[str, Any]:
-    """Run `bench/worker.py` on `spec` in a fresh interpreter and return its JSON result."""
-    cmd = [python or sys.executable, str(WORKER), json.dumps(spec)]
+    """Run `script` (default bench/worker.py) on `spec` in a fresh interpreter and return the
+    JSON result it prints after RESULT_MARK."""
+    cmd = [python or sys.executable, str(script), json.dumps(spec)]
     env = {**os.environ, "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -156,3 +162,29 @@ def tail(text: str, lines: int = 4) -> str:
     """The last `lines` non-empty lines of `text`, joined by ' | ' (for skip reasons)."""
     kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " | ".join(kept[-lines:])
+
+
+# --- in a worker process ------------------------------------------------------------------
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set size so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def rss_bytes() -> int:
+    """The current resident set size."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:
+        return peak_rss_bytes()
+
+
+def torch_device() -> str:
+    """The device raw transformers runs on here: MPS on an Apple Silicon Mac, else CPU."""
+    import torch
+
+    return "mps" if torch.backends.mps.is_available() else "cpu"

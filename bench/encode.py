@@ -225,7 +225,8 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
-    from bench.worker import _import_backend, rss_bytes
+    from bench.common import rss_bytes
+    from bench.runners import _import_backend
 
     backend = spec["backend"]
     _import_backend(backend)
@@ -283,7 +284,7 @@ def peak_rss() -> Iterator[dict[str, Any]]:
         yield result
         result.update(peak_rss=_vm_hwm(), peak_method="VmHWM after clear_refs 5 (Linux)")
         return
-    from bench.worker import rss_bytes
+    from bench.common import rss_bytes
 
     highest = [rss_bytes()]
     stop = threading.Event()

@@ -3,7 +3,8 @@
 - each generated table exists with its JSON (numbers + machine), and the guide quotes it
   verbatim between `<!-- generated:NAME.md -->` markers;
 - docs/README.md maps every ledger item MLX-002..MLX-007 to an existing guide, and links every
-  guide; every relative link in docs/ resolves; every guide links the official docs.
+  guide and reference page; every relative link in docs/ resolves; every guide links the
+  official docs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from athena.quotes import quoted
 
 DOCS = Path(__file__).parent
 GENERATED = DOCS / "generated"
@@ -29,8 +32,11 @@ LEDGER = {
     "MLX-005": "batch-size.md",
     "MLX-006": "gradient-checkpointing.md",
     "MLX-007": "memory-wiring.md",
+    "#13": "training-head.md",  # issue 13's guide (not a ledger item)
 }
-GUIDES = sorted(p.name for p in DOCS.glob("*.md") if p.name != "README.md")
+# Reference pages (no ledger item): README.md links them here.
+REFERENCE = ["doctor.md", "environment.md", "preflight.md"]
+GUIDES = sorted(p.name for p in DOCS.glob("*.md") if p.name not in ("README.md", *REFERENCE))
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 OFFICIAL = ("https://ml-explore.github.io/mlx/", "https://github.com/ml-explore/mlx-lm")
 
@@ -39,14 +45,9 @@ OFFICIAL = ("https://ml-explore.github.io/mlx/", "https://github.com/ml-explore/
 def test_the_guide_quotes_the_generated_table_verbatim(name: str) -> None:
     table = GENERATED / name
     assert table.is_file(), f"{table} is missing: run docs/scripts/ to generate it"
-    page = (DOCS / QUOTED[name]).read_text()
-    match = re.search(
-        rf"<!-- generated:{re.escape(name)} -->\n(.*?)<!-- /generated:{re.escape(name)} -->",
-        page,
-        flags=re.DOTALL,
-    )
-    assert match, f"{QUOTED[name]} has no <!-- generated:{name} --> section"
-    assert match.group(1) == table.read_text(), (
+    quote = quoted((DOCS / QUOTED[name]).read_text(), name)
+    assert quote is not None, f"{QUOTED[name]} has no <!-- generated:{name} --> section"
+    assert quote == table.read_text(), (
         f"{QUOTED[name]} quotes an old {name}: rerun the script, which refreshes the quote"
     )
 
@@ -78,12 +79,19 @@ def test_the_index_maps_each_ledger_item_to_its_guide() -> None:
     assert sorted(LEDGER.values()) == GUIDES, "a guide is missing from the ledger map"
 
 
-@pytest.mark.parametrize("page", ["README.md", *GUIDES])
+@pytest.mark.parametrize("page", REFERENCE)
+def test_the_index_links_each_reference_page(page: str) -> None:
+    assert (DOCS / page).is_file()
+    assert f"]({page})" in (DOCS / "README.md").read_text(), f"docs/README.md does not link {page}"
+
+
+@pytest.mark.parametrize("page", ["../README.md", "README.md", *GUIDES, *REFERENCE])
 def test_relative_links_resolve(page: str) -> None:
-    for target in LINK.findall((DOCS / page).read_text()):
+    source = DOCS / page
+    for target in LINK.findall(source.read_text()):
         if target.startswith(("http://", "https://", "#")):
             continue
-        path = (DOCS / target.split("#")[0]).resolve()
+        path = (source.parent / target.split("#")[0]).resolve()
         assert path.exists(), f"docs/{page} links {target}, which does not exist"
 
 

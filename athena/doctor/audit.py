@@ -3,7 +3,7 @@
 Two levels:
 - lock: for each target, the packages uv itself says it would install from uv.lock
   (`uv tree --locked --python-platform ...`), checked against CUDA_PATTERNS; each offender
-  comes with the chains that pull it in (`uv tree --invert --package NAME`).
+  comes with the chains that pull it in (`uv tree --invert --package NAME`; uvtree.py runs uv).
 - installed: the distributions of an environment (importlib.metadata), same patterns.
 
 Targets: darwin-arm64 with every dependency group, and Linux x86_64 with every group except
@@ -15,16 +15,16 @@ that group is not part of the Linux lock audit. Extras: uv tree shows every extr
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from athena.doctor.lock import normalize
+from athena.doctor.uvtree import TreeLine as TreeLine  # re-exported: used as audit.*
+from athena.doctor.uvtree import UvError, chains_from_inverted, parse_tree, run_uv_tree
+from athena.doctor.uvtree import uv_executable as uv_executable
 
 # Package names (PEP 503 normalized) that only make sense with an NVIDIA GPU.
 CUDA_PATTERNS = (
@@ -121,101 +121,6 @@ class AuditResult:
 
 
 # ---------------------------------------------------------------------------- the lock level
-
-
-@dataclass(frozen=True)
-class TreeLine:
-    depth: int
-    name: str
-    version: str | None
-    annotation: str  # "(group: torch)", "(extra: gpu)", "(*)", ...
-    extras: str = ""  # "[cpu]" in "mlx[cpu] v0.32.4"
-
-    def label(self) -> str:
-        text = self.name + self.extras + (f" {self.version}" if self.version else "")
-        return f"{text} {self.annotation}".strip()
-
-
-_TREE_ENTRY = re.compile(
-    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<extras>\[[^\]]*\])?(?: v(?P<version>\S+))?"
-    r"(?P<rest>.*)$"
-)
-
-
-def parse_tree(text: str) -> list[TreeLine]:
-    """`uv tree`'s text output: one entry per line, four characters of indent per level."""
-    lines = []
-    for raw in text.splitlines():
-        stripped = raw.lstrip("│├└─ \u00a0")
-        match = _TREE_ENTRY.match(stripped)
-        if not stripped or not match:
-            continue
-        depth = (len(raw) - len(stripped)) // 4
-        lines.append(
-            TreeLine(
-                depth,
-                normalize(match["name"]),
-                match["version"],
-                match["rest"].strip(),
-                match["extras"] or "",
-            )
-        )
-    return lines
-
-
-def uv_executable() -> str | None:
-    """The uv that runs this (`uv run` sets $UV), else the one on PATH."""
-    candidate = os.environ.get("UV")
-    if candidate and Path(candidate).is_file():
-        return candidate
-    return shutil.which("uv")
-
-
-class UvError(Exception):
-    """uv is missing or refused to show the tree (one sentence, for the report)."""
-
-
-def run_uv_tree(root: Path, target: Target, *extra: str, uv: str | None = None) -> str:
-    uv = uv or uv_executable()
-    if uv is None:
-        raise UvError("uv is not on PATH; install uv (https://docs.astral.sh/uv/) to audit uv.lock")
-    command = [
-        uv,
-        "tree",
-        "--locked",
-        "--offline",
-        "--no-progress",
-        "--color",
-        "never",
-        "--python-platform",
-        target.python_platform,
-        *target.group_args,
-        *extra,
-    ]
-    try:
-        completed = subprocess.run(
-            command, cwd=root, capture_output=True, text=True, timeout=300, check=False
-        )
-    except (OSError, subprocess.SubprocessError) as error:
-        raise UvError(f"`{' '.join(command[:2])}` could not run: {error}") from error
-    if completed.returncode != 0:
-        detail = " ".join(line.strip() for line in completed.stderr.strip().splitlines()[-3:])
-        raise UvError(f"`uv tree --locked` failed in {root}: {detail}")
-    return completed.stdout
-
-
-def chains_from_inverted(lines: Sequence[TreeLine]) -> list[list[str]]:
-    """Every root-to-leaf path of `uv tree --invert`, reversed: project first, offender last."""
-    chains: list[list[str]] = []
-    path: list[TreeLine] = []
-    for index, line in enumerate(lines):
-        del path[line.depth :]
-        path.append(line)
-        next_depth = lines[index + 1].depth if index + 1 < len(lines) else 0
-        if next_depth <= line.depth and len(path) > 1:
-            chains.append([entry.label() for entry in reversed(path)])
-    chains.sort(key=len)
-    return chains
 
 
 def audit_lock(root: Path, target: Target, *, uv: str | None = None) -> AuditResult:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
+from types import ModuleType
 
 from .conftest import ROOT, run
 
@@ -28,6 +30,32 @@ def test_tests_run_on_every_python_ci_provides() -> None:
     assert found, "no tests-<python> session"
     if expected:
         assert found == sorted(expected)
+
+
+def load_noxfile() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("athena_noxfile", ROOT / "noxfile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def default_sessions() -> set[str]:
+    out = run(sys.executable, "-m", "nox", "--list", "--no-color")
+    return {name.split("-")[0] for name in re.findall(r"^\* (\S+)", out, flags=re.MULTILINE)}
+
+
+def test_the_default_selection_runs_each_test_file_once() -> None:
+    """`tests` leaves tests/env out; each tests/env file is owned by exactly one default session,
+    and the sessions that only rerun part of `tests` (loader, audit) are not in the default."""
+    noxfile = load_noxfile()
+    owned = [path for paths in noxfile.ENV_TESTS.values() for path in paths]
+    env_files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "env").glob("test_*.py"))
+    assert sorted(owned) == env_files, "give each tests/env file to one session in ENV_TESTS"
+    selected = default_sessions()
+    assert set(noxfile.ENV_TESTS) | {"tests", "docs", "verify"} == selected
+    source = (ROOT / "noxfile.py").read_text()
+    assert 'session.posargs or ["tests", "--ignore=tests/env"]' in source
 
 
 def readme_test_command() -> str:

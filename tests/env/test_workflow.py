@@ -87,3 +87,18 @@ def test_every_session_the_workflow_names_is_selected(workflow: dict) -> None:
         for name in names:
             runs = [s for s in selected if s == name or s.startswith(f"{name}-")]
             assert runs, f"{job}: `nox {' '.join(args)}` does not run {name}:\n{listing}"
+
+
+def test_the_workflow_runs_the_default_selection_once(workflow: dict) -> None:
+    """Together the jobs run what `nox` runs (so CI runs every test), and no session twice."""
+    steps: list[str] = []
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            command = step.get("run", "")
+            if command.startswith("uv run --locked nox "):
+                args = shlex.split(command)[4:]
+                steps += [a for a in args[args.index("-s") + 1 :] if not a.startswith("-")]
+    assert len(steps) == len(set(steps)), f"a session is named twice: {steps}"
+    listing = run(sys.executable, "-m", "nox", "--list", "--no-color")
+    default = {n.split("-")[0] for n in re.findall(r"^\* (\S+)", listing, flags=re.MULTILINE)}
+    assert set(steps) == default

@@ -1,0 +1,176 @@
+"""The system section: OS, machine, Rosetta, the checked Python, its venv, Nix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from athena.doctor.host import Host
+from athena.doctor.probe import ProbeResult
+from athena.doctor.report import Check, Report
+
+MIN_MACOS = (14,)  # mlx's wheels
+
+
+def env_info(env: ProbeResult, root: Path | None) -> dict[str, Any]:
+    """The report's `python` block, from the probe's `env` step."""
+    step = env.step("env") or {}
+    prefix = step.get("prefix") or ""
+    base = step.get("base_prefix") or prefix
+    in_venv = bool(prefix) and prefix != base
+    project_venv = bool(root) and in_venv and _same_path(prefix, root / ".venv")  # type: ignore[operator]
+    executable = str(step.get("executable") or env.python)
+    return {
+        "executable": executable,
+        "version": step.get("version"),
+        "implementation": step.get("implementation"),
+        "prefix": prefix,
+        "in_venv": in_venv,
+        "project_venv": project_venv,
+        "nix_shell": os.environ.get("IN_NIX_SHELL") or None,
+        "nix_python": executable.startswith("/nix/store/"),
+        "probe_ok": bool(step.get("ok")),
+        "probe_error": step.get("error") or (None if step else _probe_failure(env)),
+    }
+
+
+def _probe_failure(env: ProbeResult) -> str:
+    tail = " | ".join(env.stderr.strip().splitlines()[-2:])
+    if env.returncode == 0 or not tail:
+        return f"it printed no result (exit code {env.returncode}): is it a Python >= 3.9?"
+    return f"exit code {env.returncode}: {tail}"
+
+
+def _same_path(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None:
+    add = report.add
+    if host.is_mac:
+        version = host.macos_version or ()
+        if version >= MIN_MACOS:
+            add(Check("system.os", "OS", "pass", f"macOS {host.os_version}", required=True))
+        else:
+            add(
+                Check(
+                    "system.os",
+                    "OS",
+                    "fail",
+                    f"macOS {host.os_version}: mlx's wheels need macOS 14 or newer",
+                    required=True,
+                    hint="update to macOS 14 (Sonoma) or newer",
+                )
+            )
+    elif host.is_linux:
+        add(
+            Check(
+                "system.os",
+                "OS",
+                "pass",
+                f"Linux {host.os_version} (mlx runs here as its CPU build only)",
+            )
+        )
+    else:
+        add(
+            Check(
+                "system.os",
+                "OS",
+                "warn",
+                f"{host.system} {host.os_version}",
+                hint="athena supports Apple Silicon Macs and Linux",
+            )
+        )
+
+    if host.is_mac and not host.is_apple_silicon:
+        add(
+            Check(
+                "system.machine",
+                "Machine",
+                "fail",
+                f"{host.machine}: an Intel Mac; mlx needs Apple Silicon",
+                required=True,
+                hint="use an Apple Silicon Mac (M1 or newer), or Linux with the mlx-cpu group",
+            )
+        )
+    else:
+        add(Check("system.machine", "Machine", "info", host.machine))
+
+    if not host.is_mac:
+        add(Check("system.rosetta", "Rosetta", "skip", "not a Mac"))
+    elif host.rosetta:
+        add(
+            Check(
+                "system.rosetta",
+                "Rosetta",
+                "fail",
+                f"this Python is an x86_64 build translated by Rosetta 2 ({python['executable']})",
+                required=True,
+                hint="install a native arm64 Python (`uv python install` or `nix develop`), "
+                "then recreate the venv: `rm -rf .venv && uv sync --locked`",
+            )
+        )
+    else:
+        add(Check("system.rosetta", "Rosetta", "pass", "native arm64 process", required=True))
+
+    python_version = str(python.get("version") or "unknown")
+    if python.get("probe_ok"):
+        too_old = tuple(int(p) for p in python_version.split(".")[:2]) < (3, 11)
+        add(
+            Check(
+                "system.python",
+                "Python",
+                "warn" if too_old else "pass",
+                f"{python_version} at {python['executable']}",
+                hint="athena needs Python >= 3.11 (this one can run the doctor only); "
+                "use the project's venv: `uv sync --locked`"
+                if too_old
+                else None,
+            )
+        )
+    else:
+        add(
+            Check(
+                "system.python",
+                "Python",
+                "fail",
+                f"cannot run {python['executable']}: {python.get('probe_error')}",
+                required=True,
+                hint="pass a working interpreter with --python",
+            )
+        )
+
+    if python.get("project_venv"):
+        add(Check("system.venv", "Virtualenv", "pass", f"the project's venv ({python['prefix']})"))
+    elif python.get("in_venv"):
+        add(
+            Check(
+                "system.venv",
+                "Virtualenv",
+                "info",
+                f"a venv that is not the project's .venv ({python['prefix']})",
+            )
+        )
+    else:
+        add(
+            Check(
+                "system.venv",
+                "Virtualenv",
+                "warn",
+                f"not inside a virtualenv ({python['prefix']})",
+                hint="create the locked env and use it: `uv sync --locked`, then "
+                "`.venv/bin/python scripts/verify_env.py` (or `uv run athena doctor`)",
+            )
+        )
+
+    nix = []
+    if python.get("nix_shell"):
+        nix.append(f"inside a nix shell (IN_NIX_SHELL={python['nix_shell']})")
+    if python.get("nix_python"):
+        nix.append("Python from the nix store")
+    add(Check("system.nix", "Nix", "info", "; ".join(nix) or "not in a nix shell"))

@@ -1,0 +1,113 @@
+"""`uv tree` for the CUDA audit (audit.py): run it for one target of uv.lock, parse its text,
+and turn `uv tree --invert` into the chains that pull a package in."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from athena.doctor.lock import normalize
+
+if TYPE_CHECKING:
+    from athena.doctor.audit import Target
+
+
+@dataclass(frozen=True)
+class TreeLine:
+    depth: int
+    name: str
+    version: str | None
+    annotation: str  # "(group: torch)", "(extra: gpu)", "(*)", ...
+    extras: str = ""  # "[cpu]" in "mlx[cpu] v0.32.4"
+
+    def label(self) -> str:
+        text = self.name + self.extras + (f" {self.version}" if self.version else "")
+        return f"{text} {self.annotation}".strip()
+
+
+_TREE_ENTRY = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<extras>\[[^\]]*\])?(?: v(?P<version>\S+))?"
+    r"(?P<rest>.*)$"
+)
+
+
+def parse_tree(text: str) -> list[TreeLine]:
+    """`uv tree`'s text output: one entry per line, four characters of indent per level."""
+    lines = []
+    for raw in text.splitlines():
+        stripped = raw.lstrip("│├└─ \u00a0")
+        match = _TREE_ENTRY.match(stripped)
+        if not stripped or not match:
+            continue
+        depth = (len(raw) - len(stripped)) // 4
+        lines.append(
+            TreeLine(
+                depth,
+                normalize(match["name"]),
+                match["version"],
+                match["rest"].strip(),
+                match["extras"] or "",
+            )
+        )
+    return lines
+
+
+def uv_executable() -> str | None:
+    """The uv that runs this (`uv run` sets $UV), else the one on PATH."""
+    candidate = os.environ.get("UV")
+    if candidate and Path(candidate).is_file():
+        return candidate
+    return shutil.which("uv")
+
+
+class UvError(Exception):
+    """uv is missing or refused to show the tree (one sentence, for the report)."""
+
+
+def run_uv_tree(root: Path, target: Target, *extra: str, uv: str | None = None) -> str:
+    uv = uv or uv_executable()
+    if uv is None:
+        raise UvError("uv is not on PATH; install uv (https://docs.astral.sh/uv/) to audit uv.lock")
+    command = [
+        uv,
+        "tree",
+        "--locked",
+        "--offline",
+        "--no-progress",
+        "--color",
+        "never",
+        "--python-platform",
+        target.python_platform,
+        *target.group_args,
+        *extra,
+    ]
+    try:
+        completed = subprocess.run(
+            command, cwd=root, capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        raise UvError(f"`{' '.join(command[:2])}` could not run: {error}") from error
+    if completed.returncode != 0:
+        detail = " ".join(line.strip() for line in completed.stderr.strip().splitlines()[-3:])
+        raise UvError(f"`uv tree --locked` failed in {root}: {detail}")
+    return completed.stdout
+
+
+def chains_from_inverted(lines: Sequence[TreeLine]) -> list[list[str]]:
+    """Every root-to-leaf path of `uv tree --invert`, reversed: project first, offender last."""
+    chains: list[list[str]] = []
+    path: list[TreeLine] = []
+    for index, line in enumerate(lines):
+        del path[line.depth :]
+        path.append(line)
+        next_depth = lines[index + 1].depth if index + 1 < len(lines) else 0
+        if next_depth <= line.depth and len(path) > 1:
+            chains.append([entry.label() for entry in reversed(path)])
+    chains.sort(key=len)
+    return chains
