@@ -45,6 +45,7 @@ class Difference:
     what: str
     a: Any
     b: Any
+    none: str = "(none)"  # how a missing value reads: "(not installed)", "(unset)"
 
 
 def load_report(path: Path) -> dict[str, Any]:
@@ -105,11 +106,11 @@ def compare(
         version_a = (packages_a.get(name) or {}).get("installed")
         version_b = (packages_b.get(name) or {}).get("installed")
         if version_a != version_b:
-            breaking.append(Difference(f"package {name}", version_a, version_b))
+            breaking.append(Difference(f"package {name}", version_a, version_b, "(not installed)"))
     env_a, env_b = fa.get("env") or {}, fb.get("env") or {}
     for name in sorted(set(env_a) | set(env_b)):
         if env_a.get(name) != env_b.get(name):
-            breaking.append(Difference(f"${name}", env_a.get(name), env_b.get(name)))
+            breaking.append(Difference(f"${name}", env_a.get(name), env_b.get(name), "(unset)"))
     expected = [
         Difference(what, _get(fa, path), _get(fb, path))
         for what, path in EXPECTED
@@ -118,9 +119,9 @@ def compare(
     return breaking, expected
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, none: str = "(none)") -> str:
     if value is None:
-        return "(unset)"
+        return none
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     return str(value)
@@ -130,7 +131,7 @@ def render(names: tuple[str, str], breaking: list[Difference], expected: list[Di
     """The differences as text, in two groups; nothing else."""
     rows = breaking + expected
     width = max([len(d.what) for d in rows] + [10])
-    left = max([len(_show(d.a)) for d in rows] + [len(names[0])])
+    left = max([len(_show(d.a, d.none)) for d in rows] + [len(names[0])])
     header = f"  {'':{width}}  {names[0]:{left}}  |  {names[1]}"
     lines = [f"athena doctor --compare: {names[0]} vs {names[1]}"]
     for title, group in (
@@ -143,7 +144,10 @@ def render(names: tuple[str, str], breaking: list[Difference], expected: list[Di
             lines.append("  nothing")
             continue
         lines.append(header)
-        lines += [f"  {d.what:{width}}  {_show(d.a):{left}}  |  {_show(d.b)}" for d in group]
+        lines += [
+            f"  {d.what:{width}}  {_show(d.a, d.none):{left}}  |  {_show(d.b, d.none)}"
+            for d in group
+        ]
     lines.append("")
     if breaking:
         lines.append(

@@ -125,7 +125,8 @@ def stale_fields(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> list
     return stale
 
 
-def load_reference(path: Path = REFERENCE_PATH) -> dict[str, Any]:
+def load_reference(path: Path | None = None) -> dict[str, Any]:
+    path = path or REFERENCE_PATH
     try:
         reference = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
