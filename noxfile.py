@@ -204,6 +204,6 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks (#6): JSON + Markdown + PNG under bench/results/. `-- --quick` for a smoke run."""
+    """Benchmarks (#6): JSON, Markdown, PNG in bench/results/runs/. `-- --quick`: a smoke run."""
     sync(session, *BACKEND_GROUPS)
     session.run("python", "bench/run.py", *session.posargs, env={"PYTHONHASHSEED": "0"})

@@ -8,9 +8,15 @@ transformers' `AutoModelForCausalLM.from_pretrained` load:
 - model.safetensors: weights in Hugging Face naming, one tensor per expert
   (`model.layers.L.mlp.experts.E.{gate,up,down}_proj.weight`; mlx-lm's `sanitize()` stacks
   them, transformers' conversion mapping packs them);
-- tokenizer.json, tokenizer_config.json, special_tokens_map.json: a byte-level BPE over the
-  256 bytes plus `<|endoftext|>` (id 0, eos) and `<|padding|>` (id 1, pad). Every text
-  encodes, and it decodes back exactly.
+- tokenizer.json, tokenizer_config.json, special_tokens_map.json: a byte-level BPE shaped like
+  the GPT-NeoX/OLMo one: `<|endoftext|>` (id 0, eos), `<|padding|>` (id 1, pad), the 256
+  bytes, then merges learnt from a fixed built-in corpus (`Ġthe`, `Ġmemory`, ...: word tokens
+  that start with a space, like the real vocabulary). Every text encodes, and decodes back
+  exactly; mlx-lm picks its BPE streaming detokenizer for it, as for real OLMoE.
+- generation_config.json.
+
+The folder is written atomically (see `write_tiny_olmoe`) and never replaces a file it did
+not write.
 
 Only numpy and `tokenizers` are imported. Weights are scaled so activations stay O(1) and
 logits are well separated, so greedy decoding is not decided by rounding noise.
@@ -18,8 +24,14 @@ logits are well separated, so greedy decoding is not decided by rounding noise.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
+import secrets
+import shutil
 import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +40,36 @@ import numpy as np
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|padding|>"
 SPECIAL_TOKENS = (EOS_TOKEN, PAD_TOKEN)
-VOCAB_SIZE = len(SPECIAL_TOKENS) + 256
+# 62 merges make 320 tokens (a multiple of 64, as real vocabularies are padded): each token
+# costs 2 * hidden parameters (embedding + lm_head), so tiny (hidden 64) grows by 3%.
+NUM_MERGES = 62
+VOCAB_SIZE = len(SPECIAL_TOKENS) + 256 + NUM_MERGES
+
+# The text the merges are learnt from (plain ASCII English, so every merged token is printable
+# and accented letters or emoji stay split across byte tokens, as rare characters are in real
+# vocabularies). Changing it changes every generated checkpoint.
+CORPUS = """\
+The quick brown fox jumps over the lazy dog. Once upon a time, in a small town by the sea,
+there lived a model that could remember what it had read. It was made of many experts, and
+each expert knew a little about the world. When a word came in, the router sent it to the
+experts that knew it best, and they wrote what they thought into the memory. The memory was
+not large, so the model had to learn what to keep and what to forget. Some days it kept the
+names of the ships in the harbour; other days it kept the weather, the price of bread, or the
+way the light fell on the water in the evening. The people of the town came to ask it
+questions, and it answered them as well as it could. This is a story about memory and about
+the mixture of experts that made it.
+"""
+
+# The files write_tiny_olmoe writes, in the order they are put in place: config.json last, so
+# a folder is only ever loadable once everything else is there.
+FILES = (
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "config.json",
+)
 
 # Presets: the architecture knobs of an OLMoE. Parameter counts (float32 bytes = 4x):
 # tiny ~0.3 M (tests), small ~4 M, medium ~330 M (benchmarks; 1.3 GB in float32).
@@ -78,30 +119,213 @@ def count_parameters(size: str = "tiny") -> int:
     return 2 * VOCAB_SIZE * h + s["num_hidden_layers"] * layer + h
 
 
+class FolderNotEmpty(FileExistsError):
+    """The target folder already has files and overwrite was not asked for."""
+
+    def __init__(self, folder: Path, entries: list[str]) -> None:
+        self.folder, self.entries = folder, entries
+        super().__init__(self.sentence("overwrite=True"))
+
+    def sentence(self, flag: str) -> str:
+        """One sentence naming the folder, what is in it, and `flag`, the way to overwrite."""
+        count = len(self.entries)
+        shown = ", ".join(self.entries[:3]) + (", ..." if count > 3 else "")
+        return (
+            f"{self.folder} is not empty ({count} {'entry' if count == 1 else 'entries'}: "
+            f"{shown}); choose a new or empty folder, or pass {flag} to replace only the "
+            "tiny checkpoint's own files in it"
+        )
+
+
+class FolderBusy(BlockingIOError):
+    """Another process is writing a checkpoint into the same folder right now."""
+
+
+# For tests: called with "temp:NAME" after NAME is written into the temporary folder,
+# "target:NAME" after NAME is put in place (or "target:folder" after the one rename). None
+# in normal use.
+_on_step: Callable[[str], None] | None = None
+
+
 def write_tiny_olmoe(
-    out_dir: str | Path, *, size: str = "tiny", seed: int = 0, dtype: str = "float32"
+    out_dir: str | Path,
+    *,
+    size: str = "tiny",
+    seed: int = 0,
+    dtype: str = "float32",
+    overwrite: bool = False,
 ) -> Path:
     """Write a deterministic OLMoE checkpoint folder to `out_dir` and return its path.
 
-    The same (size, seed, dtype) always gives the same bytes. `out_dir` is created if needed;
-    files of an earlier checkpoint in it are overwritten.
+    The same (size, seed, dtype) always gives the same bytes. A folder that exists and is not
+    empty is refused (`FolderNotEmpty`) unless `overwrite=True`, which replaces only the files
+    this function writes (`FILES`) and leaves every other file in the folder alone.
+
+    The files are written into a temporary folder beside `out_dir` (`.NAME.athena-tmp-XXXX`),
+    then moved into place, with a lock (`.NAME.athena-lock`, removed after) so that two
+    writers of one folder never mix: the second gets `FolderBusy`. A new or empty `out_dir`
+    appears in one rename, complete or not at all. With `overwrite=True` into a folder that
+    has files, they are replaced one by one, config.json removed first and put back last, so
+    an interrupted overwrite leaves a folder without config.json (no loader accepts it; write
+    again to complete it), never a loadable mix. An exception (Ctrl-C, a full disk) removes the
+    temporary folder; a killed process may leave it, and the next write of `out_dir` removes it.
     """
     preset = _preset(size)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
+    target = out.resolve()  # one folder, one lock, whichever path (relative, symlink) names it
+    if target.exists() and not target.is_dir():
         raise ValueError(f"{out} exists and is not a folder; pass a folder path for the model")
-    out.mkdir(parents=True, exist_ok=True)
-
-    config = olmoe_config(size, dtype=dtype)
-    weights = _make_weights(preset, np.random.default_rng(seed))
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    _save_safetensors(out / "model.safetensors", weights, dtype)
-    _write_tokenizer(out)
-    generation = {"eos_token_id": 0, "pad_token_id": 1, "do_sample": False}
-    (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _writer_lock(target, out):
+        _remove_leftovers(target)
+        entries = sorted(p.name for p in target.iterdir()) if target.exists() else []
+        if entries and not overwrite:
+            raise FolderNotEmpty(out, entries)
+        temp = target.parent / f".{target.name}.athena-tmp-{secrets.token_hex(4)}"
+        temp.mkdir()
+        try:
+            try:
+                _write_files(temp, size, preset, seed, dtype)
+            except OSError as error:  # e.g. a full disk
+                raise OSError(
+                    f"could not write the checkpoint for {out} ({_reason(error)}); "
+                    f"{'nothing in it was changed' if entries else 'it was not created'}"
+                ) from error
+            if not entries:
+                _rename_folder(temp, target, out)
+                return out
+            try:
+                _replace_files(temp, target)
+            except OSError as error:
+                raise OSError(
+                    f"could not replace the checkpoint files in {out} ({_reason(error)}); it "
+                    "has no config.json now (so it does not load half-written): write it again "
+                    "to complete it"
+                ) from error
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
     return out
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def _step(name: str) -> None:
+    if _on_step is not None:
+        _on_step(name)
+
+
+@contextlib.contextmanager
+def _writer_lock(target: Path, shown: Path) -> Iterator[None]:
+    """An exclusive flock on `.NAME.athena-lock` beside the target, or FolderBusy at once.
+
+    The lock file is removed on release; a writer that opened it before the removal finds
+    that the path no longer names its file and opens it again (so two never both hold it)."""
+    import fcntl
+
+    path = target.parent / f".{target.name}.athena-lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FolderBusy(
+                f"another process is writing a checkpoint into {shown} right now; wait for it "
+                "to finish, then try again"
+            ) from None
+        try:
+            same = os.path.samestat(os.stat(path), os.fstat(fd))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)  # releases the lock
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Temporary folders of earlier writes of `target` that were killed (we hold the lock,
+    so no live writer owns them)."""
+    prefix = f".{target.name}.athena-tmp-"
+    for leftover in target.parent.iterdir():
+        if leftover.name.startswith(prefix) and leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+
+
+def _write_files(folder: Path, size: str, preset: dict[str, int], seed: int, dtype: str) -> None:
+    """Every file of FILES into `folder`, each flushed to disk, config.json last."""
+    weights = _make_weights(preset, np.random.default_rng(seed))
+    _save_safetensors(folder / "model.safetensors", weights, dtype)
+    _step("temp:model.safetensors")
+    del weights
+    for name, content in _tokenizer_files().items():
+        _write_durably(folder / name, content)
+        _step(f"temp:{name}")
+    generation = {"eos_token_id": 0, "pad_token_id": 1, "do_sample": False}
+    _write_durably(folder / "generation_config.json", _json_bytes(generation))
+    _step("temp:generation_config.json")
+    _write_durably(folder / "config.json", _json_bytes(olmoe_config(size, dtype=dtype)))
+    _step("temp:config.json")
+
+
+def _rename_folder(temp: Path, target: Path, shown: Path) -> None:
+    """Move the finished folder to a target that does not exist or is empty (rename(2)
+    replaces an empty folder, and fails if something appeared in it meanwhile)."""
+    try:
+        os.rename(temp, target)
+    except OSError as error:
+        if target.is_dir() and any(target.iterdir()):
+            raise FolderNotEmpty(shown, sorted(p.name for p in target.iterdir())) from None
+        raise error
+    _fsync_folder(target.parent)
+    _step("target:folder")
+
+
+def _replace_files(temp: Path, target: Path) -> None:
+    """Put each file of FILES from `temp` into the existing `target`, config.json removed
+    first and replaced last; files of other names in `target` are left alone."""
+    config = target / "config.json"
+    if config.is_symlink() or config.exists():
+        config.unlink()
+        _fsync_folder(target)
+    for name in FILES:
+        os.replace(temp / name, target / name)
+        _step(f"target:{name}")
+    _fsync_folder(target)
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2) + "\n").encode()
+
+
+def _write_durably(path: Path, content: bytes) -> None:
+    with path.open("wb") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make renames in `folder` durable (a no-op where folders cannot be fsynced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def olmoe_config(size: str = "tiny", *, dtype: str = "float32") -> dict[str, Any]:
@@ -174,9 +398,11 @@ def _make_weights(preset: dict[str, int], rng: np.random.Generator) -> dict[str,
     w["model.norm.weight"] = norm(h)
     lm_head = linear(VOCAB_SIZE, h, gain=3.0)
     # Damp the rows of non-printable bytes and specials so that greedy text is mostly
-    # printable ASCII (readable gibberish in guides) rather than broken UTF-8.
+    # printable ASCII (readable gibberish in guides) rather than broken UTF-8. The merged
+    # tokens (ids after the bytes) are all printable: the corpus is ASCII.
     printable = np.zeros(VOCAB_SIZE, dtype=bool)
     printable[len(SPECIAL_TOKENS) + 0x20 : len(SPECIAL_TOKENS) + 0x7F] = True
+    printable[len(SPECIAL_TOKENS) + 256 :] = True
     lm_head[~printable] *= 0.25
     w["lm_head.weight"] = lm_head
     return w
@@ -216,6 +442,8 @@ def _save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) ->
         f.write(encoded)
         for blob in blobs:
             f.write(blob)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -230,17 +458,59 @@ def _bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-def _write_tokenizer(out: Path) -> None:
+@functools.cache
+def bpe_merges() -> tuple[tuple[str, str], ...]:
+    """NUM_MERGES byte-level BPE merges learnt from CORPUS, the classic way: split the text
+    as the tokenizer does (ByteLevel, GPT-2's regex, so words keep their leading space `Ġ`),
+    then repeatedly merge the most frequent adjacent pair (ties: the smallest pair), a fixed
+    computation with no randomness, hence the same merges everywhere."""
+    from collections import Counter
+    from itertools import pairwise
+
+    from tokenizers import pre_tokenizers
+
+    split = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    text = " ".join(CORPUS.split())  # one paragraph: a word after a line break is rare
+    words = Counter(word for word, _ in split.pre_tokenize_str(text))
+    pieces = {word: list(word) for word in words}
+    merges: list[tuple[str, str]] = []
+    while len(merges) < NUM_MERGES:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, count in words.items():
+            symbols = pieces[word]
+            for pair in pairwise(symbols):
+                pairs[pair] += count
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        for word, symbols in pieces.items():
+            merged, i = [], 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
+                    merged.append(symbols[i] + symbols[i + 1])
+                    i += 2
+                else:
+                    merged.append(symbols[i])
+                    i += 1
+            pieces[word] = merged
+    return tuple(merges)
+
+
+def _tokenizer_files() -> dict[str, bytes]:
+    """tokenizer.json (the GPT-NeoX/OLMo layout: ByteLevel pre-tokenizer and decoder, BPE
+    model), tokenizer_config.json and special_tokens_map.json."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
     vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
     for byte, char in sorted(_bytes_to_unicode().items()):
         vocab[char] = len(SPECIAL_TOKENS) + byte
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    merges = list(bpe_merges())
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    assert len(vocab) == VOCAB_SIZE, "a merge repeated a token"
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens([AddedToken(t, special=True) for t in SPECIAL_TOKENS])
-    tokenizer.save(str(out / "tokenizer.json"))
 
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -253,6 +523,9 @@ def _write_tokenizer(out: Path) -> None:
         "clean_up_tokenization_spaces": False,
         "model_max_length": 4096,
     }
-    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
     special = {"eos_token": EOS_TOKEN, "pad_token": PAD_TOKEN}
-    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+    return {
+        "tokenizer.json": tokenizer.to_str(pretty=True).encode(),
+        "tokenizer_config.json": _json_bytes(tokenizer_config),
+        "special_tokens_map.json": _json_bytes(special),
+    }

@@ -44,13 +44,22 @@ def _add_loader_commands(sub: argparse._SubParsersAction) -> None:
         "tiny-model",
         help="write a small deterministic OLMoE checkpoint (tests, guides, benchmarks)",
         description="Write a deterministic OLMoE folder (config.json, model.safetensors, "
-        "tokenizer files) that mlx-lm and transformers both load.",
+        "tokenizer files) that mlx-lm and transformers both load. The folder appears complete "
+        "or not at all; a folder that is not empty is refused unless --force.",
     )
-    tiny.add_argument("out", metavar="OUT", help="the folder to write (created if needed)")
+    tiny.add_argument(
+        "out", metavar="OUT", help="the folder to write (created; must be new or empty)"
+    )
     tiny.add_argument("--size", default="tiny", help="tiny, small or medium (default: tiny)")
     tiny.add_argument("--seed", type=int, default=0, help="weights seed (default: 0)")
     tiny.add_argument(
         "--dtype", default="float32", help="float32, float16 or bfloat16 (default: float32)"
+    )
+    tiny.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a folder that has files: replace only the tiny checkpoint's own "
+        "files (config.json, model.safetensors, tokenizer and generation files), keep the rest",
     )
     tiny.set_defaults(handler=_tiny_model_command)
 
@@ -155,13 +164,22 @@ def _encode_command(args: argparse.Namespace) -> int:
 
 
 def _tiny_model_command(args: argparse.Namespace) -> int:
-    from athena.checkpoints import count_parameters, write_tiny_olmoe
+    from athena.checkpoints import FILES, FolderNotEmpty, count_parameters, write_tiny_olmoe
 
     try:
-        path = write_tiny_olmoe(args.out, size=args.size, seed=args.seed, dtype=args.dtype)
+        path = write_tiny_olmoe(
+            args.out, size=args.size, seed=args.seed, dtype=args.dtype, overwrite=args.force
+        )
+    except FolderNotEmpty as error:
+        raise CommandError(error.sentence("--force")) from None
     except (ValueError, OSError) as error:
         raise CommandError(str(error)) from None
-    print(f"wrote {path} ({args.size}, {count_parameters(args.size):,} parameters, {args.dtype})")
+    kept = [p.name for p in path.iterdir() if p.name not in FILES]
+    note = f"; left {len(kept)} other file(s) in it as they were" if kept else ""
+    print(
+        f"wrote {path} ({args.size}, {count_parameters(args.size):,} parameters, "
+        f"{args.dtype}){note}"
+    )
     return 0
 
 
@@ -229,6 +247,59 @@ def _add_doctor_commands(sub: argparse._SubParsersAction) -> None:
     audit.set_defaults(handler=run_audit)
 
 
+def _add_train_head_command(sub: argparse._SubParsersAction) -> None:
+    """`train-head` (issue #13): GRPO for the MemoryActionHead; see athena/heads/train.py."""
+    train = sub.add_parser(
+        "train-head",
+        help="train the MemoryActionHead with GRPO on OLMoE features (MLX or torch)",
+        description="Encode the states once, then train the head with GRPO against a reward. "
+        "Run under mlx.launch to train across processes or Macs (docs/training-head.md).",
+    )
+    _add_model_arguments(train)
+    train.add_argument("--data", required=True, metavar="JSONL", help='lines of {"text": ...}')
+    train.add_argument(
+        "--reward",
+        required=True,
+        metavar="MOD:FN|JSONL",
+        help="module:function(text, action) "
+        '-> float, or a JSONL of {"text": ..., "rewards": [one per action]}',
+    )
+    train.add_argument("--steps", required=True, type=int, help="train until this step")
+    train.add_argument("--out", required=True, metavar="DIR", help="checkpoints, log, plot")
+    train.add_argument("--framework", choices=("mlx", "torch"), help="default: mlx if installed")
+    train.add_argument("--group-size", type=int, help="actions sampled per state (default: 8)")
+    train.add_argument("--batch-size", type=int, help="states per step, all ranks (default: 32)")
+    train.add_argument("--learning-rate", type=float, help="AdamW's (default: 3e-3)")
+    train.add_argument("--beta", type=float, help="KL penalty to the initial head (default: 0.04)")
+    train.add_argument("--epsilon", type=float, help="ratio clip (default: 0.2)")
+    train.add_argument("--num-iterations", type=int, help="updates per sampled batch (default: 1)")
+    train.add_argument("--temperature", type=float, help="sampling temperature (default: 1.0)")
+    train.add_argument("--seed", type=int, help="init and sampling seed (default: 42)")
+    train.add_argument("--num-actions", type=int, help="memory actions (default: 4)")
+    train.add_argument("--hidden-dim", type=int, help="the head's hidden width (default: 256)")
+    train.add_argument("--init", metavar="HEAD", help="start from this head .safetensors")
+    train.add_argument("--eval-data", metavar="JSONL", help="held-out states: greedy reward")
+    train.add_argument("--steps-per-eval", type=int, help="default: 10")
+    train.add_argument("--save-every", type=int, help="steps between checkpoints (default: 100)")
+    train.add_argument("--resume", action="store_true", help="continue DIR's last checkpoint")
+    train.add_argument(
+        "--collective-timeout", type=float, help="seconds before a hung all_sum stops the run"
+    )
+
+    def run_train_head(args: argparse.Namespace) -> int:
+        from athena.heads import HeadError
+        from athena.heads.grpo import TrainError
+        from athena.heads.train import run
+
+        with _loader_logging(args.verbose):
+            try:
+                return run(args, _load_model)
+            except (TrainError, HeadError) as error:
+                raise CommandError(str(error)) from None
+
+    train.set_defaults(handler=run_train_head)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="athena",
@@ -238,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_loader_commands(sub)
     _add_doctor_commands(sub)
+    _add_train_head_command(sub)
     return parser
 
 

@@ -8,9 +8,11 @@ token cannot be decoded faster than its active weights can be read once.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any
 
-from bench.common import Results, WorkerError, run_worker
+from bench.common import Results, WorkerError, run_worker, torch_device
 
 GROUP = "bandwidth"
 GB = 1e9
@@ -63,3 +65,102 @@ def memory_of(device: str) -> str:
     """ "cpu" for host memory copies, "gpu" for Metal/MPS ones (unified memory, GPU path)."""
     d = device.lower()
     return "gpu" if ("gpu" in d or "mps" in d) else "cpu"
+
+
+# --- in the worker (bench/worker.py's `bandwidth` task) ---------------------------------
+
+
+def copy_task(spec: dict[str, Any]) -> dict[str, Any]:
+    nbytes = int(spec["bytes"])
+    repeats = int(spec["repeats"])
+    out: dict[str, Any] = {"bytes": nbytes}
+    out["numpy"] = _numpy_copy(nbytes, repeats)
+    try:
+        out["mlx"] = _mlx_copy(nbytes, repeats)
+    except ImportError as error:
+        out["mlx"] = {"skipped": f"mlx is not importable ({error})"}
+    try:
+        out["torch"] = _torch_copy(nbytes, repeats)
+    except ImportError as error:
+        out["torch"] = {"skipped": f"torch is not importable ({error})"}
+    return out
+
+
+def _numpy_copy(nbytes: int, repeats: int) -> dict[str, Any]:
+    import numpy as np
+
+    src = np.ones(nbytes // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)  # first touch of dst's pages is not timed
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        seconds.append(time.perf_counter() - start)
+    return {"seconds": seconds, "method": "np.copyto(dst, src), float32", "device": "cpu"}
+
+
+def _mlx_copy(nbytes: int, repeats: int) -> dict[str, Any]:
+    import mlx.core as mx
+
+    src = mx.ones((nbytes // 4,), dtype=mx.float32)
+    mx.eval(src)
+    dst = src + 1  # warm-up: the allocator keeps the buffer for the timed repeats
+    mx.eval(dst)
+    del dst
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst = src + 1
+        mx.eval(dst)
+        seconds.append(time.perf_counter() - start)
+        del dst
+    device = mx.default_device()
+    return {
+        "seconds": seconds,
+        "method": "mx: dst = src + 1 (reads and writes n bytes), float32",
+        "device": str(device),
+        "device_info": _mlx_device_info(),
+    }
+
+
+def _mlx_device_info() -> dict[str, Any]:
+    import mlx.core as mx
+
+    info: dict[str, Any] = {"default_device": str(mx.default_device())}
+    try:
+        info["metal_available"] = bool(mx.metal.is_available())
+    except AttributeError:
+        info["metal_available"] = False
+    with contextlib.suppress(AttributeError, RuntimeError):
+        info.update({k: v for k, v in mx.device_info().items() if isinstance(v, str | int)})
+    return info
+
+
+def _torch_copy(nbytes: int, repeats: int) -> dict[str, Any]:
+    import torch
+
+    device = torch_device()
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    _sync(device)
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        seconds.append(time.perf_counter() - start)
+    return {
+        "seconds": seconds,
+        "method": "dst.copy_(src), float32",
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "mps":
+        torch.mps.synchronize()

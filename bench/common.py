@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -156,3 +157,29 @@ def tail(text: str, lines: int = 4) -> str:
     """The last `lines` non-empty lines of `text`, joined by ' | ' (for skip reasons)."""
     kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " | ".join(kept[-lines:])
+
+
+# --- in a worker process ------------------------------------------------------------------
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set size so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def rss_bytes() -> int:
+    """The current resident set size."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:
+        return peak_rss_bytes()
+
+
+def torch_device() -> str:
+    """The device raw transformers runs on here: MPS on an Apple Silicon Mac, else CPU."""
+    import torch
+
+    return "mps" if torch.backends.mps.is_available() else "cpu"

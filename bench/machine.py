@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -93,3 +94,17 @@ def describe() -> dict[str, Any]:
         "packages": installed_versions(),
         "load_average_at_start": load_average(),
     }
+
+
+def machine_kind(machine: dict[str, Any]) -> str:
+    """What a reference run is named for: the kind of machine, not the host or the hour.
+
+    The OS, the architecture and the logical cores, e.g. `linux-x86_64-2core`; on a Mac also
+    the chip, which matters most there: `macos-arm64-apple-m2-pro-12core`.
+    """
+    system = "macos" if machine["system"] == "Darwin" else str(machine["system"]).lower()
+    parts = [system, str(machine["arch"])]
+    if system == "macos":
+        parts.append(str(machine["cpu_model"]))
+    parts.append(f"{machine['cores_logical']}core")
+    return re.sub(r"[^a-z0-9_]+", "-", "-".join(parts).lower()).strip("-")

@@ -32,13 +32,12 @@ HEADER = (
 )
 
 
-def markdown(run: dict[str, Any]) -> str:
+def summary(run: dict[str, Any]) -> str:
+    """The machine, the targets and the headline figures of a run: what bench/README.md quotes."""
     m = run["machine"]
     ram = f"{m['ram_bytes'] / 2**30:.0f} GiB" if m.get("ram_bytes") else "? RAM"
     pk = m["packages"]
     lines = [
-        f"# athena bench: {run['started_utc']} on {m['hostname']} ({run['mode']})",
-        "",
         f"{m['os']}, kernel {m['kernel']}, {m['cpu_model']}, {m['cores_logical']} cores, {ram}; "
         f"Python {m['python']}; mlx {pk.get('mlx') or '-'} ({run.get('mlx_device') or 'n/a'}), "
         f"mlx-lm {pk.get('mlx-lm') or '-'}, transformers {pk.get('transformers') or '-'}, "
@@ -58,9 +57,34 @@ def markdown(run: dict[str, Any]) -> str:
         HEADER,
         *[_row(f) for f in targeted],
         "",
-        "## All figures",
-        "",
     ]
+    headline = _headline(run)
+    if headline:
+        lines += ["## Headline figures", "", HEADER, *[_row(f) for f in headline], ""]
+    return "\n".join(lines)
+
+
+def _headline(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Untargeted figures that say what the machine does: copy bandwidth, prefill and decode
+    speed on the largest checkpoint against the bandwidth bound, and the environment set-up."""
+    largest = run["settings"]["sizes"][-1]
+    throughput = (f"throughput.{largest}.", (".prefill", ".decode", ".decode_over_bound"))
+    return [
+        f
+        for f in run["figures"]
+        if not f["target"]
+        and (
+            f["group"] in ("bandwidth", "env")
+            or (f["id"].startswith(throughput[0]) and f["id"].endswith(throughput[1]))
+        )
+    ]
+
+
+def markdown(run: dict[str, Any]) -> str:
+    """The summary, then every figure by group, then what was skipped."""
+    m = run["machine"]
+    title = f"# athena bench: {run['started_utc']} on {m['hostname']} ({run['mode']})"
+    lines = [title, "", summary(run), "## All figures", ""]
     group = None
     for f in run["figures"]:
         if f["group"] != group:

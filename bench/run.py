@@ -2,7 +2,9 @@
 
 Writes <out>/<UTC timestamp>-<host>.json (machine description, every figure with median, min,
 max, quartiles over repeats, its unit, and its target with `passed` as a reported field),
-plus a Markdown table (.md) and a plot (.png) with the same name. Targets are never asserted:
+plus a Markdown table (.md) and a plot (.png) with the same name; <out> is bench/results/runs/
+(ignored by git) unless --out says otherwise. `--save-reference` also makes a full run the
+committed reference for this kind of machine (bench/reference.py). Targets are never asserted:
 the exit code is 0 whenever the run completed. See bench/README.md.
 """
 
@@ -21,12 +23,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bandwidth, envsetup, imports_cost, models, report
-from bench.common import ROOT, Results
+from bench import bandwidth, envsetup, imports_cost, models, reference, report
+from bench import train as train_bench
+from bench.common import Results
 from bench.machine import describe, load_average
 
 SCHEMA_VERSION = 1
-GROUPS = ("import", "bandwidth", "models", "env")
+GROUPS = ("import", "bandwidth", "models", "env", "train")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="smoke mode: the tiny checkpoint only, 1-2 repeats, pip and nox skipped (~1 min)",
     )
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "bench" / "results", help="where results go"
+        "--out", type=Path, default=reference.RUNS, help="where results go (bench/results/runs/)"
     )
     parser.add_argument(
         "--sizes", help="checkpoint sizes, comma-separated (default: tiny,medium; --quick: tiny)"
@@ -49,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--note", action="append", default=[], help="a note stored in the JSON (repeatable)"
     )
+    parser.add_argument(
+        "--save-reference",
+        action="store_true",
+        help="also make this full run the committed reference for this kind of machine "
+        "(bench/results/reference-<machine>.*) and refresh bench/README.md's quote of it",
+    )
     return parser.parse_args(argv)
 
 
@@ -58,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = only - set(GROUPS)
     if unknown:
         print(f"bench/run.py: unknown group(s) {sorted(unknown)}; use {GROUPS}", file=sys.stderr)
+        return 2
+    if args.save_reference and (args.quick or args.only):
+        print(
+            "bench/run.py: --save-reference needs a full run of every group; drop --quick/--only",
+            file=sys.stderr,
+        )
         return 2
     quick = args.quick
     sizes = args.sizes.split(",") if args.sizes else (["tiny"] if quick else ["tiny", "medium"])
@@ -115,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "env" in only:
             envsetup.measure(results, work, quick=quick)
+        if "train" in only:
+            train_bench.measure(results, quick=quick)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -141,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:
         print(f"no plot: matplotlib is not importable ({error})", file=sys.stderr)
     print(f"wrote {json_path} (+ .md, .png) in {run['duration_s']:.0f} s", flush=True)
+    if args.save_reference:
+        print(f"reference: {reference.save_reference(json_path)} (+ .md, .png)", flush=True)
     s = run["targets_summary"]
     print(f"targets: {s['met']} met, {s['not_met']} not met {s['not_met_ids']}", flush=True)
     return 0

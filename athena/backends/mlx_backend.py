@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from athena.backends import BackendMissing, LoadError, SourceError, first_line, source
+from athena.backends import BackendMissing, LoadError, SourceError, completion, first_line, source
 
 logger = logging.getLogger("athena.models.olmoe")
 
@@ -173,6 +173,35 @@ def load(
     return model, tokenizer
 
 
+def generate_ids(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    *,
+    max_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> Iterator[int]:
+    """Yield the generated token ids (end-of-sequence excluded) as mlx-lm's stream_generate
+    produces them. Greedy (argmax) at temperature 0."""
+    import mlx.core as mx
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    if temperature > 0:
+        mx.random.seed(seed)
+    sampler = make_sampler(temp=temperature, top_p=top_p if top_p < 1.0 else 0.0)
+    # Each response carries one token; the last one (finish_reason "length") carries the last
+    # generated token, or (finish_reason "stop") the end-of-sequence token, which is dropped.
+    for response in stream_generate(
+        model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler
+    ):
+        if response.finish_reason == "stop":
+            return
+        yield int(response.token)
+
+
 def stream(
     model: Any,
     tokenizer: Any,
@@ -183,20 +212,19 @@ def stream(
     top_p: float = 1.0,
     seed: int = 0,
 ) -> Iterator[tuple[str, int | None]]:
-    """Yield (text piece, token id) per generated token; the id is None for the final flush
-    after an end-of-sequence token. Greedy (argmax) at temperature 0."""
-    import mlx.core as mx
-    from mlx_lm import stream_generate
-    from mlx_lm.sample_utils import make_sampler
-
-    if temperature > 0:
-        mx.random.seed(seed)
-    sampler = make_sampler(temp=temperature, top_p=top_p if top_p < 1.0 else 0.0)
-    for response in stream_generate(
-        model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler
-    ):
-        token = None if response.finish_reason == "stop" else int(response.token)
-        yield response.text, token
+    """Yield (text piece, token id) per generated token, then (rest, None) if text was held
+    back (athena.backends.completion: the pieces join to exactly the decode of the ids; mlx-lm's own
+    `response.text` would drop a leading space)."""
+    tokens = generate_ids(
+        model,
+        tokenizer,
+        prompt,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+    )
+    yield from completion.stream_pieces(tokenizer, tokens)
 
 
 def generate(
@@ -209,7 +237,8 @@ def generate(
     top_p: float = 1.0,
     seed: int = 0,
 ) -> str:
-    pieces = stream(
+    """The completion: exactly `tokenizer.decode` of the generated ids."""
+    ids = generate_ids(
         model,
         tokenizer,
         prompt,
@@ -218,7 +247,7 @@ def generate(
         top_p=top_p,
         seed=seed,
     )
-    return "".join(text for text, _ in pieces)
+    return completion.decode(tokenizer, list(ids))
 
 
 def encode(model: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from athena.backends import BackendMissing, LoadError, SourceError, first_line, source
+from athena.backends import BackendMissing, LoadError, SourceError, completion, first_line, source
 
 logger = logging.getLogger("athena.models.olmoe")
 
@@ -214,7 +214,7 @@ def generate(
         top_p=top_p,
         seed=seed,
     )
-    return str(tokenizer.decode(ids, skip_special_tokens=True))
+    return completion.decode(tokenizer, ids)
 
 
 def stream(
@@ -228,7 +228,8 @@ def stream(
     seed: int = 0,
 ) -> Iterator[tuple[str, int | None]]:
     """Yield (text piece, token id) as transformers' generate produces tokens (it runs in a
-    thread and feeds a queue). Pieces hold back incomplete UTF-8 until it completes."""
+    thread and feeds a queue), then (rest, None) if text was held back; the pieces join to
+    exactly the decode of the ids (athena.backends.completion)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer
@@ -276,24 +277,15 @@ def stream(
     thread = threading.Thread(target=run, name="athena-transformers-stream", daemon=True)
     thread.start()
     eos = _eos_ids(model)
-    ids: list[int] = []
-    emitted = ""
-    try:
-        while (token := tokens.get()) is not done:
-            if token in eos:
-                break
-            ids.append(token)
-            text = tokenizer.decode(ids, skip_special_tokens=True)
-            if text.endswith("\ufffd"):  # a multi-byte character is not complete yet
-                yield "", token
-                continue
-            yield text[len(emitted) :], token
-            emitted = text
+
+    def generated() -> Iterator[int]:
+        while (token := tokens.get()) is not done and token not in eos:
+            yield token
         if failure:
             raise failure[0]
-        final = tokenizer.decode(ids, skip_special_tokens=True)
-        if final != emitted:
-            yield final[len(emitted) :], None
+
+    try:
+        yield from completion.stream_pieces(tokenizer, generated())
     finally:
         stop.set()
         thread.join()

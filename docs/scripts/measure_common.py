@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from athena.quotes import refresh_quote
 
 DOCS = Path(__file__).resolve().parent.parent
 ROOT = DOCS.parent
@@ -155,22 +156,3 @@ def write_outputs(
         for page in DOCS.glob("*.md"):
             refresh_quote(page, f"{name}.md", text)
     return out_dir / f"{name}.md"
-
-
-def quote_pattern(generated_name: str) -> re.Pattern[str]:
-    name = re.escape(generated_name)
-    return re.compile(
-        rf"(<!-- generated:{name} -->\n)(.*?)(<!-- /generated:{name} -->)", flags=re.DOTALL
-    )
-
-
-def refresh_quote(page: Path, generated_name: str, text: str) -> bool:
-    """Replace the quoted copy of `generated_name` in `page`; False when the page has none."""
-    original = page.read_text()
-    pattern = quote_pattern(generated_name)
-    if not pattern.search(original):
-        return False
-    updated = pattern.sub(lambda m: m.group(1) + text + m.group(3), original)
-    if updated != original:
-        page.write_text(updated)
-    return True

@@ -111,6 +111,8 @@ def test_measures_what_this_environment_can(quick_run: tuple[Path, dict]) -> Non
         assert "memory.tiny.mlx_lm-q4_over_fp32.mx_peak" in ids
         if _importable("athena.models.olmoe"):
             assert {"overhead.tiny.mlx.load_ratio", "overhead.tiny.mlx.generate_ratio"} <= ids
+    if _importable("mlx", "athena.heads"):
+        assert {"train.1rank.steps_per_s", "train.2rank.communication_share"} <= ids
     if _importable("torch", "transformers"):
         assert "throughput.tiny.transformers.decode" in ids
         if _importable("athena.models.olmoe"):

@@ -11,9 +11,11 @@ import pytest
 from tokenizers import Tokenizer
 
 from athena.checkpoints import (
+    FILES,
     SIZES,
     VOCAB_SIZE,
     _to_bfloat16_bytes,
+    bpe_merges,
     count_parameters,
     write_tiny_olmoe,
 )
@@ -56,6 +58,28 @@ def test_same_seed_same_bytes_other_seed_other_weights(tmp_path: Path, tiny_olmo
     assert (again / "tokenizer.json").read_bytes() == (tiny_olmoe / "tokenizer.json").read_bytes()
 
 
+def test_the_bytes_do_not_depend_on_the_process(tmp_path: Path, tiny_olmoe: Path) -> None:
+    """Another process with another hash seed writes the same files (the merges are computed
+    with fixed tie-breaking, not from dict or set order)."""
+    import os
+    import subprocess
+    import sys
+
+    script = "import sys; from athena.checkpoints import write_tiny_olmoe as w; w(sys.argv[1])"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "other")], env=env, check=True)
+    for name in FILES:
+        assert (tmp_path / "other" / name).read_bytes() == (tiny_olmoe / name).read_bytes(), name
+
+
+def test_presets_keep_their_sizes() -> None:
+    """The 62 merged tokens cost 2 x hidden parameters each: tiny grew by 3.0% (264,000 before
+    the merges), small by 0.8% (3,812,608), medium by 0.04% (328,102,912)."""
+    assert count_parameters("tiny") == 271_936
+    assert count_parameters("small") == 3_844_352
+    assert count_parameters("medium") == 328_229_888
+
+
 def test_presets_grow_from_tiny_to_medium() -> None:
     tiny, small, medium = (count_parameters(s) for s in ("tiny", "small", "medium"))
     assert 100_000 < tiny < 1_000_000
@@ -70,6 +94,27 @@ def test_tokenizer_round_trips_any_text(tiny_olmoe: Path) -> None:
     assert max(ids) < VOCAB_SIZE
     assert ids[-1] == 0  # the eos special token is one token
     assert tokenizer.decode(ids, skip_special_tokens=False) == text
+
+
+def test_tokenizer_is_a_byte_level_bpe_with_space_led_words(tiny_olmoe: Path) -> None:
+    """Shaped like GPT-NeoX/OLMo's: ByteLevel pre-tokenizer and decoder, BPE with merges, the
+    specials first, then the 256 bytes, then the merged tokens."""
+    spec = json.loads((tiny_olmoe / "tokenizer.json").read_text())
+    assert spec["model"]["type"] == "BPE"
+    assert spec["pre_tokenizer"]["type"] == spec["decoder"]["type"] == "ByteLevel"
+    assert len(spec["model"]["merges"]) == len(bpe_merges()) == 62
+    tokenizer = Tokenizer.from_file(str(tiny_olmoe / "tokenizer.json"))
+    assert tokenizer.get_vocab_size() == VOCAB_SIZE == 320
+    assert [tokenizer.id_to_token(i) for i in (0, 1, 2, 2 + 32, 257)] == [
+        "<|endoftext|>",
+        "<|padding|>",
+        "Ā",  # byte 0
+        "Ġ",  # byte 32, the space
+        "ÿ",  # byte 255
+    ]
+    encoding = tokenizer.encode("The memory of the experts")
+    assert encoding.tokens == ["The", "Ġmemory", "Ġof", "Ġthe", "Ġexperts"]
+    assert tokenizer.encode("🙂").tokens == ["ð", "Ł", "Ļ", "Ĥ"]  # rare: split into bytes
 
 
 def test_bfloat16_checkpoint_halves_the_weights(tmp_path: Path, tiny_olmoe: Path) -> None:
@@ -117,7 +162,7 @@ def test_cli_tiny_model_writes_the_same_checkpoint(
     from athena.cli import main
 
     assert main(["tiny-model", str(tmp_path / "cli")]) == 0
-    assert "264,000 parameters" in capsys.readouterr().out
+    assert "271,936 parameters" in capsys.readouterr().out
     written = (tmp_path / "cli" / "model.safetensors").read_bytes()
     assert written == (tiny_olmoe / "model.safetensors").read_bytes()
 

@@ -1,0 +1,87 @@
+"""Data-parallel GRPO across processes (Macs) with mx.distributed, each collective on a timer.
+
+Start with MLX's launcher, e.g. on one machine (loopback) or across Macs with a hostfile:
+
+    mlx.launch -n 2 --backend ring --python .venv/bin/python -m athena.cli train-head ...
+    mlx.launch --hostfile hosts.json --backend ring -m athena.cli train-head ...
+
+Every rank holds the whole head; per step each rank takes its share of the states, and the
+gradients are averaged with mlx.nn.average_gradients (one all_sum of all the head's float32
+gradients, since they fit in its 32 MiB bucket). A ring all_sum has been reported to hang in
+a few percent of calls upstream: each collective here runs under a watchdog that ends the
+process with a clear message after `timeout` seconds instead of hanging silently.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+TIMEOUT_EXIT_CODE = 75  # EX_TEMPFAIL: worth a retry
+
+
+class Collectives:
+    """The process group of a run (size 1 without a launcher) and its timed collectives."""
+
+    def __init__(self, timeout: float = 120.0, group: Any = None) -> None:
+        self.group = group if group is not None else mx.distributed.init()
+        self.rank = int(self.group.rank())
+        self.size = int(self.group.size())
+        self.timeout = timeout
+
+    @contextmanager
+    def watchdog(self, what: str) -> Iterator[None]:
+        """End the process (exit code 75) if the block takes longer than `timeout` seconds.
+
+        A collective blocked in native code cannot be interrupted from Python; exiting is the
+        one way out, and mlx.launch then stops the other ranks.
+        """
+        done = threading.Event()
+
+        def expire() -> None:
+            if done.wait(self.timeout):
+                return
+            print(
+                f"athena train-head: rank {self.rank} of {self.size}: {what} did not finish "
+                f"within {self.timeout:g} s (a rank is down or the ring hung); stopping. Resume "
+                "from the last checkpoint with --resume.",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(TIMEOUT_EXIT_CODE)
+
+        timer = threading.Thread(target=expire, name="athena-collective-watchdog", daemon=True)
+        timer.start()
+        try:
+            yield
+        finally:
+            done.set()
+
+    def average_gradients(self, grads: Any) -> Any:
+        """The mean of `grads` over the ranks (evaluated), under the watchdog."""
+        with self.watchdog("averaging the gradients (all_sum)"):
+            averaged = nn.average_gradients(grads, group=self.group)
+            mx.eval(averaged)
+        return averaged
+
+    def mean(self, values: mx.array) -> mx.array:
+        """The mean of `values` over the ranks (evaluated), under the watchdog."""
+        if self.size == 1:
+            return values
+        with self.watchdog("averaging the metrics (all_sum)"):
+            total = mx.distributed.all_sum(values, group=self.group) / self.size
+            mx.eval(total)
+        return total
+
+    def barrier(self) -> None:
+        """Wait for every rank (an all_sum of one number), under the watchdog."""
+        if self.size > 1:
+            with self.watchdog("waiting for the other ranks"):
+                mx.eval(mx.distributed.all_sum(mx.array(1.0), group=self.group))

@@ -1,0 +1,437 @@
+"""GRPO for the MemoryActionHead over frozen OLMoE features, on MLX or torch.
+
+    from athena.heads.grpo import GRPOConfig, GRPOTrainer
+
+    trainer = GRPOTrainer(features, texts, reward, GRPOConfig(), framework="mlx")
+    for _ in range(100):
+        metrics = trainer.step()          # {"step", "reward", "loss", "kl", ...}
+
+One step: pick `batch_size` states (seeded), sample `num_generations` actions per state from
+the head's policy (softmax of logits / temperature), score each with the reward, take the
+group-normalised advantages (r - mean) / (std + 1e-4) per state, then `num_iterations` AdamW
+steps on the clipped-ratio objective against the sampling policy with a `beta`-weighted k3 KL
+penalty to the frozen reference head (the initial weights). Sampling uses numpy's PCG64 with
+the uniforms drawn for the whole global batch, so it is separate from the update (a test can
+feed both frameworks the same actions) and N ranks draw exactly what one rank would.
+
+The knobs keep TRL's GRPOConfig names; defaults are TRL's where they fit a small head:
+num_generations 8, epsilon 0.2 (epsilon_high = epsilon), num_iterations 1, temperature 1.0,
+max_grad_norm 1.0, weight_decay 0.0, adam betas (0.9, 0.999), adam_epsilon 1e-8, seed 42.
+Different on purpose: learning_rate 3e-3 (TRL's 1e-6 is for fine-tuning an LM; this head
+starts from scratch) and beta 0.04 (TRL's current 0.0 drops the reference; 0.04 was TRL's
+default and DeepSeekMath's). batch_size (states per step, all ranks together),
+save_every and steps_per_eval are mlx-lm's names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from athena.heads import (
+    HeadError,
+    HeadShape,
+    check_framework,
+    initial_weights,
+    load_weights,
+    save_weights,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+ADVANTAGE_EPSILON = 1e-4  # TRL's: advantages / (std + 1e-4)
+CHECKPOINT_PREFIX = "checkpoint-"
+SAMPLING_STREAM = 1  # the sampling RNG is seeded with (1, seed)
+Reward = Callable[[str, int], float]
+
+
+class TrainError(ValueError):
+    """Something the user can fix (data, reward, config): one sentence saying what to do."""
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO's knobs (TRL's names) and the head's shape. Wrong values raise TrainError."""
+
+    learning_rate: float = 3e-3
+    num_generations: int = 8  # G: actions sampled per state
+    batch_size: int = 32  # states per step, over all ranks
+    beta: float = 0.04  # KL penalty to the reference head
+    epsilon: float = 0.2  # ratio clip, lower side
+    epsilon_high: float | None = None  # upper side (None: epsilon)
+    num_iterations: int = 1  # optimizer steps per sampled batch (TRL's mu)
+    temperature: float = 1.0
+    max_grad_norm: float | None = 1.0
+    weight_decay: float = 0.0  # set on both AdamWs: torch's and MLX's default is 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    seed: int = 42
+    num_actions: int = 4
+    hidden_dim: int = 256
+    save_every: int = 100  # steps between checkpoints (0: only at the end)
+    steps_per_eval: int = 10  # steps between held-out greedy evaluations
+    collective_timeout: float = 120.0  # seconds before a hung all_sum stops the run
+
+    def __post_init__(self) -> None:
+        def check(name: str, ok: bool, allowed: str) -> None:
+            if not ok:
+                raise TrainError(f"{name}={getattr(self, name)!r} is not allowed; use {allowed}")
+
+        def number(value: object) -> bool:
+            return (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
+
+        def integer(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        check("learning_rate", number(self.learning_rate) and self.learning_rate > 0, "> 0")
+        check(
+            "num_generations",
+            integer(self.num_generations) and self.num_generations >= 2,
+            "an integer >= 2 (the advantage needs a group)",
+        )
+        for name in ("batch_size", "num_iterations", "num_actions", "hidden_dim"):
+            check(
+                name, integer(getattr(self, name)) and getattr(self, name) >= 1, "an integer >= 1"
+            )
+        for name in ("save_every", "steps_per_eval"):
+            check(
+                name, integer(getattr(self, name)) and getattr(self, name) >= 0, "an integer >= 0"
+            )
+        check("beta", number(self.beta) and self.beta >= 0, "a number >= 0")
+        check("epsilon", number(self.epsilon) and 0 < self.epsilon < 1, "a number in (0, 1)")
+        check(
+            "epsilon_high",
+            self.epsilon_high is None or (number(self.epsilon_high) and self.epsilon_high > 0),
+            "None or a number > 0",
+        )
+        check("temperature", number(self.temperature) and self.temperature > 0, "a number > 0")
+        check(
+            "max_grad_norm",
+            self.max_grad_norm is None or (number(self.max_grad_norm) and self.max_grad_norm > 0),
+            "None or a number > 0",
+        )
+        check("weight_decay", number(self.weight_decay) and self.weight_decay >= 0, ">= 0")
+        for name in ("adam_beta1", "adam_beta2"):
+            check(name, number(getattr(self, name)) and 0 <= getattr(self, name) < 1, "[0, 1)")
+        check("adam_epsilon", number(self.adam_epsilon) and self.adam_epsilon > 0, "> 0")
+        check("seed", integer(self.seed), "an integer")
+        check(
+            "collective_timeout",
+            number(self.collective_timeout) and self.collective_timeout > 0,
+            "a number of seconds > 0",
+        )
+
+    @property
+    def upper_epsilon(self) -> float:
+        return self.epsilon if self.epsilon_high is None else self.epsilon_high
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> GRPOConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise TrainError(f"unknown GRPOConfig field(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+# -- the pieces both frameworks share (numpy) ------------------------------------------------
+
+
+def sample_actions(logits: np.ndarray, uniforms: np.ndarray, temperature: float) -> np.ndarray:
+    """Actions (B, G) drawn from softmax(logits / temperature) (B, A) by inverse CDF of
+    `uniforms` (B, G) in [0, 1)."""
+    import numpy as np
+
+    z = logits.astype(np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    probs = np.exp(z)
+    cdf = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
+    actions = (uniforms[:, :, None] >= cdf[:, None, :]).sum(axis=2)
+    return np.minimum(actions, logits.shape[1] - 1).astype(np.int64)
+
+
+def group_advantages(rewards: np.ndarray) -> np.ndarray:
+    """(r - mean) / (std + 1e-4) within each state's group; rewards (B, G). The std is the
+    unbiased one (torch.std's default, as TRL uses)."""
+    import numpy as np
+
+    mean = rewards.mean(axis=1, keepdims=True)
+    std = rewards.std(axis=1, ddof=1, keepdims=True)
+    return ((rewards - mean) / (std + ADVANTAGE_EPSILON)).astype(np.float32)
+
+
+def greedy_actions(logits: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return np.argmax(logits, axis=1)
+
+
+class Learner(Protocol):
+    framework: str
+    collectives: Any
+
+    def logits(self, features: np.ndarray) -> np.ndarray: ...
+    def update(
+        self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray
+    ) -> dict[str, float]: ...
+    def weights(self) -> dict[str, np.ndarray]: ...
+    def reference_weights(self) -> dict[str, np.ndarray]: ...
+    def optimizer_state(self) -> tuple[dict[str, np.ndarray], int]: ...
+    def load_state(
+        self, weights: dict[str, np.ndarray], moments: dict[str, np.ndarray], step: int
+    ) -> None: ...
+
+
+def make_learner(
+    framework: str,
+    weights: dict[str, np.ndarray],
+    config: GRPOConfig,
+    *,
+    reference: dict[str, np.ndarray] | None = None,
+    collectives: Any = None,
+) -> Learner:
+    """The MLX or torch learner for a head holding `weights`."""
+    if check_framework(framework) == "mlx":
+        from athena.heads.mlx_head import MLXLearner
+
+        return MLXLearner(weights, config, reference=reference, collectives=collectives)
+    if collectives is not None and collectives.size > 1:
+        raise TrainError("distributed training runs on MLX; use --framework mlx with mlx.launch")
+    from athena.heads.torch_head import TorchLearner
+
+    return TorchLearner(weights, config, reference=reference)
+
+
+# -- rewards ---------------------------------------------------------------------------------
+
+
+def call_reward(reward: Reward, name: str, text: str, action: int) -> float:
+    """reward(text, action) as a finite float; TrainError (one sentence) if it raises or
+    returns something else."""
+    try:
+        value = reward(text, action)
+    except Exception as error:  # the user's code: any exception becomes the sentence
+        raise TrainError(
+            f"the reward {name} raised {type(error).__name__}: {error} (state {_short(text)}, "
+            f"action {action}); fix the reward function"
+        ) from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TrainError(
+            f"the reward {name} returned {value!r} ({type(value).__name__}) for state "
+            f"{_short(text)}, action {action}; it must return a number"
+        )
+    if not math.isfinite(value):
+        raise TrainError(
+            f"the reward {name} returned {value!r} for state {_short(text)}, action {action}; "
+            "it must return a finite number"
+        )
+    return float(value)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+# -- the trainer -----------------------------------------------------------------------------
+
+
+class GRPOTrainer:
+    """GRPO over cached features (n, hidden) of `texts`, on `framework` ("mlx" or "torch").
+
+    `head`: starting weights (numpy by name, e.g. load_weights(path)); default: seeded from
+    config.seed. With `collectives` (athena.heads.distributed) of size N, each rank works on
+    its 1/N of every batch and gradients are averaged; every rank must be given the same
+    features, texts and config.
+    """
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        texts: Sequence[str],
+        reward: Reward,
+        config: GRPOConfig | None = None,
+        *,
+        framework: str = "mlx",
+        head: dict[str, np.ndarray] | None = None,
+        reward_name: str = "reward",
+        collectives: Any = None,
+    ) -> None:
+        import numpy as np
+
+        self.config = config if config is not None else GRPOConfig()
+        self.features = np.ascontiguousarray(features, dtype=np.float32)
+        self.texts = list(texts)
+        if self.features.ndim != 2 or self.features.shape[0] != len(self.texts):
+            raise TrainError(
+                f"features have shape {self.features.shape} for {len(self.texts)} texts; "
+                "pass one (hidden,) vector per text"
+            )
+        if not self.texts:
+            raise TrainError("no states to train on; the data needs at least one text")
+        self.reward, self.reward_name = reward, reward_name
+        self.collectives = collectives
+        self.rank = collectives.rank if collectives is not None else 0
+        self.world = collectives.size if collectives is not None else 1
+        if self.config.batch_size % self.world:
+            raise TrainError(
+                f"batch_size {self.config.batch_size} does not split over {self.world} ranks; "
+                f"use a multiple of {self.world}"
+            )
+        shape = HeadShape(
+            int(self.features.shape[1]), self.config.num_actions, self.config.hidden_dim
+        )
+        if head is None:
+            head = initial_weights(shape, self.config.seed)
+        elif HeadShape.of(head) != shape:
+            raise TrainError(
+                f"the starting head is a {HeadShape.of(head)}; the features and config need "
+                f"a {shape}"
+            )
+        self.framework = check_framework(framework)
+        self.learner = make_learner(framework, head, self.config, collectives=collectives)
+        # Its own stream: not the one initial_weights(seed) drew the head from.
+        self.rng = np.random.default_rng([SAMPLING_STREAM, self.config.seed])
+        self.step_count = 0
+
+    # -- one step --------------------------------------------------------------------------
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's states (indices) and sampled actions (B_rank, G) for the next step."""
+        n, config = len(self.texts), self.config
+        batch = self.rng.choice(n, size=config.batch_size, replace=config.batch_size > n)
+        uniforms = self.rng.random((config.batch_size, config.num_generations))
+        share = config.batch_size // self.world
+        mine = slice(self.rank * share, (self.rank + 1) * share)
+        indices = batch[mine]
+        logits = self.learner.logits(self.features[indices])
+        return indices, sample_actions(logits, uniforms[mine], config.temperature)
+
+    def score(self, indices: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        rewards = np.empty(actions.shape, np.float64)
+        for row, index in enumerate(indices):
+            text = self.texts[int(index)]
+            for column, action in enumerate(actions[row]):
+                rewards[row, column] = call_reward(self.reward, self.reward_name, text, int(action))
+        return rewards
+
+    def step(self) -> dict[str, float]:
+        """One GRPO step; its metrics (averaged over the ranks)."""
+        import numpy as np
+
+        indices, actions = self.sample()
+        rewards = self.score(indices, actions)
+        advantages = group_advantages(rewards)
+        metrics = self.learner.update(self.features[indices], actions, advantages)
+        local = np.array([rewards.mean(), rewards.std(axis=1, ddof=1).mean()], np.float32)
+        reward_mean, reward_std = self._mean_over_ranks(local)
+        self.step_count += 1
+        return {"step": self.step_count, "reward": reward_mean, "reward_std": reward_std} | metrics
+
+    def _mean_over_ranks(self, values: np.ndarray) -> list[float]:
+        if self.collectives is None or self.world == 1:
+            return [float(v) for v in values]
+        import mlx.core as mx
+
+        return [float(v) for v in self.collectives.mean(mx.array(values)).tolist()]
+
+    def evaluate(self, features: np.ndarray, texts: Sequence[str]) -> float:
+        """Mean reward of the greedy (argmax) action over held-out states."""
+        actions = greedy_actions(self.learner.logits(features))
+        scores = [
+            call_reward(self.reward, self.reward_name, text, int(action))
+            for text, action in zip(texts, actions, strict=True)
+        ]
+        return sum(scores) / len(scores)
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def save_checkpoint(
+        self, out_dir: str | os.PathLike[str], extra: dict[str, Any] | None = None
+    ) -> Path:
+        """Write OUT/checkpoint-<step>/ (head, reference and optimizer safetensors, state JSON)
+        atomically: into a temporary folder in OUT, then renamed. Only rank 0 writes."""
+        from safetensors.numpy import save_file
+
+        out = Path(out_dir)
+        target = out / f"{CHECKPOINT_PREFIX}{self.step_count:07d}"
+        if self.rank != 0:
+            return target
+        out.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(dir=out, prefix=f".{target.name}.tmp-"))
+        try:
+            save_weights(self.learner.weights(), temporary / "head.safetensors")
+            save_weights(self.learner.reference_weights(), temporary / "reference.safetensors")
+            moments, adam_step = self.learner.optimizer_state()
+            save_file(moments, str(temporary / "optimizer.safetensors"))
+            state = {
+                "step": self.step_count,
+                "adam_step": adam_step,
+                "framework": self.framework,
+                "world_size": self.world,
+                "rng": self.rng.bit_generator.state,
+                "config": self.config.to_dict(),
+                "reward": self.reward_name,
+            } | (extra or {})
+            (temporary / "trainer_state.json").write_text(json.dumps(state, indent=1) + "\n")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(temporary, target)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        return target
+
+    def load_checkpoint(self, checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
+        """Continue from a checkpoint folder: weights, reference, AdamW, step and sampling RNG.
+        The config is the checkpoint's; returns its trainer_state.json."""
+        from safetensors.numpy import load_file
+
+        folder = Path(checkpoint)
+        try:
+            state = json.loads((folder / "trainer_state.json").read_text())
+            moments = load_file(str(folder / "optimizer.safetensors"))
+            weights = load_weights(folder / "head.safetensors")
+            reference = load_weights(folder / "reference.safetensors")
+        except (OSError, ValueError, HeadError) as error:
+            raise TrainError(f"{folder} is not a complete checkpoint ({error})") from None
+        self.config = GRPOConfig.from_dict(state["config"])
+        self.learner = make_learner(
+            self.framework, weights, self.config, reference=reference, collectives=self.collectives
+        )
+        self.learner.load_state(weights, moments, int(state["adam_step"]))
+        self.rng.bit_generator.state = state["rng"]
+        self.step_count = int(state["step"])
+        return dict(state)
+
+
+def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint folder in `out_dir` (temporary folders are ignored)."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return None
+    found = sorted(
+        p
+        for p in out.iterdir()
+        if p.is_dir()
+        and p.name.startswith(CHECKPOINT_PREFIX)
+        and (p / "trainer_state.json").is_file()
+    )
+    return found[-1] if found else None

@@ -1,0 +1,42 @@
+"""A toy memory-action task whose right answer is known from the text (tests and the guide).
+
+Each state is a few words from one of four vocabularies, one per memory action (0 store,
+1 retrieve, 2 update, 3 forget): "save note keep" is a store. `reward(text, action)` is 1.0
+for the right action and 0.0 otherwise, so a head at chance scores 0.25 (greedy) and a
+trained one close to 1.0. Use it as `--reward athena.heads.toy:reward`.
+"""
+
+from __future__ import annotations
+
+import random
+
+ACTIONS = ("store", "retrieve", "update", "forget")
+WORDS = (
+    ("note", "save", "keep", "store", "record", "write"),
+    ("recall", "find", "fetch", "lookup", "search", "get"),
+    ("edit", "change", "fix", "amend", "revise", "update"),
+    ("drop", "erase", "delete", "clear", "purge", "forget"),
+)
+_LABEL = {word: action for action, words in enumerate(WORDS) for word in words}
+
+
+def states(count: int, seed: int = 0, words_per_state: int = 8) -> list[str]:
+    """`count` states, cycling through the four actions, each `words_per_state` words."""
+    rng = random.Random(seed)
+    return [
+        " ".join(rng.choice(WORDS[i % len(WORDS)]) for _ in range(words_per_state))
+        for i in range(count)
+    ]
+
+
+def label(text: str) -> int:
+    """The right action for a toy state (the vocabulary of its first word)."""
+    first = text.split()[0] if text.split() else ""
+    if first not in _LABEL:
+        raise ValueError(f"{text!r} is not a toy state (its first word is not in toy.WORDS)")
+    return _LABEL[first]
+
+
+def reward(text: str, action: int) -> float:
+    """1.0 if `action` is the toy state's right action, else 0.0."""
+    return 1.0 if action == label(text) else 0.0

@@ -1,0 +1,402 @@
+"""`athena train-head`: GRPO for the MemoryActionHead from a JSONL of states and a reward.
+
+    athena train-head --model M --data states.jsonl --reward pkg.mod:fn --steps 60 --out DIR
+
+Encodes every state once with OLMoE (the features are cached in DIR/features.safetensors),
+then trains the head on MLX (default where installed) or torch. DIR gets checkpoint-<step>/
+folders (atomic), log.jsonl (one line per step), head.safetensors (the last head) and
+train.png (reward and KL against steps; skipped with one line if matplotlib is missing).
+Under `mlx.launch` every rank runs this and only rank 0 writes.
+
+The reward is `module:function` (called as function(state_text, action) -> float; the
+current folder is importable, as with `python -m`) or a .jsonl file of lines
+{"text": ..., "rewards": [one number per action]}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from athena.heads.grpo import (
+    CHECKPOINT_PREFIX,
+    GRPOConfig,
+    GRPOTrainer,
+    Reward,
+    TrainError,
+    latest_checkpoint,
+)
+
+if TYPE_CHECKING:
+    import argparse
+
+    import numpy as np
+
+LOG_NAME = "log.jsonl"
+PLOT_NAME = "train.png"
+HEAD_NAME = "head.safetensors"
+FEATURES_NAME = "features.safetensors"
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+
+def read_states(path: str | os.PathLike[str], what: str = "--data") -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, each with a non-empty "text" (blank lines skipped)."""
+    source = Path(path)
+    if not source.is_file():
+        raise TrainError(f'{what} {source} not found; pass a JSONL file of {{"text": ...}} lines')
+    records: list[dict[str, Any]] = []
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise TrainError(f"{what} {source} cannot be read as UTF-8 text ({error})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise TrainError(
+                f"{source} line {number} is not JSON ({error.msg}); each line must be an "
+                'object like {"text": "..."}'
+            ) from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise TrainError(
+                f'{source} line {number} has no "text" string; each line must be an object '
+                'like {"text": "..."}'
+            )
+        if not record["text"].strip():
+            raise TrainError(f'{source} line {number} has an empty "text"; remove the line')
+        records.append(record)
+    if not records:
+        raise TrainError(f'{source} has no states; add lines like {{"text": "..."}}')
+    return records
+
+
+def load_reward(spec: str, num_actions: int) -> Reward:
+    """The reward named by `spec`: "module:function", or a .jsonl table of rewards."""
+    if spec.endswith(".jsonl") or (":" not in spec and Path(spec).exists()):
+        return _reward_table(spec, num_actions)
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise TrainError(
+            f"--reward {spec!r} is neither module:function (e.g. mypkg.rewards:score) nor a "
+            ".jsonl file of rewards"
+        )
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: the current folder's modules
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise TrainError(
+            f"reward module {module_name!r} not found ({error}); run from the folder that "
+            "holds it or put it on PYTHONPATH"
+        ) from None
+    except Exception as error:  # the user's module failed while importing
+        raise TrainError(
+            f"importing the reward module {module_name!r} raised {type(error).__name__}: {error}"
+        ) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise TrainError(
+            f"reward module {module_name!r} has no function {function_name!r}; name a "
+            "function(state_text, action) -> float"
+        )
+    reward: Reward = function
+    return reward
+
+
+def _reward_table(path: str, num_actions: int) -> Reward:
+    table: dict[str, list[float]] = {}
+    for index, record in enumerate(read_states(path, what="--reward"), start=1):
+        rewards = record.get("rewards")
+        ok = isinstance(rewards, list) and len(rewards) == num_actions
+        if not ok or not all(_is_number(r) for r in rewards):  # type: ignore[union-attr]
+            raise TrainError(
+                f'{path} record {index} needs "rewards": a list of {num_actions} numbers '
+                "(one per action)"
+            )
+        table[record["text"]] = [float(r) for r in rewards]  # type: ignore[union-attr]
+
+    def reward(text: str, action: int) -> float:
+        if text not in table:
+            raise KeyError(f"no line for this state in {path}")
+        return table[text][action]
+
+    return reward
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# -- features (encoded once) ---------------------------------------------------------------
+
+
+def encode_states(model: Any, texts: list[str], cache: Path | None, *, write: bool) -> np.ndarray:
+    """encode() of every text, reused from `cache` when it holds exactly these texts."""
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    key = hashlib.sha256(
+        json.dumps([model.config.model_name, model._backend, texts]).encode()
+    ).hexdigest()
+    if cache is not None and cache.is_file():
+        with safe_open(str(cache), "np") as f:
+            if (f.metadata() or {}).get("key") == key:
+                cached: np.ndarray = f.get_tensor("features")
+                return cached
+    features = np.asarray(model.encode(texts), dtype=np.float32)
+    if cache is not None and write:
+        temporary = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
+        save_file({"features": features}, str(temporary), {"key": key})
+        os.replace(temporary, cache)
+    return features
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def config_from_args(args: argparse.Namespace) -> GRPOConfig:
+    values = {
+        "num_generations": args.group_size,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "beta": args.beta,
+        "epsilon": args.epsilon,
+        "num_iterations": args.num_iterations,
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "num_actions": args.num_actions,
+        "hidden_dim": args.hidden_dim,
+        "save_every": args.save_every,
+        "steps_per_eval": args.steps_per_eval,
+        "collective_timeout": args.collective_timeout,
+    }
+    return GRPOConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def run(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any]) -> int:
+    """The `athena train-head` command (TrainError for anything the user can fix)."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out} exists and is not a folder; pass a folder")
+    if args.steps < 1:
+        raise TrainError(f"--steps {args.steps} is not allowed; use an integer >= 1")
+    config = config_from_args(args)
+    framework = args.framework or _default_framework()
+    _check_installed(framework)
+    collectives = _collectives(framework, config.collective_timeout)
+    rank0 = collectives is None or collectives.rank == 0
+    records = read_states(args.data)
+    texts = [r["text"] for r in records]
+    eval_texts = (
+        [r["text"] for r in read_states(args.eval_data, "--eval-data")] if args.eval_data else []
+    )
+    reward = load_reward(args.reward, config.num_actions)
+    checkpoint = latest_checkpoint(out)
+    if checkpoint is not None and not args.resume:
+        raise TrainError(
+            f"{out} already has {checkpoint.name}; pass --resume to continue it, or a new --out"
+        )
+    if args.resume and checkpoint is None:
+        raise TrainError(f"--resume: {out} has no {CHECKPOINT_PREFIX}* folder to continue from")
+    head = None
+    if args.init:
+        from athena.heads import load_weights
+
+        head = load_weights(args.init)
+
+    model = load_model(args)
+    if rank0:
+        out.mkdir(parents=True, exist_ok=True)
+    features = encode_states(model, texts, out / FEATURES_NAME, write=rank0)
+    eval_features = encode_states(model, eval_texts, None, write=False) if eval_texts else None
+    del model
+
+    trainer = GRPOTrainer(
+        features,
+        texts,
+        reward,
+        config,
+        framework=framework,
+        head=head,
+        reward_name=args.reward,
+        collectives=collectives,
+    )
+    if checkpoint is not None:
+        trainer.load_checkpoint(checkpoint)
+        _say(rank0, f"resuming {checkpoint} at step {trainer.step_count} (its settings are used)")
+    log = _Log(out / LOG_NAME, keep_until=trainer.step_count, enabled=rank0)
+    if eval_features is not None and trainer.step_count == 0:
+        log.write({"step": 0, "eval_reward": trainer.evaluate(eval_features, eval_texts)})
+    bar = _Progress(rank0, args.steps, trainer.step_count)
+    config = trainer.config
+    metrics: dict[str, float] = {}
+    try:
+        while trainer.step_count < args.steps:
+            start = time.perf_counter()
+            metrics = trainer.step()
+            metrics["step_s"] = time.perf_counter() - start
+            step = trainer.step_count
+            if eval_features is not None and (
+                step == args.steps or (config.steps_per_eval and step % config.steps_per_eval == 0)
+            ):
+                metrics["eval_reward"] = trainer.evaluate(eval_features, eval_texts)
+            log.write(metrics)
+            bar.update(metrics)
+            if config.save_every and step % config.save_every == 0 and step < args.steps:
+                trainer.save_checkpoint(out)
+    finally:
+        bar.close()
+    if trainer.step_count == args.steps and metrics:
+        trainer.save_checkpoint(out)
+    if rank0:
+        from athena.heads import save_weights
+
+        save_weights(trainer.learner.weights(), out / HEAD_NAME)
+        plotted = plot_log(out / LOG_NAME, out / PLOT_NAME)
+        summary = f"reward {metrics['reward']:.3f}" if metrics else "no new steps"
+        if "eval_reward" in metrics:
+            summary += f", held-out greedy reward {metrics['eval_reward']:.3f}"
+        written = f"{out / HEAD_NAME}, {LOG_NAME}" + (f", {PLOT_NAME}" if plotted else "")
+        world = f" x {trainer.world} ranks" if trainer.world > 1 else ""
+        print(
+            f"trained {trainer.step_count} steps on {framework}{world}: {summary}; wrote {written}"
+        )
+    return 0
+
+
+def _default_framework() -> str:
+    import importlib.util
+
+    return "mlx" if importlib.util.find_spec("mlx") is not None else "torch"
+
+
+def _check_installed(framework: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(framework) is None:
+        group = "mlx-cpu" if framework == "mlx" else "torch"
+        raise TrainError(
+            f"--framework {framework} needs {framework}, which is not installed here "
+            f"(uv sync --group {group}; on a Mac mlx comes with uv sync)"
+        )
+
+
+def _collectives(framework: str, timeout: float) -> Any:
+    launched = "MLX_RANK" in os.environ
+    if framework == "torch":
+        if launched:
+            raise TrainError(
+                "distributed training runs on MLX; use --framework mlx with mlx.launch"
+            )
+        return None
+    from athena.heads.distributed import Collectives
+
+    return Collectives(timeout=timeout)
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(f"athena train-head: {message}", file=sys.stderr, flush=True)
+
+
+class _Log:
+    """log.jsonl: one JSON line per step (rank 0 only); a resumed run keeps the lines up to
+    its checkpoint's step and appends after them."""
+
+    def __init__(self, path: Path, *, keep_until: int, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
+        kept: list[str] = []
+        if keep_until and path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line)["step"] <= keep_until:
+                        kept.append(line)
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+        path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, metrics: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(metrics) + "\n")
+
+
+class _Progress:
+    """tqdm with reward and loss when stderr is a terminal; else a line every 10 steps."""
+
+    def __init__(self, enabled: bool, total: int, initial: int) -> None:
+        self.enabled, self.total = enabled, total
+        self.bar: Any = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc="train-head", unit="step")
+
+    def update(self, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        shown = {"reward": f"{metrics['reward']:.3f}", "loss": f"{metrics['loss']:.4f}"}
+        if "eval_reward" in metrics:
+            shown["eval"] = f"{metrics['eval_reward']:.3f}"
+        if self.bar is not None:
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(1)
+        elif metrics["step"] % 10 == 0 or metrics["step"] == self.total:
+            text = ", ".join(f"{k} {v}" for k, v in shown.items())
+            print(f"step {int(metrics['step'])}/{self.total}: {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def plot_log(log: Path, png: Path) -> bool:
+    """Reward (and held-out reward) and KL against steps from log.jsonl; False, with one
+    line on stderr, when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(
+            "athena train-head: no plot: matplotlib is not installed (a dev dependency); "
+            f"{log.name} has the same numbers",
+            file=sys.stderr,
+        )
+        return False
+    every = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = [r for r in every if "reward" in r]
+    steps = [r["step"] for r in rows]
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 5))
+    top.plot(steps, [r["reward"] for r in rows], label="reward (sampled)")
+    held = [(r["step"], r["eval_reward"]) for r in every if "eval_reward" in r]
+    if held:
+        top.plot(*zip(*held, strict=True), "o-", label="held-out greedy reward")
+    top.set_ylabel("reward")
+    top.legend(loc="lower right")
+    bottom.plot(steps, [r["kl"] for r in rows], color="tab:red")
+    bottom.set_ylabel("KL to reference")
+    bottom.set_xlabel("step")
+    figure.suptitle("athena train-head")
+    figure.tight_layout()
+    temporary = png.with_name(f".{png.name}.tmp-{os.getpid()}.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    os.replace(temporary, png)
+    return True

@@ -1,0 +1,254 @@
+"""The `generate` task of bench/worker.py: import a backend, load a checkpoint, time generation.
+
+One runner per `impl`: "athena" (OLMoEModel, with `backend` "mlx" or "transformers"),
+"mlx_lm" (raw `mlx_lm.load` + `stream_generate`) or "transformers" (raw
+`AutoModelForCausalLM` + `generate`). Runs in the worker's fresh interpreter only.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from bench.common import peak_rss_bytes, rss_bytes, torch_device
+
+
+def generate(spec: dict[str, Any]) -> dict[str, Any]:
+    """Import, load, warm up, time one generation, and report memory at each step.
+
+    Fields: import_s, load_s; e2e_s/e2e_tokens/text: a greedy generation of `max_tokens`
+    from `prompt`, timed from the call to the last token (the figure the overhead targets
+    compare); with `generate_repeats` > 1 the fastest call of that many. Raw impls also give,
+    from per-token timestamps of that same call:
+    prompt_tokens, prefill_s (call to first token) and decode_tokens/decode_s (first token to
+    last). Memory: rss_* (current RSS after each step), peak_rss (ru_maxrss at the end),
+    mx_peak_load/mx_peak (mx.get_peak_memory() after load / at the end; None without mlx).
+    """
+    impl = spec["impl"]
+    out: dict[str, Any] = {"impl": impl, "rss_start": rss_bytes()}
+    start = time.perf_counter()
+    runner = _RUNNERS[impl](spec)
+    out["import_s"] = time.perf_counter() - start
+    out["rss_after_import"] = rss_bytes()
+    out["peak_rss_after_import"] = peak_rss_bytes()
+    runner.reset_peak()
+
+    start = time.perf_counter()
+    runner.load()
+    out["load_s"] = time.perf_counter() - start
+    out["rss_after_load"] = rss_bytes()
+    out["peak_rss_after_load"] = peak_rss_bytes()
+    out["mx_peak_load"] = runner.mx_peak()
+    out["mx_active_after_load"] = runner.mx_active()
+    out["backend"] = runner.backend
+
+    # The first call pays one-off costs (kernel set-up, lazy imports inside generate).
+    runner.generate(spec.get("warmup_prompt", "Hello"), int(spec.get("warmup_tokens", 2)))
+    calls = []
+    for _ in range(int(spec.get("generate_repeats", 1))):
+        start = time.perf_counter()
+        timing = runner.generate(spec["prompt"], int(spec["max_tokens"]))
+        calls.append((time.perf_counter() - start, start, timing))
+    # The fastest call: on a shared machine slower calls carry interference (timeit's rule).
+    e2e_s, start, timing = min(calls, key=lambda call: call[0])
+    out["e2e_s"] = e2e_s
+    out["e2e_s_all"] = [call[0] for call in calls]
+    out.update(timing.fields(start))
+    out["rss_end"] = rss_bytes()
+    out["peak_rss"] = peak_rss_bytes()
+    out["mx_peak"] = runner.mx_peak()
+    return out
+
+
+class Timing:
+    """What one generation gave: its text, and per-token timestamps where the impl has them."""
+
+    def __init__(self, text: str, stamps: list[float] | None, prompt_tokens: int | None) -> None:
+        self.text = text
+        self.stamps = stamps
+        self.prompt_tokens = prompt_tokens
+
+    def fields(self, start: float) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text, "e2e_tokens": None}
+        if self.stamps:
+            out.update(
+                e2e_tokens=len(self.stamps),
+                prompt_tokens=self.prompt_tokens,
+                prefill_s=self.stamps[0] - start,
+                decode_tokens=len(self.stamps) - 1,
+                decode_s=self.stamps[-1] - self.stamps[0],
+            )
+        return out
+
+
+def _import_backend(backend: str) -> None:
+    """Import a backend and its OLMoE model code before load() is timed.
+
+    transformers imports lazily: its OLMoE modeling module alone takes seconds on first use,
+    which would otherwise land in whichever load() runs first. Both athena and the raw runs
+    import the same modules here, so load_s is reading and building the model only.
+    """
+    if backend == "mlx":
+        import mlx.core  # noqa: F401
+        import mlx_lm
+        import mlx_lm.models.olmoe  # noqa: F401
+    else:
+        import torch  # noqa: F401
+        import transformers
+        import transformers.models.olmoe.modeling_olmoe
+
+        transformers.AutoModelForCausalLM, transformers.AutoTokenizer  # noqa: B018
+
+
+class _Runner:
+    backend = "?"
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.path = spec["model"]
+
+    def reset_peak(self) -> None:
+        if "mlx.core" in sys.modules:
+            import mlx.core as mx
+
+            mx.reset_peak_memory()
+
+    def mx_peak(self) -> int | None:
+        if "mlx.core" not in sys.modules:
+            return None
+        import mlx.core as mx
+
+        return int(mx.get_peak_memory())
+
+    def mx_active(self) -> int | None:
+        if "mlx.core" not in sys.modules:
+            return None
+        import mlx.core as mx
+
+        return int(mx.get_active_memory())
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def generate(self, prompt: str, max_tokens: int) -> Timing:
+        raise NotImplementedError
+
+
+class _MlxLm(_Runner):
+    """Raw mlx-lm: `mlx_lm.load` + `stream_generate` (greedy: its default sampler is argmax)."""
+
+    backend = "mlx"
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec)
+        _import_backend("mlx")
+        import mlx_lm
+
+        self.mlx_lm = mlx_lm
+
+    def load(self) -> None:
+        loaded = self.mlx_lm.load(self.path)
+        self.model, self.tokenizer = loaded[0], loaded[1]
+
+    def generate(self, prompt: str, max_tokens: int) -> Timing:
+        text, stamps, prompt_tokens = [], [], None
+        for response in self.mlx_lm.stream_generate(
+            self.model, self.tokenizer, prompt, max_tokens=max_tokens
+        ):
+            stamps.append(time.perf_counter())
+            text.append(response.text)
+            prompt_tokens = response.prompt_tokens
+        return Timing("".join(text), stamps, prompt_tokens)
+
+
+class _Transformers(_Runner):
+    """Raw transformers: `AutoModelForCausalLM.from_pretrained` (float32) + greedy `generate`.
+
+    A streamer records one timestamp per token (its put() is a list append: microseconds
+    against tens of milliseconds per token)."""
+
+    backend = "transformers"
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec)
+        _import_backend("transformers")
+        import torch
+        import transformers
+
+        self.torch = torch
+        self.transformers = transformers
+        self.device = torch_device()
+
+    def load(self) -> None:
+        t = self.transformers
+        self.tokenizer = t.AutoTokenizer.from_pretrained(self.path)
+        self.model = t.AutoModelForCausalLM.from_pretrained(
+            self.path, dtype=self.torch.float32, use_safetensors=True
+        ).to(self.device)
+        self.model.eval()
+
+    def generate(self, prompt: str, max_tokens: int) -> Timing:
+        stamps: list[float] = []
+        base = self.transformers.generation.streamers.BaseStreamer
+
+        class Stamps(base):  # type: ignore[misc,valid-type]
+            def put(self, value: Any) -> None:
+                stamps.append(time.perf_counter())
+
+            def end(self) -> None:
+                pass
+
+        ids = self.tokenizer(prompt, return_tensors="pt").input_ids.to(self.device)
+        with self.torch.inference_mode():
+            out = self.model.generate(
+                ids,
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                streamer=Stamps(),
+            )
+        new = out[0, ids.shape[1] :]
+        # put() is called once with the prompt, then once per new token.
+        return Timing(
+            self.tokenizer.decode(new, skip_special_tokens=True), stamps[1:], int(ids.shape[1])
+        )
+
+
+class _Athena(_Runner):
+    """athena's `OLMoEModel.load()` + `generate()`; the backend's package is imported first
+    (and timed as import), so load_s compares with the raw load alone."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec)
+        self.backend = spec["backend"]
+        _import_backend(self.backend)
+        from athena.models.olmoe import OLMoEConfig, OLMoEModel
+
+        fields: dict[str, Any] = {
+            "model_name": self.path,
+            "use_mlx": self.backend == "mlx",
+            "temperature": 0.0,
+        }
+        if self.backend == "mlx":
+            fields["mlx_model_path"] = self.path
+        if spec.get("quantize_bits"):
+            fields["quantize_bits"] = int(spec["quantize_bits"])
+        self.model = OLMoEModel(OLMoEConfig(**fields))
+
+    def load(self) -> None:
+        if not self.model.load():
+            raise RuntimeError(f"OLMoEModel.load() returned False for {self.path}")
+        if self.model._backend != self.backend:
+            raise RuntimeError(f"asked for {self.backend}, athena loaded {self.model._backend}")
+
+    def generate(self, prompt: str, max_tokens: int) -> Timing:
+        text = self.model.generate(prompt, max_tokens=max_tokens, temperature=0.0)
+        return Timing(text, None, None)
+
+
+_RUNNERS: dict[str, type[_Runner]] = {
+    "mlx_lm": _MlxLm,
+    "transformers": _Transformers,
+    "athena": _Athena,
+}

@@ -1,0 +1,17 @@
+"""Run under mlx.launch -n 2 by test_distributed.py: rank 1 never joins the all_sum, so
+rank 0's watchdog must stop it with a message (a real ring, a real hang)."""
+
+import sys
+import time
+
+import mlx.core as mx
+
+from athena.heads.distributed import Collectives
+
+collectives = Collectives(timeout=float(sys.argv[1]))
+collectives.barrier()  # both ranks are up
+if collectives.rank == 1:
+    time.sleep(60)
+else:
+    collectives.average_gradients({"w": mx.ones(4)})
+    print("rank 0: the all_sum returned", flush=True)

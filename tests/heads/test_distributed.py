@@ -1,0 +1,135 @@
+"""Data-parallel GRPO with mx.distributed, for real: `mlx.launch -n 2 --backend ring` on
+loopback with MLX's CPU build. Each launch has a subprocess timeout (a hang fails the test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from athena.heads import load_weights, toy
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+LAUNCH = Path(sys.executable).parent / "mlx.launch"
+SMALL = ["--steps", "6", "--states", "48", "--hidden-size", "32", "--hidden-dim", "16"]
+SMALL += ["--batch-size", "8", "--group-size", "4", "--num-iterations", "2", "--warmup", "0"]
+
+pytestmark = pytest.mark.skipif(not LAUNCH.exists(), reason="needs mlx.launch (mlx installed)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _launch(*command: str, ranks: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
+    """mlx.launch -n RANKS --backend ring on loopback, on a free port, in this venv."""
+    argv = [str(LAUNCH), "-n", str(ranks), "--backend", "ring"]
+    argv += ["--starting-port", str(_free_port()), "--python", sys.executable, *command]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, check=False
+    )
+
+
+def test_two_ranks_equal_one_rank_on_the_same_global_batch(
+    mlx_installed: None, tmp_path: Path
+) -> None:
+    outputs = [
+        "--out",
+        str(tmp_path / "one.json"),
+        "--save-head",
+        str(tmp_path / "one.safetensors"),
+    ]
+    one = subprocess.run(
+        [sys.executable, "-m", "athena.heads.ring_check", *SMALL, *outputs],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        check=False,
+    )
+    assert one.returncode == 0, one.stderr
+    two = _launch(
+        "-m",
+        "athena.heads.ring_check",
+        *SMALL,
+        "--out",
+        str(tmp_path / "two.json"),
+        "--save-head",
+        str(tmp_path / "two.safetensors"),
+    )
+    assert two.returncode == 0, two.stdout + two.stderr
+    a = json.loads((tmp_path / "one.json").read_text())
+    b = json.loads((tmp_path / "two.json").read_text())
+    assert (a["world_size"], b["world_size"]) == (1, 2)
+    assert b["communicate_s"] > 0 and a["communicate_s"] == 0
+    assert a["rewards"] == b["rewards"]  # the same sampled actions on the shards
+    np.testing.assert_allclose(a["losses"], b["losses"], atol=1e-5, rtol=0)
+    one_head = load_weights(tmp_path / "one.safetensors")
+    two_head = load_weights(tmp_path / "two.safetensors")
+    diff = max(float(np.abs(one_head[k] - two_head[k]).max()) for k in one_head)
+    print(
+        f"2 ranks vs 1: max |loss diff| {np.abs(np.subtract(a['losses'], b['losses'])).max():.1e}, "
+        f"max |weight diff| {diff:.1e}"
+    )
+    assert diff < 1e-5
+
+
+def test_a_hung_all_sum_stops_with_a_message_instead_of_hanging(mlx_installed: None) -> None:
+    start = time.monotonic()
+    proc = _launch(str(HERE / "stall_ranks.py"), "2", timeout=120)
+    assert time.monotonic() - start < 60  # not rank 1's 60 s sleep: the watchdog ended it
+    output = proc.stdout + proc.stderr
+    # mlx.launch itself exits 0 here; it reports each rank's code, and stops the others.
+    assert "rank 0 exited with code 75" in output
+    assert "rank 0 of 2: averaging the gradients (all_sum) did not finish within 2 s" in output
+    assert "the all_sum returned" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_train_head_under_mlx_launch_writes_once_from_rank_0(
+    mlx_installed: None, tiny_olmoe: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "states.jsonl").write_text(
+        "".join(json.dumps({"text": t}) + "\n" for t in toy.states(32, seed=1))
+    )
+    out = tmp_path / "out"
+    proc = _launch(
+        str(Path(sys.executable).parent / "athena"),
+        "train-head",
+        "--model",
+        str(tiny_olmoe),
+        "--data",
+        str(tmp_path / "states.jsonl"),
+        "--reward",
+        "athena.heads.toy:reward",
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("trained 4 steps on mlx x 2 ranks") == 1
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["communicate_s"] > 0 for r in rows)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint-0000004",
+        "features.safetensors",
+        "head.safetensors",
+        "log.jsonl",
+        "train.png",
+    ]

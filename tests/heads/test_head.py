@@ -1,0 +1,188 @@
+"""The MemoryActionHead on MLX and torch: one architecture, one weights file, equal logits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from athena import heads
+from athena.heads import HeadError, HeadShape, load_head, new_head, save_head
+from athena.models.olmoe import OLMoEModel
+
+SHAPE = {"num_actions": 4, "hidden_dim": 32}
+
+
+def test_both_heads_have_the_same_parameter_names_and_shapes(
+    mlx_installed: None, torch_installed: None
+) -> None:
+    from mlx.utils import tree_flatten
+
+    from athena.models.olmoe import MemoryActionHead as TorchHead
+
+    mlx_head = heads.head_class("mlx")(16, **SHAPE)
+    torch_head = TorchHead(16, **SHAPE)
+    mlx_names = {k: tuple(v.shape) for k, v in tree_flatten(mlx_head.parameters())}
+    torch_names = {k: tuple(v.shape) for k, v in torch_head.state_dict().items()}
+    assert mlx_names == torch_names == HeadShape(16, 4, 32).parameter_shapes()
+    assert tuple(mlx_names) == heads.PARAMETER_NAMES
+
+
+@pytest.mark.parametrize(("writer", "reader"), [("mlx", "torch"), ("torch", "mlx")])
+def test_a_head_saved_by_one_framework_loads_in_the_other_with_equal_logits(
+    writer: str,
+    reader: str,
+    mlx_installed: None,
+    torch_installed: None,
+    tmp_path: Path,
+    random_features: np.ndarray,
+) -> None:
+    # Not the seeded init: the writer's own default init, then training-like noise.
+    head = heads.head_class(writer)(16, **SHAPE)
+    weights = {k: v + 0.1 for k, v in heads.head_weights(head).items()}
+    heads.set_head_weights(head, weights)
+    path = save_head(head, tmp_path / "head.safetensors")
+    other = load_head(path, framework=reader)
+    assert heads.framework_of(other) == reader
+    for name, value in heads.head_weights(other).items():
+        np.testing.assert_array_equal(value, weights[name])
+    a = heads.head_logits(head, random_features * 3)
+    b = heads.head_logits(other, random_features * 3)
+    assert a.shape == (12, 4)
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_gelu_is_the_exact_erf_one_on_both(mlx_installed: None, torch_installed: None) -> None:
+    """mlx.nn.GELU's "precise" is the tanh approximation; the head must use the exact one,
+    like torch's nn.GELU(): the two differ by ~1e-4 at x = 2, more than the 1e-5 asked."""
+    import mlx.core as mx
+    import torch
+
+    mlx_head = heads.head_class("mlx")(4)
+    x = np.linspace(-4, 4, 81, dtype=np.float32)
+    mlx_gelu = np.array(mlx_head.net[2](mx.array(x)))
+    torch_gelu = torch.nn.GELU()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(mlx_gelu, torch_gelu, atol=1e-6)
+
+
+def test_new_head_is_the_same_on_both_frameworks_and_seeded(
+    mlx_installed: None, torch_installed: None, random_features: np.ndarray
+) -> None:
+    a = new_head(16, seed=3, framework="mlx", **SHAPE)
+    b = new_head(16, seed=3, framework="torch", **SHAPE)
+    c = new_head(16, seed=4, framework="mlx", **SHAPE)
+    np.testing.assert_allclose(
+        heads.head_logits(a, random_features), heads.head_logits(b, random_features), atol=1e-5
+    )
+    assert not np.allclose(
+        heads.head_weights(a)["net.1.weight"], heads.head_weights(c)["net.1.weight"]
+    )
+
+
+def test_head_file_records_its_shape(tmp_path: Path, framework: str) -> None:
+    from safetensors import safe_open
+
+    path = save_head(new_head(16, framework=framework, **SHAPE), tmp_path / "h.safetensors")
+    with safe_open(str(path), "np") as f:
+        metadata = f.metadata()
+    assert metadata["format"] == heads.HEAD_FORMAT
+    assert json.loads(metadata["shape"]) == {"hidden_size": 16, "num_actions": 4, "hidden_dim": 32}
+    assert not list(tmp_path.glob(".*tmp*"))  # the temporary file was renamed
+
+
+def test_bad_head_files_get_one_sentence(tmp_path: Path, framework: str) -> None:
+    from safetensors.numpy import save_file
+
+    with pytest.raises(HeadError, match="not found"):
+        load_head(tmp_path / "missing.safetensors", framework=framework)
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(HeadError, match="not a readable safetensors"):
+        load_head(tmp_path / "junk.safetensors", framework=framework)
+    save_file({"w": np.zeros(3, np.float32)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(HeadError, match=r"not a MemoryActionHead: it has no net\.0\.weight"):
+        load_head(tmp_path / "other.safetensors", framework=framework)
+    weights = heads.initial_weights(HeadShape(16, 4, 32))
+    weights["net.3.bias"] = np.zeros(5, np.float32)
+    save_file(weights, str(tmp_path / "bent.safetensors"))
+    with pytest.raises(HeadError, match=r"net.3.bias has shape \(5,\), expected \(4,\)"):
+        load_head(tmp_path / "bent.safetensors", framework=framework)
+    with pytest.raises(HeadError, match="framework 'jax' is not known"):
+        load_head(tmp_path / "bent.safetensors", framework="jax")
+
+
+def test_encode_vectors_are_the_heads_input_and_mlx_load_keeps_action_head_none(
+    encoder: OLMoEModel, framework: str
+) -> None:
+    """TASK-074: the mlx-path model has no head; the head is made explicitly from encode()."""
+    if encoder._backend == "mlx":
+        assert encoder.action_head is None
+    vectors = encoder.encode(["save note keep", "drop erase clear"])
+    head = new_head(vectors.shape[1], framework=framework)
+    logits = heads.head_logits(head, vectors)
+    assert logits.shape == (2, 4) and np.isfinite(logits).all()
+
+
+def test_the_torch_head_from_olmoe_loads_into_mlx(
+    tiny_olmoe: Path, mlx_installed: None, torch_installed: None, tmp_path: Path
+) -> None:
+    """The transformers path's model.action_head is a MemoryActionHead save_head accepts."""
+    from athena.models.olmoe import OLMoEConfig
+
+    model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe), use_mlx=False))
+    assert model.load(), model.load_error
+    vectors = model.encode(["save note keep", "find get"])
+    path = save_head(model.action_head, tmp_path / "head.safetensors")
+    mlx_logits = heads.head_logits(load_head(path, framework="mlx"), vectors)
+    assert model.last_action_logits is not None
+    np.testing.assert_allclose(mlx_logits, model.last_action_logits, atol=1e-5)
+
+
+def test_importing_athena_heads_imports_no_framework() -> None:
+    code = (
+        "import sys, athena.heads, athena.heads.grpo, athena.heads.toy, athena.cli; "
+        "print(sorted(m for m in ('numpy', 'mlx', 'torch', 'safetensors') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_each_frameworks_own_safetensors_writer_and_reader_work_too(
+    mlx_installed: None, torch_installed: None, tmp_path: Path, random_features: np.ndarray
+) -> None:
+    """mx.save_safetensors / torch's state_dict files load with load_head, and
+    mlx's Module.load_weights and torch's load_state_dict read save_head's file."""
+    import mlx.core as mx
+    import torch
+    from mlx.utils import tree_flatten
+    from safetensors.torch import load_file, save_file
+
+    mlx_head = new_head(16, seed=1, framework="mlx", **SHAPE)
+    mx.save_safetensors(
+        str(tmp_path / "mlx.safetensors"), dict(tree_flatten(mlx_head.parameters()))
+    )
+    torch_head = new_head(16, seed=2, framework="torch", **SHAPE)
+    save_file(torch_head.state_dict(), str(tmp_path / "torch.safetensors"))
+    for path, source in (("mlx.safetensors", mlx_head), ("torch.safetensors", torch_head)):
+        for framework in ("mlx", "torch"):
+            loaded = load_head(tmp_path / path, framework=framework)
+            np.testing.assert_allclose(
+                heads.head_logits(loaded, random_features),
+                heads.head_logits(source, random_features),
+                atol=1e-5,
+            )
+    ours = save_head(mlx_head, tmp_path / "ours.safetensors")
+    native_mlx = heads.head_class("mlx")(16, **SHAPE)
+    native_mlx.load_weights(str(ours))  # strict: every parameter, by name
+    native_torch = heads.head_class("torch")(16, **SHAPE)
+    native_torch.load_state_dict(load_file(str(ours)))
+    expected = heads.head_logits(mlx_head, random_features)
+    np.testing.assert_allclose(heads.head_logits(native_mlx, random_features), expected, atol=1e-5)
+    with torch.no_grad():
+        got = native_torch(torch.from_numpy(random_features)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -1,0 +1,388 @@
+"""`athena tiny-model` / write_tiny_olmoe never overwrites or deletes what it did not write.
+
+A non-empty folder is refused (unless --force, which replaces only athena's own files); the
+checkpoint is written into a temporary folder and moved into place, so a writer that is
+interrupted (Ctrl-C, a full disk, SIGKILL: real child processes stopped at a chosen step)
+never leaves a half checkpoint that loads; two writers of one folder never mix.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from athena import checkpoints
+from athena.checkpoints import FILES, FolderBusy, FolderNotEmpty, write_tiny_olmoe
+from athena.cli import main
+
+FOREIGN = {  # what a real model folder might hold besides athena's file names
+    "model-00001-of-00002.safetensors": b"\x00" * 64,
+    "model-00002-of-00002.safetensors": b"\x01" * 64,
+    "model.safetensors.index.json": b'{"weight_map": {}}\n',
+    "README.md": b"# my real model\n",
+}
+FRESH_STEPS = [f"temp:{name}" for name in FILES] + ["target:folder"]
+FORCE_STEPS = [f"temp:{name}" for name in FILES] + [f"target:{name}" for name in FILES]
+
+# A writer in a child process that prints each step and, at the step named by its first
+# argument, waits for a line on stdin (the test kills it there, or lets it go on).
+CHILD = """
+import sys
+from athena import checkpoints
+from athena.cli import main
+
+pause_at = sys.argv[1]
+
+def on_step(step):
+    print(step, flush=True)
+    if step == pause_at:
+        sys.stdin.readline()
+
+checkpoints._on_step = on_step
+sys.exit(main(["tiny-model", *sys.argv[2:]]))
+"""
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], dict[str, bytes]]:
+    """reference(seed): the bytes of each file of a tiny checkpoint with that seed."""
+    cache: dict[int, dict[str, bytes]] = {}
+    root = tmp_path_factory.mktemp("reference")
+
+    def files(seed: int) -> dict[str, bytes]:
+        if seed not in cache:
+            cache[seed] = _files(write_tiny_olmoe(root / f"seed{seed}", seed=seed))
+        return cache[seed]
+
+    return files
+
+
+def _model_folder(folder: Path, seed: int | None = None) -> Path:
+    """A folder holding a real model's shards and README, plus (with `seed`) athena's files of
+    an earlier tiny checkpoint, as if someone had already written one there."""
+    folder.mkdir(parents=True)
+    for name, content in FOREIGN.items():
+        (folder / name).write_bytes(content)
+    if seed is not None:
+        write_tiny_olmoe(folder, seed=seed, overwrite=True)
+    return folder
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """The writer's own entries beside the folder (temporary folders, the lock file)."""
+    return sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}."))
+
+
+def _start(pause_at: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, pause_at, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(child: subprocess.Popen[str], step: str) -> None:
+    assert child.stdout is not None
+    while (line := child.stdout.readline()) != f"{step}\n":
+        assert line, f"the writer ended before {step}: {child.communicate()[1]}"
+
+
+def _kill(child: subprocess.Popen[str]) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+
+
+def _release(child: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = child.communicate("\n", timeout=120)
+    return child.returncode, out, err
+
+
+# -- refusing, and --force ------------------------------------------------------------------
+
+
+def test_a_folder_with_files_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    folder = _model_folder(tmp_path / "real-model")
+    before = _files(folder)
+    with pytest.raises(FolderNotEmpty, match="overwrite=True") as error:
+        write_tiny_olmoe(folder)
+    assert error.value.entries == sorted(FOREIGN)
+    assert _files(folder) == before
+    assert _leftovers(folder) == []  # no temporary folder, no lock file left
+
+
+def test_the_cli_refuses_a_folder_with_files_in_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _model_folder(tmp_path / "real-model")
+    assert main(["tiny-model", str(folder)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"athena tiny-model: {folder} is not empty (4 entries: README.md, "
+        "model-00001-of-00002.safetensors, model-00002-of-00002.safetensors, ...); choose a "
+        "new or empty folder, or pass --force to replace only the tiny checkpoint's own files "
+        "in it\n"
+    )
+    assert _files(folder) == FOREIGN
+
+
+def test_force_replaces_only_athenas_files(
+    tmp_path: Path,
+    reference: Callable[[int], dict[str, bytes]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = _model_folder(tmp_path / "real-model", seed=1)
+    assert _files(folder) == {**FOREIGN, **reference(1)}
+    assert main(["tiny-model", str(folder), "--force"]) == 0
+    assert capsys.readouterr().out == (
+        f"wrote {folder} (tiny, 271,936 parameters, float32); left 4 other file(s) in it as "
+        "they were\n"
+    )
+    assert _files(folder) == {**FOREIGN, **reference(0)}
+    assert _leftovers(folder) == []
+
+
+def test_an_empty_folder_is_written_without_force(
+    tmp_path: Path, reference: Callable[[int], dict[str, bytes]]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    mode = (tmp_path / "empty").stat().st_mode
+    assert write_tiny_olmoe(tmp_path / "empty") == tmp_path / "empty"
+    assert _files(tmp_path / "empty") == reference(0)
+    assert (tmp_path / "empty").stat().st_mode == mode  # not a private temporary folder's 0700
+    assert _leftovers(tmp_path / "empty") == []
+
+
+def test_a_symlink_names_the_folder_it_points_to(
+    tmp_path: Path, reference: Callable[[int], dict[str, bytes]]
+) -> None:
+    (tmp_path / "link").symlink_to(tmp_path / "models")
+    write_tiny_olmoe(tmp_path / "link")
+    assert (tmp_path / "link").is_symlink()
+    assert _files(tmp_path / "models") == reference(0)
+    with pytest.raises(FolderNotEmpty):
+        write_tiny_olmoe(tmp_path / "link")
+
+
+# -- interrupted writes -----------------------------------------------------------------------
+
+
+class Interrupt(KeyboardInterrupt):
+    pass
+
+
+def _interrupt_at(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    def on_step(name: str) -> None:
+        if name == step:
+            raise Interrupt
+
+    monkeypatch.setattr(checkpoints, "_on_step", on_step)
+
+
+@pytest.mark.parametrize("step", FRESH_STEPS[:-1])
+def test_ctrl_c_during_a_write_leaves_no_folder_and_no_leftovers(
+    step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _interrupt_at(monkeypatch, step)
+    with pytest.raises(Interrupt):
+        write_tiny_olmoe(tmp_path / "olmoe")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_during_a_forced_replace_leaves_a_folder_that_does_not_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: Callable[[int], dict[str, bytes]]
+) -> None:
+    from athena.models.olmoe import OLMoEConfig, OLMoEModel
+
+    folder = _model_folder(tmp_path / "olmoe", seed=1)
+    _interrupt_at(monkeypatch, "target:tokenizer.json")
+    with pytest.raises(Interrupt):
+        write_tiny_olmoe(folder, overwrite=True)
+    files = _files(folder)
+    assert "config.json" not in files
+    assert files["model.safetensors"] == reference(0)["model.safetensors"]
+    assert files["tokenizer_config.json"] == reference(1)["tokenizer_config.json"]
+    assert {name: files[name] for name in FOREIGN} == FOREIGN
+    assert _leftovers(folder) == []
+    model = OLMoEModel(OLMoEConfig(model_name=str(folder), use_mlx=False))
+    assert not model.load()
+    assert model.load_error == f"config.json not found in {folder} (is this a model folder?)"
+
+    monkeypatch.setattr(checkpoints, "_on_step", None)
+    write_tiny_olmoe(folder, overwrite=True)  # writing again completes it
+    assert _files(folder) == {**FOREIGN, **reference(0)}
+
+
+def test_a_full_disk_leaves_nothing(tmp_path: Path) -> None:
+    """A file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored) makes writing model.safetensors
+    fail with EFBIG, as a full disk fails with ENOSPC."""
+    script = (
+        "import resource, signal, sys\n"
+        "from athena.cli import main\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))\n"
+        "sys.exit(main(['tiny-model', sys.argv[1]]))\n"
+    )
+    target = tmp_path / "olmoe"
+    child = subprocess.run(
+        [sys.executable, "-c", script, str(target)], capture_output=True, text=True, timeout=120
+    )
+    assert child.returncode == 1, child.stderr
+    assert child.stderr == (
+        f"athena tiny-model: could not write the checkpoint for {target} (File too large); "
+        "it was not created\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def _check_never_a_loadable_mix(
+    folder: Path, allowed: list[dict[str, bytes]], foreign: dict[str, bytes]
+) -> str:
+    """The folder is missing, or has no config.json, or holds exactly one complete
+    checkpoint of `allowed` (plus `foreign`). Returns which."""
+    if not folder.exists():
+        return "missing"
+    files = _files(folder)
+    assert {name: files.get(name) for name in foreign} == foreign  # never touched
+    if "config.json" not in files:
+        return "no config.json"
+    athena = {name: content for name, content in files.items() if name not in foreign}
+    assert athena in allowed, "a loadable folder that is not one complete checkpoint"
+    return f"complete #{allowed.index(athena)}"
+
+
+@pytest.mark.parametrize("step", FRESH_STEPS)
+def test_a_writer_killed_at_any_step_leaves_all_or_nothing(
+    step: str, tmp_path: Path, reference: Callable[[int], dict[str, bytes]]
+) -> None:
+    target = tmp_path / "olmoe"
+    child = _start(step, str(target))
+    _wait_for(child, step)
+    _kill(child)
+    state = _check_never_a_loadable_mix(target, [reference(0)], {})
+    assert state == ("complete #0" if step == "target:folder" else "missing")
+    # What a kill may leave: the lock file (empty, and no longer locked: the kernel drops a
+    # dead process's flock) and a hidden temporary folder named after the target (it holds a
+    # whole checkpoint only between its config.json and the rename); the next write of the
+    # target removes both.
+    leftovers = _leftovers(target)
+    lock = ".olmoe.athena-lock"
+    if step == "target:folder":
+        assert leftovers in ([], [lock])
+    else:
+        temps = [name for name in leftovers if name != lock]
+        assert len(temps) == 1 and temps[0].startswith(".olmoe.athena-tmp-"), leftovers
+        write_tiny_olmoe(target)
+        assert _files(target) == reference(0)
+        assert _leftovers(target) == []
+
+
+@pytest.mark.parametrize("step", FORCE_STEPS)
+def test_a_forced_writer_killed_at_any_step_never_leaves_a_mix_that_loads(
+    step: str, tmp_path: Path, reference: Callable[[int], dict[str, bytes]]
+) -> None:
+    folder = _model_folder(tmp_path / "olmoe", seed=1)
+    child = _start(step, str(folder), "--force")
+    _wait_for(child, step)
+    _kill(child)
+    state = _check_never_a_loadable_mix(folder, [reference(1), reference(0)], FOREIGN)
+    if step.startswith("temp:"):
+        assert state == "complete #0"  # the old checkpoint, untouched
+    elif step == "target:config.json":
+        assert state == "complete #1"
+    else:
+        assert state == "no config.json"
+    write_tiny_olmoe(folder, overwrite=True)
+    assert _files(folder) == {**FOREIGN, **reference(0)}
+    assert _leftovers(folder) == []
+
+
+# -- two writers at once ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["new-folder", "force"])
+def test_a_second_writer_is_refused_while_the_first_writes(
+    force: bool, tmp_path: Path, reference: Callable[[int], dict[str, bytes]]
+) -> None:
+    folder = _model_folder(tmp_path / "olmoe") if force else tmp_path / "olmoe"
+    flags = ["--force"] if force else []
+    first = _start("temp:tokenizer.json", str(folder), *flags)
+    _wait_for(first, "temp:tokenizer.json")  # the first holds the lock, half-way through
+    second = subprocess.run(
+        [sys.executable, "-m", "athena.cli", "tiny-model", str(folder), "--seed", "1", *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 1
+    assert second.stderr == (
+        f"athena tiny-model: another process is writing a checkpoint into {folder} right now; "
+        "wait for it to finish, then try again\n"
+    )
+    code, _, err = _release(first)
+    assert code == 0, err
+    assert _files(folder) == {**(FOREIGN if force else {}), **reference(0)}
+    assert _leftovers(folder) == []
+
+
+def test_the_lock_is_per_folder_whatever_path_names_it(tmp_path: Path) -> None:
+    first = _start("temp:model.safetensors", str(tmp_path / "olmoe"))
+    _wait_for(first, "temp:model.safetensors")
+    (tmp_path / "sub").mkdir()
+    try:
+        with pytest.raises(FolderBusy, match="another process is writing"):
+            write_tiny_olmoe(tmp_path / "sub" / ".." / "olmoe")
+        write_tiny_olmoe(tmp_path / "other")  # another folder beside it is not blocked
+    finally:
+        assert _release(first)[0] == 0
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["new-folder", "force"])
+def test_two_writers_started_together_end_with_one_complete_checkpoint(
+    force: bool, tmp_path: Path, reference: Callable[[int], dict[str, bytes]]
+) -> None:
+    """No pausing: real races, a few rounds. Each writer succeeds or says why it did not."""
+    for round_ in range(3):
+        folder = tmp_path / f"round{round_}"
+        if force:
+            _model_folder(folder)
+        command = [sys.executable, "-m", "athena.cli", "tiny-model", str(folder)]
+        flags = ["--force"] if force else []
+        writers = [
+            subprocess.Popen(
+                [*command, "--seed", str(seed), *flags],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for seed in (0, 1)
+        ]
+        results = [(w.communicate(timeout=120)[1], w.returncode)[::-1] for w in writers]
+        succeeded = [code == 0 for code, _ in results]
+        for code, err in results:
+            assert code == 0 or (
+                code == 1
+                and ("another process is writing" in err or "is not empty" in err)
+                and err.count("\n") == 1
+            ), err
+        assert any(succeeded)
+        if not force:
+            assert succeeded.count(True) == 1  # the second finds the folder written
+        state = _check_never_a_loadable_mix(
+            folder, [reference(0), reference(1)], FOREIGN if force else {}
+        )
+        assert state.startswith("complete")
+        assert _leftovers(folder) == [], os.listdir(tmp_path)
