@@ -193,6 +193,7 @@ def test_compare_sorts_differences_into_two_groups(here: dict[str, Any]) -> None
     fingerprint["uv_lock_sha256"] = "0" * 64
     fingerprint["packages"]["numpy"]["installed"] = "1.0.0"
     fingerprint["python"]["minor"] = "3.99"
+    fingerprint["python"]["version"] = "3.99.0"
     fingerprint["mlx_device"] = "Device(gpu, 0)"
     fingerprint["env"]["UV_INDEX_URL"] = "https://example.invalid/simple"
     fingerprint["chip"] = "Apple M3 Pro"
@@ -208,6 +209,16 @@ def test_compare_sorts_differences_into_two_groups(here: dict[str, Any]) -> None
     ]
     assert [d.what for d in expected] == ["chip", "memory (bytes)", "hostname"]
     assert compare.compare(here, copy.deepcopy(here)) == ([], [])
+    patch = copy.deepcopy(here)
+    patch["fingerprint"]["python"]["version"] = f"{RUNNING}.99"
+    assert compare.compare(here, patch) == (
+        [],
+        [
+            compare.Difference(
+                "Python version", here["fingerprint"]["python"]["version"], f"{RUNNING}.99"
+            )
+        ],
+    )
 
 
 def test_compare_two_files_prints_only_what_differs(here: dict[str, Any], tmp_path: Path) -> None:
