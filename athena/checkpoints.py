@@ -15,8 +15,8 @@ transformers' `AutoModelForCausalLM.from_pretrained` load:
   exactly; mlx-lm picks its BPE streaming detokenizer for it, as for real OLMoE.
 - generation_config.json.
 
-The folder is written atomically (see `write_tiny_olmoe`) and never replaces a file it did
-not write.
+The folder is written atomically (see `write_tiny_olmoe`): a folder with files in it is
+refused unless overwrite=True, which replaces these six files only and never touches others.
 
 Only numpy and `tokenizers` are imported. Weights are scaled so activations stay O(1) and
 logits are well separated, so greedy decoding is not decided by rounding noise.
@@ -280,6 +280,8 @@ def _write_files(folder: Path, size: str, preset: dict[str, int], seed: int, dty
 def _rename_folder(temp: Path, target: Path, shown: Path) -> None:
     """Move the finished folder to a target that does not exist or is empty (rename(2)
     replaces an empty folder, and fails if something appeared in it meanwhile)."""
+    if target.is_dir():  # an empty folder: the new one takes its permissions
+        os.chmod(temp, target.stat().st_mode & 0o7777)
     try:
         os.rename(temp, target)
     except OSError as error:
@@ -417,31 +419,29 @@ def _to_bfloat16_bytes(array: np.ndarray) -> bytes:
 
 def _save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) -> None:
     """The safetensors format written directly (numpy has no bfloat16): an 8-byte header
-    length, a JSON header of name -> dtype/shape/offsets, then the raw little-endian data."""
+    length, a JSON header of name -> dtype/shape/offsets, then the raw little-endian data,
+    one tensor at a time (so the peak is the weights plus one converted tensor)."""
+    itemsize = 4 if dtype == "float32" else 2
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    blobs: list[bytes] = []
     offset = 0
     for name in sorted(weights):
-        array = weights[name]
-        if dtype == "bfloat16":
-            blob = _to_bfloat16_bytes(array)
-        else:
-            numpy_dtype = "<f4" if dtype == "float32" else "<f2"
-            blob = np.ascontiguousarray(array, dtype=numpy_dtype).tobytes()
+        size = weights[name].size * itemsize
         header[name] = {
             "dtype": _SAFETENSORS_DTYPE[dtype],
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + len(blob)],
+            "shape": list(weights[name].shape),
+            "data_offsets": [offset, offset + size],
         }
-        blobs.append(blob)
-        offset += len(blob)
+        offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # align the data to 8 bytes
     with path.open("wb") as f:
         f.write(struct.pack("<Q", len(encoded)))
         f.write(encoded)
-        for blob in blobs:
-            f.write(blob)
+        for name in sorted(weights):
+            if dtype == "bfloat16":
+                f.write(_to_bfloat16_bytes(weights[name]))
+            else:
+                f.write(np.ascontiguousarray(weights[name], dtype=f"<f{itemsize}").tobytes())
         f.flush()
         os.fsync(f.fileno())
 

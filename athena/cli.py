@@ -44,7 +44,7 @@ def _add_loader_commands(sub: argparse._SubParsersAction) -> None:
         "tiny-model",
         help="write a small deterministic OLMoE checkpoint (tests, guides, benchmarks)",
         description="Write a deterministic OLMoE folder (config.json, model.safetensors, "
-        "tokenizer files) that mlx-lm and transformers both load. The folder appears complete "
+        "tokenizer files) that mlx-lm and transformers both load. A new folder appears complete "
         "or not at all; a folder that is not empty is refused unless --force.",
     )
     tiny.add_argument(
