@@ -25,6 +25,7 @@ from athena.doctor.sections.audit import audit_checks
 from athena.doctor.sections.imports import IMPORT_IDS, MLX_STEP_NAMES, import_checks
 from athena.doctor.sections.memory import GIB, WIRED_LIMIT_MACOS, memory_checks
 from athena.doctor.sections.mlx import mlx_checks, mlx_core_checks, mlx_policy
+from athena.doctor.sections.model import model_checks
 from athena.doctor.sections.packages import (
     MAIN_DEPENDENCIES,
     MLX_DISTRIBUTIONS,
@@ -84,6 +85,7 @@ def run_doctor(
     audit: bool = True,
     smoke: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
+    model: str | None = None,
 ) -> Report:
     """Every check, on `python` (default: this interpreter) and the checkout at `root`
     (default: found from this file or the working directory). `host` replaces the real
@@ -146,6 +148,8 @@ def run_doctor(
     import_checks(report, host, probe, required, why)
     mlx_core_checks(report, host, probe, required, why)
     memory_checks(report, host)
+    if model is not None:
+        model_checks(report, host, model)
     if audit:
         audit_checks(report, host, root, installed, python_info["executable"])
     if smoke:
@@ -185,6 +189,9 @@ def add_arguments(parser: Any) -> None:
         "greedy ids with the committed reference (mlx; transformers when torch is installed)",
     )
     parser.add_argument("--no-audit", action="store_true", help="skip the CUDA-package audit")
+    parser.add_argument(
+        "--model", metavar="MODEL", help="also check a model folder, as `athena inspect` does"
+    )
     parser.add_argument(
         "--python", metavar="PATH", help="check this interpreter instead of the running one"
     )
@@ -232,6 +239,7 @@ def run(args: Any) -> int:
         audit=not args.no_audit,
         smoke=args.smoke,
         timeout=args.timeout,
+        model=args.model,
     )
     print(report.to_json() if args.json else report.render())
     return report.exit_code

@@ -10,7 +10,7 @@ from typing import Any
 SCHEMA_ID = "athena-doctor/2"
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 STATUSES = ("pass", "warn", "fail", "skip", "info")
-SECTIONS = ("system", "packages", "imports", "mlx", "memory", "audit", "smoke")
+SECTIONS = ("system", "packages", "imports", "mlx", "memory", "model", "audit", "smoke")
 
 
 @dataclass
