@@ -3,21 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from athena import preflight as _package  # machine_budget is read where tests replace it
 from athena.preflight.agreement import CONFIG_SIZES
 from athena.preflight.checks import _oversize_sentence
-from athena.preflight.info import ModelInfo
-from athena.preflight.memory import (
-    TIGHT_SHARE,
-    Estimate,
-    MemoryBudget,
-    estimate_peak,
-    gib,
-    load_options,
-    mlx_on_cpu,
-)
+from athena.preflight.memory import TIGHT_SHARE, estimate_peak, gib, load_options, mlx_on_cpu
+
+if TYPE_CHECKING:
+    from athena.preflight.info import ModelInfo
+    from athena.preflight.memory import Estimate, MemoryBudget
 
 
 def available_backends() -> list[str]:
