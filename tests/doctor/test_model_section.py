@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from athena.doctor.sections.model import model_checks
 
 from athena.checkpoints import write_sparse_olmoe, write_tiny_olmoe
 from athena.doctor.host import Host, Metal
 from athena.doctor.report import Check, Report
+from athena.doctor.sections.model import model_checks
 
 GIB = 1024**3
 
