@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write athena/doctor/reference/tiny.json: what `athena doctor --smoke` compares against.
 
-It writes the canonical tiny checkpoint (athena/checkpoints.py; the same bytes everywhere),
+It writes the canonical tiny checkpoint (athena/checkpoints/; the same bytes everywhere),
 runs it with plain transformers in float32 on the CPU, and records the prompt's token ids,
 the logits at fixed positions and the greedy continuation. Rerun it after any change to the
 tiny checkpoint (its weights, config or tokenizer):

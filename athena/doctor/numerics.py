@@ -24,7 +24,7 @@ PROMPT = "The quick brown fox jumps over the lazy dog"
 GREEDY_TOKENS = 8
 TOLERANCE = 1e-4  # max |logit - reference| allowed
 DIGITS = 7  # decimals kept in the JSON (rounding adds < 1e-7)
-# The one command that rewrites reference/tiny.json (after a change to athena/checkpoints.py).
+# The one command that rewrites reference/tiny.json (after a change to athena/checkpoints/).
 REGENERATE = "uv run --locked --group torch python scripts/make_smoke_reference.py"
 
 
@@ -148,7 +148,7 @@ def check_checkpoint(reference: Mapping[str, Any], path: Path) -> None:
     if changed:
         raise ReferenceError(
             f"the canonical tiny checkpoint's {', '.join(changed)} differ from the reference's "
-            f"(athena/checkpoints.py changed since it was made): regenerate it with `{REGENERATE}`"
+            f"(athena/checkpoints/ changed since it was made): regenerate it with `{REGENERATE}`"
         )
 
 

@@ -1,0 +1,89 @@
+"""The OLMoE shapes the tiny checkpoints come in, their parameter counts and config.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from athena.checkpoints.tokenizer import VOCAB_SIZE
+
+# Presets: the architecture knobs of an OLMoE. Parameter counts (float32 bytes = 4x):
+# tiny ~0.3 M (tests), small ~4 M, medium ~330 M (benchmarks; 1.3 GB in float32).
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "num_experts": 8,
+        "num_experts_per_tok": 2,
+    },
+    "small": {
+        "hidden_size": 256,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 8,
+        "num_experts": 16,
+        "num_experts_per_tok": 4,
+    },
+    "medium": {
+        "hidden_size": 1024,
+        "intermediate_size": 256,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 16,
+        "num_experts": 64,
+        "num_experts_per_tok": 8,
+    },
+}
+
+DTYPES = ("float32", "float16", "bfloat16")
+_SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+
+
+def count_parameters(size: str = "tiny") -> int:
+    """The number of parameters of a preset (what `write_tiny_olmoe` writes for it)."""
+    s = _preset(size)
+    h, i, e = s["hidden_size"], s["intermediate_size"], s["num_experts"]
+    head_dim = h // s["num_attention_heads"]
+    kv = s["num_key_value_heads"] * head_dim
+    attention = h * h * 2 + h * kv * 2 + h + kv  # q, o, k, v, q_norm, k_norm
+    moe = e * h + e * 3 * h * i  # router, experts
+    layer = attention + moe + 2 * h  # + the two layer norms
+    return 2 * VOCAB_SIZE * h + s["num_hidden_layers"] * layer + h
+
+
+def olmoe_config(size: str = "tiny", *, dtype: str = "float32") -> dict[str, Any]:
+    """config.json of a preset: what mlx-lm's ModelArgs and transformers' OlmoeConfig read."""
+    preset = _preset(size)
+    return {
+        "architectures": ["OlmoeForCausalLM"],
+        "model_type": "olmoe",
+        "vocab_size": VOCAB_SIZE,
+        **preset,
+        "hidden_act": "silu",
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "clip_qkv": None,
+        "norm_topk_prob": False,
+        "output_router_logits": False,
+        "router_aux_loss_coef": 0.01,
+        "tie_word_embeddings": False,
+        "initializer_range": 0.02,
+        "use_cache": True,
+        "bos_token_id": None,
+        "eos_token_id": 0,
+        "pad_token_id": 1,
+        "dtype": dtype,
+    }
+
+
+def _preset(size: str) -> dict[str, int]:
+    if size not in SIZES:
+        raise ValueError(f"size {size!r} is not a preset; use one of {', '.join(SIZES)}")
+    return SIZES[size]

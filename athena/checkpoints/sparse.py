@@ -1,0 +1,95 @@
+"""OLMoE folders of a real model's shape whose weights take no disk (sparse files), for the
+checks that read headers only (athena.preflight)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from athena.checkpoints.presets import _SAFETENSORS_DTYPE, DTYPES, olmoe_config
+from athena.checkpoints.tokenizer import _tokenizer_files
+
+# OLMoE-1B-7B-0924's shape (6.92 B parameters; 27.7 GB in float32, 13.8 GB in bfloat16).
+OLMOE_1B_7B: dict[str, int] = {
+    "vocab_size": 50304,
+    "hidden_size": 2048,
+    "intermediate_size": 1024,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "num_experts": 64,
+    "num_experts_per_tok": 8,
+}
+
+
+def write_sparse_olmoe(
+    out_dir: str | Path, shape: dict[str, int] | None = None, *, dtype: str = "float32"
+) -> Path:
+    """A structurally valid OLMoE folder of any shape (default: OLMoE-1B-7B's) whose weights
+    take no disk: the safetensors header is written, then the file is extended to its full
+    length as a sparse file (its data reads as zeros). For checks that read headers only
+    (athena.preflight); never load it. The tokenizer is the tiny checkpoints'."""
+    shape = dict(OLMOE_1B_7B if shape is None else shape)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = shape.pop("vocab_size")
+    config = {**olmoe_config("tiny", dtype=dtype), **shape, "vocab_size": vocab}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    itemsize = 4 if dtype == "float32" else 2
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, tensor_shape in sorted(_tensor_shapes(shape, vocab).items()):
+        nbytes = itemsize
+        for dim in tensor_shape:
+            nbytes *= dim
+        header[name] = {
+            "dtype": _SAFETENSORS_DTYPE[dtype],
+            "shape": list(tensor_shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with (out / "model.safetensors").open("wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        f.truncate(8 + len(encoded) + offset)
+    for name, content in _tokenizer_files().items():
+        (out / name).write_bytes(content)
+    return out
+
+
+def _tensor_shapes(shape: dict[str, int], vocab: int) -> dict[str, tuple[int, ...]]:
+    """Hugging Face names and shapes of an OLMoE's tensors (what `_make_weights` writes)."""
+    h, i = shape["hidden_size"], shape["intermediate_size"]
+    kv = shape["num_key_value_heads"] * (h // shape["num_attention_heads"])
+    shapes: dict[str, tuple[int, ...]] = {
+        "model.embed_tokens.weight": (vocab, h),
+        "model.norm.weight": (h,),
+        "lm_head.weight": (vocab, h),
+    }
+    for layer in range(shape["num_hidden_layers"]):
+        p = f"model.layers.{layer}"
+        shapes |= {
+            f"{p}.input_layernorm.weight": (h,),
+            f"{p}.post_attention_layernorm.weight": (h,),
+            f"{p}.self_attn.q_proj.weight": (h, h),
+            f"{p}.self_attn.k_proj.weight": (kv, h),
+            f"{p}.self_attn.v_proj.weight": (kv, h),
+            f"{p}.self_attn.o_proj.weight": (h, h),
+            f"{p}.self_attn.q_norm.weight": (h,),
+            f"{p}.self_attn.k_norm.weight": (kv,),
+            f"{p}.mlp.gate.weight": (shape["num_experts"], h),
+        }
+        for expert in range(shape["num_experts"]):
+            e = f"{p}.mlp.experts.{expert}"
+            shapes |= {
+                f"{e}.gate_proj.weight": (i, h),
+                f"{e}.up_proj.weight": (i, h),
+                f"{e}.down_proj.weight": (h, i),
+            }
+    return shapes

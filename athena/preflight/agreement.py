@@ -1,0 +1,67 @@
+"""Whether config.json agrees with itself and with the weights it sits next to."""
+
+from __future__ import annotations
+
+import re
+
+from athena.preflight.info import _EXPERT, ModelInfo
+
+CONFIG_SIZES = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_experts",
+    "vocab_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_experts_per_tok",
+)
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+def _config_problem(info: ModelInfo) -> str | None:
+    """The first disagreement of config.json with itself or with the weights, as a sentence."""
+    config, where = info.config, f"config.json in {info.path}"
+    for key in CONFIG_SIZES:
+        value = config.get(key)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return f"{where} has {key}={value!r}; it must be a positive integer (fix config.json)"
+    if config["hidden_size"] % config["num_attention_heads"]:
+        return (
+            f"{where} has hidden_size {config['hidden_size']}, not a multiple of "
+            f"num_attention_heads {config['num_attention_heads']} (fix config.json)"
+        )
+    found = _weights_shape(info)
+    for key, noun in (
+        ("num_hidden_layers", "layers"),
+        ("hidden_size", "a hidden size of"),
+        ("num_experts", "experts per layer"),
+        ("vocab_size", "embedding rows (vocabulary)"),
+    ):
+        have = found.get(key)
+        if have is not None and have != config[key]:
+            said = f"{have} {noun}" if not noun.startswith("a ") else f"{noun} {have}"
+            return (
+                f"{where} says {key} is {config[key]} but the weights have {said}; the config "
+                "does not belong to these weights (fix config.json or re-create the checkpoint)"
+            )
+    return None
+
+
+def _weights_shape(info: ModelInfo) -> dict[str, int]:
+    """num_hidden_layers, hidden_size, num_experts and vocab_size as the weights say them."""
+    found: dict[str, int] = {}
+    layers = {int(m.group(1)) for t in info.tensors if (m := _LAYER.search(t.name))}
+    if layers:
+        found["num_hidden_layers"] = max(layers) + 1
+    experts: set[int] = set()
+    for tensor in info.tensors:
+        shape = info.logical_shape(tensor)
+        if tensor.name.endswith("embed_tokens.weight") and len(shape) == 2:
+            found["vocab_size"], found["hidden_size"] = shape
+        elif (m := _EXPERT.match(tensor.name)) is not None:
+            experts.add(int(m.group(2)))
+        elif ".switch_mlp." in tensor.name and tensor.name.endswith(".weight") and shape:
+            found.setdefault("num_experts", shape[0])
+    if experts:
+        found["num_experts"] = max(experts) + 1
+    return found

@@ -1,0 +1,160 @@
+"""Reading a model folder without reading a weight: resolving a name to a local folder, the
+safetensors headers, model.safetensors.index.json and the tokenizer files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from athena.backends import SourceError, source
+from athena.preflight.agreement import _config_problem
+from athena.preflight.info import ModelInfo, Tensor, TokenizerInfo
+
+TOKENIZER_KINDS = (
+    ("tokenizer.json", ("tokenizer.json",)),
+    ("vocab.json + merges.txt", ("vocab.json", "merges.txt")),
+    ("tokenizer.model", ("tokenizer.model",)),
+)
+
+
+def resolve_folder(name: str) -> Path | None:
+    """The local folder for `name`: the folder itself, or a hub id's snapshot in the local
+    Hugging Face cache (huggingface_hub's layout; no network). None: a hub id not cached."""
+    resolved = source.resolve_source(name)
+    if resolved.kind == "folder":
+        assert resolved.path is not None
+        return resolved.path
+    repo = Path(source._hub_cache_dir()) / ("models--" + name.replace("/", "--"))
+    ref = repo / "refs" / "main"
+    try:
+        revision = ref.read_text().strip()
+    except OSError:
+        snapshots = sorted((repo / "snapshots").glob("*"))
+        return snapshots[-1] if snapshots else None
+    snapshot = repo / "snapshots" / revision
+    return snapshot if snapshot.is_dir() else None
+
+
+def inspect_model(name: str) -> ModelInfo:
+    """Read what `name` (a folder, or a hub id in the local cache) holds, without reading a
+    weight. Raises SourceError (one sentence) when it is not a model folder at all (the
+    checks of source.check_source); problems that a person can still look at (config and
+    weights disagree, no tokenizer) go to `problems`."""
+    folder = resolve_folder(name)
+    if folder is None:
+        raise SourceError(
+            f"{name!r} is not a local folder and not in the Hugging Face cache at "
+            f"{source._hub_cache_dir()}; athena inspects local files only (download it "
+            "once, or pass a local model folder)"
+        )
+    source.check_model_folder(folder)  # config.json, model_type, sound safetensors
+    config = json.loads((folder / "config.json").read_text())
+    files = sorted(folder.glob("model*.safetensors"))
+    problems: list[str] = []
+    problems += _index_problems(folder, files)
+    tensors: list[Tensor] = []
+    for file in files:
+        tensors += _read_tensors(file)
+    quantization = config.get("quantization") or None
+    tokenizer, tokenizer_problem = _inspect_tokenizer(folder)
+    info = ModelInfo(
+        name=name,
+        path=folder,
+        config=config,
+        tensors=tensors,
+        disk_bytes=sum(f.stat().st_size for f in files),
+        tokenizer=tokenizer,
+        quantization=quantization if isinstance(quantization, dict) else None,
+    )
+    config_problem = _config_problem(info)
+    if tokenizer.max_id is not None and not config_problem and not tokenizer_problem:
+        vocab = int(config["vocab_size"])
+        if tokenizer.max_id >= vocab:
+            tokenizer_problem = (
+                f"the tokenizer in {folder} has ids up to {tokenizer.max_id} but config.json's "
+                f"vocab_size is {vocab}, so id {tokenizer.max_id} has no embedding row; use "
+                "the tokenizer that belongs to these weights"
+            )
+    problems += [p for p in (config_problem, tokenizer_problem) if p]
+    info.problems, info.config_problem, info.tokenizer_problem = (
+        problems,
+        config_problem,
+        tokenizer_problem,
+    )
+    return info
+
+
+def _read_tensors(file: Path) -> list[Tensor]:
+    with file.open("rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(length))
+    out = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = entry["data_offsets"]
+        out.append(Tensor(name, str(entry["dtype"]), tuple(entry["shape"]), int(end) - int(start)))
+    return out
+
+
+def _index_problems(folder: Path, files: list[Path]) -> list[str]:
+    index = folder / "model.safetensors.index.json"
+    if not index.is_file():
+        return []
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        listed = sorted(set(weight_map.values()))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return [f"model.safetensors.index.json in {folder} is damaged; re-download it"]
+    present = {f.name for f in files}
+    missing = [name for name in listed if name not in present]
+    if missing:
+        return [
+            f"{folder} lacks {missing[0]} (model.safetensors.index.json lists {len(listed)} "
+            "weight files); the download is incomplete, re-download the folder"
+        ]
+    return []
+
+
+def _inspect_tokenizer(folder: Path) -> tuple[TokenizerInfo, str | None]:
+    kind = next(
+        (k for k, names in TOKENIZER_KINDS if all((folder / n).is_file() for n in names)), None
+    )
+    if kind is None:
+        return TokenizerInfo(None), (
+            f"{folder} has no tokenizer (none of tokenizer.json, vocab.json + merges.txt, "
+            "tokenizer.model); the download is incomplete: re-download the folder or copy "
+            "the tokenizer files next to config.json"
+        )
+    ids: list[int] = []
+    broken = f"the {kind} in {folder} does not load"
+    if kind == "tokenizer.model":  # sentencepiece protobuf: its size is known once loaded
+        return TokenizerInfo(kind), None
+    try:
+        if kind == "tokenizer.json":
+            data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+            model = data["model"]
+            vocab = model["vocab"]
+            if model.get("type") == "Unigram" or isinstance(vocab, list):
+                ids = list(range(len(vocab)))
+            else:
+                ids = [int(v) for v in vocab.values()]
+            ids += [int(token["id"]) for token in data.get("added_tokens") or ()]
+        else:
+            vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+            ids = [int(v) for v in vocab.values()]
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
+        reason = "not valid JSON" if isinstance(error, ValueError) else "not a tokenizer's JSON"
+        return TokenizerInfo(kind), f"{broken} ({reason}); re-download or re-create it"
+    ids += _added_token_ids(folder)
+    if not ids:
+        return TokenizerInfo(kind, 0), f"{broken} (its vocabulary is empty); re-create it"
+    return TokenizerInfo(kind, len(set(ids)), max(ids)), None
+
+
+def _added_token_ids(folder: Path) -> list[int]:
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        return [int(key) for key in (config.get("added_tokens_decoder") or {})]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []

@@ -1,0 +1,128 @@
+"""What a model folder holds, as the preflight reads it: its tensors (name, dtype, shape,
+bytes, from the safetensors headers), its tokenizer, and what follows from them (parameters,
+stored dtypes, packed quantized weights). Standard library only."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+}  # fmt: skip
+FLOAT_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+DTYPE_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+_EXPERT = re.compile(r"^(.*\.experts)\.(\d+)\.(\w+)\.weight$")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    dtype: str  # the safetensors name: "F32", "BF16", "U32", ...
+    shape: tuple[int, ...]
+    nbytes: int
+
+    @property
+    def elements(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    kind: str | None  # "tokenizer.json", "vocab.json + merges.txt", "tokenizer.model" or None
+    vocab: int | None = None  # number of distinct ids (None: not known without loading it)
+    max_id: int | None = None
+
+
+@dataclass
+class ModelInfo:
+    """What `inspect_model` found. `problems` holds the sentences that stop a load (first is
+    the one `check_load` raises); empty when the folder can be loaded."""
+
+    name: str
+    path: Path
+    config: dict[str, Any]
+    tensors: list[Tensor]
+    disk_bytes: int  # the .safetensors files' sizes
+    tokenizer: TokenizerInfo
+    quantization: dict[str, Any] | None = None  # mlx-lm's config.json "quantization"
+    problems: list[str] = field(default_factory=list)
+    config_problem: str | None = None  # the first of `problems` about config.json
+    tokenizer_problem: str | None = None  # the first about the tokenizer
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+    @property
+    def parameters(self) -> int:
+        """Parameters of the model: packed (U32) weights counted unpacked, their quantization
+        scales and biases not counted."""
+        names = {t.name for t in self.tensors}
+        total = 0
+        for tensor in self.tensors:
+            base = tensor.name.rsplit(".", 1)[0]
+            if tensor.name.endswith((".scales", ".biases")) and f"{base}.weight" in names:
+                continue
+            packed = self._packed(tensor)
+            total += tensor.elements * 32 // self._bits(tensor) if packed else tensor.elements
+        return total
+
+    @property
+    def stored_dtypes(self) -> dict[str, int]:
+        """Bytes per stored dtype, largest first ("float32", "bfloat16", "uint32", ...)."""
+        out: dict[str, int] = {}
+        for tensor in self.tensors:
+            name = FLOAT_NAMES.get(tensor.dtype) or _integer_name(tensor.dtype)
+            out[name] = out.get(name, 0) + tensor.nbytes
+        return dict(sorted(out.items(), key=lambda item: -item[1]))
+
+    @property
+    def float_dtype(self) -> str:
+        """The dtype most of the floating-point weights are stored in."""
+        floats = [name for name in self.stored_dtypes if name in DTYPE_ITEMSIZE]
+        return floats[0] if floats else "float32"
+
+    @property
+    def has_experts(self) -> bool:
+        return any(".experts." in t.name or ".switch_mlp." in t.name for t in self.tensors)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Tensor]:
+        return {t.name: t for t in self.tensors}
+
+    def _packed(self, tensor: Tensor) -> bool:
+        return tensor.dtype == "U32" and self.quantization is not None
+
+    def _bits(self, tensor: Tensor) -> int:
+        """Bits of a packed weight, from its shape and its scales' (group size from config)."""
+        base = tensor.name.rsplit(".", 1)[0]
+        scales = self._by_name.get(f"{base}.scales")
+        quant = self.quantization or {}
+        override = quant.get(base.removeprefix("model.")) or quant.get(base)
+        group = int((override if isinstance(override, dict) else quant).get("group_size", 64))
+        if scales is None or not scales.shape:
+            return int(quant.get("bits", 4))
+        return max(1, round(tensor.shape[-1] * 32 / (scales.shape[-1] * group)))
+
+    def logical_shape(self, tensor: Tensor) -> tuple[int, ...]:
+        if not self._packed(tensor):
+            return tensor.shape
+        return (*tensor.shape[:-1], tensor.shape[-1] * 32 // self._bits(tensor))
+
+
+def _integer_name(dtype: str) -> str:
+    """ "U32" -> "uint32", "I64" -> "int64", "BOOL" -> "bool"."""
+    kind = {"U": "uint", "I": "int"}.get(dtype[:1])
+    return kind + dtype[1:] if kind and dtype[1:].isdigit() else dtype.lower()

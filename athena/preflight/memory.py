@@ -1,0 +1,221 @@
+"""This machine's memory budget and the estimated peak memory of a load, per backend (see
+docs/preflight.md; `nox -s bench -- --only preflight` measures it)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from athena import preflight as _package  # RUNTIME_BYTES is read where tests replace it
+from athena.preflight.info import _EXPERT, DTYPE_ITEMSIZE, FLOAT_NAMES, ITEMSIZE, ModelInfo, Tensor
+
+MiB = 1024**2
+GiB = 1024**3
+# What the process holds before the first weight: the interpreter plus the backend's imports
+# (mlx-lm imports transformers; the other path is torch + transformers). Measured on Linux
+# (bench/preflight.py); a fixed cost, independent of the model.
+RUNTIME_BYTES = {"mlx": 600 * MiB, "transformers": 750 * MiB}
+# Without Metal's recommended working set (Linux), "tight" starts at this share of RAM.
+TIGHT_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """This machine's memory: physical RAM and, on a Mac, Metal's recommended working set."""
+
+    physical: int | None
+    recommended: int | None = None
+    recommended_source: str | None = None  # where `recommended` came from
+
+    @property
+    def tight_above(self) -> int | None:
+        if self.recommended is not None:
+            return self.recommended
+        return None if self.physical is None else int(self.physical * TIGHT_SHARE)
+
+    def status(self, peak: int) -> str:
+        """ "fits", "tight" (loads, with a warning) or "does not fit"; "unknown" without RAM."""
+        if self.physical is None:
+            return "unknown"
+        if peak > self.physical:
+            return "does not fit"
+        tight = self.tight_above
+        return "tight" if tight is not None and peak > tight else "fits"
+
+
+def machine_budget(host: Any = None) -> MemoryBudget:
+    """The budget of this machine (or of `host`, a doctor `Host`: the seam tests simulate).
+
+    On a Mac the recommended working set is Metal's (`mx.device_info()`, when the doctor's
+    probe has it), else `sysctl iogpu.wired_limit_mb` when set, else macOS's default share
+    of RAM (2/3, and 3/4 above 36 GiB): importing mlx to ask would cost a backend import."""
+    if host is None:
+        from athena.doctor.host import probe_host
+
+        host = probe_host()
+    physical = host.total_memory
+    if not host.is_apple_silicon or physical is None:
+        return MemoryBudget(physical)
+    info = dict(host.metal.device_info) if host.metal is not None else {}
+    if info.get("max_recommended_working_set_size"):
+        return MemoryBudget(
+            physical, int(info["max_recommended_working_set_size"]), "mx.device_info"
+        )
+    wired = str(host.sysctl.get("iogpu.wired_limit_mb") or "0")
+    if wired.isdigit() and int(wired) > 0:
+        return MemoryBudget(physical, int(wired) * MiB, "sysctl iogpu.wired_limit_mb")
+    share = 0.75 if physical > 36 * GiB else 2 / 3
+    return MemoryBudget(physical, int(physical * share), "macOS default share of RAM")
+
+
+def mlx_on_cpu(host: Any = None) -> bool:
+    """Whether mlx would compute on the CPU here (Linux; a Mac with ATHENA_MLX_DEVICE=cpu)."""
+    if host is None:
+        import platform
+
+        is_mac = platform.system() == "Darwin"
+    else:
+        is_mac = host.is_mac
+    return not is_mac or os.environ.get("ATHENA_MLX_DEVICE", "").strip().lower() == "cpu"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The estimated peak resident memory of one load, and what it is made of (bytes)."""
+
+    backend: str
+    dtype: str  # the dtype the weights end in
+    quantize_bits: int | None
+    model: int  # the loaded model's arrays
+    transient: int  # temporaries of loading/converting, at their largest
+    file_pages: int  # memory-mapped file pages read (transformers)
+    runtime: int
+
+    @property
+    def peak(self) -> int:
+        return self.model + self.transient + self.file_pages + self.runtime
+
+    def label(self) -> str:
+        if self.quantize_bits:
+            return f"quantize_bits={self.quantize_bits}"
+        return f"dtype={self.dtype!r}"
+
+
+def _quantized_bytes(elements: int, bits: int, group_size: int, itemsize: int) -> int:
+    """Packed weights plus one scale and one bias per group (in the model's float dtype)."""
+    return elements * bits // 8 + 2 * (elements // group_size) * itemsize
+
+
+def estimate_peak(
+    info: ModelInfo,
+    *,
+    backend: str,
+    dtype: str | None = None,
+    quantize_bits: int | None = None,
+    group_size: int = 64,
+    on_cpu: bool | None = None,
+) -> Estimate:
+    """The peak resident memory of loading `info` with `backend` ("mlx" or "transformers")
+    and these options, as athena's load does it."""
+    if backend == "mlx":
+        cpu = mlx_on_cpu() if on_cpu is None else on_cpu
+        return _mlx_estimate(info, dtype, quantize_bits, group_size, cpu)
+    return _transformers_estimate(info, dtype)
+
+
+def _units(info: ModelInfo) -> list[tuple[str | None, list[Tensor]]]:
+    """Tensors grouped as they are evaluated: (None, [tensor]) for a plain tensor, and
+    ("<layer>.experts", [...]) for the per-expert tensors of one layer and projection, which
+    both backends stack into one array."""
+    stacked: dict[tuple[str, str], list[Tensor]] = {}
+    units: list[tuple[str | None, list[Tensor]]] = []
+    for tensor in info.tensors:
+        if (m := _EXPERT.match(tensor.name)) is not None:
+            stacked.setdefault((m.group(1), m.group(3)), []).append(tensor)
+        else:
+            units.append((None, [tensor]))
+    for (layer, projection), tensors in stacked.items():
+        units.append((f"{layer}.{'down' if projection == 'down_proj' else 'gate_up'}", tensors))
+    return units
+
+
+def _mlx_estimate(
+    info: ModelInfo, dtype: str | None, bits: int | None, group_size: int, on_cpu: bool
+) -> Estimate:
+    runtime = _package.RUNTIME_BYTES["mlx"]
+    if info.quantization is not None:  # mlx_lm.convert's folder: loaded as stored
+        bits = _folder_bits(info)
+        return Estimate("mlx", info.float_dtype, bits, info.weight_bytes, 0, 0, runtime)
+    compute = dtype or ("float32" if on_cpu and info.has_experts else info.float_dtype)
+    size = DTYPE_ITEMSIZE[compute]
+    model = transient = 0
+    for group, unit in _units(info):
+        stacked = group is not None
+        stored = sum(t.nbytes for t in unit)
+        elements = sum(t.elements for t in unit)
+        floating = unit[0].dtype in FLOAT_NAMES
+        shape = unit[0].shape
+        quantized = bool(bits) and len(shape) >= 2 and shape[-1] % group_size == 0
+        cast = floating and ITEMSIZE[unit[0].dtype] != size
+        if quantized:
+            assert bits is not None
+            model += _quantized_bytes(elements, bits, group_size, size)
+        else:
+            model += elements * size if floating else stored
+        # While one array is evaluated: its sources as read, the stacked copy when it is not
+        # the final array, the cast copy when it is then quantized.
+        changed = cast or quantized
+        during = stored if (stacked or changed) else 0
+        during += stored if (stacked and changed) else 0
+        during += elements * size if (cast and quantized) else 0
+        transient = max(transient, during)
+    return Estimate("mlx", compute, bits, model, transient, 0, runtime)
+
+
+def _folder_bits(info: ModelInfo) -> int | None:
+    quant = info.quantization or {}
+    return int(quant["bits"]) if isinstance(quant.get("bits"), int) else None
+
+
+def _transformers_estimate(info: ModelInfo, dtype: str | None) -> Estimate:
+    configured = info.config.get("dtype") or info.config.get("torch_dtype")
+    target = dtype or (configured if configured in DTYPE_ITEMSIZE else info.float_dtype)
+    size = DTYPE_ITEMSIZE[target]
+    converts = DTYPE_ITEMSIZE.get(info.float_dtype) != size or target != info.float_dtype
+    copied = 0
+    fused: dict[str, int] = {}  # transformers fuses gate and up into one tensor per layer
+    for group, unit in _units(info):
+        elements = sum(t.elements for t in unit)
+        if group is not None or converts:  # stacked experts are copies; others are views
+            copied += elements * size
+        if group is not None:
+            fused[group] = fused.get(group, 0) + elements * size
+    largest_fused = max(fused.values(), default=0)
+    transient = 2 * largest_fused if converts else 0
+    runtime = _package.RUNTIME_BYTES["transformers"]
+    return Estimate("transformers", target, None, copied, transient, info.weight_bytes, runtime)
+
+
+def gib(value: int | None) -> str:
+    """Bytes for a person: "27.7 GiB", "924 MiB"."""
+    if value is None:
+        return "unknown"
+    return f"{value / GiB:.1f} GiB" if value >= GiB else f"{value / MiB:.0f} MiB"
+
+
+def load_options(
+    info: ModelInfo, *, mlx: bool, on_cpu: bool | None = None, group_size: int = 64
+) -> list[Estimate]:
+    """The estimates of every way to load `info` here: float32, bfloat16, 8-bit, 4-bit."""
+    cpu = mlx_on_cpu() if on_cpu is None else on_cpu
+    if info.quantization is not None:  # already quantized: loads as stored, on mlx only
+        return [estimate_peak(info, backend="mlx", on_cpu=cpu)] if mlx else []
+    out = []
+    for dtype, bits in (("float32", None), ("bfloat16", None), (None, 8), (None, 4)):
+        if mlx and not (dtype == "bfloat16" and cpu and info.has_experts):
+            out.append(estimate_peak(info, backend="mlx", dtype=dtype, quantize_bits=bits,
+                                     group_size=group_size, on_cpu=cpu))  # fmt: skip
+        elif bits is None:
+            out.append(estimate_peak(info, backend="transformers", dtype=dtype))
+    return out
