@@ -16,16 +16,25 @@ is found with importlib.util.find_spec and the backends are imported by `load()`
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from athena.backends import BackendMissing, LoadError, SourceError, source
+from athena.models.action_head import memory_action_head_class
+from athena.models.config import (  # re-exported: `from athena.models.olmoe import OLMoEConfig`
+    DEFAULT_MODEL,  # noqa: F401 (re-exported)
+    DTYPES,  # noqa: F401 (re-exported)
+    GROUP_SIZES,  # noqa: F401 (re-exported)
+    QUANTIZE_BITS,  # noqa: F401 (re-exported)
+    OLMoEConfig,
+    _check,
+    _is_int,
+    _is_number,
+)
 from athena.preflight import OversizeError
 
 if TYPE_CHECKING:  # numpy is imported where it is used: `import athena.models.olmoe` stays cheap
@@ -38,116 +47,7 @@ MLX_AVAILABLE: bool = (
     importlib.util.find_spec("mlx") is not None and importlib.util.find_spec("mlx_lm") is not None
 )
 
-DEFAULT_MODEL = "allenai/OLMoE-1B-7B-0924"
-DTYPES = ("float32", "float16", "bfloat16")
-QUANTIZE_BITS = (4, 8)
-GROUP_SIZES = (32, 64, 128)
 NO_BACKEND = "No inference backend available (mlx-lm and transformers both missing)"
-
-
-@dataclass
-class OLMoEConfig:
-    """What to load and how to run it. Wrong values raise ValueError on construction."""
-
-    model_name: str = DEFAULT_MODEL  # hub id ("org/name") or local folder
-    use_mlx: bool = True  # use mlx-lm when it is installed
-    allow_fallback: bool = True  # if the mlx-lm load fails, try transformers
-    mlx_model_path: str | None = None  # an mlx-specific folder (e.g. converted); else model_name
-    lora_path: str | None = None  # LoRA adapter folder (mlx-lm format on mlx, PEFT on torch)
-    dtype: str | None = None  # None: the checkpoint's (float32 on mlx's CPU for MoE)
-    quantize_bits: int | None = None  # None, 4 or 8: quantize after loading (mlx path)
-    quantize_group_size: int = 64
-    allow_oversize: bool = False  # load even when the estimated peak exceeds the memory
-    max_tokens: int = 256
-    temperature: float = 0.0  # 0 is greedy
-    top_p: float = 1.0
-    seed: int = 0
-    # MemoryActionHead (transformers path): pooled hidden state -> memory-action logits.
-    num_memory_actions: int = 4
-    action_head_hidden: int = 256
-
-    def __post_init__(self) -> None:
-        if isinstance(self.model_name, os.PathLike):
-            self.model_name = os.fspath(self.model_name)
-        if isinstance(self.mlx_model_path, os.PathLike):
-            self.mlx_model_path = os.fspath(self.mlx_model_path)
-        if isinstance(self.lora_path, os.PathLike):
-            self.lora_path = os.fspath(self.lora_path)
-        _check(
-            "model_name",
-            self.model_name,
-            isinstance(self.model_name, str) and bool(self.model_name.strip()),
-            "a hub id or a local folder",
-        )
-        for name in ("use_mlx", "allow_fallback", "allow_oversize"):
-            value = getattr(self, name)
-            _check(name, value, isinstance(value, bool), "True or False")
-        for name in ("mlx_model_path", "lora_path"):
-            value = getattr(self, name)
-            ok = value is None or (isinstance(value, str) and bool(value.strip()))
-            _check(name, value, ok, "None or a folder path")
-        _check("dtype", self.dtype, self.dtype is None or self.dtype in DTYPES, _one_of(DTYPES))
-        _check(
-            "quantize_bits",
-            self.quantize_bits,
-            self.quantize_bits is None
-            or (_is_int(self.quantize_bits) and self.quantize_bits in QUANTIZE_BITS),
-            "None, 4 or 8",
-        )
-        _check(
-            "quantize_group_size",
-            self.quantize_group_size,
-            _is_int(self.quantize_group_size) and self.quantize_group_size in GROUP_SIZES,
-            "32, 64 or 128",
-        )
-        _check(
-            "max_tokens",
-            self.max_tokens,
-            _is_int(self.max_tokens) and self.max_tokens >= 1,
-            "an integer >= 1",
-        )
-        _check(
-            "temperature",
-            self.temperature,
-            _is_number(self.temperature) and 0 <= self.temperature < float("inf"),
-            "a number >= 0 (0 is greedy)",
-        )
-        _check(
-            "top_p",
-            self.top_p,
-            _is_number(self.top_p) and 0 < self.top_p <= 1,
-            "a number in (0, 1]",
-        )
-        _check("seed", self.seed, _is_int(self.seed), "an integer")
-        _check(
-            "num_memory_actions",
-            self.num_memory_actions,
-            _is_int(self.num_memory_actions) and self.num_memory_actions >= 1,
-            "an integer >= 1",
-        )
-        _check(
-            "action_head_hidden",
-            self.action_head_hidden,
-            _is_int(self.action_head_hidden) and self.action_head_hidden >= 1,
-            "an integer >= 1",
-        )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _one_of(values: tuple[str, ...]) -> str:
-    return "None or one of " + ", ".join(repr(v) for v in values)
-
-
-def _check(field: str, value: object, ok: bool, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"OLMoEConfig.{field}={value!r} is not allowed; use {allowed}")
 
 
 class OLMoEModel:
@@ -224,8 +124,8 @@ class OLMoEModel:
         return False
 
     def _check_load(self, name: str, backend: str) -> None:
-        """The preflight (athena/preflight.py): a bad, inconsistent or oversized folder is one
-        sentence before the backend is imported or a weight is read."""
+        """The preflight (the athena/preflight/ package): a bad, inconsistent or oversized
+        folder is one sentence before the backend is imported or a weight is read."""
         from athena import preflight
 
         config = self.config
@@ -466,33 +366,6 @@ def _check_text(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     if not value:
         raise ValueError(f"{name} is empty; pass at least one character")
-
-
-@functools.cache
-def memory_action_head_class() -> type:
-    """Build MemoryActionHead on first use, so importing this module does not import torch."""
-    import torch
-    from torch import nn
-
-    class MemoryActionHead(nn.Module):
-        """ATHENA's memory-action head: a pooled hidden state (batch, hidden) -> logits
-        (batch, num_actions), through LayerNorm -> Linear -> GELU -> Linear."""
-
-        def __init__(self, hidden_size: int, num_actions: int = 4, hidden_dim: int = 256) -> None:
-            super().__init__()
-            self.hidden_size, self.num_actions = hidden_size, num_actions
-            self.net = nn.Sequential(
-                nn.LayerNorm(hidden_size),
-                nn.Linear(hidden_size, hidden_dim),
-                nn.GELU(),
-                nn.Linear(hidden_dim, num_actions),
-            )
-
-        def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-            return self.net(pooled.float())
-
-    MemoryActionHead.__module__ = __name__
-    return MemoryActionHead
 
 
 def __getattr__(name: str) -> Any:
