@@ -11,7 +11,8 @@ versions it runs on, and runs pytest with --strict-markers --strict-config.
   lock     `uv lock --check` and tests/env/test_lock.py;
   nix      tests/env/test_flake.py;
   verify   the environment acceptance: the four mlx imports, the versions, the CUDA audit,
-           verify_env (its tests, tests/doctor, are in `tests`);
+           verify_env --smoke (the reference numerics), and tests/env/test_python_pin.py
+           (its other tests, tests/doctor, are in `tests`);
   docs     the guides' code blocks and docs/'s own tests.
 
 tests/env drives uv, nix and nox as commands, so it does not depend on the Python running
@@ -42,11 +43,16 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 IS_MAC = sys.platform == "darwin" and platform.machine() == "arm64"
 IS_LINUX = sys.platform.startswith("linux")
 PYTEST = ("pytest", "--strict-markers", "--strict-config")
+# The one Python of the single-Python sessions (lint, docs, verify): .python-version, which
+# pins the flake's Python; `tests` runs on every supported one. tests/env/test_python_pin.py
+# checks that the pin, the flake, these sessions and CI's checks job agree.
+PYTHON_PIN = (ROOT / ".python-version").read_text().split()[0]
 # tests/env's files, each run once by one default session; `tests` leaves the folder out.
 ENV_TESTS = {
     "lint": ("tests/env/test_noxfile.py", "tests/env/test_workflow.py"),
     "lock": ("tests/env/test_lock.py",),
     "nix": ("tests/env/test_flake.py",),
+    "verify": ("tests/env/test_python_pin.py",),
 }
 
 
@@ -127,7 +133,7 @@ def loader(session: nox.Session) -> None:
     session.run(*PYTEST, *(session.posargs or ["tests/loader"]))
 
 
-@nox.session
+@nox.session(python=PYTHON_PIN)
 def lint(session: nox.Session) -> None:
     """ruff (lint + format check), mypy, and the tests of the noxfile and the CI workflow.
 
@@ -155,12 +161,13 @@ def nix(session: nox.Session) -> None:
     session.run(*PYTEST, *ENV_TESTS["nix"], *session.posargs)
 
 
-@nox.session
+@nox.session(python=PYTHON_PIN)
 def verify(session: nox.Session) -> None:
-    """The environment health check (#4): the four mlx imports, the CUDA audit, verify_env.
+    """The environment health check (#4, #12): the four mlx imports, the CUDA audit,
+    verify_env --smoke (reference numerics), and the check that the Python pin agrees.
 
-    From the lock (+ mlx-cpu on Linux); it prints the mlx and mlx-lm versions too. Its tests,
-    tests/doctor, run in `tests`, on every Python.
+    From the lock (+ mlx-cpu on Linux), on the pinned Python; it prints the mlx and mlx-lm
+    versions too. Its other tests, tests/doctor, run in `tests`, on every Python.
     """
     sync(session, "mlx-cpu")
     if IS_MAC or IS_LINUX:
@@ -176,7 +183,9 @@ def verify(session: nox.Session) -> None:
     else:
         session.log("mlx imports skipped: mlx runs on Apple Silicon Macs and on Linux (mlx-cpu)")
     session.run("athena", "audit")
-    session.run("python", "scripts/verify_env.py")
+    # --smoke: the canonical tiny checkpoint's logits and greedy ids against the reference.
+    session.run("python", "scripts/verify_env.py", "--smoke")
+    session.run(*PYTEST, *ENV_TESTS["verify"], *session.posargs)
 
 
 @nox.session
@@ -186,7 +195,7 @@ def audit(session: nox.Session) -> None:
     session.run("athena", "audit")
 
 
-@nox.session
+@nox.session(python=PYTHON_PIN)
 def docs(session: nox.Session) -> None:
     """Run every code block of the guides in docs/ (#5)."""
     sync(session, *BACKEND_GROUPS)

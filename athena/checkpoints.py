@@ -15,8 +15,8 @@ transformers' `AutoModelForCausalLM.from_pretrained` load:
   exactly; mlx-lm picks its BPE streaming detokenizer for it, as for real OLMoE.
 - generation_config.json.
 
-The folder is written atomically (see `write_tiny_olmoe`) and never replaces a file it did
-not write.
+The folder is written atomically (see `write_tiny_olmoe`): a folder with files in it is
+refused unless overwrite=True, which replaces these six files only and never touches others.
 
 Only numpy and `tokenizers` are imported. Weights are scaled so activations stay O(1) and
 logits are well separated, so greedy decoding is not decided by rounding noise.
@@ -280,6 +280,8 @@ def _write_files(folder: Path, size: str, preset: dict[str, int], seed: int, dty
 def _rename_folder(temp: Path, target: Path, shown: Path) -> None:
     """Move the finished folder to a target that does not exist or is empty (rename(2)
     replaces an empty folder, and fails if something appeared in it meanwhile)."""
+    if target.is_dir():  # an empty folder: the new one takes its permissions
+        os.chmod(temp, target.stat().st_mode & 0o7777)
     try:
         os.rename(temp, target)
     except OSError as error:
@@ -417,31 +419,29 @@ def _to_bfloat16_bytes(array: np.ndarray) -> bytes:
 
 def _save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) -> None:
     """The safetensors format written directly (numpy has no bfloat16): an 8-byte header
-    length, a JSON header of name -> dtype/shape/offsets, then the raw little-endian data."""
+    length, a JSON header of name -> dtype/shape/offsets, then the raw little-endian data,
+    one tensor at a time (so the peak is the weights plus one converted tensor)."""
+    itemsize = 4 if dtype == "float32" else 2
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    blobs: list[bytes] = []
     offset = 0
     for name in sorted(weights):
-        array = weights[name]
-        if dtype == "bfloat16":
-            blob = _to_bfloat16_bytes(array)
-        else:
-            numpy_dtype = "<f4" if dtype == "float32" else "<f2"
-            blob = np.ascontiguousarray(array, dtype=numpy_dtype).tobytes()
+        size = weights[name].size * itemsize
         header[name] = {
             "dtype": _SAFETENSORS_DTYPE[dtype],
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + len(blob)],
+            "shape": list(weights[name].shape),
+            "data_offsets": [offset, offset + size],
         }
-        blobs.append(blob)
-        offset += len(blob)
+        offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # align the data to 8 bytes
     with path.open("wb") as f:
         f.write(struct.pack("<Q", len(encoded)))
         f.write(encoded)
-        for blob in blobs:
-            f.write(blob)
+        for name in sorted(weights):
+            if dtype == "bfloat16":
+                f.write(_to_bfloat16_bytes(weights[name]))
+            else:
+                f.write(np.ascontiguousarray(weights[name], dtype=f"<f{itemsize}").tobytes())
         f.flush()
         os.fsync(f.fileno())
 
@@ -529,3 +529,87 @@ def _tokenizer_files() -> dict[str, bytes]:
         "tokenizer_config.json": _json_bytes(tokenizer_config),
         "special_tokens_map.json": _json_bytes(special),
     }
+
+
+# OLMoE-1B-7B-0924's shape (6.92 B parameters; 27.7 GB in float32, 13.8 GB in bfloat16).
+OLMOE_1B_7B: dict[str, int] = {
+    "vocab_size": 50304,
+    "hidden_size": 2048,
+    "intermediate_size": 1024,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "num_experts": 64,
+    "num_experts_per_tok": 8,
+}
+
+
+def write_sparse_olmoe(
+    out_dir: str | Path, shape: dict[str, int] | None = None, *, dtype: str = "float32"
+) -> Path:
+    """A structurally valid OLMoE folder of any shape (default: OLMoE-1B-7B's) whose weights
+    take no disk: the safetensors header is written, then the file is extended to its full
+    length as a sparse file (its data reads as zeros). For checks that read headers only
+    (athena.preflight); never load it. The tokenizer is the tiny checkpoints'."""
+    shape = dict(OLMOE_1B_7B if shape is None else shape)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = shape.pop("vocab_size")
+    config = {**olmoe_config("tiny", dtype=dtype), **shape, "vocab_size": vocab}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    itemsize = 4 if dtype == "float32" else 2
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, tensor_shape in sorted(_tensor_shapes(shape, vocab).items()):
+        nbytes = itemsize
+        for dim in tensor_shape:
+            nbytes *= dim
+        header[name] = {
+            "dtype": _SAFETENSORS_DTYPE[dtype],
+            "shape": list(tensor_shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with (out / "model.safetensors").open("wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        f.truncate(8 + len(encoded) + offset)
+    for name, content in _tokenizer_files().items():
+        (out / name).write_bytes(content)
+    return out
+
+
+def _tensor_shapes(shape: dict[str, int], vocab: int) -> dict[str, tuple[int, ...]]:
+    """Hugging Face names and shapes of an OLMoE's tensors (what `_make_weights` writes)."""
+    h, i = shape["hidden_size"], shape["intermediate_size"]
+    kv = shape["num_key_value_heads"] * (h // shape["num_attention_heads"])
+    shapes: dict[str, tuple[int, ...]] = {
+        "model.embed_tokens.weight": (vocab, h),
+        "model.norm.weight": (h,),
+        "lm_head.weight": (vocab, h),
+    }
+    for layer in range(shape["num_hidden_layers"]):
+        p = f"model.layers.{layer}"
+        shapes |= {
+            f"{p}.input_layernorm.weight": (h,),
+            f"{p}.post_attention_layernorm.weight": (h,),
+            f"{p}.self_attn.q_proj.weight": (h, h),
+            f"{p}.self_attn.k_proj.weight": (kv, h),
+            f"{p}.self_attn.v_proj.weight": (kv, h),
+            f"{p}.self_attn.o_proj.weight": (h, h),
+            f"{p}.self_attn.q_norm.weight": (h,),
+            f"{p}.self_attn.k_norm.weight": (kv,),
+            f"{p}.mlp.gate.weight": (shape["num_experts"], h),
+        }
+        for expert in range(shape["num_experts"]):
+            e = f"{p}.mlp.experts.{expert}"
+            shapes |= {
+                f"{e}.gate_proj.weight": (i, h),
+                f"{e}.up_proj.weight": (i, h),
+                f"{e}.down_proj.weight": (h, i),
+            }
+    return shapes

@@ -44,7 +44,7 @@ def _add_loader_commands(sub: argparse._SubParsersAction) -> None:
         "tiny-model",
         help="write a small deterministic OLMoE checkpoint (tests, guides, benchmarks)",
         description="Write a deterministic OLMoE folder (config.json, model.safetensors, "
-        "tokenizer files) that mlx-lm and transformers both load. The folder appears complete "
+        "tokenizer files) that mlx-lm and transformers both load. A new folder appears complete "
         "or not at all; a folder that is not empty is refused unless --force.",
     )
     tiny.add_argument(
@@ -75,6 +75,11 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", help="float32, float16 or bfloat16 (default: the model's)")
     parser.add_argument("--quantize-bits", type=int, help="4 or 8: quantize after loading (mlx)")
+    parser.add_argument(
+        "--allow-oversize",
+        action="store_true",
+        help="load even when the estimated peak memory is above this machine's",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the loader does")
 
 
@@ -123,6 +128,7 @@ def _load_model(args: argparse.Namespace) -> Any:
             allow_fallback=args.backend is None,
             dtype=args.dtype,
             quantize_bits=args.quantize_bits,
+            allow_oversize=args.allow_oversize,
         )
     except ValueError as error:
         raise CommandError(str(error)) from None
@@ -181,6 +187,45 @@ def _tiny_model_command(args: argparse.Namespace) -> int:
         f"{args.dtype}){note}"
     )
     return 0
+
+
+def _add_inspect_command(sub: argparse._SubParsersAction) -> None:
+    """`inspect` (issue #16): what the preflight knows about a model folder."""
+    inspect = sub.add_parser(
+        "inspect",
+        help="check a model folder from its headers: parameters, dtype, tokenizer, memory",
+        description="What MODEL (a folder, or a hub id in the local cache) holds and whether "
+        "it fits this machine, read from config.json, the safetensors headers and the "
+        "tokenizer files (no weight is read, no backend imported). Exit code 1 when it "
+        "cannot be loaded.",
+    )
+    inspect.add_argument("model", metavar="MODEL", help="a model folder (or an org/name hub id)")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.add_argument(
+        "--backend", choices=("mlx", "transformers"), help="the backend of 'this load'"
+    )
+    inspect.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
+    inspect.add_argument("--quantize-bits", type=int, choices=(4, 8))
+    inspect.set_defaults(handler=_inspect_command)
+
+
+def _inspect_command(args: argparse.Namespace) -> int:
+    import json
+
+    from athena import preflight
+    from athena.backends import SourceError
+
+    try:
+        info = preflight.inspect_model(args.model)
+    except SourceError as error:
+        raise CommandError(str(error)) from None
+    report = preflight.describe(
+        info, backend=args.backend, dtype=args.dtype, quantize_bits=args.quantize_bits
+    )
+    print(json.dumps(report, indent=2) if args.json else preflight.render(report))
+    if report["problems"] and not args.json:
+        raise CommandError(report["problems"][0])
+    return 0 if report["ok"] else 1
 
 
 def _add_doctor_commands(sub: argparse._SubParsersAction) -> None:
@@ -308,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"athena {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_loader_commands(sub)
+    _add_inspect_command(sub)
     _add_doctor_commands(sub)
     _add_train_head_command(sub)
     return parser

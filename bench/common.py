@@ -119,10 +119,15 @@ class WorkerError(RuntimeError):
 
 
 def run_worker(
-    spec: dict[str, Any], *, timeout: float = 900.0, python: str | None = None
+    spec: dict[str, Any],
+    *,
+    timeout: float = 900.0,
+    python: str | None = None,
+    script: Path = WORKER,
 ) -> dict[str, Any]:
-    """Run `bench/worker.py` on `spec` in a fresh interpreter and return its JSON result."""
-    cmd = [python or sys.executable, str(WORKER), json.dumps(spec)]
+    """Run `script` (default bench/worker.py) on `spec` in a fresh interpreter and return the
+    JSON result it prints after RESULT_MARK."""
+    cmd = [python or sys.executable, str(script), json.dumps(spec)]
     env = {**os.environ, "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -23,13 +23,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bandwidth, envsetup, imports_cost, models, reference, report
+from bench import bandwidth, envsetup, imports_cost, models, preflight, reference, report
 from bench import train as train_bench
 from bench.common import Results
 from bench.machine import describe, load_average
 
 SCHEMA_VERSION = 1
-GROUPS = ("import", "bandwidth", "models", "env", "train")
+GROUPS = ("import", "bandwidth", "models", "env", "train", "preflight")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -132,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
             envsetup.measure(results, work, quick=quick)
         if "train" in only:
             train_bench.measure(results, quick=quick)
+        if "preflight" in only:  # issue 16: estimated vs measured peak memory of a load
+            preflight_sizes = args.sizes.split(",") if args.sizes else list(preflight.SIZES)
+            run["preflight"] = preflight.measure(
+                results, work, sizes=["tiny"] if quick and not args.sizes else preflight_sizes
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -34,8 +34,8 @@ LEDGER = {
     "MLX-007": "memory-wiring.md",
     "#13": "training-head.md",  # issue 13's guide (not a ledger item)
 }
-# Reference pages (no ledger item, no code): README.md links them here.
-REFERENCE = ["doctor.md", "environment.md"]
+# Reference pages (no ledger item): README.md links them here.
+REFERENCE = ["doctor.md", "environment.md", "preflight.md"]
 GUIDES = sorted(p.name for p in DOCS.glob("*.md") if p.name not in ("README.md", *REFERENCE))
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 OFFICIAL = ("https://ml-explore.github.io/mlx/", "https://github.com/ml-explore/mlx-lm")

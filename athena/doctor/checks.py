@@ -9,12 +9,14 @@ checks run in a child process of it (see probe.py).
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from athena import __version__
+from athena.doctor.fingerprint import fingerprint
 from athena.doctor.host import Host, Metal, probe_host
 from athena.doctor.lock import LockError, find_project_root, locked_versions, normalize
 from athena.doctor.probe import DEFAULT_TIMEOUT, run_probe
@@ -23,6 +25,7 @@ from athena.doctor.sections.audit import audit_checks
 from athena.doctor.sections.imports import IMPORT_IDS, MLX_STEP_NAMES, import_checks
 from athena.doctor.sections.memory import GIB, WIRED_LIMIT_MACOS, memory_checks
 from athena.doctor.sections.mlx import mlx_checks, mlx_core_checks, mlx_policy
+from athena.doctor.sections.model import model_checks
 from athena.doctor.sections.packages import (
     MAIN_DEPENDENCIES,
     MLX_DISTRIBUTIONS,
@@ -32,8 +35,14 @@ from athena.doctor.sections.packages import (
     distributions,
     package_checks,
 )
-from athena.doctor.sections.smoke import smoke_check
-from athena.doctor.sections.system import MIN_MACOS, env_info, system_checks
+from athena.doctor.sections.smoke import reference_checks, smoke_check
+from athena.doctor.sections.system import (
+    MIN_MACOS,
+    env_info,
+    python_pin_check,
+    read_python_pin,
+    system_checks,
+)
 
 __all__ = [
     "GIB",
@@ -55,7 +64,9 @@ __all__ = [
     "mlx_core_checks",
     "mlx_policy",
     "package_checks",
+    "reference_checks",
     "run",
+    "run_compare",
     "run_doctor",
     "smoke_check",
     "system_checks",
@@ -74,6 +85,7 @@ def run_doctor(
     audit: bool = True,
     smoke: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
+    model: str | None = None,
 ) -> Report:
     """Every check, on `python` (default: this interpreter) and the checkout at `root`
     (default: found from this file or the working directory). `host` replaces the real
@@ -130,14 +142,28 @@ def run_doctor(
         project={"root": str(root) if root else None, "uv_lock": locked is not None},
     )
     system_checks(report, host, python_info)
+    pin = read_python_pin(root)
+    python_pin_check(report, python_info, pin)
     package_checks(report, host, versions, locked, lock_problem, project_env, required)
     import_checks(report, host, probe, required, why)
     mlx_core_checks(report, host, probe, required, why)
     memory_checks(report, host)
+    if model is not None:
+        model_checks(report, host, model)
     if audit:
         audit_checks(report, host, root, installed, python_info["executable"])
     if smoke:
         smoke_check(report)
+        reference_checks(report)
+    report.fingerprint = fingerprint(
+        host=host,
+        python=python_info,
+        root=root,
+        locked=locked,
+        distributions=installed,
+        probe=probe,
+        pin=pin,
+    )
     return report
 
 
@@ -159,14 +185,26 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="also load a tiny OLMoE checkpoint and generate 4 tokens",
+        help="also load a tiny OLMoE checkpoint, generate 4 tokens, and compare its logits and "
+        "greedy ids with the committed reference (mlx; transformers when torch is installed)",
     )
     parser.add_argument("--no-audit", action="store_true", help="skip the CUDA-package audit")
+    parser.add_argument(
+        "--model", metavar="MODEL", help="also check a model folder, as `athena inspect` does"
+    )
     parser.add_argument(
         "--python", metavar="PATH", help="check this interpreter instead of the running one"
     )
     parser.add_argument(
         "--project", metavar="DIR", type=Path, help="the athena checkout (default: found from here)"
+    )
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="REPORT",
+        type=Path,
+        help="compare another machine's `--json` report with this one (or two reports: A B); "
+        "prints only what differs; exit 1 when something that breaks reproducibility does",
     )
     parser.add_argument(
         "--timeout",
@@ -182,6 +220,8 @@ def usage_problem(args: Any) -> str | None:
         return f"{args.project} has no uv.lock: pass the athena checkout with --project"
     if args.python is not None and not Path(args.python).is_file():
         return f"--python {args.python} is not a file: pass the path of a Python interpreter"
+    if getattr(args, "compare", None) and len(args.compare) > 2:
+        return "--compare takes one report (compared with this machine) or two: A.json B.json"
     return None
 
 
@@ -191,12 +231,40 @@ def run(args: Any) -> int:
     if problem:
         print(f"verify_env.py: {problem}", file=sys.stderr)
         return 2
+    if getattr(args, "compare", None):
+        return run_compare(args)
     report = run_doctor(
         python=args.python,
         root=args.project,
         audit=not args.no_audit,
         smoke=args.smoke,
         timeout=args.timeout,
+        model=args.model,
     )
     print(report.to_json() if args.json else report.render())
     return report.exit_code
+
+
+def run_compare(args: Any) -> int:
+    """`--compare`: 0 when nothing that breaks reproducibility differs, 1 when something
+    does, 2 when a file is not a report this athena can compare (one sentence)."""
+    from athena.doctor import compare
+
+    try:
+        others = [compare.load_report(path) for path in args.compare]
+    except compare.CompareError as error:
+        print(f"athena doctor --compare: {error}", file=sys.stderr)
+        return 2
+    if len(others) == 2:
+        (a, b), names = others, (str(args.compare[0]), str(args.compare[1]))
+    else:
+        here = run_doctor(python=args.python, root=args.project, timeout=args.timeout, audit=False)
+        a, b = here.to_dict(), others[0]
+        host = a["fingerprint"].get("hostname") or "here"
+        names = (f"this machine ({host})", str(args.compare[0]))
+    breaking, expected = compare.compare(a, b)
+    if args.json:
+        print(json.dumps(compare.to_dict(names, breaking, expected), indent=2, default=str))
+    else:
+        print(compare.render(names, breaking, expected))
+    return 1 if breaking else 0

@@ -16,8 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# sysctl names read on a Mac: Rosetta, physical memory, the GPU's wired-memory ceiling.
-SYSCTL_NAMES = ("sysctl.proc_translated", "hw.memsize", "iogpu.wired_limit_mb")
+# sysctl names read on a Mac: Rosetta, physical memory, the GPU's wired-memory ceiling, the chip.
+SYSCTL_NAMES = (
+    "sysctl.proc_translated",
+    "hw.memsize",
+    "iogpu.wired_limit_mb",
+    "machdep.cpu.brand_string",
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Host:
     rosetta: bool | None = None  # a Mac only: this process is translated by Rosetta 2
     sysctl: Mapping[str, str] = field(default_factory=dict)  # a Mac only: SYSCTL_NAMES read
     metal: Metal | None = None  # None: unknown (mlx not importable or not probed)
+    chip: str | None = None  # "Apple M3 Pro" (sysctl machdep.cpu.brand_string); Linux: cpuinfo
 
     @property
     def is_mac(self) -> bool:
@@ -99,6 +105,19 @@ def _total_memory() -> int | None:
         return None
 
 
+def _linux_cpu() -> str | None:
+    """The CPU's model name from /proc/cpuinfo, or None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
 def probe_host(metal: Metal | None = None) -> Host:
     """The real machine; `metal` comes from the mlx probe (run in a child process)."""
     system = platform.system()
@@ -114,6 +133,7 @@ def probe_host(metal: Metal | None = None) -> Host:
             rosetta=values.get("sysctl.proc_translated") == "1",
             sysctl=values,
             metal=metal,
+            chip=values.get("machdep.cpu.brand_string"),
         )
     return Host(
         system=system,
@@ -121,4 +141,5 @@ def probe_host(metal: Metal | None = None) -> Host:
         os_version=platform.release(),
         total_memory=_total_memory(),
         metal=metal,
+        chip=_linux_cpu() if system == "Linux" else (platform.processor() or None),
     )

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_ID = "athena-doctor/1"
+SCHEMA_ID = "athena-doctor/2"
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 STATUSES = ("pass", "warn", "fail", "skip", "info")
-SECTIONS = ("system", "packages", "imports", "mlx", "memory", "audit", "smoke")
+SECTIONS = ("system", "packages", "imports", "mlx", "memory", "model", "audit", "smoke")
 
 
 @dataclass
@@ -44,6 +44,7 @@ class Report:
     python: dict[str, Any]
     project: dict[str, Any]
     checks: list[Check] = field(default_factory=list)
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # fingerprint.py; --compare
 
     def add(self, check: Check) -> Check:
         self.checks.append(check)
@@ -79,6 +80,7 @@ class Report:
             "summary": self.summary(),
             "failed_required": [c.id for c in self.failed_required],
             "checks": [asdict(c) for c in self.checks],
+            "fingerprint": self.fingerprint,
         }
 
     def to_json(self) -> str:

@@ -59,11 +59,40 @@ def parse_tree(text: str) -> list[TreeLine]:
 
 
 def uv_executable() -> str | None:
-    """The uv that runs this (`uv run` sets $UV), else the one on PATH."""
+    """The uv that runs this (`uv run` sets $UV), else the one on PATH (seen through a pyenv
+    shim, see `pyenv_uv`)."""
     candidate = os.environ.get("UV")
     if candidate and Path(candidate).is_file():
         return candidate
-    return shutil.which("uv")
+    found = shutil.which("uv")
+    if found and Path(found).parent.name == "shims" and "pyenv" in found:
+        return pyenv_uv() or found
+    return found
+
+
+def pyenv_uv() -> str | None:
+    """The real uv behind pyenv's shim. The shim follows the checkout's .python-version: with
+    the pin it looks for uv in the pinned Python, and a uv that pip installed into another
+    pyenv Python is not there ("pyenv: uv: command not found"). pyenv's global version, asked
+    from outside the checkout, is where `pip install uv` put it."""
+    pyenv = shutil.which("pyenv")
+    if pyenv is None:
+        return None
+    env = {k: v for k, v in os.environ.items() if k != "PYENV_VERSION"}
+    try:
+        completed = subprocess.run(
+            [pyenv, "which", "uv"],
+            cwd=Path.home(),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path = completed.stdout.strip()
+    return path if completed.returncode == 0 and Path(path).is_file() else None
 
 
 class UvError(Exception):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from athena.backends import BackendMissing, LoadError, SourceError, source
+from athena.preflight import OversizeError
 
 if TYPE_CHECKING:  # numpy is imported where it is used: `import athena.models.olmoe` stays cheap
     import numpy as np
@@ -54,6 +55,7 @@ class OLMoEConfig:
     dtype: str | None = None  # None: the checkpoint's (float32 on mlx's CPU for MoE)
     quantize_bits: int | None = None  # None, 4 or 8: quantize after loading (mlx path)
     quantize_group_size: int = 64
+    allow_oversize: bool = False  # load even when the estimated peak exceeds the memory
     max_tokens: int = 256
     temperature: float = 0.0  # 0 is greedy
     top_p: float = 1.0
@@ -75,7 +77,7 @@ class OLMoEConfig:
             isinstance(self.model_name, str) and bool(self.model_name.strip()),
             "a hub id or a local folder",
         )
-        for name in ("use_mlx", "allow_fallback"):
+        for name in ("use_mlx", "allow_fallback", "allow_oversize"):
             value = getattr(self, name)
             _check(name, value, isinstance(value, bool), "True or False")
         for name in ("mlx_model_path", "lora_path"):
@@ -164,6 +166,7 @@ class OLMoEModel:
         self._is_loaded = False
         self.load_error: str | None = None
         self.last_action_logits: np.ndarray | None = None
+        self._preflight: Any = None  # athena.preflight.Preflight of the loaded folder, if read
 
     # -- loading -------------------------------------------------------------------------
 
@@ -185,6 +188,8 @@ class OLMoEModel:
             except LoadError as error:
                 if isinstance(error, SourceError) and path == config.model_name and lora is None:
                     return self._fail(str(error))  # transformers would read the same folder
+                if isinstance(error, OversizeError) and not error.fallback_fits:
+                    return self._fail(str(error))  # transformers would not fit either
                 mlx_reason = str(error)
             if not config.allow_fallback:
                 return self._fail(str(mlx_reason))
@@ -208,7 +213,7 @@ class OLMoEModel:
     def _reset(self) -> None:
         self.model = self.tokenizer = self.action_head = None
         self._backend, self._is_loaded, self.load_error = None, False, None
-        self.last_action_logits = None
+        self.last_action_logits = self._preflight = None
 
     def _fail(self, reason: str) -> bool:
         self._reset()
@@ -216,10 +221,26 @@ class OLMoEModel:
         logger.error("%s", reason)
         return False
 
+    def _check_load(self, name: str, backend: str) -> None:
+        """The preflight (athena/preflight.py): a bad, inconsistent or oversized folder is one
+        sentence before the backend is imported or a weight is read."""
+        from athena import preflight
+
+        config = self.config
+        self._preflight = preflight.check_load(
+            name,
+            backend=backend,
+            dtype=config.dtype,
+            quantize_bits=config.quantize_bits,
+            group_size=config.quantize_group_size,
+            allow_oversize=config.allow_oversize,
+            mlx_available=MLX_AVAILABLE,  # its options are worth naming on either path
+        )
+
     def _load_mlx(self, path: str, lora: str | None) -> None:
+        self._check_load(path, "mlx")
         from athena.backends import mlx_backend
 
-        source.check_source(path)  # cheap: a bad folder is told before mlx_lm is imported
         self.model, self.tokenizer = mlx_backend.load(
             path,
             dtype=self.config.dtype,
@@ -230,9 +251,10 @@ class OLMoEModel:
         self._backend, self._is_loaded, self.action_head = "mlx", True, None
 
     def _load_transformers(self, name: str, lora: str | None) -> None:
+        self._check_load(name, "transformers")
         from athena.backends import transformers_backend
 
-        resolved = source.check_source(name)
+        resolved = source.resolve_source(name)
         model, tokenizer = transformers_backend.load(
             name,
             dtype=self.config.dtype,
@@ -311,9 +333,9 @@ class OLMoEModel:
         """The completion of `prompt` (without the prompt). Greedy at temperature 0."""
         backend = self._backend_module()
         _check_text("prompt", prompt)
-        text: str = backend.generate(
-            self.model, self.tokenizer, prompt, **self._sampling(max_tokens, temperature, seed)
-        )
+        sampling = self._sampling(max_tokens, temperature, seed)
+        self._check_prompt(prompt, sampling["max_tokens"])
+        text: str = backend.generate(self.model, self.tokenizer, prompt, **sampling)
         return text
 
     def stream(
@@ -327,12 +349,20 @@ class OLMoEModel:
         """Yield the completion in pieces as it is generated; "".join() equals generate()."""
         backend = self._backend_module()
         _check_text("prompt", prompt)
-        pieces = backend.stream(
-            self.model, self.tokenizer, prompt, **self._sampling(max_tokens, temperature, seed)
-        )
+        sampling = self._sampling(max_tokens, temperature, seed)
+        self._check_prompt(prompt, sampling["max_tokens"])
+        pieces = backend.stream(self.model, self.tokenizer, prompt, **sampling)
         for text, _ in pieces:
             if text:
                 yield text
+
+    def _check_prompt(self, prompt: str, max_tokens: int) -> None:
+        """ValueError (one sentence), never a native crash, for a prompt beyond the model's
+        positions or whose working memory would not fit beside the model."""
+        if self._preflight is not None:
+            self._preflight.check_input(
+                len(self.tokenize(prompt)), new_tokens=max_tokens, chunked=self._backend == "mlx"
+            )
 
     def encode(self, text: str | list[str]) -> np.ndarray:
         """Mean-pooled final hidden state: shape (hidden,) for a str, (n, hidden) for a list.

@@ -111,8 +111,10 @@ def require_mlx() -> None:
 
 
 def uv_path() -> str:
-    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    path = shutil.which("uv", path=search)
+    """The uv the doctor itself would use (seen through a pyenv shim)."""
+    from athena.doctor.uvtree import uv_executable
+
+    path = shutil.which("uv", path=str(Path(sys.executable).parent)) or uv_executable()
     if path is None:
         pytest.skip("uv is not on PATH (install uv)")
     return path

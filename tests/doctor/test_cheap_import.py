@@ -11,6 +11,7 @@ import json, sys
 before = set(sys.modules)
 import athena.cli, athena.doctor, athena.doctor.checks, athena.doctor.audit
 import athena.doctor.host, athena.doctor.lock, athena.doctor.probe, athena.doctor.report
+import athena.doctor.compare, athena.doctor.fingerprint, athena.doctor.numerics
 athena.cli.build_parser()
 new = sorted(set(sys.modules) - before)
 print(json.dumps(new))

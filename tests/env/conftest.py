@@ -18,6 +18,12 @@ def require_tool(name: str, install_hint: str) -> str:
     # The running interpreter's bin folder first: the venv's tools without activating it.
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     path = shutil.which(name, path=search)
+    if path and name in ("uv", "uvx") and Path(path).parent.name == "shims":
+        from athena.doctor.uvtree import pyenv_uv
+
+        # pyenv's shim follows .python-version's pin to a Python that may not have uv.
+        real = pyenv_uv()
+        path = str(Path(real).with_name(name)) if real else path
     if path:
         return path
     message = f"`{name}` is not on PATH ({install_hint})"

@@ -8,6 +8,7 @@ path:tests/env/standin-nixpkgs`, and check what the shell would set.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -141,3 +142,58 @@ def test_nix_reads_the_pinned_lock(tmp_path: Path) -> None:
 
 def test_envrc_uses_the_flake() -> None:
     assert (ROOT / ".envrc").read_text().split() == ["use", "flake"]
+
+
+def nix_docs() -> str:
+    """README's set-up section and docs/environment.md's Nix section: what they promise."""
+    readme = (ROOT / "README.md").read_text()
+    setup = readme.split("## Set-up on a Mac", 1)[1].split("\n## ", 1)[0]
+    environment = (ROOT / "docs" / "environment.md").read_text()
+    return setup + environment.split("## Nix", 1)[1].split("### ", 1)[0]
+
+
+def docs_problems(shell: dict[str, Any], envrc: str, docs: str) -> list[str]:
+    """Where .envrc, the evaluated shell and the Nix instructions disagree; empty when none."""
+    problems = []
+    if envrc.split() != ["use", "flake"]:
+        problems.append(f".envrc is {envrc!r}, but the docs say `direnv allow` uses the flake")
+    env = shell["env"]
+    stated = dict(re.findall(r"`([A-Z][A-Z0-9_]*)=([^`\s]+)`", docs))
+    for name, value in stated.items():
+        if env.get(name) != value:
+            problems.append(f"the docs say {name}={value}, the flake sets {env.get(name)!r}")
+    for name in env:
+        if f"`{name}" not in docs:
+            problems.append(f"the flake sets {name}, which the docs do not mention")
+    python = re.search(r"python(3\.\d+)$", env.get("UV_PYTHON", ""))
+    if python is None or f"Python {python.group(1)}" not in docs:
+        problems.append(f"the docs do not name the flake's Python ({env.get('UV_PYTHON')})")
+    hook = shell["shellHook"].splitlines()
+    promises = {
+        "`uv sync --locked`": "uv sync --locked",
+        "activates `.venv`": ". .venv/bin/activate",
+        "unsets `PYTHONPATH`": "unset PYTHONPATH",
+    }
+    for words, line in promises.items():
+        if words in docs and line not in hook:
+            problems.append(f"the docs say the hook {words}, but it lacks {line!r}")
+    if "nix develop" not in docs or "`direnv allow`" not in docs:
+        problems.append("the docs lack `nix develop` or `direnv allow`")
+    return problems
+
+
+def test_envrc_the_flakes_variables_and_the_nix_docs_agree(tmp_path: Path) -> None:
+    flake_dir = copy_flake(tmp_path)
+    for system in ("aarch64-darwin", "x86_64-linux"):
+        shell = evaluate_shell(flake_dir, system)
+        assert docs_problems(shell, (ROOT / ".envrc").read_text(), nix_docs()) == []
+
+
+def test_a_flake_variable_the_docs_misstate_is_caught(tmp_path: Path) -> None:
+    flake_dir = copy_flake(tmp_path)
+    flake = flake_dir / "flake.nix"
+    flake.write_text(flake.read_text().replace('"only-system"', '"managed"'))
+    shell = evaluate_shell(flake_dir, "aarch64-darwin")
+    problems = docs_problems(shell, "use flake\n", nix_docs())
+    assert problems == ["the docs say UV_PYTHON_PREFERENCE=only-system, the flake sets 'managed'"]
+    assert docs_problems(shell | {"env": {}}, "use nix\n", "")[0].startswith(".envrc is")

@@ -50,12 +50,33 @@ def test_matrix_is_mac_arm64_and_linux_times_supported_pythons(workflow: dict) -
     assert sorted(matrix["python"]) == pythons
 
 
+NIX_JOB = "nix-develop"
+NIX_DEVELOP = "nix develop --command "
+# What the nix-develop job runs: the real flake (nixpkgs from flake.lock), then the gate in it.
+NIX_COMMANDS = ["nix flake check", NIX_DEVELOP + "uv run --locked nox -s verify"]
+
+
 def test_ci_only_calls_nox(workflow: dict) -> None:
-    for job in workflow["jobs"].values():
+    for name, job in workflow["jobs"].items():
         for step in job["steps"]:
             command = step.get("run", "")
-            if command and "apt-get install -y nix-bin" not in command:
+            if name == NIX_JOB:
+                assert command in ("", *NIX_COMMANDS), command
+            elif command and "apt-get install -y nix-bin" not in command:
                 assert command.startswith("uv run --locked nox "), command
+
+
+def test_a_job_runs_the_real_nix_develop_on_mac_and_linux(workflow: dict) -> None:
+    """Nix installed by a maintained action (pinned by commit, test above), then
+    `nix flake check` and nox's verify inside `nix develop`, on macos-14 and ubuntu-latest."""
+    job = workflow["jobs"][NIX_JOB]
+    assert sorted(job["strategy"]["matrix"]["os"]) == ["macos-14", "ubuntu-latest"]
+    assert job["runs-on"] == "${{ matrix.os }}"
+    uses = [s["uses"].split("@")[0] for s in job["steps"] if "uses" in s]
+    installers = {"cachix/install-nix-action", "DeterminateSystems/nix-installer-action"}
+    assert len(installers & set(uses)) == 1, uses
+    assert [s["run"] for s in job["steps"] if "run" in s] == NIX_COMMANDS
+    assert "setup-python" not in " ".join(uses), "the flake brings the Python"
 
 
 def nox_commands(workflow: dict) -> list[tuple[str, list[str]]]:
@@ -64,7 +85,7 @@ def nox_commands(workflow: dict) -> list[tuple[str, list[str]]]:
     for name, job in workflow["jobs"].items():
         pythons = job.get("strategy", {}).get("matrix", {}).get("python", [None])
         for step in job["steps"]:
-            command = step.get("run", "")
+            command = step.get("run", "").removeprefix(NIX_DEVELOP)
             if not command.startswith("uv run --locked nox "):
                 continue
             for python in pythons:
@@ -90,9 +111,12 @@ def test_every_session_the_workflow_names_is_selected(workflow: dict) -> None:
 
 
 def test_the_workflow_runs_the_default_selection_once(workflow: dict) -> None:
-    """Together the jobs run what `nox` runs (so CI runs every test), and no session twice."""
+    """Together the jobs run what `nox` runs (so CI runs every test), and no session twice
+    (but for the nix-develop job, which reruns `verify` in the flake's shell on purpose)."""
     steps: list[str] = []
-    for job in workflow["jobs"].values():
+    for name, job in workflow["jobs"].items():
+        if name == NIX_JOB:
+            continue
         for step in job["steps"]:
             command = step.get("run", "")
             if command.startswith("uv run --locked nox "):

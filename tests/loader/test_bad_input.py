@@ -222,39 +222,27 @@ def test_bad_source_in_the_cli_exits_1_without_traceback(
         assert captured.out == ""
 
 
-@pytest.mark.mlx
-@pytest.mark.torch
-def test_weights_that_do_not_fit_the_config_fail_on_both_backends(
-    copy_of_tiny: Path,
-    mlx_installed: None,
-    torch_installed: None,
-    loader_log: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("use_mlx", [True, False], ids=["default", "use_mlx-false"])
+def test_weights_that_do_not_fit_the_config_are_one_sentence_before_any_backend(
+    copy_of_tiny: Path, use_mlx: bool, loader_log: pytest.LogCaptureFixture
 ) -> None:
+    """The preflight reads the layer count from the safetensors header: no backend is tried
+    (before issue 16, mlx-lm failed with "Missing N parameters" and transformers was tried)."""
     config = json.loads((copy_of_tiny / "config.json").read_text())
     config["num_hidden_layers"] = 3  # the file has 2 layers
     (copy_of_tiny / "config.json").write_text(json.dumps(config))
-    model = OLMoEModel(OLMoEConfig(model_name=str(copy_of_tiny)))
+    model = OLMoEModel(OLMoEConfig(model_name=str(copy_of_tiny), use_mlx=use_mlx))
     assert model.load() is False
-    [warning] = [
-        r.getMessage()
-        for r in loader_log.records
-        if r.levelno == logging.WARNING and r.name.startswith("athena")
-    ]
-    assert warning.startswith(
-        f"mlx-lm failed, falling back to transformers: mlx-lm could not load {copy_of_tiny} "
-        "(ValueError: Missing "
+    assert model.load_error == (
+        f"config.json in {copy_of_tiny} says num_hidden_layers is 3 but the weights have 2 "
+        "layers; the config does not belong to these weights (fix config.json or re-create the "
+        "checkpoint)"
     )
-    [error] = [
-        r.getMessage()
-        for r in loader_log.records
-        if r.levelno == logging.ERROR and r.name.startswith("athena")
+    athena_records = [r for r in loader_log.records if r.name.startswith("athena")]
+    assert [r.getMessage() for r in athena_records if r.levelno >= logging.WARNING] == [
+        model.load_error
     ]
-    assert error == (
-        f"transformers could not load {copy_of_tiny} (the weights do not match config.json: "
-        "11 missing or misshapen, e.g. model.layers.2.input_layernorm.weight); re-create the "
-        "checkpoint or fix config.json"
-    )
-    assert "\n" not in error and "Traceback" not in loader_log.text
+    assert "Traceback" not in loader_log.text
 
 
 def test_cli_missing_folder_subprocess_has_no_traceback(tmp_path: Path) -> None:

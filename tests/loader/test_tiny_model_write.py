@@ -101,6 +101,12 @@ def _model_folder(folder: Path, seed: int | None = None) -> Path:
     return folder
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _leftovers(folder: Path) -> list[str]:
     """The writer's own entries beside the folder (temporary folders, the lock file)."""
     return sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}."))
@@ -191,12 +197,13 @@ def test_force_replaces_only_athenas_files(
 def test_an_empty_folder_is_written_without_force(
     tmp_path: Path, reference: Callable[[int], dict[str, bytes]]
 ) -> None:
-    (tmp_path / "empty").mkdir()
-    mode = (tmp_path / "empty").stat().st_mode
+    (tmp_path / "empty").mkdir(mode=0o750)
     assert write_tiny_olmoe(tmp_path / "empty") == tmp_path / "empty"
     assert _files(tmp_path / "empty") == reference(0)
-    assert (tmp_path / "empty").stat().st_mode == mode  # not a private temporary folder's 0700
-    assert _leftovers(tmp_path / "empty") == []
+    assert (tmp_path / "empty").stat().st_mode & 0o7777 == 0o750  # the folder's own mode kept
+    write_tiny_olmoe(tmp_path / "new")
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o777 & ~_umask()  # as mkdir makes it
+    assert sorted(os.listdir(tmp_path)) == ["empty", "new"]  # no temporary folder or lock left
 
 
 def test_a_symlink_names_the_folder_it_points_to(

@@ -1,2 +1,2 @@
 """The doctor's sections, one module each, in report order: system, packages, imports, mlx,
-memory, audit, smoke. `athena.doctor.checks.run_doctor` composes them."""
+memory, model (with --model), audit, smoke. `athena.doctor.checks.run_doctor` composes them."""

@@ -174,3 +174,56 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
     if python.get("nix_python"):
         nix.append("Python from the nix store")
     add(Check("system.nix", "Nix", "info", "; ".join(nix) or "not in a nix shell"))
+
+
+PIN_FILE = ".python-version"
+
+
+def read_python_pin(root: Path | None) -> str | None:
+    """The minor version the checkout pins in .python-version ("3.12"), or None."""
+    if root is None:
+        return None
+    try:
+        text = (root / PIN_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            return ".".join(line.split(".")[:2])
+    return None
+
+
+def python_minor(version: object) -> str | None:
+    """ "3.12" of "3.12.7", or None."""
+    parts = str(version or "").split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 and all(p.isdigit() for p in parts[:2]) else None
+
+
+def python_pin_check(report: Report, python: Mapping[str, Any], pin: str | None) -> None:
+    """Warn when the checked Python is not the minor version the project pins."""
+    title = "Python pin"
+    minor = python_minor(python.get("version"))
+    data = {"pinned": pin, "minor": minor}
+    if pin is None:
+        detail = f"no {PIN_FILE} here (not a checkout)"
+        report.add(Check("system.python_pin", title, "skip", detail, data=data))
+    elif not python.get("probe_ok") or minor is None:
+        detail = "the checked Python could not be run (see system.python)"
+        report.add(Check("system.python_pin", title, "skip", detail, data=data))
+    elif minor == pin:
+        detail = f"{minor} = {PIN_FILE} (and the flake's Python)"
+        report.add(Check("system.python_pin", title, "pass", detail, data=data))
+    else:
+        report.add(
+            Check(
+                "system.python_pin",
+                title,
+                "warn",
+                f"Python {minor}, but {PIN_FILE} pins {pin} (the flake's Python, what every "
+                "teammate and CI's checks run)",
+                hint=f"`uv sync --locked` replaces .venv with a Python {pin} one (if uv finds "
+                f"none: `uv python install {pin}`), or use `nix develop`",
+                data=data,
+            )
+        )

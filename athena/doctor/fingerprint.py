@@ -1,0 +1,124 @@
+"""The report's fingerprint: everything that makes two machines compute alike, in one block
+that `athena doctor --compare` diffs (compare.py).
+
+It holds the sha256 of uv.lock, each locked package's installed version (and whether the lock
+pins it), the Python, the OS, the chip, Metal, mlx's default device, the wired limit, and the
+environment variables that change how uv, athena, the hub client and Python behave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from athena.doctor.host import Host
+from athena.doctor.lock import normalize
+from athena.doctor.probe import ProbeResult
+from athena.doctor.sections.memory import WIRED_LIMIT_MACOS
+from athena.doctor.sections.system import python_minor
+
+# Always listed (null when unset); every set variable with one of the prefixes is listed too.
+ENV_NAMES = ("HF_HUB_OFFLINE", "PYTHONPATH", "VIRTUAL_ENV")
+ENV_PREFIXES = ("UV_", "ATHENA_", "DYLD_")
+
+
+def file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def behaviour_env(
+    environ: Mapping[str, str], root: Path | None, home: str | None = None
+) -> dict[str, str | None]:
+    """The behaviour variables, set (value) or unset (None). The checkout's path is written
+    `$PROJECT` and the home folder `~`, so two machines' values compare as what they mean."""
+    names = set(ENV_NAMES) | {name for name in environ if name.startswith(ENV_PREFIXES)}
+    home = home if home is not None else os.path.expanduser("~")
+    result: dict[str, str | None] = {}
+    for name in sorted(names):
+        value = environ.get(name)
+        if value is not None and root is not None:
+            value = value.replace(str(root), "$PROJECT")
+        if value is not None and home and home != "/":
+            value = value.replace(home, "~")
+        result[name] = value
+    return result
+
+
+def locked_packages(
+    locked: Mapping[str, set[str]] | None, distributions: Iterable[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]] | None:
+    """For each package in uv.lock: the installed version (None: not installed here) and
+    whether uv.lock pins it (None when not installed)."""
+    if locked is None:
+        return None
+    installed = {normalize(str(d["name"])): str(d["version"]) for d in distributions}
+    packages: dict[str, dict[str, Any]] = {}
+    for name in sorted(locked):
+        version = installed.get(name)
+        packages[name] = {
+            "installed": version,
+            "matches_lock": None if version is None else version in locked[name],
+        }
+    return packages
+
+
+def mlx_device(probe: ProbeResult | None) -> str | None:
+    """mlx's default device as the probe saw it ("Device(gpu, 0)"), or None when not probed."""
+    if probe is None:
+        return None
+    step = probe.step("mlx.default_device") or {}
+    return str(step["device"]) if step.get("ok") and step.get("device") else None
+
+
+def wired_limit(host: Host) -> dict[str, Any] | None:
+    """macOS only: whether mx.set_wired_limit works (15+) and sysctl iogpu.wired_limit_mb."""
+    if not host.is_mac:
+        return None
+    return {
+        "supported": (host.macos_version or ()) >= WIRED_LIMIT_MACOS,
+        "iogpu_wired_limit_mb": host.sysctl.get("iogpu.wired_limit_mb"),
+    }
+
+
+def fingerprint(
+    *,
+    host: Host,
+    python: Mapping[str, Any],
+    root: Path | None,
+    locked: Mapping[str, set[str]] | None,
+    distributions: Iterable[Mapping[str, Any]],
+    probe: ProbeResult | None,
+    pin: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The fingerprint block of a report (schema.json's `fingerprint`)."""
+    return {
+        "uv_lock_sha256": file_sha256(root / "uv.lock") if root else None,
+        "packages": locked_packages(locked, distributions),
+        "python": {
+            "version": python.get("version"),
+            "minor": python_minor(python.get("version")),
+            "implementation": python.get("implementation"),
+            "pinned": pin,
+        },
+        "os": {
+            "system": host.system,
+            "target": host.target,
+            "release": host.os_version,
+            "macos_version": host.os_version if host.is_mac else None,
+        },
+        "chip": host.chip,
+        "hostname": platform.node() or None,
+        "total_memory": host.total_memory,
+        "metal": None if host.metal is None else host.metal.available,
+        "mlx_device": mlx_device(probe),
+        "wired_limit": wired_limit(host),
+        "env": behaviour_env(os.environ if environ is None else environ, root),
+    }

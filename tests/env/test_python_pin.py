@@ -1,0 +1,74 @@
+"""One Python everywhere: .python-version, the flake, the single-Python nox sessions and CI's
+single-Python job name the same minor version; the `tests` matrix still covers every
+supported one (pyproject's classifiers)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tomllib
+
+import yaml
+
+from .conftest import ROOT, run
+
+SINGLE_PYTHON_SESSIONS = ("lint", "docs", "verify")
+
+
+def pin() -> str:
+    text = (ROOT / ".python-version").read_text()
+    assert re.fullmatch(r"3\.\d+\n?", text), f".python-version is {text!r}: one minor, e.g. 3.12"
+    return text.strip()
+
+
+def flake_python() -> str:
+    match = re.search(r"python = pkgs\.python3(\d+);", (ROOT / "flake.nix").read_text())
+    assert match, "flake.nix has no `python = pkgs.python3NN;`"
+    return f"3.{match.group(1)}"
+
+
+def nox_pythons() -> dict[str, object]:
+    """Each session's Python, as nox itself lists it."""
+    out = run(sys.executable, "-m", "nox", "--list", "--json")
+    return {entry["session"]: entry["python"] for entry in json.loads(out)}
+
+
+def supported_pythons() -> list[str]:
+    classifiers = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["classifiers"]
+    prefix = "Programming Language :: Python :: 3."
+    return sorted(c.rsplit(" ", 1)[1] for c in classifiers if c.startswith(prefix))
+
+
+def test_the_pin_is_the_flakes_python() -> None:
+    assert pin() == flake_python()
+
+
+def test_the_single_python_sessions_run_on_the_pin() -> None:
+    pythons = nox_pythons()
+    assert {name: pythons.get(name) for name in SINGLE_PYTHON_SESSIONS} == dict.fromkeys(
+        SINGLE_PYTHON_SESSIONS, pin()
+    )
+
+
+def test_cis_single_python_job_uses_the_pin_and_the_matrix_covers_every_python() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    for name, job in workflow["jobs"].items():
+        matrix = job.get("strategy", {}).get("matrix", {})
+        versions = [
+            step["with"]["python-version"]
+            for step in job["steps"]
+            if str(step.get("uses", "")).startswith("actions/setup-python@")
+        ]
+        if "python" in matrix:
+            assert sorted(matrix["python"]) == supported_pythons(), name
+            assert pin() in matrix["python"]
+        else:
+            assert versions in ([], [pin()]), f"{name} sets up Python {versions}, not {pin()}"
+    assert [v for v in supported_pythons() if v == pin()], "the pin is not a supported Python"
+
+
+def test_readme_names_the_pin() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "`.python-version`" in readme
+    assert re.search(rf"pins? (Python )?{re.escape(pin())}", readme), "README: which Python?"
