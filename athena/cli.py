@@ -307,162 +307,6 @@ def _tiny_model_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_inspect_command(sub: argparse._SubParsersAction) -> None:
-    """`inspect` (issue #16): what the preflight knows about a model folder."""
-    inspect = sub.add_parser(
-        "inspect",
-        help="check a model folder from its headers: parameters, dtype, tokenizer, memory",
-        description="What MODEL (a folder, or a hub id in the local cache) holds and whether "
-        "it fits this machine, read from config.json, the safetensors headers and the "
-        "tokenizer files (no weight is read, no backend imported). Exit code 1 when it "
-        "cannot be loaded.",
-    )
-    inspect.add_argument("model", metavar="MODEL", help="a model folder (or an org/name hub id)")
-    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
-    inspect.add_argument(
-        "--backend", choices=("mlx", "transformers"), help="the backend of 'this load'"
-    )
-    inspect.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
-    inspect.add_argument("--quantize-bits", type=int, choices=(4, 8))
-    inspect.set_defaults(handler=_inspect_command)
-
-
-def _inspect_command(args: argparse.Namespace) -> int:
-    import json
-
-    from athena import preflight
-    from athena.backends import SourceError
-
-    try:
-        info = preflight.inspect_model(args.model)
-    except SourceError as error:
-        raise CommandError(str(error)) from None
-    report = preflight.describe(
-        info, backend=args.backend, dtype=args.dtype, quantize_bits=args.quantize_bits
-    )
-    print(json.dumps(report, indent=2) if args.json else preflight.render(report))
-    if report["problems"] and not args.json:
-        raise CommandError(report["problems"][0])
-    return 0 if report["ok"] else 1
-
-
-def _add_doctor_commands(sub: argparse._SubParsersAction) -> None:
-    """`doctor`, `audit` (issue #4)."""
-    from pathlib import Path
-
-    doctor = sub.add_parser(
-        "doctor",
-        help="check the environment: system, packages, mlx, memory, the CUDA audit",
-        description="What is installed, what works, and what to do (scripts/verify_env.py). "
-        "Exit code 0 when every check required on this platform passes.",
-    )
-    from athena.doctor.checks import add_arguments  # standard library only
-
-    add_arguments(doctor)
-
-    def run_doctor(args: argparse.Namespace) -> int:
-        from athena.doctor.checks import run, usage_problem
-
-        problem = usage_problem(args)
-        if problem:
-            raise CommandError(problem)
-        return run(args)
-
-    doctor.set_defaults(handler=run_doctor)
-
-    audit = sub.add_parser(
-        "audit",
-        help="fail if uv.lock or this environment has a CUDA-specific package",
-        description="The lock per platform (darwin-arm64 with every group; linux-x86_64 with "
-        "the default groups, since the opt-in torch group pulls PyPI's CUDA torch there) and "
-        "the installed distributions of this Python. Exit code 1 on any CUDA package.",
-    )
-    audit.add_argument(
-        "--project",
-        metavar="DIR",
-        type=Path,
-        help="the checkout with pyproject.toml and uv.lock (default: found)",
-    )
-    audit.add_argument("--json", action="store_true", help="print the result as JSON")
-    levels = audit.add_mutually_exclusive_group()
-    levels.add_argument("--lock-only", action="store_true", help="audit uv.lock only")
-    levels.add_argument("--installed-only", action="store_true", help="audit this environment only")
-
-    def run_audit(args: argparse.Namespace) -> int:
-        import json
-
-        from athena.doctor.audit import audit_report, render_audit
-        from athena.doctor.audit import run_audit as audit_all
-        from athena.doctor.lock import find_project_root, is_project_root
-
-        if args.project is not None and not is_project_root(args.project):
-            raise CommandError(
-                f"{args.project} has no pyproject.toml and uv.lock: pass the project's folder"
-            )
-        root = args.project.resolve() if args.project else find_project_root()
-        results = audit_all(root, lock=not args.installed_only, installed=not args.lock_only)
-        if args.json:
-            print(json.dumps(audit_report(results), indent=2))
-        else:
-            print(render_audit(results))
-        return 0 if all(result.ok for result in results) else 1
-
-    audit.set_defaults(handler=run_audit)
-
-
-def _add_train_head_command(sub: argparse._SubParsersAction) -> None:
-    """`train-head` (issue #13): GRPO for the MemoryActionHead; see athena/heads/train.py."""
-    train = sub.add_parser(
-        "train-head",
-        help="train the MemoryActionHead with GRPO on OLMoE features (MLX or torch)",
-        description="Encode the states once, then train the head with GRPO against a reward. "
-        "Run under mlx.launch to train across processes or Macs (docs/training-head.md).",
-    )
-    _add_model_arguments(train)
-    train.add_argument("--data", required=True, metavar="JSONL", help='lines of {"text": ...}')
-    train.add_argument(
-        "--reward",
-        required=True,
-        metavar="MOD:FN|JSONL",
-        help="module:function(text, action) "
-        '-> float, or a JSONL of {"text": ..., "rewards": [one per action]}',
-    )
-    train.add_argument("--steps", required=True, type=int, help="train until this step")
-    train.add_argument("--out", required=True, metavar="DIR", help="checkpoints, log, plot")
-    train.add_argument("--framework", choices=("mlx", "torch"), help="default: mlx if installed")
-    train.add_argument("--group-size", type=int, help="actions sampled per state (default: 8)")
-    train.add_argument("--batch-size", type=int, help="states per step, all ranks (default: 32)")
-    train.add_argument("--learning-rate", type=float, help="AdamW's (default: 3e-3)")
-    train.add_argument("--beta", type=float, help="KL penalty to the initial head (default: 0.04)")
-    train.add_argument("--epsilon", type=float, help="ratio clip (default: 0.2)")
-    train.add_argument("--num-iterations", type=int, help="updates per sampled batch (default: 1)")
-    train.add_argument("--temperature", type=float, help="sampling temperature (default: 1.0)")
-    train.add_argument("--seed", type=int, help="init and sampling seed (default: 42)")
-    train.add_argument("--num-actions", type=int, help="memory actions (default: 4)")
-    train.add_argument("--hidden-dim", type=int, help="the head's hidden width (default: 256)")
-    train.add_argument("--init", metavar="HEAD", help="start from this head .safetensors")
-    train.add_argument("--eval-data", metavar="JSONL", help="held-out states: greedy reward")
-    train.add_argument("--steps-per-eval", type=int, help="default: 10")
-    train.add_argument("--save-every", type=int, help="steps between checkpoints (default: 100)")
-    train.add_argument("--resume", action="store_true", help="continue DIR's last checkpoint")
-    train.add_argument(
-        "--collective-timeout", type=float, help="seconds before a hung all_sum stops the run"
-    )
-
-    def run_train_head(args: argparse.Namespace) -> int:
-        from athena.heads import HeadError
-        from athena.heads.grpo import TrainError
-        from athena.heads.train import run
-
-        with _loader_logging(args.verbose):
-            try:
-                return run(args, _load_model)
-            except (TrainError, HeadError) as error:
-                raise CommandError(str(error)) from None
-
-    train.set_defaults(handler=run_train_head)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="athena",
@@ -471,9 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"athena {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_loader_commands(sub)
-    _add_inspect_command(sub)
-    _add_doctor_commands(sub)
-    _add_train_head_command(sub)
+    from athena.commands import machine, train_head
+
+    machine.add_inspect_command(sub)
+    machine.add_doctor_commands(sub)
+    train_head.add_train_head_command(sub)
     return parser
 
 

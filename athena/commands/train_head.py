@@ -1,0 +1,60 @@
+"""`athena train-head`: GRPO for the MemoryActionHead (athena/heads/train.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from athena.cli import CommandError, _add_model_arguments, _load_model, _loader_logging
+
+
+def add_train_head_command(sub: argparse._SubParsersAction) -> None:
+    """`train-head` (issue #13): GRPO for the MemoryActionHead; see athena/heads/train.py."""
+    train = sub.add_parser(
+        "train-head",
+        help="train the MemoryActionHead with GRPO on OLMoE features (MLX or torch)",
+        description="Encode the states once, then train the head with GRPO against a reward. "
+        "Run under mlx.launch to train across processes or Macs (docs/training-head.md).",
+    )
+    _add_model_arguments(train)
+    train.add_argument("--data", required=True, metavar="JSONL", help='lines of {"text": ...}')
+    train.add_argument(
+        "--reward",
+        required=True,
+        metavar="MOD:FN|JSONL",
+        help="module:function(text, action) "
+        '-> float, or a JSONL of {"text": ..., "rewards": [one per action]}',
+    )
+    train.add_argument("--steps", required=True, type=int, help="train until this step")
+    train.add_argument("--out", required=True, metavar="DIR", help="checkpoints, log, plot")
+    train.add_argument("--framework", choices=("mlx", "torch"), help="default: mlx if installed")
+    train.add_argument("--group-size", type=int, help="actions sampled per state (default: 8)")
+    train.add_argument("--batch-size", type=int, help="states per step, all ranks (default: 32)")
+    train.add_argument("--learning-rate", type=float, help="AdamW's (default: 3e-3)")
+    train.add_argument("--beta", type=float, help="KL penalty to the initial head (default: 0.04)")
+    train.add_argument("--epsilon", type=float, help="ratio clip (default: 0.2)")
+    train.add_argument("--num-iterations", type=int, help="updates per sampled batch (default: 1)")
+    train.add_argument("--temperature", type=float, help="sampling temperature (default: 1.0)")
+    train.add_argument("--seed", type=int, help="init and sampling seed (default: 42)")
+    train.add_argument("--num-actions", type=int, help="memory actions (default: 4)")
+    train.add_argument("--hidden-dim", type=int, help="the head's hidden width (default: 256)")
+    train.add_argument("--init", metavar="HEAD", help="start from this head .safetensors")
+    train.add_argument("--eval-data", metavar="JSONL", help="held-out states: greedy reward")
+    train.add_argument("--steps-per-eval", type=int, help="default: 10")
+    train.add_argument("--save-every", type=int, help="steps between checkpoints (default: 100)")
+    train.add_argument("--resume", action="store_true", help="continue DIR's last checkpoint")
+    train.add_argument(
+        "--collective-timeout", type=float, help="seconds before a hung all_sum stops the run"
+    )
+
+    def run_train_head(args: argparse.Namespace) -> int:
+        from athena.heads import HeadError
+        from athena.heads.grpo import TrainError
+        from athena.heads.train import run
+
+        with _loader_logging(args.verbose):
+            try:
+                return run(args, _load_model)
+            except (TrainError, HeadError) as error:
+                raise CommandError(str(error)) from None
+
+    train.set_defaults(handler=run_train_head)
