@@ -5,8 +5,9 @@ versions it runs on, and runs pytest with --strict-markers --strict-config.
 
 `nox` alone (README's test command, and what CI runs) runs every test once:
 
-  tests    on each supported Python: tests/ but tests/env (the loader, the doctor, the
-           benchmarks' smoke test, the CLI), the code whose behaviour can depend on the Python;
+  tests    on each supported Python: tests/ but tests/env (the loader, the doctor, the heads,
+           the CLI), the code whose behaviour can depend on the Python; PIN_ONLY_TESTS (the
+           benchmarks' smoke run, the audit mutations) on the pinned Python only;
   lint     ruff, mypy, and tests/env's checks of CI's own files (the noxfile, the workflow);
   lock     `uv lock --check` and tests/env/test_lock.py;
   nix      tests/env/test_flake.py;
@@ -54,6 +55,10 @@ ENV_TESTS = {
     "nix": ("tests/env/test_flake.py",),
     "verify": ("tests/env/test_python_pin.py",),
 }
+# Tests of `tests` that drive commands rather than Python code (the benchmarks' smoke run is
+# bench/run.py in child processes; the audit mutations run `uv lock` on altered copies): they
+# run on the pinned Python only, not on each of the three (~2 minutes a Python).
+PIN_ONLY_TESTS = ("tests/bench/test_bench_smoke.py", "tests/doctor/test_audit_mutations.py")
 
 
 def _supported_pythons() -> list[str]:
@@ -117,10 +122,14 @@ def install(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite but tests/env, with both backends, on every supported Python found.
 
-    tests/env runs in `lint`, `lock` and `nix` (ENV_TESTS): it does not depend on the Python.
+    tests/env runs in `lint`, `lock`, `nix` and `verify` (ENV_TESTS), and PIN_ONLY_TESTS on the
+    pinned Python only: neither depends on the Python running pytest.
     """
     sync(session, *BACKEND_GROUPS)
-    session.run(*PYTEST, *(session.posargs or ["tests", "--ignore=tests/env"]))
+    default = ["tests", "--ignore=tests/env"]
+    if session.python != PYTHON_PIN:
+        default += [f"--ignore={path}" for path in PIN_ONLY_TESTS]
+    session.run(*PYTEST, *(session.posargs or default))
 
 
 @nox.session

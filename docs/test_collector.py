@@ -2,6 +2,7 @@
 
 Each test copies the collector into a temporary folder with a few Markdown pages and runs
 pytest on them in a subprocess, then reads the outcome per block from a JUnit XML report.
+The working page's run is shared by the tests that only read its outcome.
 """
 
 from __future__ import annotations
@@ -104,7 +105,11 @@ pass
 def run_pytest(folder: Path, *args: str) -> tuple[int, str, dict[str, tuple[str, str]]]:
     """pytest on `folder` in a subprocess: (exit code, output, node name -> (outcome, message))."""
     shutil.copy(DOCS / "conftest.py", folder / "conftest.py")
-    (folder / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    # Hypothesis's plugin is most of a child pytest's start-up (~1.3 s of ~2 s) and the
+    # collector does not use it.
+    (folder / "pytest.ini").write_text(
+        "[pytest]\naddopts = -p no:cacheprovider -p no:hypothesispytest\n"
+    )
     report = folder / "report.xml"
     completed = subprocess.run(
         [
@@ -161,21 +166,33 @@ def test_a_broken_block_fails_and_names_its_page_and_line(tmp_path: Path) -> Non
     assert "never reached" not in output
 
 
-def test_the_working_page_passes_and_shares_one_namespace(tmp_path: Path) -> None:
-    write_pages(tmp_path, good=GOOD, prose=PROSE)
-    code, output, outcomes = run_pytest(tmp_path, ".")
+@pytest.fixture(scope="module")
+def good_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, int, str, dict[str, tuple[str, str]]]:
+    """pytest on the working page and a prose-only page, run once for the tests that read it."""
+    folder = tmp_path_factory.mktemp("good")
+    write_pages(folder, good=GOOD, prose=PROSE)
+    return (folder, *run_pytest(folder, "."))
+
+
+def test_the_working_page_passes_and_shares_one_namespace(
+    good_run: tuple[Path, int, str, dict[str, tuple[str, str]]],
+) -> None:
+    folder, code, output, outcomes = good_run
     assert code == 0, output
     assert outcomes["good.md::line 4"][0] == "passed"
     assert outcomes["good.md::line 28"][0] == "passed"
     # Only python blocks are items: the text and bash blocks are not, the prose page has none.
     assert sorted(outcomes) == [f"good.md::line {n}" for n in (19, 23, 28, 4)]
-    assert not (tmp_path / "written.txt").exists(), "blocks must run in a temporary folder"
+    assert not (folder / "written.txt").exists(), "blocks must run in a temporary folder"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks the Linux skips")
-def test_platform_blocks_are_skipped_with_their_reason_on_linux(tmp_path: Path) -> None:
-    write_pages(tmp_path, good=GOOD)
-    code, output, outcomes = run_pytest(tmp_path, ".")
+def test_platform_blocks_are_skipped_with_their_reason_on_linux(
+    good_run: tuple[Path, int, str, dict[str, tuple[str, str]]],
+) -> None:
+    _, code, output, outcomes = good_run
     assert code == 0, output
     assert outcomes["good.md::line 19"] == ("skipped", "skip-on-linux: needs Metal (mx.gpu)")
     assert outcomes["good.md::line 23"] == ("skipped", "requires macos: sysctl is macOS only")

@@ -55,7 +55,16 @@ def test_the_default_selection_runs_each_test_file_once() -> None:
     selected = default_sessions()
     assert set(noxfile.ENV_TESTS) | {"tests", "docs", "verify"} == selected
     source = (ROOT / "noxfile.py").read_text()
-    assert 'session.posargs or ["tests", "--ignore=tests/env"]' in source
+    assert 'default = ["tests", "--ignore=tests/env"]' in source
+
+
+def test_pin_only_tests_exist_and_run_on_the_pinned_python() -> None:
+    """A renamed PIN_ONLY_TESTS file would silently run nowhere: each must exist, and the pin
+    must be one of `tests`'s Pythons, so they still run once."""
+    noxfile = load_noxfile()
+    for path in noxfile.PIN_ONLY_TESTS:
+        assert (ROOT / path).is_file(), f"PIN_ONLY_TESTS names {path}, which does not exist"
+    assert noxfile.PYTHON_PIN in noxfile._supported_pythons()
 
 
 def readme_test_command() -> str:
