@@ -244,7 +244,13 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         texts = [base[i % len(base)] for i in range(n)]
     else:
         texts = make_texts(n, (int(low), int(high)))
-    model.encode(texts[:2], batch_size=2, show_progress=False)  # warm-up: kernels, lazy imports
+    # Warm-up (kernels, lazy imports, the allocators' first pages) with one full batch at the
+    # measured batch size: a warm-up of 2 texts left a batch of 32's first-time costs (torch's
+    # thread pools and arenas) inside the measured run, where they weighed most on the smallest
+    # N (transformers, `small`: 68 MiB growth at N=256 vs 22 after this warm-up). Now every N
+    # starts from the same steady state and the growth is what N adds.
+    warm = texts[: int(spec["batch_size"])]
+    model.encode(warm, batch_size=len(warm), show_progress=False)
     out: dict[str, Any] = {
         "tokens": sum(len(model.tokenize(t)) for t in texts),
         "device": _device(model),

@@ -293,7 +293,13 @@ def encode(
         hidden = model.model(mx.array(tokens)).astype(mx.float32)  # (b, length, hidden)
         weights = mx.array(mask)[..., None]
         pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
-        return np.array(pooled)  # evaluates the batch; the graph goes with `hidden`
+        out = np.array(pooled)  # evaluates the batch; the graph goes with `hidden`
+        # Every batch has its own (rows, longest) shape, so its freed buffers rarely fit the
+        # next one: kept in mlx's cache they piled up with the number of batches (peak RSS
+        # growth on `small`, batches of 32: 78 MiB at N=256, 89 at 1,024). Cleared per batch:
+        # 60 and 64 MiB, while mx.get_peak_memory() is the same.
+        mx.clear_cache()
+        return out
 
     with wired_limit(model):
         vectors = batching.run_batches(
@@ -304,7 +310,6 @@ def encode(
             pad=batching.pad_id(tokenizer),
             on_batch=on_batch,
         )
-    mx.clear_cache()  # the batches' buffers go back to the system, not to mlx's cache
     return vectors
 
 
