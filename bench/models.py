@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,11 +43,9 @@ def _available(module: str) -> bool:
 
 def safetensors_header(path: Path) -> dict[str, Any]:
     """The JSON header of a .safetensors file (tensor name -> dtype, shape, data_offsets)."""
-    with path.open("rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header: dict[str, Any] = json.loads(f.read(length))
-    header.pop("__metadata__", None)
-    return header
+    from athena.backends.source import read_safetensors_header
+
+    return read_safetensors_header(path)
 
 
 def checkpoint_stats(folder: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from athena.backends import SourceError, first_line
 
@@ -156,6 +156,13 @@ def check_model_folder(path: Path) -> None:
 
 def check_safetensors(file: Path) -> None:
     """The header parses and the file is as long as the header says (catches truncation)."""
+    read_safetensors_header(file)
+
+
+def read_safetensors_header(file: Path) -> dict[str, Any]:
+    """The tensors of a safetensors file (name -> dtype, shape, data_offsets), without reading
+    a weight. Raises SourceError (one sentence) unless the header parses and the file is as
+    long as the header says (catches truncation)."""
     size = file.stat().st_size
     damaged = f"{file.name} in {file.parent} is damaged"
     advice = "re-download or re-create the checkpoint"
@@ -186,6 +193,7 @@ def check_safetensors(file: Path) -> None:
         raise SourceError(
             f"{file.name} in {file.parent} is truncated ({size} bytes of {expected}); {advice}"
         )
+    return {name: entry for name, entry in header.items() if name != "__metadata__"}
 
 
 def check_source(name: str) -> ModelSource:

@@ -85,13 +85,8 @@ def inspect_model(name: str) -> ModelInfo:
 
 
 def _read_tensors(file: Path) -> list[Tensor]:
-    with file.open("rb") as f:
-        length = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(length))
     out = []
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
+    for name, entry in source.read_safetensors_header(file).items():
         start, end = entry["data_offsets"]
         out.append(Tensor(name, str(entry["dtype"]), tuple(entry["shape"]), int(end) - int(start)))
     return out
