@@ -43,7 +43,7 @@ def _available(module: str) -> bool:
 
 def safetensors_header(path: Path) -> dict[str, Any]:
     """The JSON header of a .safetensors file (tensor name -> dtype, shape, data_offsets)."""
-    from athena.backends.source import read_safetensors_header
+    from athena.source import read_safetensors_header
 
     return read_safetensors_header(path)
 

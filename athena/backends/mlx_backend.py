@@ -15,15 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from athena.backends import (
-    BackendMissing,
-    LoadError,
-    SourceError,
-    batching,
-    completion,
-    first_line,
-    source,
-)
+from athena import source
+from athena.backends import batching, completion
+from athena.errors import BackendMissing, LoadError, SourceError, first_line
 
 logger = logging.getLogger("athena.models.olmoe")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from athena.cli import CommandError
+from athena.commands.common import CommandError
 
 
 def add_inspect_command(sub: argparse._SubParsersAction) -> None:

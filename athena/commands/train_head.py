@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from athena.cli import CommandError, _add_model_arguments, _load_model, _loader_logging
+from athena.commands.common import CommandError, add_model_arguments, load_model, loader_logging
 
 
 def add_train_head_command(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
         description="Encode the states once, then train the head with GRPO against a reward. "
         "Run under mlx.launch to train across processes or Macs (docs/training-head.md).",
     )
-    _add_model_arguments(train)
+    add_model_arguments(train)
     train.add_argument("--data", required=True, metavar="JSONL", help='lines of {"text": ...}')
     train.add_argument(
         "--reward",
@@ -51,9 +51,9 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
         from athena.heads.grpo import TrainError
         from athena.heads.train import run
 
-        with _loader_logging(args.verbose):
+        with loader_logging(args.verbose):
             try:
-                return run(args, _load_model)
+                return run(args, load_model)
             except (TrainError, HeadError) as error:
                 raise CommandError(str(error)) from None
 

@@ -23,7 +23,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from athena.backends import BackendMissing, LoadError, SourceError, source
+from athena import source
+from athena.errors import BackendMissing, LoadError, OversizeError, SourceError
 from athena.models.action_head import memory_action_head_class
 from athena.models.config import (  # re-exported: `from athena.models.olmoe import OLMoEConfig`
     DEFAULT_MODEL,  # noqa: F401 (re-exported)
@@ -35,7 +36,6 @@ from athena.models.config import (  # re-exported: `from athena.models.olmoe imp
     _is_int,
     _is_number,
 )
-from athena.preflight import OversizeError
 
 if TYPE_CHECKING:  # numpy is imported where it is used: `import athena.models.olmoe` stays cheap
     import numpy as np

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from athena import preflight as _package  # machine_budget is read where tests replace it
-from athena.backends import LoadError, SourceError, source
+from athena import source
+from athena.errors import LoadError, OversizeError, SourceError
 from athena.preflight.files import inspect_model, resolve_folder
 from athena.preflight.info import ModelInfo
 from athena.preflight.memory import (
@@ -23,16 +24,6 @@ from athena.preflight.memory import (
 logger = logging.getLogger("athena.models.olmoe")
 
 MLX_PREFILL_CHUNK = 2048  # mlx-lm's generate prefills the prompt in chunks of this many tokens
-
-
-class OversizeError(LoadError):
-    """The load's estimated peak memory is above this machine's memory. Not a SourceError:
-    the other backend may need less (e.g. transformers keeps bf16 where mlx's CPU upcasts);
-    `fallback_fits` says whether transformers' load would fit (mlx path only)."""
-
-    def __init__(self, message: str, *, fallback_fits: bool = False) -> None:
-        super().__init__(message)
-        self.fallback_fits = fallback_fits
 
 
 @dataclass(frozen=True)

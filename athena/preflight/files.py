@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from athena.backends import SourceError, source
+from athena import source
+from athena.errors import SourceError
 from athena.preflight.agreement import _config_problem
 from athena.preflight.info import ModelInfo, Tensor, TokenizerInfo
 

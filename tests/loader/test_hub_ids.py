@@ -38,7 +38,7 @@ from athena.models.olmoe import OLMoEConfig, OLMoEModel
 def test_a_path_is_told_from_a_hub_id(
     name: str, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from athena.backends.source import resolve_source
+    from athena.source import resolve_source
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
@@ -131,7 +131,7 @@ def test_a_download_failure_is_told_only_for_hub_ids() -> None:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     from athena.backends import SourceError
-    from athena.backends.source import hub_download_failed
+    from athena.source import hub_download_failed
 
     try:  # how transformers reports it: an OSError raised while handling the hub's error
         try:

@@ -13,7 +13,7 @@ BACKENDS = ("mlx", "mlx_lm", "transformers", "torch")
 def heavy():
     return sorted(m for m in sys.modules if m.split(".")[0] in BACKENDS)
 import athena, athena.models.olmoe, athena.cli, athena.checkpoints
-import athena.backends, athena.backends.source
+import athena.backends, athena.source
 import athena.backends.mlx_backend, athena.backends.transformers_backend
 from athena.models.olmoe import OLMoEConfig, OLMoEModel, MLX_AVAILABLE
 OLMoEModel(OLMoEConfig(model_name="/nowhere"))

@@ -1,0 +1,226 @@
+"""`athena generate`, `athena encode` and `athena tiny-model` (issue #3)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+
+from athena import encode_io
+from athena.commands.common import CommandError, add_model_arguments, load_model, loader_logging
+
+
+def add_loader_commands(sub: argparse._SubParsersAction) -> None:
+    """`generate`, `encode`, `tiny-model` (issue #3)."""
+    generate = sub.add_parser(
+        "generate",
+        help="generate text with OLMoE (mlx-lm first, transformers as the fallback)",
+        description="Print the completion of PROMPT as it is generated (greedy by default).",
+    )
+    add_model_arguments(generate)
+    generate.add_argument("prompt", metavar="PROMPT", help="the text to continue")
+    generate.add_argument("--max-tokens", type=int, default=64, help="default: 64")
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default: 0)")
+    generate.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    generate.set_defaults(handler=_generate_command)
+
+    encode = sub.add_parser(
+        "encode",
+        help="embed texts: the mean-pooled final hidden state, as JSON lines or a .npy file",
+        description="Embed each TEXT, or each line of --input, as the mean-pooled final hidden "
+        "state: one JSON array per text on stdout, or one float32 (n, hidden) array in "
+        "--output (.npy). Texts run in length-sorted batches; vectors keep the input order.",
+        epilog="--input is read line by line. A .txt line (also stdin) is one text without its "
+        "line ending; a .jsonl/.ndjson line is a JSON string or a JSON object with a string "
+        '"text" field. Empty lines are refused, so row i of the output is line i of the input. '
+        "--output is written to a temporary file beside it and renamed when every text is "
+        "encoded: an error never leaves a partial file.",
+    )
+    add_model_arguments(encode)
+    encode.add_argument("texts", metavar="TEXT", nargs="*", help="the text(s) to encode")
+    encode.add_argument(
+        "--input",
+        metavar="FILE",
+        help="read the texts from FILE (.txt: one per line; .jsonl: see below; - is stdin)",
+    )
+    encode.add_argument(
+        "--format", choices=encode_io.FORMATS, help="the --input format (default: its suffix)"
+    )
+    encode.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write a float32 (n, hidden) .npy to FILE instead of JSON lines to stdout",
+    )
+    encode.add_argument(
+        "--batch-size", type=int, default=32, metavar="N", help="texts per batch (default: 32)"
+    )
+    encode.add_argument(
+        "--truncate",
+        action="store_true",
+        help="keep the first max_position_embeddings tokens of a longer text (default: refuse)",
+    )
+    encode.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (shown on a terminal only)"
+    )
+    encode.set_defaults(handler=_encode_command)
+
+    tiny = sub.add_parser(
+        "tiny-model",
+        help="write a small deterministic OLMoE checkpoint (tests, guides, benchmarks)",
+        description="Write a deterministic OLMoE folder (config.json, model.safetensors, "
+        "tokenizer files) that mlx-lm and transformers both load. A new folder appears complete "
+        "or not at all; a folder that is not empty is refused unless --force.",
+    )
+    tiny.add_argument(
+        "out", metavar="OUT", help="the folder to write (created; must be new or empty)"
+    )
+    tiny.add_argument("--size", default="tiny", help="tiny, small or medium (default: tiny)")
+    tiny.add_argument("--seed", type=int, default=0, help="weights seed (default: 0)")
+    tiny.add_argument(
+        "--dtype", default="float32", help="float32, float16 or bfloat16 (default: float32)"
+    )
+    tiny.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a folder that has files: replace only the tiny checkpoint's own "
+        "files (config.json, model.safetensors, tokenizer and generation files), keep the rest",
+    )
+    tiny.set_defaults(handler=_tiny_model_command)
+
+
+def _generate_command(args: argparse.Namespace) -> int:
+    with loader_logging(args.verbose):
+        model = load_model(args)
+        try:
+            for piece in model.stream(
+                args.prompt,
+                max_tokens=args.max_tokens,
+                temperature=args.temperature,
+                seed=args.seed,
+            ):
+                print(piece, end="", flush=True)
+        except (TypeError, ValueError) as error:
+            raise CommandError(str(error)) from None
+    print()
+    return 0
+
+
+ENCODE_CHUNK = 1024  # texts read from --input per encode() call (bounds the memory)
+
+
+def _encode_command(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from athena.backends.batching import TextTooLong
+    from athena.models import olmoe
+
+    if bool(args.texts) == (args.input is not None):
+        raise CommandError("give the texts either as TEXT arguments or with --input, not both")
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size {args.batch_size} is not allowed; use an integer >= 1")
+    if args.format is not None and args.input is None:
+        raise CommandError("--format describes --input; pass --input FILE too")
+    if args.input not in (None, "-") and not Path(args.input).is_file():
+        raise CommandError(f"--input file not found: {args.input}")
+    if args.output is not None:
+        output = Path(args.output)
+        if not output.resolve().parent.is_dir():
+            raise CommandError(f"the folder of --output does not exist: {output.parent}")
+        if output.is_dir():
+            raise CommandError(f"--output {output} is a folder; name the .npy file to write")
+        if args.input not in (None, "-") and output.resolve() == Path(args.input).resolve():
+            raise CommandError("--output is the --input file; write the vectors to another file")
+    with loader_logging(args.verbose):
+        model = load_model(args)
+        with contextlib.ExitStack() as stack:
+            if args.input is None:
+                name = "the arguments"
+                lines: Iterator[tuple[int, str]] = _argument_texts(args.texts)
+            else:
+                name = "stdin" if args.input == "-" else args.input
+                stream = stack.enter_context(encode_io.open_input(args.input))
+                fmt = encode_io.input_format(args.input, args.format)
+                lines = encode_io.read_texts(stream, fmt, name)
+            writer = None
+            if args.output is not None:
+                writer = stack.enter_context(encode_io.NpyWriter(args.output))
+            report = stack.enter_context(olmoe.progress(None, not args.no_progress))
+            count = 0
+            try:
+                for numbers, texts in _chunks(lines, max(ENCODE_CHUNK, args.batch_size)):
+                    try:
+                        vectors = model.encode(
+                            texts,
+                            batch_size=args.batch_size,
+                            truncate=args.truncate,
+                            show_progress=False,
+                            on_batch=report,
+                        )
+                    except TextTooLong as error:
+                        number = numbers[error.index or 0]
+                        where = (
+                            f"TEXT {number}" if args.input is None else f"line {number} of {name}"
+                        )
+                        raise CommandError(
+                            f"{where} has {error.tokens:,} tokens, more than this model's "
+                            f"{error.limit:,} positions (max_position_embeddings); shorten or "
+                            f"split it, or pass --truncate to keep its first {error.limit:,} "
+                            "tokens"
+                        ) from None
+                    count += len(texts)
+                    if writer is None:
+                        for vector in vectors:
+                            print(json.dumps([round(float(x), 6) for x in vector]))
+                    else:
+                        writer.append(vectors)
+                if count == 0:
+                    raise CommandError(f"{name} has no texts; put one text per line")
+                if writer is not None:
+                    writer.commit()
+            except (encode_io.BadLine, TypeError, ValueError) as error:
+                raise CommandError(str(error)) from None
+            except OSError as error:  # e.g. a full disk
+                where = error.filename or args.output or name
+                raise CommandError(f"could not read or write {where} ({error.strerror})") from None
+    return 0
+
+
+def _argument_texts(texts: list[str]) -> Iterator[tuple[int, str]]:
+    for number, text in enumerate(texts, 1):
+        if not text:
+            raise encode_io.BadLine(f"TEXT {number} is empty; pass at least one character")
+        yield number, text
+
+
+def _chunks(lines: Iterator[tuple[int, str]], size: int) -> Iterator[tuple[list[int], list[str]]]:
+    numbers: list[int] = []
+    texts: list[str] = []
+    for number, text in lines:
+        numbers.append(number)
+        texts.append(text)
+        if len(texts) == size:
+            yield numbers, texts
+            numbers, texts = [], []
+    if texts:
+        yield numbers, texts
+
+
+def _tiny_model_command(args: argparse.Namespace) -> int:
+    from athena.checkpoints import FILES, FolderNotEmpty, count_parameters, write_tiny_olmoe
+
+    try:
+        path = write_tiny_olmoe(
+            args.out, size=args.size, seed=args.seed, dtype=args.dtype, overwrite=args.force
+        )
+    except FolderNotEmpty as error:
+        raise CommandError(error.sentence("--force")) from None
+    except (ValueError, OSError) as error:
+        raise CommandError(str(error)) from None
+    kept = [p.name for p in path.iterdir() if p.name not in FILES]
+    note = f"; left {len(kept)} other file(s) in it as they were" if kept else ""
+    print(
+        f"wrote {path} ({args.size}, {count_parameters(args.size):,} parameters, "
+        f"{args.dtype}){note}"
+    )
+    return 0
