@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
-from athena.quotes import refresh_quote
 from bench import report
 from bench.common import ROOT
 from bench.machine import machine_kind
+
+sys.path.insert(0, str(ROOT / "docs" / "scripts"))
+from quotes import refresh_quote
 
 RESULTS = ROOT / "bench" / "results"
 RUNS = RESULTS / "runs"

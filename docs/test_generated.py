@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
-from athena.quotes import quoted
+sys.path.insert(0, str(Path(__file__).resolve().parent / "scripts"))
+from quotes import quoted
 
 DOCS = Path(__file__).parent
 GENERATED = DOCS / "generated"

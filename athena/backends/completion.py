@@ -21,7 +21,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-logger = logging.getLogger("athena.models.olmoe")
+logger = logging.getLogger(__name__)
 
 REPLACEMENT = "\ufffd"  # what decode gives for bytes that are not (yet) a whole character
 

@@ -21,7 +21,7 @@ from athena.preflight.memory import (
 )
 from athena.source import ModelSource
 
-logger = logging.getLogger("athena.models.olmoe")
+logger = logging.getLogger(__name__)
 
 MLX_PREFILL_CHUNK = 2048  # mlx-lm's generate prefills the prompt in chunks of this many tokens
 

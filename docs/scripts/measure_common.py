@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from athena.quotes import refresh_quote
+from quotes import refresh_quote  # docs/scripts/quotes.py (this folder is on sys.path)
 
 DOCS = Path(__file__).resolve().parent.parent
 ROOT = DOCS.parent

@@ -19,8 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs" / "scripts"))
 
-from athena.quotes import quoted, quoted_names  # noqa: E402
+from quotes import quoted, quoted_names  # noqa: E402 (docs/scripts/quotes.py)
+
 from bench import reference, report  # noqa: E402
 from bench.machine import machine_kind  # noqa: E402
 
