@@ -45,16 +45,45 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--collective-timeout", type=float, help="seconds before a hung all_sum stops the run"
     )
+    train.add_argument(
+        "--ranks",
+        type=int,
+        metavar="N",
+        help="train on N processes on this machine (mlx.launch, ring over loopback); "
+        "exits non-zero naming the rank if one fails",
+    )
 
     def run_train_head(args: argparse.Namespace) -> int:
         from athena.heads import HeadError
         from athena.heads.grpo import TrainError
+        from athena.heads.launch import rank_status, run_ranks
         from athena.heads.train import run
 
-        with loader_logging(args.verbose):
-            try:
+        try:
+            if args.ranks is not None and args.ranks != 1:
+                if args.ranks < 1:
+                    raise TrainError(f"--ranks {args.ranks} is not allowed; use an integer >= 1")
+                if args.framework == "torch":
+                    raise TrainError("--ranks trains on MLX; drop --framework torch")
+                run_ranks(args.ranks, rank_argv(train, args))
+                return 0
+            with loader_logging(args.verbose), rank_status((TrainError, HeadError, CommandError)):
                 return run(args, load_model)
-            except (TrainError, HeadError) as error:
-                raise CommandError(str(error)) from None
+        except (TrainError, HeadError) as error:
+            raise CommandError(str(error)) from None
 
     train.set_defaults(handler=run_train_head)
+
+
+def rank_argv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The train-head arguments of `args` as a command line for each rank (without --ranks)."""
+    argv: list[str] = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest in ("help", "ranks") or value is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            argv += [action.option_strings[-1]] if value else []
+        else:
+            argv += [action.option_strings[-1], str(value)]
+    return argv
