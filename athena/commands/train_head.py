@@ -13,7 +13,7 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
         "train-head",
         help="train the MemoryActionHead with GRPO on OLMoE features (MLX or torch)",
         description="Encode the states once, then train the head with GRPO against a reward. "
-        "Run under mlx.launch to train across processes or Macs (docs/training-head.md).",
+        "--ranks N or --hostfile train across processes or Macs (docs/training-head.md).",
     )
     add_model_arguments(train)
     train.add_argument("--data", required=True, metavar="JSONL", help='lines of {"text": ...}')
@@ -52,6 +52,11 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
         help="train on N processes on this machine (mlx.launch, ring over loopback); "
         "exits non-zero naming the rank if one fails",
     )
+    train.add_argument(
+        "--hostfile",
+        metavar="JSON",
+        help="train on the Macs of an mlx.launch hostfile, one rank each, checked as --ranks",
+    )
 
     def run_train_head(args: argparse.Namespace) -> int:
         from athena.heads import HeadError
@@ -60,12 +65,8 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
         from athena.heads.train import run
 
         try:
-            if args.ranks is not None and args.ranks != 1:
-                if args.ranks < 1:
-                    raise TrainError(f"--ranks {args.ranks} is not allowed; use an integer >= 1")
-                if args.framework == "torch":
-                    raise TrainError("--ranks trains on MLX; drop --framework torch")
-                run_ranks(args.ranks, rank_argv(train, args))
+            if args.hostfile is not None or (args.ranks is not None and args.ranks != 1):
+                run_ranks(ranks_of(args), rank_argv(train, args), hostfile=args.hostfile)
                 return 0
             with loader_logging(args.verbose), rank_status((TrainError, HeadError, CommandError)):
                 return run(args, load_model)
@@ -75,12 +76,35 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=run_train_head)
 
 
+def ranks_of(args: argparse.Namespace) -> int:
+    """The number of ranks --ranks or --hostfile asks for (TrainError if they disagree)."""
+    from athena.heads.grpo import TrainError
+    from athena.heads.launch import hostfile_ranks
+
+    if args.framework == "torch":
+        option = "--ranks" if args.hostfile is None else "--hostfile"
+        raise TrainError(f"{option} trains on MLX; drop --framework torch")
+    if args.hostfile is None:
+        if args.ranks < 1:
+            raise TrainError(f"--ranks {args.ranks} is not allowed; use an integer >= 1")
+        return int(args.ranks)
+    hosts = hostfile_ranks(args.hostfile)
+    if args.ranks is not None and args.ranks != hosts:
+        raise TrainError(
+            f"--ranks {args.ranks} but --hostfile {args.hostfile} lists {hosts} hosts; "
+            "drop --ranks (a hostfile starts one rank per host)"
+        )
+    return hosts
+
+
 def rank_argv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
-    """The train-head arguments of `args` as a command line for each rank (without --ranks)."""
+    """The train-head arguments of `args` as a command line for each rank (without --ranks
+    and --hostfile: a rank runs the training itself)."""
     argv: list[str] = []
     for action in parser._actions:
         value = getattr(args, action.dest, None)
-        if not action.option_strings or action.dest in ("help", "ranks") or value is None:
+        skip = ("help", "ranks", "hostfile")
+        if not action.option_strings or action.dest in skip or value is None:
             continue
         if isinstance(action, argparse._StoreTrueAction):
             argv += [action.option_strings[-1]] if value else []

@@ -1,9 +1,9 @@
 """Data-parallel GRPO across processes (Macs) with mx.distributed, each collective on a timer.
 
-Start with MLX's launcher, e.g. on one machine (loopback) or across Macs with a hostfile:
+Started by `athena train-head --ranks 2 ...` (loopback) or `--hostfile hosts.json` (Macs),
+which run MLX's launcher and check every rank (athena/heads/launch.py), or by hand:
 
     mlx.launch -n 2 --backend ring --python .venv/bin/python -m athena.cli train-head ...
-    mlx.launch --hostfile hosts.json --backend ring -m athena.cli train-head ...
 
 Every rank holds the whole head; per step each rank takes its share of the states, and the
 gradients are averaged with mlx.nn.average_gradients (one all_sum of all the head's float32

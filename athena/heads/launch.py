@@ -10,9 +10,10 @@ code C` and stops the others), so a broken run could look like a finished one. H
   ring notices a closed socket within about a second) and exits 1, and mlx.launch
   terminates every other rank as soon as one exits non-zero: all ranks stop, non-zero;
 - `run_ranks()` starts `mlx.launch -n N --backend ring --python <this python> -- -m
-  athena.cli train-head ...` on loopback, passes the ranks' output through, reads the status
-  lines (and mlx.launch's own exit lines for ranks that died without one, e.g. killed), and
-  returns a RanksFailed sentence naming the rank that failed first and its error.
+  athena.cli train-head ...` on loopback (or with `--hostfile FILE` on several Macs), passes
+  the ranks' output through, reads the status lines (and mlx.launch's own exit lines for
+  ranks that died without one, e.g. killed), and raises RanksFailed: one sentence naming
+  the rank that failed first and its error.
 
 Importing this module imports neither mlx nor numpy (a torch-only machine can use it).
 """
@@ -167,16 +168,35 @@ def free_ports(count: int, host: str = "127.0.0.1", tries: int = 50) -> int:
     raise TrainError(f"found no {count} free consecutive ports on {host} for the ring")
 
 
-def launch_command(ranks: int, rank_argv: Sequence[str], *, port: int) -> list[str]:
-    """mlx.launch on loopback, this Python, `python -m athena.cli train-head RANK_ARGV`."""
+def hostfile_ranks(hostfile: str | os.PathLike[str]) -> int:
+    """How many ranks an mlx.launch hostfile starts (one per host); TrainError if unreadable."""
+    path = Path(hostfile)
+    try:
+        data = json.loads(path.read_text())
+        hosts = data["hosts"] if isinstance(data, dict) else data
+        if not isinstance(hosts, list) or not hosts:
+            raise ValueError("it lists no hosts")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise TrainError(
+            f"--hostfile {path} is not an mlx.launch hostfile ({error}); write one with "
+            "mlx.distributed_config --hosts mac-a.local,mac-b.local --output-hostfile hosts.json"
+        ) from None
+    return len(hosts)
+
+
+def launch_command(
+    ranks: int, rank_argv: Sequence[str], *, port: int | None, hostfile: str | None = None
+) -> list[str]:
+    """mlx.launch (on loopback, or on the hostfile's hosts) with this Python, running
+    `python -m athena.cli train-head RANK_ARGV` on every rank."""
+    where = ["--hostfile", hostfile] if hostfile is not None else ["-n", str(ranks)]
+    ports = ["--starting-port", str(port)] if port is not None else []
     return [
         mlx_launch_path(),
-        "-n",
-        str(ranks),
+        *where,
         "--backend",
         "ring",
-        "--starting-port",
-        str(port),
+        *ports,
         "--env",
         f"{STATUS_ENV}=1",
         "--python",
@@ -189,11 +209,13 @@ def launch_command(ranks: int, rank_argv: Sequence[str], *, port: int) -> list[s
     ]
 
 
-def run_ranks(ranks: int, rank_argv: Sequence[str]) -> None:
-    """Run `athena train-head RANK_ARGV` as `ranks` processes on this machine (loopback ring).
-    Their output passes through; returns when every rank finished, else raises RanksFailed
-    with one sentence naming the rank that failed and its error."""
-    command = launch_command(ranks, rank_argv, port=free_ports(ranks))
+def run_ranks(ranks: int, rank_argv: Sequence[str], hostfile: str | None = None) -> None:
+    """Run `athena train-head RANK_ARGV` as `ranks` processes on this machine (a loopback
+    ring on free ports), or one per host of an mlx.launch `hostfile`. Their output passes
+    through; returns when every rank finished, else raises RanksFailed with one sentence
+    naming the rank that failed and its error."""
+    port = free_ports(ranks) if hostfile is None else None  # a hostfile's hosts: its ports
+    command = launch_command(ranks, rank_argv, port=port, hostfile=hostfile)
     # stdin: a pipe that stays open (mlx.launch polls its stdin; /dev/null would make it spin)
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"

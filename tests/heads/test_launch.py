@@ -5,6 +5,7 @@ write, the sentence the command ends with, and the arguments each rank gets. The
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,24 @@ def test_bad_ranks_get_one_sentence(
     argv = ["train-head", "--model", "m", "--data", "d", "--reward", "a:b", "--steps", "1"]
     assert cli.main([*argv, "--out", "o", *extra]) == 1
     assert capsys.readouterr().err == f"athena train-head: {message}\n"
+
+
+def test_a_hostfile_starts_one_rank_per_host_and_a_bad_one_gets_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hosts = [{"ssh": "mac-a.local", "ips": ["10.0.0.1"]}, {"ssh": "mac-b.local", "ips": []}]
+    (tmp_path / "hosts.json").write_text(json.dumps({"backend": "ring", "hosts": hosts}))
+    (tmp_path / "list.json").write_text(json.dumps(hosts * 2))
+    (tmp_path / "junk.json").write_text("{")
+    assert launch.hostfile_ranks(tmp_path / "hosts.json") == 2
+    assert launch.hostfile_ranks(tmp_path / "list.json") == 4
+    command = launch.launch_command(2, ["--steps", "1"], port=None, hostfile="hosts.json")
+    assert command[1:5] == ["--hostfile", "hosts.json", "--backend", "ring"]
+    assert "-n" not in command and "--starting-port" not in command
+    argv = ["train-head", "--model", "m", "--data", "d", "--reward", "a:b", "--steps", "1"]
+    argv += ["--out", "o", "--hostfile"]
+    assert cli.main([*argv, str(tmp_path / "junk.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"athena train-head: --hostfile {tmp_path / 'junk.json'} is not an ")
+    assert cli.main([*argv, str(tmp_path / "hosts.json"), "--ranks", "3"]) == 1
+    assert "--ranks 3 but --hostfile" in capsys.readouterr().err
