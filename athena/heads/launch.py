@@ -103,6 +103,7 @@ class RankEnd:
     rank: int
     status: dict[str, Any] | None = None
     exit_code: int | None = None  # from mlx.launch; None if it printed none (a clean exit)
+    order: int = 1 << 30  # when the launcher first heard of its end (0 = first)
 
     @property
     def code(self) -> int | None:
@@ -249,13 +250,19 @@ def _read_line(line: str, ends: dict[int, RankEnd]) -> None:
             end = None
         if end is not None:
             end.status = status
+            _heard(end, ends)
             return
     sys.stderr.write(line)
     sys.stderr.flush()
     found = _LAUNCH_EXIT.search(_ANSI.sub("", line))
     if found and int(found.group(1)) in ends:
-        code = found.group(2)
-        ends[int(found.group(1))].exit_code = int(code) if code is not None else -signal.SIGTERM
+        end, code = ends[int(found.group(1))], found.group(2)
+        end.exit_code = int(code) if code is not None else -signal.SIGTERM
+        _heard(end, ends)
+
+
+def _heard(end: RankEnd, ends: dict[int, RankEnd]) -> None:
+    end.order = min(end.order, sum(other.order < 1 << 30 for other in ends.values()))
 
 
 def summarize(ends: list[RankEnd], ranks: int) -> str | None:
@@ -264,7 +271,8 @@ def summarize(ends: list[RankEnd], ranks: int) -> str | None:
     failed = [end for end in ends if not end.ok]
     if not failed:
         return None
-    causes = [end for end in failed if not end.secondary] or failed
+    causes = sorted((end for end in failed if not end.secondary), key=lambda e: e.order)
+    causes = causes or failed
     first = causes[0]
     same = [end.rank for end in causes[1:] if end.describe() == first.describe()]
     sentence = f"rank {first.rank} of {ranks} failed: {first.describe().rstrip('.')}"

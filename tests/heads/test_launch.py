@@ -134,3 +134,10 @@ def test_a_hostfile_starts_one_rank_per_host_and_a_bad_one_gets_one_sentence(
     assert err.startswith(f"athena train-head: --hostfile {tmp_path / 'junk.json'} is not an ")
     assert cli.main([*argv, str(tmp_path / "hosts.json"), "--ranks", "3"]) == 1
     assert "--ranks 3 but --hostfile" in capsys.readouterr().err
+
+
+def test_of_two_failing_ranks_the_one_that_failed_first_is_named() -> None:
+    ends = _ends(_status(1, 1, "the reward raised"), _status(0, 1, "out of memory"))
+    sentence = launch.summarize(ends, 2)
+    assert sentence is not None
+    assert sentence.startswith("rank 1 of 2 failed: the reward raised; rank 0 failed: out of")
