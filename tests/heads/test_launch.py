@@ -141,3 +141,14 @@ def test_of_two_failing_ranks_the_one_that_failed_first_is_named() -> None:
     sentence = launch.summarize(ends, 2)
     assert sentence is not None
     assert sentence.startswith("rank 1 of 2 failed: the reward raised; rank 0 failed: out of")
+
+
+def test_ranks_check_the_inputs_once_before_starting_any_rank(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.jsonl"
+    argv = ["train-head", "--model", "m", "--data", str(missing), "--reward", "a:b"]
+    assert cli.main([*argv, "--steps", "1", "--out", str(tmp_path / "o"), "--ranks", "2"]) == 1
+    err = capsys.readouterr().err
+    expected = f"athena train-head: --data {missing} not found; pass a JSONL file"
+    assert err.startswith(expected) and len(err.splitlines()) == 1, err
