@@ -111,10 +111,9 @@ def initial_weights(shape: HeadShape, seed: int = 0) -> dict[str, np.ndarray]:
     uniform in +-1/sqrt(fan_in) (the default init of torch's and MLX's nn.Linear)."""
     import numpy as np
 
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise HeadError(f"seed={seed!r} is not allowed for a head; use an integer")
-    # A negative seed wraps to 64 bits, as torch.manual_seed does (OLMoEConfig allows it).
-    rng = np.random.default_rng(seed % 2**64 if seed < 0 else seed)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise HeadError(f"seed={seed!r} is not allowed for a head; use an integer >= 0")
+    rng = np.random.default_rng(seed)
     weights: dict[str, np.ndarray] = {}
     for name, dims in shape.parameter_shapes().items():
         if name == "net.0.weight":
