@@ -13,7 +13,7 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
         "train-head",
         help="train the MemoryActionHead with GRPO on OLMoE features (MLX or torch)",
         description="Encode the states once, then train the head with GRPO against a reward. "
-        "Run under mlx.launch to train across processes or Macs (docs/training-head.md).",
+        "--ranks N or --hostfile train across processes or Macs (docs/training-head.md).",
     )
     add_model_arguments(train)
     train.add_argument("--data", required=True, metavar="JSONL", help='lines of {"text": ...}')
@@ -45,16 +45,72 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--collective-timeout", type=float, help="seconds before a hung all_sum stops the run"
     )
+    train.add_argument(
+        "--ranks",
+        type=int,
+        metavar="N",
+        help="train on N processes on this machine (mlx.launch, ring over loopback); "
+        "exits non-zero naming the rank if one fails",
+    )
+    train.add_argument(
+        "--hostfile",
+        metavar="JSON",
+        help="train on the Macs of an mlx.launch hostfile, one rank each, checked as --ranks",
+    )
 
     def run_train_head(args: argparse.Namespace) -> int:
         from athena.heads import HeadError
         from athena.heads.grpo import TrainError
-        from athena.heads.train import run
+        from athena.heads.launch import rank_status, run_ranks
+        from athena.heads.train import check_distributed_inputs, run
 
-        with loader_logging(args.verbose):
-            try:
+        try:
+            if args.hostfile is not None or (args.ranks is not None and args.ranks != 1):
+                ranks = ranks_of(args)
+                if args.hostfile is None:  # the ranks read these very files: check them once
+                    check_distributed_inputs(args)
+                run_ranks(ranks, rank_argv(train, args), hostfile=args.hostfile)
+                return 0
+            with loader_logging(args.verbose), rank_status((TrainError, HeadError, CommandError)):
                 return run(args, load_model)
-            except (TrainError, HeadError) as error:
-                raise CommandError(str(error)) from None
+        except (TrainError, HeadError) as error:
+            raise CommandError(str(error)) from None
 
     train.set_defaults(handler=run_train_head)
+
+
+def ranks_of(args: argparse.Namespace) -> int:
+    """The number of ranks --ranks or --hostfile asks for (TrainError if they disagree)."""
+    from athena.heads.grpo import TrainError
+    from athena.heads.launch import hostfile_ranks
+
+    if args.framework == "torch":
+        option = "--ranks" if args.hostfile is None else "--hostfile"
+        raise TrainError(f"{option} trains on MLX; drop --framework torch")
+    if args.hostfile is None:
+        if args.ranks < 1:
+            raise TrainError(f"--ranks {args.ranks} is not allowed; use an integer >= 1")
+        return int(args.ranks)
+    hosts = hostfile_ranks(args.hostfile)
+    if args.ranks is not None and args.ranks != hosts:
+        raise TrainError(
+            f"--ranks {args.ranks} but --hostfile {args.hostfile} lists {hosts} hosts; "
+            "drop --ranks (a hostfile starts one rank per host)"
+        )
+    return hosts
+
+
+def rank_argv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The train-head arguments of `args` as a command line for each rank (without --ranks
+    and --hostfile: a rank runs the training itself)."""
+    argv: list[str] = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        skip = ("help", "ranks", "hostfile")
+        if not action.option_strings or action.dest in skip or value is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            argv += [action.option_strings[-1]] if value else []
+        else:
+            argv += [action.option_strings[-1], str(value)]
+    return argv

@@ -1,4 +1,4 @@
-"""The MemoryActionHead on MLX or torch, with one weights file both read.
+"""The MemoryActionHead's learners: GRPO on MLX or torch, its trainer and `athena train-head`.
 
     from athena.heads import load_head, new_head, save_head
 
@@ -6,257 +6,54 @@
     save_head(head, "head.safetensors")
     same = load_head("head.safetensors", framework="torch")  # the same logits, within 1e-5
 
-Both heads are LayerNorm -> Linear -> GELU (exact, erf) -> Linear with the parameter names
-`net.0.weight`, `net.0.bias`, `net.1.*`, `net.3.*` (torch's `nn.Sequential` numbering; the MLX
-head keeps its layers in a list called `net`, which gives the same names). A head file is
-safetensors with those six float32 tensors and the shape in its metadata.
-
-The torch head is `athena.models.olmoe.MemoryActionHead`; the MLX one is
-`athena.heads.mlx_head.MemoryActionHead`. Importing this package imports neither mlx, torch
-nor numpy; GRPO training is in `athena.heads.grpo`.
+The head itself (the networks, new_head, the weights file) lives on the model's floor, in
+athena/models/head.py (head_mlx.py, head_torch.py: one network per framework); this package
+re-exports those names. Here: GRPO (`athena.heads.grpo`, one learner per framework in
+mlx_learner.py and torch_learner.py), the train-head command (`train.py`), data-parallel
+runs (`distributed.py`, `launch.py`) and a toy task (`toy.py`). Importing this package
+imports neither mlx, torch nor numpy.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import numpy as np
-
-FRAMEWORKS = ("mlx", "torch")
-HEAD_FORMAT = "athena.MemoryActionHead"
-PARAMETER_NAMES = (
-    "net.0.weight",
-    "net.0.bias",
-    "net.1.weight",
-    "net.1.bias",
-    "net.3.weight",
-    "net.3.bias",
+from athena.models.head import (
+    FRAMEWORKS,
+    HEAD_FORMAT,
+    PARAMETER_NAMES,
+    HeadError,
+    HeadShape,
+    check_framework,
+    framework_of,
+    head_class,
+    head_from_weights,
+    head_logits,
+    head_weights,
+    initial_weights,
+    load_head,
+    load_weights,
+    new_head,
+    save_head,
+    save_weights,
+    set_head_weights,
 )
 
-
-class HeadError(ValueError):
-    """A head file or head argument that cannot be used; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class HeadShape:
-    """The sizes of a MemoryActionHead: input (the encoder's hidden size), hidden, actions."""
-
-    hidden_size: int
-    num_actions: int = 4
-    hidden_dim: int = 256
-
-    def __post_init__(self) -> None:
-        for name in ("hidden_size", "num_actions", "hidden_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise HeadError(f"{name}={value!r} is not allowed; use an integer >= 1")
-
-    @classmethod
-    def of(cls, weights: dict[str, np.ndarray]) -> HeadShape:
-        """The shape that `weights` (named as PARAMETER_NAMES) have."""
-        hidden_dim, hidden_size = weights["net.1.weight"].shape
-        return cls(int(hidden_size), int(weights["net.3.weight"].shape[0]), int(hidden_dim))
-
-    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        h, d, a = self.hidden_size, self.hidden_dim, self.num_actions
-        shapes = ((h,), (h,), (d, h), (d,), (a, d), (a,))
-        return dict(zip(PARAMETER_NAMES, shapes, strict=True))
-
-    def num_parameters(self) -> int:
-        total = 0
-        for shape in self.parameter_shapes().values():
-            count = 1
-            for n in shape:
-                count *= n
-            total += count
-        return total
-
-
-def check_framework(framework: str) -> str:
-    if framework not in FRAMEWORKS:
-        raise HeadError(f"framework {framework!r} is not known; use 'mlx' or 'torch'")
-    return framework
-
-
-def head_class(framework: str = "mlx") -> type:
-    """The MemoryActionHead class of `framework` (imports mlx or torch now)."""
-    if check_framework(framework) == "mlx":
-        from athena.heads.mlx_head import MemoryActionHead
-
-        return MemoryActionHead
-    from athena.models.olmoe import memory_action_head_class
-
-    return memory_action_head_class()
-
-
-def framework_of(head: Any) -> str:
-    """ "mlx" or "torch": which framework's MemoryActionHead `head` is."""
-    if "mlx.nn" in sys.modules and isinstance(head, sys.modules["mlx.nn"].Module):
-        return "mlx"
-    if "torch" in sys.modules and isinstance(head, sys.modules["torch"].nn.Module):
-        return "torch"
-    raise HeadError(f"{type(head).__name__} is not an MLX or torch MemoryActionHead")
-
-
-def initial_weights(shape: HeadShape, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded float32 weights, the same for both frameworks: LayerNorm 1 and 0, Linear layers
-    uniform in +-1/sqrt(fan_in) (the default init of torch's and MLX's nn.Linear)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    weights: dict[str, np.ndarray] = {}
-    for name, dims in shape.parameter_shapes().items():
-        if name == "net.0.weight":
-            weights[name] = np.ones(dims, np.float32)
-        elif name == "net.0.bias":
-            weights[name] = np.zeros(dims, np.float32)
-        else:
-            fan_in = shape.hidden_size if name.startswith("net.1") else shape.hidden_dim
-            bound = 1.0 / np.sqrt(fan_in)
-            weights[name] = rng.uniform(-bound, bound, dims).astype(np.float32)
-    return weights
-
-
-def new_head(
-    hidden_size: int,
-    *,
-    num_actions: int = 4,
-    hidden_dim: int = 256,
-    seed: int = 0,
-    framework: str = "mlx",
-) -> Any:
-    """A MemoryActionHead with seeded weights (the same numbers on either framework)."""
-    shape = HeadShape(hidden_size, num_actions, hidden_dim)
-    return head_from_weights(initial_weights(shape, seed), framework)
-
-
-def head_from_weights(weights: dict[str, np.ndarray], framework: str = "mlx") -> Any:
-    """A MemoryActionHead of `framework` holding `weights` (numpy arrays by parameter name)."""
-    _check_weights(weights, "the weights")
-    shape = HeadShape.of(weights)
-    head = head_class(framework)(
-        shape.hidden_size, num_actions=shape.num_actions, hidden_dim=shape.hidden_dim
-    )
-    set_head_weights(head, weights)
-    return head
-
-
-def head_weights(head: Any) -> dict[str, np.ndarray]:
-    """A float32 numpy copy of the head's parameters, by name."""
-    import numpy as np
-
-    if framework_of(head) == "mlx":
-        from mlx.utils import tree_flatten
-
-        params = dict(tree_flatten(head.parameters()))
-        return {name: np.array(params[name], dtype=np.float32) for name in PARAMETER_NAMES}
-    state = head.state_dict()
-    return {
-        name: state[name].detach().cpu().numpy().astype(np.float32, copy=True)
-        for name in PARAMETER_NAMES
-    }
-
-
-def set_head_weights(head: Any, weights: dict[str, np.ndarray]) -> None:
-    """Copy `weights` into `head` (shapes must match the head's)."""
-    _check_weights(weights, "the weights")
-    expected = HeadShape.of(head_weights(head))
-    if HeadShape.of(weights) != expected:
-        raise HeadError(f"the weights are for a {HeadShape.of(weights)}, the head is a {expected}")
-    if framework_of(head) == "mlx":
-        import mlx.core as mx
-
-        head.load_weights([(name, mx.array(weights[name])) for name in PARAMETER_NAMES])
-        mx.eval(head.parameters())
-    else:
-        import torch
-
-        state = {name: torch.from_numpy(weights[name].copy()) for name in PARAMETER_NAMES}
-        head.load_state_dict(state)
-
-
-def head_logits(head: Any, features: np.ndarray) -> np.ndarray:
-    """The head's float32 logits (n, num_actions) for features (n, hidden_size), as numpy."""
-    import numpy as np
-
-    x = np.ascontiguousarray(features, dtype=np.float32)
-    if framework_of(head) == "mlx":
-        import mlx.core as mx
-
-        return np.array(head(mx.array(x)), dtype=np.float32)
-    import torch
-
-    with torch.no_grad():
-        out: np.ndarray = head(torch.from_numpy(x)).numpy()
-    return out
-
-
-def save_head(head: Any, path: str | os.PathLike[str]) -> Path:
-    """Write the head's weights to `path` (safetensors), atomically; return the path."""
-    return save_weights(head_weights(head), path)
-
-
-def save_weights(weights: dict[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
-    """Write head weights (numpy, by parameter name) to a safetensors file, atomically."""
-    from safetensors.numpy import save_file
-
-    _check_weights(weights, "the weights")
-    shape = HeadShape.of(weights)
-    target = Path(path)
-    metadata = {
-        "format": HEAD_FORMAT,
-        "shape": json.dumps(asdict(shape)),
-    }
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    save_file({name: weights[name] for name in PARAMETER_NAMES}, str(temporary), metadata)
-    os.replace(temporary, target)
-    return target
-
-
-def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """The head weights stored at `path` (numpy, by name); HeadError if it is not a head."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    source = Path(path)
-    if not source.is_file():
-        raise HeadError(f"head file {source} not found; pass a .safetensors written by save_head")
-    try:
-        weights = load_file(str(source))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise HeadError(f"{source} is not a readable safetensors file ({error})") from None
-    _check_weights(weights, str(source))
-    return {name: weights[name] for name in PARAMETER_NAMES}
-
-
-def load_head(path: str | os.PathLike[str], framework: str = "mlx") -> Any:
-    """The MemoryActionHead of `framework` stored at `path` (by either framework)."""
-    check_framework(framework)
-    return head_from_weights(load_weights(path), framework)
-
-
-def _check_weights(weights: dict[str, Any], where: str) -> None:
-    missing = [name for name in PARAMETER_NAMES if name not in weights]
-    if missing:
-        raise HeadError(
-            f"{where} is not a MemoryActionHead: it has no {', '.join(missing)} "
-            f"(a head has {', '.join(PARAMETER_NAMES)})"
-        )
-    w1, w3 = weights["net.1.weight"], weights["net.3.weight"]
-    if len(w1.shape) != 2 or len(w3.shape) != 2:
-        raise HeadError(f"{where}: net.1.weight and net.3.weight must be matrices")
-    shape = HeadShape(int(w1.shape[1]), int(w3.shape[0]), int(w1.shape[0]))
-    for name, dims in shape.parameter_shapes().items():
-        if tuple(weights[name].shape) != dims:
-            raise HeadError(
-                f"{where}: {name} has shape {tuple(weights[name].shape)}, expected {dims} "
-                f"for a head with hidden_size {shape.hidden_size}, hidden_dim "
-                f"{shape.hidden_dim} and {shape.num_actions} actions"
-            )
+__all__ = [
+    "FRAMEWORKS",
+    "HEAD_FORMAT",
+    "PARAMETER_NAMES",
+    "HeadError",
+    "HeadShape",
+    "check_framework",
+    "framework_of",
+    "head_class",
+    "head_from_weights",
+    "head_logits",
+    "head_weights",
+    "initial_weights",
+    "load_head",
+    "load_weights",
+    "new_head",
+    "save_head",
+    "save_weights",
+    "set_head_weights",
+]

@@ -1,15 +1,19 @@
 """Data-parallel GRPO across processes (Macs) with mx.distributed, each collective on a timer.
 
-Start with MLX's launcher, e.g. on one machine (loopback) or across Macs with a hostfile:
+Started by `athena train-head --ranks 2 ...` (loopback) or `--hostfile hosts.json` (Macs),
+which run MLX's launcher and check every rank (athena/heads/launch.py), or by hand:
 
     mlx.launch -n 2 --backend ring --python .venv/bin/python -m athena.cli train-head ...
-    mlx.launch --hostfile hosts.json --backend ring -m athena.cli train-head ...
 
 Every rank holds the whole head; per step each rank takes its share of the states, and the
 gradients are averaged with mlx.nn.average_gradients (one all_sum of all the head's float32
 gradients, since they fit in its 32 MiB bucket). A ring all_sum has been reported to hang in
 a few percent of calls upstream: each collective here runs under a watchdog that ends the
-process with a clear message after `timeout` seconds instead of hanging silently.
+process with a clear message after `timeout` seconds instead of hanging silently. A rank
+that is gone (its process ended, its socket closed) makes MLX's ring raise at the next
+collective within about a second: that becomes RankLost, one sentence, exit code 1.
+`athena train-head --ranks N` (athena/heads/launch.py) starts the ranks and names the one
+that failed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
+
+from athena.heads.launch import RankLost, report_status
 
 TIMEOUT_EXIT_CODE = 75  # EX_TEMPFAIL: worth a retry
 
@@ -48,19 +54,29 @@ class Collectives:
         def expire() -> None:
             if done.wait(self.timeout):
                 return
+            reason = (
+                f"{what} did not finish within {self.timeout:g} s (a rank is down or the ring hung)"
+            )
             print(
-                f"athena train-head: rank {self.rank} of {self.size}: {what} did not finish "
-                f"within {self.timeout:g} s (a rank is down or the ring hung); stopping. Resume "
-                "from the last checkpoint with --resume.",
+                f"athena train-head: rank {self.rank} of {self.size}: {reason}; stopping. "
+                "Resume from the last checkpoint with --resume.",
                 file=sys.stderr,
                 flush=True,
             )
+            report_status(TIMEOUT_EXIT_CODE, reason, "timeout")
             os._exit(TIMEOUT_EXIT_CODE)
 
         timer = threading.Thread(target=expire, name="athena-collective-watchdog", daemon=True)
         timer.start()
         try:
             yield
+        except RuntimeError as error:
+            if "[ring]" not in str(error) and "peer" not in str(error):
+                raise
+            raise RankLost(
+                f"rank {self.rank} of {self.size}: {what} failed: another rank is gone "
+                f"({error}); see that rank's message"
+            ) from None
         finally:
             done.set()
 

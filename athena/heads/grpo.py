@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from athena.heads import (
+from athena.heads.grpo_config import GRPOConfig, TrainError
+from athena.models.head import (
     HeadError,
     HeadShape,
     check_framework,
@@ -36,7 +37,6 @@ from athena.heads import (
     load_weights,
     save_weights,
 )
-from athena.heads.grpo_config import GRPOConfig, TrainError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,12 +105,12 @@ def make_learner(
 ) -> Learner:
     """The MLX or torch learner for a head holding `weights`."""
     if check_framework(framework) == "mlx":
-        from athena.heads.mlx_head import MLXLearner
+        from athena.heads.mlx_learner import MLXLearner
 
         return MLXLearner(weights, config, reference=reference, collectives=collectives)
     if collectives is not None and collectives.size > 1:
         raise TrainError("distributed training runs on MLX; use --framework mlx with mlx.launch")
-    from athena.heads.torch_head import TorchLearner
+    from athena.heads.torch_learner import TorchLearner
 
     return TorchLearner(weights, config, reference=reference)
 

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from athena.heads.grpo import (
     CHECKPOINT_PREFIX,
     GRPOConfig,
     GRPOTrainer,
+    Reward,
     TrainError,
     latest_checkpoint,
 )
@@ -91,20 +93,30 @@ def config_from_args(args: argparse.Namespace) -> GRPOConfig:
     return GRPOConfig(**{k: v for k, v in values.items() if v is not None})
 
 
-def run(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any]) -> int:
-    """The `athena train-head` command (TrainError for anything the user can fix)."""
+@dataclass
+class RunInputs:
+    """What a run reads before the model, checked."""
+
+    out: Path
+    config: GRPOConfig
+    texts: list[str]
+    eval_texts: list[str]
+    reward: Reward
+    checkpoint: Path | None
+    head: dict[str, np.ndarray] | None
+
+
+def read_inputs(args: argparse.Namespace) -> RunInputs:
+    """Check and read --out, --steps, the knobs, the data, the reward, the checkpoint and
+    --init (TrainError for anything wrong). `--ranks` calls it before starting any rank, so a
+    mistake there is one sentence, not one per rank."""
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise TrainError(f"--out {out} exists and is not a folder; pass a folder")
     if args.steps < 1:
         raise TrainError(f"--steps {args.steps} is not allowed; use an integer >= 1")
     config = config_from_args(args)
-    framework = args.framework or _default_framework()
-    _check_installed(framework)
-    collectives = _collectives(framework, config.collective_timeout)
-    rank0 = collectives is None or collectives.rank == 0
-    records = read_states(args.data)
-    texts = [r["text"] for r in records]
+    texts = [r["text"] for r in read_states(args.data)]
     eval_texts = (
         [r["text"] for r in read_states(args.eval_data, "--eval-data")] if args.eval_data else []
     )
@@ -121,6 +133,24 @@ def run(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any
         from athena.heads import load_weights
 
         head = load_weights(args.init)
+    return RunInputs(out, config, texts, eval_texts, reward, checkpoint, head)
+
+
+def check_distributed_inputs(args: argparse.Namespace) -> None:
+    """Before `--ranks` starts any rank: the inputs, and mlx to run them."""
+    read_inputs(args)
+    _check_installed("mlx")
+
+
+def run(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any]) -> int:
+    """The `athena train-head` command (TrainError for anything the user can fix)."""
+    inputs = read_inputs(args)
+    out, config, texts, eval_texts = inputs.out, inputs.config, inputs.texts, inputs.eval_texts
+    reward, checkpoint, head = inputs.reward, inputs.checkpoint, inputs.head
+    framework = args.framework or _default_framework()
+    _check_installed(framework)
+    collectives = _collectives(framework, config.collective_timeout)
+    rank0 = collectives is None or collectives.rank == 0
 
     model = load_model(args)
     if rank0:

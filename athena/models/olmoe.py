@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from athena import source
 from athena.errors import BackendMissing, LoadError, OversizeError, SourceError, first_line
-from athena.models.action_head import memory_action_head_class
 from athena.models.config import (  # re-exported: `from athena.models.olmoe import OLMoEConfig`
     DEFAULT_MODEL,  # noqa: F401 (re-exported)
     DTYPES,  # noqa: F401 (re-exported)
@@ -39,6 +38,7 @@ from athena.models.config import (  # re-exported: `from athena.models.olmoe imp
     _is_number,
     is_seed,
 )
+from athena.models.head import head_class, new_head
 
 if TYPE_CHECKING:  # numpy and the backends are imported where used: the import stays cheap
     import numpy as np
@@ -189,16 +189,14 @@ class OLMoEModel:
         return False
 
     def _make_action_head(self, hidden_size: int) -> Any:
-        import torch
-
-        head_class = memory_action_head_class()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)
-            head = head_class(
-                hidden_size,
-                num_actions=self.config.num_memory_actions,
-                hidden_dim=self.config.action_head_hidden,
-            )
+        """heads.new_head(seed): the weights an MLX head from the same seed has."""
+        head = new_head(
+            hidden_size,
+            seed=self.config.seed,
+            framework="torch",
+            num_actions=self.config.num_memory_actions,
+            hidden_dim=self.config.action_head_hidden,
+        )
         return head.eval()
 
     # -- inference -----------------------------------------------------------------------
@@ -464,5 +462,5 @@ def _adapter_folder(value: object) -> Path | None:
 
 def __getattr__(name: str) -> Any:
     if name == "MemoryActionHead":
-        return memory_action_head_class()
+        return head_class("torch")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

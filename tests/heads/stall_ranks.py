@@ -12,6 +12,7 @@ collectives = Collectives(timeout=float(sys.argv[1]))
 collectives.barrier()  # both ranks are up
 if collectives.rank == 1:
     time.sleep(60)
+    print("rank 1 woke up", flush=True)  # only if nothing stopped it first
 else:
     collectives.average_gradients({"w": mx.ones(4)})
     print("rank 0: the all_sum returned", flush=True)

@@ -1,14 +1,15 @@
 """Data-parallel GRPO with mx.distributed, for real: `mlx.launch -n 2 --backend ring` on
-loopback with MLX's CPU build. Each launch has a subprocess timeout (a hang fails the test)."""
+loopback with MLX's CPU build, and `athena train-head --ranks 2`, which starts it and checks
+every rank. Each launch has a subprocess timeout (a hang fails the test)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -86,43 +87,49 @@ def test_two_ranks_equal_one_rank_on_the_same_global_batch(
 
 
 def test_a_hung_all_sum_stops_with_a_message_instead_of_hanging(mlx_installed: None) -> None:
-    start = time.monotonic()
     proc = _launch(str(HERE / "stall_ranks.py"), "2", timeout=120)
-    assert time.monotonic() - start < 60  # not rank 1's 60 s sleep: the watchdog ended it
     output = proc.stdout + proc.stderr
+    assert "rank 1 woke up" not in output  # the watchdog ended the run, not rank 1's sleep
     # mlx.launch itself exits 0 here; it reports each rank's code, and stops the others.
     assert "rank 0 exited with code 75" in output
     assert "rank 0 of 2: averaging the gradients (all_sum) did not finish within 2 s" in output
     assert "the all_sum returned" not in proc.stdout
 
 
-@pytest.mark.slow
-def test_train_head_under_mlx_launch_writes_once_from_rank_0(
-    mlx_installed: None, tiny_olmoe: Path, tmp_path: Path
-) -> None:
+def _train_head_on_ranks(
+    tiny_olmoe: Path, tmp_path: Path, reward: str, *, steps: int
+) -> subprocess.CompletedProcess:
+    """`athena train-head --ranks 2` (it starts mlx.launch itself) on the toy states, from
+    this folder so that the rewards in failing_reward.py import."""
     (tmp_path / "states.jsonl").write_text(
         "".join(json.dumps({"text": t}) + "\n" for t in toy.states(32, seed=1))
     )
-    out = tmp_path / "out"
-    proc = _launch(
-        str(Path(sys.executable).parent / "athena"),
-        "train-head",
-        "--model",
-        str(tiny_olmoe),
-        "--data",
-        str(tmp_path / "states.jsonl"),
-        "--reward",
-        "athena.heads.toy:reward",
-        "--steps",
-        "4",
-        "--batch-size",
-        "8",
-        "--out",
-        str(out),
-        timeout=300,
+    argv = [sys.executable, "-m", "athena.cli", "train-head", "--ranks", "2"]
+    argv += ["--model", str(tiny_olmoe), "--data", str(tmp_path / "states.jsonl")]
+    argv += ["--reward", reward, "--steps", str(steps), "--batch-size", "8"]
+    # A watchdog far beyond the subprocess timeout: the run must stop without it.
+    argv += ["--out", str(tmp_path / "out"), "--collective-timeout", "3600"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=300, env=env, cwd=HERE, check=False
     )
+
+
+def _exit_code_of(rank: int, sentence: str) -> int:
+    found = re.search(rf"rank {rank} [^;]*\(exit code (-?\d+)\)", sentence)
+    assert found, sentence
+    return int(found.group(1))
+
+
+@pytest.mark.slow
+def test_train_head_on_two_ranks_writes_once_from_rank_0(
+    mlx_installed: None, tiny_olmoe: Path, tmp_path: Path
+) -> None:
+    proc = _train_head_on_ranks(tiny_olmoe, tmp_path, "athena.heads.toy:reward", steps=4)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("trained 4 steps on mlx x 2 ranks") == 1
+    assert "athena-rank-status" not in proc.stdout + proc.stderr  # read by the launcher
+    out = tmp_path / "out"
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(r["communicate_s"] > 0 for r in rows)
@@ -133,3 +140,40 @@ def test_train_head_under_mlx_launch_writes_once_from_rank_0(
         "log.jsonl",
         "train.png",
     ]
+
+
+def test_a_rank_killed_mid_run_stops_every_rank_and_the_command_names_it(
+    mlx_installed: None, tiny_olmoe: Path, tmp_path: Path
+) -> None:
+    """Rank 1 is SIGKILLed in step 4 of 8 (by its reward: no message, no clean-up). Rank 0
+    must stop at its next all_sum, not at the watchdog, and the command must not exit 0."""
+    proc = _train_head_on_ranks(tiny_olmoe, tmp_path, "failing_reward:kill_rank_1", steps=8)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "athena train-head: rank 1 of 2 failed: killed by SIGKILL before it could say why; "
+    ), output
+    assert _exit_code_of(0, last) != 0  # every rank exited non-zero
+    assert "did not finish within" not in output  # not the watchdog
+    assert "Traceback" not in output
+    out = tmp_path / "out"
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps in ([1, 2], [1, 2, 3])  # it was mid-run: steps 1-3 done, step 4 never was
+    assert not (out / "head.safetensors").exists()  # nothing that looks like a finished run
+
+
+@pytest.mark.slow
+def test_a_rank_whose_reward_raises_stops_the_run_with_its_sentence(
+    mlx_installed: None, tiny_olmoe: Path, tmp_path: Path
+) -> None:
+    proc = _train_head_on_ranks(tiny_olmoe, tmp_path, "failing_reward:raise_on_rank_1", steps=8)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "athena train-head: rank 1 of 2 failed: the reward failing_reward:raise_on_rank_1 "
+        "raised ConnectionError: the scoring service on rank 1 is down"
+    ), output
+    assert _exit_code_of(0, last) != 0
+    assert "Traceback" not in output

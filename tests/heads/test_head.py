@@ -141,6 +141,56 @@ def test_the_torch_head_from_olmoe_loads_into_mlx(
     np.testing.assert_allclose(mlx_logits, model.last_action_logits, atol=1e-5)
 
 
+def test_olmoe_attaches_new_head_of_its_seed_the_weights_an_mlx_head_of_that_seed_has(
+    tiny_olmoe: Path, mlx_installed: None, torch_installed: None, random_features: np.ndarray
+) -> None:
+    """The transformers path's head is heads.new_head(config.seed), not torch's RNG: so both
+    frameworks start from the same weights."""
+    import torch
+
+    from athena.models.head_torch import MemoryActionHead as TorchHead
+    from athena.models.olmoe import OLMoEConfig
+
+    config = OLMoEConfig(model_name=str(tiny_olmoe), use_mlx=False, seed=5)
+    model = OLMoEModel(config)
+    torch.manual_seed(123)  # torch's RNG state must not matter
+    assert model.load(), model.load_error
+    assert isinstance(model.action_head, TorchHead) and not model.action_head.training
+    hidden = model.action_head.hidden_size
+    shape = {"num_actions": config.num_memory_actions, "hidden_dim": config.action_head_hidden}
+    attached = heads.head_weights(model.action_head)
+    for name, value in heads.head_weights(
+        new_head(hidden, seed=5, framework="torch", **shape)
+    ).items():
+        np.testing.assert_array_equal(attached[name], value)
+    mlx_head = new_head(hidden, seed=5, framework="mlx", **shape)
+    for name, value in heads.head_weights(mlx_head).items():
+        np.testing.assert_allclose(attached[name], value, atol=1e-6, rtol=0)
+    features = np.random.default_rng(3).standard_normal((12, hidden)).astype(np.float32)
+    np.testing.assert_allclose(
+        heads.head_logits(model.action_head, features),
+        heads.head_logits(mlx_head, features),
+        atol=1e-6,
+        rtol=0,
+    )
+    other = new_head(hidden, seed=6, framework="torch", **shape)
+    assert not np.allclose(heads.head_weights(other)["net.1.weight"], attached["net.1.weight"])
+
+
+def test_the_networks_live_on_the_model_floor_and_heads_reexports_them(
+    mlx_installed: None, torch_installed: None
+) -> None:
+    import athena.models.head
+    import athena.models.olmoe
+    from athena.models.head_mlx import MemoryActionHead as MLXHead
+    from athena.models.head_torch import MemoryActionHead as TorchHead
+
+    assert heads.head_class("mlx") is MLXHead
+    assert heads.head_class("torch") is TorchHead is athena.models.olmoe.MemoryActionHead
+    assert TorchHead.__module__ == "athena.models.head_torch"
+    assert heads.new_head is athena.models.head.new_head
+
+
 def test_importing_athena_heads_imports_no_framework() -> None:
     code = (
         "import sys, athena.heads, athena.heads.grpo, athena.heads.toy, athena.cli; "

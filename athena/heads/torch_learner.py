@@ -1,6 +1,6 @@
-"""The GRPO update for the torch MemoryActionHead: the same math as athena/heads/mlx_head.py.
+"""The GRPO update for the torch MemoryActionHead: the same math as mlx_learner.py.
 
-The head class is `athena.models.olmoe.MemoryActionHead` (built on first use there).
+The network is athena/models/head_torch.py.
 """
 
 from __future__ import annotations
@@ -12,12 +12,18 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from athena.heads import PARAMETER_NAMES, head_from_weights, head_weights, set_head_weights
+from athena.models.head import (
+    PARAMETER_NAMES,
+    head_from_weights,
+    head_logits,
+    head_weights,
+    set_head_weights,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from athena.heads.grpo import GRPOConfig
+    from athena.heads.grpo_config import GRPOConfig
 
 
 @contextmanager
@@ -50,7 +56,7 @@ def grpo_loss(
     ref_logp: torch.Tensor,
     config: GRPOConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, mean KL, share of clipped ratios): see athena.heads.mlx_head.grpo_loss."""
+    """(loss, mean KL, share of clipped ratios): see athena.heads.mlx_learner.grpo_loss."""
     logp = action_logp(head, features, actions, config.temperature)
     ratio = torch.exp(logp - old_logp)
     clipped = torch.clamp(ratio, 1.0 - config.epsilon, 1.0 + config.upper_epsilon)
@@ -90,8 +96,6 @@ class TorchLearner:
         self.collectives = None
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        from athena.heads import head_logits
-
         with single_thread():
             return head_logits(self.head, features)
 

@@ -1,9 +1,6 @@
-"""The MemoryActionHead in MLX, and the GRPO update for it (mlx.nn.value_and_grad, AdamW).
+"""The GRPO update for the MLX MemoryActionHead (mlx.nn.value_and_grad, AdamW).
 
-Same architecture and parameter names as the torch head in athena/models/olmoe.py:
-LayerNorm(eps 1e-5) -> Linear -> GELU (exact erf: mlx.nn.GELU's default approx="none"; its
-"precise" is the tanh approximation) -> Linear. The layers are a plain list named `net`, so
-MLX names the parameters `net.0.weight` ... `net.3.bias`, as torch's nn.Sequential does.
+The network is athena/models/head_mlx.py; the same math on torch is torch_learner.py.
 """
 
 from __future__ import annotations
@@ -16,33 +13,20 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
-from athena.heads import PARAMETER_NAMES, head_from_weights, head_weights, set_head_weights
+from athena.models.head import (
+    PARAMETER_NAMES,
+    head_from_weights,
+    head_logits,
+    head_weights,
+    set_head_weights,
+)
+from athena.models.head_mlx import MemoryActionHead
 
 if TYPE_CHECKING:
     import numpy as np
 
     from athena.heads.distributed import Collectives
-    from athena.heads.grpo import GRPOConfig
-
-
-class MemoryActionHead(nn.Module):
-    """A pooled hidden state (batch, hidden) -> memory-action logits (batch, num_actions)."""
-
-    def __init__(self, hidden_size: int, num_actions: int = 4, hidden_dim: int = 256) -> None:
-        super().__init__()
-        self.hidden_size, self.num_actions, self.hidden_dim = hidden_size, num_actions, hidden_dim
-        self.net = [
-            nn.LayerNorm(hidden_size, eps=1e-5),
-            nn.Linear(hidden_size, hidden_dim),
-            nn.GELU(approx="none"),
-            nn.Linear(hidden_dim, num_actions),
-        ]
-
-    def __call__(self, pooled: mx.array) -> mx.array:
-        x = pooled.astype(mx.float32)
-        for layer in self.net:
-            x = layer(x)
-        return x
+    from athena.heads.grpo_config import GRPOConfig
 
 
 def grpo_loss(
@@ -114,8 +98,6 @@ class MLXLearner:
         self._loss_and_grad = nn.value_and_grad(self.head, grpo_loss)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        from athena.heads import head_logits
-
         return head_logits(self.head, features)
 
     def update(

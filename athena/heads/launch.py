@@ -1,0 +1,301 @@
+"""`athena train-head --ranks N`: start the ranks with mlx.launch and say how each one ended.
+
+mlx.launch exits 0 even when a rank fails (it prints `[WARN] Node with rank R exited with
+code C` and stops the others), so a broken run could look like a finished one. Here:
+
+- each rank, started with ATHENA_RANK_STATUS=1, ends with one status line on stderr
+  (`athena-rank-status: {"rank": R, "code": C, "error": ..., "kind": ...}`), written by
+  `rank_status()` (the command) or by the collectives' watchdog before it exits;
+- a rank whose peer vanished gets `RankLost` from the ring at its next collective (MLX's
+  ring notices a closed socket within about a second) and exits 1, and mlx.launch
+  terminates every other rank as soon as one exits non-zero: all ranks stop, non-zero;
+- `run_ranks()` starts `mlx.launch -n N --backend ring --python <this python> -- -m
+  athena.cli train-head ...` on loopback (or with `--hostfile FILE` on several Macs), passes
+  the ranks' output through, reads the status lines (and mlx.launch's own exit lines for
+  ranks that died without one, e.g. killed), and raises RanksFailed: one sentence naming
+  the rank that failed first and its error.
+
+Importing this module imports neither mlx nor numpy (a torch-only machine can use it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from athena.heads.grpo_config import TrainError
+
+STATUS_ENV = "ATHENA_RANK_STATUS"
+STATUS_PREFIX = "athena-rank-status: "
+# What mlx.launch prints (in yellow) for a rank that exited non-zero or that it stopped.
+_LAUNCH_EXIT = re.compile(r"Node with rank (\d+) (?:exited with code (-?\d+)|was killed)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class RanksFailed(TrainError):
+    """A distributed run in which at least one rank did not finish; the sentence names it."""
+
+
+class RankLost(TrainError):
+    """A collective failed because another rank is gone (its process or its connection)."""
+
+
+# -- in each rank ----------------------------------------------------------------------------
+
+
+def this_rank() -> int:
+    """This process's rank as mlx.launch numbers it (0 without a launcher)."""
+    try:
+        return int(os.environ.get("MLX_RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def report_status(code: int, error: str | None = None, kind: str = "") -> None:
+    """Tell `run_ranks` how this rank ended: one line on stderr, in one write (so the line
+    is whole however the ranks' output interleaves), and only when it started the rank."""
+    if os.environ.get(STATUS_ENV) != "1":
+        return
+    status = {"rank": this_rank(), "code": code, "error": error, "kind": kind}
+    with suppress(OSError):  # stderr gone: the launcher reports "ended without reporting"
+        os.write(2, (STATUS_PREFIX + json.dumps(status) + "\n").encode())
+
+
+@contextmanager
+def rank_status(plain: tuple[type[BaseException], ...] = (TrainError,)) -> Iterator[None]:
+    """Report how the block ended (code 0, or 1 with the error; 130 on Ctrl-C), then let any
+    exception go on. Errors of the `plain` types are one sentence already; others are
+    reported as "Type: message"."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        report_status(130, "interrupted (Ctrl-C)", "interrupted")
+        raise
+    except SystemExit as error:
+        code = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
+        report_status(code, None if code == 0 else f"exited with code {code}")
+        raise
+    except BaseException as error:
+        message = str(error) if isinstance(error, plain) else f"{type(error).__name__}: {error}"
+        report_status(1, message, "lost" if isinstance(error, RankLost) else "error")
+        raise
+    report_status(0)
+
+
+# -- the launcher ----------------------------------------------------------------------------
+
+
+@dataclass
+class RankEnd:
+    """How one rank ended, from its status line and mlx.launch's exit line."""
+
+    rank: int
+    status: dict[str, Any] | None = None
+    exit_code: int | None = None  # from mlx.launch; None if it printed none (a clean exit)
+    order: int = 1 << 30  # when the launcher first heard of its end (0 = first)
+
+    @property
+    def code(self) -> int | None:
+        if self.exit_code is not None:
+            return self.exit_code
+        return None if self.status is None else int(self.status["code"])
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0 and self.status is not None
+
+    @property
+    def secondary(self) -> bool:
+        """Stopped because another rank failed: lost its peer, or terminated by mlx.launch."""
+        if self.status is not None and self.status.get("kind") == "lost":
+            return True
+        return self.status is None and self.exit_code == -signal.SIGTERM
+
+    def describe(self) -> str:
+        if self.status is not None and self.status.get("error"):
+            return str(self.status["error"])
+        code = self.code
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"killed by {name} before it could say why"
+        if code is not None:
+            return f"exited with code {code} without a message (see its output above)"
+        return "ended without reporting (see the output above)"
+
+
+def mlx_launch_path() -> str:
+    """The mlx.launch beside this Python (the same environment), else on PATH."""
+    beside = Path(sys.executable).parent / "mlx.launch"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("mlx.launch")
+    if found is None:
+        raise TrainError(
+            "--ranks needs mlx.launch, which comes with mlx; install it (uv sync --group "
+            "mlx-cpu on Linux; on a Mac mlx comes with uv sync)"
+        )
+    return found
+
+
+def free_ports(count: int, host: str = "127.0.0.1", tries: int = 50) -> int:
+    """A port P such that P .. P + count - 1 are free on `host` now (the ring listens there)."""
+    for _ in range(tries):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            start = int(probe.getsockname()[1])
+        if start + count > 65535:
+            continue
+        try:
+            for port in range(start, start + count):
+                with socket.socket() as s:
+                    s.bind((host, port))
+        except OSError:
+            continue
+        return start
+    raise TrainError(f"found no {count} free consecutive ports on {host} for the ring")
+
+
+def hostfile_ranks(hostfile: str | os.PathLike[str]) -> int:
+    """How many ranks an mlx.launch hostfile starts (one per host); TrainError if unreadable."""
+    path = Path(hostfile)
+    try:
+        data = json.loads(path.read_text())
+        hosts = data["hosts"] if isinstance(data, dict) else data
+        if not isinstance(hosts, list) or not hosts:
+            raise ValueError("it lists no hosts")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise TrainError(
+            f"--hostfile {path} is not an mlx.launch hostfile ({error}); write one with "
+            "mlx.distributed_config --hosts mac-a.local,mac-b.local --output-hostfile hosts.json"
+        ) from None
+    return len(hosts)
+
+
+def launch_command(
+    ranks: int, rank_argv: Sequence[str], *, port: int | None, hostfile: str | None = None
+) -> list[str]:
+    """mlx.launch (on loopback, or on the hostfile's hosts) with this Python, running
+    `python -m athena.cli train-head RANK_ARGV` on every rank."""
+    where = ["--hostfile", hostfile] if hostfile is not None else ["-n", str(ranks)]
+    ports = ["--starting-port", str(port)] if port is not None else []
+    return [
+        mlx_launch_path(),
+        *where,
+        "--backend",
+        "ring",
+        *ports,
+        "--env",
+        f"{STATUS_ENV}=1",
+        "--python",
+        sys.executable,
+        "--",  # everything after is the rank's command, even --backend or --verbose
+        "-m",
+        "athena.cli",
+        "train-head",
+        *rank_argv,
+    ]
+
+
+def run_ranks(ranks: int, rank_argv: Sequence[str], hostfile: str | None = None) -> None:
+    """Run `athena train-head RANK_ARGV` as `ranks` processes on this machine (a loopback
+    ring on free ports), or one per host of an mlx.launch `hostfile`. Their output passes
+    through; returns when every rank finished, else raises RanksFailed with one sentence
+    naming the rank that failed and its error."""
+    port = free_ports(ranks) if hostfile is None else None  # a hostfile's hosts: its ports
+    command = launch_command(ranks, rank_argv, port=port, hostfile=hostfile)
+    # stdin: a pipe that stays open (mlx.launch polls its stdin; /dev/null would make it spin)
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"
+    ) as launcher:
+        assert launcher.stderr is not None
+        ends = {rank: RankEnd(rank) for rank in range(ranks)}
+        try:
+            for line in launcher.stderr:
+                _read_line(line, ends)
+        except KeyboardInterrupt:
+            launcher.wait()
+            raise
+        launch_code = launcher.wait()
+    failure = summarize(list(ends.values()), ranks)
+    if failure is None and launch_code != 0:
+        failure = f"mlx.launch exited with code {launch_code} (see its output above)"
+    if failure is not None:
+        raise RanksFailed(failure)
+
+
+def _read_line(line: str, ends: dict[int, RankEnd]) -> None:
+    """Pass one line of mlx.launch's stderr on, keeping the status lines and exit codes."""
+    at = line.find(STATUS_PREFIX)
+    if at >= 0:
+        if line[:at].strip():
+            sys.stderr.write(line[:at] + "\n")
+        try:
+            status = json.loads(line[at + len(STATUS_PREFIX) :])
+            end = ends.get(int(status["rank"]))
+        except (ValueError, KeyError, TypeError):
+            end = None
+        if end is not None:
+            end.status = status
+            _heard(end, ends)
+            return
+    sys.stderr.write(line)
+    sys.stderr.flush()
+    found = _LAUNCH_EXIT.search(_ANSI.sub("", line))
+    if found and int(found.group(1)) in ends:
+        end, code = ends[int(found.group(1))], found.group(2)
+        end.exit_code = int(code) if code is not None else -signal.SIGTERM
+        _heard(end, ends)
+
+
+def _heard(end: RankEnd, ends: dict[int, RankEnd]) -> None:
+    end.order = min(end.order, sum(other.order < 1 << 30 for other in ends.values()))
+
+
+def summarize(ends: list[RankEnd], ranks: int) -> str | None:
+    """None if every rank finished; else one sentence: the rank that failed first (not one
+    that only lost its peer or was stopped by mlx.launch) and its error, then the others."""
+    failed = [end for end in ends if not end.ok]
+    if not failed:
+        return None
+    causes = sorted((end for end in failed if not end.secondary), key=lambda e: e.order)
+    causes = causes or failed
+    first = causes[0]
+    same = [end.rank for end in causes[1:] if end.describe() == first.describe()]
+    sentence = f"rank {first.rank} of {ranks} failed: {first.describe().rstrip('.')}"
+    if same:
+        sentence += f" (rank{'s' if len(same) > 1 else ''} {_ranks(same)} too)"
+    others = [end for end in ends if end is not first and end.rank not in same]
+    if others:
+        sentence += "; " + ", ".join(_other(end) for end in others)
+    return sentence + ". Fix that and run again, or continue from the last checkpoint with --resume"
+
+
+def _ranks(numbers: list[int]) -> str:
+    return ", ".join(str(n) for n in numbers)
+
+
+def _other(end: RankEnd) -> str:
+    code = end.code
+    if end.ok:
+        return f"rank {end.rank} finished"
+    if end.status is not None and end.status.get("kind") == "lost":
+        how = "stopped when it lost the connection to the others"
+    elif end.status is None and code == -signal.SIGTERM:
+        how = "was stopped by mlx.launch"
+    else:
+        how = f"failed: {end.describe().rstrip('.')}"
+    return f"rank {end.rank} {how} (exit code {code if code is not None else 'unknown'})"
