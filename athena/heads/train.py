@@ -56,7 +56,7 @@ def encode_states(model: Any, texts: list[str], cache: Path | None, *, write: bo
     from safetensors.numpy import save_file
 
     key = hashlib.sha256(
-        json.dumps([model.config.model_name, model._backend, texts]).encode()
+        json.dumps([model.config.model_name, model.backend, texts]).encode()
     ).hexdigest()
     if cache is not None and cache.is_file():
         with safe_open(str(cache), "np") as f:

@@ -118,7 +118,7 @@ def test_encode_vectors_are_the_heads_input_and_mlx_load_keeps_action_head_none(
     encoder: OLMoEModel, framework: str
 ) -> None:
     """TASK-074: the mlx-path model has no head; the head is made explicitly from encode()."""
-    if encoder._backend == "mlx":
+    if encoder.backend == "mlx":
         assert encoder.action_head is None
     vectors = encoder.encode(["save note keep", "drop erase clear"])
     head = new_head(vectors.shape[1], framework=framework)
