@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from athena.doctor.lock import normalize
-from athena.doctor.uvtree import TreeLine as TreeLine  # re-exported: used as audit.*
+from athena.doctor.targets import TARGETS, Target
 from athena.doctor.uvtree import UvError, chains_from_inverted, parse_tree, run_uv_tree
-from athena.doctor.uvtree import uv_executable as uv_executable
 
 # Package names (PEP 503 normalized) that only make sense with an NVIDIA GPU.
 CUDA_PATTERNS = (
@@ -43,8 +42,6 @@ CUDA_PATTERNS = (
 )
 CUDA_LOCAL_VERSION = re.compile(r"\+cu(da)?\d", re.IGNORECASE)  # torch 2.6.0+cu124
 MAX_CHAINS = 3
-# Groups allowed to pull CUDA on Linux: PyPI's Linux torch wheel depends on nvidia-* and triton.
-LINUX_CUDA_GROUPS = ("torch",)
 
 
 def cuda_reason(name: str, version: str | None = None) -> str | None:
@@ -56,34 +53,6 @@ def cuda_reason(name: str, version: str | None = None) -> str | None:
     if version and CUDA_LOCAL_VERSION.search(version):
         return f"version {version} is a CUDA build (+cu local version)"
     return None
-
-
-@dataclass(frozen=True)
-class Target:
-    """One platform view of uv.lock."""
-
-    name: str  # darwin-arm64, linux-x86_64
-    python_platform: str  # uv's --python-platform
-    group_args: tuple[str, ...]  # which dependency groups uv includes
-    scope: str  # said in the report
-
-
-TARGETS = (
-    Target(
-        "darwin-arm64",
-        "aarch64-apple-darwin",
-        ("--all-groups",),
-        "every dependency group and extra",
-    ),
-    Target(
-        "linux-x86_64",
-        "x86_64-unknown-linux-gnu",
-        ("--all-groups", *(f"--no-group={group}" for group in LINUX_CUDA_GROUPS)),
-        "every group but torch, and every extra: the opt-in torch group is left out because "
-        "PyPI's Linux torch is a CUDA build (nvidia-*, triton) by design",
-    ),
-)
-TARGETS_BY_NAME = {target.name: target for target in TARGETS}
 
 
 @dataclass

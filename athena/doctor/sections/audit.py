@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from athena.doctor import audit as cuda_audit
-from athena.doctor.host import Host
 from athena.doctor.report import Check, Report
+from athena.doctor.targets import TARGETS
+from athena.doctor.uvtree import uv_executable
+from athena.host import Host
 
 
 def audit_checks(
@@ -19,7 +21,7 @@ def audit_checks(
     environment: str,
 ) -> None:
     if root is None:
-        for target in cuda_audit.TARGETS:
+        for target in TARGETS:
             report.add(
                 Check(
                     f"audit.lock.{target.name}",
@@ -30,8 +32,8 @@ def audit_checks(
                 )
             )
     else:
-        uv = cuda_audit.uv_executable()
-        for target in cuda_audit.TARGETS:
+        uv = uv_executable()
+        for target in TARGETS:
             check_id = f"audit.lock.{target.name}"
             title = f"lock, {target.name}"
             if uv is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from athena.doctor.host import Host
 from athena.doctor.report import Check, Report
+from athena.host import Host
 
 GIB = 1024**3
 WIRED_LIMIT_MACOS = (15,)  # mx.set_wired_limit works from macOS 15

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from athena.doctor.host import Host
-from athena.doctor.probe import ProbeResult
+from athena.doctor.lock import Lock
+from athena.doctor.names import normalize
+from athena.doctor.probe import ProbeResult, run_probe
 from athena.doctor.report import Check, Report
+from athena.host import Host
 
 # Distribution -> (which install provides it, where it belongs)
 PACKAGES: dict[str, str] = {
@@ -25,6 +28,81 @@ MAIN_DEPENDENCIES = ("transformers", "tokenizers", "safetensors", "numpy")
 MLX_DISTRIBUTIONS = ("mlx", "mlx-cpu", "mlx-lm")
 SYNC_MAC = "uv sync --locked"
 SYNC_LINUX_MLX = "uv sync --locked --group mlx-cpu"
+
+
+def files_check(
+    report: Report,
+    python: str | None,
+    timeout: float,
+    lock: Lock | None,
+    names: list[str],
+    installed: list[dict[str, Any]],
+) -> None:
+    """`--verify-files`: every installed file of the locked packages (or of `names`) against
+    the sha256 its RECORD lists, in a child process of the checked Python."""
+    present = {normalize(str(d["name"])) for d in installed}
+    wanted = sorted(
+        {normalize(n) for n in names} or {n for n in present if lock is None or n in lock.versions}
+    )
+    absent = [name for name in wanted if name not in present]
+    started = time.monotonic()
+    probe = run_probe(python, ("files", *(n for n in wanted if n in present)), timeout=timeout)
+    seconds = round(time.monotonic() - started, 2)
+    results = {k[len("files ") :]: v for k, v in probe.steps.items() if k.startswith("files ")}
+    differences = {
+        name: {kind: result[kind] for kind in ("changed", "missing", "added") if result.get(kind)}
+        for name, result in sorted(results.items())
+        if any(result.get(kind) for kind in ("changed", "missing", "added"))
+    }
+    files = sum(int(result.get("files") or 0) for result in results.values())
+    data = {
+        "packages": len(results),
+        "files": files,
+        "seconds": seconds,
+        "not_installed": absent,
+        "differences": differences,
+    }
+    title = "installed files = RECORD"
+    if probe.returncode != 0:
+        tail = " | ".join(probe.stderr.strip().splitlines()[-2:])
+        detail = f"the file check in {probe.python} ended with code {probe.returncode}: {tail}"
+        report.add(
+            Check(
+                "packages.files",
+                title,
+                "fail",
+                detail,
+                required=True,
+                hint="run it again with a larger --timeout, or report the error",
+                data=data,
+            )
+        )
+        return
+    if not differences and not absent:
+        detail = f"{files} files of {len(results)} packages match their RECORD sha256 ({seconds} s)"
+        report.add(Check("packages.files", title, "pass", detail, required=True, data=data))
+        return
+    parts = [
+        f"{name}: "
+        + ", ".join(
+            f"{len(paths)} {kind} ({', '.join(paths[:3])}{', ...' if len(paths) > 3 else ''})"
+            for kind, paths in found.items()
+        )
+        for name, found in differences.items()
+    ]
+    parts += [f"{name}: not installed" for name in absent]
+    reinstall = " ".join(f"--reinstall-package {name}" for name in [*differences, *absent])
+    report.add(
+        Check(
+            "packages.files",
+            title,
+            "fail",
+            "; ".join(parts),
+            required=True,
+            hint=f"put back what the wheels shipped: `uv sync --locked {reinstall}`",
+            data=data,
+        )
+    )
 
 
 def distributions(env: ProbeResult) -> list[dict[str, Any]]:

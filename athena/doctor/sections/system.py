@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from athena.doctor.host import Host
+from athena.doctor.lock import PIN_FILE
+from athena.doctor.names import release
 from athena.doctor.probe import ProbeResult
 from athena.doctor.report import Check, Report
+from athena.host import Host
 
 MIN_MACOS = (14,)  # mlx's wheels
 
@@ -120,7 +122,7 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
 
     python_version = str(python.get("version") or "unknown")
     if python.get("probe_ok"):
-        too_old = tuple(int(p) for p in python_version.split(".")[:2]) < (3, 11)
+        too_old = (release(python_version) or ()) < (3, 11)
         add(
             Check(
                 "system.python",
@@ -176,28 +178,44 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
     add(Check("system.nix", "Nix", "info", "; ".join(nix) or "not in a nix shell"))
 
 
-PIN_FILE = ".python-version"
-
-
-def read_python_pin(root: Path | None) -> str | None:
-    """The minor version the checkout pins in .python-version ("3.12"), or None."""
+def project_check(report: Report, root: Path | None, problems: Mapping[str, str | None]) -> None:
+    """The checkout's files: pyproject.toml, uv.lock, .python-version, flake.lock. A file that
+    cannot be read fails (required: nothing it pins can be checked), naming the file and what
+    to do; a Python without tomllib (3.9, 3.10) cannot read the TOML ones (info)."""
+    title = "project files"
+    found = {name: problem for name, problem in problems.items() if problem}
     if root is None:
-        return None
-    try:
-        text = (root / PIN_FILE).read_text(encoding="utf-8")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            return ".".join(line.split(".")[:2])
-    return None
+        report.add(Check("system.project", title, "skip", "not a checkout (no uv.lock found)"))
+    elif not found:
+        names = ", ".join(problems)
+        report.add(
+            Check("system.project", title, "pass", f"{names} read", data={"root": str(root)})
+        )
+    elif all("tomllib" in problem or name == "flake.lock" for name, problem in found.items()):
+        detail = "; ".join(found.values())
+        status = "warn" if "flake.lock" in found else "info"
+        hint = (
+            "; ".join(p.rsplit(": ", 1)[-1] for p in found.values()) if status == "warn" else None
+        )
+        report.add(Check("system.project", title, status, detail, hint=hint, data=dict(problems)))
+    else:
+        report.add(
+            Check(
+                "system.project",
+                title,
+                "fail",
+                "; ".join(problem.rsplit(": ", 1)[0] for problem in found.values()),
+                required=True,
+                hint="; ".join(problem.rsplit(": ", 1)[-1] for problem in found.values()),
+                data=dict(problems),
+            )
+        )
 
 
 def python_minor(version: object) -> str | None:
     """ "3.12" of "3.12.7", or None."""
-    parts = str(version or "").split(".")
-    return ".".join(parts[:2]) if len(parts) >= 2 and all(p.isdigit() for p in parts[:2]) else None
+    parts = release(version) if version else None
+    return f"{parts[0]}.{parts[1]}" if parts and len(parts) >= 2 else None
 
 
 def python_pin_check(report: Report, python: Mapping[str, Any], pin: str | None) -> None:
@@ -206,7 +224,7 @@ def python_pin_check(report: Report, python: Mapping[str, Any], pin: str | None)
     minor = python_minor(python.get("version"))
     data = {"pinned": pin, "minor": minor}
     if pin is None:
-        detail = f"no {PIN_FILE} here (not a checkout)"
+        detail = f"no {PIN_FILE} here (not a checkout, or see system.project)"
         report.add(Check("system.python_pin", title, "skip", detail, data=data))
     elif not python.get("probe_ok") or minor is None:
         detail = "the checked Python could not be run (see system.python)"
