@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from athena.doctor.lock import normalize
+from athena.doctor.lock import damaged_file
+from athena.doctor.names import normalize, requirement_name
+from athena.doctor.probe_child import distributions as installed_distributions
 from athena.doctor.targets import TARGETS, Target
 from athena.doctor.uvtree import UvError, chains_from_inverted, parse_tree, run_uv_tree
 
@@ -115,7 +117,7 @@ def audit_lock(root: Path, target: Target, *, uv: str | None = None) -> AuditRes
                 Offender(name, version, reason, chains[:MAX_CHAINS], chain_count=len(chains))
             )
     except UvError as error:
-        result.error = str(error)
+        result.error = damaged_file(root) or str(error)
         return result
     result.ok = not result.offenders
     return result
@@ -123,28 +125,8 @@ def audit_lock(root: Path, target: Target, *, uv: str | None = None) -> AuditRes
 
 # ----------------------------------------------------------------------- the installed level
 
-_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
 def _requirement_names(requires: Iterable[str]) -> set[str]:
-    names = set()
-    for requirement in requires:
-        match = _REQUIREMENT_NAME.match(requirement)
-        if match:
-            names.add(normalize(match.group(1)))
-    return names
-
-
-def installed_distributions() -> list[dict[str, Any]]:
-    """This interpreter's distributions: name, version, requirement strings."""
-    from importlib import metadata
-
-    dists = []
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            dists.append({"name": name, "version": dist.version, "requires": dist.requires or []})
-    return dists
+    return {name for name in map(requirement_name, requires) if name}
 
 
 def audit_installed(

@@ -213,7 +213,7 @@ def add_arguments(parser: Any) -> None:
 
 def usage_problem(args: Any) -> str | None:
     """One sentence about a bad --project or --python, or None."""
-    if args.project is not None and not (args.project / "uv.lock").is_file():
+    if args.project is not None and not (args.project / "uv.lock").exists():
         return f"{args.project} has no uv.lock: pass the athena checkout with --project"
     if args.python is not None and not Path(args.python).is_file():
         return f"--python {args.python} is not a file: pass the path of a Python interpreter"

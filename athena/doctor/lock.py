@@ -59,7 +59,8 @@ def read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise _problem(path, f"cannot be read ({error.strerror or error})") from None
+        what = f"cannot be read ({error.strerror or error}; `ls -ld {path}`)"
+        raise _problem(path, what) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from athena.doctor.lock import normalize
+from athena.doctor.names import normalize
 from athena.doctor.targets import Target
 
 

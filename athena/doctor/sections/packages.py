@@ -90,8 +90,13 @@ def files_check(
         )
         for name, found in differences.items()
     ]
-    parts += [f"{name}: not installed" for name in absent]
-    reinstall = " ".join(f"--reinstall-package {name}" for name in [*differences, *absent])
+    parts += [f"{name}: not installed here" for name in absent]
+    hints = []
+    if differences:
+        reinstall = " ".join(f"--reinstall-package {name}" for name in differences)
+        hints.append(f"put back what the wheels shipped: `uv sync --locked {reinstall}`")
+    if absent:
+        hints.append("check the names (`--verify-files` alone checks every locked package)")
     report.add(
         Check(
             "packages.files",
@@ -99,7 +104,7 @@ def files_check(
             "fail",
             "; ".join(parts),
             required=True,
-            hint=f"put back what the wheels shipped: `uv sync --locked {reinstall}`",
+            hint="; ".join(hints),
             data=data,
         )
     )

@@ -179,37 +179,26 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
 
 
 def project_check(report: Report, root: Path | None, problems: Mapping[str, str | None]) -> None:
-    """The checkout's files: pyproject.toml, uv.lock, .python-version, flake.lock. A file that
-    cannot be read fails (required: nothing it pins can be checked), naming the file and what
-    to do; a Python without tomllib (3.9, 3.10) cannot read the TOML ones (info)."""
+    """The checkout's files: pyproject.toml, uv.lock, .python-version, flake.lock. A damaged
+    one fails (flake.lock, which only nix reads, warns), naming the file and what to do; a
+    Python without tomllib (3.9, 3.10) cannot read the TOML ones (info)."""
     title = "project files"
     found = {name: problem for name, problem in problems.items() if problem}
     if root is None:
         report.add(Check("system.project", title, "skip", "not a checkout (no uv.lock found)"))
-    elif not found:
-        names = ", ".join(problems)
-        report.add(
-            Check("system.project", title, "pass", f"{names} read", data={"root": str(root)})
-        )
-    elif all("tomllib" in problem or name == "flake.lock" for name, problem in found.items()):
-        detail = "; ".join(found.values())
-        status = "warn" if "flake.lock" in found else "info"
-        hint = (
-            "; ".join(p.rsplit(": ", 1)[-1] for p in found.values()) if status == "warn" else None
-        )
-        report.add(Check("system.project", title, status, detail, hint=hint, data=dict(problems)))
-    else:
-        report.add(
-            Check(
-                "system.project",
-                title,
-                "fail",
-                "; ".join(problem.rsplit(": ", 1)[0] for problem in found.values()),
-                required=True,
-                hint="; ".join(problem.rsplit(": ", 1)[-1] for problem in found.values()),
-                data=dict(problems),
-            )
-        )
+        return
+    if not found:
+        detail = f"{', '.join(problems)} read"
+        report.add(Check("system.project", title, "pass", detail, data={"root": str(root)}))
+        return
+    damaged = [name for name, problem in found.items() if "tomllib" not in problem]
+    status = "info" if not damaged else "warn" if damaged == ["flake.lock"] else "fail"
+    sentences = [problem.rsplit(": ", 1) for problem in found.values()]
+    detail = "; ".join(s[0] for s in sentences) if damaged else "; ".join(found.values())
+    hint = "; ".join(s[-1] for s in sentences) if damaged else None
+    required = status == "fail"
+    data = dict(problems)
+    report.add(Check("system.project", title, status, detail, required, hint=hint, data=data))
 
 
 def python_minor(version: object) -> str | None:
