@@ -125,6 +125,7 @@ def audit_lock(root: Path, target: Target, *, uv: str | None = None) -> AuditRes
 
 # ----------------------------------------------------------------------- the installed level
 
+
 def _requirement_names(requires: Iterable[str]) -> set[str]:
     return {name for name in map(requirement_name, requires) if name}
 
