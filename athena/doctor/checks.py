@@ -18,15 +18,7 @@ from typing import Any
 
 from athena import __version__
 from athena.doctor.fingerprint import fingerprint
-from athena.doctor.lock import (
-    Lock,
-    ProjectFileError,
-    find_project_root,
-    read_flake_lock,
-    read_lock,
-    read_python_pin,
-    read_toml,
-)
+from athena.doctor.lock import find_project_root, read_checkout
 from athena.doctor.names import normalize
 from athena.doctor.probe import DEFAULT_TIMEOUT, run_probe
 from athena.doctor.report import Report
@@ -43,31 +35,6 @@ from athena.doctor.sections.system import (
     system_checks,
 )
 from athena.host import Host, Metal, probe_host
-
-
-def read_project(
-    root: Path | None,
-) -> tuple[Lock | None, str | None, str | None, dict[str, str | None]]:
-    """(uv.lock, the pinned Python, flake.lock's nixpkgs revision, each file's problem)."""
-    problems: dict[str, str | None] = {}
-    lock = pin = flake = None
-    if root is None:
-        return None, None, None, problems
-    for name in ("pyproject.toml", "uv.lock", ".python-version", "flake.lock"):
-        try:
-            if name == "pyproject.toml":
-                read_toml(root / name)
-            elif name == "uv.lock":
-                lock = read_lock(root / name)
-            elif name == ".python-version":
-                pin = read_python_pin(root)
-            else:
-                flake = read_flake_lock(root)
-            problems[name] = None
-        except ProjectFileError as error:
-            problems[name] = str(error)
-    return lock, pin, flake, problems
-
 
 # ------------------------------------------------------------------------------- the doctor
 
@@ -114,7 +81,7 @@ def run_doctor(
             )
     host = real_host
 
-    lock, pin, flake, problems = read_project(root)
+    lock, pin, flake, problems = read_checkout(root)
     lock_problem = problems.get("uv.lock") or "no uv.lock found (not a checkout)"
     report = Report(
         athena_version=__version__,

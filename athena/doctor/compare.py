@@ -22,37 +22,24 @@ SCHEMA_PREFIX = "athena-doctor/"
 BREAKS, NUMERICS, INFO = "breaks reproducibility", "may change numerics", "informational"
 SEVERITIES = (BREAKS, NUMERICS, INFO)
 SYNC = "`uv sync --locked` on both (it makes .venv with the Python .python-version pins)"
-# (label, path in the fingerprint, severity, the command that aligns the two machines)
+COMMIT = "check out the same commit on both, then `uv sync --locked`"
+DEVICE = "unset MLX_DEFAULT_DEVICE and ATHENA_MLX_DEVICE where they differ (or set them alike)"
+FLAKE = "check out the same flake.lock on both, then `nix develop`"
+# (label, dotted path in the fingerprint, severity, the command that aligns the two machines)
 FIELDS = (
-    (
-        "uv.lock sha256",
-        ("uv_lock_sha256",),
-        BREAKS,
-        "check out the same commit on both, then `uv sync --locked`",
-    ),
-    ("Python minor version", ("python", "minor"), BREAKS, SYNC),
-    ("Python implementation", ("python", "implementation"), BREAKS, SYNC),
-    ("platform", ("os", "target"), BREAKS, None),
-    (
-        "mlx default device",
-        ("mlx_device",),
-        BREAKS,
-        "unset MLX_DEFAULT_DEVICE and "
-        "ATHENA_MLX_DEVICE on the machine that differs (or set them alike)",
-    ),
-    (
-        "flake.lock nixpkgs",
-        ("flake_nixpkgs",),
-        NUMERICS,
-        "check out the same flake.lock on both, then `nix develop`",
-    ),
-    ("chip", ("chip",), NUMERICS, None),
-    ("OS release", ("os", "release"), NUMERICS, "update both to the same OS release"),
-    ("Metal", ("metal",), NUMERICS, None),
-    ("memory (bytes)", ("total_memory",), INFO, None),
-    ("hostname", ("hostname",), INFO, None),
-    ("Python version", ("python", "version"), INFO, None),
-    ("wired limit", ("wired_limit",), INFO, None),
+    ("uv.lock sha256", "uv_lock_sha256", BREAKS, COMMIT),
+    ("Python minor version", "python.minor", BREAKS, SYNC),
+    ("Python implementation", "python.implementation", BREAKS, SYNC),
+    ("platform", "os.target", BREAKS, None),
+    ("mlx default device", "mlx_device", BREAKS, DEVICE),
+    ("flake.lock nixpkgs", "flake_nixpkgs", NUMERICS, FLAKE),
+    ("chip", "chip", NUMERICS, None),
+    ("OS release", "os.release", NUMERICS, "update both to the same OS release"),
+    ("Metal", "metal", NUMERICS, None),
+    ("memory (bytes)", "total_memory", INFO, None),
+    ("hostname", "hostname", INFO, None),
+    ("Python version", "python.version", INFO, None),
+    ("wired limit", "wired_limit", INFO, None),
 )
 
 
@@ -108,9 +95,9 @@ def _schema_version(schema: object) -> int:
     return int(number) if number.isdigit() else 1 << 30
 
 
-def _get(fingerprint: Any, path: tuple[str, ...]) -> Any:
+def _get(fingerprint: Any, path: str) -> Any:
     value: Any = fingerprint
-    for key in path:
+    for key in path.split("."):
         value = value.get(key) if isinstance(value, Mapping) else None
     return value
 
@@ -170,7 +157,7 @@ def _package(
     wheel_a, wheel_b = _map(a.get("wheel")).get("sha256"), _map(b.get("wheel")).get("sha256")
     if not tags_a or not tags_b or (set(tags_a) == set(tags_b) and wheel_a == wheel_b):
         return []  # not installed, or a report without builds, or the same build
-    os_a, os_b = _get(fa, ("os", "release")), _get(fb, ("os", "release"))
+    os_a, os_b = _get(fa, "os.release"), _get(fb, "os.release")
     fix = reinstall + " on the side whose build is not from the lock"
     if wheel_a and wheel_b:
         fix = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,6 @@ class ProjectFileError(Exception):
     """A checkout file that cannot be read or is damaged (one sentence naming it)."""
 
 
-# The old name, still used by callers that only care about uv.lock.
-LockError = ProjectFileError
-
-
 def _problem(path: Path, what: str) -> ProjectFileError:
     return ProjectFileError(f"{path} {what}: {FIXES.get(path.name, 'restore it')}")
 
@@ -73,8 +70,8 @@ def read_toml(path: Path) -> dict[str, Any]:
     except ImportError:  # Python 3.9/3.10 running scripts/verify_env.py
         version = ".".join(map(str, sys.version_info[:2]))
         raise ProjectFileError(
-            f"reading {path.name} needs Python >= 3.11 (tomllib), and this is {version}: run "
-            "the doctor with the project's Python (`uv run athena doctor`)"
+            f"reading TOML needs Python >= 3.11 (tomllib), and this is {version}: run the "
+            "doctor with the project's Python (`uv run athena doctor`)"
         ) from None
     text = read_text(path)
     try:
@@ -133,11 +130,6 @@ def read_lock(path: Path) -> Lock:
     return lock
 
 
-def locked_versions(lock_path: Path) -> dict[str, set[str]]:
-    """Package name -> the versions uv.lock pins (a name can have one per platform fork)."""
-    return read_lock(lock_path).versions
-
-
 def read_python_pin(root: Path | None) -> str | None:
     """The minor version the checkout pins in .python-version ("3.12"); None without one."""
     if root is None or not os.path.lexists(root / PIN_FILE):
@@ -167,6 +159,24 @@ def read_flake_lock(root: Path | None) -> str | None:
         raise _problem(
             path, "has no nodes.nixpkgs.locked.rev (not a flake.lock nix wrote)"
         ) from None
+
+
+def read_checkout(root: Path | None) -> tuple[Lock | None, str | None, str | None, dict[str, Any]]:
+    """(uv.lock, the pinned Python, flake.lock's nixpkgs revision, each file -> its problem)."""
+    readers: dict[str, Callable[[Path], Any]] = {
+        "pyproject.toml": read_toml,
+        "uv.lock": read_lock,
+        PIN_FILE: lambda path: read_python_pin(path.parent),
+        "flake.lock": lambda path: read_flake_lock(path.parent),
+    }
+    values: dict[str, Any] = {}
+    problems: dict[str, str | None] = {}
+    for name, reader in readers.items() if root else ():
+        try:
+            values[name], problems[name] = reader(root / name), None  # type: ignore[operator]
+        except ProjectFileError as error:
+            problems[name] = str(error)
+    return values.get("uv.lock"), values.get(PIN_FILE), values.get("flake.lock"), problems
 
 
 def damaged_file(root: Path) -> str | None:

@@ -144,7 +144,9 @@ def project_check(report: Report, root: Path | None, problems: Mapping[str, str 
     damaged = [name for name, problem in found.items() if "tomllib" not in problem]
     status = "info" if not damaged else "warn" if damaged == ["flake.lock"] else "fail"
     sentences = [problem.rsplit(": ", 1) for problem in found.values()]
-    detail = "; ".join(s[0] for s in sentences) if damaged else "; ".join(found.values())
+    detail = "; ".join(s[0] for s in sentences)
+    if not damaged:
+        detail = f"{' and '.join(found)} not read: {next(iter(found.values()))}"
     hint = "; ".join(s[-1] for s in sentences) if damaged else None
     required = status == "fail"
     data = dict(problems)
