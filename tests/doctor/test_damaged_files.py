@@ -240,3 +240,29 @@ def test_compare_a_folder_in_place_of_a_report(tmp_path: Path) -> None:
     result = doctor("--compare", str(tmp_path / "report.json"), str(tmp_path / "report.json"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{tmp_path / 'report.json'} cannot be read" in result.stderr
+
+
+def test_verify_env_under_python_3_9_without_packaging_names_a_binary_pin(tmp_path: Path) -> None:
+    """The oldest python3 a Mac ships: no tomllib (the TOML files are not read: info) and no
+    `packaging` (athena/doctor/names.py's stdlib fallback), and still no traceback."""
+    from .test_verify_env import find_python_39
+
+    python = find_python_39()
+    if python is None:
+        pytest.skip("no Python 3.9 here (python3.9 on PATH or ~/.pyenv/versions/3.9*)")
+    project = checkout(tmp_path)
+    write(".python-version", BINARY)(project)
+    write("uv.lock", BINARY)(project)
+    result = subprocess.run(
+        [python, str(VERIFY_ENV), "--json", "--no-audit", "--project", str(project)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=False,
+        timeout=900,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    check = checks_by_id(json.loads(result.stdout))["system.project"]
+    assert check["status"] == "fail" and result.returncode == 1
+    assert f"{project / '.python-version'} is not text" in check["detail"]
+    assert "tomllib" in check["data"]["uv.lock"]
