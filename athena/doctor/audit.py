@@ -186,21 +186,13 @@ def run_audit(
 ) -> list[AuditResult]:
     """Both levels; `root` is the project checkout (None: no lock to audit)."""
     results = []
-    if lock:
+    missing = "no pyproject.toml + uv.lock found here or above; run it from the athena checkout "
+    for target in targets if lock else ():
         if root is None:
-            for target in targets:
-                results.append(
-                    AuditResult(
-                        level="lock",
-                        target=target.name,
-                        scope=target.scope,
-                        ok=False,
-                        error="no pyproject.toml + uv.lock found here or above; run it from "
-                        "the athena checkout or pass --project",
-                    )
-                )
+            error = missing + "or pass --project"
+            results.append(AuditResult("lock", target.name, target.scope, False, error=error))
         else:
-            results.extend(audit_lock(root, target, uv=uv) for target in targets)
+            results.append(audit_lock(root, target, uv=uv))
     if installed:
         import sys
 

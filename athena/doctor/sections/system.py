@@ -138,7 +138,7 @@ def project_check(report: Report, root: Path | None, problems: Mapping[str, str 
         report.add(Check("system.project", title, "skip", "not a checkout (no uv.lock found)"))
         return
     if not found:
-        detail = f"{', '.join(problems)} read"
+        detail = f"{', '.join(n for n in problems if os.path.lexists(root / n))} read"
         report.add(Check("system.project", title, "pass", detail, data={"root": str(root)}))
         return
     damaged = [name for name, problem in found.items() if "tomllib" not in problem]
