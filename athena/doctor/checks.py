@@ -1,8 +1,9 @@
-"""Build the doctor's report: system, packages, the four imports, MLX core, memory, the CUDA
-audit, and an optional smoke generation (one module each in athena/doctor/sections/), and the
+"""Build the doctor's report: system and the checkout's files, packages (and, with
+--verify-files, their installed files), the four imports, MLX core, memory, the CUDA audit,
+and an optional smoke generation (one module each in athena/doctor/sections/), and the
 command line of `athena doctor` and scripts/verify_env.py.
 
-What cannot exist on Linux comes from `host.Host` (tests replace it to simulate a Mac); the
+What cannot exist on Linux comes from `athena.host.Host` (tests replace it to simulate a Mac); the
 rest is real: the packages and imports are read from the Python being checked, and the MLX
 checks run in a child process of it (see probe.py).
 """
