@@ -23,13 +23,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bandwidth, encode, envsetup, imports_cost, models, preflight, reference, report
+from bench import (
+    bandwidth,
+    encode,
+    envsetup,
+    imports_cost,
+    models,
+    preflight,
+    reference,
+    report,
+    verify_files,
+)
 from bench import train as train_bench
 from bench.common import Results
 from bench.machine import describe, load_average
 
 SCHEMA_VERSION = 1
-GROUPS = ("import", "bandwidth", "models", "env", "train", "preflight", "encode")
+GROUPS = ("import", "bandwidth", "models", "env", "train", "preflight", "encode", "files")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -142,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         if "encode" in only:
             encode_sizes = args.sizes.split(",") if args.sizes else None
             encode.measure(results, work, quick=quick, sizes=encode_sizes)
+        if "files" in only:  # issue 21: `athena doctor --verify-files` on the whole env
+            verify_files.measure(results, quick=quick)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

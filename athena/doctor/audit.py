@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from athena.doctor.lock import normalize
-from athena.doctor.uvtree import TreeLine as TreeLine  # re-exported: used as audit.*
+from athena.doctor.lock import damaged_file
+from athena.doctor.names import normalize, requirement_name
+from athena.doctor.probe_child import distributions as installed_distributions
+from athena.doctor.targets import TARGETS, Target
 from athena.doctor.uvtree import UvError, chains_from_inverted, parse_tree, run_uv_tree
-from athena.doctor.uvtree import uv_executable as uv_executable
 
 # Package names (PEP 503 normalized) that only make sense with an NVIDIA GPU.
 CUDA_PATTERNS = (
@@ -43,8 +44,6 @@ CUDA_PATTERNS = (
 )
 CUDA_LOCAL_VERSION = re.compile(r"\+cu(da)?\d", re.IGNORECASE)  # torch 2.6.0+cu124
 MAX_CHAINS = 3
-# Groups allowed to pull CUDA on Linux: PyPI's Linux torch wheel depends on nvidia-* and triton.
-LINUX_CUDA_GROUPS = ("torch",)
 
 
 def cuda_reason(name: str, version: str | None = None) -> str | None:
@@ -56,34 +55,6 @@ def cuda_reason(name: str, version: str | None = None) -> str | None:
     if version and CUDA_LOCAL_VERSION.search(version):
         return f"version {version} is a CUDA build (+cu local version)"
     return None
-
-
-@dataclass(frozen=True)
-class Target:
-    """One platform view of uv.lock."""
-
-    name: str  # darwin-arm64, linux-x86_64
-    python_platform: str  # uv's --python-platform
-    group_args: tuple[str, ...]  # which dependency groups uv includes
-    scope: str  # said in the report
-
-
-TARGETS = (
-    Target(
-        "darwin-arm64",
-        "aarch64-apple-darwin",
-        ("--all-groups",),
-        "every dependency group and extra",
-    ),
-    Target(
-        "linux-x86_64",
-        "x86_64-unknown-linux-gnu",
-        ("--all-groups", *(f"--no-group={group}" for group in LINUX_CUDA_GROUPS)),
-        "every group but torch, and every extra: the opt-in torch group is left out because "
-        "PyPI's Linux torch is a CUDA build (nvidia-*, triton) by design",
-    ),
-)
-TARGETS_BY_NAME = {target.name: target for target in TARGETS}
 
 
 @dataclass
@@ -146,7 +117,7 @@ def audit_lock(root: Path, target: Target, *, uv: str | None = None) -> AuditRes
                 Offender(name, version, reason, chains[:MAX_CHAINS], chain_count=len(chains))
             )
     except UvError as error:
-        result.error = str(error)
+        result.error = damaged_file(root) or str(error)
         return result
     result.ok = not result.offenders
     return result
@@ -154,28 +125,9 @@ def audit_lock(root: Path, target: Target, *, uv: str | None = None) -> AuditRes
 
 # ----------------------------------------------------------------------- the installed level
 
-_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
 
 def _requirement_names(requires: Iterable[str]) -> set[str]:
-    names = set()
-    for requirement in requires:
-        match = _REQUIREMENT_NAME.match(requirement)
-        if match:
-            names.add(normalize(match.group(1)))
-    return names
-
-
-def installed_distributions() -> list[dict[str, Any]]:
-    """This interpreter's distributions: name, version, requirement strings."""
-    from importlib import metadata
-
-    dists = []
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            dists.append({"name": name, "version": dist.version, "requires": dist.requires or []})
-    return dists
+    return {name for name in map(requirement_name, requires) if name}
 
 
 def audit_installed(
@@ -234,21 +186,13 @@ def run_audit(
 ) -> list[AuditResult]:
     """Both levels; `root` is the project checkout (None: no lock to audit)."""
     results = []
-    if lock:
+    missing = "no pyproject.toml + uv.lock found here or above; run it from the athena checkout "
+    for target in targets if lock else ():
         if root is None:
-            for target in targets:
-                results.append(
-                    AuditResult(
-                        level="lock",
-                        target=target.name,
-                        scope=target.scope,
-                        ok=False,
-                        error="no pyproject.toml + uv.lock found here or above; run it from "
-                        "the athena checkout or pass --project",
-                    )
-                )
+            error = missing + "or pass --project"
+            results.append(AuditResult("lock", target.name, target.scope, False, error=error))
         else:
-            results.extend(audit_lock(root, target, uv=uv) for target in targets)
+            results.append(audit_lock(root, target, uv=uv))
     if installed:
         import sys
 

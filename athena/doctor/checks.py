@@ -1,8 +1,9 @@
-"""Build the doctor's report: system, packages, the four imports, MLX core, memory, the CUDA
-audit, and an optional smoke generation (one module each in athena/doctor/sections/), and the
+"""Build the doctor's report: system and the checkout's files, packages (and, with
+--verify-files, their installed files), the four imports, MLX core, memory, the CUDA audit,
+and an optional smoke generation (one module each in athena/doctor/sections/), and the
 command line of `athena doctor` and scripts/verify_env.py.
 
-What cannot exist on Linux comes from `host.Host` (tests replace it to simulate a Mac); the
+What cannot exist on Linux comes from `athena.host.Host` (tests replace it to simulate a Mac); the
 rest is real: the packages and imports are read from the Python being checked, and the MLX
 checks run in a child process of it (see probe.py).
 """
@@ -10,6 +11,7 @@ checks run in a child process of it (see probe.py).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -17,62 +19,23 @@ from typing import Any
 
 from athena import __version__
 from athena.doctor.fingerprint import fingerprint
-from athena.doctor.host import Host, Metal, probe_host
-from athena.doctor.lock import LockError, find_project_root, locked_versions, normalize
+from athena.doctor.lock import find_project_root, read_checkout
+from athena.doctor.names import normalize
 from athena.doctor.probe import DEFAULT_TIMEOUT, run_probe
 from athena.doctor.report import Report
 from athena.doctor.sections.audit import audit_checks
-from athena.doctor.sections.imports import IMPORT_IDS, MLX_STEP_NAMES, import_checks
-from athena.doctor.sections.memory import GIB, WIRED_LIMIT_MACOS, memory_checks
-from athena.doctor.sections.mlx import mlx_checks, mlx_core_checks, mlx_policy
+from athena.doctor.sections.memory import memory_checks
+from athena.doctor.sections.mlx import MLX_STEP_NAMES, mlx_checks, mlx_policy
 from athena.doctor.sections.model import model_checks
-from athena.doctor.sections.packages import (
-    MAIN_DEPENDENCIES,
-    MLX_DISTRIBUTIONS,
-    PACKAGES,
-    SYNC_LINUX_MLX,
-    SYNC_MAC,
-    distributions,
-    package_checks,
-)
-from athena.doctor.sections.smoke import reference_checks, smoke_check
+from athena.doctor.sections.packages import PACKAGES, distributions, files_check, package_checks
+from athena.doctor.sections.smoke import smoke_checks
 from athena.doctor.sections.system import (
-    MIN_MACOS,
     env_info,
+    project_check,
     python_pin_check,
-    read_python_pin,
     system_checks,
 )
-
-__all__ = [
-    "GIB",
-    "IMPORT_IDS",
-    "MAIN_DEPENDENCIES",
-    "MIN_MACOS",
-    "MLX_DISTRIBUTIONS",
-    "MLX_STEP_NAMES",
-    "PACKAGES",
-    "SYNC_LINUX_MLX",
-    "SYNC_MAC",
-    "WIRED_LIMIT_MACOS",
-    "add_arguments",
-    "audit_checks",
-    "import_checks",
-    "main",
-    "memory_checks",
-    "mlx_checks",
-    "mlx_core_checks",
-    "mlx_policy",
-    "package_checks",
-    "reference_checks",
-    "run",
-    "run_compare",
-    "run_doctor",
-    "smoke_check",
-    "system_checks",
-    "usage_problem",
-]
-
+from athena.host import Host, Metal, probe_host
 
 # ------------------------------------------------------------------------------- the doctor
 
@@ -86,10 +49,12 @@ def run_doctor(
     smoke: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     model: str | None = None,
+    verify_files: list[str] | None = None,
 ) -> Report:
     """Every check, on `python` (default: this interpreter) and the checkout at `root`
     (default: found from this file or the working directory). `host` replaces the real
-    machine (the simulated-Mac tests)."""
+    machine (the simulated-Mac tests). `verify_files`: check the installed files of these
+    packages ([]: every locked one) against their RECORD."""
     root = root or find_project_root()
     env = run_probe(python, ("env",), timeout=timeout)
     python_info = env_info(env, root)
@@ -117,16 +82,8 @@ def run_doctor(
             )
     host = real_host
 
-    locked: dict[str, set[str]] | None = None
-    lock_problem = None
-    if root is None:
-        lock_problem = "no uv.lock found (not a checkout)"
-    else:
-        try:
-            locked = locked_versions(root / "uv.lock")
-        except LockError as error:
-            lock_problem = str(error)
-
+    lock, pin, flake, problems = read_checkout(root)
+    lock_problem = problems.get("uv.lock") or "no uv.lock found (not a checkout)"
     report = Report(
         athena_version=__version__,
         host={
@@ -139,30 +96,32 @@ def run_doctor(
             "metal": None if host.metal is None else host.metal.available,
         },
         python=python_info,
-        project={"root": str(root) if root else None, "uv_lock": locked is not None},
+        project={"root": str(root) if root else None, "uv_lock": lock is not None},
     )
     system_checks(report, host, python_info)
-    pin = read_python_pin(root)
+    project_check(report, root, problems)
     python_pin_check(report, python_info, pin)
+    locked = lock.versions if lock else None
     package_checks(report, host, versions, locked, lock_problem, project_env, required)
-    import_checks(report, host, probe, required, why)
-    mlx_core_checks(report, host, probe, required, why)
+    if verify_files is not None:
+        files_check(report, python, timeout, lock, verify_files, installed)
+    mlx_checks(report, host, probe, required, why)
     memory_checks(report, host)
     if model is not None:
         model_checks(report, host, model)
     if audit:
         audit_checks(report, host, root, installed, python_info["executable"])
     if smoke:
-        smoke_check(report)
-        reference_checks(report)
+        smoke_checks(report)
     report.fingerprint = fingerprint(
         host=host,
         python=python_info,
         root=root,
-        locked=locked,
+        lock=lock,
         distributions=installed,
         probe=probe,
         pin=pin,
+        flake=flake,
     )
     return report
 
@@ -207,8 +166,14 @@ def add_arguments(parser: Any) -> None:
         "prints only what differs; exit 1 when something that breaks reproducibility does",
     )
     parser.add_argument(
+        "--verify-files",
+        nargs="*",
+        metavar="NAME",
+        help="also check every installed file of the locked packages (or of the NAMEd ones) "
+        "against the sha256 its wheel's RECORD lists: changed, missing and added files",
+    )
+    parser.add_argument(
         "--timeout",
-        type=float,
         default=DEFAULT_TIMEOUT,
         help="seconds allowed for each probe process (default %(default)s)",
     )
@@ -216,12 +181,18 @@ def add_arguments(parser: Any) -> None:
 
 def usage_problem(args: Any) -> str | None:
     """One sentence about a bad --project or --python, or None."""
-    if args.project is not None and not (args.project / "uv.lock").is_file():
+    if args.project is not None and not (args.project / "uv.lock").exists():
         return f"{args.project} has no uv.lock: pass the athena checkout with --project"
     if args.python is not None and not Path(args.python).is_file():
         return f"--python {args.python} is not a file: pass the path of a Python interpreter"
     if getattr(args, "compare", None) and len(args.compare) > 2:
         return "--compare takes one report (compared with this machine) or two: A.json B.json"
+    try:
+        timeout = float(args.timeout)
+    except ValueError:
+        timeout = math.nan
+    if not (0 < timeout < math.inf):
+        return f"--timeout {args.timeout} is not a number of seconds above 0: pass e.g. 600"
     return None
 
 
@@ -238,8 +209,9 @@ def run(args: Any) -> int:
         root=args.project,
         audit=not args.no_audit,
         smoke=args.smoke,
-        timeout=args.timeout,
+        timeout=float(args.timeout),
         model=args.model,
+        verify_files=getattr(args, "verify_files", None),
     )
     print(report.to_json() if args.json else report.render())
     return report.exit_code
@@ -258,7 +230,9 @@ def run_compare(args: Any) -> int:
     if len(others) == 2:
         (a, b), names = others, (str(args.compare[0]), str(args.compare[1]))
     else:
-        here = run_doctor(python=args.python, root=args.project, timeout=args.timeout, audit=False)
+        here = run_doctor(
+            python=args.python, root=args.project, timeout=float(args.timeout), audit=False
+        )
         a, b = here.to_dict(), others[0]
         host = a["fingerprint"].get("hostname") or "here"
         names = (f"this machine ({host})", str(args.compare[0]))

@@ -1,9 +1,10 @@
 """The report's fingerprint: everything that makes two machines compute alike, in one block
 that `athena doctor --compare` diffs (compare.py).
 
-It holds the sha256 of uv.lock, each locked package's installed version (and whether the lock
-pins it), the Python, the OS, the chip, Metal, mlx's default device, the wired limit, and the
-environment variables that change how uv, athena, the hub client and Python behave.
+It holds the sha256 of uv.lock, each locked package's installed version (whether the lock pins
+it) and build (the wheel's tags; the locked wheel's file and sha256), the Python, the OS, the
+chip, Metal, mlx's default device, the wired limit, the nixpkgs revision flake.lock pins, and
+the environment variables that change how uv, athena, the hub client and Python behave.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from athena.doctor.host import Host
-from athena.doctor.lock import normalize
+from athena.doctor.lock import Lock
+from athena.doctor.names import normalize
 from athena.doctor.probe import ProbeResult
 from athena.doctor.sections.memory import WIRED_LIMIT_MACOS
 from athena.doctor.sections.system import python_minor
+from athena.host import Host
 
 # Always listed (null when unset); every set variable with one of the prefixes is listed too.
 ENV_NAMES = ("HF_HUB_OFFLINE", "PYTHONPATH", "VIRTUAL_ENV")
@@ -52,19 +54,25 @@ def behaviour_env(
 
 
 def locked_packages(
-    locked: Mapping[str, set[str]] | None, distributions: Iterable[Mapping[str, Any]]
+    lock: Lock | None, distributions: Iterable[Mapping[str, Any]]
 ) -> dict[str, dict[str, Any]] | None:
-    """For each package in uv.lock: the installed version (None: not installed here) and
-    whether uv.lock pins it (None when not installed)."""
-    if locked is None:
+    """For each package in uv.lock: the installed version (None: not installed here), whether
+    uv.lock pins it, the wheel tags it was installed from (its WHEEL file's `Tag:` lines) and
+    the locked wheel with those tags (file name, sha256), or None: not from the lock."""
+    if lock is None:
         return None
-    installed = {normalize(str(d["name"])): str(d["version"]) for d in distributions}
+    installed = {normalize(str(d["name"])): d for d in distributions}
     packages: dict[str, dict[str, Any]] = {}
-    for name in sorted(locked):
-        version = installed.get(name)
+    for name in sorted(lock.versions):
+        dist = installed.get(name)
+        version = None if dist is None else str(dist["version"])
+        tags = None if dist is None else list(dist.get("tags") or [])
+        wheel = None if dist is None else lock.wheel_for(name, str(version), tags or [])
         packages[name] = {
             "installed": version,
-            "matches_lock": None if version is None else version in locked[name],
+            "matches_lock": None if version is None else version in lock.versions[name],
+            "tags": tags,
+            "wheel": None if wheel is None else {"file": wheel.file, "sha256": wheel.sha256},
         }
     return packages
 
@@ -92,16 +100,17 @@ def fingerprint(
     host: Host,
     python: Mapping[str, Any],
     root: Path | None,
-    locked: Mapping[str, set[str]] | None,
+    lock: Lock | None,
     distributions: Iterable[Mapping[str, Any]],
     probe: ProbeResult | None,
     pin: str | None,
+    flake: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The fingerprint block of a report (schema.json's `fingerprint`)."""
     return {
         "uv_lock_sha256": file_sha256(root / "uv.lock") if root else None,
-        "packages": locked_packages(locked, distributions),
+        "packages": locked_packages(lock, distributions),
         "python": {
             "version": python.get("version"),
             "minor": python_minor(python.get("version")),
@@ -121,4 +130,5 @@ def fingerprint(
         "mlx_device": mlx_device(probe),
         "wired_limit": wired_limit(host),
         "env": behaviour_env(os.environ if environ is None else environ, root),
+        "flake_nixpkgs": flake,
     }

@@ -5,8 +5,9 @@ sys.path, by any Python >= 3.9. It prints one JSON object per line and flushes a
 when a broken mlx install kills the process (a segfault, an abort in a native library), the
 lines already printed survive and the parent knows which step crashed.
 
-Modes: `env` (interpreter facts and installed distributions) and `mlx` (the four imports and
-the MLX core checks). Each mlx step catches its own exception and reports its text.
+Modes: `env` (interpreter facts and installed distributions), `mlx` (the four imports and
+the MLX core checks; each step catches its own exception and reports its text) and `files
+[NAME...]` (each distribution's installed files against its RECORD).
 """
 
 from __future__ import annotations
@@ -33,19 +34,37 @@ def error_text(error: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(error), error)).strip()
 
 
-def probe_env() -> None:
-    """Interpreter facts and every installed distribution (name, version, requirement names)."""
-    try:
-        from importlib import metadata
-    except ImportError as error:  # Python < 3.8
-        emit("env", ok=False, error=error_text(error))
-        return
+def distributions() -> list:
+    """Every installed distribution of this interpreter: name, version, requirement strings,
+    the wheel tags it was installed from (its WHEEL file's `Tag:` lines) and its installer.
+    The one place the doctor and the audit read them."""
+    from importlib import metadata
+
     dists = []
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
         if not name:
             continue
-        dists.append({"name": name, "version": dist.version, "requires": dist.requires or []})
+        wheel = dist.read_text("WHEEL") or ""
+        dists.append(
+            {
+                "name": name,
+                "version": dist.version,
+                "requires": dist.requires or [],
+                "tags": [line[4:].strip() for line in wheel.splitlines() if line[:4] == "Tag:"],
+                "installer": (dist.read_text("INSTALLER") or "").strip() or None,
+            }
+        )
+    return dists
+
+
+def probe_env() -> None:
+    """Interpreter facts and every installed distribution."""
+    try:
+        dists = distributions()
+    except Exception as error:
+        emit("env", ok=False, error=error_text(error))
+        return
     emit(
         "env",
         ok=True,
@@ -56,6 +75,63 @@ def probe_env() -> None:
         base_prefix=getattr(sys, "base_prefix", sys.prefix),
         distributions=dists,
     )
+
+
+def file_sha256(path: str) -> str:
+    """RECORD's form: urlsafe base64 of the sha256, without padding."""
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def verify_files(names: list) -> None:
+    """For each distribution (all, or the normalized `names`): the files its RECORD lists that
+    changed (sha256) or are missing, and the files added inside its folders that no RECORD
+    lists (bytecode caches aside). One line per distribution. RECORD is read here, not through
+    `Distribution.files`, which leaves out the missing files (Python >= 3.12)."""
+    import csv
+    import re
+    from importlib import metadata
+
+    owners: dict = {}
+    listed, chosen = set(), []
+    for dist in metadata.distributions():
+        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+        root = os.path.normpath(str(dist.locate_file("")))
+        rows = [r for r in csv.reader((dist.read_text("RECORD") or "").splitlines()) if r]
+        for row in rows:
+            path = os.path.normpath(os.path.join(root, row[0]))
+            listed.add(path)
+            if not row[0].startswith(".."):  # not a script in bin/
+                owners.setdefault(os.path.dirname(path), set()).add(name)
+        if name and (not names or name in names):
+            chosen.append((name, dist.version, root, rows))
+    for name, version, root, rows in sorted(chosen):
+        changed, missing, folders = [], [], set()
+        hashed = [(row[0], row[1][len("sha256=") :]) for row in rows if row[1:2] != [""]]
+        for file, digest in hashed:  # RECORD lists itself, and .pyc files, without a hash
+            path = os.path.normpath(os.path.join(root, file))
+            folders.add(os.path.dirname(path))
+            try:
+                if file_sha256(path) != digest:
+                    changed.append(file)
+            except FileNotFoundError:
+                missing.append(file)
+            except OSError as error:
+                changed.append(f"{file} (cannot be read: {error.strerror})")
+        added = []
+        for folder in sorted(f for f in folders if f != root and owners.get(f) == {name}):
+            for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+                path = os.path.join(folder, entry)
+                if os.path.isfile(path) and path not in listed and not entry.endswith(".pyc"):
+                    added.append(os.path.relpath(path, root))
+        fields = {"changed": changed, "missing": missing, "added": added}
+        emit("files " + name, ok=True, version=version, files=len(hashed), **fields)
 
 
 def run_step(step: str, function: Callable[[], dict]) -> dict | None:
@@ -208,23 +284,30 @@ def quantize_round_trip() -> dict:
     return result
 
 
+# The mlx probe's steps, named once: (step, check id, title, function). The probe runs them
+# in order; the doctor's imports and mlx sections, its checks and the fingerprint read them.
 MLX_STEPS = (
-    ("import mlx", import_mlx),
-    ("import mlx.core", import_mlx_core),
-    ("import mlx_lm", import_mlx_lm),
-    ("from mlx_lm import load, generate", import_load_generate),
-    ("mlx.array_ops", array_ops),
-    ("mlx.eval", evaluate),
-    ("mlx.lazy", lazy),
-    ("mlx.default_device", default_device),
-    ("mlx.device_info", device_info),
-    ("mlx.quantize", quantize_round_trip),
+    ("import mlx", "imports.mlx", "import mlx", import_mlx),
+    ("import mlx.core", "imports.mlx_core", "import mlx.core", import_mlx_core),
+    ("import mlx_lm", "imports.mlx_lm", "import mlx_lm", import_mlx_lm),
+    (
+        "from mlx_lm import load, generate",
+        "imports.mlx_lm_load_generate",
+        "from mlx_lm import load, generate",
+        import_load_generate,
+    ),
+    ("mlx.array_ops", "mlx.array_ops", "array ops (matmul, sum)", array_ops),
+    ("mlx.eval", "mlx.eval", "mx.eval", evaluate),
+    ("mlx.lazy", "mlx.lazy", "lazy evaluation deferred", lazy),
+    ("mlx.default_device", "mlx.default_device", "default device", default_device),
+    ("mlx.device_info", "mlx.device_info", "mx.device_info()", device_info),
+    ("mlx.quantize", "mlx.quantize", "quantize round trip (4-bit)", quantize_round_trip),
 )
 
 
 def probe_mlx() -> None:
     core_ok = True
-    for step, function in MLX_STEPS:
+    for step, _, _, function in MLX_STEPS:
         if step.startswith("mlx.") and not core_ok:
             emit(step, ok=False, error="not run: `import mlx.core` failed")
             continue
@@ -236,6 +319,9 @@ def probe_mlx() -> None:
 def main(argv: list) -> int:
     modes = argv or ["env"]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if modes[0] == "files":
+        verify_files(modes[1:])
+        return 0
     for mode in modes:
         if mode == "env":
             probe_env()

@@ -10,12 +10,9 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from athena.doctor.lock import normalize
-
-if TYPE_CHECKING:
-    from athena.doctor.audit import Target
+from athena.doctor.names import normalize
+from athena.doctor.targets import Target
 
 
 @dataclass(frozen=True)

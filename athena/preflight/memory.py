@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from athena import preflight as _package  # RUNTIME_BYTES is read where tests replace it
+from athena.host import Host, probe_host
 from athena.preflight.info import _EXPERT, DTYPE_ITEMSIZE, FLOAT_NAMES, ITEMSIZE, ModelInfo, Tensor
 
 MiB = 1024**2
@@ -44,15 +45,13 @@ class MemoryBudget:
         return "tight" if tight is not None and peak > tight else "fits"
 
 
-def machine_budget(host: Any = None) -> MemoryBudget:
+def machine_budget(host: Host | None = None) -> MemoryBudget:
     """The budget of this machine (or of `host`, a doctor `Host`: the seam tests simulate).
 
     On a Mac the recommended working set is Metal's (`mx.device_info()`, when the doctor's
     probe has it), else `sysctl iogpu.wired_limit_mb` when set, else macOS's default share
     of RAM (2/3, and 3/4 above 36 GiB): importing mlx to ask would cost a backend import."""
     if host is None:
-        from athena.doctor.host import probe_host
-
         host = probe_host()
     physical = host.total_memory
     if not host.is_apple_silicon or physical is None:

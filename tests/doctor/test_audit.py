@@ -14,8 +14,9 @@ import pytest
 from athena.cli import main as athena_main
 from athena.doctor import audit
 from athena.doctor.checks import audit_checks
-from athena.doctor.host import Host
 from athena.doctor.report import Report
+from athena.doctor.targets import TARGETS_BY_NAME, Target
+from athena.host import Host
 
 from .conftest import ROOT, uv_path
 
@@ -72,8 +73,8 @@ def test_the_lock_of_this_checkout_is_cuda_free_on_both_targets() -> None:
 def test_the_darwin_view_is_uvs_own() -> None:
     """mlx-metal is there for darwin-arm64 and absent on Linux; mlx-cpu the other way round."""
     uv = uv_path()
-    darwin = audit.parse_tree(audit.run_uv_tree(ROOT, audit.TARGETS_BY_NAME["darwin-arm64"], uv=uv))
-    linux = audit.parse_tree(audit.run_uv_tree(ROOT, audit.TARGETS_BY_NAME["linux-x86_64"], uv=uv))
+    darwin = audit.parse_tree(audit.run_uv_tree(ROOT, TARGETS_BY_NAME["darwin-arm64"], uv=uv))
+    linux = audit.parse_tree(audit.run_uv_tree(ROOT, TARGETS_BY_NAME["linux-x86_64"], uv=uv))
     assert "mlx-metal" in {line.name for line in darwin}
     assert "mlx-metal" not in {line.name for line in linux}
     assert "mlx-cpu" in {line.name for line in linux}
@@ -83,7 +84,7 @@ def test_the_darwin_view_is_uvs_own() -> None:
 def test_the_opt_in_torch_group_is_what_pulls_cuda_on_linux() -> None:
     """Why Linux leaves the torch group out: with it, uv's view has nvidia-* via torch."""
     uv = uv_path()
-    target = audit.Target("linux-all", "x86_64-unknown-linux-gnu", ("--all-groups",), "all")
+    target = Target("linux-all", "x86_64-unknown-linux-gnu", ("--all-groups",), "all")
     result = audit.audit_lock(ROOT, target, uv=uv)
     assert not result.ok
     assert any(o.name.startswith("nvidia-") for o in result.offenders)

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from athena.doctor import audit
+from athena.doctor.targets import TARGETS_BY_NAME
 
 from .conftest import add_dependency, copy_project, edit_pyproject, local_package, uv_lock, uv_path
 
 pytestmark = pytest.mark.slow
-DARWIN = audit.TARGETS_BY_NAME["darwin-arm64"]
-LINUX = audit.TARGETS_BY_NAME["linux-x86_64"]
+DARWIN = TARGETS_BY_NAME["darwin-arm64"]
+LINUX = TARGETS_BY_NAME["linux-x86_64"]
 
 
 def locked_project(project: Path) -> Path:

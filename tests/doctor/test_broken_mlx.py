@@ -11,7 +11,7 @@ from athena.doctor.checks import run_doctor
 from athena.doctor.probe import run_probe
 from athena.doctor.probe_child import MLX_STEPS
 
-STEPS = tuple(step for step, _ in MLX_STEPS)
+STEPS = tuple(step for step, *_ in MLX_STEPS)
 
 
 def broken_mlx(tmp_path: Path, body: str) -> Path:

@@ -1,4 +1,5 @@
-"""Importing the doctor (and the CLI that registers it) loads the standard library only."""
+"""Importing the doctor (and the CLI that registers it) loads the standard library only, and
+`packaging` (pure Python, a few ms) where it is installed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ CODE = """
 import json, sys
 before = set(sys.modules)
 import athena.cli, athena.doctor, athena.doctor.checks, athena.doctor.audit
-import athena.doctor.host, athena.doctor.lock, athena.doctor.probe, athena.doctor.report
+import athena.host, athena.doctor.lock, athena.doctor.probe, athena.doctor.report
 import athena.doctor.compare, athena.doctor.fingerprint, athena.doctor.numerics
 athena.cli.build_parser()
 new = sorted(set(sys.modules) - before)
@@ -18,7 +19,7 @@ print(json.dumps(new))
 """
 
 
-def test_the_doctor_imports_only_the_standard_library() -> None:
+def test_the_doctor_imports_only_the_standard_library_and_packaging() -> None:
     result = subprocess.run(
         [sys.executable, "-c", CODE], capture_output=True, text=True, check=True
     )
@@ -26,7 +27,7 @@ def test_the_doctor_imports_only_the_standard_library() -> None:
     foreign = sorted(
         {name.split(".")[0] for name in loaded}
         - set(sys.stdlib_module_names)
-        - {"athena", "_distutils_hack"}
+        - {"athena", "_distutils_hack", "packaging"}
     )
     assert foreign == [], f"importing athena.doctor loaded {foreign}"
     for heavy in ("mlx", "mlx_lm", "transformers", "torch", "numpy"):

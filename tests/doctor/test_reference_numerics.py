@@ -15,7 +15,7 @@ import pytest
 
 from athena.doctor import numerics
 from athena.doctor.report import Report
-from athena.doctor.sections.smoke import reference_checks
+from athena.doctor.sections.smoke import smoke_checks
 
 from .conftest import ROOT, require_mlx
 
@@ -129,7 +129,7 @@ def test_compare_fails_beyond_the_tolerance_or_on_other_greedy_ids(
 def test_smoke_matches_the_reference_on_mlx_and_transformers() -> None:
     require_mlx()
     report = Report("0", {}, {}, {})
-    reference_checks(report)
+    smoke_checks(report, generate=False)
     checks = {c.id: c for c in report.checks}
     mlx = checks["smoke.reference_mlx"]
     assert mlx.status == "pass" and mlx.required, mlx.detail
@@ -159,7 +159,7 @@ def test_smoke_fails_with_the_hint_when_the_numbers_differ(
     path.write_text(numerics.to_json(shifted))
     monkeypatch.setattr(numerics, "REFERENCE_PATH", path)
     report = Report("0", {}, {}, {})
-    reference_checks(report)
+    smoke_checks(report, generate=False)
     mlx = report.get("smoke.reference_mlx")
     assert mlx is not None and mlx.status == "fail" and mlx.required
     assert mlx.detail.startswith("max |logit - reference| 1.00e-03 > 0.0001")

@@ -20,9 +20,11 @@ import pytest
 from athena.doctor import compare
 from athena.doctor.checks import run_doctor
 from athena.doctor.fingerprint import behaviour_env, fingerprint
-from athena.doctor.host import SYSCTL_NAMES, Host, Metal, probe_host
+from athena.doctor.lock import read_python_pin
+from athena.doctor.names import wheel_tags
 from athena.doctor.report import Report
-from athena.doctor.sections.system import python_pin_check, read_python_pin
+from athena.doctor.sections.system import python_pin_check
+from athena.host import SYSCTL_NAMES, Host, Metal, probe_host
 
 from .conftest import ROOT, validate
 
@@ -92,8 +94,15 @@ def test_the_report_is_schema_2_with_a_fingerprint(here: dict[str, Any], tmp_pat
         fingerprint["uv_lock_sha256"] == hashlib.sha256((ROOT / "uv.lock").read_bytes()).hexdigest()
     )
     numpy = fingerprint["packages"]["numpy"]
-    assert numpy == {"installed": version("numpy"), "matches_lock": True}
-    assert all(set(p) == {"installed", "matches_lock"} for p in fingerprint["packages"].values())
+    assert numpy["installed"] == version("numpy") and numpy["matches_lock"] is True
+    # the build: the WHEEL file's tags, and the locked wheel that has them
+    assert numpy["tags"] and set(numpy["tags"]) <= set(wheel_tags(numpy["wheel"]["file"]))
+    assert numpy["wheel"]["file"].startswith(f"numpy-{version('numpy')}-")
+    assert len(numpy["wheel"]["sha256"]) == 64
+    assert all(
+        set(p) == {"installed", "matches_lock", "tags", "wheel"}
+        for p in fingerprint["packages"].values()
+    )
     assert fingerprint["python"]["minor"] == RUNNING
     assert fingerprint["python"]["implementation"] == sys.implementation.name
     assert fingerprint["os"]["target"] == here["host"]["target"]
@@ -141,7 +150,7 @@ def test_simulated_mac_fingerprint_has_the_chip_and_the_wired_limit() -> None:
     )
     python = {"version": "3.12.8", "implementation": "cpython"}
     block = fingerprint(
-        host=mac, python=python, root=ROOT, locked=None, distributions=[], probe=None, pin="3.12"
+        host=mac, python=python, root=ROOT, lock=None, distributions=[], probe=None, pin="3.12"
     )
     assert block["chip"] == "Apple M2 Max"
     assert block["os"] == {
@@ -162,7 +171,7 @@ def test_simulated_mac_fingerprint_has_the_chip_and_the_wired_limit() -> None:
         host=replace(mac, os_version="14.6"),
         python=python,
         root=None,
-        locked=None,
+        lock=None,
         distributions=[],
         probe=None,
         pin=None,
@@ -215,7 +224,10 @@ def test_compare_sorts_differences_into_two_groups(here: dict[str, Any]) -> None
         [],
         [
             compare.Difference(
-                "Python version", here["fingerprint"]["python"]["version"], f"{RUNNING}.99"
+                "Python version",
+                here["fingerprint"]["python"]["version"],
+                f"{RUNNING}.99",
+                severity=compare.INFO,
             )
         ],
     )
@@ -228,7 +240,7 @@ def test_compare_two_files_prints_only_what_differs(here: dict[str, Any], tmp_pa
     result = athena("doctor", "--compare", str(a), str(b))
     assert result.returncode == 0, result.stderr
     assert "Breaks reproducibility (0):" in result.stdout
-    assert "Expected to differ between machines (1):" in result.stdout
+    assert "May change numerics (1):" in result.stdout and "Informational (0):" in result.stdout
     assert "Apple M3 Pro" in result.stdout and "numpy" not in result.stdout
 
     other["fingerprint"]["packages"]["numpy"]["installed"] = "1.0.0"
@@ -238,7 +250,13 @@ def test_compare_two_files_prints_only_what_differs(here: dict[str, Any], tmp_pa
     diff = json.loads(result.stdout)
     assert diff["reproducible"] is False
     assert diff["breaking"] == [
-        {"what": "package numpy", "a": version("numpy"), "b": "1.0.0"},
+        {
+            "what": "package numpy",
+            "a": version("numpy"),
+            "b": "1.0.0",
+            "severity": "breaks reproducibility",
+            "fix": "`uv sync --locked --reinstall-package numpy` on both",
+        },
     ]
 
 

@@ -1,4 +1,4 @@
-"""The Mac report, simulated through the one seam (athena.doctor.host.Host): platform, macOS
+"""The Mac report, simulated through the one seam (athena.host.Host): platform, macOS
 version, Rosetta, sysctl and Metal are made up; the packages, imports and MLX checks are real
 (this venv's Python, or the base interpreter that has no mlx)."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from athena.doctor.checks import run_doctor
-from athena.doctor.host import Host, Metal
+from athena.host import Host, Metal
 
 from .conftest import require_mlx, validate
 

@@ -22,7 +22,7 @@ import pytest
 from athena import preflight
 from athena.backends import LoadError
 from athena.checkpoints import VOCAB_SIZE, count_parameters, write_sparse_olmoe
-from athena.doctor.host import Host, Metal
+from athena.host import Host, Metal
 from athena.models.olmoe import OLMoEConfig, OLMoEModel
 from athena.preflight import GiB, MemoryBudget, MiB, OversizeError
 

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from athena.doctor import audit as cuda_audit
-from athena.doctor.host import Host
 from athena.doctor.report import Check, Report
+from athena.doctor.targets import TARGETS
+from athena.doctor.uvtree import uv_executable
+from athena.host import Host
 
 
 def audit_checks(
@@ -18,88 +20,50 @@ def audit_checks(
     distributions: list[dict[str, Any]],
     environment: str,
 ) -> None:
-    if root is None:
-        for target in cuda_audit.TARGETS:
-            report.add(
-                Check(
-                    f"audit.lock.{target.name}",
-                    f"lock, {target.name}",
-                    "skip",
-                    "no pyproject.toml + uv.lock here (not a checkout)",
-                    hint="run from the athena checkout, or `athena audit --project DIR`",
-                )
-            )
-    else:
-        uv = cuda_audit.uv_executable()
-        for target in cuda_audit.TARGETS:
-            check_id = f"audit.lock.{target.name}"
-            title = f"lock, {target.name}"
-            if uv is None:
-                report.add(
-                    Check(
-                        check_id,
-                        title,
-                        "skip",
-                        "uv is not on PATH",
-                        hint="install uv to audit uv.lock (https://docs.astral.sh/uv/)",
-                    )
-                )
-                continue
-            result = cuda_audit.audit_lock(root, target, uv=uv)
-            detail = f"{result.summary()} [{target.scope}]"
-            if result.offenders:
-                chains = "; ".join(
-                    " -> ".join(o.chains[0]) if o.chains else o.name for o in result.offenders
-                )
-                detail += f"; pulled in by: {chains}"
-            report.add(
-                Check(
-                    check_id,
-                    title,
-                    "pass" if result.ok else "fail",
-                    detail,
-                    required=True,
-                    hint=cuda_audit.hint(result),
-                    data=result.to_dict(),
-                )
-            )
+    uv = uv_executable()
+    for target in TARGETS:
+        check_id, title = f"audit.lock.{target.name}", f"lock, {target.name}"
+        hint: str | None
+        if root is None:
+            detail = "no pyproject.toml + uv.lock here (not a checkout)"
+            hint = "run from the athena checkout, or `athena audit --project DIR`"
+            report.add(Check(check_id, title, "skip", detail, hint=hint))
+            continue
+        if uv is None:
+            hint = "install uv to audit uv.lock (https://docs.astral.sh/uv/)"
+            report.add(Check(check_id, title, "skip", "uv is not on PATH", hint=hint))
+            continue
+        result = cuda_audit.audit_lock(root, target, uv=uv)
+        detail = f"{result.summary()} [{target.scope}]"
+        if result.offenders:
+            chains = [" -> ".join(o.chains[0]) if o.chains else o.name for o in result.offenders]
+            detail += f"; pulled in by: {'; '.join(chains)}"
+        status, hint, data = (
+            "pass" if result.ok else "fail",
+            cuda_audit.hint(result),
+            result.to_dict(),
+        )
+        report.add(Check(check_id, title, status, detail, True, hint=hint, data=data))
     installed = cuda_audit.audit_installed(distributions, environment=environment)
     data = installed.to_dict()
-    if installed.ok:
-        report.add(
-            Check(
-                "audit.installed",
-                "installed packages",
-                "pass",
-                installed.summary(),
-                required=True,
-                data=data,
-            )
-        )
-    elif host.is_linux and cuda_audit.explained_by_torch(installed, distributions):
+    detail, hint = installed.summary(), cuda_audit.hint(installed)
+    status = "pass" if installed.ok else "fail"
+    if (
+        not installed.ok
+        and host.is_linux
+        and cuda_audit.explained_by_torch(installed, distributions)
+    ):
         data["explained_by_torch"] = True
-        report.add(
-            Check(
-                "audit.installed",
-                "installed packages",
-                "warn",
-                f"{len(installed.offenders)} CUDA packages, all pulled in by torch: PyPI's Linux "
-                "torch is a CUDA build, installed here by the opt-in torch group",
-                hint="fine on Linux (torch uses the CPU when there is no GPU); for a CUDA-free env "
-                "sync without the torch group (`uv sync --locked --group mlx-cpu`); `athena audit` "
-                "fails on this environment on purpose",
-                data=data,
-            )
+        status = "warn"
+        detail = (
+            f"{len(installed.offenders)} CUDA packages, all pulled in by torch: PyPI's Linux "
+            "torch is a CUDA build, installed here by the opt-in torch group"
         )
-    else:
-        report.add(
-            Check(
-                "audit.installed",
-                "installed packages",
-                "fail",
-                installed.summary(),
-                required=True,
-                hint=cuda_audit.hint(installed),
-                data=data,
-            )
+        hint = (
+            "fine on Linux (torch uses the CPU when there is no GPU); for a CUDA-free env sync "
+            "without the torch group (`uv sync --locked --group mlx-cpu`); `athena audit` fails "
+            "on this environment on purpose"
         )
+    required = status != "warn"
+    check = Check("audit.installed", "installed packages", status, detail, required, hint, data)
+    report.add(check)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from athena.doctor.host import Host
 from athena.doctor.report import Check, Report
+from athena.host import Host
 
 GIB = 1024**3
 WIRED_LIMIT_MACOS = (15,)  # mx.set_wired_limit works from macOS 15
@@ -19,45 +19,20 @@ def gib(value: Any) -> str:
 
 
 def memory_checks(report: Report, host: Host) -> None:
-    report.add(
-        Check(
-            "memory.total",
-            "RAM",
-            "info",
-            gib(host.total_memory),
-            data={"bytes": host.total_memory},
-        )
-    )
+    data: dict[str, Any] = {"bytes": host.total_memory}
+    report.add(Check("memory.total", "RAM", "info", gib(host.total_memory), data=data))
     info = dict(host.metal.device_info) if host.metal else {}
     working_set = info.get("max_recommended_working_set_size")
+    title = "recommended working set"
     if working_set:
-        report.add(
-            Check(
-                "memory.working_set",
-                "recommended working set",
-                "info",
-                f"{gib(working_set)} (mx.device_info)",
-                data={"bytes": working_set},
-            )
-        )
+        detail, data = f"{gib(working_set)} (mx.device_info)", {"bytes": working_set}
+        report.add(Check("memory.working_set", title, "info", detail, data=data))
     else:
-        report.add(
-            Check(
-                "memory.working_set",
-                "recommended working set",
-                "skip",
-                "Metal only (mx.device_info()['max_recommended_working_set_size'])",
-            )
-        )
+        detail = "Metal only (mx.device_info()['max_recommended_working_set_size'])"
+        report.add(Check("memory.working_set", title, "skip", detail))
     if not host.is_mac:
-        report.add(
-            Check(
-                "memory.wired_limit",
-                "wired limit",
-                "skip",
-                "macOS 15+ only (mx.set_wired_limit, sysctl iogpu.wired_limit_mb)",
-            )
-        )
+        detail = "macOS 15+ only (mx.set_wired_limit, sysctl iogpu.wired_limit_mb)"
+        report.add(Check("memory.wired_limit", "wired limit", "skip", detail))
         return
     sysctl_value = host.sysctl.get("iogpu.wired_limit_mb")
     ceiling = (
@@ -72,12 +47,5 @@ def memory_checks(report: Report, host: Host) -> None:
         if supported
         else "not supported before macOS 15: mx.set_wired_limit does nothing"
     ) + ceiling
-    report.add(
-        Check(
-            "memory.wired_limit",
-            "wired limit",
-            "info",
-            detail,
-            data={"supported": supported, "iogpu.wired_limit_mb": sysctl_value},
-        )
-    )
+    data = {"supported": supported, "iogpu.wired_limit_mb": sysctl_value}
+    report.add(Check("memory.wired_limit", "wired limit", "info", detail, data=data))

@@ -1,31 +1,19 @@
-"""The mlx section: whether mlx must work here, the MLX core checks from the probe's child
-process (array ops, eval, laziness, default device, device info, quantization) and Metal."""
+"""The imports and mlx sections, from the probe's child process (probe_child.MLX_STEPS: the
+four imports, then array ops, eval, laziness, default device, device info, quantization),
+whether mlx must work here, and Metal."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from athena.doctor.host import Host
 from athena.doctor.probe import ProbeResult
+from athena.doctor.probe_child import MLX_STEPS
 from athena.doctor.report import Check, Report
-from athena.doctor.sections.imports import (
-    IMPORT_IDS,
-    MLX_STEP_NAMES,
-    import_checks,
-    step_check,
-)
-from athena.doctor.sections.packages import MLX_DISTRIBUTIONS, SYNC_LINUX_MLX
+from athena.doctor.sections.packages import MLX_DISTRIBUTIONS, SYNC_LINUX_MLX, SYNC_MAC
+from athena.host import Host
 
-TITLES = {
-    "mlx.array_ops": "array ops (matmul, sum)",
-    "mlx.eval": "mx.eval",
-    "mlx.lazy": "lazy evaluation deferred",
-    "mlx.default_device": "default device",
-    "mlx.device_info": "mx.device_info()",
-    "mlx.quantize": "quantize round trip (4-bit)",
-}
-CORE_STEPS = tuple(step for step in MLX_STEP_NAMES if step not in IMPORT_IDS)
+MLX_STEP_NAMES = tuple(step for step, *_ in MLX_STEPS)
 
 
 def mlx_policy(host: Host, versions: Mapping[str, str | None]) -> tuple[bool, str]:
@@ -43,30 +31,50 @@ def mlx_policy(host: Host, versions: Mapping[str, str | None]) -> tuple[bool, st
     return False, f"mlx has wheels for Apple Silicon Macs and Linux only, not {host.target}"
 
 
-def mlx_core_checks(
-    report: Report, host: Host, probe: ProbeResult | None, required: bool, why: str
-) -> None:
-    """The MLX core checks and Metal, from the child process's results."""
-    for step in CORE_STEPS:
-        step_check(report, host, probe, step, step, TITLES[step], required, why, _mlx_detail)
-    _metal_check(report, host, probe is not None)
+def mlx_hint(step: str, error: str, host: Host) -> str:
+    """What to do about a failed probe step."""
+    if "libmlx" in error and host.is_linux:
+        return f"plain mlx has no Linux library; install its CPU build: `{SYNC_LINUX_MLX}`"
+    if "No module named" in error:
+        return f"install the locked env: `{SYNC_MAC if host.is_mac else SYNC_LINUX_MLX}`"
+    if "mlx_lm" in step:
+        return "mlx-lm imports transformers: see packages.transformers, then `uv sync --locked`"
+    return (
+        "mlx is installed but does not work: reinstall it from the lock "
+        "(`uv sync --locked --reinstall-package mlx`); if it persists, report the error text"
+    )
 
 
 def mlx_checks(
     report: Report, host: Host, probe: ProbeResult | None, required: bool, why: str
 ) -> None:
-    """The four imports, then the MLX core checks (the imports and mlx sections)."""
-    import_checks(report, host, probe, required, why)
-    mlx_core_checks(report, host, probe, required, why)
+    """One check per probe step (skipped, `why`, when mlx was not probed), then Metal."""
+    for step, check_id, title, _ in MLX_STEPS:
+        if probe is None:
+            report.add(Check(check_id, title, "skip", why))
+            continue
+        result = probe.step(step) or {"ok": False, "error": "no result from the probe"}
+        data = {k: v for k, v in result.items() if k not in ("ok", "error")}
+        if result.get("ok"):
+            text, status, hint = _detail(step, result, host)
+        else:
+            text, status = str(result.get("error")), "fail" if required else "warn"
+            hint = mlx_hint(step, text, host)
+        report.add(Check(check_id, title, status, text, required=required, hint=hint, data=data))
+    _metal_check(report, host, probe is not None)
 
 
-def _mlx_detail(step: str, result: Mapping[str, Any], host: Host) -> tuple[str, str, str | None]:
+def _detail(step: str, result: Mapping[str, Any], host: Host) -> tuple[str, str, str | None]:
+    """(detail, status, hint) of a step that worked."""
+    if step == "import mlx":
+        return f"ok ({result.get('path')})", "pass", None
+    if step in ("import mlx.core", "import mlx_lm"):
+        return f"ok ({result.get('version')})", "pass", None
     if step == "mlx.lazy":
+        before = result["active_before"]
         return (
-            f"building the graph allocated "
-            f"{result['active_after_graph'] - result['active_before']} B, mx.eval "
-            f"{result['active_after_eval'] - result['active_before']} B "
-            f"(result {result['bytes_result']} B)",
+            f"building the graph allocated {result['active_after_graph'] - before} B, mx.eval "
+            f"{result['active_after_eval'] - before} B (result {result['bytes_result']} B)",
             "pass",
             None,
         )
@@ -102,29 +110,15 @@ def _metal_check(report: Report, host: Host, probed: bool) -> None:
     if not host.is_mac:
         detail = "no Metal on Linux: mlx runs on the CPU" if host.is_linux else "not a Mac"
         report.add(Check("mlx.metal", "Metal", "skip", detail))
-        return
-    if host.metal is None:
+    elif host.metal is None:
+        status, hint = ("warn", "see the import checks above") if probed else ("skip", None)
         report.add(
-            Check(
-                "mlx.metal",
-                "Metal",
-                "skip" if not probed else "warn",
-                "unknown: mlx could not be asked",
-                hint="see the import checks above" if probed else None,
-            )
+            Check("mlx.metal", "Metal", status, "unknown: mlx could not be asked", hint=hint)
         )
-        return
-    if host.metal.available:
+    elif host.metal.available:
         name = host.metal.device_info.get("device_name", "a Metal device")
-        report.add(
-            Check(
-                "mlx.metal",
-                "Metal",
-                "pass",
-                f"available ({name})",
-                data={"device_info": dict(host.metal.device_info)},
-            )
-        )
+        data = {"device_info": dict(host.metal.device_info)}
+        report.add(Check("mlx.metal", "Metal", "pass", f"available ({name})", data=data))
     else:
         report.add(
             Check(

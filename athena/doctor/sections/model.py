@@ -8,9 +8,8 @@ memory of "this machine" comes from the doctor's Host (simulated in the Mac test
 
 from __future__ import annotations
 
-from typing import Any
-
 from athena.doctor.report import Check, Report
+from athena.host import Host
 
 OPTION_IDS = {
     "dtype='float32'": "float32",
@@ -21,93 +20,53 @@ OPTION_IDS = {
 STATUS = {"fits": "pass", "tight": "warn", "does not fit": "warn", "unknown": "info"}
 
 
-def model_checks(report: Report, host: Any, model: str) -> None:
+def model_checks(report: Report, host: Host, model: str) -> None:
     """Add the model section for `model` (a folder, or a hub id in the local cache)."""
     from athena import preflight
-    from athena.backends import SourceError
+    from athena.errors import SourceError
 
+    hint: str | None = "pass a model folder (config.json, model*.safetensors, tokenizer files)"
     try:
         info = preflight.inspect_model(model)
     except SourceError as error:
-        report.add(
-            Check(
-                "model.folder",
-                "model folder",
-                "fail",
-                str(error),
-                required=True,
-                hint="pass a model folder (config.json, model*.safetensors, tokenizer files)",
-            )
-        )
+        report.add(Check("model.folder", "model folder", "fail", str(error), True, hint=hint))
         return
-    data = preflight.describe(
-        info, budget=preflight.machine_budget(host), on_cpu=preflight.mlx_on_cpu(host)
+    except Exception as error:  # the doctor must not be what breaks: say it, with the type
+        detail = f"{model} could not be read: {type(error).__name__}: {error}"
+        report.add(Check("model.folder", "model folder", "fail", detail, True, hint=hint))
+        return
+    budget, on_cpu = preflight.machine_budget(host), preflight.mlx_on_cpu(host)
+    data = preflight.describe(info, budget=budget, on_cpu=on_cpu)
+    detail = (
+        f"{data['path']}: {data['parameters']:,} parameters, {', '.join(data['stored_dtypes'])}, "
+        f"{preflight.gib(data['disk_bytes'])} on disk"
     )
-    dtypes = ", ".join(data["stored_dtypes"])
-    report.add(
-        Check(
-            "model.folder",
-            "model folder",
-            "pass",
-            f"{data['path']}: {data['parameters']:,} parameters, {dtypes}, "
-            f"{preflight.gib(data['disk_bytes'])} on disk",
-            required=True,
-            data={k: data[k] for k in ("path", "parameters", "stored_dtypes", "disk_bytes")},
-        )
-    )
-    config_problem = info.config_problem
-    report.add(
-        Check(
-            "model.config",
-            "config.json vs weights",
-            "fail" if config_problem else "pass",
-            config_problem or "agrees with the weights (layers, hidden size, experts, vocabulary)",
-            required=True,
-            hint="use the config.json that belongs to these weights" if config_problem else None,
-            data={"config": data["config"]},
-        )
-    )
-    tokenizer_problem = info.tokenizer_problem
-    tokenizer = data["tokenizer"]
-    report.add(
-        Check(
-            "model.tokenizer",
-            "tokenizer",
-            "fail" if tokenizer_problem else "pass",
-            tokenizer_problem or f"{tokenizer['kind']}, {tokenizer['vocab']} ids",
-            required=True,
-            hint="re-download the folder or copy its tokenizer files"
-            if tokenizer_problem
-            else None,
-            data=tokenizer,
-        )
-    )
+    folder = {k: data[k] for k in ("path", "parameters", "stored_dtypes", "disk_bytes")}
+    report.add(Check("model.folder", "model folder", "pass", detail, True, data=folder))
+    problem: str | None = info.config_problem
+    detail = problem or "agrees with the weights (layers, hidden size, experts, vocabulary)"
+    hint = "use the config.json that belongs to these weights" if problem else None
+    status, title, config = "fail" if problem else "pass", "config.json vs weights", data["config"]
+    report.add(Check("model.config", title, status, detail, True, hint, {"config": config}))
+    problem, tokenizer = info.tokenizer_problem, data["tokenizer"]
+    detail = problem or f"{tokenizer['kind']}, {tokenizer['vocab']} ids"
+    hint = "re-download the folder or copy its tokenizer files" if problem else None
+    status = "fail" if problem else "pass"
+    report.add(Check("model.tokenizer", "tokenizer", status, detail, True, hint, tokenizer))
     this = data["this_load"]
     if this is not None:
         refused = this["status"] == "does not fit"
-        report.add(
-            Check(
-                "model.load",
-                f"this load ({this['backend']}, {this['option']})",
-                "fail" if refused else STATUS[this["status"]],
-                f"estimated peak {preflight.gib(this['peak'])}: {this['status']}",
-                required=True,
-                hint=(data["problems"][-1] if refused else "it loads; other programs may swap")
-                if this["status"] in ("does not fit", "tight")
-                else None,
-                data=this,
-            )
-        )
+        hint = None
+        if this["status"] in ("does not fit", "tight"):
+            hint = data["problems"][-1] if refused else "it loads; other programs may swap"
+        title = f"this load ({this['backend']}, {this['option']})"
+        status = "fail" if refused else STATUS[this["status"]]
+        detail = f"estimated peak {preflight.gib(this['peak'])}: {this['status']}"
+        report.add(Check("model.load", title, status, detail, True, hint, this))
     for row in data["estimates"]:
         name = OPTION_IDS.get(row["option"], row["option"])
         status = STATUS[row["status"]]
-        report.add(
-            Check(
-                f"model.memory.{name}",
-                f"{row['option']} on {row['backend']}",
-                status,
-                f"estimated peak {preflight.gib(row['peak'])}: {row['status']}",
-                hint=None if status in ("pass", "info") else "pick an option that fits",
-                data=row,
-            )
-        )
+        hint = None if status in ("pass", "info") else "pick an option that fits"
+        detail = f"estimated peak {preflight.gib(row['peak'])}: {row['status']}"
+        title = f"{row['option']} on {row['backend']}"
+        report.add(Check(f"model.memory.{name}", title, status, detail, hint=hint, data=row))

@@ -1,61 +1,17 @@
-"""The smoke section (`--smoke`): a tiny OLMoE checkpoint loaded with the chosen backend."""
+"""The smoke section (`--smoke`): the canonical tiny OLMoE checkpoint (numerics.py), written
+once, loaded with the chosen backend to generate 4 tokens (`smoke.generate`), then on the mlx
+path and, when torch is installed, the transformers path, with its logits and greedy ids
+compared to the committed reference (`smoke.reference_mlx`, `smoke.reference_transformers`)."""
 
 from __future__ import annotations
 
+import importlib.util
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from athena.doctor import numerics
 from athena.doctor.report import Check, Report
-
-
-def smoke_check(report: Report) -> None:
-    """Write a tiny OLMoE checkpoint, load it with the chosen backend, generate 4 tokens."""
-    import tempfile
-
-    title = "tiny OLMoE: load + 4 tokens"
-    try:
-        from athena.checkpoints import write_tiny_olmoe
-        from athena.models.olmoe import OLMoEConfig, OLMoEModel
-
-        with tempfile.TemporaryDirectory(prefix="athena-doctor-") as tmp:
-            path = write_tiny_olmoe(Path(tmp) / "tiny-olmoe", size="tiny", seed=0)
-            model = OLMoEModel(
-                OLMoEConfig(
-                    model_name=str(path),
-                    mlx_model_path=str(path),
-                    max_tokens=4,
-                    temperature=0.0,
-                    seed=0,
-                )
-            )
-            if not model.load():
-                raise RuntimeError(f"OLMoEModel.load() returned False for {path} (see the log)")
-            text = model.generate("Hello", max_tokens=4, temperature=0.0)
-            backend = model._backend
-    except Exception as error:
-        report.add(
-            Check(
-                "smoke.generate",
-                title,
-                "fail",
-                f"{type(error).__name__}: {error}",
-                required=True,
-                hint="fix the failed checks above first; then run "
-                "`pytest tests/loader` for details",
-            )
-        )
-        return
-    report.add(
-        Check(
-            "smoke.generate",
-            title,
-            "pass",
-            f"backend {backend}: generated {text!r}",
-            required=True,
-            data={"backend": backend, "text": text},
-        )
-    )
-
 
 REFERENCE_HINT = (
     "this machine does not compute the team's numbers: a wrong mlx build (`uv sync --locked "
@@ -63,37 +19,64 @@ REFERENCE_HINT = (
     "--smoke` passes, Metal is at fault), or a device that differs from the team's (`athena "
     "doctor --compare` with a teammate's report)"
 )
+MISSING = {
+    "mlx": "mlx-lm is not installed (a main dependency on a Mac; the mlx-cpu group on Linux)",
+    "transformers": "torch is not installed (optional: `uv sync --locked --group torch`)",
+}
 
 
-def reference_checks(report: Report) -> None:
-    """Load the canonical tiny checkpoint on the mlx path, and on the transformers path when
-    torch is installed, and compare logits and greedy ids with reference/tiny.json."""
-    import importlib.util
-    import tempfile
-
-    from athena.doctor import numerics
-
-    backends = {
-        "mlx": importlib.util.find_spec("mlx_lm") is not None,
-        "transformers": importlib.util.find_spec("torch") is not None,
-    }
-    missing = {
-        "mlx": "mlx-lm is not installed (a main dependency on a Mac; the mlx-cpu group on Linux)",
-        "transformers": "torch is not installed (optional: `uv sync --locked --group torch`)",
-    }
-    try:
-        reference = numerics.load_reference()
-        with tempfile.TemporaryDirectory(prefix="athena-doctor-") as tmp:
+def smoke_checks(report: Report, generate: bool = True) -> None:
+    """Write the tiny checkpoint once; generate with it, then compare with the reference."""
+    with tempfile.TemporaryDirectory(prefix="athena-doctor-") as tmp:
+        try:
             path = numerics.write_checkpoint(Path(tmp))
+        except Exception as error:
+            path, problem = (
+                None,
+                f"cannot write the tiny checkpoint: {type(error).__name__}: {error}",
+            )
+        if generate:
+            _generate_check(report, path)
+        try:
+            reference = numerics.load_reference()
+            if path is None:
+                raise numerics.ReferenceError(problem)
             numerics.check_checkpoint(reference, path)
-            for backend, available in backends.items():
-                if available:
-                    _reference_check(report, backend, path, reference)
-                else:
-                    report.add(_check(backend, "skip", missing[backend], required=False))
-    except numerics.ReferenceError as error:
-        for backend in backends:
-            report.add(_check(backend, "fail", str(error), hint=f"`{numerics.REGENERATE}`"))
+        except numerics.ReferenceError as error:
+            for backend in MISSING:
+                report.add(_check(backend, "fail", str(error), hint=f"`{numerics.REGENERATE}`"))
+            return
+        for backend in MISSING:
+            module = "mlx_lm" if backend == "mlx" else "torch"
+            if importlib.util.find_spec(module) is None:
+                report.add(_check(backend, "skip", MISSING[backend], required=False))
+            else:
+                _reference_check(report, backend, path, reference)
+
+
+def _generate_check(report: Report, path: Path | None) -> None:
+    title = "tiny OLMoE: load + 4 tokens"
+    try:
+        if path is None:
+            raise RuntimeError("the tiny checkpoint could not be written")
+        from athena.models.olmoe import OLMoEConfig, OLMoEModel
+
+        config = OLMoEConfig(
+            model_name=str(path), mlx_model_path=str(path), max_tokens=4, temperature=0.0, seed=0
+        )
+        model = OLMoEModel(config)
+        if not model.load():
+            raise RuntimeError(f"OLMoEModel.load() returned False for {path} (see the log)")
+        text = model.generate("Hello", max_tokens=4, temperature=0.0)
+        backend = model._backend
+    except Exception as error:
+        detail = f"{type(error).__name__}: {error}"
+        hint = "fix the failed checks above first; then run `pytest tests/loader` for details"
+        report.add(Check("smoke.generate", title, "fail", detail, required=True, hint=hint))
+        return
+    detail = f"backend {backend}: generated {text!r}"
+    data = {"backend": backend, "text": text}
+    report.add(Check("smoke.generate", title, "pass", detail, required=True, data=data))
 
 
 def _check(backend: str, status: str, detail: str, **fields: Any) -> Check:
@@ -103,7 +86,6 @@ def _check(backend: str, status: str, detail: str, **fields: Any) -> Check:
 
 
 def _reference_check(report: Report, backend: str, path: Path, reference: dict[str, Any]) -> None:
-    from athena.doctor import numerics
     from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
     model = OLMoEModel(

@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from athena.doctor.host import Host
+from athena.doctor.lock import PIN_FILE
+from athena.doctor.names import release
 from athena.doctor.probe import ProbeResult
 from athena.doctor.report import Check, Report
+from athena.host import Host
 
 MIN_MACOS = (14,)  # mlx's wheels
 
@@ -51,121 +53,71 @@ def _same_path(a: str | Path, b: str | Path) -> bool:
 
 
 def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None:
-    add = report.add
-    if host.is_mac:
-        version = host.macos_version or ()
-        if version >= MIN_MACOS:
-            add(Check("system.os", "OS", "pass", f"macOS {host.os_version}", required=True))
-        else:
-            add(
-                Check(
-                    "system.os",
-                    "OS",
-                    "fail",
-                    f"macOS {host.os_version}: mlx's wheels need macOS 14 or newer",
-                    required=True,
-                    hint="update to macOS 14 (Sonoma) or newer",
-                )
-            )
+    def add(check_id: str, title: str, status: str, detail: str, **fields: Any) -> None:
+        report.add(Check(f"system.{check_id}", title, status, detail, **fields))
+
+    if host.is_mac and (host.macos_version or ()) >= MIN_MACOS:
+        add("os", "OS", "pass", f"macOS {host.os_version}", required=True)
+    elif host.is_mac:
+        detail = f"macOS {host.os_version}: mlx's wheels need macOS 14 or newer"
+        add("os", "OS", "fail", detail, required=True, hint="update to macOS 14 (Sonoma) or newer")
     elif host.is_linux:
-        add(
-            Check(
-                "system.os",
-                "OS",
-                "pass",
-                f"Linux {host.os_version} (mlx runs here as its CPU build only)",
-            )
-        )
+        add("os", "OS", "pass", f"Linux {host.os_version} (mlx runs here as its CPU build only)")
     else:
-        add(
-            Check(
-                "system.os",
-                "OS",
-                "warn",
-                f"{host.system} {host.os_version}",
-                hint="athena supports Apple Silicon Macs and Linux",
-            )
-        )
+        hint = "athena supports Apple Silicon Macs and Linux"
+        add("os", "OS", "warn", f"{host.system} {host.os_version}", hint=hint)
 
     if host.is_mac and not host.is_apple_silicon:
-        add(
-            Check(
-                "system.machine",
-                "Machine",
-                "fail",
-                f"{host.machine}: an Intel Mac; mlx needs Apple Silicon",
-                required=True,
-                hint="use an Apple Silicon Mac (M1 or newer), or Linux with the mlx-cpu group",
-            )
-        )
+        detail = f"{host.machine}: an Intel Mac; mlx needs Apple Silicon"
+        hint = "use an Apple Silicon Mac (M1 or newer), or Linux with the mlx-cpu group"
+        add("machine", "Machine", "fail", detail, required=True, hint=hint)
     else:
-        add(Check("system.machine", "Machine", "info", host.machine))
+        add("machine", "Machine", "info", host.machine)
 
     if not host.is_mac:
-        add(Check("system.rosetta", "Rosetta", "skip", "not a Mac"))
+        add("rosetta", "Rosetta", "skip", "not a Mac")
     elif host.rosetta:
-        add(
-            Check(
-                "system.rosetta",
-                "Rosetta",
-                "fail",
-                f"this Python is an x86_64 build translated by Rosetta 2 ({python['executable']})",
-                required=True,
-                hint="install a native arm64 Python (`uv python install` or `nix develop`), "
-                "then recreate the venv: `rm -rf .venv && uv sync --locked`",
-            )
+        detail = f"this Python is an x86_64 build translated by Rosetta 2 ({python['executable']})"
+        hint = (
+            "install a native arm64 Python (`uv python install` or `nix develop`), then "
+            "recreate the venv: `rm -rf .venv && uv sync --locked`"
         )
+        add("rosetta", "Rosetta", "fail", detail, required=True, hint=hint)
     else:
-        add(Check("system.rosetta", "Rosetta", "pass", "native arm64 process", required=True))
+        add("rosetta", "Rosetta", "pass", "native arm64 process", required=True)
 
     python_version = str(python.get("version") or "unknown")
     if python.get("probe_ok"):
-        too_old = tuple(int(p) for p in python_version.split(".")[:2]) < (3, 11)
+        too_old = (release(python_version) or ()) < (3, 11)
+        hint = (
+            "athena needs Python >= 3.11 (this one can run the doctor only); use the project's "
+            "venv: `uv sync --locked`"
+        )
+        detail = f"{python_version} at {python['executable']}"
         add(
-            Check(
-                "system.python",
-                "Python",
-                "warn" if too_old else "pass",
-                f"{python_version} at {python['executable']}",
-                hint="athena needs Python >= 3.11 (this one can run the doctor only); "
-                "use the project's venv: `uv sync --locked`"
-                if too_old
-                else None,
-            )
+            "python",
+            "Python",
+            "warn" if too_old else "pass",
+            detail,
+            hint=hint if too_old else None,
         )
     else:
-        add(
-            Check(
-                "system.python",
-                "Python",
-                "fail",
-                f"cannot run {python['executable']}: {python.get('probe_error')}",
-                required=True,
-                hint="pass a working interpreter with --python",
-            )
-        )
+        detail = f"cannot run {python['executable']}: {python.get('probe_error')}"
+        hint = "pass a working interpreter with --python"
+        add("python", "Python", "fail", detail, required=True, hint=hint)
 
     if python.get("project_venv"):
-        add(Check("system.venv", "Virtualenv", "pass", f"the project's venv ({python['prefix']})"))
+        add("venv", "Virtualenv", "pass", f"the project's venv ({python['prefix']})")
     elif python.get("in_venv"):
-        add(
-            Check(
-                "system.venv",
-                "Virtualenv",
-                "info",
-                f"a venv that is not the project's .venv ({python['prefix']})",
-            )
-        )
+        detail = f"a venv that is not the project's .venv ({python['prefix']})"
+        add("venv", "Virtualenv", "info", detail)
     else:
+        hint = (
+            "create the locked env and use it: `uv sync --locked`, then "
+            "`.venv/bin/python scripts/verify_env.py` (or `uv run athena doctor`)"
+        )
         add(
-            Check(
-                "system.venv",
-                "Virtualenv",
-                "warn",
-                f"not inside a virtualenv ({python['prefix']})",
-                hint="create the locked env and use it: `uv sync --locked`, then "
-                "`.venv/bin/python scripts/verify_env.py` (or `uv run athena doctor`)",
-            )
+            "venv", "Virtualenv", "warn", f"not inside a virtualenv ({python['prefix']})", hint=hint
         )
 
     nix = []
@@ -173,57 +125,59 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
         nix.append(f"inside a nix shell (IN_NIX_SHELL={python['nix_shell']})")
     if python.get("nix_python"):
         nix.append("Python from the nix store")
-    add(Check("system.nix", "Nix", "info", "; ".join(nix) or "not in a nix shell"))
+    add("nix", "Nix", "info", "; ".join(nix) or "not in a nix shell")
 
 
-PIN_FILE = ".python-version"
-
-
-def read_python_pin(root: Path | None) -> str | None:
-    """The minor version the checkout pins in .python-version ("3.12"), or None."""
+def project_check(report: Report, root: Path | None, problems: Mapping[str, str | None]) -> None:
+    """The checkout's files: pyproject.toml, uv.lock, .python-version, flake.lock. A damaged
+    one fails (flake.lock, which only nix reads, warns), naming the file and what to do; a
+    Python without tomllib (3.9, 3.10) cannot read the TOML ones (info)."""
+    title = "project files"
+    found = {name: problem for name, problem in problems.items() if problem}
     if root is None:
-        return None
-    try:
-        text = (root / PIN_FILE).read_text(encoding="utf-8")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            return ".".join(line.split(".")[:2])
-    return None
+        report.add(Check("system.project", title, "skip", "not a checkout (no uv.lock found)"))
+        return
+    if not found:
+        detail = f"{', '.join(n for n in problems if os.path.lexists(root / n))} read"
+        report.add(Check("system.project", title, "pass", detail, data={"root": str(root)}))
+        return
+    damaged = [name for name, problem in found.items() if "tomllib" not in problem]
+    status = "info" if not damaged else "warn" if damaged == ["flake.lock"] else "fail"
+    sentences = [problem.rsplit(": ", 1) for problem in found.values()]
+    detail = "; ".join(s[0] for s in sentences)
+    if not damaged:
+        detail = f"{' and '.join(found)} not read: {next(iter(found.values()))}"
+    hint = "; ".join(s[-1] for s in sentences) if damaged else None
+    required = status == "fail"
+    data = dict(problems)
+    report.add(Check("system.project", title, status, detail, required, hint=hint, data=data))
 
 
 def python_minor(version: object) -> str | None:
     """ "3.12" of "3.12.7", or None."""
-    parts = str(version or "").split(".")
-    return ".".join(parts[:2]) if len(parts) >= 2 and all(p.isdigit() for p in parts[:2]) else None
+    parts = release(version) if version else None
+    return f"{parts[0]}.{parts[1]}" if parts and len(parts) >= 2 else None
 
 
 def python_pin_check(report: Report, python: Mapping[str, Any], pin: str | None) -> None:
     """Warn when the checked Python is not the minor version the project pins."""
-    title = "Python pin"
     minor = python_minor(python.get("version"))
     data = {"pinned": pin, "minor": minor}
+    hint = None
     if pin is None:
-        detail = f"no {PIN_FILE} here (not a checkout)"
-        report.add(Check("system.python_pin", title, "skip", detail, data=data))
+        status, detail = "skip", f"no {PIN_FILE} here (not a checkout, or see system.project)"
     elif not python.get("probe_ok") or minor is None:
-        detail = "the checked Python could not be run (see system.python)"
-        report.add(Check("system.python_pin", title, "skip", detail, data=data))
+        status, detail = "skip", "the checked Python could not be run (see system.python)"
     elif minor == pin:
-        detail = f"{minor} = {PIN_FILE} (and the flake's Python)"
-        report.add(Check("system.python_pin", title, "pass", detail, data=data))
+        status, detail = "pass", f"{minor} = {PIN_FILE} (and the flake's Python)"
     else:
-        report.add(
-            Check(
-                "system.python_pin",
-                title,
-                "warn",
-                f"Python {minor}, but {PIN_FILE} pins {pin} (the flake's Python, what every "
-                "teammate and CI's checks run)",
-                hint=f"`uv sync --locked` replaces .venv with a Python {pin} one (if uv finds "
-                f"none: `uv python install {pin}`), or use `nix develop`",
-                data=data,
-            )
+        status = "warn"
+        detail = (
+            f"Python {minor}, but {PIN_FILE} pins {pin} (the flake's Python, what every "
+            "teammate and CI's checks run)"
         )
+        hint = (
+            f"`uv sync --locked` replaces .venv with a Python {pin} one (if uv finds none: "
+            f"`uv python install {pin}`), or use `nix develop`"
+        )
+    report.add(Check("system.python_pin", "Python pin", status, detail, hint=hint, data=data))

@@ -1,0 +1,61 @@
+"""`athena doctor --verify-files` on the whole environment (#21): every installed file of every
+distribution of this Python hashed against its RECORD, in the doctor's child process.
+
+    nox -s bench -- --only files
+
+Figures: the wall time of the check (seconds), and the files and bytes it read. The first
+repeat may read from disk, the later ones from the page cache: the median is the warm figure,
+the max the cold one (as cold as this machine's cache allows).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from athena.doctor.probe import run_probe
+from bench.common import Results
+
+GROUP = "files"
+
+
+def installed_bytes() -> int:
+    """The bytes RECORD lists with a size, over every distribution."""
+    total = 0
+    for dist in metadata.distributions():
+        for line in (dist.read_text("RECORD") or "").splitlines():
+            size = line.rsplit(",", 1)[-1]
+            total += int(size) if size.isdigit() else 0
+    return total
+
+
+def measure(results: Results, *, quick: bool) -> None:
+    seconds, files, packages, differences = [], 0, 0, 0
+    for _ in range(1 if quick else 3):
+        started = time.perf_counter()
+        probe = run_probe(sys.executable, ("files",), timeout=3600)
+        seconds.append(time.perf_counter() - started)
+        steps = [v for k, v in probe.steps.items() if k.startswith("files ")]
+        if probe.returncode != 0 or not steps:
+            results.skip(
+                "files.verify_all", "--verify-files, whole env", probe.stderr[-200:], group=GROUP
+            )
+            return
+        files, packages = sum(s["files"] for s in steps), len(steps)
+        differences = sum(bool(s["changed"] or s["missing"] or s["added"]) for s in steps)
+    context = {
+        "what": "every file of every installed distribution against its RECORD sha256 "
+        "(athena/doctor/probe_child.py files), this interpreter's environment",
+        "packages": packages,
+        "files": files,
+        "bytes": installed_bytes(),
+        "packages_that_differ": differences,
+    }
+    results.add(
+        "files.verify_all", "--verify-files, whole env", seconds, "s", group=GROUP, context=context
+    )
+    results.add("files.count", "files verified", [files], "files", group=GROUP)
