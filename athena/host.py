@@ -25,6 +25,16 @@ SYSCTL_NAMES = (
 )
 
 
+# The device mlx computes on, as the user asks: "cpu" or "gpu" (CPU on GitHub's macOS VMs,
+# whose Metal is unusable); the mlx backend honours it, the preflight plans for it.
+MLX_DEVICE_ENV = "ATHENA_MLX_DEVICE"
+
+
+def mlx_device_wanted() -> str:
+    """ATHENA_MLX_DEVICE as set now, lower-cased ("" when unset)."""
+    return os.environ.get(MLX_DEVICE_ENV, "").strip().lower()
+
+
 @dataclass(frozen=True)
 class Metal:
     """What mlx says about Metal: `available` from `mx.metal.is_available()`, `device_info`

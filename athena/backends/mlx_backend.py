@@ -8,7 +8,6 @@ float32 only, so `load` upcasts half-precision MoE checkpoints there.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Literal
@@ -17,6 +16,7 @@ import numpy as np
 
 from athena.backends.base import LoadOptions, Sampling
 from athena.errors import BackendMissing, LoadError, SourceError, first_line
+from athena.host import MLX_DEVICE_ENV, mlx_device_wanted
 from athena.source import ModelSource
 
 logger = logging.getLogger(__name__)
@@ -50,20 +50,19 @@ def _broken_install(error: ImportError) -> str:
     )
 
 
-DEVICE_ENV = "ATHENA_MLX_DEVICE"
-
-
 def select_device() -> None:
     """Honour ATHENA_MLX_DEVICE=cpu or gpu (CPU on GitHub's macOS VMs: their Metal is unusable)."""
     import mlx.core as mx
 
-    wanted = os.environ.get(DEVICE_ENV, "").strip().lower()
+    wanted = mlx_device_wanted()
     if not wanted:
         return
     if wanted not in ("cpu", "gpu"):
-        raise LoadError(f"{DEVICE_ENV}={wanted!r} is not a device; use cpu or gpu, or unset it")
+        raise LoadError(f"{MLX_DEVICE_ENV}={wanted!r} is not a device; use cpu or gpu, or unset it")
     if wanted == "gpu" and not mx.metal.is_available():
-        raise LoadError(f"{DEVICE_ENV}=gpu but Metal is not available here; use cpu or unset it")
+        raise LoadError(
+            f"{MLX_DEVICE_ENV}=gpu but Metal is not available here; use cpu or unset it"
+        )
     mx.set_default_device(mx.cpu if wanted == "cpu" else mx.gpu)
 
 

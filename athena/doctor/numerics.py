@@ -156,10 +156,7 @@ def measure(model: Any) -> dict[str, Any]:
     """Run a loaded `OLMoEModel` the way the reference was made: token ids, logits, greedy."""
     ids = model.tokenize(PROMPT)
     logits = model.logits(ids)
-    pieces = model._backend_module().stream(
-        model.model, model.tokenizer, PROMPT, max_tokens=GREEDY_TOKENS, temperature=0.0
-    )
-    greedy = [int(token) for _, token in pieces if token is not None]
+    greedy = model.generate_ids(PROMPT, max_tokens=GREEDY_TOKENS, temperature=0.0)
     return {"prompt_ids": ids, "logits": logits, "greedy_ids": greedy}
 
 

@@ -3,12 +3,11 @@ docs/preflight.md; `nox -s bench -- --only preflight` measures it)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from athena import preflight as _package  # RUNTIME_BYTES is read where tests replace it
-from athena.host import Host, probe_host
+from athena.host import Host, mlx_device_wanted, probe_host
 from athena.preflight.info import _EXPERT, DTYPE_ITEMSIZE, FLOAT_NAMES, ITEMSIZE, ModelInfo, Tensor
 
 MiB = 1024**2
@@ -76,7 +75,7 @@ def mlx_on_cpu(host: Any = None) -> bool:
         is_mac = platform.system() == "Darwin"
     else:
         is_mac = host.is_mac
-    return not is_mac or os.environ.get("ATHENA_MLX_DEVICE", "").strip().lower() == "cpu"
+    return not is_mac or mlx_device_wanted() == "cpu"
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def _generate_check(report: Report, path: Path | None) -> None:
         if not model.load():
             raise RuntimeError(f"OLMoEModel.load() returned False for {path} (see the log)")
         text = model.generate("Hello", max_tokens=4, temperature=0.0)
-        backend = model._backend
+        backend = model.backend
     except Exception as error:
         detail = f"{type(error).__name__}: {error}"
         hint = "fix the failed checks above first; then run `pytest tests/loader` for details"
