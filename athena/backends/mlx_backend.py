@@ -155,13 +155,13 @@ def load(
         if is_quantized(model):
             logger.info("%s is already quantized; quantize_bits=%s ignored", path, quantize_bits)
         else:
-            nn.quantize(
+            from athena.backends.quantize import olmoe_predicate
+
+            nn.quantize(  # the router (mlp.gate) stays at 8 bits: athena/backends/quantize.py
                 model,
                 group_size=group_size,
                 bits=quantize_bits,
-                class_predicate=lambda _, m: (
-                    hasattr(m, "to_quantized") and m.weight.shape[-1] % group_size == 0
-                ),
+                class_predicate=olmoe_predicate(quantize_bits, group_size),
             )
             logger.info("Quantized %s to %s bits (group size %s)", path, quantize_bits, group_size)
     try:
