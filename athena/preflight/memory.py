@@ -153,10 +153,13 @@ class Estimate:
 
     def label(self) -> str:
         if self.quantize_bits:
-            router = self.router_bits
-            same = router is None or router == self.quantize_bits
-            return f"quantize_bits={self.quantize_bits}" + ("" if same else f" (router {router})")
+            return f"quantize_bits={self.quantize_bits}"
         return f"dtype={self.dtype!r}"
+
+    def router_note(self) -> str:
+        """ " (router 8-bit)" when the router's bits differ from the rest's, else ""."""
+        router, bits = self.router_bits, self.quantize_bits
+        return f" (router {router}-bit)" if bits and router and router != bits else ""
 
 
 def _quantized_bytes(elements: int, bits: int, group_size: int, itemsize: int) -> int:
