@@ -90,14 +90,16 @@ def convert_model(
             raise FolderNotEmpty(shown, sorted(p.name for p in target.iterdir()))
         temp = target.parent / f".{target.name}.athena-tmp-{secrets.token_hex(4)}"
         try:
-            with contextlib.redirect_stdout(sys.stderr):  # mlx-lm's [INFO] lines
+            # mlx-lm's [INFO] lines go to stderr. Its quant_predicate is annotated with three
+            # arguments but called with (path, module), as nn.quantize's class_predicate.
+            with contextlib.redirect_stdout(sys.stderr):
                 convert(
                     model,
                     str(temp),
                     quantize=True,
                     q_bits=bits,
                     q_group_size=group_size,
-                    quant_predicate=olmoe_predicate(bits, group_size, router_bits),
+                    quant_predicate=olmoe_predicate(bits, group_size, router_bits),  # type: ignore[arg-type]
                 )
             _rename_folder(temp, target, shown)
         except (OSError, ValueError, KeyError, RuntimeError) as error:

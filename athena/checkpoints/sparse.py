@@ -62,7 +62,7 @@ def write_sparse_olmoe(
         groups[min(shards - 1, done * shards // total)].append(tensor)
         done += tensor[2]
     groups = [group for group in groups if group]
-    weight_map = {}
+    weight_map: dict[str, str] = {}
     for number, group in enumerate(groups, start=1):
         file = (
             "model.safetensors"

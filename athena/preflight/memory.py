@@ -87,7 +87,7 @@ def linux_map_limit(
     none. `meminfo`/`overcommit`: the texts of /proc/meminfo and the sysctl (read if None)."""
     try:
         meminfo = meminfo if meminfo is not None else _read("/proc/meminfo")
-        mode = (overcommit if overcommit is not None else _read("/proc/sys/vm/overcommit_memory"))
+        mode = overcommit if overcommit is not None else _read("/proc/sys/vm/overcommit_memory")
     except OSError:
         return None, None
     fields = {}

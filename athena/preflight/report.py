@@ -7,8 +7,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from athena import preflight as _package  # machine_budget is read where tests replace it
-from athena.preflight.agreement import CONFIG_SIZES
 from athena.preflight import speed
+from athena.preflight.agreement import CONFIG_SIZES
 from athena.preflight.checks import _oversize_sentence, _unmappable
 from athena.preflight.memory import TIGHT_SHARE, estimate_peak, gib, load_options, mlx_on_cpu
 from athena.preflight.quantized import quantized_problems
@@ -46,7 +46,7 @@ def describe(
     on_cpu: bool | None = None,
     context: int | None = None,
     router_bits: int | None = None,
-    bandwidth: Bandwidth | None | bool = True,
+    bandwidth: Bandwidth | bool | None = True,
 ) -> dict[str, Any]:
     """Everything the preflight knows about `info`, as JSON-ready data (schema
     athena-inspect/1): what `athena inspect --json` prints and the doctor's model section.
@@ -107,7 +107,8 @@ def describe(
             else:
                 longest = _longest_context(info, estimate, budget)
                 problems.append(
-                    f"{info.name} loads with {estimate.backend} ({estimate.label()}{estimate.router_note()}, "
+                    f"{info.name} loads with {estimate.backend} "
+                    f"({estimate.label()}{estimate.router_note()}, "
                     f"{gib(load_only.resident)}), but {context} tokens of context need "
                     f"{gib(estimate.context)} more, beyond this machine's "
                     f"{gib(budget.physical)}; at most {longest} tokens of context fit "
