@@ -17,6 +17,10 @@ GiB = 1024**3
 # (mlx-lm imports transformers; the other path is torch + transformers). Measured on Linux
 # (bench/preflight.py); a fixed cost, independent of the model.
 RUNTIME_BYTES = {"mlx": 600 * MiB, "transformers": 750 * MiB}
+# Of it, anonymous memory (the interpreter's and the libraries' heaps); the rest is the
+# shared libraries' mapped code and data, file pages the kernel can drop and read again.
+# Measured from /proc/<pid>/status RssAnon (bench/fit.py, --fit-shape like).
+RUNTIME_ANON_BYTES = {"mlx": 340 * MiB, "transformers": 450 * MiB}
 # Without Metal's recommended working set (Linux), "tight" starts at this share of RAM.
 TIGHT_SHARE = 0.9
 MLX_PREFILL_CHUNK = 2048  # mlx-lm's generate prefills the prompt in chunks of this many tokens
@@ -137,8 +141,8 @@ class Estimate:
     quantize_bits: int | None
     model: int  # the loaded model's arrays
     transient: int  # temporaries of loading/converting, at their largest
-    file_pages: int  # memory-mapped file pages read (transformers): reclaimable
-    runtime: int
+    file_pages: int  # mapped file pages: the weights (transformers), the libraries' code
+    runtime: int  # the runtime's anonymous memory (interpreter, libraries' heaps)
     context: int = 0  # KV cache + attention's working set at `context_tokens` (0: the load)
     context_tokens: int = 0
     router_bits: int | None = None  # the router's (mlp.gate) bits when quantized
@@ -246,12 +250,19 @@ def _mlx_estimate(
     on_cpu: bool,
     router_bits: int | None,
 ) -> Estimate:
-    runtime = _package.RUNTIME_BYTES["mlx"]
+    runtime, libraries = _runtime("mlx")
     if info.quantization is not None:  # mlx_lm.convert's folder: loaded as stored
         bits = _folder_bits(info)
         router = _folder_router_bits(info)
         return Estimate(
-            "mlx", info.float_dtype, bits, info.weight_bytes, 0, 0, runtime, router_bits=router
+            "mlx",
+            info.float_dtype,
+            bits,
+            info.weight_bytes,
+            0,
+            libraries,
+            runtime,
+            router_bits=router,
         )
     compute = dtype or ("float32" if on_cpu and info.has_experts else info.float_dtype)
     size = DTYPE_ITEMSIZE[compute]
@@ -278,7 +289,9 @@ def _mlx_estimate(
         during += stored if (stacked and changed) else 0
         during += elements * size if (cast and quantized) else 0
         transient = max(transient, during)
-    return Estimate("mlx", compute, bits, model, transient, 0, runtime, router_bits=router_bits)
+    return Estimate(
+        "mlx", compute, bits, model, transient, libraries, runtime, router_bits=router_bits
+    )
 
 
 def _folder_bits(info: ModelInfo) -> int | None:
@@ -311,8 +324,16 @@ def _transformers_estimate(info: ModelInfo, dtype: str | None) -> Estimate:
             fused[group] = fused.get(group, 0) + elements * size
     largest_fused = max(fused.values(), default=0)
     transient = 2 * largest_fused if converts else 0
-    runtime = _package.RUNTIME_BYTES["transformers"]
-    return Estimate("transformers", target, None, copied, transient, info.weight_bytes, runtime)
+    runtime, libraries = _runtime("transformers")
+    pages = info.weight_bytes + libraries
+    return Estimate("transformers", target, None, copied, transient, pages, runtime)
+
+
+def _runtime(backend: str) -> tuple[int, int]:
+    """The runtime's (anonymous, file pages) bytes."""
+    total = _package.RUNTIME_BYTES[backend]
+    anonymous = min(total, _package.RUNTIME_ANON_BYTES[backend])
+    return anonymous, total - anonymous
 
 
 def gib(value: int | None) -> str:

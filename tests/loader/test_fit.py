@@ -90,7 +90,7 @@ def test_sharded_real_shape_bf16_on_transformers_is_accepted_without_allow_overs
     assert checked is not None
     estimate = checked.estimate
     assert 13.8e9 < estimate.resident < 16 * GiB  # the bf16 copy + one layer's fused experts
-    assert estimate.file_pages == checked.info.weight_bytes  # 27.7 GB, reclaimable
+    assert estimate.file_pages > checked.info.weight_bytes  # 27.7 GB + libraries: reclaimable
     assert estimate.peak == estimate.resident + estimate.file_pages > 24 * GiB
     assert LINUX_24.status(estimate.resident) == "fits"
 
