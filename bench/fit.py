@@ -317,6 +317,13 @@ def measure_router(
                 "share",
                 group="router",
             )
+            results.add(
+                f"router.{size}.{variant}.greedy_prefix",
+                f"greedy text's common prefix with float32's, 4-bit, {variant} ({size})",
+                [row["greedy_common_prefix"]],
+                "share",
+                group="router",
+            )
         results.add(
             f"router.{size}.router8_extra_bytes",
             f"model memory of the 8-bit router over the 4-bit one ({size})",
@@ -380,7 +387,9 @@ def router_child(spec: dict[str, Any]) -> dict[str, Any]:
                 for a, b in zip(layer_ours, layer_theirs, strict=True):
                     same += a == b
                     total += 1
-        greedy = sum(a == b for a, b in zip(texts, reference_text, strict=True)) / len(texts)
+        pairs = list(zip(texts, reference_text, strict=True))
+        greedy = sum(a == b for a, b in pairs) / len(pairs)
+        prefix = sum(_common_prefix(a, b) / max(len(a), len(b), 1) for a, b in pairs) / len(pairs)
         estimate = preflight.estimate_peak(
             info, backend="mlx", quantize_bits=4, router_bits=router, on_cpu=True
         )
@@ -388,10 +397,17 @@ def router_child(spec: dict[str, Any]) -> dict[str, Any]:
             "topk_match": same / max(total, 1),
             "pairs": total,
             "greedy_match": greedy,
+            "greedy_common_prefix": prefix,
             "model_bytes": estimate.model,
         }
     olmoe.OlmoeSparseMoeBlock.__call__ = original  # type: ignore[method-assign]
     return report
+
+
+def _common_prefix(a: str, b: str) -> int:
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
 
 
 if __name__ == "__main__":
