@@ -8,7 +8,7 @@ versions it runs on, and runs pytest with --strict-markers --strict-config.
   tests    on each supported Python: tests/ but tests/env (the loader, the doctor, the heads,
            the CLI), the code whose behaviour can depend on the Python; PIN_ONLY_TESTS (the
            benchmarks' smoke run, the audit mutations) on the pinned Python only;
-  lint     ruff, mypy, and tests/env's checks of CI's own files (the noxfile, the workflow);
+  lint     ruff, mypy, import-linter (the floors), and tests/env's checks of CI's own files;
   lock     `uv lock --check` and tests/env/test_lock.py;
   nix      tests/env/test_flake.py;
   verify   the environment acceptance: the four mlx imports, the versions, the CUDA audit,
@@ -75,7 +75,7 @@ def _pythons_found() -> list[str]:
     """The supported Pythons that are on PATH here (the matrix of `tests`).
 
     nox fails on a missing interpreter in CI, so the matrix is what this machine has; CI puts
-    every supported Python on PATH and tests/test_noxfile.py checks that all were found there.
+    every supported Python on PATH and tests/env/test_noxfile.py checks that all were found there.
     """
     found = [v for v in _supported_pythons() if _runs(f"python{v}")]
     return found or [f"{sys.version_info.major}.{sys.version_info.minor}"]
@@ -144,7 +144,8 @@ def loader(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON_PIN)
 def lint(session: nox.Session) -> None:
-    """ruff (lint + format check), mypy, and the tests of the noxfile and the CI workflow.
+    """ruff (lint + format check), mypy, import-linter (athena's floors and no import
+    circles, pyproject's [tool.importlinter]), and the tests of the noxfile and the CI workflow.
 
     mypy runs with the backends installed, so it sees their types.
     """
@@ -152,6 +153,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("lint-imports")
     session.run(*PYTEST, *ENV_TESTS["lint"], *session.posargs)
 
 

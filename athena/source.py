@@ -1,9 +1,15 @@
-"""Where a model comes from: a local folder (checked here) or a Hugging Face hub id.
+"""Where a model comes from, resolved once (floor 0): a local folder, or a Hugging Face hub id
+whose snapshot is fetched into the local cache first.
 
 mlx-lm treats any path that does not exist as a hub id, so a mistyped folder becomes a hub
-lookup. `resolve_source` decides first: an existing path, or anything that looks like a path,
-is a folder; only `org/name` (whose `org` is not a local folder) is a hub id. A bare `name`
-is a folder too: hub ids of today have an owner.
+lookup. `resolve_source` decides first, without the network: an existing path, or anything
+that looks like a path, is a folder; only `org/name` (whose `org` is not a local folder) is a
+hub id. A bare `name` is a folder too: hub ids of today have an owner.
+
+`locate` turns a name into a `ModelSource` whose `path` is a local folder: the folder itself,
+or the hub snapshot (downloaded by huggingface_hub when allowed, else taken from the cache,
+which huggingface_hub resolves through `refs/main`). The preflight and the backends all take
+that one object, so the name is never resolved twice and a backend never downloads.
 """
 
 from __future__ import annotations
@@ -20,11 +26,22 @@ from athena.errors import SourceError, first_line
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRUE = {"1", "ON", "YES", "TRUE"}
+# What a hub snapshot needs: config, safetensors weights, tokenizer files. Never pickles
+# (*.bin, *.pt) and never code (*.py: trust_remote_code is never enabled).
+HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja")
+# The floating-point dtypes a load can ask for (and tiny-model can write), by name.
+DTYPES = ("float32", "float16", "bfloat16")
+# safetensors' dtypes and their item sizes in bytes.
+SAFETENSORS_ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """`kind` "folder" (with `path`) or "hub" (with `hub_id`); `name` is what the user gave."""
+    """`kind` "folder" or "hub"; `name` is what the user gave; `path` the local folder (for a
+    hub id: its snapshot in the cache, None until `locate` found or fetched it)."""
 
     name: str
     kind: Literal["folder", "hub"]
@@ -34,11 +51,18 @@ class ModelSource:
     def hub_id(self) -> str:
         return self.name
 
+    @property
+    def folder(self) -> Path:
+        """The local folder; a hub id must have been located first."""
+        if self.path is None:
+            raise SourceError(f"{self.name!r} has no local folder yet; locate() it first")
+        return self.path
+
 
 def resolve_source(name: str) -> ModelSource:
     """Tell a local folder from a hub id, without touching the network."""
     path = Path(name).expanduser()
-    if path.exists():
+    if _exists(path):
         return ModelSource(name, "folder", path)
     org = name.split("/", 1)[0]
     looks_like_hub_id = (
@@ -52,12 +76,60 @@ def resolve_source(name: str) -> ModelSource:
     return ModelSource(name, "folder", path)
 
 
+def _exists(path: Path) -> bool:
+    """Path.exists, also True for a link whose target is missing or loops (it is a path)."""
+    try:
+        return path.exists() or path.is_symlink()
+    except OSError:  # e.g. a name too long for the file system
+        return False
+
+
+def locate(name: str | os.PathLike[str] | ModelSource, *, download: bool = True) -> ModelSource:
+    """`name` as a source with a local folder. A hub id is fetched into the Hugging Face cache
+    (only the files a load needs) when `download` and not HF_HUB_OFFLINE, else taken from the
+    cache. Raises SourceError (one sentence) when a hub id cannot be had; a folder is returned
+    as it is (`check_model_folder` checks it)."""
+    source = name if isinstance(name, ModelSource) else resolve_source(os.fspath(name))
+    if source.kind == "folder" or source.path is not None:
+        return source
+    offline = hub_offline() or not download
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(
+            source.hub_id,
+            cache_dir=hub_cache_dir(),
+            allow_patterns=list(HUB_FILES),
+            local_files_only=offline,
+            endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not at its import
+        )
+    except LocalEntryNotFoundError as error:
+        if not offline:
+            raise _hub_failure(source.name, error) from None
+        if not download:
+            raise SourceError(
+                f"{source.name!r} is not a local folder and not in the Hugging Face cache at "
+                f"{hub_cache_dir()}; athena inspects local files only (download it once, or "
+                "pass a local model folder)"
+            ) from None
+        raise SourceError(
+            f"{source.name!r} is not a local folder and HF_HUB_OFFLINE=1 forbids downloading "
+            f"it from the Hugging Face hub (it is not in the cache at {hub_cache_dir()}); pass "
+            "a local model folder, or download it once with network access"
+        ) from None
+    except Exception as error:  # gated, unknown repo, no network, a full disk...
+        raise _hub_failure(source.name, error) from None
+    return ModelSource(source.name, "hub", Path(str(folder)))
+
+
 def hub_offline() -> bool:
     """HF_HUB_OFFLINE as huggingface_hub reads it (read now, not at its import time)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
 
 
-def _hub_cache_dir() -> str:
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache, from the environment as it is now."""
     if cache := os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE"):
         return cache
     home = os.environ.get("HF_HOME") or os.path.join(
@@ -66,27 +138,21 @@ def _hub_cache_dir() -> str:
     return os.path.join(home, "hub")
 
 
-def check_hub_id(source: ModelSource) -> None:
-    """Offline, a hub id must be in the local cache; say so in one sentence if it is not."""
-    if not hub_offline():
-        return
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(source.hub_id, "config.json", cache_dir=_hub_cache_dir())
-    if not isinstance(cached, str):
-        raise SourceError(
-            f"{source.name!r} is not a local folder and HF_HUB_OFFLINE=1 forbids downloading it "
-            f"from the Hugging Face hub (it is not in the cache at {_hub_cache_dir()}); "
-            "pass a local model folder, or download it once with network access"
-        )
+def _hub_failure(name: str, error: BaseException) -> SourceError:
+    # The root cause says why (e.g. "Connection refused"); the wrapper says what.
+    cause = error
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    why = first_line(error) if cause is error else f"{first_line(error)}: {first_line(cause)}"
+    return SourceError(
+        f"could not get {name!r} from the Hugging Face hub ({why}); check the network and the "
+        "id, or pass a local model folder"
+    )
 
 
 def hub_download_failed(name: str, error: BaseException) -> SourceError | None:
-    """The sentence for a backend whose download of hub id `name` failed (no network, unknown
-    or gated repo), or None when `name` is a folder or the error did not come from the hub.
-
-    A SourceError: the other backend would ask the same hub, so load() does not fall back.
-    """
+    """The sentence for a download of hub id `name` that failed (no network, unknown or gated
+    repo), or None when `name` is a folder or the error did not come from the hub."""
     if resolve_source(name).kind != "hub":
         return None
     cause: BaseException | None = error
@@ -103,28 +169,50 @@ def hub_download_failed(name: str, error: BaseException) -> SourceError | None:
     return None
 
 
+def unreadable(path: Path, error: OSError) -> SourceError:
+    """One sentence for a file or folder the operating system would not let us read."""
+    reason = error.strerror or first_line(error)
+    if isinstance(error, PermissionError):
+        advice = "give your user read access to it (chmod/chown), or copy the model elsewhere"
+    elif isinstance(error, IsADirectoryError):
+        advice = "it must be a file; re-download or re-create the checkpoint"
+    else:
+        advice = "fix the path (a broken or looping link?), or re-download the checkpoint"
+    return SourceError(f"cannot read {path} ({reason}); {advice}")
+
+
 def check_model_folder(path: Path) -> None:
-    """Raise SourceError (one sentence) unless `path` is an OLMoE folder with sound safetensors."""
-    if not path.exists():
+    """Raise SourceError (one sentence) unless `path` is an OLMoE folder with sound safetensors.
+
+    Every filesystem error (a file that is a folder, a link loop, no permission) is a
+    SourceError naming the path, never an OSError."""
+    try:
+        _check_model_folder(path)
+    except OSError as error:
+        raise unreadable(Path(error.filename or path), error) from None
+
+
+def _check_model_folder(path: Path) -> None:
+    kind = _kind(path)  # an OSError other than "not found" (a loop, no permission) goes up
+    if kind is None:
+        if path.is_symlink():
+            raise SourceError(
+                f"model folder {path} is a link to {os.readlink(path)}, which does not exist; "
+                "fix the link or pass the real folder"
+            )
         raise SourceError(
             f"model folder not found: {path} (check the path; athena does not look up a "
             "path on the Hugging Face hub)"
         )
-    if not path.is_dir():
+    if kind != "folder":
         raise SourceError(f"{path} is a file, not a model folder; pass the folder that holds it")
-    config_file = path / "config.json"
-    if not config_file.is_file():
+    os.listdir(path)  # PermissionError here names the folder, not a file in it
+    config_kind = _kind(path / "config.json")
+    if config_kind is None:
         raise SourceError(f"config.json not found in {path} (is this a model folder?)")
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SourceError(
-            f"config.json in {path} is not valid JSON ({error}); re-download or re-create it"
-        ) from None
-    if not isinstance(config, dict):
-        raise SourceError(
-            f"config.json in {path} is not a JSON object; re-download or re-create it"
-        )
+    if config_kind == "folder":
+        raise IsADirectoryError(21, "Is a directory", str(path / "config.json"))
+    config = read_config(path)
     model_type = config.get("model_type")
     if model_type is None:
         raise SourceError(
@@ -136,7 +224,7 @@ def check_model_folder(path: Path) -> None:
             f"config.json in {path} has model_type {model_type!r}; athena loads OLMoE "
             "checkpoints (model_type 'olmoe')"
         )
-    weight_files = sorted(path.glob("model*.safetensors"))
+    weight_files = weight_files_of(path)
     if not weight_files:
         pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(
             p.name for p in path.glob("*.pt")
@@ -151,7 +239,44 @@ def check_model_folder(path: Path) -> None:
             "re-create the checkpoint)"
         )
     for weight_file in weight_files:
-        check_safetensors(weight_file)
+        read_safetensors_header(weight_file)
+
+
+def _kind(path: Path) -> Literal["file", "folder"] | None:
+    """ "file", "folder" or None (not there, or a link to nothing); other OSErrors (a link
+    loop, no permission) are raised for the caller to turn into a sentence."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    return "folder" if stat.S_ISDIR(mode) else "file"
+
+
+def weight_files_of(path: Path) -> list[Path]:
+    """The folder's model*.safetensors files, sorted."""
+    return sorted(path.glob("model*.safetensors"))
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """config.json of the folder `path` as a dict; SourceError (one sentence) otherwise."""
+    config_file = path / "config.json"
+    try:
+        config = json.loads(config_file.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SourceError(
+            f"config.json in {path} is not valid JSON ({error}); re-download or re-create it"
+        ) from None
+    except RecursionError:
+        raise SourceError(
+            f"config.json in {path} is nested too deeply to read; re-download or re-create it"
+        ) from None
+    if not isinstance(config, dict):
+        raise SourceError(
+            f"config.json in {path} is not a JSON object; re-download or re-create it"
+        )
+    return config
 
 
 def check_safetensors(file: Path) -> None:
@@ -161,14 +286,24 @@ def check_safetensors(file: Path) -> None:
 
 def read_safetensors_header(file: Path) -> dict[str, Any]:
     """The tensors of a safetensors file (name -> dtype, shape, data_offsets), without reading
-    a weight. Raises SourceError (one sentence) unless the header parses and the file is as
+    a weight. Raises SourceError (one sentence) unless the header parses, every tensor's dtype
+    is one safetensors knows, its bytes are what its dtype and shape need, and the file is as
     long as the header says (catches truncation)."""
-    size = file.stat().st_size
+    try:
+        return _read_safetensors_header(file)
+    except OSError as error:
+        raise unreadable(file, error) from None
+
+
+def _read_safetensors_header(file: Path) -> dict[str, Any]:
     damaged = f"{file.name} in {file.parent} is damaged"
     advice = "re-download or re-create the checkpoint"
-    if size < 8:
-        raise SourceError(f"{damaged} ({size} bytes, too short for a safetensors file); {advice}")
     with file.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 8:
+            raise SourceError(
+                f"{damaged} ({size} bytes, too short for a safetensors file); {advice}"
+            )
         (header_length,) = struct.unpack("<Q", f.read(8))
         if 8 + header_length > size:
             raise SourceError(
@@ -177,31 +312,48 @@ def read_safetensors_header(file: Path) -> dict[str, Any]:
             )
         try:
             header = json.loads(f.read(header_length))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise SourceError(f"{damaged} (its header is not valid JSON); {advice}") from None
     if not isinstance(header, dict):
         raise SourceError(f"{damaged} (its header is not a JSON object); {advice}")
-    try:
-        data_end = max(
-            (int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"),
-            default=0,
-        )
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise SourceError(f"{damaged} (its header has no valid data_offsets); {advice}") from None
+    tensors = {name: entry for name, entry in header.items() if name != "__metadata__"}
+    data_end = 0
+    for name, entry in tensors.items():
+        problem = _entry_problem(entry)
+        if problem:
+            raise SourceError(f"{damaged} (tensor {name!r}: {problem}); {advice}")
+        data_end = max(data_end, int(entry["data_offsets"][1]))
     expected = 8 + header_length + data_end
     if size < expected:
         raise SourceError(
             f"{file.name} in {file.parent} is truncated ({size} bytes of {expected}); {advice}"
         )
-    return {name: entry for name, entry in header.items() if name != "__metadata__"}
+    return tensors
 
 
-def check_source(name: str) -> ModelSource:
-    """Resolve `name` and check it: a folder's files, or a hub id's availability offline."""
-    source = resolve_source(name)
-    if source.kind == "hub":
-        check_hub_id(source)
-    else:
-        assert source.path is not None
-        check_model_folder(source.path)
-    return source
+def _entry_problem(entry: object) -> str | None:
+    """Why one header entry cannot describe a tensor, or None."""
+    if not isinstance(entry, dict):
+        return "its entry is not a JSON object"
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in SAFETENSORS_ITEMSIZE:
+        return f"dtype {dtype!r} is not a safetensors dtype"
+    if not (isinstance(shape, list) and all(_natural(n) for n in shape)):
+        return f"shape {shape!r} is not a list of sizes"
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_natural, offsets))):
+        return f"data_offsets {offsets!r} are not two byte offsets"
+    start, end = offsets
+    elements = 1
+    for n in shape:
+        elements *= n
+    need = elements * SAFETENSORS_ITEMSIZE[dtype]
+    if end - start != need:
+        return (
+            f"{end - start} bytes, but dtype {dtype} and shape {shape} need {need}; the header "
+            "does not describe the data"
+        )
+    return None
+
+
+def _natural(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -233,7 +233,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
     model = OLMoEModel(OLMoEConfig(model_name=spec["model"], use_mlx=backend == "mlx"))
-    if not model.load() or model._backend != backend:
+    if not model.load() or model.backend != backend:
         raise RuntimeError(f"could not load {spec['model']} on {backend}: {model.load_error}")
     low, high = spec["words"]
     n = int(spec["n"])
@@ -342,7 +342,7 @@ def _mx_peak(backend: str) -> int | None:
 
 
 def _device(model: Any) -> str:
-    if model._backend == "mlx":
+    if model.backend == "mlx":
         import mlx.core as mx
 
         return str(mx.default_device())

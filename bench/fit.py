@@ -361,9 +361,9 @@ def router_child(spec: dict[str, Any]) -> dict[str, Any]:
 
     olmoe.OlmoeSparseMoeBlock.__call__ = recording  # type: ignore[method-assign]
 
-    def run(model: Any, tokenizer: Any) -> tuple[list[Any], list[list[int]]]:
+    def run(model: Any, tokenizer: Any) -> tuple[list[Any], list[str]]:
         picks: list[Any] = []
-        texts = []
+        texts: list[str] = []
         for prompt in PROMPTS:
             picked.clear()
             mx.eval(model(mx.array([tokenizer.encode(prompt)])))
@@ -373,19 +373,19 @@ def router_child(spec: dict[str, Any]) -> dict[str, Any]:
             texts.append(text)
         return picks, texts
 
-    model, tokenizer = mlx_lm.load(str(folder))
-    reference, reference_text = run(model, tokenizer)
+    loaded: Any = mlx_lm.load(str(folder))
+    reference, reference_text = run(loaded[0], loaded[1])
     info = preflight.inspect_model(str(folder))
     report: dict[str, Any] = {}
     for router in (4, 8):
-        model, tokenizer = mlx_lm.load(str(folder))
-        nn.quantize(model, 64, 4, class_predicate=olmoe_predicate(4, 64, router))
-        picks, texts = run(model, tokenizer)
+        loaded = mlx_lm.load(str(folder))
+        nn.quantize(loaded[0], 64, 4, class_predicate=olmoe_predicate(4, 64, router))
+        picks, texts = run(loaded[0], loaded[1])
         same = total = 0
         for ours, theirs in zip(picks, reference, strict=True):
             for layer_ours, layer_theirs in zip(ours, theirs, strict=True):
                 for a, b in zip(layer_ours, layer_theirs, strict=True):
-                    same += a == b
+                    same += int(a == b)
                     total += 1
         pairs = list(zip(texts, reference_text, strict=True))
         greedy = sum(a == b for a, b in pairs) / len(pairs)

@@ -198,7 +198,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "rss_after_import": after_import,
         "rss_after_load": _rss(),
         "peak_rss": _peak(),
-        "backend": model._backend,
+        "backend": model.backend,
     }
 
 

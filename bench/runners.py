@@ -239,8 +239,8 @@ class _Athena(_Runner):
     def load(self) -> None:
         if not self.model.load():
             raise RuntimeError(f"OLMoEModel.load() returned False for {self.path}")
-        if self.model._backend != self.backend:
-            raise RuntimeError(f"asked for {self.backend}, athena loaded {self.model._backend}")
+        if self.model.backend != self.backend:
+            raise RuntimeError(f"asked for {self.backend}, athena loaded {self.model.backend}")
 
     def generate(self, prompt: str, max_tokens: int) -> Timing:
         text = self.model.generate(prompt, max_tokens=max_tokens, temperature=0.0)

@@ -8,7 +8,24 @@ transformers or torch at import time.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 # The error types live on floor 0 (athena.errors); these names stay for existing callers.
 from athena.errors import BackendMissing, LoadError, SourceError, first_line
 
-__all__ = ["BackendMissing", "LoadError", "SourceError", "first_line"]
+if TYPE_CHECKING:
+    from athena.backends.base import Backend, BackendName
+
+__all__ = ["BackendMissing", "LoadError", "SourceError", "backend_module", "first_line"]
+
+
+def backend_module(name: BackendName) -> Backend:
+    """The module of backend `name` ("mlx" or "transformers"), checked against the Backend
+    protocol by mypy; it imports its framework only when a function of it runs."""
+    if name == "mlx":
+        from athena.backends import mlx_backend
+
+        return mlx_backend
+    from athena.backends import transformers_backend
+
+    return transformers_backend

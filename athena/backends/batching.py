@@ -16,20 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from athena.preflight.positions import TextTooLong as TextTooLong  # re-exported
+from athena.preflight.positions import check_positions
+
 TOKENIZE_CHUNK = 512  # texts per tokenizer call: bounds the Python lists it returns
-
-
-class TextTooLong(ValueError):
-    """A text has more tokens than the model's positions (`max_position_embeddings`)."""
-
-    def __init__(self, index: int | None, tokens: int, limit: int) -> None:
-        self.index, self.tokens, self.limit = index, tokens, limit
-        which = "the text" if index is None else f"texts[{index}]"
-        super().__init__(
-            f"{which} has {tokens:,} tokens, more than this model's {limit:,} positions "
-            f"(max_position_embeddings); shorten or split it, or pass truncate=True to keep "
-            f"its first {limit:,} tokens"
-        )
 
 
 def check_batch_size(batch_size: object) -> int:
@@ -54,10 +44,9 @@ def token_ids(
         # verbose=False: no "longer than the specified maximum" warning; lengths are checked here.
         encoded = hf(chunk, add_special_tokens=True, return_attention_mask=False, verbose=False)
         for offset, row in enumerate(encoded["input_ids"]):
-            if limit is not None and len(row) > limit:
-                if not truncate:
-                    raise TextTooLong(None if single else start + offset, len(row), limit)
+            if truncate and limit is not None:
                 row = row[:limit]
+            check_positions(len(row), limit, index=None if single else start + offset)
             ids.append(np.asarray(row, dtype=np.int32))
     return ids
 

@@ -1,4 +1,4 @@
-"""The mlx-lm backend: load, generate, stream, encode, logits.
+"""The mlx-lm backend (athena.backends.base.Backend): load, generate_ids, pooled, logits.
 
 mlx and mlx_lm are imported inside the functions (importing mlx_lm costs seconds and pulls in
 transformers). On mlx's CPU backend the MoE experts run through `gather_mm`, which accepts
@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Literal
 
 import numpy as np
 
-from athena import source
-from athena.backends import batching, completion
+from athena.backends.base import LoadOptions, Sampling
 from athena.errors import BackendMissing, LoadError, SourceError, first_line
+from athena.source import ModelSource
 
-logger = logging.getLogger("athena.models.olmoe")
+logger = logging.getLogger(__name__)
 
+NAME: Literal["mlx"] = "mlx"
 _MLX_MODULES = {"mlx", "mlx.core", "mlx.nn", "mlx_lm"}
-_DTYPES = ("float32", "float16", "bfloat16")
 
 
 def import_mlx_lm() -> Any:
@@ -102,15 +102,8 @@ def floating_dtypes(model: Any) -> set[str]:
     }
 
 
-def load(
-    path: str,
-    *,
-    dtype: str | None = None,
-    quantize_bits: int | None = None,
-    group_size: int = 64,
-    adapter_path: str | None = None,
-) -> tuple[Any, Any]:
-    """`mlx_lm.load(path)`, then dtype handling and optional quantization.
+def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
+    """`mlx_lm.load(folder)`, then dtype handling and optional quantization.
 
     Raises LoadError (one sentence) on any failure.
     """
@@ -120,21 +113,31 @@ def load(
     from mlx.utils import tree_flatten
 
     select_device()
-    if adapter_path is not None and not Path(adapter_path).expanduser().is_dir():
-        raise SourceError(f"LoRA adapter folder not found: {adapter_path}")
+    name, folder = source.name, source.folder
+    adapter = options.adapter
+    if adapter is not None and not (adapter / "adapters.safetensors").is_file():
+        raise SourceError(
+            f"{adapter} is not an mlx-lm LoRA adapter (it needs adapters.safetensors and "
+            "adapter_config.json, as mlx_lm.lora writes them)"
+        )
     # lazy=True: the weights are evaluated once, at the end, already upcast or quantized, so a
     # 4-bit load never holds the float32 model and a bf16 upcast never holds both copies.
     try:
-        if adapter_path is None:
-            model, tokenizer = mlx_lm.load(path, lazy=True)
+        if adapter is None:
+            model, tokenizer = mlx_lm.load(str(folder), lazy=True)
         else:
-            model, tokenizer = mlx_lm.load(path, adapter_path=adapter_path, lazy=True)
+            model, tokenizer = mlx_lm.load(str(folder), adapter_path=str(adapter), lazy=True)
     except Exception as error:  # mlx-lm raises many kinds; each becomes one sentence
-        if hub_error := source.hub_download_failed(path, error):
-            raise hub_error from None
-        raise LoadError(f"mlx-lm could not load {path} ({first_line(error)})") from None
+        lines = [line.strip() for line in str(error).splitlines()]
+        if adapter is not None and lines and lines[0].startswith("Adapter at "):
+            raise SourceError(  # mlx-lm lists each tensor whose name or shape does not fit
+                f"the LoRA adapter in {adapter} does not fit this model ({'; '.join(lines[1:])}); "
+                "use the adapter trained for this model, with its adapter_config.json"
+            ) from None
+        raise LoadError(f"mlx-lm could not load {name} ({first_line(error)})") from None
 
     cpu_moe = on_cpu() and has_moe_layers(model)
+    dtype = options.dtype
     if dtype is not None:
         if cpu_moe and dtype != "float32":
             raise LoadError(
@@ -151,19 +154,20 @@ def load(
         )
         model.set_dtype(mx.float32)
 
-    if quantize_bits is not None:
+    bits, group_size = options.quantize_bits, options.group_size
+    if bits is not None:
         if is_quantized(model):
-            logger.info("%s is already quantized; quantize_bits=%s ignored", path, quantize_bits)
+            logger.info("%s is already quantized; quantize_bits=%s ignored", name, bits)
         else:
             from athena.backends.quantize import olmoe_predicate
 
             nn.quantize(  # the router (mlp.gate) stays at 8 bits: athena/backends/quantize.py
                 model,
                 group_size=group_size,
-                bits=quantize_bits,
-                class_predicate=olmoe_predicate(quantize_bits, group_size),
+                bits=bits,
+                class_predicate=olmoe_predicate(bits, group_size),
             )
-            logger.info("Quantized %s to %s bits (group size %s)", path, quantize_bits, group_size)
+            logger.info("Quantized %s to %s bits (group size %s)", name, bits, group_size)
     try:
         # One array at a time: each float32 source weight is freed as soon as its (quantized,
         # upcast) result exists, so the peak stays near the size of the final model.
@@ -171,19 +175,12 @@ def load(
         for _, array in parameters:
             mx.eval(array)
     except Exception as error:  # e.g. weights that cannot be read once evaluated
-        raise LoadError(f"mlx-lm could not load {path} ({first_line(error)})") from None
+        raise LoadError(f"mlx-lm could not load {name} ({first_line(error)})") from None
     return model, tokenizer
 
 
 def generate_ids(
-    model: Any,
-    tokenizer: Any,
-    prompt: str,
-    *,
-    max_tokens: int,
-    temperature: float,
-    top_p: float = 1.0,
-    seed: int = 0,
+    model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
 ) -> Iterator[int]:
     """Yield the generated token ids (end-of-sequence excluded) as mlx-lm's stream_generate
     produces them. Greedy (argmax) at temperature 0."""
@@ -191,65 +188,18 @@ def generate_ids(
     from mlx_lm import stream_generate
     from mlx_lm.sample_utils import make_sampler
 
-    if temperature > 0:
-        mx.random.seed(seed)
-    sampler = make_sampler(temp=temperature, top_p=top_p if top_p < 1.0 else 0.0)
+    if sampling.temperature > 0:
+        mx.random.seed(sampling.seed)
+    top_p = sampling.top_p if sampling.top_p < 1.0 else 0.0
+    sampler = make_sampler(temp=sampling.temperature, top_p=top_p)
     # Each response carries one token; the last one (finish_reason "length") carries the last
     # generated token, or (finish_reason "stop") the end-of-sequence token, which is dropped.
     for response in stream_generate(
-        model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler
+        model, tokenizer, prompt_ids, max_tokens=sampling.max_tokens, sampler=sampler
     ):
         if response.finish_reason == "stop":
             return
         yield int(response.token)
-
-
-def stream(
-    model: Any,
-    tokenizer: Any,
-    prompt: str,
-    *,
-    max_tokens: int,
-    temperature: float,
-    top_p: float = 1.0,
-    seed: int = 0,
-) -> Iterator[tuple[str, int | None]]:
-    """Yield (text piece, token id) per generated token, then (rest, None) if text was held
-    back (athena.backends.completion: the pieces join to exactly the decode of the ids; mlx-lm's own
-    `response.text` would drop a leading space)."""
-    tokens = generate_ids(
-        model,
-        tokenizer,
-        prompt,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-    )
-    yield from completion.stream_pieces(tokenizer, tokens)
-
-
-def generate(
-    model: Any,
-    tokenizer: Any,
-    prompt: str,
-    *,
-    max_tokens: int,
-    temperature: float,
-    top_p: float = 1.0,
-    seed: int = 0,
-) -> str:
-    """The completion: exactly `tokenizer.decode` of the generated ids."""
-    ids = generate_ids(
-        model,
-        tokenizer,
-        prompt,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-    )
-    return completion.decode(tokenizer, list(ids))
 
 
 def max_positions(model: Any) -> int | None:
@@ -258,59 +208,38 @@ def max_positions(model: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def encode(
-    model: Any,
-    tokenizer: Any,
-    texts: list[str],
-    *,
-    batch_size: int = 32,
-    truncate: bool = False,
-    single: bool = False,
-    on_batch: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """(len(texts), hidden) float32 in input order: the final hidden state (after the final
-    norm), mean-pooled over each text's real tokens.
+def hidden_size(model: Any) -> int:
+    return int(model.args.hidden_size)
 
-    mlx-lm's `model.model` takes no padding mask, and needs none here: batches are
-    right-padded (athena.backends.batching), which is exact for a causal model, and the pooling
-    masks the padding out. Each batch is evaluated before the next is built, so no graph outlives
-    its batch. Like mlx-lm's generation, it runs inside `wired_limit(model)`: on macOS 15+ the
-    weights are wired to the recommended working set; without Metal that is a no-op."""
-    import mlx.core as mx
+
+def forward_context(model: Any) -> AbstractContextManager[Any]:
+    """Like mlx-lm's generation, forward passes run inside `wired_limit(model)`: on macOS 15+
+    the weights are wired to the recommended working set; without Metal that is a no-op."""
     from mlx_lm.generate import wired_limit
 
-    ids = batching.token_ids(
-        tokenizer, texts, limit=max_positions(model), truncate=truncate, single=single
-    )
+    return wired_limit(model)
 
-    def run_batch(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        hidden = model.model(mx.array(tokens)).astype(mx.float32)  # (b, length, hidden)
-        weights = mx.array(mask)[..., None]
-        pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
-        out = np.array(pooled)  # evaluates the batch; the graph goes with `hidden`
-        # Every batch has its own (rows, longest) shape, so its freed buffers rarely fit the
-        # next one: kept in mlx's cache they piled up with the number of batches (peak RSS
-        # growth on `small`, batches of 32: 78 MiB at N=256, 89 at 1,024). Cleared per batch:
-        # 60 and 64 MiB, while mx.get_peak_memory() is the same.
-        mx.clear_cache()
-        return out
 
-    with wired_limit(model):
-        vectors = batching.run_batches(
-            ids,
-            batch_size,
-            int(model.args.hidden_size),
-            run_batch,
-            pad=batching.pad_id(tokenizer),
-            on_batch=on_batch,
-        )
-    return vectors
+def pooled(model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """mlx-lm's `model.model` takes no padding mask, and needs none here: batches are
+    right-padded, which is exact for a causal model, and the pooling masks the padding out.
+    The batch is evaluated before the next is built, so no graph outlives it."""
+    import mlx.core as mx
+
+    hidden = model.model(mx.array(tokens)).astype(mx.float32)  # (b, length, hidden)
+    weights = mx.array(mask)[..., None]
+    out = np.array((hidden * weights).sum(axis=1) / weights.sum(axis=1))
+    # Every batch has its own (rows, longest) shape, so its freed buffers rarely fit the
+    # next one: kept in mlx's cache they piled up with the number of batches (peak RSS
+    # growth on `small`, batches of 32: 78 MiB at N=256, 89 at 1,024). Cleared per batch:
+    # 60 and 64 MiB, while mx.get_peak_memory() is the same.
+    mx.clear_cache()
+    return out
 
 
 def logits(model: Any, token_ids: list[int]) -> np.ndarray:
-    """(len(token_ids), vocab) float32 logits of one sequence (wired like `encode`)."""
+    """(len(token_ids), vocab) float32 logits of one sequence (wired like `pooled`)."""
     import mlx.core as mx
-    from mlx_lm.generate import wired_limit
 
-    with wired_limit(model):
+    with forward_context(model):
         return np.array(model(mx.array([token_ids]))[0].astype(mx.float32))

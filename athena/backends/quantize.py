@@ -67,12 +67,13 @@ def convert_model(
         raise ValueError(f"{shown} exists and is not a folder; pass a new folder for the copy")
     if target.is_dir() and any(target.iterdir()):
         raise FolderNotEmpty(shown, sorted(p.name for p in target.iterdir()))
-    from athena import preflight
+    from athena import preflight, source
 
+    located = source.locate(model)  # a hub id is fetched into the cache once
     checked = preflight.check_load(  # a bad folder, or one too big to convert: one sentence
-        model, backend="mlx", quantize_bits=bits, group_size=group_size, router_bits=router_bits
+        located, backend="mlx", quantize_bits=bits, group_size=group_size, router_bits=router_bits
     )
-    if checked is not None and checked.info.quantization is not None:
+    if checked.info.quantization is not None:
         raise ValueError(
             f"{model} is already mlx-quantized (config.json 'quantization'); convert the "
             "unquantized checkpoint it was made from"
@@ -94,7 +95,7 @@ def convert_model(
             # arguments but called with (path, module), as nn.quantize's class_predicate.
             with contextlib.redirect_stdout(sys.stderr):
                 convert(
-                    model,
+                    str(located.folder),
                     str(temp),
                     quantize=True,
                     q_bits=bits,

@@ -1,4 +1,5 @@
-"""The transformers + torch backend: load, generate, stream, encode, logits, merge_lora.
+"""The transformers + torch backend (athena.backends.base.Backend): load (with a PEFT LoRA
+adapter merged), generate_ids, pooled, logits.
 
 Safetensors only, `trust_remote_code=False` always. torch and transformers are imported
 inside the functions. BitsAndBytes quantization is used only when bitsandbytes is importable
@@ -12,17 +13,20 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from athena import source
-from athena.backends import batching, completion
+from athena.backends.base import LoadOptions, Sampling
 from athena.errors import BackendMissing, LoadError, SourceError, first_line
+from athena.source import ModelSource, read_safetensors_header
 
-logger = logging.getLogger("athena.models.olmoe")
+logger = logging.getLogger(__name__)
+
+NAME: Literal["transformers"] = "transformers"
 
 
 def import_transformers() -> tuple[Any, Any]:
@@ -61,55 +65,52 @@ def _quantization_config(transformers: Any, torch: Any, bits: int | None) -> Any
     return transformers.BitsAndBytesConfig(load_in_4bit=bits == 4, load_in_8bit=bits == 8)
 
 
-def load(
-    name_or_path: str,
-    *,
-    dtype: str | None = None,
-    quantize_bits: int | None = None,
-    local_files_only: bool = False,
-) -> tuple[Any, Any]:
-    """AutoTokenizer + AutoModelForCausalLM (eval mode). Raises LoadError (one sentence)."""
+def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
+    """AutoTokenizer + AutoModelForCausalLM (eval mode) from the local folder, with a PEFT LoRA
+    adapter merged if given. Raises LoadError (one sentence)."""
     torch, transformers = import_transformers()
-    common = {"trust_remote_code": False, "local_files_only": local_files_only}
+    name, folder = source.name, str(source.folder)
+    common = {"trust_remote_code": False, "local_files_only": True}
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, **common)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **common)
         model, info = transformers.AutoModelForCausalLM.from_pretrained(
-            name_or_path,
-            dtype=getattr(torch, dtype) if dtype else "auto",
+            folder,
+            dtype=getattr(torch, options.dtype) if options.dtype else "auto",
             use_safetensors=True,
-            quantization_config=_quantization_config(transformers, torch, quantize_bits),
+            quantization_config=_quantization_config(transformers, torch, options.quantize_bits),
             output_loading_info=True,
             **common,
         )
     except Exception as error:  # transformers raises many kinds; each becomes one sentence
-        if hub_error := source.hub_download_failed(name_or_path, error):
-            raise hub_error from None
-        reason = first_line(error)
-        raise LoadError(f"transformers could not load {name_or_path} ({reason})") from None
+        raise LoadError(f"transformers could not load {name} ({first_line(error)})") from None
     # transformers initialises missing weights at random and only warns: refuse instead.
     missing = sorted(info.get("missing_keys") or ()) + sorted(
         str(key[0]) for key in info.get("mismatched_keys") or ()
     )
     if missing:
         raise LoadError(
-            f"transformers could not load {name_or_path} (the weights do not match config.json: "
+            f"transformers could not load {name} (the weights do not match config.json: "
             f"{len(missing)} missing or misshapen, e.g. {missing[0]}); re-create the checkpoint "
             "or fix config.json"
         )
     if unexpected := sorted(info.get("unexpected_keys") or ()):
-        logger.warning(
-            "%s has %d unused weights, e.g. %s", name_or_path, len(unexpected), unexpected[0]
-        )
+        logger.warning("%s has %d unused weights, e.g. %s", name, len(unexpected), unexpected[0])
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"  # encode pools over the mask; right padding keeps positions
+    if options.adapter is not None:
+        merged = merge_lora(model, options.adapter)
+        logger.info("Merged LoRA adapter %s into %d layers", options.adapter, merged)
     return model, tokenizer
 
 
 def merge_lora(model: Any, adapter_path: str | Path) -> int:
     """Merge a PEFT-format LoRA adapter (adapter_config.json + adapter_model.safetensors) into
-    the model's Linear weights: W += scale * B @ A. Returns the number of layers changed."""
+    the model's Linear weights: W += scale * B @ A. Returns the number of layers changed.
+
+    Every A and B is checked against its layer (A: (r, in_features), B: (out_features, r),
+    r as adapter_config.json says) before any weight changes: a SourceError otherwise."""
     import torch
     from safetensors.torch import load_file
 
@@ -125,11 +126,16 @@ def merge_lora(model: Any, adapter_path: str | Path) -> int:
     try:
         config = json.loads(config_file.read_text())
         rank, alpha = int(config["r"]), float(config["lora_alpha"])
+        read_safetensors_header(weights_file)  # a damaged file is one sentence, not a crash
         weights = load_file(str(weights_file))
+    except SourceError:
+        raise
     except Exception as error:
         raise SourceError(f"LoRA adapter in {folder} is unreadable ({first_line(error)})") from None
+    if rank < 1:
+        raise SourceError(f"LoRA adapter in {folder} has r={rank}; adapter_config.json is damaged")
     scale = alpha / (rank**0.5 if config.get("use_rslora") else rank)
-    merged = 0
+    pairs = []
     for key, a in weights.items():
         if not key.endswith(".lora_A.weight"):
             continue
@@ -144,21 +150,31 @@ def merge_lora(model: Any, adapter_path: str | Path) -> int:
                 f"LoRA adapter in {folder} targets {module_name!r}, which is not a Linear layer "
                 "of this model (or lacks its lora_B)"
             )
-        with torch.no_grad():
+        want_a, want_b = (rank, module.in_features), (module.out_features, rank)
+        if tuple(a.shape) != want_a or tuple(b.shape) != want_b:
+            raise SourceError(
+                f"LoRA adapter in {folder} does not fit {module_name}: lora_A is "
+                f"{list(a.shape)} and lora_B {list(b.shape)}, but with r={rank} this layer "
+                f"needs {list(want_a)} and {list(want_b)}; use the adapter trained for this "
+                "model, with its adapter_config.json"
+            )
+        pairs.append((module, a, b))
+    if not pairs:
+        raise SourceError(f"LoRA adapter in {folder} has no lora_A/lora_B weights")
+    with torch.no_grad():
+        for module, a, b in pairs:
             delta = (b.float() @ a.float()) * scale
             module.weight += delta.to(module.weight.dtype)
-        merged += 1
-    if merged == 0:
-        raise SourceError(f"LoRA adapter in {folder} has no lora_A/lora_B weights")
-    return merged
+    return len(pairs)
 
 
-def _generation_kwargs(
-    tokenizer: Any, max_tokens: int, temperature: float, top_p: float
-) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id}
-    if temperature > 0:
-        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+def _generation_kwargs(tokenizer: Any, sampling: Sampling) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": sampling.max_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if sampling.temperature > 0:
+        kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     return kwargs
@@ -170,68 +186,10 @@ def _eos_ids(model: Any) -> set[int]:
 
 
 def generate_ids(
-    model: Any,
-    tokenizer: Any,
-    prompt: str,
-    *,
-    max_tokens: int,
-    temperature: float,
-    top_p: float = 1.0,
-    seed: int = 0,
-) -> list[int]:
-    """The generated token ids (end-of-sequence excluded), via transformers' generate."""
-    import torch
-
-    inputs = tokenizer(prompt, return_tensors="pt")
-    if temperature > 0:
-        torch.manual_seed(seed)
-    with torch.inference_mode():  # as raw transformers would: no autograd bookkeeping
-        output = model.generate(
-            **inputs, **_generation_kwargs(tokenizer, max_tokens, temperature, top_p)
-        )
-    ids = output[0, inputs["input_ids"].shape[1] :].tolist()
-    eos = _eos_ids(model)
-    for index, token in enumerate(ids):
-        if token in eos:
-            return ids[:index]
-    return ids
-
-
-def generate(
-    model: Any,
-    tokenizer: Any,
-    prompt: str,
-    *,
-    max_tokens: int,
-    temperature: float,
-    top_p: float = 1.0,
-    seed: int = 0,
-) -> str:
-    ids = generate_ids(
-        model,
-        tokenizer,
-        prompt,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-    )
-    return completion.decode(tokenizer, ids)
-
-
-def stream(
-    model: Any,
-    tokenizer: Any,
-    prompt: str,
-    *,
-    max_tokens: int,
-    temperature: float,
-    top_p: float = 1.0,
-    seed: int = 0,
-) -> Iterator[tuple[str, int | None]]:
-    """Yield (text piece, token id) as transformers' generate produces tokens (it runs in a
-    thread and feeds a queue), then (rest, None) if text was held back; the pieces join to
-    exactly the decode of the ids (athena.backends.completion)."""
+    model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
+) -> Iterator[int]:
+    """Yield the generated token ids (end-of-sequence excluded) as transformers' generate
+    produces them: it runs in a thread and feeds a queue; closing the iterator stops it."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer
@@ -258,17 +216,18 @@ def stream(
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
 
-    inputs = tokenizer(prompt, return_tensors="pt")
+    input_ids = torch.tensor([prompt_ids], dtype=torch.long)
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            if temperature > 0:
-                torch.manual_seed(seed)
-            with torch.inference_mode():
+            if sampling.temperature > 0:
+                torch.manual_seed(sampling.seed)
+            with torch.inference_mode():  # as raw transformers would: no autograd bookkeeping
                 model.generate(
                     **inputs,
-                    **_generation_kwargs(tokenizer, max_tokens, temperature, top_p),
+                    **_generation_kwargs(tokenizer, sampling),
                     streamer=TokenQueue(),
                     stopping_criteria=StoppingCriteriaList([StopWhenClosed()]),
                 )
@@ -276,18 +235,14 @@ def stream(
             failure.append(error)
             tokens.put(done)
 
-    thread = threading.Thread(target=run, name="athena-transformers-stream", daemon=True)
+    thread = threading.Thread(target=run, name="athena-transformers-generate", daemon=True)
     thread.start()
     eos = _eos_ids(model)
-
-    def generated() -> Iterator[int]:
+    try:
         while (token := tokens.get()) is not done and token not in eos:
             yield token
         if failure:
             raise failure[0]
-
-    try:
-        yield from completion.stream_pieces(tokenizer, generated())
     finally:
         stop.set()
         thread.join()
@@ -299,49 +254,31 @@ def max_positions(model: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def encode(
-    model: Any,
-    tokenizer: Any,
-    texts: list[str],
-    *,
-    batch_size: int = 32,
-    truncate: bool = False,
-    single: bool = False,
-    on_batch: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """(len(texts), hidden) float32 in input order: the final hidden state (after the final
-    norm), mean-pooled over each text's real tokens (athena.backends.batching: length-sorted,
-    right-padded batches of `batch_size`, under torch.inference_mode)."""
+def hidden_size(model: Any) -> int:
+    return int(model.config.hidden_size)
+
+
+def forward_context(model: Any) -> AbstractContextManager[Any]:
     import torch
 
-    ids = batching.token_ids(
-        tokenizer, texts, limit=max_positions(model), truncate=truncate, single=single
-    )
+    return torch.inference_mode()
 
-    def run_batch(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        weights = torch.from_numpy(mask)
-        with torch.inference_mode():
-            hidden = model.model(
-                input_ids=torch.from_numpy(tokens).long(), attention_mask=weights.long()
-            ).last_hidden_state.float()
-            weights = weights.unsqueeze(-1)
-            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1)
-        return np.asarray(pooled.numpy())
 
-    return batching.run_batches(
-        ids,
-        batch_size,
-        int(model.config.hidden_size),
-        run_batch,
-        pad=batching.pad_id(tokenizer),
-        on_batch=on_batch,
-    )
+def pooled(model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    import torch
+
+    weights = torch.from_numpy(mask)
+    hidden = model.model(
+        input_ids=torch.from_numpy(tokens).long(), attention_mask=weights.long()
+    ).last_hidden_state.float()
+    weights = weights.unsqueeze(-1)
+    return np.asarray(((hidden * weights).sum(dim=1) / weights.sum(dim=1)).numpy())
 
 
 def logits(model: Any, token_ids: list[int]) -> np.ndarray:
     """(len(token_ids), vocab) float32 logits of one sequence."""
     import torch
 
-    with torch.no_grad():
+    with torch.inference_mode():
         output = model(torch.tensor([token_ids])).logits[0]
     return np.asarray(output.float().numpy())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from athena.checkpoints.tokenizer import VOCAB_SIZE
+from athena.source import DTYPES as DTYPES  # re-exported: what tiny-model can write
 
 # Presets: the architecture knobs of an OLMoE. Parameter counts (float32 bytes = 4x):
 # tiny ~0.3 M (tests), small ~4 M, medium ~330 M (benchmarks; 1.3 GB in float32).
@@ -38,7 +39,6 @@ SIZES: dict[str, dict[str, int]] = {
     },
 }
 
-DTYPES = ("float32", "float16", "bfloat16")
 _SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 
 

@@ -9,6 +9,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from athena.source import DTYPES
+
+DTYPE_NAMES = ", ".join(DTYPES[:-1]) + " or " + DTYPES[-1]  # float32, float16 or bfloat16
+
 
 class CommandError(Exception):
     """A problem the user can fix: printed as one sentence, exit code 1, no traceback."""
@@ -23,7 +27,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("mlx", "transformers"),
         help="force a backend (default: mlx-lm if installed, else transformers)",
     )
-    parser.add_argument("--dtype", help="float32, float16 or bfloat16 (default: the model's)")
+    parser.add_argument("--dtype", help=f"{DTYPE_NAMES} (default: the model's)")
     parser.add_argument("--quantize-bits", type=int, help="4 or 8: quantize after loading (mlx)")
     parser.add_argument(
         "--allow-oversize",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from athena.commands.common import CommandError
+from athena.source import DTYPES
 
 
 def add_inspect_command(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def add_inspect_command(sub: argparse._SubParsersAction) -> None:
     inspect.add_argument(
         "--backend", choices=("mlx", "transformers"), help="the backend of 'this load'"
     )
-    inspect.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
+    inspect.add_argument("--dtype", choices=DTYPES)
     inspect.add_argument("--quantize-bits", type=int, choices=(4, 8))
     inspect.add_argument(
         "--router-bits",

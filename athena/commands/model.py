@@ -7,7 +7,13 @@ import contextlib
 from collections.abc import Iterator
 
 from athena import encode_io
-from athena.commands.common import CommandError, add_model_arguments, load_model, loader_logging
+from athena.commands.common import (
+    DTYPE_NAMES,
+    CommandError,
+    add_model_arguments,
+    load_model,
+    loader_logging,
+)
 
 
 def add_loader_commands(sub: argparse._SubParsersAction) -> None:
@@ -76,9 +82,7 @@ def add_loader_commands(sub: argparse._SubParsersAction) -> None:
     )
     tiny.add_argument("--size", default="tiny", help="tiny, small or medium (default: tiny)")
     tiny.add_argument("--seed", type=int, default=0, help="weights seed (default: 0)")
-    tiny.add_argument(
-        "--dtype", default="float32", help="float32, float16 or bfloat16 (default: float32)"
-    )
+    tiny.add_argument("--dtype", default="float32", help=f"{DTYPE_NAMES} (default: float32)")
     tiny.add_argument(
         "--force",
         action="store_true",

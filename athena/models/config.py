@@ -6,10 +6,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from athena.source import DTYPES
+
 DEFAULT_MODEL = "allenai/OLMoE-1B-7B-0924"
-DTYPES = ("float32", "float16", "bfloat16")
 QUANTIZE_BITS = (4, 8)
 GROUP_SIZES = (32, 64, 128)
+# Sampling seeds both backends take: mlx's mx.random.seed is unsigned 64-bit, torch's
+# manual_seed signed; 0 to 2**63 - 1 is what both accept.
+SEED_MAX = 2**63 - 1
+SEED_RANGE = "an integer from 0 to 2**63 - 1"
 
 
 @dataclass
@@ -92,7 +97,7 @@ class OLMoEConfig:
             _is_number(self.top_p) and 0 < self.top_p <= 1,
             "a number in (0, 1]",
         )
-        _check("seed", self.seed, _is_int(self.seed), "an integer")
+        _check("seed", self.seed, is_seed(self.seed), SEED_RANGE)
         _check(
             "num_memory_actions",
             self.num_memory_actions,
@@ -109,6 +114,10 @@ class OLMoEConfig:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_seed(value: object) -> bool:
+    return _is_int(value) and 0 <= value <= SEED_MAX  # type: ignore[operator]
 
 
 def _is_number(value: object) -> bool:

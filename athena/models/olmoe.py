@@ -4,7 +4,7 @@
 
     model = OLMoEModel(OLMoEConfig(model_name="path/to/olmoe"))
     if model.load():                       # False (and a logged reason) if it could not load
-        print(model._backend)              # "mlx" or "transformers"
+        print(model.backend)               # "mlx" or "transformers"
         print(model.generate("Hello", max_tokens=20, temperature=0.0))
         vector = model.encode("Hello")     # numpy (hidden,), mean-pooled final hidden state
 
@@ -20,25 +20,31 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from athena import source
-from athena.errors import BackendMissing, LoadError, OversizeError, SourceError
+from athena.errors import BackendMissing, LoadError, OversizeError, SourceError, first_line
 from athena.models.action_head import memory_action_head_class
 from athena.models.config import (  # re-exported: `from athena.models.olmoe import OLMoEConfig`
     DEFAULT_MODEL,  # noqa: F401 (re-exported)
     DTYPES,  # noqa: F401 (re-exported)
     GROUP_SIZES,  # noqa: F401 (re-exported)
     QUANTIZE_BITS,  # noqa: F401 (re-exported)
+    SEED_RANGE,
     OLMoEConfig,
     _check,
     _is_int,
     _is_number,
+    is_seed,
 )
 
-if TYPE_CHECKING:  # numpy is imported where it is used: `import athena.models.olmoe` stays cheap
+if TYPE_CHECKING:  # numpy and the backends are imported where used: the import stays cheap
     import numpy as np
+
+    from athena.backends.base import Backend, BackendName, Sampling
+    from athena.preflight import Preflight
 
 logger = logging.getLogger(__name__)
 
@@ -53,84 +59,106 @@ NO_BACKEND = "No inference backend available (mlx-lm and transformers both missi
 class OLMoEModel:
     """OLMoE behind one interface, on mlx-lm or transformers.
 
-    After `load()`: `_backend` is "mlx" or "transformers", `_is_loaded` is True, `model` and
+    After `load()`: `backend` is "mlx" or "transformers", `is_loaded` is True, `model` and
     `tokenizer` are the backend's objects, and `action_head` is a MemoryActionHead on the
     transformers path (None on mlx). If loading fails, `load()` returns False, logs why and
-    keeps the sentence in `load_error`.
+    keeps the sentence in `load_error`. (`_backend` and `_is_loaded` are the seed's names of
+    `backend` and `is_loaded`.)
     """
 
     def __init__(self, config: OLMoEConfig | None = None) -> None:
+        if config is not None and not isinstance(config, OLMoEConfig):
+            raise TypeError(
+                f"OLMoEModel takes an OLMoEConfig, got {type(config).__name__}; e.g. "
+                "OLMoEModel(OLMoEConfig(model_name='path/to/olmoe'))"
+            )
         self.config = config if config is not None else OLMoEConfig()
         self.model: Any = None
         self.tokenizer: Any = None
         self.action_head: Any = None
-        self._backend: str | None = None
-        self._is_loaded = False
+        self.backend: str | None = None
+        self.is_loaded = False
         self.load_error: str | None = None
         self.last_action_logits: np.ndarray | None = None
-        self._preflight: Any = None  # athena.preflight.Preflight of the loaded folder, if read
+        self.preflight: Preflight | None = None  # what the preflight found for this load
+
+    # The seed's private names, kept as the same values.
+    @property
+    def _backend(self) -> str | None:
+        return self.backend
+
+    @property
+    def _is_loaded(self) -> bool:
+        return self.is_loaded
 
     # -- loading -------------------------------------------------------------------------
 
-    def load(self, lora_path: str | None = None) -> bool:
-        """Load with mlx-lm if available and wanted, else (or if that fails) transformers."""
-        config = self.config
-        lora = os.fspath(lora_path) if lora_path is not None else config.lora_path
+    def load(self, lora_path: str | os.PathLike[str] | None = None) -> bool:
+        """Load with mlx-lm if available and wanted, else (or if that fails) transformers.
+
+        Never raises for a bad model, folder, adapter or argument: False, with the one
+        sentence that says why logged and kept in `load_error`."""
         self._reset()
+        try:
+            self._load(lora_path)
+        except LoadError as error:
+            return self._fail(str(error))
+        except Exception as error:  # a case no check foresaw: still one sentence
+            logger.debug("load() failed unexpectedly", exc_info=True)
+            return self._fail(
+                f"could not load {self.config.model_name} ({first_line(error)}); if the "
+                "folder is sound, this is a bug in athena: please report it"
+            )
+        return True
+
+    def _load(self, lora_path: object) -> None:
+        config = self.config
+        given = lora_path if lora_path is not None else config.lora_path
+        adapter = _adapter_folder(given)
         mlx_missing = not MLX_AVAILABLE
         mlx_reason: str | None = None
         if MLX_AVAILABLE and config.use_mlx:
-            path = config.mlx_model_path or config.model_name
-            logger.info("Loading OLMoE via mlx-lm: %s", path)
+            name = config.mlx_model_path or config.model_name
+            logger.info("Loading OLMoE via mlx-lm: %s", name)
             try:
-                self._load_mlx(path, lora)
-                return True
+                self._load_with("mlx", name, adapter)
+                return
             except BackendMissing as error:
                 mlx_missing, mlx_reason = True, str(error)
             except LoadError as error:
-                if isinstance(error, SourceError) and path == config.model_name and lora is None:
-                    return self._fail(str(error))  # transformers would read the same folder
+                if isinstance(error, SourceError) and name == config.model_name and not adapter:
+                    raise  # transformers would read the same folder
                 if isinstance(error, OversizeError) and not error.fallback_fits:
-                    return self._fail(str(error))  # transformers would not fit either
+                    raise  # transformers would not fit either
                 mlx_reason = str(error)
+                self._reset()
             if not config.allow_fallback:
-                return self._fail(str(mlx_reason))
+                raise LoadError(str(mlx_reason))
             logger.warning("mlx-lm failed, falling back to transformers: %s", mlx_reason)
         elif config.use_mlx:
             logger.info("mlx-lm is not installed; using transformers")
 
         logger.info("Loading OLMoE via transformers: %s", config.model_name)
         try:
-            self._load_transformers(config.model_name, lora)
-            return True
+            self._load_with("transformers", config.model_name, adapter)
         except BackendMissing as error:
             if mlx_missing:
-                return self._fail(NO_BACKEND)
+                raise LoadError(NO_BACKEND) from None
             if mlx_reason is not None:
-                return self._fail(f"mlx-lm failed ({mlx_reason}) and {error}")
-            return self._fail(f"{error}; or set use_mlx=True to use mlx-lm")
-        except LoadError as error:
-            return self._fail(str(error))
+                raise LoadError(f"mlx-lm failed ({mlx_reason}) and {error}") from None
+            raise LoadError(f"{error}; or set use_mlx=True to use mlx-lm") from None
 
-    def _reset(self) -> None:
-        self.model = self.tokenizer = self.action_head = None
-        self._backend, self._is_loaded, self.load_error = None, False, None
-        self.last_action_logits = self._preflight = None
-
-    def _fail(self, reason: str) -> bool:
-        self._reset()
-        self.load_error = reason
-        logger.error("%s", reason)
-        return False
-
-    def _check_load(self, name: str, backend: str) -> None:
-        """The preflight (the athena/preflight/ package): a bad, inconsistent or oversized
-        folder is one sentence before the backend is imported or a weight is read."""
+    def _load_with(self, backend: BackendName, name: str, adapter: Path | None) -> None:
+        """The one load pipeline: the name is located once (a hub id fetched into the cache),
+        the preflight checks that folder, then the backend builds it."""
         from athena import preflight
+        from athena.backends import backend_module
+        from athena.backends.base import LoadOptions
 
         config = self.config
-        self._preflight = preflight.check_load(
-            name,
+        located = source.locate(name)
+        self.preflight = preflight.check_load(
+            located,
             backend=backend,
             dtype=config.dtype,
             quantize_bits=config.quantize_bits,
@@ -138,43 +166,27 @@ class OLMoEModel:
             allow_oversize=config.allow_oversize,
             mlx_available=MLX_AVAILABLE,  # its options are worth naming on either path
         )
-
-    def _load_mlx(self, path: str, lora: str | None) -> None:
-        self._check_load(path, "mlx")
-        from athena.backends import mlx_backend
-
-        self.model, self.tokenizer = mlx_backend.load(
-            path,
-            dtype=self.config.dtype,
-            quantize_bits=self.config.quantize_bits,
-            group_size=self.config.quantize_group_size,
-            adapter_path=lora,
+        options = LoadOptions(
+            dtype=config.dtype,
+            quantize_bits=config.quantize_bits,
+            group_size=config.quantize_group_size,
+            adapter=adapter,
         )
-        self._backend, self._is_loaded, self.action_head = "mlx", True, None
+        self.model, self.tokenizer = backend_module(backend).load(located, options)
+        if backend == "transformers":
+            self.action_head = self._make_action_head(int(self.model.config.hidden_size))
+        self.backend, self.is_loaded = backend, True
 
-    def _load_transformers(self, name: str, lora: str | None) -> None:
-        self._check_load(name, "transformers")
-        from athena.backends import transformers_backend
+    def _reset(self) -> None:
+        self.model = self.tokenizer = self.action_head = None
+        self.backend, self.is_loaded, self.load_error = None, False, None
+        self.last_action_logits = self.preflight = None
 
-        resolved = source.resolve_source(name)
-        model, tokenizer = transformers_backend.load(
-            name,
-            dtype=self.config.dtype,
-            quantize_bits=self.config.quantize_bits,
-            local_files_only=resolved.kind == "hub" and source.hub_offline(),
-        )
-        self.model, self.tokenizer = model, tokenizer
-        if lora is not None:
-            self._load_lora(lora)
-        self.action_head = self._make_action_head(int(model.config.hidden_size))
-        self._backend, self._is_loaded = "transformers", True
-
-    def _load_lora(self, lora_path: str) -> None:
-        """Merge a PEFT-format LoRA adapter into the transformers model's weights."""
-        from athena.backends import transformers_backend
-
-        merged = transformers_backend.merge_lora(self.model, lora_path)
-        logger.info("Merged LoRA adapter %s into %d layers", lora_path, merged)
+    def _fail(self, reason: str) -> bool:
+        self._reset()
+        self.load_error = reason
+        logger.error("%s", reason)
+        return False
 
     def _make_action_head(self, hidden_size: int) -> Any:
         import torch
@@ -191,21 +203,19 @@ class OLMoEModel:
 
     # -- inference -----------------------------------------------------------------------
 
-    def _backend_module(self) -> Any:
-        if not self._is_loaded:
+    def _loaded(self) -> tuple[Backend, Preflight]:
+        if not self.is_loaded or self.backend is None or self.preflight is None:
             raise RuntimeError("OLMoEModel is not loaded; call load() and check that it is True")
-        if self._backend == "mlx":
-            from athena.backends import mlx_backend
+        from athena.backends import backend_module
 
-            return mlx_backend
-        from athena.backends import transformers_backend
-
-        return transformers_backend
+        return backend_module(self.backend), self.preflight  # type: ignore[arg-type]
 
     def _sampling(
         self, max_tokens: int | None, temperature: float | None, seed: int | None
-    ) -> dict[str, Any]:
+    ) -> Sampling:
         """The config's sampling values, overridden per call (checked like the config's)."""
+        from athena.backends.base import Sampling
+
         max_tokens = self.config.max_tokens if max_tokens is None else max_tokens
         temperature = self.config.temperature if temperature is None else temperature
         seed = self.config.seed if seed is None else seed
@@ -216,13 +226,19 @@ class OLMoEModel:
             _is_number(temperature) and 0 <= temperature < float("inf"),
             "a number >= 0 (0 is greedy)",
         )
-        _check("seed", seed, _is_int(seed), "an integer")
-        return {
-            "max_tokens": max_tokens,
-            "temperature": float(temperature),
-            "top_p": float(self.config.top_p),
-            "seed": seed,
-        }
+        _check("seed", seed, is_seed(seed), SEED_RANGE)
+        return Sampling(max_tokens, float(temperature), float(self.config.top_p), seed)
+
+    def _prompt(self, prompt: object, sampling: Sampling) -> list[int]:
+        """The prompt's ids, checked once for every path (generate, stream, the CLI): a str,
+        not empty, within the model's positions, and its working memory (with the tokens to
+        generate) fits beside the model. ValueError/TypeError: one sentence."""
+        _backend, checked = self._loaded()
+        _check_text("prompt", prompt)
+        assert isinstance(prompt, str)
+        ids = self.tokenize(prompt)
+        checked.check_input(len(ids), new_tokens=sampling.max_tokens, chunked=self.backend == "mlx")
+        return ids
 
     def generate(
         self,
@@ -233,12 +249,26 @@ class OLMoEModel:
         seed: int | None = None,
     ) -> str:
         """The completion of `prompt` (without the prompt). Greedy at temperature 0."""
-        backend = self._backend_module()
-        _check_text("prompt", prompt)
+        from athena.backends import base
+
+        backend, _ = self._loaded()
         sampling = self._sampling(max_tokens, temperature, seed)
-        self._check_prompt(prompt, sampling["max_tokens"])
-        text: str = backend.generate(self.model, self.tokenizer, prompt, **sampling)
-        return text
+        ids = self._prompt(prompt, sampling)
+        return base.generate(backend, self.model, self.tokenizer, ids, sampling)
+
+    def generate_ids(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> list[int]:
+        """The generated token ids of the completion (end-of-sequence excluded)."""
+        backend, _ = self._loaded()
+        sampling = self._sampling(max_tokens, temperature, seed)
+        ids = self._prompt(prompt, sampling)
+        return list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
 
     def stream(
         self,
@@ -248,23 +278,15 @@ class OLMoEModel:
         temperature: float | None = None,
         seed: int | None = None,
     ) -> Iterator[str]:
-        """Yield the completion in pieces as it is generated; "".join() equals generate()."""
-        backend = self._backend_module()
-        _check_text("prompt", prompt)
-        sampling = self._sampling(max_tokens, temperature, seed)
-        self._check_prompt(prompt, sampling["max_tokens"])
-        pieces = backend.stream(self.model, self.tokenizer, prompt, **sampling)
-        for text, _ in pieces:
-            if text:
-                yield text
+        """Yield the completion in pieces as it is generated; "".join() equals generate().
 
-    def _check_prompt(self, prompt: str, max_tokens: int) -> None:
-        """ValueError (one sentence), never a native crash, for a prompt beyond the model's
-        positions or whose working memory would not fit beside the model."""
-        if self._preflight is not None:
-            self._preflight.check_input(
-                len(self.tokenize(prompt)), new_tokens=max_tokens, chunked=self._backend == "mlx"
-            )
+        The arguments are checked here, before the first piece is asked for."""
+        from athena.backends import base
+
+        backend, _ = self._loaded()
+        sampling = self._sampling(max_tokens, temperature, seed)
+        ids = self._prompt(prompt, sampling)
+        return base.stream(backend, self.model, self.tokenizer, ids, sampling)
 
     def encode(
         self,
@@ -289,28 +311,30 @@ class OLMoEModel:
         (batch by batch); its logits are kept in `last_action_logits` ((n, num_memory_actions)
         or (num_memory_actions,)).
         """
-        from athena.backends import batching
+        from athena.backends import base, batching
 
-        backend = self._backend_module()
+        backend, checked = self._loaded()
         single = isinstance(text, str)
-        texts = [text] if isinstance(text, str) else list(text)
-        if not texts:
-            raise ValueError("encode() got an empty list; pass a text or a list of texts")
-        for index, item in enumerate(texts):
-            _check_text("text" if single else f"texts[{index}]", item)
+        texts = _texts(text)
         batch_size = batching.check_batch_size(batch_size)
+        for name, value in (("truncate", truncate), ("show_progress", show_progress)):
+            if not isinstance(value, bool):
+                raise TypeError(f"encode({name}={value!r}) is not allowed; use True or False")
+        ids = batching.token_ids(
+            self.tokenizer,
+            texts,
+            limit=backend.max_positions(self.model),
+            truncate=truncate,
+            single=single,
+        )
+        longest = max(len(row) for row in ids)
+        checked.check_input(longest, what="the longest text")
         batches = -(-len(texts) // batch_size)
         with progress(len(texts), show_progress and batches > 1, on_batch) as report:
-            vectors: np.ndarray = backend.encode(
-                self.model,
-                self.tokenizer,
-                texts,
-                batch_size=batch_size,
-                truncate=truncate,
-                single=single,
-                on_batch=report,
+            vectors = base.encode(
+                backend, self.model, self.tokenizer, ids, batch_size=batch_size, on_batch=report
             )
-        if self._backend == "transformers":
+        if self.backend == "transformers":
             actions = self._action_logits(vectors, batch_size)
             self.last_action_logits = actions[0] if single else actions
         return vectors[0] if single else vectors
@@ -327,15 +351,19 @@ class OLMoEModel:
                 out[start : start + batch_size] = self.action_head(rows).numpy()
         return out
 
-    def logits(self, token_ids: list[int]) -> np.ndarray:
+    def logits(self, token_ids: Iterable[int]) -> np.ndarray:
         """(len(token_ids), vocab) float32 next-token logits of one sequence (for checks)."""
         import numpy as np
 
-        return np.asarray(self._backend_module().logits(self.model, list(token_ids)))
+        backend, checked = self._loaded()
+        ids = _token_ids(token_ids, int(checked.info.config["vocab_size"]))
+        checked.check_input(len(ids), what="token_ids")
+        return np.asarray(backend.logits(self.model, ids))
 
     def tokenize(self, text: str) -> list[int]:
         """The token ids the backend feeds the model for `text`."""
-        self._backend_module()
+        self._loaded()
+        _check_text("text", text)
         return [int(t) for t in self.tokenizer.encode(text)]
 
 
@@ -366,6 +394,72 @@ def _check_text(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     if not value:
         raise ValueError(f"{name} is empty; pass at least one character")
+
+
+def _texts(text: object) -> list[str]:
+    """encode()'s input as a list of non-empty str: a str, or an ordered collection of str
+    (a list, a tuple, a generator). A dict, a set, bytes or None is a TypeError that says so."""
+    if isinstance(text, str):
+        texts: list[object] = [text]
+    elif isinstance(text, bytes | bytearray | memoryview):
+        raise TypeError(
+            f"encode() takes text, got {type(text).__name__}; decode it first "
+            "(e.g. data.decode('utf-8'))"
+        )
+    elif isinstance(text, Mapping | Set) or not isinstance(text, Iterable):
+        raise TypeError(
+            f"encode() takes a str or a list of str, got {type(text).__name__}"
+            + ("; pass list(d.values()) for a dict's texts" if isinstance(text, Mapping) else "")
+        )
+    else:
+        texts = list(text)
+    if not texts:
+        raise ValueError("encode() got an empty list; pass a text or a list of texts")
+    single = isinstance(text, str)
+    for index, item in enumerate(texts):
+        _check_text("text" if single else f"texts[{index}]", item)
+    return texts  # type: ignore[return-value]
+
+
+def _token_ids(token_ids: object, vocab: int) -> list[int]:
+    """logits()'s input as a list of ids in [0, vocab); TypeError/ValueError: one sentence."""
+    if isinstance(token_ids, str | bytes) or not isinstance(token_ids, Iterable):
+        raise TypeError(f"token_ids must be a list of int, got {type(token_ids).__name__}")
+    ids = list(token_ids)
+    if not ids:
+        raise ValueError("token_ids is empty; pass at least one token id")
+    for index, token in enumerate(ids):
+        if not _is_int(token) and type(token).__name__ not in ("int32", "int64"):
+            raise TypeError(f"token_ids[{index}] must be an int, got {type(token).__name__}")
+        if not 0 <= int(token) < vocab:
+            raise ValueError(
+                f"token_ids[{index}]={int(token)} is outside this model's vocabulary "
+                f"(0 to {vocab - 1}); use ids from model.tokenize()"
+            )
+    return [int(token) for token in ids]
+
+
+def _adapter_folder(value: object) -> Path | None:
+    """The LoRA adapter folder to use (None: none), checked: a path to an existing folder.
+    (A value from OLMoEConfig has had its type checked; load()'s argument has not.)"""
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not (isinstance(value, str) and value.strip()):
+        raise LoadError(
+            f"load(lora_path={value!r}) is not allowed; use None or a LoRA adapter folder path"
+        )
+    folder = Path(value).expanduser()
+    try:
+        found = folder.is_dir()
+    except OSError as error:
+        raise source.unreadable(folder, error) from None
+    if not found:
+        if folder.exists():
+            raise SourceError(f"LoRA adapter {folder} is a file; pass the folder that holds it")
+        raise SourceError(f"LoRA adapter folder not found: {folder}")
+    return folder
 
 
 def __getattr__(name: str) -> Any:

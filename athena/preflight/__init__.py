@@ -44,7 +44,7 @@ from athena.preflight.checks import (
     check_sequence,
     sequence_memory,
 )
-from athena.preflight.files import TOKENIZER_KINDS, inspect_model, resolve_folder
+from athena.preflight.files import TOKENIZER_KINDS, inspect_model
 from athena.preflight.info import (
     DTYPE_ITEMSIZE,
     FLOAT_NAMES,
@@ -99,6 +99,5 @@ __all__ = [
     "machine_budget",
     "mlx_on_cpu",
     "render",
-    "resolve_folder",
     "sequence_memory",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from athena.preflight.info import _EXPERT, ModelInfo
+from athena.preflight.info import _EXPERT, FLOAT_NAMES, ModelInfo
 from athena.preflight.quantized import quantized_problems
 
 CONFIG_SIZES = (
@@ -33,6 +33,14 @@ def _config_problem(info: ModelInfo) -> str | None:
             f"{where} has hidden_size {config['hidden_size']}, not a multiple of "
             f"num_attention_heads {config['num_attention_heads']} (fix config.json)"
         )
+    if config["num_experts_per_tok"] > config["num_experts"]:
+        return (
+            f"{where} has num_experts_per_tok {config['num_experts_per_tok']}, more than its "
+            f"num_experts {config['num_experts']}: each token cannot pick more experts than "
+            "there are (fix config.json)"
+        )
+    if problem := _dtype_problem(info):
+        return problem
     found = _weights_shape(info)
     for key, noun in (
         ("num_hidden_layers", "layers"),
@@ -46,6 +54,25 @@ def _config_problem(info: ModelInfo) -> str | None:
             return (
                 f"{where} says {key} is {config[key]} but the weights have {said}; the config "
                 "does not belong to these weights (fix config.json or re-create the checkpoint)"
+            )
+    return None
+
+
+def _dtype_problem(info: ModelInfo) -> str | None:
+    """A weight stored as integers where the model computes in floating point. Integers are
+    right only for the packed weights of an mlx-quantized folder (those with `.scales`)."""
+    names = {t.name for t in info.tensors}
+    for tensor in info.tensors:
+        if tensor.dtype in FLOAT_NAMES:
+            continue
+        packed = tensor.name.endswith(".weight") and (
+            tensor.name.removesuffix(".weight") + ".scales" in names
+        )
+        if not packed:
+            return (
+                f"{tensor.name} in {info.path} is stored as {tensor.dtype}, but OLMoE's "
+                "weights are floating point (F32, F16 or BF16); the file's header does not "
+                "describe these weights: re-download or re-create the checkpoint"
             )
     return None
 

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from athena import preflight as _package  # machine_budget is read where tests replace it
-from athena import source
 from athena.errors import LoadError, OversizeError, SourceError
-from athena.preflight.files import inspect_model, resolve_folder
+from athena.preflight.files import inspect_model
 from athena.preflight.info import ModelInfo
 from athena.preflight.memory import (
     MLX_PREFILL_CHUNK,
@@ -24,6 +23,7 @@ from athena.preflight.memory import (
     sequence_memory,
 )
 from athena.preflight.quantized import quantized_problems
+from athena.source import ModelSource
 
 logger = logging.getLogger("athena.models.olmoe")
 
@@ -69,7 +69,7 @@ _ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 
 def check_load(
-    name: str,
+    name: str | ModelSource,
     *,
     backend: str,
     dtype: str | None = None,
@@ -79,26 +79,15 @@ def check_load(
     mlx_available: bool = True,
     budget: MemoryBudget | None = None,
     router_bits: int | None = None,
-) -> Preflight | None:
-    """Before `backend` builds `name`: check the source (source.check_source), the folder's
-    agreement with itself and its tokenizer, and that the estimated peak fits this machine.
+) -> Preflight:
+    """Before `backend` builds `name` (a located source; a folder or a cached hub id by name):
+    check the folder (source.check_model_folder), its agreement with itself and its
+    tokenizer, and that the estimated peak fits this machine.
 
     Raises SourceError for a folder no backend can load, OversizeError for one that does
-    not fit (unless `allow_oversize`); logs a warning for a tight fit. Returns None for a
-    hub id that is not (or only partly) in the local cache while online: the backend
-    downloads it, so there is nothing whole to read yet."""
-    resolved = source.check_source(name)
-    if resolved.kind == "hub" and resolve_folder(name) is None:
-        return None
-    try:
-        info = inspect_model(name)
-    except SourceError:
-        if resolved.kind == "hub" and not source.hub_offline():
-            return None  # a partial snapshot in the cache: the backend completes it
-        raise
+    not fit (unless `allow_oversize`); logs a warning for a tight fit."""
+    info = inspect_model(name)
     if info.problems:
-        if resolved.kind == "hub" and not source.hub_offline():
-            return None
         raise SourceError(info.problems[0])
     if backend == "transformers" and info.quantization is not None:
         raise LoadError(

@@ -1,5 +1,5 @@
-"""Reading a model folder without reading a weight: resolving a name to a local folder, the
-safetensors headers, model.safetensors.index.json and the tokenizer files."""
+"""Reading a model folder without reading a weight: the safetensors headers,
+model.safetensors.index.json and the tokenizer files."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from athena import source
-from athena.errors import SourceError
 from athena.preflight.agreement import _config_problem
 from athena.preflight.info import ModelInfo, Tensor, TokenizerInfo
+from athena.source import ModelSource
 
 TOKENIZER_KINDS = (
     ("tokenizer.json", ("tokenizer.json",)),
@@ -18,39 +18,24 @@ TOKENIZER_KINDS = (
 )
 
 
-def resolve_folder(name: str) -> Path | None:
-    """The local folder for `name`: the folder itself, or a hub id's snapshot in the local
-    Hugging Face cache (huggingface_hub's layout; no network). None: a hub id not cached."""
-    resolved = source.resolve_source(name)
-    if resolved.kind == "folder":
-        assert resolved.path is not None
-        return resolved.path
-    repo = Path(source._hub_cache_dir()) / ("models--" + name.replace("/", "--"))
-    ref = repo / "refs" / "main"
-    try:
-        revision = ref.read_text().strip()
-    except OSError:
-        snapshots = sorted((repo / "snapshots").glob("*"))
-        return snapshots[-1] if snapshots else None
-    snapshot = repo / "snapshots" / revision
-    return snapshot if snapshot.is_dir() else None
-
-
-def inspect_model(name: str) -> ModelInfo:
-    """Read what `name` (a folder, or a hub id in the local cache) holds, without reading a
-    weight. Raises SourceError (one sentence) when it is not a model folder at all (the
-    checks of source.check_source); problems that a person can still look at (config and
-    weights disagree, no tokenizer) go to `problems`."""
-    folder = resolve_folder(name)
-    if folder is None:
-        raise SourceError(
-            f"{name!r} is not a local folder and not in the Hugging Face cache at "
-            f"{source._hub_cache_dir()}; athena inspects local files only (download it "
-            "once, or pass a local model folder)"
-        )
+def inspect_model(name: str | ModelSource) -> ModelInfo:
+    """Read what `name` (a folder, a hub id in the local cache, or a located source) holds,
+    without reading a weight and without the network. Raises SourceError (one sentence) when
+    it is not a model folder at all (source.check_model_folder, a filesystem error included);
+    problems that a person can still look at (config and weights disagree, no tokenizer) go
+    to `problems`."""
+    located = source.locate(name, download=False)
+    folder = located.folder
     source.check_model_folder(folder)  # config.json, model_type, sound safetensors
-    config = json.loads((folder / "config.json").read_text())
-    files = sorted(folder.glob("model*.safetensors"))
+    try:
+        return _inspect_folder(located.name, folder)
+    except OSError as error:
+        raise source.unreadable(Path(error.filename or folder), error) from None
+
+
+def _inspect_folder(name: str, folder: Path) -> ModelInfo:
+    config = source.read_config(folder)
+    files = source.weight_files_of(folder)
     problems: list[str] = []
     problems += _index_problems(folder, files)
     tensors: list[Tensor] = []

@@ -95,7 +95,138 @@ def _garbage_header(model: Path) -> str:
     return str(model)
 
 
+def _weights_are_a_folder(model: Path) -> str:
+    (model / "model.safetensors").unlink()
+    (model / "model.safetensors").mkdir()
+    return str(model)
+
+
+def _config_is_a_folder(model: Path) -> str:
+    (model / "config.json").unlink()
+    (model / "config.json").mkdir()
+    return str(model)
+
+
+def _folder_link_loop(model: Path) -> str:
+    loop = model.parent / "loop"
+    loop.symlink_to(loop)
+    return str(loop)
+
+
+def _config_link_loop(model: Path) -> str:
+    (model / "config.json").unlink()
+    (model / "config.json").symlink_to(model / "config.json")
+    return str(model)
+
+
+def _weights_link_loop(model: Path) -> str:
+    (model / "model.safetensors").unlink()
+    (model / "model.safetensors").symlink_to(model / "model.safetensors")
+    return str(model)
+
+
+def _weights_link_to_nothing(model: Path) -> str:
+    (model / "model.safetensors").unlink()
+    (model / "model.safetensors").symlink_to(model / "gone.safetensors")
+    return str(model)
+
+
+def _rewrite_header(model: Path, change: Callable[[dict], None]) -> None:
+    """Change the safetensors header in place, keeping its length (padded with spaces)."""
+    file = model / "model.safetensors"
+    data = file.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    change(header)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    assert len(text) <= length
+    file.write_bytes(data[:8] + text.ljust(length) + data[8 + length :])
+
+
+def _integer_dtype(model: Path) -> str:
+    def change(header: dict) -> None:
+        header["model.norm.weight"]["dtype"] = "I32"  # same item size as F32: bytes still fit
+
+    _rewrite_header(model, change)
+    return str(model)
+
+
+def _unknown_dtype(model: Path) -> str:
+    def change(header: dict) -> None:
+        header["model.norm.weight"]["dtype"] = "F99"
+
+    _rewrite_header(model, change)
+    return str(model)
+
+
+def _shape_not_the_bytes(model: Path) -> str:
+    def change(header: dict) -> None:
+        header["model.norm.weight"]["shape"] = [7]  # the data is 64 float32s
+
+    _rewrite_header(model, change)
+    return str(model)
+
+
+def _more_experts_per_token_than_experts(model: Path) -> str:
+    config = json.loads((model / "config.json").read_text())
+    config["num_experts_per_tok"] = config["num_experts"] + 1
+    (model / "config.json").write_text(json.dumps(config))
+    return str(model)
+
+
 CASES: dict[str, tuple[Damage, str]] = {
+    "weights file is a folder": (
+        _weights_are_a_folder,
+        "cannot read {model}/model.safetensors (Is a directory); it must be a file; "
+        "re-download or re-create the checkpoint",
+    ),
+    "config.json is a folder": (
+        _config_is_a_folder,
+        "cannot read {model}/config.json (Is a directory); it must be a file; re-download or "
+        "re-create the checkpoint",
+    ),
+    "model folder is a link loop": (
+        _folder_link_loop,
+        "cannot read {parent}/loop (Too many levels of symbolic links); fix the path (a "
+        "broken or looping link?), or re-download the checkpoint",
+    ),
+    "config.json is a link loop": (
+        _config_link_loop,
+        "cannot read {model}/config.json (Too many levels of symbolic links); fix the path (a "
+        "broken or looping link?), or re-download the checkpoint",
+    ),
+    "weights file is a link loop": (
+        _weights_link_loop,
+        "cannot read {model}/model.safetensors (Too many levels of symbolic links); fix the "
+        "path (a broken or looping link?), or re-download the checkpoint",
+    ),
+    "weights file links to nothing": (
+        _weights_link_to_nothing,
+        "cannot read {model}/model.safetensors (No such file or directory); fix the path (a "
+        "broken or looping link?), or re-download the checkpoint",
+    ),
+    "header declares integers for float weights": (
+        _integer_dtype,
+        "model.norm.weight in {model} is stored as I32, but OLMoE's weights are floating point "
+        "(F32, F16 or BF16); the file's header does not describe these weights: re-download or "
+        "re-create the checkpoint",
+    ),
+    "header declares an unknown dtype": (
+        _unknown_dtype,
+        "model.safetensors in {model} is damaged (tensor 'model.norm.weight': dtype 'F99' is not "
+        "a safetensors dtype); re-download or re-create the checkpoint",
+    ),
+    "header shape does not match its bytes": (
+        _shape_not_the_bytes,
+        "model.safetensors in {model} is damaged (tensor 'model.norm.weight': 256 bytes, but "
+        "dtype F32 and shape [7] need 28; the header does not describe the data); re-download "
+        "or re-create the checkpoint",
+    ),
+    "more experts per token than experts": (
+        _more_experts_per_token_than_experts,
+        "config.json in {model} has num_experts_per_tok 9, more than its num_experts 8: each "
+        "token cannot pick more experts than there are (fix config.json)",
+    ),
     "missing folder": (
         _missing_folder,
         "model folder not found: {parent}/no-such-model (check the path; athena does not "
@@ -194,7 +325,7 @@ def test_bad_source_is_one_sentence_and_load_is_false(
     name, sentence = bad_source
     model = OLMoEModel(OLMoEConfig(model_name=name, use_mlx=use_mlx))
     assert model.load() is False
-    assert model._is_loaded is False and model.model is None
+    assert model.is_loaded is False and model.model is None
     assert model.load_error == sentence
     errors = [
         r.getMessage()

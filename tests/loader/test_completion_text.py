@@ -133,15 +133,14 @@ def test_stream_gives_whole_characters_and_joins_to_generate(
 def test_stream_yields_one_entry_per_token_and_stops_at_end_of_sequence(
     backend: str, scripted: dict[str, OLMoEModel]
 ) -> None:
-    from athena.backends import mlx_backend, transformers_backend
+    from athena.backends import completion
 
     model = _model(scripted, backend)
-    module = mlx_backend if backend == "mlx" else transformers_backend
-    entries = list(
-        module.stream(model.model, model.tokenizer, "fox", max_tokens=40, temperature=0.0)
-    )
-    assert [token for _, token in entries] == model.tokenizer.convert_tokens_to_ids(list(SCRIPT))
-    assert 0 not in [token for _, token in entries]  # the end-of-sequence id is not yielded
+    ids = model.generate_ids("fox", max_tokens=40, temperature=0.0)
+    assert ids == model.tokenizer.convert_tokens_to_ids(list(SCRIPT))
+    assert 0 not in ids  # the end-of-sequence id is not yielded
+    entries = list(completion.stream_pieces(model.tokenizer, ids))
+    assert [token for _, token in entries] == ids
     held = [piece for piece, _ in entries if piece == ""]
     assert len(held) == 1 + 3  # the first byte of é, the first three of 🙂
 

@@ -31,7 +31,7 @@ def test_cpu_device_is_used(
 
     monkeypatch.setenv("ATHENA_MLX_DEVICE", "CPU")
     model = load_mlx_only(tiny_olmoe)
-    assert model._backend == "mlx", model.load_error
+    assert model.backend == "mlx", model.load_error
     assert mx.default_device() == mx.cpu
     assert model.generate("hi", max_tokens=3, temperature=0.0)
 
@@ -56,7 +56,7 @@ def test_unusable_device_is_one_sentence(
         pytest.skip("Metal is available here, so gpu is a valid device")
     monkeypatch.setenv("ATHENA_MLX_DEVICE", value)
     model = load_mlx_only(tiny_olmoe)
-    assert model._is_loaded is False
+    assert model.is_loaded is False
     assert model.load_error == sentence
 
 

@@ -91,7 +91,7 @@ def record_batches(monkeypatch: pytest.MonkeyPatch) -> Callable[[OLMoEModel], Re
     def install(model: OLMoEModel) -> Recorder:
         recorder = Recorder()
         backbone = type(model.model.model)
-        if model._backend == "mlx":
+        if model.backend == "mlx":
             real = backbone.__call__
 
             def call(self: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
@@ -207,7 +207,7 @@ def _text_of(model: OLMoEModel, tokens: int) -> str:
 
 def _pooled(model: OLMoEModel, ids: list[int]) -> np.ndarray:
     """The mean final hidden state of `ids`, straight from the backbone."""
-    if model._backend == "mlx":
+    if model.backend == "mlx":
         import mlx.core as mx
 
         return np.array(model.model.model(mx.array([ids]))[0].mean(axis=0))
@@ -258,7 +258,7 @@ def test_a_40k_token_text_is_refused_on_mlx_instead_of_crashing_the_process(
         "import sys\n"
         "from athena.models.olmoe import OLMoEConfig, OLMoEModel\n"
         f"model = OLMoEModel(OLMoEConfig(model_name={str(tiny_olmoe)!r}))\n"
-        "assert model.load() and model._backend == 'mlx', model.load_error\n"
+        "assert model.load() and model.backend == 'mlx', model.load_error\n"
         "try:\n"
         "    model.encode(['fine', 'x' * 40_000])\n"
         "except ValueError as error:\n"

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from athena import cli, encode_io
+from athena import encode_io
 from athena.cli import main
+from athena.commands import model as model_commands
 from athena.models.olmoe import OLMoEModel
 
 TEXTS = ["hello", "memory of experts", '{"not": "json here"}', "caf\u00e9 \U0001f600", "  x  "]
@@ -100,7 +101,9 @@ def test_many_chunks_give_one_array_with_the_right_row_count(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cli, "ENCODE_CHUNK", 2)  # 5 texts: three encode() calls, three appends
+    monkeypatch.setattr(
+        model_commands, "ENCODE_CHUNK", 2
+    )  # 5 texts: three encode() calls, three appends
     source, out = _txt(tmp_path, TEXTS), tmp_path / "vectors.npy"
     assert run("--input", str(source), "--output", str(out), "--batch-size", "1")[0] == 0
     np.testing.assert_allclose(np.load(out), torch_model.encode(TEXTS), atol=1e-6)
@@ -139,7 +142,9 @@ def test_a_bad_line_is_one_sentence_and_the_existing_output_is_untouched(
     content: bytes,
     sentence: str,
 ) -> None:
-    monkeypatch.setattr(cli, "ENCODE_CHUNK", 1)  # chunks of --batch-size 1: the bad line comes
+    monkeypatch.setattr(
+        model_commands, "ENCODE_CHUNK", 1
+    )  # chunks of --batch-size 1: the bad line comes
     # after the lines before it were encoded and written to the temporary file
     source, out = tmp_path / name, tmp_path / "vectors.npy"
     source.write_bytes(content)
@@ -183,7 +188,7 @@ def test_ctrl_c_mid_run_leaves_no_output_and_no_temporary_file(
             raise KeyboardInterrupt
         return real(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli, "ENCODE_CHUNK", 2)
+    monkeypatch.setattr(model_commands, "ENCODE_CHUNK", 2)
     monkeypatch.setattr(OLMoEModel, "encode", interrupted_on_the_second_chunk)
     source, out = _txt(tmp_path, TEXTS), tmp_path / "vectors.npy"
     assert run("--input", str(source), "--output", str(out), "--batch-size", "2")[0] == 130

@@ -325,18 +325,30 @@ def converted(tiny_olmoe: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def _rewrite_header(file: Path, change: Any) -> None:
-    """Rewrite a safetensors file's header through `change(header)`, as a sparse file of the
-    same data length (the preflight reads headers only)."""
+    """Rewrite a safetensors file's header through `change(header)` (shapes changed, tensors
+    removed), its offsets recomputed so that it stays well-formed, as a sparse file (the
+    preflight reads headers only)."""
+    itemsize = {"F32": 4, "F16": 2, "BF16": 2, "U32": 4}
     with file.open("rb") as f:
         length = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(length))
-    data = max(entry["data_offsets"][1] for k, entry in header.items() if k != "__metadata__")
     change(header)
+    offset = 0
+    tensors = sorted(
+        (k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0]
+    )
+    for name in tensors:
+        entry = header[name]
+        nbytes = itemsize[entry["dtype"]]
+        for dim in entry["shape"]:
+            nbytes *= dim
+        entry["data_offsets"] = [offset, offset + nbytes]
+        offset += nbytes
     encoded = json.dumps(header).encode()
     encoded += b" " * (-len(encoded) % 8)
     with file.open("wb") as f:
         f.write(struct.pack("<Q", len(encoded)) + encoded)
-        f.truncate(8 + len(encoded) + data)
+        f.truncate(8 + len(encoded) + offset)
 
 
 def _copy(folder: Path, to: Path) -> Path:

@@ -29,8 +29,8 @@ def test_mlx_path_sets_backend_loaded_and_no_action_head(
 ) -> None:
     model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))
     assert model.load() is True
-    assert model._backend == "mlx"
-    assert model._is_loaded is True
+    assert model.backend == "mlx"
+    assert model.is_loaded is True
     assert model.action_head is None
     assert model.load_error is None
     loading = [r for r in loader_log.records if r.msg == "Loading OLMoE via mlx-lm: %s"]
@@ -45,8 +45,8 @@ def test_mlx_path_sets_backend_loaded_and_no_action_head(
 def test_use_mlx_false_takes_transformers_with_action_head(torch_model: OLMoEModel) -> None:
     import torch
 
-    assert torch_model._backend == "transformers"
-    assert torch_model._is_loaded is True
+    assert torch_model.backend == "transformers"
+    assert torch_model.is_loaded is True
     assert isinstance(torch_model.action_head, olmoe.MemoryActionHead)
     assert isinstance(torch_model.action_head, torch.nn.Module)
     assert type(torch_model.model).__name__ == "OlmoeForCausalLM"
@@ -62,7 +62,7 @@ def test_mlx_unavailable_takes_transformers(
 ) -> None:
     model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))  # use_mlx=True, but no mlx
     assert model.load() is True
-    assert model._backend == "transformers"
+    assert model.backend == "transformers"
     assert isinstance(model.action_head, olmoe.MemoryActionHead)
     assert not any(r.msg == "Loading OLMoE via mlx-lm: %s" for r in loader_log.records)
     assert "Loading OLMoE via transformers: " + str(tiny_olmoe) in _messages(
@@ -79,8 +79,8 @@ def test_both_missing_simulated_returns_false_with_the_log_line(
     hide_module("transformers")
     model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))
     assert model.load() is False
-    assert model._is_loaded is False
-    assert model._backend is None
+    assert model.is_loaded is False
+    assert model.backend is None
     assert model.model is None and model.action_head is None
     assert _messages(loader_log, logging.ERROR) == [
         "No inference backend available (mlx-lm and transformers both missing)"
@@ -127,7 +127,7 @@ def test_broken_mlx_install_simulated_falls_back_to_transformers(
     break_import("mlx_lm", ImportError("libmlx.so: cannot open shared object file"))
     model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))
     assert model.load() is True
-    assert model._backend == "transformers"
+    assert model.backend == "transformers"
     assert isinstance(model.action_head, olmoe.MemoryActionHead)
     [warning] = _messages(loader_log, logging.WARNING)
     assert warning == (
@@ -183,7 +183,7 @@ def test_mlx_failure_falls_back_and_transformers_honours_dtype(
 
     model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe), dtype="bfloat16"))
     assert model.load() is True
-    assert model._backend == "transformers"
+    assert model.backend == "transformers"
     assert next(model.model.parameters()).dtype == torch.bfloat16
     [warning] = _messages(loader_log, logging.WARNING)
     assert warning.startswith("mlx-lm failed, falling back to transformers: dtype='bfloat16'")
@@ -198,7 +198,7 @@ def test_mlx_model_path_is_what_mlx_loads(
     config = OLMoEConfig(model_name=str(tiny_olmoe), mlx_model_path=str(other))
     model = OLMoEModel(config)
     assert model.load() is True
-    assert model._backend == "mlx"
+    assert model.backend == "mlx"
     assert [r.args for r in loader_log.records if r.msg.startswith("Loading OLMoE")] == [
         (str(other),)
     ]
@@ -222,7 +222,7 @@ def test_damaged_mlx_model_path_falls_back_to_model_name(
     config = OLMoEConfig(model_name=str(tiny_olmoe), mlx_model_path=str(damaged))
     model = OLMoEModel(config)
     assert model.load() is True
-    assert model._backend == "transformers"
+    assert model.backend == "transformers"
     assert _messages(loader_log, logging.WARNING) == [
         "mlx-lm failed, falling back to transformers: config.json not found in "
         f"{damaged} (is this a model folder?)"
@@ -254,7 +254,7 @@ def test_bf16_moe_on_mlx_cpu_is_upcast_at_load_and_matches_torch(
 
     model = OLMoEModel(OLMoEConfig(model_name=str(bf16_checkpoint)))
     assert model.load() is True
-    assert model._backend == "mlx"
+    assert model.backend == "mlx"
     assert (
         "Upcasting bfloat16 weights to float32: mlx's CPU backend runs MoE experts "
         "(gather_mm) in float32 only"
@@ -285,7 +285,7 @@ def test_quantize_bits_quantizes_on_mlx_and_8_bits_is_closer_than_4(
     for bits in (4, 8):
         model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe), quantize_bits=bits))
         assert model.load() is True
-        assert model._backend == "mlx"
+        assert model.backend == "mlx"
         assert is_quantized(model.model) and not has_moe_layers(model.model)
         assert isinstance(model.generate("Hello", max_tokens=4), str)
         logits = model.logits(ids)
@@ -301,7 +301,7 @@ def test_quantize_bits_quantizes_on_mlx_and_8_bits_is_closer_than_4(
 
 def test_generate_before_load_is_a_clear_error() -> None:
     model = OLMoEModel(OLMoEConfig(model_name="/nowhere"))
-    assert model._is_loaded is False and model._backend is None and model.action_head is None
+    assert model.is_loaded is False and model.backend is None and model.action_head is None
     with pytest.raises(RuntimeError, match=r"not loaded; call load\(\) and check that it is True"):
         model.generate("Hello")
     with pytest.raises(RuntimeError, match="not loaded"):
@@ -316,4 +316,4 @@ def test_a_failed_reload_clears_the_previous_model(
     assert model.load() is True
     model.config.model_name = str(tmp_path / "gone")
     assert model.load() is False
-    assert model.model is None and model.action_head is None and not model._is_loaded
+    assert model.model is None and model.action_head is None and not model.is_loaded

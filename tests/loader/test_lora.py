@@ -87,7 +87,7 @@ def test_mlx_lora_adapter_is_applied(
 
     model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))
     assert model.load(lora_path=str(folder)) is True
-    assert model._backend == "mlx"
+    assert model.backend == "mlx"
     ids = model.tokenize("adapted")
     expected = np.array(tuned(mx.array([ids]))[0])
     np.testing.assert_allclose(model.logits(ids), expected, atol=1e-5)

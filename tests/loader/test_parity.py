@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pytest
@@ -53,14 +52,8 @@ class Run:
 
 
 def _run(model: OLMoEModel, prompt: str) -> Run:
-    from athena.backends import mlx_backend, transformers_backend
-
-    backend: Any = mlx_backend if model._backend == "mlx" else transformers_backend
-    entries = list(
-        backend.stream(model.model, model.tokenizer, prompt, max_tokens=MAX_TOKENS, temperature=0)
-    )
-    ids = [token for _, token in entries if token is not None]
-    pieces = [piece for piece, _ in entries if piece]  # what OLMoEModel.stream() yields
+    ids = model.generate_ids(prompt, max_tokens=MAX_TOKENS, temperature=0)
+    pieces = list(model.stream(prompt, max_tokens=MAX_TOKENS, temperature=0))
     return Run(ids, pieces, model.generate(prompt, max_tokens=MAX_TOKENS))
 
 

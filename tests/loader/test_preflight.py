@@ -395,7 +395,7 @@ def test_oversize_on_mlx_falls_back_only_when_transformers_would_fit(
     monkeypatch.setattr(preflight, "RUNTIME_BYTES", {"mlx": hf_peak, "transformers": 0})
     monkeypatch.setattr(preflight, "RUNTIME_ANON_BYTES", {"mlx": hf_peak, "transformers": 0})
     assert model.load(), model.load_error
-    assert model._backend == "transformers"
+    assert model.backend == "transformers"
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -473,11 +473,12 @@ def test_mlx_quantized_folder_counts_unpacked_parameters(
     assert "only the mlx backend loads" in str(raised.value)
 
 
-def test_a_cached_hub_id_is_checked_offline_and_left_to_the_backend_online(
+def test_a_cached_hub_id_is_checked_offline_and_online(
     tiny_olmoe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A partial snapshot (no tokenizer yet) is refused offline; online the backend's
-    download completes it, so the preflight steps aside."""
+    """A partial snapshot (no tokenizer yet) is refused offline; online the hub id is located
+    (fetched into the cache; here the hub is a closed local port, so the cache is what there is)
+    and checked all the same: the preflight never steps aside."""
     import shutil
 
     snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc"
@@ -490,4 +491,8 @@ def test_a_cached_hub_id_is_checked_offline_and_left_to_the_backend_online(
     with pytest.raises(LoadError, match=r"has no tokenizer"):
         preflight.check_load("org/tiny", backend="mlx", budget=LINUX_24)
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    assert preflight.check_load("org/tiny", backend="mlx", budget=LINUX_24) is None
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    from athena import source
+
+    with pytest.raises(LoadError, match=r"has no tokenizer"):
+        preflight.check_load(source.locate("org/tiny"), backend="mlx", budget=LINUX_24)

@@ -1,0 +1,123 @@
+"""The backend contract, and what is the same on every backend, written once.
+
+A backend is a module (`mlx_backend`, `transformers_backend`) that provides only what differs
+between frameworks: `load` a located folder, a token-id generator, the pooled hidden states
+of one right-padded batch, logits, its positions limit and hidden size, and the context a
+forward pass runs in. `Backend` says so and mypy checks both modules against it
+(`athena.backends.backend_module`). Generation, streaming and batched encoding are built on
+top of it here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from athena.backends import batching, completion
+from athena.source import ModelSource
+
+if TYPE_CHECKING:  # numpy is imported by the backends, not by `import athena.backends.base`
+    import numpy as np
+
+BackendName = Literal["mlx", "transformers"]
+BACKENDS: tuple[BackendName, ...] = ("mlx", "transformers")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to build the model: the dtype (None: the checkpoint's), quantization (mlx), and a
+    LoRA adapter folder (mlx-lm format on mlx, PEFT on transformers)."""
+
+    dtype: str | None = None
+    quantize_bits: int | None = None
+    group_size: int = 64
+    adapter: Path | None = None
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to pick the next token: greedy (argmax) at temperature 0."""
+
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+class Backend(Protocol):
+    """What a backend module provides. `model` and `tokenizer` are the backend's own objects."""
+
+    @property
+    def NAME(self) -> BackendName: ...
+
+    def load(self, source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
+        """(model, tokenizer) from `source.folder`; LoadError (one sentence) on any failure."""
+        ...
+
+    def generate_ids(
+        self, model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
+    ) -> Iterator[int]:
+        """The generated ids, end-of-sequence excluded, as the framework produces them."""
+        ...
+
+    def pooled(self, model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(rows, hidden) float32: the final hidden state (after the final norm) of a
+        right-padded (rows, length) batch, mean-pooled where `mask` is 1."""
+        ...
+
+    def logits(self, model: Any, token_ids: list[int]) -> np.ndarray:
+        """(len(token_ids), vocab) float32 next-token logits of one sequence."""
+        ...
+
+    def max_positions(self, model: Any) -> int | None:
+        """The model's `max_position_embeddings` (None if its config does not say)."""
+        ...
+
+    def hidden_size(self, model: Any) -> int: ...
+
+    def forward_context(self, model: Any) -> AbstractContextManager[Any]:
+        """Where forward passes run (mlx: wired memory; torch: inference mode)."""
+        ...
+
+
+def generate(
+    backend: Backend, model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
+) -> str:
+    """The completion: exactly `tokenizer.decode` of the generated ids (see completion)."""
+    ids = backend.generate_ids(model, tokenizer, prompt_ids, sampling)
+    return completion.decode(tokenizer, list(ids))
+
+
+def stream(
+    backend: Backend, model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
+) -> Iterator[str]:
+    """The completion in pieces as it is generated; "".join() equals `generate`."""
+    ids = backend.generate_ids(model, tokenizer, prompt_ids, sampling)
+    for text, _ in completion.stream_pieces(tokenizer, ids):
+        if text:
+            yield text
+
+
+def encode(
+    backend: Backend,
+    model: Any,
+    tokenizer: Any,
+    ids: list[np.ndarray],
+    *,
+    batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(len(ids), hidden) float32 in input order: the texts' (already tokenized and checked)
+    ids in length-sorted, right-padded batches (athena.backends.batching)."""
+    with backend.forward_context(model):
+        return batching.run_batches(
+            ids,
+            batch_size,
+            backend.hidden_size(model),
+            lambda tokens, mask: backend.pooled(model, tokens, mask),
+            pad=batching.pad_id(tokenizer),
+            on_batch=on_batch,
+        )
