@@ -69,7 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--fit-options",
-        help="the fit group's options, comma-separated, of " + ",".join(o[0] for o in fit.OPTIONS),
+        help="the fit group's options, comma-separated, of "
+        + ",".join(o[0] for o in fit.OPTIONS)
+        + " (default: every one that fits; --quick: mlx-q4,transformers-bfloat16)",
     )
     parser.add_argument(
         "--note", action="append", default=[], help="a note stored in the JSON (repeatable)"
@@ -165,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                 results,
                 work,
                 shape=shape,
-                only=args.fit_options.split(",") if args.fit_options else None,
+                only=args.fit_options.split(",")
+                if args.fit_options
+                else (["mlx-q4", "transformers-bfloat16"] if quick else None),
             )
         if "router" in only:  # issue 20: the router-safe 4-bit
             router_sizes = args.sizes.split(",") if args.sizes else ["small", "medium"]
