@@ -27,6 +27,7 @@ from bench import (
     bandwidth,
     encode,
     envsetup,
+    fit,
     imports_cost,
     models,
     preflight,
@@ -39,7 +40,18 @@ from bench.common import Results
 from bench.machine import describe, load_average
 
 SCHEMA_VERSION = 1
-GROUPS = ("import", "bandwidth", "models", "env", "train", "preflight", "encode", "files")
+GROUPS = (
+    "import",
+    "bandwidth",
+    "models",
+    "env",
+    "train",
+    "preflight",
+    "encode",
+    "files",
+    "fit",
+    "router",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,6 +72,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds per checkpoint size (default 3; 1)")
     parser.add_argument(
         "--only", help=f"run only these groups, comma-separated, of {','.join(GROUPS)}"
+    )
+    parser.add_argument(
+        "--fit-shape",
+        choices=("real", "like"),
+        help="the fit group's checkpoint: OLMoE-1B-7B's real shape (default; --quick: like, "
+        "a small shape with its 64 experts and six shards)",
+    )
+    parser.add_argument(
+        "--fit-options",
+        help="the fit group's options, comma-separated, of "
+        + ",".join(o[0] for o in fit.OPTIONS)
+        + " (default: every one that fits; --quick: mlx-q4,transformers-bfloat16)",
     )
     parser.add_argument(
         "--note", action="append", default=[], help="a note stored in the JSON (repeatable)"
@@ -148,6 +172,21 @@ def main(argv: list[str] | None = None) -> int:
             preflight_sizes = args.sizes.split(",") if args.sizes else list(preflight.SIZES)
             run["preflight"] = preflight.measure(
                 results, work, sizes=["tiny"] if quick and not args.sizes else preflight_sizes
+            )
+        if "fit" in only:  # issue 20: the preflight at real scale
+            shape = args.fit_shape or ("like" if quick else "real")
+            run["fit"] = fit.measure(
+                results,
+                work,
+                shape=shape,
+                only=args.fit_options.split(",")
+                if args.fit_options
+                else (["mlx-q4", "transformers-bfloat16"] if quick else None),
+            )
+        if "router" in only:  # issue 20: the router-safe 4-bit
+            router_sizes = args.sizes.split(",") if args.sizes else ["small", "medium"]
+            run["router"] = fit.measure_router(
+                results, work, sizes=["tiny"] if quick and not args.sizes else router_sizes
             )
         if "encode" in only:
             encode_sizes = args.sizes.split(",") if args.sizes else None

@@ -34,6 +34,7 @@ class LoadOptions:
     dtype: str | None = None
     quantize_bits: int | None = None
     group_size: int = 64
+    router_bits: int = 8  # OLMoE's router (mlp.gate) when quantizing: see backends/quantize.py
     adapter: Path | None = None
 
 

@@ -158,13 +158,13 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         if is_quantized(model):
             logger.info("%s is already quantized; quantize_bits=%s ignored", name, bits)
         else:
-            nn.quantize(
+            from athena.backends.quantize import olmoe_predicate
+
+            nn.quantize(  # the router (mlp.gate) at router_bits: athena/backends/quantize.py
                 model,
                 group_size=group_size,
                 bits=bits,
-                class_predicate=lambda _, m: (
-                    hasattr(m, "to_quantized") and m.weight.shape[-1] % group_size == 0
-                ),
+                class_predicate=olmoe_predicate(bits, group_size, options.router_bits),
             )
             logger.info("Quantized %s to %s bits (group size %s)", name, bits, group_size)
     try:

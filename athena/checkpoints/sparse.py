@@ -25,42 +25,78 @@ OLMOE_1B_7B: dict[str, int] = {
 
 
 def write_sparse_olmoe(
-    out_dir: str | Path, shape: dict[str, int] | None = None, *, dtype: str = "float32"
+    out_dir: str | Path,
+    shape: dict[str, int] | None = None,
+    *,
+    dtype: str = "float32",
+    shards: int = 1,
 ) -> Path:
     """A structurally valid OLMoE folder of any shape (default: OLMoE-1B-7B's) whose weights
-    take no disk: the safetensors header is written, then the file is extended to its full
+    take no disk: each safetensors header is written, then the file is extended to its full
     length as a sparse file (its data reads as zeros). For checks that read headers only
-    (athena.preflight); never load it. The tokenizer is the tiny checkpoints'."""
+    (athena.preflight) and loads in a memory-limited child. `shards` > 1 splits the tensors,
+    in name order, into that many files of about equal size with a
+    model.safetensors.index.json, as the hub ships large checkpoints
+    (model-00001-of-00006.safetensors, ...). The tokenizer is the tiny checkpoints'."""
     shape = dict(OLMOE_1B_7B if shape is None else shape)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    if shards < 1:
+        raise ValueError(f"shards={shards!r}: it must be 1 or more")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vocab = shape.pop("vocab_size")
     config = {**olmoe_config("tiny", dtype=dtype), **shape, "vocab_size": vocab}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     itemsize = 4 if dtype == "float32" else 2
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    offset = 0
+    tensors = []
     for name, tensor_shape in sorted(_tensor_shapes(shape, vocab).items()):
         nbytes = itemsize
         for dim in tensor_shape:
             nbytes *= dim
+        tensors.append((name, tensor_shape, nbytes))
+    total = sum(nbytes for _, _, nbytes in tensors)
+    groups: list[list[tuple[str, tuple[int, ...], int]]] = [[] for _ in range(shards)]
+    done = 0
+    for tensor in tensors:  # the k-th shard takes the tensors that start in its k-th share
+        groups[min(shards - 1, done * shards // total)].append(tensor)
+        done += tensor[2]
+    groups = [group for group in groups if group]
+    weight_map: dict[str, str] = {}
+    for number, group in enumerate(groups, start=1):
+        file = (
+            "model.safetensors"
+            if len(groups) == 1
+            else f"model-{number:05d}-of-{len(groups):05d}.safetensors"
+        )
+        _write_sparse_file(out / file, group, _SAFETENSORS_DTYPE[dtype])
+        weight_map |= {name: file for name, _, _ in group}
+    if len(groups) > 1:
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    for name, content in _tokenizer_files().items():
+        (out / name).write_bytes(content)
+    return out
+
+
+def _write_sparse_file(
+    path: Path, tensors: list[tuple[str, tuple[int, ...], int]], dtype: str
+) -> None:
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, tensor_shape, nbytes in tensors:
         header[name] = {
-            "dtype": _SAFETENSORS_DTYPE[dtype],
+            "dtype": dtype,
             "shape": list(tensor_shape),
             "data_offsets": [offset, offset + nbytes],
         }
         offset += nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
-    with (out / "model.safetensors").open("wb") as f:
+    with path.open("wb") as f:
         f.write(struct.pack("<Q", len(encoded)))
         f.write(encoded)
         f.truncate(8 + len(encoded) + offset)
-    for name, content in _tokenizer_files().items():
-        (out / name).write_bytes(content)
-    return out
 
 
 def _tensor_shapes(shape: dict[str, int], vocab: int) -> dict[str, tuple[int, ...]]:

@@ -30,6 +30,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", help=f"{DTYPE_NAMES} (default: the model's)")
     parser.add_argument("--quantize-bits", type=int, help="4 or 8: quantize after loading (mlx)")
     parser.add_argument(
+        "--router-bits",
+        type=int,
+        default=8,
+        help="4 or 8: the router's (mlp.gate) bits when quantizing (default: 8)",
+    )
+    parser.add_argument(
         "--allow-oversize",
         action="store_true",
         help="load even when the estimated peak memory is above this machine's",
@@ -82,6 +88,7 @@ def load_model(args: argparse.Namespace) -> Any:
             allow_fallback=args.backend is None,
             dtype=args.dtype,
             quantize_bits=args.quantize_bits,
+            router_bits=args.router_bits,
             allow_oversize=args.allow_oversize,
         )
     except ValueError as error:

@@ -26,7 +26,27 @@ def add_inspect_command(sub: argparse._SubParsersAction) -> None:
     )
     inspect.add_argument("--dtype", choices=DTYPES)
     inspect.add_argument("--quantize-bits", type=int, choices=(4, 8))
+    inspect.add_argument(
+        "--router-bits",
+        type=int,
+        choices=(4, 8),
+        help="bits of the router (mlp.gate) in the quantized options (default: 8)",
+    )
+    inspect.add_argument(
+        "--context",
+        type=_tokens,
+        metavar="N",
+        help="tokens of context (prompt + generated) the table is for: KV cache and attention "
+        "are added to each option (default: the model's max_position_embeddings; 0: the "
+        "weights alone)",
+    )
     inspect.set_defaults(handler=_inspect_command)
+
+
+def _tokens(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of tokens (0 or more)")
+    return int(text)
 
 
 def _inspect_command(args: argparse.Namespace) -> int:
@@ -40,7 +60,12 @@ def _inspect_command(args: argparse.Namespace) -> int:
     except SourceError as error:
         raise CommandError(str(error)) from None
     report = preflight.describe(
-        info, backend=args.backend, dtype=args.dtype, quantize_bits=args.quantize_bits
+        info,
+        backend=args.backend,
+        dtype=args.dtype,
+        quantize_bits=args.quantize_bits,
+        router_bits=args.router_bits,
+        context=args.context,
     )
     print(json.dumps(report, indent=2) if args.json else preflight.render(report))
     if report["problems"] and not args.json:

@@ -29,6 +29,7 @@ class OLMoEConfig:
     dtype: str | None = None  # None: the checkpoint's (float32 on mlx's CPU for MoE)
     quantize_bits: int | None = None  # None, 4 or 8: quantize after loading (mlx path)
     quantize_group_size: int = 64
+    router_bits: int = 8  # 4 or 8: bits of the router (mlp.gate) when quantize_bits is set
     allow_oversize: bool = False  # load even when the estimated peak exceeds the memory
     max_tokens: int = 256
     temperature: float = 0.0  # 0 is greedy
@@ -65,6 +66,12 @@ class OLMoEConfig:
             self.quantize_bits is None
             or (_is_int(self.quantize_bits) and self.quantize_bits in QUANTIZE_BITS),
             "None, 4 or 8",
+        )
+        _check(
+            "router_bits",
+            self.router_bits,
+            _is_int(self.router_bits) and self.router_bits in QUANTIZE_BITS,
+            "4 or 8 (the router's bits when quantize_bits is set)",
         )
         _check(
             "quantize_group_size",

@@ -163,6 +163,7 @@ class OLMoEModel:
             dtype=config.dtype,
             quantize_bits=config.quantize_bits,
             group_size=config.quantize_group_size,
+            router_bits=config.router_bits,
             allow_oversize=config.allow_oversize,
             mlx_available=MLX_AVAILABLE,  # its options are worth naming on either path
         )
@@ -170,6 +171,7 @@ class OLMoEModel:
             dtype=config.dtype,
             quantize_bits=config.quantize_bits,
             group_size=config.quantize_group_size,
+            router_bits=config.router_bits,
             adapter=adapter,
         )
         self.model, self.tokenizer = backend_module(backend).load(located, options)
@@ -326,7 +328,7 @@ class OLMoEModel:
             single=single,
         )
         longest = max(len(row) for row in ids)
-        checked.check_input(longest, what="the longest text")
+        checked.check_input(longest, what="the longest text", rows=min(batch_size, len(texts)))
         batches = -(-len(texts) // batch_size)
         with progress(len(texts), show_progress and batches > 1, on_batch) as report:
             vectors = base.encode(

@@ -54,6 +54,7 @@ from athena.preflight.info import (
     TokenizerInfo,
 )
 from athena.preflight.memory import (
+    RUNTIME_ANON_BYTES,
     RUNTIME_BYTES,
     TIGHT_SHARE,
     Estimate,
@@ -74,6 +75,7 @@ __all__ = [
     "FLOAT_NAMES",
     "ITEMSIZE",
     "MLX_PREFILL_CHUNK",
+    "RUNTIME_ANON_BYTES",
     "RUNTIME_BYTES",
     "TIGHT_SHARE",
     "TOKENIZER_KINDS",

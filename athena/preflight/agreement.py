@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from athena.preflight.info import _EXPERT, FLOAT_NAMES, ModelInfo
+from athena.preflight.quantized import quantized_problems
 
 CONFIG_SIZES = (
     "num_hidden_layers",
@@ -20,6 +21,8 @@ _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 def _config_problem(info: ModelInfo) -> str | None:
     """The first disagreement of config.json with itself or with the weights, as a sentence."""
+    if quantized := quantized_problems(info):  # bits/group size vs the packed weights first
+        return quantized[0]
     config, where = info.config, f"config.json in {info.path}"
     for key in CONFIG_SIZES:
         value = config.get(key)

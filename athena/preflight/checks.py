@@ -4,6 +4,7 @@ an input's length against the model's positions and this machine's memory."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,18 +13,21 @@ from athena.errors import LoadError, OversizeError, SourceError
 from athena.preflight.files import inspect_model
 from athena.preflight.info import ModelInfo
 from athena.preflight.memory import (
+    MLX_PREFILL_CHUNK,
     TIGHT_SHARE,
     Estimate,
     MemoryBudget,
     estimate_peak,
     gib,
     load_options,
+    sequence_memory,
 )
+from athena.preflight.quantized import quantized_problems
 from athena.source import ModelSource
 
 logger = logging.getLogger(__name__)
 
-MLX_PREFILL_CHUNK = 2048  # mlx-lm's generate prefills the prompt in chunks of this many tokens
+__all__ = ["MLX_PREFILL_CHUNK", "Preflight", "check_load", "check_sequence", "sequence_memory"]
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,18 @@ class Preflight:
     budget: MemoryBudget
 
     def check_input(
-        self, tokens: int, *, what: str = "the prompt", new_tokens: int = 0, chunked: bool = False
+        self,
+        tokens: int,
+        *,
+        what: str = "the prompt",
+        new_tokens: int = 0,
+        chunked: bool = False,
+        rows: int = 1,
     ) -> None:
         """`check_sequence` for this model next to its loaded weights; `chunked`: mlx-lm's
-        generate prefills MLX_PREFILL_CHUNK tokens at a time (encode does not)."""
-        oversize = self.budget.status(self.estimate.peak) == "does not fit"
+        generate prefills MLX_PREFILL_CHUNK tokens at a time (encode does not); `rows`: the
+        sequences run together (an encode batch: `tokens` is its longest text)."""
+        oversize = self.budget.status(self.estimate.resident) == "does not fit"
         check_sequence(
             self.info.config,
             tokens,
@@ -49,7 +60,12 @@ class Preflight:
             # Loaded with allow_oversize: no memory is left to judge by; positions only.
             budget=MemoryBudget(None) if oversize else self.budget,
             query_chunk=MLX_PREFILL_CHUNK if chunked else None,
+            rows=rows,
+            itemsize=_ITEMSIZE.get(self.estimate.dtype, 4),
         )
+
+
+_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 
 def check_load(
@@ -62,6 +78,7 @@ def check_load(
     allow_oversize: bool = False,
     mlx_available: bool = True,
     budget: MemoryBudget | None = None,
+    router_bits: int | None = None,
 ) -> Preflight:
     """Before `backend` builds `name` (a located source; a folder or a cached hub id by name):
     check the folder (source.check_model_folder), its agreement with itself and its
@@ -77,31 +94,60 @@ def check_load(
             f"{name} holds mlx-quantized weights (config.json 'quantization'), which only "
             "the mlx backend loads; use the mlx backend or the unquantized checkpoint"
         )
+    if quantized := quantized_problems(info):
+        raise SourceError(quantized[0])
+    budget = budget or _package.machine_budget()
+    if backend == "transformers" and (mapping := _unmappable(info, budget)):
+        raise OversizeError(mapping, fallback_fits=False)
     bits = quantize_bits if backend == "mlx" else None  # transformers skips it (no CUDA)
     estimate = estimate_peak(
-        info, backend=backend, dtype=dtype, quantize_bits=bits, group_size=group_size
+        info,
+        backend=backend,
+        dtype=dtype,
+        quantize_bits=bits,
+        group_size=group_size,
+        router_bits=router_bits,
     )
-    budget = budget or _package.machine_budget()
-    status = budget.status(estimate.peak)
+    status = budget.status(estimate.resident)
     if status == "does not fit" and not allow_oversize:
         fallback = estimate_peak(info, backend="transformers", dtype=dtype)
         raise OversizeError(
             _oversize_sentence(info, estimate, budget, mlx_available, group_size),
-            fallback_fits=backend == "mlx" and budget.status(fallback.peak) != "does not fit",
+            fallback_fits=backend == "mlx"
+            and budget.status(fallback.resident) != "does not fit"
+            and not _unmappable(info, budget),
         )
     if status == "does not fit":
         logger.warning(
             "%s needs about %s to load, more than this machine's %s; loading anyway "
-            "(allow_oversize=True)", name, gib(estimate.peak), gib(budget.physical),
+            "(allow_oversize=True)", name, gib(estimate.resident), gib(budget.physical),
         )  # fmt: skip
     elif status == "tight":
         logger.warning(
             "%s needs about %s to load with %s (%s), above %s (%s): it loads, but other "
             "programs may be pushed to swap",
-            name, gib(estimate.peak), backend, estimate.label(), gib(budget.tight_above),
+            name, gib(estimate.resident), backend, estimate.label(), gib(budget.tight_above),
             budget.recommended_source or f"{TIGHT_SHARE:.0%} of RAM",
         )  # fmt: skip
     return Preflight(info, estimate, budget)
+
+
+def _unmappable(info: ModelInfo, budget: MemoryBudget) -> str | None:
+    """The sentence for a weights file larger than the largest private mapping the kernel
+    grants (Linux's overcommit rule): torch memory-maps each safetensors file whole, so the
+    transformers load fails at once with `unable to mmap ... Cannot allocate memory`."""
+    if budget.map_limit is None:
+        return None
+    files = sorted(info.path.glob("model*.safetensors"), key=lambda f: -f.stat().st_size)
+    if not files or (size := files[0].stat().st_size) <= budget.map_limit:
+        return None
+    return (
+        f"{info.name}'s {files[0].name} is {gib(size)}, one file larger than the "
+        f"{gib(budget.map_limit)} Linux lets a process map ({budget.map_limit_source}), so "
+        "transformers (which memory-maps each weights file whole) cannot load it here, with "
+        "or without allow_oversize; load it with mlx, or use a copy sharded into files under "
+        f"{gib(budget.map_limit)} (as the hub ships it)"
+    )
 
 
 def _oversize_sentence(
@@ -114,38 +160,22 @@ def _oversize_sentence(
 ) -> str:
     fitting = []
     for option in load_options(info, mlx=mlx, group_size=group_size, on_cpu=on_cpu):
-        if budget.status(option.peak) == "does not fit" or option.peak >= estimate.peak:
+        if budget.status(option.resident) == "does not fit" or option.resident >= estimate.resident:
+            continue
+        if option.backend == "transformers" and _unmappable(info, budget):
             continue
         where = "" if option.backend == estimate.backend else f" with {option.backend}"
-        fitting.append(f"{option.label()}{where} ({gib(option.peak)})")
+        fitting.append(f"{option.label()}{where} ({gib(option.resident)})")
     advice = (
         "options that fit: " + ", ".join(fitting)
         if fitting
         else "no dtype or quantization of it fits here"
     )
     return (
-        f"{info.name} needs about {gib(estimate.peak)} to load with {estimate.backend} "
+        f"{info.name} needs about {gib(estimate.resident)} to load with {estimate.backend} "
         f"({estimate.label()}), more than this machine's {gib(budget.physical)} of memory; "
         f"{advice}; or pass allow_oversize=True (--allow-oversize) to load it anyway"
     )
-
-
-def sequence_memory(config: dict[str, Any], tokens: int, *, query_chunk: int | None = None) -> int:
-    """Working memory of one forward pass over `tokens` tokens (bytes, float32): attention
-    scores of one layer (all heads, `query_chunk` queries at a time if chunked), the key/value
-    cache of every layer, and the per-token activations of one layer (top-k experts)."""
-    heads = int(config.get("num_attention_heads") or 1)
-    kv_heads = int(config.get("num_key_value_heads") or heads)
-    hidden = int(config.get("hidden_size") or 1)
-    head_dim = int(config.get("head_dim") or hidden // heads)
-    layers = int(config.get("num_hidden_layers") or 1)
-    top_k = int(config.get("num_experts_per_tok") or 1)
-    inter = int(config.get("intermediate_size") or hidden)
-    queries = min(tokens, query_chunk) if query_chunk else tokens
-    scores = heads * queries * tokens * 4
-    cache = 2 * layers * tokens * kv_heads * head_dim * 4
-    activations = queries * (4 * hidden + 3 * top_k * inter) * 4
-    return scores + cache + activations
 
 
 def check_sequence(
@@ -157,11 +187,13 @@ def check_sequence(
     loaded_bytes: int = 0,
     budget: MemoryBudget | None = None,
     query_chunk: int | None = None,
+    rows: int = 1,
+    itemsize: int = 4,
 ) -> None:
     """Raise ValueError (one sentence) when `tokens` tokens are beyond the model's
-    max_position_embeddings, or when running the model over them (and `new_tokens` more,
-    generated) would not fit in this machine's memory next to the loaded model
-    (`loaded_bytes`)."""
+    max_position_embeddings, or when running the model over `rows` sequences of them (and
+    `new_tokens` more, generated) would not fit in this machine's memory next to the loaded
+    model (`loaded_bytes`): the sentence names the length, or the batch size, that fits."""
     limit = config.get("max_position_embeddings")
     if isinstance(limit, int) and tokens > limit:
         raise ValueError(
@@ -172,18 +204,40 @@ def check_sequence(
     if budget.physical is None:
         return
     free = budget.physical - loaded_bytes
-    need = sequence_memory(config, tokens + new_tokens, query_chunk=query_chunk)
-    if need <= free:
+
+    def need(length: int, batch: int = rows) -> int:
+        return sequence_memory(
+            config, length + new_tokens, query_chunk=query_chunk, rows=batch, itemsize=itemsize
+        )
+
+    if need(tokens) <= free:
         return
-    low, high = 1, tokens  # the longest input that fits
+    head = (
+        f"{what} is {tokens} tokens"
+        + (f" (in a batch of {rows})" if rows > 1 else "")
+        + (f" plus {new_tokens} to generate" if new_tokens else "")
+        + f"; running the model over it needs about {gib(need(tokens))} of working memory, "
+        f"more than the {gib(max(free, 0))} this machine has beside the model; "
+    )
+    if rows > 1 and need(tokens, 1) <= free:
+        batch = _largest(lambda b: need(tokens, b) <= free, rows)
+        raise ValueError(head + f"use a batch size of at most {batch}")
+    if need(1, 1) > free:
+        advice = "lower max_tokens" if new_tokens else "free memory or use a smaller model"
+        raise ValueError(head + advice)
+    length = _largest(lambda n: need(n, 1) <= free, tokens)
+    raise ValueError(
+        head + f"shorten it to at most {length} tokens" + (", one at a time" if rows > 1 else "")
+    )
+
+
+def _largest(fits: Callable[[int], bool], high: int) -> int:
+    """The largest n in [1, high] with fits(n) (fits(1) holds, fits is monotone)."""
+    low = 1
     while low < high:
         middle = (low + high + 1) // 2
-        if sequence_memory(config, middle + new_tokens, query_chunk=query_chunk) <= free:
+        if fits(middle):
             low = middle
         else:
             high = middle - 1
-    raise ValueError(
-        f"{what} is {tokens} tokens; running the model over it needs about {gib(need)} of "
-        f"working memory, more than the {gib(max(free, 0))} this machine has beside the model; "
-        f"shorten it to at most {low} tokens"
-    )
+    return low

@@ -3,12 +3,13 @@ docs/preflight.md; `nox -s bench -- --only preflight` measures it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from athena import preflight as _package  # RUNTIME_BYTES is read where tests replace it
 from athena.host import Host, mlx_device_wanted, probe_host
 from athena.preflight.info import _EXPERT, DTYPE_ITEMSIZE, FLOAT_NAMES, ITEMSIZE, ModelInfo, Tensor
+from athena.preflight.quantized import DEFAULT_ROUTER_BITS, is_router
 
 MiB = 1024**2
 GiB = 1024**3
@@ -16,8 +17,13 @@ GiB = 1024**3
 # (mlx-lm imports transformers; the other path is torch + transformers). Measured on Linux
 # (bench/preflight.py); a fixed cost, independent of the model.
 RUNTIME_BYTES = {"mlx": 600 * MiB, "transformers": 750 * MiB}
+# Of it, anonymous memory (the interpreter's and the libraries' heaps); the rest is the
+# shared libraries' mapped code and data, file pages the kernel can drop and read again.
+# Measured from /proc/<pid>/status RssAnon (bench/fit.py, --fit-shape like).
+RUNTIME_ANON_BYTES = {"mlx": 340 * MiB, "transformers": 450 * MiB}
 # Without Metal's recommended working set (Linux), "tight" starts at this share of RAM.
 TIGHT_SHARE = 0.9
+MLX_PREFILL_CHUNK = 2048  # mlx-lm's generate prefills the prompt in chunks of this many tokens
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,10 @@ class MemoryBudget:
     physical: int | None
     recommended: int | None = None
     recommended_source: str | None = None  # where `recommended` came from
+    # The largest private file mapping the kernel grants (Linux, vm.overcommit_memory 0 or
+    # 2: RAM plus swap, or CommitLimit); None where no such rule is known (macOS, mode 1).
+    map_limit: int | None = None
+    map_limit_source: str | None = None
 
     @property
     def tight_above(self) -> int | None:
@@ -53,6 +63,9 @@ def machine_budget(host: Host | None = None) -> MemoryBudget:
     if host is None:
         host = probe_host()
     physical = host.total_memory
+    if host.is_linux and physical is not None:
+        limit, said = linux_map_limit(physical)
+        return MemoryBudget(physical, map_limit=limit, map_limit_source=said)
     if not host.is_apple_silicon or physical is None:
         return MemoryBudget(physical)
     info = dict(host.metal.device_info) if host.metal is not None else {}
@@ -65,6 +78,39 @@ def machine_budget(host: Host | None = None) -> MemoryBudget:
         return MemoryBudget(physical, int(wired) * MiB, "sysctl iogpu.wired_limit_mb")
     share = 0.75 if physical > 36 * GiB else 2 / 3
     return MemoryBudget(physical, int(physical * share), "macOS default share of RAM")
+
+
+def linux_map_limit(
+    physical: int, meminfo: str | None = None, overcommit: str | None = None
+) -> tuple[int | None, str | None]:
+    """The largest private file mapping Linux grants here, and why: with the default
+    `vm.overcommit_memory=0` its heuristic refuses one mapping larger than RAM plus swap
+    (torch memory-maps each safetensors file privately); with 2, the CommitLimit; with 1,
+    none. `meminfo`/`overcommit`: the texts of /proc/meminfo and the sysctl (read if None)."""
+    try:
+        meminfo = meminfo if meminfo is not None else _read("/proc/meminfo")
+        mode = overcommit if overcommit is not None else _read("/proc/sys/vm/overcommit_memory")
+    except OSError:
+        return None, None
+    fields = {}
+    for line in meminfo.splitlines():
+        key, _, value = line.partition(":")
+        number = value.strip().split(" ")[0]
+        if number.isdigit():
+            fields[key.strip()] = int(number) * 1024
+    mode = mode.strip()
+    if mode == "1":
+        return None, None
+    if mode == "2" and "CommitLimit" in fields:
+        return fields["CommitLimit"], "vm.overcommit_memory=2: the CommitLimit"
+    swap = fields.get("SwapTotal", 0)
+    said = f"RAM plus {gib(swap)} of swap" if swap else "RAM, no swap"
+    return physical + swap, f"vm.overcommit_memory=0: {said}"
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def mlx_on_cpu(host: Any = None) -> bool:
@@ -80,24 +126,42 @@ def mlx_on_cpu(host: Any = None) -> bool:
 
 @dataclass(frozen=True)
 class Estimate:
-    """The estimated peak resident memory of one load, and what it is made of (bytes)."""
+    """The estimated memory of one load, and what it is made of (bytes).
+
+    `resident` is what must stay in memory (anonymous: the model's arrays, the temporaries of
+    loading, the runtime, and `context`'s working set): it decides fits / tight / does not
+    fit. `file_pages` are memory-mapped pages of the weight files (transformers), which the
+    kernel reclaims under pressure: reported beside it, not added to it. `peak` is what an
+    unconstrained process reaches (both), what VmHWM shows on a machine with memory to spare."""
 
     backend: str
     dtype: str  # the dtype the weights end in
     quantize_bits: int | None
     model: int  # the loaded model's arrays
     transient: int  # temporaries of loading/converting, at their largest
-    file_pages: int  # memory-mapped file pages read (transformers)
-    runtime: int
+    file_pages: int  # mapped file pages: the weights (transformers), the libraries' code
+    runtime: int  # the runtime's anonymous memory (interpreter, libraries' heaps)
+    context: int = 0  # KV cache + attention's working set at `context_tokens` (0: the load)
+    context_tokens: int = 0
+    router_bits: int | None = None  # the router's (mlp.gate) bits when quantized
+
+    @property
+    def resident(self) -> int:
+        return self.model + self.transient + self.runtime + self.context
 
     @property
     def peak(self) -> int:
-        return self.model + self.transient + self.file_pages + self.runtime
+        return self.resident + self.file_pages
 
     def label(self) -> str:
         if self.quantize_bits:
             return f"quantize_bits={self.quantize_bits}"
         return f"dtype={self.dtype!r}"
+
+    def router_note(self) -> str:
+        """ " (router 8-bit)" when the router's bits differ from the rest's, else ""."""
+        router, bits = self.router_bits, self.quantize_bits
+        return f" (router {router}-bit)" if bits and router and router != bits else ""
 
 
 def _quantized_bytes(elements: int, bits: int, group_size: int, itemsize: int) -> int:
@@ -113,13 +177,51 @@ def estimate_peak(
     quantize_bits: int | None = None,
     group_size: int = 64,
     on_cpu: bool | None = None,
+    router_bits: int | None = None,
+    context: int = 0,
 ) -> Estimate:
-    """The peak resident memory of loading `info` with `backend` ("mlx" or "transformers")
-    and these options, as athena's load does it."""
+    """The memory of loading `info` with `backend` ("mlx" or "transformers") and these
+    options, as athena's load does it; with `context` > 0, plus the KV cache and attention's
+    working set of one sequence of that many tokens (prompt + generated)."""
     if backend == "mlx":
         cpu = mlx_on_cpu() if on_cpu is None else on_cpu
-        return _mlx_estimate(info, dtype, quantize_bits, group_size, cpu)
-    return _transformers_estimate(info, dtype)
+        router = (router_bits or DEFAULT_ROUTER_BITS) if quantize_bits else None
+        estimate = _mlx_estimate(info, dtype, quantize_bits, group_size, cpu, router)
+        chunk: int | None = MLX_PREFILL_CHUNK
+    else:
+        estimate = _transformers_estimate(info, dtype)
+        chunk = None
+    if context <= 0:
+        return estimate
+    itemsize = DTYPE_ITEMSIZE.get(estimate.dtype, 4)
+    working = sequence_memory(info.config, context, query_chunk=chunk, itemsize=itemsize)
+    return replace(estimate, context=working, context_tokens=context)
+
+
+def sequence_memory(
+    config: dict[str, Any],
+    tokens: int,
+    *,
+    query_chunk: int | None = None,
+    rows: int = 1,
+    itemsize: int = 4,
+) -> int:
+    """Working memory of one forward pass over `rows` sequences of `tokens` tokens (bytes, in
+    `itemsize`-byte floats): attention scores of one layer (all heads, `query_chunk` queries at
+    a time if chunked; kept in float32), the key/value cache of every layer, and the per-token
+    activations of one layer (top-k experts)."""
+    heads = int(config.get("num_attention_heads") or 1)
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    hidden = int(config.get("hidden_size") or 1)
+    head_dim = int(config.get("head_dim") or hidden // heads)
+    layers = int(config.get("num_hidden_layers") or 1)
+    top_k = int(config.get("num_experts_per_tok") or 1)
+    inter = int(config.get("intermediate_size") or hidden)
+    queries = min(tokens, query_chunk) if query_chunk else tokens
+    scores = heads * queries * tokens * 4
+    cache = 2 * layers * tokens * kv_heads * head_dim * itemsize
+    activations = queries * (4 * hidden + 3 * top_k * inter) * 4
+    return rows * (scores + cache + activations)
 
 
 def _units(info: ModelInfo) -> list[tuple[str | None, list[Tensor]]]:
@@ -139,12 +241,27 @@ def _units(info: ModelInfo) -> list[tuple[str | None, list[Tensor]]]:
 
 
 def _mlx_estimate(
-    info: ModelInfo, dtype: str | None, bits: int | None, group_size: int, on_cpu: bool
+    info: ModelInfo,
+    dtype: str | None,
+    bits: int | None,
+    group_size: int,
+    on_cpu: bool,
+    router_bits: int | None,
 ) -> Estimate:
-    runtime = _package.RUNTIME_BYTES["mlx"]
+    runtime, libraries = _runtime("mlx")
     if info.quantization is not None:  # mlx_lm.convert's folder: loaded as stored
         bits = _folder_bits(info)
-        return Estimate("mlx", info.float_dtype, bits, info.weight_bytes, 0, 0, runtime)
+        router = _folder_router_bits(info)
+        return Estimate(
+            "mlx",
+            info.float_dtype,
+            bits,
+            info.weight_bytes,
+            0,
+            libraries,
+            runtime,
+            router_bits=router,
+        )
     compute = dtype or ("float32" if on_cpu and info.has_experts else info.float_dtype)
     size = DTYPE_ITEMSIZE[compute]
     model = transient = 0
@@ -158,7 +275,9 @@ def _mlx_estimate(
         cast = floating and ITEMSIZE[unit[0].dtype] != size
         if quantized:
             assert bits is not None
-            model += _quantized_bytes(elements, bits, group_size, size)
+            router = group is None and is_router(unit[0].name)
+            unit_bits = router_bits if router and router_bits else bits
+            model += _quantized_bytes(elements, unit_bits, group_size, size)
         else:
             model += elements * size if floating else stored
         # While one array is evaluated: its sources as read, the stacked copy when it is not
@@ -168,12 +287,24 @@ def _mlx_estimate(
         during += stored if (stacked and changed) else 0
         during += elements * size if (cast and quantized) else 0
         transient = max(transient, during)
-    return Estimate("mlx", compute, bits, model, transient, 0, runtime)
+    return Estimate(
+        "mlx", compute, bits, model, transient, libraries, runtime, router_bits=router_bits
+    )
 
 
 def _folder_bits(info: ModelInfo) -> int | None:
     quant = info.quantization or {}
     return int(quant["bits"]) if isinstance(quant.get("bits"), int) else None
+
+
+def _folder_router_bits(info: ModelInfo) -> int | None:
+    """The bits of the first router in a quantized folder (a per-layer override, else the
+    folder's bits)."""
+    quant = info.quantization or {}
+    for key, value in quant.items():
+        if is_router(key) and isinstance(value, dict) and isinstance(value.get("bits"), int):
+            return int(value["bits"])
+    return _folder_bits(info)
 
 
 def _transformers_estimate(info: ModelInfo, dtype: str | None) -> Estimate:
@@ -191,8 +322,16 @@ def _transformers_estimate(info: ModelInfo, dtype: str | None) -> Estimate:
             fused[group] = fused.get(group, 0) + elements * size
     largest_fused = max(fused.values(), default=0)
     transient = 2 * largest_fused if converts else 0
-    runtime = _package.RUNTIME_BYTES["transformers"]
-    return Estimate("transformers", target, None, copied, transient, info.weight_bytes, runtime)
+    runtime, libraries = _runtime("transformers")
+    pages = info.weight_bytes + libraries
+    return Estimate("transformers", target, None, copied, transient, pages, runtime)
+
+
+def _runtime(backend: str) -> tuple[int, int]:
+    """The runtime's (anonymous, file pages) bytes."""
+    total = _package.RUNTIME_BYTES[backend]
+    anonymous = min(total, _package.RUNTIME_ANON_BYTES[backend])
+    return anonymous, total - anonymous
 
 
 def gib(value: int | None) -> str:
@@ -203,17 +342,25 @@ def gib(value: int | None) -> str:
 
 
 def load_options(
-    info: ModelInfo, *, mlx: bool, on_cpu: bool | None = None, group_size: int = 64
+    info: ModelInfo,
+    *,
+    mlx: bool,
+    on_cpu: bool | None = None,
+    group_size: int = 64,
+    router_bits: int | None = None,
+    context: int = 0,
 ) -> list[Estimate]:
-    """The estimates of every way to load `info` here: float32, bfloat16, 8-bit, 4-bit."""
+    """The estimates of every way to load `info` here: float32, bfloat16, 8-bit, 4-bit (at
+    `context` tokens when > 0)."""
     cpu = mlx_on_cpu() if on_cpu is None else on_cpu
     if info.quantization is not None:  # already quantized: loads as stored, on mlx only
-        return [estimate_peak(info, backend="mlx", on_cpu=cpu)] if mlx else []
+        return [estimate_peak(info, backend="mlx", on_cpu=cpu, context=context)] if mlx else []
     out = []
     for dtype, bits in (("float32", None), ("bfloat16", None), (None, 8), (None, 4)):
         if mlx and not (dtype == "bfloat16" and cpu and info.has_experts):
             out.append(estimate_peak(info, backend="mlx", dtype=dtype, quantize_bits=bits,
-                                     group_size=group_size, on_cpu=cpu))  # fmt: skip
+                                     group_size=group_size, on_cpu=cpu, router_bits=router_bits,
+                                     context=context))  # fmt: skip
         elif bits is None:
-            out.append(estimate_peak(info, backend="transformers", dtype=dtype))
+            out.append(estimate_peak(info, backend="transformers", dtype=dtype, context=context))
     return out

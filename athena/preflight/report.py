@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from athena import preflight as _package  # machine_budget is read where tests replace it
+from athena.preflight import speed
 from athena.preflight.agreement import CONFIG_SIZES
-from athena.preflight.checks import _oversize_sentence
+from athena.preflight.checks import _oversize_sentence, _unmappable
 from athena.preflight.memory import TIGHT_SHARE, estimate_peak, gib, load_options, mlx_on_cpu
+from athena.preflight.quantized import quantized_problems
 
 if TYPE_CHECKING:
     from athena.preflight.info import ModelInfo
     from athena.preflight.memory import Estimate, MemoryBudget
+    from athena.preflight.speed import Bandwidth
 
 
 def available_backends() -> list[str]:
@@ -40,26 +44,76 @@ def describe(
     dtype: str | None = None,
     quantize_bits: int | None = None,
     on_cpu: bool | None = None,
+    context: int | None = None,
+    router_bits: int | None = None,
+    bandwidth: Bandwidth | bool | None = True,
 ) -> dict[str, Any]:
     """Everything the preflight knows about `info`, as JSON-ready data (schema
-    athena-inspect/1): what `athena inspect --json` prints and the doctor's model section."""
+    athena-inspect/1): what `athena inspect --json` prints and the doctor's model section.
+
+    Each option's row is at `context` tokens (prompt + generated; default the model's
+    max_position_embeddings, 0 for the weights alone) with its decode ceiling from
+    `bandwidth` (True: this machine's, `speed.machine_bandwidth()`; None/False: none)."""
     budget = budget or _package.machine_budget()
     cpu = mlx_on_cpu() if on_cpu is None else on_cpu
     backends = available_backends()
     chosen = backend or (backends[0] if backends else None)
     config = info.config
+    positions = config.get("max_position_embeddings")
+    default_context = context is None
+    if context is None:
+        context = positions if isinstance(positions, int) and positions > 0 else 0
+    if bandwidth is True:
+        bandwidth = speed.machine_bandwidth()
+    measured = bandwidth if isinstance(bandwidth, speed.Bandwidth) else None
     rows = []
-    options = load_options(info, mlx="mlx" in backends or chosen == "mlx", on_cpu=cpu)
+    options = load_options(
+        info,
+        mlx="mlx" in backends or chosen == "mlx",
+        on_cpu=cpu,
+        router_bits=router_bits,
+        context=context,
+    )
     for option in options:
-        rows.append(_estimate_row(option, budget))
+        rows.append(_estimate_row(info, option, budget, measured))
     default = estimate = None
     if chosen is not None and not (chosen == "transformers" and info.quantization is not None):
         bits = quantize_bits if chosen == "mlx" else None
-        estimate = estimate_peak(info, backend=chosen, dtype=dtype, quantize_bits=bits, on_cpu=cpu)
-        default = _estimate_row(estimate, budget)
-    problems = list(info.problems)
-    if not problems and estimate is not None and budget.status(estimate.peak) == "does not fit":
-        problems.append(_oversize_sentence(info, estimate, budget, "mlx" in backends, on_cpu=cpu))
+        estimate = estimate_peak(
+            info,
+            backend=chosen,
+            dtype=dtype,
+            quantize_bits=bits,
+            on_cpu=cpu,
+            router_bits=router_bits,
+            context=context,
+        )
+        default = _estimate_row(info, estimate, budget, measured)
+    problems = list(info.problems) or quantized_problems(info)
+    if not problems and isinstance(positions, int) and context > positions:
+        problems.append(
+            f"a context of {context} tokens is beyond the model's max_position_embeddings "
+            f"({positions}); ask for at most {positions} (--context)"
+        )
+    if not problems and estimate is not None:
+        if estimate.backend == "transformers" and (mapping := _unmappable(info, budget)):
+            problems.append(mapping)
+        elif budget.status(estimate.resident) == "does not fit":
+            load_only = replace(estimate, context=0, context_tokens=0)
+            if budget.status(load_only.resident) == "does not fit":
+                problems.append(
+                    _oversize_sentence(info, load_only, budget, "mlx" in backends, on_cpu=cpu)
+                )
+            else:
+                longest = _longest_context(info, estimate, budget)
+                problems.append(
+                    f"{info.name} loads with {estimate.backend} "
+                    f"({estimate.label()}{estimate.router_note()}, "
+                    f"{gib(load_only.resident)}), but {context} tokens of context need "
+                    f"{gib(estimate.context)} more, beyond this machine's "
+                    f"{gib(budget.physical)}; at most {longest} tokens of context fit "
+                    "with it (or pick a smaller option)"
+                )
     return {
         "schema": "athena-inspect/1",
         "name": info.name,
@@ -70,6 +124,9 @@ def describe(
         "stored_dtypes": info.stored_dtypes,
         "disk_bytes": info.disk_bytes,
         "weight_files": len(list(info.path.glob("model*.safetensors"))),
+        "largest_weight_file": max(
+            (f.stat().st_size for f in info.path.glob("model*.safetensors")), default=0
+        ),
         "quantization": info.quantization,
         "tokenizer": {
             "kind": info.tokenizer.kind,
@@ -86,25 +143,74 @@ def describe(
             "recommended": budget.recommended,
             "recommended_source": budget.recommended_source,
             "tight_above": budget.tight_above,
+            "map_limit": budget.map_limit,
+            "map_limit_source": budget.map_limit_source,
+        },
+        "context": {
+            "tokens": context,
+            "source": "max_position_embeddings" if default_context else "--context",
+        },
+        "bandwidth": None
+        if measured is None
+        else {
+            "bytes_per_second": measured.bytes_per_second,
+            "source": measured.source,
+            "detail": measured.detail,
         },
         "this_load": default,
         "estimates": rows,
     }
 
 
-def _estimate_row(estimate: Estimate, budget: MemoryBudget) -> dict[str, Any]:
+def _estimate_row(
+    info: ModelInfo, estimate: Estimate, budget: MemoryBudget, bandwidth: Bandwidth | None
+) -> dict[str, Any]:
+    ceiling = speed.decode_ceiling(info, estimate, bandwidth)
     return {
         "option": estimate.label(),
+        "router": estimate.router_note().strip(" ()") or None,
         "backend": estimate.backend,
         "dtype": estimate.dtype,
         "quantize_bits": estimate.quantize_bits,
-        "peak": estimate.peak,
+        "router_bits": estimate.router_bits,
+        "resident": estimate.resident,  # decides "status"
+        "peak": estimate.peak,  # resident + file pages: an unconstrained process's peak
         "model": estimate.model,
         "transient": estimate.transient,
         "file_pages": estimate.file_pages,
         "runtime": estimate.runtime,
-        "status": budget.status(estimate.peak),
+        "context": estimate.context,
+        "context_tokens": estimate.context_tokens,
+        "status": _status(info, estimate, budget),
+        "decode_ceiling": ceiling,
     }
+
+
+def _longest_context(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) -> int:
+    """The most tokens of context with which `estimate`'s load still fits (0: none)."""
+    low, high = 0, estimate.context_tokens
+    while low < high:
+        middle = (low + high + 1) // 2
+        trial = estimate_peak(
+            info,
+            backend=estimate.backend,
+            dtype=estimate.dtype,
+            quantize_bits=estimate.quantize_bits,
+            router_bits=estimate.router_bits,
+            on_cpu=estimate.dtype == "float32",
+            context=middle,
+        )
+        if budget.status(trial.resident) == "does not fit":
+            high = middle - 1
+        else:
+            low = middle
+    return low
+
+
+def _status(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) -> str:
+    if estimate.backend == "transformers" and _unmappable(info, budget):
+        return "does not fit"
+    return budget.status(estimate.resident)
 
 
 def _count(value: int) -> str:
@@ -152,26 +258,52 @@ def render(report: dict[str, Any]) -> str:
         f"backend      {backend}",
         f"memory       {gib(memory['physical'])} RAM; tight above {gib(memory['tight_above'])} "
         f"({tight})",
+    ]
+    if memory.get("map_limit"):
+        lines.append(
+            f"mapping      one file at most {gib(memory['map_limit'])} "
+            f"({memory['map_limit_source']}); largest here {gib(report['largest_weight_file'])}"
+        )
+    ctx = report["context"]
+    said = "max_position_embeddings" if ctx["source"] == "max_position_embeddings" else "asked"
+    bandwidth = report["bandwidth"]
+    if bandwidth:
+        lines.append(
+            f"bandwidth    {bandwidth['bytes_per_second'] / 1e9:.1f} GB/s, {bandwidth['source']} "
+            f"({bandwidth['detail']})"
+        )
+    lines += [
         "",
-        "estimated peak memory of a load (docs/preflight.md):",
-        f"  {'option':<22} {'backend':<13} {'peak':>10}  here",
+        f"memory of a load at {ctx['tokens']} tokens of context ({said}; docs/preflight.md):",
+        "resident (weights, temporaries, runtime, KV cache + attention) decides; mapped file "
+        "pages are reclaimable, shown beside",
+        f"  {'option':<30} {'backend':<13} {'resident':>9} {'context':>9} {'file pages':>10} "
+        f"{'tok/s max':>9}  here",
     ]
     rows = list(report["estimates"])
     this = report["this_load"]
+    if this and not any(_same(row, this) for row in rows):
+        rows.append(this)
     for row in rows:
         mark = " (this load)" if this and _same(row, this) else ""
+        ceiling = row["decode_ceiling"]["tokens_per_second"]
         lines.append(
-            f"  {row['option']:<22} {row['backend']:<13} {gib(row['peak']):>10}  "
-            f"{row['status']}{mark}"
+            f"  {_option(row):<30} {row['backend']:<13} {gib(row['resident']):>9} "
+            f"{gib(row['context']):>9} {gib(row['file_pages']) if row['file_pages'] else '-':>10} "
+            f"{'-' if ceiling is None else f'{ceiling:g}':>9}  {row['status']}{mark}"
         )
-    if this and not any(_same(row, this) for row in rows):
+    if bandwidth:
         lines.append(
-            f"  {this['option']:<22} {this['backend']:<13} {gib(this['peak']):>10}  "
-            f"{this['status']} (this load)"
+            f"tok/s max: decode ceiling, bandwidth / active weights read per token "
+            f"({bandwidth['source']} bandwidth)"
         )
     return "\n".join(lines)
 
 
+def _option(row: dict[str, Any]) -> str:
+    return row["option"] + (f" ({row['router']})" if row.get("router") else "")
+
+
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("backend", "dtype", "quantize_bits")
+    keys = ("backend", "dtype", "quantize_bits", "router_bits")
     return all(a[key] == b[key] for key in keys)

@@ -73,7 +73,7 @@ def test_inspect_text_shows_the_table(tiny_olmoe: Path, capsys: pytest.CaptureFi
     assert f"({count_parameters('tiny'):,})" in out
     assert f"tokenizer    tokenizer.json, {VOCAB_SIZE} ids (max id {VOCAB_SIZE - 1})" in out
     assert f"vocabulary {VOCAB_SIZE}: agrees with the weights" in out
-    assert "estimated peak memory of a load" in out
+    assert "memory of a load at 4096 tokens of context (max_position_embeddings" in out
     assert "(this load)" in out
 
 

@@ -273,13 +273,18 @@ def test_real_shape_float32_on_24_gib_is_refused_with_the_options_that_fit(
     needs = preflight.estimate_peak(info, backend="mlx", on_cpu=True)
     q8 = preflight.estimate_peak(info, backend="mlx", quantize_bits=8, on_cpu=True)
     q4 = preflight.estimate_peak(info, backend="mlx", quantize_bits=4, on_cpu=True)
+    bf16 = preflight.estimate_peak(info, backend="transformers", dtype="bfloat16")
     assert str(raised.value) == (
-        f"{olmoe_1b_7b} needs about {preflight.gib(needs.peak)} to load with mlx "
+        f"{olmoe_1b_7b} needs about {preflight.gib(needs.resident)} to load with mlx "
         "(dtype='float32'), more than this machine's 24.0 GiB of memory; options that fit: "
-        f"quantize_bits=8 ({preflight.gib(q8.peak)}), quantize_bits=4 "
-        f"({preflight.gib(q4.peak)}); or pass allow_oversize=True (--allow-oversize) to load "
+        f"dtype='bfloat16' with transformers ({preflight.gib(bf16.resident)}), "
+        f"quantize_bits=8 ({preflight.gib(q8.resident)}), quantize_bits=4 "
+        f"({preflight.gib(q4.resident)}); or pass allow_oversize=True (--allow-oversize) to load "
         "it anyway"
     )
+    # transformers' bf16 copy must stay (13.8 GB); the 27.7 GB of mapped file pages need not.
+    assert bf16.resident < 16 * GiB < 24 * GiB < bf16.peak
+    assert bf16.file_pages > info.weight_bytes  # and the libraries' code
     # The weights (25.8 GiB) plus one stacked expert tensor's sources plus the runtime.
     assert 4 * OLMOE_PARAMETERS < needs.peak < 4 * OLMOE_PARAMETERS + 2 * GiB
     assert 4 * GiB < q4.peak < 7 * GiB  # "with quantize_bits=4 it needs about 6 GB"
@@ -329,7 +334,8 @@ def test_real_shape_load_on_24_gib_is_refused_fast_in_a_child_process(
     assert "more than this machine's 24.0 GiB of memory; " in report["error"]
     if preflight.available_backends()[:1] == ["mlx"]:  # mlx-lm's quantization is the way out
         where = "" if backend == "mlx" else " with mlx"
-        assert f"options that fit: quantize_bits=8{where} (" in report["error"]
+        assert "options that fit: dtype='bfloat16'" in report["error"]
+        assert f", quantize_bits=8{where} (" in report["error"]
     assert report["backends"] == []
     assert report["seconds"] < 2.0
 
@@ -374,8 +380,8 @@ def test_oversize_on_mlx_falls_back_only_when_transformers_would_fit(
     """Not a SourceError: transformers may need less (it keeps bf16 where mlx's CPU upcasts).
     Here mlx needs ~600 MiB, transformers ~750 MiB (its runtime is bigger)."""
     info = preflight.inspect_model(str(tiny_olmoe))
-    mlx_peak = preflight.estimate_peak(info, backend="mlx").peak
-    hf_peak = preflight.estimate_peak(info, backend="transformers").peak
+    mlx_peak = preflight.estimate_peak(info, backend="mlx").resident
+    hf_peak = preflight.estimate_peak(info, backend="transformers").resident
     assert mlx_peak < hf_peak
     between = MemoryBudget((mlx_peak + hf_peak) // 2)
     monkeypatch.setattr(preflight, "machine_budget", lambda host=None: MemoryBudget(100 * MiB))
@@ -387,6 +393,7 @@ def test_oversize_on_mlx_falls_back_only_when_transformers_would_fit(
     # A model that mlx cannot hold but transformers can: the fallback loads it.
     monkeypatch.setattr(preflight, "machine_budget", lambda host=None: between)
     monkeypatch.setattr(preflight, "RUNTIME_BYTES", {"mlx": hf_peak, "transformers": 0})
+    monkeypatch.setattr(preflight, "RUNTIME_ANON_BYTES", {"mlx": hf_peak, "transformers": 0})
     assert model.load(), model.load_error
     assert model.backend == "transformers"
 

@@ -61,12 +61,12 @@ def model_checks(report: Report, host: Host, model: str) -> None:
             hint = data["problems"][-1] if refused else "it loads; other programs may swap"
         title = f"this load ({this['backend']}, {this['option']})"
         status = "fail" if refused else STATUS[this["status"]]
-        detail = f"estimated peak {preflight.gib(this['peak'])}: {this['status']}"
+        detail = f"estimated resident {preflight.gib(this['resident'])}: {this['status']}"
         report.add(Check("model.load", title, status, detail, True, hint, this))
     for row in data["estimates"]:
         name = OPTION_IDS.get(row["option"], row["option"])
         status = STATUS[row["status"]]
         hint = None if status in ("pass", "info") else "pick an option that fits"
-        detail = f"estimated peak {preflight.gib(row['peak'])}: {row['status']}"
+        detail = f"estimated resident {preflight.gib(row['resident'])}: {row['status']}"
         title = f"{row['option']} on {row['backend']}"
         report.add(Check(f"model.memory.{name}", title, status, detail, hint=hint, data=row))

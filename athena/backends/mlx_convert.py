@@ -1,0 +1,86 @@
+"""`athena convert`: an mlx-quantized copy of an OLMoE folder through `mlx_lm.convert`, the
+router kept at 8 bits (athena/backends/quantize.py), written atomically like tiny-model."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+from athena.backends.quantize import olmoe_predicate
+from athena.preflight.quantized import DEFAULT_ROUTER_BITS
+
+
+def convert_model(
+    model: str,
+    out: str | Path,
+    *,
+    bits: int = 4,
+    group_size: int = 64,
+    router_bits: int | None = DEFAULT_ROUTER_BITS,
+) -> Path:
+    """Write an mlx-quantized copy of `model` (a folder, or a hub id mlx-lm can fetch) to
+    `out` through `mlx_lm.convert`, with the router at `router_bits`. Atomic like
+    `write_tiny_olmoe`: written into `.NAME.athena-tmp-XXXX` beside `out` under a lock, then
+    renamed into place in one step; `out` must not exist or be empty. Raises ValueError,
+    SourceError, LoadError (one sentence)."""
+    from athena.checkpoints.folder import (
+        FolderNotEmpty,
+        _remove_leftovers,
+        _rename_folder,
+        _writer_lock,
+    )
+    from athena.errors import LoadError
+
+    shown = Path(out)
+    target = shown.resolve()
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{shown} exists and is not a folder; pass a new folder for the copy")
+    if target.is_dir() and any(target.iterdir()):
+        raise FolderNotEmpty(shown, sorted(p.name for p in target.iterdir()))
+    from athena import preflight, source
+
+    located = source.locate(model)  # a hub id is fetched into the cache once
+    checked = preflight.check_load(  # a bad folder, or one too big to convert: one sentence
+        located, backend="mlx", quantize_bits=bits, group_size=group_size, router_bits=router_bits
+    )
+    if checked.info.quantization is not None:
+        raise ValueError(
+            f"{model} is already mlx-quantized (config.json 'quantization'); convert the "
+            "unquantized checkpoint it was made from"
+        )
+    from athena.backends.mlx_backend import import_mlx_lm, select_device
+
+    import_mlx_lm()  # BackendMissing (one sentence) without mlx-lm
+    select_device()
+    from mlx_lm import convert
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _writer_lock(target, shown):
+        _remove_leftovers(target)
+        if target.is_dir() and any(target.iterdir()):
+            raise FolderNotEmpty(shown, sorted(p.name for p in target.iterdir()))
+        temp = target.parent / f".{target.name}.athena-tmp-{secrets.token_hex(4)}"
+        try:
+            # mlx-lm's [INFO] lines go to stderr. Its quant_predicate is annotated with three
+            # arguments but called with (path, module), as nn.quantize's class_predicate.
+            with contextlib.redirect_stdout(sys.stderr):
+                convert(
+                    str(located.folder),
+                    str(temp),
+                    quantize=True,
+                    q_bits=bits,
+                    q_group_size=group_size,
+                    quant_predicate=olmoe_predicate(bits, group_size, router_bits),  # type: ignore[arg-type]
+                )
+            _rename_folder(temp, target, shown)
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            if isinstance(error, FolderNotEmpty):
+                raise
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise LoadError(f"mlx-lm could not convert {model} ({message})") from None
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+    return shown

@@ -1,0 +1,108 @@
+"""Quantized folders (mlx_lm.convert's, config.json "quantization"): whether every packed
+weight agrees with its scales and biases and with the bits, group size and mode the config
+states (per-layer overrides included), checked from the headers before mlx builds anything;
+and the router rule athena quantizes OLMoE by (the router, `mlp.gate`, stays at 8 bits)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from athena.preflight.info import ModelInfo, Tensor
+
+# OLMoE's router picks the top-k experts of every token from 64 logits: 4-bit noise there
+# changes which experts run. mlx-lm's qwen3_moe keeps its routers at 8 bits; athena does the
+# same for OLMoE (`router_bits` to change it).
+DEFAULT_ROUTER_BITS = 8
+
+# What mlx 0.32 (the locked version) quantizes and loads: mode -> (bits, group sizes, biases).
+MLX_QUANT_MODES: dict[str, tuple[tuple[int, ...], tuple[int, ...], bool]] = {
+    "affine": ((1, 2, 3, 4, 5, 6, 8), (32, 64, 128), True),
+    "mxfp4": ((4,), (32,), False),
+    "mxfp8": ((8,), (32,), False),
+    "nvfp4": ((4,), (16,), False),
+}
+
+
+def is_router(path: str) -> bool:
+    """Whether a module path or tensor name is an MoE router ("model.layers.3.mlp.gate",
+    with or without ".weight"), not an expert's gate_proj."""
+    return path.removesuffix(".weight").endswith("mlp.gate")
+
+
+def quant_params(quantization: dict[str, Any], base: str) -> dict[str, Any]:
+    """The bits, group size and mode of the layer `base` ("model.layers.0.mlp.gate"): its
+    per-layer override when config.json has one, else the folder's."""
+    override = quantization.get(base)
+    if override is None:
+        override = quantization.get(base.removeprefix("model."))
+    source = override if isinstance(override, dict) else quantization
+    return {
+        "bits": source.get("bits", quantization.get("bits", 4)),
+        "group_size": source.get("group_size", quantization.get("group_size", 64)),
+        "mode": source.get("mode", quantization.get("mode", "affine")),
+    }
+
+
+def quantized_problems(info: ModelInfo) -> list[str]:
+    """One sentence per quantized layer that mlx would refuse or misread (first few only):
+    a mode or bits/group size this mlx cannot load, a packed weight without scales (or,
+    affine, biases), scales or biases whose shape disagrees with the weight, the bits and the
+    group size. [] for a folder that is not quantized."""
+    quant = info.quantization
+    if quant is None:
+        return []
+    where = f"{info.name}'s config.json"
+    tensors = {t.name: t for t in info.tensors}
+    problems: list[str] = []
+    for tensor in info.tensors:
+        if tensor.dtype != "U32" or not tensor.name.endswith(".weight"):
+            continue
+        base = tensor.name.removesuffix(".weight")
+        problem = _layer_problem(tensor, base, quant_params(quant, base), tensors, where)
+        if problem:
+            problems.append(problem)
+        if len(problems) >= 3:
+            break
+    return problems
+
+
+def _layer_problem(
+    weight: Tensor, base: str, params: dict[str, Any], tensors: dict[str, Tensor], where: str
+) -> str | None:
+    mode, bits, group = params["mode"], params["bits"], params["group_size"]
+    if mode not in MLX_QUANT_MODES:
+        known = ", ".join(MLX_QUANT_MODES)
+        return (
+            f"{where} quantizes {base} with mode {mode!r}, which mlx cannot load (it loads "
+            f"{known}); re-convert the model with one of those"
+        )
+    allowed_bits, allowed_groups, has_biases = MLX_QUANT_MODES[mode]
+    if bits not in allowed_bits or group not in allowed_groups:
+        return (
+            f"{where} quantizes {base} with mode {mode!r}, bits {bits!r}, group size {group!r}; "
+            f"mlx's {mode} takes bits {'/'.join(map(str, allowed_bits))} and group size "
+            f"{'/'.join(map(str, allowed_groups))}: fix config.json or re-convert the model"
+        )
+    scales = tensors.get(f"{base}.scales")
+    biases = tensors.get(f"{base}.biases")
+    if scales is None or (has_biases and biases is None):
+        missing = "scales" if scales is None else "biases"
+        return (
+            f"{base}.weight is packed ({bits}-bit) but {base}.{missing} is missing; the folder "
+            "is incomplete: re-convert or re-download it"
+        )
+    packed = weight.shape[-1] if weight.shape else 0
+    inputs, remainder = divmod(packed * 32, bits)
+    expected = (*weight.shape[:-1], inputs // group) if not remainder else None
+    for part in (scales, biases if has_biases else None):
+        if part is None:
+            continue
+        if expected is None or inputs % group or tuple(part.shape) != expected:
+            want = "none" if expected is None else str(list(expected))
+            return (
+                f"{part.name} has shape {list(part.shape)}, but {base}.weight "
+                f"{list(weight.shape)} at {bits} bits and group size {group} (from config.json) "
+                f"needs {want}; config.json's bits or group_size do not match these weights: "
+                "fix config.json or re-convert the model"
+            )
+    return None

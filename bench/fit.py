@@ -1,0 +1,416 @@
+"""Will it fit, and how fast, at real scale (issue 20): the preflight against real loads of
+OLMoE-1B-7B's shape, and the router-safe 4-bit against float32.
+
+    nox -s bench -- --only fit                 # the real shape, every option that fits here
+    nox -s bench -- --only fit --fit-shape like   # a small shape like it (64 experts, shards)
+    nox -s bench -- --only router              # small and medium: top-k agreement, router 4/8
+
+Group `fit`: the checkpoint is built as the hub ships it, sparse (its data reads as zeros and
+takes no disk) and sharded into six files. For every option (mlx float32, 8-bit, 4-bit;
+transformers bfloat16, float32) whose estimated resident memory fits this machine (the
+preflight's own answer), a fresh child loads it with `OLMoEModel.load()`, then decodes
+`DECODE_TOKENS` single tokens through the backend's KV cache (greedy text from zero weights
+would stop at once at the end-of-text token). The parent samples the child's /proc status
+(RssAnon, RssFile, VmHWM) and kills it if its anonymous memory passes `cap` (the machine's
+RAM minus a reserve by default: a cgroup-less memory limit). Reported per option: estimated
+resident / measured peak RssAnon (the target, 0.8-1.25), estimated peak / VmHWM, load time,
+decode tokens/s and its share of the decode ceiling (`athena inspect`'s bandwidth).
+
+Group `router`: on `small` and `medium`, over PROMPTS, the share of (token, layer) pairs whose
+top-k experts equal the float32 model's, for 4-bit with the router at 4 and at 8 bits; the
+model memory of each (the preflight's, from the headers); and the share of prompts whose
+greedy continuation equals float32's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import RESULT_MARK, ROOT, Results, Target, WorkerError, run_worker
+
+GiB = 1 << 30
+TARGET = Target("<=", 1.25, "estimate within 0.8-1.25x of the measured peak (RssAnon)")
+DECODE_TOKENS = 8
+SAMPLE_S = 0.1
+# A small shape like OLMoE-1B-7B's (64 experts, 8 per token, the same vocabulary), for
+# developing and testing the group without 28 GB of address space.
+LIKE_SHAPE = {
+    "vocab_size": 50304,
+    "hidden_size": 256,
+    "intermediate_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "num_experts": 64,
+    "num_experts_per_tok": 8,
+}
+OPTIONS = (  # name, backend, dtype, quantize_bits
+    ("mlx-q4", "mlx", None, 4),
+    ("mlx-q8", "mlx", None, 8),
+    ("mlx-float32", "mlx", "float32", None),
+    ("transformers-bfloat16", "transformers", "bfloat16", None),
+    ("transformers-float32", "transformers", "float32", None),
+)
+PROMPTS = (
+    "The quick brown fox jumps over the lazy dog",
+    "Memory is the process of storing and recalling",
+    "In the beginning the model saw only noise",
+    "A mixture of experts routes every token to",
+    "Rain fell on the city while the lights",
+    "The recipe calls for two cups of flour",
+)
+
+
+def measure(
+    results: Results,
+    work: Path,
+    *,
+    shape: str = "real",
+    only: list[str] | None = None,
+    cap: int | None = None,
+) -> dict[str, Any]:
+    """The `fit` group: every option of `OPTIONS` (or `only`) that fits here."""
+    from athena import preflight
+    from athena.checkpoints import write_sparse_olmoe
+    from athena.preflight import speed
+
+    folder = write_sparse_olmoe(
+        work / f"olmoe-{shape}-shape", None if shape == "real" else LIKE_SHAPE, shards=6
+    )
+    info = preflight.inspect_model(str(folder))
+    budget = preflight.machine_budget()
+    bandwidth = speed.machine_bandwidth()
+    physical = budget.physical or 0
+    cap = cap or max(physical - 2 * GiB, GiB)
+    out: dict[str, Any] = {"shape": shape, "cap": cap, "options": {}}
+    for name, backend, dtype, bits in OPTIONS:
+        fid = f"fit.{shape}.{name}"
+        label = f"{name} ({shape} shape)"
+        if only and name not in only:
+            continue
+        if not _have(backend):
+            results.skip(fid, label, f"{backend} not installed here", group="fit")
+            continue
+        estimate = preflight.estimate_peak(
+            info, backend=backend, dtype=dtype, quantize_bits=bits, context=0
+        )
+        if budget.status(estimate.resident) == "does not fit" or estimate.resident > cap:
+            reason = f"estimated {preflight.gib(estimate.resident)} does not fit here"
+            results.skip(fid, label, reason, group="fit")
+            continue
+        spec = {"model": str(folder), "backend": backend, "dtype": dtype, "quantize_bits": bits}
+        try:
+            measured = run_capped(spec, cap)
+        except (WorkerError, TimeoutError) as error:
+            results.skip(fid, label, str(error), group="fit")
+            continue
+        ceiling = speed.decode_ceiling(info, estimate, bandwidth)
+        ratio = estimate.resident / max(measured["max_rss_anon"], 1)
+        share = (
+            measured["decode_tokens_per_s"] / ceiling["tokens_per_second"]
+            if ceiling["tokens_per_second"]
+            else None
+        )
+        context = {
+            "estimate": {
+                "resident": estimate.resident,
+                "peak": estimate.peak,
+                "model": estimate.model,
+                "transient": estimate.transient,
+                "file_pages": estimate.file_pages,
+                "runtime": estimate.runtime,
+            },
+            "measured": measured,
+            "peak_over_vmhwm": estimate.peak / max(measured["vm_hwm"], 1),
+            "decode_ceiling": ceiling,
+            "share_of_ceiling": share,
+        }
+        results.add(
+            f"{fid}.off_by",
+            f"max(r, 1/r), resident estimate / peak RssAnon, {label}",
+            [max(ratio, 1 / ratio)],
+            "ratio",
+            group="fit",
+            target=TARGET,
+            context=context,
+        )
+        results.add(f"{fid}.load_s", f"load, {label}", [measured["load_s"]], "s", group="fit")
+        results.add(
+            f"{fid}.decode",
+            f"decode, {label}",
+            [measured["decode_tokens_per_s"]],
+            "tokens/s",
+            group="fit",
+            context={"share_of_ceiling": share, "ceiling": ceiling},
+        )
+        out["options"][name] = context
+    return out
+
+
+def _have(backend: str) -> bool:
+    import importlib.util
+
+    modules = ("mlx", "mlx_lm") if backend == "mlx" else ("torch", "transformers")
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def _status(pid: int) -> dict[str, int]:
+    """RssAnon, RssFile, VmHWM (bytes) of a live process, from /proc/<pid>/status."""
+    values: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                key, _, rest = line.partition(":")
+                if key in ("RssAnon", "RssFile", "VmHWM", "VmRSS"):
+                    values[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError):
+        pass
+    return values
+
+
+def run_capped(spec: dict[str, Any], cap: int, timeout: float = 1800.0) -> dict[str, Any]:
+    """This file's child on `spec`; sampled every SAMPLE_S s and killed when its anonymous
+    memory passes `cap` (WorkerError). Returns the child's report plus the samples' maxima."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__)), json.dumps(spec)],
+            stdout=out,
+            stderr=err,
+            cwd=ROOT,
+            env=env,
+        )
+        peak = {"RssAnon": 0, "RssFile": 0, "VmHWM": 0}
+        start = time.monotonic()
+        killed = None
+        while proc.poll() is None:
+            now = _status(proc.pid)
+            for key in peak:
+                peak[key] = max(peak[key], now.get(key, 0))
+            if peak["RssAnon"] > cap:
+                killed = f"anonymous memory {peak['RssAnon'] / GiB:.1f} GiB passed the cap"
+            elif time.monotonic() - start > timeout:
+                killed = f"still running after {timeout:.0f} s"
+            if killed:
+                proc.kill()
+                proc.wait()
+                break
+            time.sleep(SAMPLE_S)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if killed:
+        raise WorkerError(f"killed: {killed}")
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_MARK) and proc.returncode == 0:
+            report: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
+            report["max_rss_anon"] = max(peak["RssAnon"], report["rss_anon_end"])
+            report["max_rss_file"] = peak["RssFile"]
+            report["vm_hwm"] = max(peak["VmHWM"], report["vm_hwm_end"])
+            return report
+    tail = " | ".join(stderr.strip().splitlines()[-4:])
+    raise WorkerError(f"child exited {proc.returncode}: {tail}")
+
+
+# --- the child: one load, then single-token decode steps ----------------------------------------
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    from athena.models.olmoe import OLMoEConfig, OLMoEModel
+
+    model = OLMoEModel(
+        OLMoEConfig(
+            model_name=spec["model"],
+            use_mlx=spec["backend"] == "mlx",
+            allow_fallback=False,
+            dtype=spec["dtype"],
+            quantize_bits=spec["quantize_bits"],
+        )
+    )
+    start = time.perf_counter()
+    if not model.load():
+        raise RuntimeError(f"load() returned False: {model.load_error}")
+    load_s = time.perf_counter() - start
+    after_load = _status(os.getpid())
+    steps = _decode_mlx if spec["backend"] == "mlx" else _decode_torch
+    seconds = steps(model.model, DECODE_TOKENS)
+    end = _status(os.getpid())
+    return {
+        "load_s": load_s,
+        "decode_tokens_per_s": DECODE_TOKENS / seconds,
+        "rss_anon_after_load": after_load.get("RssAnon", 0),
+        "rss_anon_end": end.get("RssAnon", 0),
+        "vm_hwm_end": end.get("VmHWM", 0),
+    }
+
+
+def _decode_mlx(model: Any, tokens: int) -> float:
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    cache = make_prompt_cache(model)
+    mx.eval(model(mx.array([[2, 3, 4, 5]]), cache=cache))  # a 4-token prompt
+    start = time.perf_counter()
+    for step in range(tokens):
+        mx.eval(model(mx.array([[6 + step]]), cache=cache))
+    return time.perf_counter() - start
+
+
+def _decode_torch(model: Any, tokens: int) -> float:
+    import torch
+
+    with torch.no_grad():
+        past = model(torch.tensor([[2, 3, 4, 5]]), use_cache=True).past_key_values
+        start = time.perf_counter()
+        for step in range(tokens):
+            past = model(
+                torch.tensor([[6 + step]]), past_key_values=past, use_cache=True
+            ).past_key_values
+        return time.perf_counter() - start
+
+
+# --- the router group -------------------------------------------------------------------------
+
+
+def measure_router(
+    results: Results, work: Path, *, sizes: list[str], max_tokens: int = 8
+) -> dict[str, Any]:
+    """Top-k agreement with float32 of 4-bit with the router at 4 and at 8 bits."""
+    if not _have("mlx"):
+        results.skip("router", "router-safe 4-bit", "mlx not installed here", group="router")
+        return {}
+    out: dict[str, Any] = {}
+    for size in sizes:
+        try:
+            report = run_worker(
+                {"task": "router", "size": size, "out": str(work), "max_tokens": max_tokens},
+                script=Path(__file__),
+            )
+        except (WorkerError, TimeoutError) as error:
+            results.skip(f"router.{size}", f"router ({size})", str(error), group="router")
+            continue
+        for variant in ("router4", "router8"):
+            row = report[variant]
+            results.add(
+                f"router.{size}.{variant}.topk_match",
+                f"top-k experts equal to float32's, 4-bit, {variant} ({size})",
+                [row["topk_match"]],
+                "share",
+                group="router",
+                context=row,
+            )
+            results.add(
+                f"router.{size}.{variant}.greedy_match",
+                f"greedy text equal to float32's, 4-bit, {variant} ({size})",
+                [row["greedy_match"]],
+                "share",
+                group="router",
+            )
+            results.add(
+                f"router.{size}.{variant}.greedy_prefix",
+                f"greedy text's common prefix with float32's, 4-bit, {variant} ({size})",
+                [row["greedy_common_prefix"]],
+                "share",
+                group="router",
+            )
+        results.add(
+            f"router.{size}.router8_extra_bytes",
+            f"model memory of the 8-bit router over the 4-bit one ({size})",
+            [report["router8"]["model_bytes"] - report["router4"]["model_bytes"]],
+            "bytes",
+            group="router",
+        )
+        out[size] = report
+    return out
+
+
+def router_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """float32, 4-bit router 4, 4-bit router 8 of one tiny checkpoint: the top-k experts of
+    every (token, layer) on PROMPTS, and the greedy continuations."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx_lm
+    from mlx_lm.models import olmoe
+
+    from athena import preflight
+    from athena.backends.mlx_backend import select_device
+    from athena.backends.quantize import olmoe_predicate
+    from athena.checkpoints import write_tiny_olmoe
+
+    select_device()
+    folder = write_tiny_olmoe(Path(spec["out"]) / f"router-{spec['size']}", size=spec["size"])
+    picked: list[Any] = []
+    original = olmoe.OlmoeSparseMoeBlock.__call__
+
+    def recording(self: Any, x: Any) -> Any:
+        logits = self.gate(x.reshape(-1, x.shape[-1]))
+        top = mx.argpartition(-logits, kth=self.top_k - 1, axis=-1)[..., : self.top_k]
+        picked.append(mx.sort(top, axis=-1))
+        return original(self, x)
+
+    olmoe.OlmoeSparseMoeBlock.__call__ = recording  # type: ignore[method-assign]
+
+    def run(model: Any, tokenizer: Any) -> tuple[list[Any], list[str]]:
+        picks: list[Any] = []
+        texts: list[str] = []
+        for prompt in PROMPTS:
+            picked.clear()
+            mx.eval(model(mx.array([tokenizer.encode(prompt)])))
+            picks.append(mx.stack(picked).tolist())
+            picked.clear()
+            text = mlx_lm.generate(model, tokenizer, prompt, max_tokens=spec["max_tokens"])
+            texts.append(text)
+        return picks, texts
+
+    loaded: Any = mlx_lm.load(str(folder))
+    reference, reference_text = run(loaded[0], loaded[1])
+    info = preflight.inspect_model(str(folder))
+    report: dict[str, Any] = {}
+    for router in (4, 8):
+        loaded = mlx_lm.load(str(folder))
+        nn.quantize(loaded[0], 64, 4, class_predicate=olmoe_predicate(4, 64, router))
+        picks, texts = run(loaded[0], loaded[1])
+        same = total = 0
+        for ours, theirs in zip(picks, reference, strict=True):
+            for layer_ours, layer_theirs in zip(ours, theirs, strict=True):
+                for a, b in zip(layer_ours, layer_theirs, strict=True):
+                    same += int(a == b)
+                    total += 1
+        pairs = list(zip(texts, reference_text, strict=True))
+        greedy = sum(a == b for a, b in pairs) / len(pairs)
+        prefix = sum(_common_prefix(a, b) / max(len(a), len(b), 1) for a, b in pairs) / len(pairs)
+        estimate = preflight.estimate_peak(
+            info, backend="mlx", quantize_bits=4, router_bits=router, on_cpu=True
+        )
+        report[f"router{router}"] = {
+            "topk_match": same / max(total, 1),
+            "pairs": total,
+            "greedy_match": greedy,
+            "greedy_common_prefix": prefix,
+            "model_bytes": estimate.model,
+        }
+    olmoe.OlmoeSparseMoeBlock.__call__ = original  # type: ignore[method-assign]
+    return report
+
+
+def _common_prefix(a: str, b: str) -> int:
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+
+
+if __name__ == "__main__":
+    task = json.loads(sys.argv[1])
+    result = router_child(task) if task.get("task") == "router" else child(task)
+    print(RESULT_MARK + json.dumps(result), flush=True)

@@ -1,0 +1,58 @@
+"""bench/fit.py on a shape like OLMoE-1B-7B's (64 experts, 8 per token, its vocabulary, six
+sparse shards) but small: the real-shape group's machinery, end to end, without 28 GB.
+
+The memory figures are asserted (they are what the preflight promises, and no clock is
+involved): the resident estimate within 0.8-1.25x of the child's peak RssAnon. The child's
+memory cap is checked by giving it one it must pass.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench import fit  # noqa: E402
+from bench.common import Results, WorkerError  # noqa: E402
+
+pytestmark = [pytest.mark.mlx, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def like(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, dict]:
+    pytest.importorskip("mlx_lm")
+    results = Results()
+    out = fit.measure(
+        results, tmp_path_factory.mktemp("fit"), shape="like", only=["mlx-q4", "mlx-float32"]
+    )
+    return results, out
+
+
+def test_like_shape_estimates_match_the_measured_anonymous_peak(
+    like: tuple[Results, dict],
+) -> None:
+    results, out = like
+    assert set(out["options"]) == {"mlx-q4", "mlx-float32"}
+    for name, row in out["options"].items():
+        measured = row["measured"]
+        ratio = row["estimate"]["resident"] / measured["max_rss_anon"]
+        assert 0.8 <= ratio <= 1.25, (name, row)
+        assert measured["vm_hwm"] >= measured["max_rss_anon"]
+        assert measured["decode_tokens_per_s"] > 0
+        assert row["decode_ceiling"]["source"] in ("measured", "estimated")
+        figure = results.get(f"fit.like.{name}.off_by")
+        assert figure is not None and figure["passed"] is True
+
+
+def test_a_child_past_its_memory_cap_is_killed(tmp_path: Path) -> None:
+    pytest.importorskip("mlx_lm")
+    from athena.checkpoints import write_sparse_olmoe
+
+    folder = write_sparse_olmoe(tmp_path / "like", fit.LIKE_SHAPE, shards=6)
+    spec = {"model": str(folder), "backend": "mlx", "dtype": "float32", "quantize_bits": None}
+    with pytest.raises(WorkerError, match=r"killed: anonymous memory .* passed the cap"):
+        fit.run_capped(spec, cap=64 * 2**20)
