@@ -11,7 +11,7 @@ from typing import Any
 from athena import preflight as _package  # machine_budget is read where tests replace it
 from athena.errors import LoadError, OversizeError, SourceError
 from athena.preflight.files import inspect_model
-from athena.preflight.info import ModelInfo
+from athena.preflight.info import DTYPE_ITEMSIZE, ModelInfo
 from athena.preflight.memory import (
     MLX_PREFILL_CHUNK,
     TIGHT_SHARE,
@@ -22,6 +22,7 @@ from athena.preflight.memory import (
     load_options,
     sequence_memory,
 )
+from athena.preflight.positions import check_positions
 from athena.preflight.quantized import quantized_problems
 from athena.source import ModelSource
 
@@ -61,11 +62,8 @@ class Preflight:
             budget=MemoryBudget(None) if oversize else self.budget,
             query_chunk=MLX_PREFILL_CHUNK if chunked else None,
             rows=rows,
-            itemsize=_ITEMSIZE.get(self.estimate.dtype, 4),
+            itemsize=DTYPE_ITEMSIZE.get(self.estimate.dtype, 4),
         )
-
-
-_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 
 def check_load(
@@ -195,11 +193,7 @@ def check_sequence(
     `new_tokens` more, generated) would not fit in this machine's memory next to the loaded
     model (`loaded_bytes`): the sentence names the length, or the batch size, that fits."""
     limit = config.get("max_position_embeddings")
-    if isinstance(limit, int) and tokens > limit:
-        raise ValueError(
-            f"{what} is {tokens} tokens, beyond the model's max_position_embeddings "
-            f"({limit}); shorten it to at most {limit} tokens"
-        )
+    check_positions(tokens, limit if isinstance(limit, int) else None, what=what)
     budget = budget or _package.machine_budget()
     if budget.physical is None:
         return

@@ -13,8 +13,8 @@ class TextTooLong(ValueError):
         self.index, self.tokens, self.limit = index, tokens, limit
         if what is not None:  # a prompt: it cannot be truncated
             message = (
-                f"{what} is {tokens:,} tokens, beyond the model's max_position_embeddings "
-                f"({limit:,}); shorten it to at most {limit:,} tokens"
+                f"{what} is {tokens} tokens, beyond the model's max_position_embeddings "
+                f"({limit}); shorten it to at most {limit} tokens"
             )
         else:
             which = "the text" if index is None else f"texts[{index}]"
