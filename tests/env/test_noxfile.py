@@ -8,6 +8,8 @@ import re
 import sys
 from types import ModuleType
 
+import pytest
+
 from .conftest import ROOT, run
 
 SESSIONS = {"install", "tests", "loader", "lint", "lock", "nix", "verify", "audit", "docs", "bench"}
@@ -24,12 +26,15 @@ def test_every_entry_point_is_a_nox_session() -> None:
 
 
 def test_tests_run_on_every_python_ci_provides() -> None:
-    """.ci/run puts every supported Python on PATH; the `tests` matrix must find all of them."""
+    """.ci/run and CI's checks job put every supported Python on PATH and say so in
+    ATHENA_ALL_PYTHONS; the `tests` matrix must find all of them."""
     expected = os.environ.get("ATHENA_ALL_PYTHONS", "").split()
+    if not expected:
+        pytest.skip(
+            "needs every supported Python on PATH, named in ATHENA_ALL_PYTHONS (CI sets it)"
+        )
     found = sorted(n.removeprefix("tests-") for n in listed_sessions() if n.startswith("tests-"))
-    assert found, "no tests-<python> session"
-    if expected:
-        assert found == sorted(expected)
+    assert found == sorted(expected)
 
 
 def load_noxfile() -> ModuleType:
