@@ -1,9 +1,10 @@
 {
   description = "athena: pinned Python and uv; uv.lock owns the Python packages";
 
-  # nixos-25.11, pinned in flake.lock. Nix provides the toolchain and nothing else (the
-  # pyproject.nix "impure" pattern): `nix develop` syncs .venv from uv.lock and activates it.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+  # nixos-26.05 (supported until 2026-12-31), pinned in flake.lock. Nix provides the toolchain
+  # and nothing else (the pyproject.nix "impure" pattern): `nix develop` syncs .venv from uv.lock
+  # and activates it.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
   outputs =
     { nixpkgs, ... }:
@@ -35,8 +36,13 @@
               UV_PYTHON_PREFERENCE = "only-system";
             }
             // lib.optionalAttrs pkgs.stdenv.isLinux {
-              # manylinux wheels (numpy, torch, mlx[cpu]) dlopen system libraries.
-              LD_LIBRARY_PATH = lib.makeLibraryPath pkgs.pythonManylinuxPackages.manylinux1;
+              # manylinux wheels (torch, mlx[cpu], tokenizers) need libstdc++, libgcc_s and zlib.
+              # No libc here: a glibc on LD_LIBRARY_PATH would be loaded by every host binary
+              # the shell starts (git, the system's tools), whatever glibc they were built for.
+              LD_LIBRARY_PATH = lib.makeLibraryPath [
+                pkgs.stdenv.cc.cc.lib
+                pkgs.zlib
+              ];
             };
             shellHook = ''
               unset PYTHONPATH

@@ -5,7 +5,10 @@
   first. Blocks run with the working directory set to a fresh temporary folder per page, so
   examples may write relative paths.
 - A block that cannot run here is marked on the line just before its fence:
-  `<!-- skip-on-linux: needs Metal (mx.gpu) -->`, or with a first line `# requires: macos`.
+  `<!-- skip-on-linux: REASON -->`, or with a first line `# requires: macos`. A block that needs
+  working Metal says `<!-- skip-without-metal: REASON -->`: it skips on Linux and on a Mac whose
+  mlx runs on the CPU (`ATHENA_MLX_DEVICE=cpu`, as on CI's hosted macOS VMs, which have no
+  working Metal).
   It is reported as skipped with that reason; a misspelt marker is an error, never a silent skip.
 - ```text, ```console, ```bash (every fence other than python/py) are shown, not run.
 - A page needs at least one block that runs on every platform, unless it says
@@ -61,14 +64,19 @@ def _skip_reason(marker: str | None, code: str, page: str, fence_line: int) -> s
         match = MARKER.match(marker)
         assert match is not None
         name, reason = match["name"], (match["reason"] or "").strip()
-        if name != "skip-on-linux":
+        if name not in ("skip-on-linux", "skip-without-metal"):
             raise DocsError(
                 f"{page}:{fence_line - 1}: unknown marker <!-- {name} -->; the collector knows "
-                "<!-- skip-on-linux: REASON --> (or a first line `# requires: macos`)"
+                "<!-- skip-on-linux: REASON -->, <!-- skip-without-metal: REASON --> (or a "
+                "first line `# requires: macos`)"
             )
         if not reason:
-            raise DocsError(f"{page}:{fence_line - 1}: <!-- skip-on-linux --> needs a reason")
-        return f"skip-on-linux: {reason}" if sys.platform.startswith("linux") else None
+            raise DocsError(f"{page}:{fence_line - 1}: <!-- {name} --> needs a reason")
+        if sys.platform.startswith("linux"):
+            return f"{name}: {reason}"
+        if name == "skip-without-metal" and _mlx_on_cpu():
+            return f"{name}: {reason} (ATHENA_MLX_DEVICE=cpu: no working Metal here)"
+        return None
     first = code.splitlines()[0] if code else ""
     match = REQUIRES.match(first.strip())
     if match:
@@ -82,6 +90,11 @@ def _skip_reason(marker: str | None, code: str, page: str, fence_line: int) -> s
             reason = match["reason"] or f"runs on {what} only"
             return f"requires {what}: {reason}"
     return None
+
+
+def _mlx_on_cpu() -> bool:
+    """This Mac's mlx is told to use the CPU: CI's hosted macOS VMs, whose Metal does not work."""
+    return os.environ.get("ATHENA_MLX_DEVICE", "").strip().lower() == "cpu"
 
 
 def parse_blocks(text: str, page: str) -> list[Block]:

@@ -220,3 +220,45 @@ def test_a_misspelt_skip_marker_is_an_error_not_a_skip(tmp_path: Path) -> None:
     code, output, _ = run_pytest(tmp_path, ".")
     assert code == 2, output  # pytest's "errors during collection"
     assert "typo.md:1: unknown marker <!-- skip-on-linx -->" in output
+
+
+METAL = """\
+# A page with a Metal-only block
+
+<!-- skip-without-metal: needs Metal (mx.gpu) -->
+```python
+raise RuntimeError("a Metal-only block ran without Metal")
+```
+"""
+
+
+@pytest.mark.parametrize(
+    ("platform", "device", "expected"),
+    [
+        ("linux", "", "skip-without-metal: needs Metal (mx.gpu)"),
+        (
+            "darwin",
+            "cpu",
+            "skip-without-metal: needs Metal (mx.gpu) "
+            "(ATHENA_MLX_DEVICE=cpu: no working Metal here)",
+        ),
+        ("darwin", "", None),
+    ],
+    ids=["linux", "hosted-mac-simulated", "mac-with-metal-simulated"],
+)
+def test_metal_blocks_skip_where_metal_does_not_work(
+    monkeypatch: pytest.MonkeyPatch, platform: str, device: str, expected: str | None
+) -> None:
+    """Simulated platforms (sys.platform and the variable CI's macOS VMs set): a real Mac with
+    Metal runs the block; Linux and a hosted macOS VM skip it with the reason."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_collector", DOCS / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    collector = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, collector)  # its dataclass looks itself up
+    spec.loader.exec_module(collector)
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setenv("ATHENA_MLX_DEVICE", device)
+    (block,) = collector.parse_blocks(METAL, "metal.md")
+    assert block.skip_reason == expected and block.platform_only

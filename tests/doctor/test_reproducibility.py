@@ -260,6 +260,7 @@ def test_compare_two_files_prints_only_what_differs(here: dict[str, Any], tmp_pa
     ]
 
 
+@pytest.mark.real_host("`athena doctor --compare` runs in a child, on the real machine")
 def test_compare_this_machine_with_its_own_report(here: dict[str, Any], tmp_path: Path) -> None:
     report = write(tmp_path / "mine.json", here)
     result = athena("doctor", "--compare", str(report))

@@ -5,7 +5,6 @@ version, Rosetta, sysctl and Metal are made up; the packages, imports and MLX ch
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +41,7 @@ def mac(**changes: object) -> Host:
 
 
 @pytest.mark.mlx
+@pytest.mark.linux("a Linux venv has mlx-cpu, not the mlx-metal the simulated Mac requires")
 def test_simulated_mac_report_with_working_mlx() -> None:
     """Every required check passes except mlx-metal, which a Linux venv cannot have."""
     require_mlx()
@@ -80,10 +80,9 @@ def test_simulated_mac_without_mlx_fails(base_python: str, tmp_path: Path) -> No
     validate(json.loads(report.to_json()), tmp_path)
 
 
+@pytest.mark.linux("off a Mac the doctor skips mlx; on a Mac it requires it")
 def test_linux_without_mlx_is_skipped_not_failed(base_python: str) -> None:
     """The same interpreter on the real Linux host: mlx is skipped with a reason."""
-    if not sys.platform.startswith("linux"):
-        pytest.skip("Linux only")
     report = run_doctor(python=base_python, audit=False)
     checks = {c.id: c for c in report.checks}
     assert checks["imports.mlx"].status == "skip" and "mlx-cpu" in checks["imports.mlx"].detail

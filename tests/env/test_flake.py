@@ -3,6 +3,10 @@
 No nixpkgs can be fetched on our machines, so `nix develop` itself is not run here: these tests
 evaluate `devShells.<system>.default` with Debian's nix-bin and `--override-input nixpkgs
 path:tests/env/standin-nixpkgs`, and check what the shell would set.
+
+They run as any user: nix gets a store of its own under the test session's temporary folder
+(`--store PATH`, a local store rooted there), so no daemon and no write access to /nix are
+needed (Debian's nix-bin otherwise talks to a daemon socket only root and `nix-users` may use).
 """
 
 from __future__ import annotations
@@ -25,22 +29,32 @@ STANDIN = ROOT / "tests" / "env" / "standin-nixpkgs"
 NIX = ("--extra-experimental-features", "nix-command flakes")
 # What the pyproject.nix impure pattern needs the shell to set, on every system.
 REQUIRED_ENV = {"UV_PYTHON_DOWNLOADS": "never", "UV_PYTHON_PREFERENCE": "only-system"}
+# nixos-26.05 as nix-community/home-manager pins it: branch release-26.05, commit
+# 65258d5c65a250189fde2e35f490d15e064c4c62, flake.lock (rev, narHash and lastModified copied).
+NIXPKGS_BRANCH = "nixos-26.05"
 PINNED_NIXPKGS = {
     "owner": "NixOS",
     "repo": "nixpkgs",
-    "rev": "4e92bbcdb030f3b4782be4751dc08e6b6cb6ccf2",
-    "narHash": "sha256-OEf7YqhF9IjJFYZJyuhAypgU+VsRB5lD4DuiMws5Ltc=",
-    "lastModified": 1775595990,
+    "rev": "5880666fd9eb563038431edb35c2d0aa595884e6",
+    "narHash": "sha256-OURZPknrTjQrlNyxPdqzyqmU/81Wes1CUP/Ft1Rv/YI=",
+    "lastModified": 1787204541,
 }
+# A libc on LD_LIBRARY_PATH is loaded by every host binary the dev shell starts.
+LIBC_NAMES = ("glibc", "musl")
 
 
 def nix_eval(flake_dir: Path, attr: str, apply: str) -> tuple[Any, str]:
-    """`nix eval --json` of `attr` in the flake at `flake_dir` over the stand-in nixpkgs."""
+    """`nix eval --json` of `attr` in the flake at `flake_dir` over the stand-in nixpkgs.
+
+    The store is the test session's own, beside `flake_dir` (a test's tmp_path): no daemon.
+    """
     nix = require_tool("nix", "apt-get install nix-bin")
     result = subprocess.run(
         [
             nix,
             *NIX,
+            "--store",
+            str(flake_dir.parent / "nix-store"),
             "eval",
             "--json",
             "--no-write-lock-file",
@@ -81,6 +95,9 @@ def shell_problems(shell: dict[str, Any], system: str) -> list[str]:
     on_linux = system.endswith("-linux")
     if on_linux != ("LD_LIBRARY_PATH" in env):
         problems.append(f"LD_LIBRARY_PATH must be set on Linux only (system {system})")
+    for folder in env.get("LD_LIBRARY_PATH", "").split(":"):
+        if any(f"-{libc}-" in folder for libc in LIBC_NAMES):
+            problems.append(f"LD_LIBRARY_PATH holds a libc: {folder}")
     names = [p.rsplit("-", 1)[0] for p in shell["packages"]]
     if sorted(names) != ["python3", "uv"]:
         problems.append(f"packages are {shell['packages']}, expected python3 and uv only")
@@ -121,15 +138,33 @@ def test_ld_library_path_on_darwin_is_caught(tmp_path: Path) -> None:
     assert problems == ["LD_LIBRARY_PATH must be set on Linux only (system aarch64-darwin)"]
 
 
-def test_flake_lock_pins_nixos_25_11() -> None:
+def test_the_dev_shells_library_path_holds_no_libc(tmp_path: Path) -> None:
+    """nixpkgs' manylinux1 list (glibc among them) put back in is caught."""
+    flake_dir = copy_flake(tmp_path)
+    flake = flake_dir / "flake.nix"
+    text = flake.read_text()
+    start = text.index("LD_LIBRARY_PATH = ")
+    end = text.index("];", start) + 2
+    flake.write_text(
+        text[:start]
+        + "LD_LIBRARY_PATH = lib.makeLibraryPath pkgs.pythonManylinuxPackages.manylinux1;"
+        + text[end + 1 :]
+    )
+    problems = shell_problems(evaluate_shell(flake_dir, "x86_64-linux"), "x86_64-linux")
+    assert len(problems) == 1 and problems[0].startswith("LD_LIBRARY_PATH holds a libc: "), problems
+    assert "-glibc-" in problems[0]
+
+
+def test_flake_lock_pins_a_supported_nixos_release() -> None:
     lock = json.loads((ROOT / "flake.lock").read_text())
     node = lock["nodes"][lock["nodes"]["root"]["inputs"]["nixpkgs"]]
     assert node["original"] == {
         "owner": "NixOS",
         "repo": "nixpkgs",
-        "ref": "nixos-25.11",
+        "ref": NIXPKGS_BRANCH,
         "type": "github",
     }
+    assert f'"github:NixOS/nixpkgs/{NIXPKGS_BRANCH}"' in (ROOT / "flake.nix").read_text()
     assert node["locked"] == {**PINNED_NIXPKGS, "type": "github"}
 
 

@@ -17,7 +17,11 @@ from athena.doctor.audit import cuda_reason
 from .conftest import ROOT, require_tool, run
 
 DARWIN_MARKER = "sys_platform == 'darwin' and platform_machine == 'arm64'"
-# The uv of the flake (nixos-25.11) and the newest, pinned in .ci/run and the CI workflow.
+# The oldest uv the lock declares (pyproject's required-version; nixos-25.11's first uv) and the
+# newest, pinned in .ci/run and the CI workflow. The flake's nixos-26.05 ships a uv 0.11.x
+# (nixpkgs moved to 0.11.0 on 2026-03-24 (#502879) and to 0.12.0 only on 2026-07-29 (#547024),
+# after the 26.05 branch-off); its exact patch release could not be read here, so the skew test
+# keeps the older floor, which any 0.11.x is newer than.
 FLAKE_UV = "0.9.7"
 NEWEST_UV = "0.13.9"
 

@@ -1,7 +1,8 @@
 # A stand-in for nixpkgs, for evaluating athena's flake.nix offline (no nixpkgs can be fetched
 # on our CI machines). It has only the attributes athena's flake uses, with the same shapes:
 # `lib.genAttrs`, `lib.optionalAttrs`, `lib.makeLibraryPath`, and per system `python312`, `uv`,
-# `stdenv.isLinux`, `pythonManylinuxPackages.manylinux1` and `mkShell`. Packages are records
+# `stdenv.isLinux`, `stdenv.cc.cc.lib`, `zlib`,
+# `pythonManylinuxPackages.manylinux1` (glibc among them) and `mkShell`. Packages are records
 # with a name; mkShell returns its arguments so the tests can read what the shell would set.
 {
   outputs =
@@ -27,8 +28,12 @@
           python312 = pkg "python3-3.12.12" // {
             interpreter = "/nix/store/00000000000000000000000000000000-python3-3.12.12/bin/python3.12";
           };
-          uv = pkg "uv-0.9.7";
-          stdenv.isLinux = builtins.match ".*-linux" system != null;
+          uv = pkg "uv-0.11";  # nixos-26.05 ships a uv 0.11.x
+          stdenv = {
+            isLinux = builtins.match ".*-linux" system != null;
+            cc.cc.lib = pkg "gcc-15.2.0-lib";
+          };
+          zlib = pkg "zlib-1.3.1";
           pythonManylinuxPackages.manylinux1 = [
             (pkg "glibc-2.40")
             (pkg "gcc-14-lib")
