@@ -68,16 +68,8 @@ def _simulated_mac() -> Iterator[None]:
     if not SIMULATED_MAC:
         yield
         return
-    import importlib
+    from athena import host as module  # the one seam
 
-    module = None
-    for name in ("athena.host", "athena.doctor.host"):  # floor 0, or where it was
-        try:
-            module = importlib.import_module(name)
-            break
-        except ImportError:
-            continue
-    assert module is not None, "no athena module defines probe_host"
     real = module.probe_host
 
     def simulated(metal: object = None) -> object:
