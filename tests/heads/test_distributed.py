@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -86,10 +85,11 @@ def test_two_ranks_equal_one_rank_on_the_same_global_batch(
 
 
 def test_a_hung_all_sum_stops_with_a_message_instead_of_hanging(mlx_installed: None) -> None:
-    start = time.monotonic()
     proc = _launch(str(HERE / "stall_ranks.py"), "2", timeout=120)
-    assert time.monotonic() - start < 60  # not rank 1's 60 s sleep: the watchdog ended it
     output = proc.stdout + proc.stderr
+    # Not rank 1's 60 s sleep: the watchdog ended the run, and rank 1 was stopped (SIGTERM)
+    # rather than finishing its sleep (which exits 0).
+    assert "rank 1 exited with code -15" in output
     # mlx.launch itself exits 0 here; it reports each rank's code, and stops the others.
     assert "rank 0 exited with code 75" in output
     assert "rank 0 of 2: averaging the gradients (all_sum) did not finish within 2 s" in output
