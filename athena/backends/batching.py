@@ -10,13 +10,15 @@ tokens gives the vector the text gets alone. The pooled vectors land in one (n, 
 array in input order.
 
 The batch shape (`plan_batches`): a padded token costs as much as a real one, and what a batch
-saves over one text at a time is bounded, so a batch also stops growing before its padding
-passes `MAX_PADDING` of its real tokens. Measured (bench/README.md, "encode: the batch shape"):
-on mlx's CPU build a batch of equal-length texts costs ~9% less CPU time per token than the
-texts one at a time, whatever its size (1,300-1,330 vs 1,410-1,475 tokens per CPU second on
-`small`), and a padded token costs a full token, so batches of 32 mixed texts with 23-62% padding
-ran at 0.67-0.80x per-text. With padding at most 5% a batch stays >= 1.09 / 1.05 = 1.04x.
-transformers + torch gains 1.4-2x (CPU time) even with 2x padding, so 5% costs it little.
+saves over one text at a time is small on a CPU, so a batch also stops growing before its
+padding passes `max_padding` of its real tokens. Measured on this 2-core machine in CPU time
+(bench/README.md, "Encode: the batch shape"), mlx's CPU build: a batch of equal-length texts
+costs ~9% less per token than the same texts one at a time on `small`, and nothing less on
+`medium` (0.98-0.99x); fixed batches of 8/16/32 mixed texts (11/25/62% padding) ran at
+0.92/0.80/0.60x per-text. So the default, MAX_PADDING = 0, batches only texts of equal length:
+never more work than one at a time, in fewer calls. transformers + torch gains far more from a
+batch (1.4-2x CPU time on `small`, even one batch of 128 texts with 109% padding), so its
+backend can pass `max_padding=TRANSFORMERS_MAX_PADDING`.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def pad_id(tokenizer: Any) -> int:
 
 
 # Padding allowed in a batch, as a share of its real tokens (see the module docstring).
-MAX_PADDING = 0.05
+MAX_PADDING = 0.0  # mlx's CPU build, and the default
+TRANSFORMERS_MAX_PADDING = 1.0  # at most as many padded tokens as real ones
 
 
 def plan_batches(

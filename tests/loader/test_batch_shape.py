@@ -1,7 +1,8 @@
 """The batch shape of encode() (issue 22, item 4): length-sorted batches of at most
-`batch_size` texts whose padding stays within `batching.MAX_PADDING` of their real tokens, so a
-batch never costs more than its texts one at a time (bench/README.md: "encode: the batch
-shape"). Unit tests on lengths, then the shapes a real model is given."""
+`batch_size` texts whose padding stays within `max_padding` of their real tokens (by default
+none: equal lengths only), so a batch never costs more than its texts one at a time
+(bench/README.md, "Encode: the batch shape"). Unit tests on lengths, then the shapes a real
+model is given."""
 
 from __future__ import annotations
 
@@ -29,14 +30,17 @@ def test_equal_lengths_fill_whole_batches() -> None:
 
 
 def test_a_batch_stops_before_its_padding_passes_the_cap() -> None:
-    # 100 + 96: 4 padded of 196 real (2%); + 90: 300 padded for 286 real (4.9%); + 80 would
-    # be 400 for 366 (9.3%): a new batch starts there.
-    assert shapes([80, 100, 90, 96], 8) == [[100, 96, 90], [80]]
+    # 100 + 96: 200 padded for 196 real (2%); + 90: 300 for 286 (4.9%); + 80 would be 400
+    # for 366 (9.3%): with a 5% cap a new batch starts there.
+    assert shapes([80, 100, 90, 96], 8, max_padding=0.05) == [[100, 96, 90], [80]]
     assert shapes([80, 100, 90, 96], 8, max_padding=0.0) == [[100], [96], [90], [80]]
     assert shapes([80, 100, 90, 96], 8, max_padding=math.inf) == [[100, 96, 90, 80]]
 
 
-def test_the_default_cap_is_read_when_called(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_batches_only_equal_lengths_and_is_read_when_called(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert shapes([5, 9, 5, 9, 9, 7], 8) == [[9, 9, 9], [7], [5, 5]]
     monkeypatch.setattr(batching, "MAX_PADDING", math.inf)
     assert shapes([80, 100], 8) == [[100, 80]]
 
