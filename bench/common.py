@@ -167,19 +167,49 @@ def tail(text: str, lines: int = 4) -> str:
 # --- in a worker process ------------------------------------------------------------------
 
 
-def peak_rss_bytes() -> int:
-    """The process's peak resident set size so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+def peak_rss() -> tuple[int, str]:
+    """(bytes, method): the peak resident set size of this process so far, and how it was read.
+
+    Linux: `VmHWM` from /proc/self/status, this process image's own high-water mark. Not
+    `ru_maxrss` there: Linux carries it across fork + exec, so a worker started by a parent
+    with a higher peak would report the parent's. macOS: `ru_maxrss` (bytes), which is this
+    process's own: every worker is a fresh interpreter (`run_worker`).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024, PEAK_VMHWM
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+    if sys.platform == "darwin":
+        return int(peak), PEAK_MAXRSS_MAC
+    return int(peak) * 1024, PEAK_MAXRSS_OTHER
+
+
+PEAK_VMHWM = "VmHWM of the measured process (/proc/self/status, Linux)"
+PEAK_MAXRSS_MAC = "ru_maxrss of the measured process, a fresh interpreter (macOS)"
+PEAK_MAXRSS_OTHER = "ru_maxrss (may include the parent's peak: no /proc here)"
+
+
+def peak_rss_bytes() -> int:
+    """The bytes of `peak_rss()`."""
+    return peak_rss()[0]
 
 
 def rss_bytes() -> int:
-    """The current resident set size."""
+    """The current resident set size (psutil; /proc/self/statm on Linux without it)."""
     try:
         import psutil
 
         return int(psutil.Process().memory_info().rss)
     except ImportError:
+        pass
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
         return peak_rss_bytes()
 
 

@@ -1,13 +1,21 @@
 """encode() of many texts (issue 11, part 3): texts/s per mode, and peak memory against N.
 
 Throughput, per checkpoint size and backend, in one fresh process (bench/worker.py, task
-"encode"): the same mixed-length texts (5-60 words) encoded three ways, the order rotated every
-round so drift on a shared machine hits each mode alike:
+"encode"): the same mixed-length texts (5-60 words) encoded four ways, the order rotated every
+round so drift on a shared machine hits each mode alike, over several rounds (each figure is
+the median over rounds, with min/max and quartiles):
 
-    per_text    encode(texts, batch_size=1): one text at a time (today's mlx path)
-    one_batch   encode(texts, batch_size=len(texts)): one padded batch (today's transformers path)
-    batched     encode(texts, batch_size=B): length-sorted batches (B = 32, the default, on
-                `small`; 4 on `medium`, where this CPU can only run a few texts)
+    per_text    encode(texts, batch_size=1): one text at a time
+    batched     encode(texts, batch_size=B): what encode() does, length-sorted batches of at
+                most B texts whose padding stays within batching.MAX_PADDING (B = 32, the
+                default, on `small`; 4 on `medium`, where this CPU can only run a few texts)
+    fixed       batches of exactly B, however much padding (the policy before issue 22)
+    one_batch   one padded batch of every text (the transformers path before issue 11)
+
+Each mode is timed twice: wall seconds, and the worker's CPU seconds (time.process_time, all
+its threads). On a shared machine the wall time swings with what else runs; CPU time does not
+(mlx's CPU build runs the model on one thread), so the batched / per-text ratio is reported both
+ways, with the load average before and after the worker in the context.
 
 Memory, on `small`, per backend and N in (256, 1024, 4096) texts of 2-8 words (the same 256
 texts repeated, so every N has the same longest batch), batches of 32: a fresh process per N,
@@ -35,14 +43,14 @@ from typing import Any
 from bench.common import Results, Target, WorkerError, run_worker
 
 MiB = 1 << 20
-MODES = ("per_text", "one_batch", "batched")
+MODES = ("per_text", "batched", "fixed", "one_batch")
 # What this 2-core CPU can run in minutes (mlx's CPU build does ~600 tokens/s on `small` and
 # under 10 on `medium`); on a Mac, raise n. `batch_size` is encode()'s default where n allows.
 THROUGHPUT: dict[str, dict[str, Any]] = {
-    "small": {"n": 128, "words": (5, 60), "rounds": 1, "batch_size": 32},
-    "medium": {"n": 8, "words": (5, 20), "rounds": 1, "batch_size": 4},
-    "tiny": {"n": 64, "words": (5, 60), "rounds": 1, "batch_size": 32},
-    "quick": {"n": 8, "words": (5, 20), "rounds": 1, "batch_size": 4},
+    "small": {"n": 128, "words": (5, 60), "rounds": 3, "batch_size": 32},
+    "medium": {"n": 8, "words": (5, 20), "rounds": 3, "batch_size": 4},
+    "tiny": {"n": 64, "words": (5, 60), "rounds": 3, "batch_size": 32},
+    "quick": {"n": 8, "words": (5, 20), "rounds": 2, "batch_size": 4},
 }
 MEMORY_BASE = 256  # distinct texts in a memory run (repeated up to N)
 MEMORY: dict[str, dict[str, Any]] = {
@@ -130,10 +138,13 @@ def _throughput(
         "words_per_text": plan["words"],
         "tokens": out["tokens"],
         "batch_size": plan["batch_size"],
+        "batch_shapes": out["batch_shapes"],
         "max_abs_diff_vs_per_text": out["max_abs_diff"],
         "device": out["device"],
+        "load_average": out["load_average"],
     }
     rates = {mode: [plan["n"] / s for s in out["seconds"][mode]] for mode in MODES}
+    cpu_rates = {mode: [plan["n"] / s for s in out["cpu_seconds"][mode]] for mode in MODES}
     for mode in MODES:
         results.add(
             f"encode.{size}.{backend}.{mode}",
@@ -143,20 +154,29 @@ def _throughput(
             group="encode",
             context=ctx,
         )
-    per_round = list(zip(rates["per_text"], rates["one_batch"], rates["batched"], strict=True))
-    results.add(
-        f"encode.{size}.{backend}.batched_over_per_text",
-        f"encode batched / per-text, {backend} ({size})",
-        [b / p for p, _, b in per_round],
-        "ratio",
-        group="encode",
-        target=BATCHED_TARGET,
-        context=ctx,
-    )
+    for clock, per in (("", rates), (".cpu", cpu_rates)):
+        label = "" if not clock else ", CPU time"
+        results.add(
+            f"encode.{size}.{backend}.batched_over_per_text{clock}",
+            f"encode batched / per-text{label}, {backend} ({size})",
+            [b / p for p, b in zip(per["per_text"], per["batched"], strict=True)],
+            "ratio",
+            group="encode",
+            target=BATCHED_TARGET,
+            context=ctx,
+        )
+        results.add(
+            f"encode.{size}.{backend}.batched_over_fixed{clock}",
+            f"encode batched / fixed batches{label}, {backend} ({size})",
+            [b / f for f, b in zip(per["fixed"], per["batched"], strict=True)],
+            "ratio",
+            group="encode",
+            context=ctx,
+        )
     results.add(
         f"encode.{size}.{backend}.batched_over_one_batch",
         f"encode batched / one big batch, {backend} ({size})",
-        [b / o for _, o, b in per_round],
+        [b / o for o, b in zip(rates["one_batch"], rates["batched"], strict=True)],
         "ratio",
         group="encode",
         target=ONE_BATCH_TARGET if backend == "transformers" else None,
@@ -223,7 +243,6 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
-    import numpy as np
 
     from bench.common import rss_bytes
     from bench.runners import _import_backend
@@ -256,19 +275,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         "device": _device(model),
     }
     if spec["what"] == "throughput":
-        sizes = {"per_text": 1, "one_batch": len(texts), "batched": int(spec["batch_size"])}
-        seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
-        vectors: dict[str, Any] = {}
-        for r in range(int(spec["rounds"])):
-            for mode in MODES[r % len(MODES) :] + MODES[: r % len(MODES)]:
-                start = time.perf_counter()
-                vectors[mode] = model.encode(texts, batch_size=sizes[mode], show_progress=False)
-                seconds[mode].append(time.perf_counter() - start)
-        out["seconds"] = seconds
-        out["max_abs_diff"] = max(
-            float(np.abs(vectors[m] - vectors["per_text"]).max()) for m in MODES
-        )
-        return out
+        return _throughput_runs(model, texts, spec, out)
     out["rss_before"] = rss_bytes()
     _reset_mx_peak(backend)
     with peak_rss() as peak:
@@ -278,6 +285,52 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     out.update(peak)
     out["output_bytes"] = int(vectors_n.nbytes)
     out["mx_peak"] = _mx_peak(backend)
+    return out
+
+
+def _throughput_runs(
+    model: Any, texts: list[str], spec: dict[str, Any], out: dict[str, Any]
+) -> dict[str, Any]:
+    """Every mode, `rounds` times in rotated order: wall and CPU seconds of each call."""
+    import math
+    import os
+
+    import numpy as np
+
+    from athena.backends import batching
+
+    b = int(spec["batch_size"])
+    sizes = {"per_text": 1, "batched": b, "fixed": b, "one_batch": len(texts)}
+    uncapped = {"fixed", "one_batch"}  # batches of exactly `batch_size`, however padded
+    # The (rows, longest) of each batch encode() ran, per mode, as batching planned them (the
+    # uncapped modes with no padding limit, whatever the backend asks for).
+    shapes: dict[str, list[list[int]]] = {}
+    plan = batching.plan_batches
+
+    def recording_plan(lengths: Any, batch_size: int, **kw: Any) -> list[Any]:
+        if current in uncapped:
+            kw["max_padding"] = math.inf
+        batches = plan(lengths, batch_size, **kw)
+        shapes[current] = [[len(i), int(lengths[i].max())] for i in batches]
+        return batches
+
+    batching.plan_batches = recording_plan
+    current = ""
+    out["load_average"] = {"before": os.getloadavg()[0]}
+    seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
+    cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
+    vectors: dict[str, Any] = {}
+    for r in range(int(spec["rounds"])):
+        for mode in MODES[r % len(MODES) :] + MODES[: r % len(MODES)]:
+            current = mode
+            start, start_cpu = time.perf_counter(), time.process_time()
+            vectors[mode] = model.encode(texts, batch_size=sizes[mode], show_progress=False)
+            seconds[mode].append(time.perf_counter() - start)
+            cpu[mode].append(time.process_time() - start_cpu)
+    batching.plan_batches = plan
+    out["load_average"]["after"] = os.getloadavg()[0]
+    out["seconds"], out["cpu_seconds"], out["batch_shapes"] = seconds, cpu, shapes
+    out["max_abs_diff"] = max(float(np.abs(vectors[m] - vectors["per_text"]).max()) for m in MODES)
     return out
 
 

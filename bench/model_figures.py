@@ -146,7 +146,10 @@ def _memory(
             [(x["peak_rss"] - x["rss_after_import"]) / MiB for x in ok],
             "MiB",
             group="memory",
-            context={"peak_rss_MiB": [x["peak_rss"] / MiB for x in ok]},
+            context={
+                "peak_rss_MiB": [x["peak_rss"] / MiB for x in ok],
+                "peak_method": sorted({x.get("peak_method", "ru_maxrss") for x in ok}),
+            },
         )
     if "mlx_lm" not in names:
         return
@@ -169,6 +172,12 @@ def _memory(
             if quantized.startswith("athena")
             else "checkpoint converted by mlx_lm.convert"
         )
+        measured_by = {
+            "mx_peak": "mx.get_peak_memory() in the measured process",
+            "rss_growth": sorted(
+                {x.get("peak_method", "ru_maxrss") for pair in pairs for x in pair}
+            ),
+        }
         for key, label, get in (
             ("mx_peak", "mx peak", lambda x: x["mx_peak"]),
             ("rss_growth", "RSS growth", lambda x: x["peak_rss"] - x["rss_after_import"]),
@@ -180,7 +189,7 @@ def _memory(
                 "ratio",
                 group="memory",
                 target=target,
-                context={"note": note},
+                context={"note": note, "measured_by": measured_by[key]},
             )
 
 

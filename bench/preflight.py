@@ -4,9 +4,11 @@
 
 For each checkpoint size and each way to load it, a fresh child process
 (`python bench/preflight.py '<spec>'`) imports the backend, records its RSS, runs
-`OLMoEModel.load()` and reports its peak RSS (ru_maxrss: the whole process, runtime
-included). The parent computes `athena.preflight.estimate_peak` for the same load from the
-headers alone. Target: estimate / measured within 0.8-1.25 (reported as max(r, 1/r) <= 1.25).
+`OLMoEModel.load()` and reports its own peak RSS (the whole process, runtime included: VmHWM on
+Linux, not ru_maxrss, which Linux carries across fork + exec; ru_maxrss of the fresh child on
+macOS; `peak_method` in each row's context says which). The parent computes
+`athena.preflight.estimate_peak` for the same load from the headers alone. Target: estimate /
+measured within 0.8-1.25 (reported as max(r, 1/r) <= 1.25).
 
 Rows: mlx float32 (the float32 checkpoint as athena loads it); mlx on the bfloat16 checkpoint
 (upcast to float32 on mlx's CPU backend); transformers float32 and bfloat16 (dtype=
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -28,7 +29,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULT_MARK, Results, Target, WorkerError, run_worker
+from bench.common import (
+    RESULT_MARK,
+    Results,
+    Target,
+    WorkerError,
+    peak_rss,
+    rss_bytes,
+    run_worker,
+)
 
 MiB = 1 << 20
 TARGET = Target("<=", 1.25, "estimate within 0.8-1.25x of the measured peak RSS")
@@ -136,6 +145,7 @@ def measure(results: Results, work: Path, *, sizes: list[str]) -> dict[str, Any]
                 context={
                     "estimate_MiB": estimate.peak / MiB,
                     "peak_MiB": measured["peak_rss"] / MiB,
+                    "peak_method": measured["peak_method"],
                 },
             )
             rows[row.name] = context
@@ -144,30 +154,6 @@ def measure(results: Results, work: Path, *, sizes: list[str]) -> dict[str, Any]
 
 
 # --- the child: one load, its peak RSS --------------------------------------------------------
-
-
-def _rss() -> int:
-    try:
-        with open("/proc/self/statm") as statm:
-            import os
-
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return _peak()
-
-
-def _peak() -> int:
-    """Peak RSS of this process image: VmHWM on Linux. Not ru_maxrss there: Linux carries it
-    across fork + exec, so a child would report its parent's peak if that was higher."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -180,7 +166,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         import transformers.models.olmoe.modeling_olmoe  # noqa: F401
     from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
-    after_import = _rss()
+    after_import = rss_bytes()
     model = OLMoEModel(
         OLMoEConfig(
             model_name=spec["model"],
@@ -193,11 +179,13 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     if not model.load():
         raise RuntimeError(f"load() returned False: {model.load_error}")
+    peak, method = peak_rss()
     return {
         "load_s": time.perf_counter() - start,
         "rss_after_import": after_import,
-        "rss_after_load": _rss(),
-        "peak_rss": _peak(),
+        "rss_after_load": rss_bytes(),
+        "peak_rss": peak,
+        "peak_method": method,
         "backend": model.backend,
     }
 

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from bench.common import peak_rss_bytes, rss_bytes, torch_device
+from bench.common import peak_rss, peak_rss_bytes, rss_bytes, torch_device
 
 
 def generate(spec: dict[str, Any]) -> dict[str, Any]:
@@ -22,7 +22,8 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     compare); with `generate_repeats` > 1 the fastest call of that many. Raw impls also give,
     from per-token timestamps of that same call:
     prompt_tokens, prefill_s (call to first token) and decode_tokens/decode_s (first token to
-    last). Memory: rss_* (current RSS after each step), peak_rss (ru_maxrss at the end),
+    last). Memory: rss_* (current RSS after each step), peak_rss (this worker's own peak
+    RSS at the end: VmHWM on Linux, ru_maxrss on macOS; peak_method says which),
     mx_peak_load/mx_peak (mx.get_peak_memory() after load / at the end; None without mlx).
     """
     impl = spec["impl"]
@@ -56,7 +57,7 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     out["e2e_s_all"] = [call[0] for call in calls]
     out.update(timing.fields(start))
     out["rss_end"] = rss_bytes()
-    out["peak_rss"] = peak_rss_bytes()
+    out["peak_rss"], out["peak_method"] = peak_rss()
     out["mx_peak"] = runner.mx_peak()
     return out
 

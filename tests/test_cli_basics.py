@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,10 +24,16 @@ def test_version_is_the_package_version() -> None:
     assert result.stdout.strip() == f"athena {athena.__version__}"
 
 
+SUBCOMMANDS = ["generate", "encode", "tiny-model", "inspect", "doctor", "audit", "train-head"]
+
+
 def test_help_lists_the_subcommands() -> None:
     result = athena_cli("--help")
     assert result.returncode == 0
-    assert "usage: athena" in result.stdout
+    assert result.stdout.startswith("usage: athena ")
+    # argparse lists each subcommand on its own line, indented by 4, under COMMAND.
+    listed = re.findall(r"^    ([a-z][a-z-]*)(?:\s|$)", result.stdout, flags=re.M)
+    assert listed == SUBCOMMANDS
 
 
 def test_unknown_subcommand_is_a_usage_error() -> None:

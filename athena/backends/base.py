@@ -54,6 +54,12 @@ class Backend(Protocol):
     @property
     def NAME(self) -> BackendName: ...
 
+    @property
+    def MAX_PADDING(self) -> float | None:
+        """The padding an encode batch may carry, as a share of its real tokens (None:
+        batching.MAX_PADDING): what a padded token costs differs by framework."""
+        ...
+
     def load(self, source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         """(model, tokenizer) from `source.folder`; LoadError (one sentence) on any failure."""
         ...
@@ -121,4 +127,5 @@ def encode(
             lambda tokens, mask: backend.pooled(model, tokens, mask),
             pad=batching.pad_id(tokenizer),
             on_batch=on_batch,
+            max_padding=backend.MAX_PADDING,
         )

@@ -3,10 +3,22 @@
 Texts are tokenized once (in chunks, into int32 arrays, so the ids of 100,000 texts cost 4
 bytes a token rather than a Python int each), checked against the model's
 `max_position_embeddings`, sorted by length (longest first, so a batch that does not fit in
-memory fails at once, as sentence-transformers does) and run `batch_size` at a time. Each batch
-is right-padded: for a causal model that is exact, since a real token never attends to a later
-position and MoE routing is per token, so pooling over the real tokens gives the vector the
-text gets alone. The pooled vectors land in one (n, hidden) float32 array in input order.
+memory fails at once, as sentence-transformers does) and run in batches of at most
+`batch_size` texts. Each batch is right-padded: for a causal model that is exact, since a real
+token never attends to a later position and MoE routing is per token, so pooling over the real
+tokens gives the vector the text gets alone. The pooled vectors land in one (n, hidden) float32
+array in input order.
+
+The batch shape (`plan_batches`): a padded token costs as much as a real one, and what a batch
+saves over one text at a time is small on a CPU, so a batch also stops growing before its
+padding passes `max_padding` of its real tokens. Measured on this 2-core machine in CPU time
+(bench/README.md, "Encode: the batch shape"), mlx's CPU build: a batch of equal-length texts
+costs ~9% less per token than the same texts one at a time on `small`, and nothing less on
+`medium` (0.98-0.99x); fixed batches of 8/16/32 mixed texts (11/25/62% padding) ran at
+0.92/0.80/0.60x per-text. So the default, MAX_PADDING = 0, batches only texts of equal length:
+never more work than one at a time, in fewer calls. transformers + torch gains far more from a
+batch (1.4-2x CPU time on `small`, even one batch of 128 texts with 109% padding), so its
+backend can pass `max_padding=TRANSFORMERS_MAX_PADDING`.
 """
 
 from __future__ import annotations
@@ -22,9 +34,11 @@ from athena.preflight.positions import check_positions
 TOKENIZE_CHUNK = 512  # texts per tokenizer call: bounds the Python lists it returns
 
 
-def check_batch_size(batch_size: object) -> int:
+def check_batch_size(batch_size: object, *, name: str = "batch_size") -> int:
+    """`batch_size` if it is an integer >= 1, else ValueError naming it (`name`: how the
+    caller spells it, e.g. the CLI's --batch-size)."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is not allowed; use an integer >= 1")
+        raise ValueError(f"{name}={batch_size!r} is not allowed; use an integer >= 1")
     return batch_size
 
 
@@ -72,6 +86,38 @@ def pad_id(tokenizer: Any) -> int:
     return 0
 
 
+# Padding allowed in a batch, as a share of its real tokens (see the module docstring).
+MAX_PADDING = 0.0  # mlx's CPU build, and the default
+TRANSFORMERS_MAX_PADDING = 1.0  # at most as many padded tokens as real ones
+
+
+def plan_batches(
+    lengths: np.ndarray, batch_size: int, *, max_padding: float | None = None
+) -> list[np.ndarray]:
+    """The batches, as index arrays into `lengths`: longest first, at most `batch_size` texts
+    each, and each batch's padded size (rows x its longest) at most (1 + `max_padding`) x its
+    real tokens. `max_padding=None` means MAX_PADDING; `math.inf` gives plain batches of
+    `batch_size`. A text alone is never padded, so a batch of one always fits."""
+    limit = MAX_PADDING if max_padding is None else max_padding
+    order = np.argsort(-lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    batches: list[np.ndarray] = []
+    start, n = 0, len(order)
+    while start < n:
+        longest = int(sorted_lengths[start])
+        end, real = start + 1, longest
+        # Each next text is no longer than the ones before, so padding only grows: stop at the
+        # first text that would take the batch past the limit.
+        while end < n and end - start < batch_size:
+            grown = real + int(sorted_lengths[end])
+            if (end - start + 1) * longest > (1 + limit) * grown:
+                break
+            end, real = end + 1, grown
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
 def run_batches(
     ids: list[np.ndarray],
     batch_size: int,
@@ -80,14 +126,14 @@ def run_batches(
     *,
     pad: int,
     on_batch: Callable[[int], None] | None = None,
+    max_padding: float | None = None,
 ) -> np.ndarray:
     """(len(ids), hidden_size) float32 in input order. `run_batch(tokens, mask)` returns the
-    (b, hidden) pooled vectors of one right-padded batch; `on_batch(b)` is told after each."""
+    (b, hidden) pooled vectors of one right-padded batch; `on_batch(b)` is told after each.
+    The batches are `plan_batches(..., max_padding=max_padding)`."""
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
-    order = np.argsort(-lengths, kind="stable")
     out = np.empty((len(ids), hidden_size), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
+    for index in plan_batches(lengths, batch_size, max_padding=max_padding):
         tokens, mask = right_pad([ids[i] for i in index], pad)
         out[index] = run_batch(tokens, mask)
         if on_batch is not None:

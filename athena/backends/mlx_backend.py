@@ -22,6 +22,9 @@ from athena.source import ModelSource
 logger = logging.getLogger(__name__)
 
 NAME: Literal["mlx"] = "mlx"
+# mlx's CPU build runs a padded token at the full cost of a real one (bench/README, "Encode:
+# the batch shape"): batching.MAX_PADDING, equal-length batches only, read when encode runs.
+MAX_PADDING: float | None = None
 _MLX_MODULES = {"mlx", "mlx.core", "mlx.nn", "mlx_lm"}
 
 

@@ -116,13 +116,15 @@ def _encode_command(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from athena.backends.batching import TextTooLong
+    from athena.backends.batching import TextTooLong, check_batch_size
     from athena.models import olmoe
 
     if bool(args.texts) == (args.input is not None):
         raise CommandError("give the texts either as TEXT arguments or with --input, not both")
-    if args.batch_size < 1:
-        raise CommandError(f"--batch-size {args.batch_size} is not allowed; use an integer >= 1")
+    try:  # the check encode() makes, before a model is loaded
+        check_batch_size(args.batch_size, name="--batch-size")
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     if args.format is not None and args.input is None:
         raise CommandError("--format describes --input; pass --input FILE too")
     if args.input not in (None, "-") and not Path(args.input).is_file():

@@ -2,6 +2,8 @@
 
 Only the shape is checked (keys, types, a machine description, median and spread for every
 figure, targets reported as fields); no speed is asserted: numbers belong to bench/results.
+The env group's `uv sync --locked` into a fresh venv downloads what uv's cache lacks: the
+`network` mark.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 import pytest
 
 from athena.versions import installed_versions
+
+pytestmark = pytest.mark.network
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURE_KEYS = {"id", "group", "label", "unit", "median", "min", "max", "q1", "q3", "iqr", "n"}

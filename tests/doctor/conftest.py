@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +161,31 @@ def local_package(parent: Path, name: str, version: str, dependencies: list[str]
     return root
 
 
+def lock_date(lock: Path) -> str:
+    """One second after the newest upload in `lock`: with `uv lock --exclude-newer` at this
+    date, the index looks as it did when the lock was made, so what a test expects survives
+    a new upload (a new torch, a new bitsandbytes) and the locked versions stay valid."""
+    times = re.findall(r'upload-time = "([^"]+)"', lock.read_text())
+    assert times, f"{lock} records no upload-time (uv >= 0.6 writes one per file)"
+    newest = datetime.fromisoformat(max(times).replace("Z", "+00:00"))
+    return (newest + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def without_exclude_newer(lock_text: str) -> str:
+    """uv.lock without the `[options] exclude-newer` that `uv_lock` records."""
+    return re.sub(r'\[options\]\nexclude-newer = "[^"]+"\n\n', "", lock_text)
+
+
 def uv_lock(project: Path) -> subprocess.CompletedProcess[str]:
-    """A real `uv lock` in the copy (PyPI metadata; uv's cache makes it a few seconds)."""
+    """A real `uv lock` in the copy, against the index as it was at the lock's date (needs the
+    index's metadata: the `network` mark; uv's cache makes it a few seconds). The date goes
+    into the copy's [tool.uv] so that the audit's `uv tree --locked` agrees with the lock."""
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text()
+    if "\nexclude-newer = " not in text:
+        setting = f'[tool.uv]\nexclude-newer = "{lock_date(ROOT / "uv.lock")}"\n'
+        assert "[tool.uv]\n" in text, "no [tool.uv] table in pyproject.toml"
+        pyproject.write_text(text.replace("[tool.uv]\n", setting, 1))
     return subprocess.run(
         [uv_path(), "lock", "--no-progress"],
         cwd=project,

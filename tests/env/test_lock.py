@@ -87,6 +87,7 @@ def test_mlx_dependencies_carry_the_darwin_markers() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.network  # uvx may download that uv
 @pytest.mark.parametrize("version", [FLAKE_UV, NEWEST_UV])
 def test_both_uv_generations_accept_the_lock(version: str, tmp_path: Path) -> None:
     uvx = require_tool("uvx", "pip install uv")

@@ -90,6 +90,8 @@ def test_a_hung_all_sum_stops_with_a_message_instead_of_hanging(mlx_installed: N
     proc = _launch(str(HERE / "stall_ranks.py"), "2", timeout=120)
     output = proc.stdout + proc.stderr
     assert "rank 1 woke up" not in output  # the watchdog ended the run, not rank 1's sleep
+    # and rank 1 was stopped (SIGTERM) rather than finishing its sleep (which exits 0).
+    assert "rank 1 exited with code -15" in output
     # mlx.launch itself exits 0 here; it reports each rank's code, and stops the others.
     assert "rank 0 exited with code 75" in output
     assert "rank 0 of 2: averaging the gradients (all_sum) did not finish within 2 s" in output

@@ -13,12 +13,14 @@ from athena.models.olmoe import OLMoEModel
 
 
 @pytest.mark.parametrize(
-    ("backend", "marker"),
-    [("mlx", pytest.mark.mlx), ("transformers", pytest.mark.torch)],
+    "backend",
+    [
+        pytest.param("mlx", marks=pytest.mark.mlx),
+        pytest.param("transformers", marks=pytest.mark.torch),
+    ],
 )
 def test_generate_prints_the_greedy_completion(
     backend: str,
-    marker: pytest.MarkDecorator,
     tiny_olmoe: Path,
     request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str],
@@ -49,7 +51,8 @@ def test_encode_prints_one_json_vector_per_text(
         outputs[backend] = np.array([json.loads(line) for line in lines])
     assert outputs["mlx"].shape == (2, 64)
     np.testing.assert_allclose(outputs["mlx"], mlx_model.encode(texts), atol=1e-6)
-    np.testing.assert_allclose(outputs["mlx"], outputs["transformers"], atol=1e-4)
+    # the two backends: 4.2e-7 measured on these texts
+    np.testing.assert_allclose(outputs["mlx"], outputs["transformers"], atol=1e-5, rtol=0)
 
 
 @pytest.mark.mlx

@@ -208,7 +208,7 @@ def test_ctrl_c_mid_run_leaves_no_output_and_no_temporary_file(
         ),
         (["--input", "{src}", "--output", "{tmp}"], "--output {tmp} is a folder; name the"),
         (["--input", "{src}", "--output", "{src}"], "--output is the --input file; write the"),
-        (["--input", "{src}", "--batch-size", "0"], "--batch-size 0 is not allowed; use an"),
+        (["--input", "{src}", "--batch-size", "0"], "--batch-size=0 is not allowed; use an"),
         (["hi", "--format", "jsonl"], "--format describes --input; pass --input FILE too"),
         (["hi", ""], "TEXT 2 is empty; pass at least one character"),
     ],

@@ -183,14 +183,15 @@ def test_sampling_is_seeded(backend: str, mlx_model: OLMoEModel, torch_model: OL
     assert model.generate("Sample", max_tokens=12) != ""
 
 
-def test_encode_vectors_agree_within_1e_4_for_every_prompt(
+def test_encode_vectors_agree_within_1e_5_for_every_prompt(
     mlx_model: OLMoEModel, torch_model: OLMoEModel
 ) -> None:
+    """Measured 6.6e-7 (mlx CPU build vs torch, float32, vectors up to 2.7 in size)."""
     texts = [*PROMPTS, *TEXTS]
     mlx_vectors, torch_vectors = mlx_model.encode(texts), torch_model.encode(texts)
     assert mlx_vectors.shape == torch_vectors.shape == (len(texts), 64)
     assert mlx_vectors.dtype == torch_vectors.dtype == np.float32
-    np.testing.assert_allclose(mlx_vectors, torch_vectors, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(mlx_vectors, torch_vectors, rtol=0, atol=1e-5)
     assert np.abs(mlx_vectors[0] - mlx_vectors[1]).max() > 1e-2  # texts differ, vectors differ
 
 
