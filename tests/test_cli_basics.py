@@ -24,7 +24,16 @@ def test_version_is_the_package_version() -> None:
     assert result.stdout.strip() == f"athena {athena.__version__}"
 
 
-SUBCOMMANDS = ["generate", "encode", "tiny-model", "inspect", "doctor", "audit", "train-head"]
+SUBCOMMANDS = [
+    "generate",
+    "encode",
+    "tiny-model",
+    "inspect",
+    "convert",
+    "doctor",
+    "audit",
+    "train-head",
+]
 
 
 def test_help_lists_the_subcommands() -> None:
