@@ -46,7 +46,7 @@ class OLMoEConfig:
             self.mlx_model_path = os.fspath(self.mlx_model_path)
         if isinstance(self.lora_path, os.PathLike):
             self.lora_path = os.fspath(self.lora_path)
-        _check(
+        check_value(
             "model_name",
             self.model_name,
             isinstance(self.model_name, str) and bool(self.model_name.strip()),
@@ -54,73 +54,75 @@ class OLMoEConfig:
         )
         for name in ("use_mlx", "allow_fallback", "allow_oversize"):
             value = getattr(self, name)
-            _check(name, value, isinstance(value, bool), "True or False")
+            check_value(name, value, isinstance(value, bool), "True or False")
         for name in ("mlx_model_path", "lora_path"):
             value = getattr(self, name)
             ok = value is None or (isinstance(value, str) and bool(value.strip()))
-            _check(name, value, ok, "None or a folder path")
-        _check("dtype", self.dtype, self.dtype is None or self.dtype in DTYPES, _one_of(DTYPES))
-        _check(
+            check_value(name, value, ok, "None or a folder path")
+        check_value(
+            "dtype", self.dtype, self.dtype is None or self.dtype in DTYPES, _one_of(DTYPES)
+        )
+        check_value(
             "quantize_bits",
             self.quantize_bits,
             self.quantize_bits is None
-            or (_is_int(self.quantize_bits) and self.quantize_bits in QUANTIZE_BITS),
+            or (is_int(self.quantize_bits) and self.quantize_bits in QUANTIZE_BITS),
             "None, 4 or 8",
         )
-        _check(
+        check_value(
             "router_bits",
             self.router_bits,
-            _is_int(self.router_bits) and self.router_bits in QUANTIZE_BITS,
+            is_int(self.router_bits) and self.router_bits in QUANTIZE_BITS,
             "4 or 8 (the router's bits when quantize_bits is set)",
         )
-        _check(
+        check_value(
             "quantize_group_size",
             self.quantize_group_size,
-            _is_int(self.quantize_group_size) and self.quantize_group_size in GROUP_SIZES,
+            is_int(self.quantize_group_size) and self.quantize_group_size in GROUP_SIZES,
             "32, 64 or 128",
         )
-        _check(
+        check_value(
             "max_tokens",
             self.max_tokens,
-            _is_int(self.max_tokens) and self.max_tokens >= 1,
+            is_int(self.max_tokens) and self.max_tokens >= 1,
             "an integer >= 1",
         )
-        _check(
+        check_value(
             "temperature",
             self.temperature,
-            _is_number(self.temperature) and 0 <= self.temperature < float("inf"),
+            is_number(self.temperature) and 0 <= self.temperature < float("inf"),
             "a number >= 0 (0 is greedy)",
         )
-        _check(
+        check_value(
             "top_p",
             self.top_p,
-            _is_number(self.top_p) and 0 < self.top_p <= 1,
+            is_number(self.top_p) and 0 < self.top_p <= 1,
             "a number in (0, 1]",
         )
-        _check("seed", self.seed, is_seed(self.seed), SEED_RANGE)
-        _check(
+        check_value("seed", self.seed, is_seed(self.seed), SEED_RANGE)
+        check_value(
             "num_memory_actions",
             self.num_memory_actions,
-            _is_int(self.num_memory_actions) and self.num_memory_actions >= 1,
+            is_int(self.num_memory_actions) and self.num_memory_actions >= 1,
             "an integer >= 1",
         )
-        _check(
+        check_value(
             "action_head_hidden",
             self.action_head_hidden,
-            _is_int(self.action_head_hidden) and self.action_head_hidden >= 1,
+            is_int(self.action_head_hidden) and self.action_head_hidden >= 1,
             "an integer >= 1",
         )
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def is_seed(value: object) -> bool:
-    return _is_int(value) and 0 <= value <= SEED_MAX  # type: ignore[operator]
+    return is_int(value) and 0 <= value <= SEED_MAX  # type: ignore[operator]
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -128,6 +130,6 @@ def _one_of(values: tuple[str, ...]) -> str:
     return "None or one of " + ", ".join(repr(v) for v in values)
 
 
-def _check(field: str, value: object, ok: bool, allowed: str) -> None:
+def check_value(field: str, value: object, ok: bool, allowed: str) -> None:
     if not ok:
         raise ValueError(f"OLMoEConfig.{field}={value!r} is not allowed; use {allowed}")

@@ -33,9 +33,9 @@ from athena.models.config import (  # re-exported: `from athena.models.olmoe imp
     QUANTIZE_BITS,  # noqa: F401 (re-exported)
     SEED_RANGE,
     OLMoEConfig,
-    _check,
-    _is_int,
-    _is_number,
+    check_value,
+    is_int,
+    is_number,
     is_seed,
 )
 from athena.models.head import head_class, new_head
@@ -219,14 +219,16 @@ class OLMoEModel:
         max_tokens = self.config.max_tokens if max_tokens is None else max_tokens
         temperature = self.config.temperature if temperature is None else temperature
         seed = self.config.seed if seed is None else seed
-        _check("max_tokens", max_tokens, _is_int(max_tokens) and max_tokens >= 1, "an integer >= 1")
-        _check(
+        check_value(
+            "max_tokens", max_tokens, is_int(max_tokens) and max_tokens >= 1, "an integer >= 1"
+        )
+        check_value(
             "temperature",
             temperature,
-            _is_number(temperature) and 0 <= temperature < float("inf"),
+            is_number(temperature) and 0 <= temperature < float("inf"),
             "a number >= 0 (0 is greedy)",
         )
-        _check("seed", seed, is_seed(seed), SEED_RANGE)
+        check_value("seed", seed, is_seed(seed), SEED_RANGE)
         return Sampling(max_tokens, float(temperature), float(self.config.top_p), seed)
 
     def _prompt(self, prompt: object, sampling: Sampling) -> list[int]:
@@ -429,7 +431,7 @@ def _token_ids(token_ids: object, vocab: int) -> list[int]:
     if not ids:
         raise ValueError("token_ids is empty; pass at least one token id")
     for index, token in enumerate(ids):
-        if not _is_int(token) and type(token).__name__ not in ("int32", "int64"):
+        if not is_int(token) and type(token).__name__ not in ("int32", "int64"):
             raise TypeError(f"token_ids[{index}] must be an int, got {type(token).__name__}")
         if not 0 <= int(token) < vocab:
             raise ValueError(

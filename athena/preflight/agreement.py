@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from athena.preflight.info import _EXPERT, FLOAT_NAMES, ModelInfo
+from athena.preflight.info import EXPERT, FLOAT_NAMES, ModelInfo
 from athena.preflight.quantized import quantized_problems
 
 CONFIG_SIZES = (
@@ -19,7 +19,7 @@ CONFIG_SIZES = (
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 
-def _config_problem(info: ModelInfo) -> str | None:
+def config_disagreement(info: ModelInfo) -> str | None:
     """The first disagreement of config.json with itself or with the weights, as a sentence."""
     if quantized := quantized_problems(info):  # bits/group size vs the packed weights first
         return quantized[0]
@@ -88,7 +88,7 @@ def _weights_shape(info: ModelInfo) -> dict[str, int]:
         shape = info.logical_shape(tensor)
         if tensor.name.endswith("embed_tokens.weight") and len(shape) == 2:
             found["vocab_size"], found["hidden_size"] = shape
-        elif (m := _EXPERT.match(tensor.name)) is not None:
+        elif (m := EXPERT.match(tensor.name)) is not None:
             experts.add(int(m.group(2)))
         elif ".switch_mlp." in tensor.name and tensor.name.endswith(".weight") and shape:
             found.setdefault("num_experts", shape[0])

@@ -95,7 +95,7 @@ def check_load(
     if quantized := quantized_problems(info):
         raise SourceError(quantized[0])
     budget = budget or _package.machine_budget()
-    if backend == "transformers" and (mapping := _unmappable(info, budget)):
+    if backend == "transformers" and (mapping := unmappable(info, budget)):
         raise OversizeError(mapping, fallback_fits=False)
     bits = quantize_bits if backend == "mlx" else None  # transformers skips it (no CUDA)
     estimate = estimate_peak(
@@ -110,10 +110,10 @@ def check_load(
     if status == "does not fit" and not allow_oversize:
         fallback = estimate_peak(info, backend="transformers", dtype=dtype)
         raise OversizeError(
-            _oversize_sentence(info, estimate, budget, mlx_available, group_size),
+            oversize_sentence(info, estimate, budget, mlx_available, group_size),
             fallback_fits=backend == "mlx"
             and budget.status(fallback.resident) != "does not fit"
-            and not _unmappable(info, budget),
+            and not unmappable(info, budget),
         )
     if status == "does not fit":
         logger.warning(
@@ -130,7 +130,7 @@ def check_load(
     return Preflight(info, estimate, budget)
 
 
-def _unmappable(info: ModelInfo, budget: MemoryBudget) -> str | None:
+def unmappable(info: ModelInfo, budget: MemoryBudget) -> str | None:
     """The sentence for a weights file larger than the largest private mapping the kernel
     grants (Linux's overcommit rule): torch memory-maps each safetensors file whole, so the
     transformers load fails at once with `unable to mmap ... Cannot allocate memory`."""
@@ -148,7 +148,7 @@ def _unmappable(info: ModelInfo, budget: MemoryBudget) -> str | None:
     )
 
 
-def _oversize_sentence(
+def oversize_sentence(
     info: ModelInfo,
     estimate: Estimate,
     budget: MemoryBudget,
@@ -160,7 +160,7 @@ def _oversize_sentence(
     for option in load_options(info, mlx=mlx, group_size=group_size, on_cpu=on_cpu):
         if budget.status(option.resident) == "does not fit" or option.resident >= estimate.resident:
             continue
-        if option.backend == "transformers" and _unmappable(info, budget):
+        if option.backend == "transformers" and unmappable(info, budget):
             continue
         where = "" if option.backend == estimate.backend else f" with {option.backend}"
         fitting.append(f"{option.label()}{where} ({gib(option.resident)})")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from athena import source
-from athena.preflight.agreement import _config_problem
+from athena.preflight.agreement import config_disagreement
 from athena.preflight.info import ModelInfo, Tensor, TokenizerInfo
 from athena.source import ModelSource
 
@@ -52,7 +52,7 @@ def _inspect_folder(name: str, folder: Path) -> ModelInfo:
         tokenizer=tokenizer,
         quantization=quantization if isinstance(quantization, dict) else None,
     )
-    config_problem = _config_problem(info)
+    config_problem = config_disagreement(info)
     if tokenizer.max_id is not None and not config_problem and not tokenizer_problem:
         vocab = int(config["vocab_size"])
         if tokenizer.max_id >= vocab:

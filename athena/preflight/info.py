@@ -15,7 +15,7 @@ from athena.source import SAFETENSORS_ITEMSIZE
 ITEMSIZE = SAFETENSORS_ITEMSIZE  # safetensors' dtypes and their item sizes (athena.source)
 FLOAT_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 DTYPE_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
-_EXPERT = re.compile(r"^(.*\.experts)\.(\d+)\.(\w+)\.weight$")
+EXPERT = re.compile(r"^(.*\.experts)\.(\d+)\.(\w+)\.weight$")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from athena import preflight as _package  # RUNTIME_BYTES is read where tests replace it
 from athena.host import Host, mlx_device_wanted, probe_host
-from athena.preflight.info import _EXPERT, DTYPE_ITEMSIZE, FLOAT_NAMES, ITEMSIZE, ModelInfo, Tensor
+from athena.preflight.info import DTYPE_ITEMSIZE, EXPERT, FLOAT_NAMES, ITEMSIZE, ModelInfo, Tensor
 from athena.preflight.quantized import DEFAULT_ROUTER_BITS, is_router
 
 MiB = 1024**2
@@ -231,7 +231,7 @@ def _units(info: ModelInfo) -> list[tuple[str | None, list[Tensor]]]:
     stacked: dict[tuple[str, str], list[Tensor]] = {}
     units: list[tuple[str | None, list[Tensor]]] = []
     for tensor in info.tensors:
-        if (m := _EXPERT.match(tensor.name)) is not None:
+        if (m := EXPERT.match(tensor.name)) is not None:
             stacked.setdefault((m.group(1), m.group(3)), []).append(tensor)
         else:
             units.append((None, [tensor]))

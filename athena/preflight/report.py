@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from athena import preflight as _package  # machine_budget is read where tests replace it
 from athena.preflight import speed
 from athena.preflight.agreement import CONFIG_SIZES
-from athena.preflight.checks import _oversize_sentence, _unmappable
+from athena.preflight.checks import oversize_sentence, unmappable
 from athena.preflight.memory import TIGHT_SHARE, estimate_peak, gib, load_options, mlx_on_cpu
 from athena.preflight.quantized import quantized_problems
 
@@ -96,13 +96,13 @@ def describe(
             f"({positions}); ask for at most {positions} (--context)"
         )
     if not problems and estimate is not None:
-        if estimate.backend == "transformers" and (mapping := _unmappable(info, budget)):
+        if estimate.backend == "transformers" and (mapping := unmappable(info, budget)):
             problems.append(mapping)
         elif budget.status(estimate.resident) == "does not fit":
             load_only = replace(estimate, context=0, context_tokens=0)
             if budget.status(load_only.resident) == "does not fit":
                 problems.append(
-                    _oversize_sentence(info, load_only, budget, "mlx" in backends, on_cpu=cpu)
+                    oversize_sentence(info, load_only, budget, "mlx" in backends, on_cpu=cpu)
                 )
             else:
                 longest = _longest_context(info, estimate, budget)
@@ -208,7 +208,7 @@ def _longest_context(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) 
 
 
 def _status(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) -> str:
-    if estimate.backend == "transformers" and _unmappable(info, budget):
+    if estimate.backend == "transformers" and unmappable(info, budget):
         return "does not fit"
     return budget.status(estimate.resident)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from athena.host import Host, probe_host
-from athena.preflight.info import _EXPERT, DTYPE_ITEMSIZE, ModelInfo
+from athena.preflight.info import DTYPE_ITEMSIZE, EXPERT, ModelInfo
 from athena.preflight.memory import Estimate
 from athena.preflight.quantized import is_router
 
@@ -126,7 +126,7 @@ def bytes_per_token(info: ModelInfo, estimate: Estimate, group_size: int = 64) -
     for tensor in info.tensors:
         name = tensor.name
         share = 1.0
-        if _EXPERT.match(name) or ".switch_mlp." in name:
+        if EXPERT.match(name) or ".switch_mlp." in name:
             share = top_k / experts
         elif "embed_tokens." in name:
             share = 1 / vocab
