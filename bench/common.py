@@ -218,3 +218,23 @@ def torch_device() -> str:
     import torch
 
     return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def load_spec_model(spec: dict[str, Any]) -> tuple[Any, float]:
+    """(loaded OLMoEModel, seconds) for a bench child's spec (model, backend, dtype,
+    quantize_bits): one backend, no fallback; RuntimeError with load()'s sentence otherwise."""
+    from athena.models.olmoe import OLMoEConfig, OLMoEModel
+
+    model = OLMoEModel(
+        OLMoEConfig(
+            model_name=spec["model"],
+            use_mlx=spec["backend"] == "mlx",
+            allow_fallback=False,
+            dtype=spec["dtype"],
+            quantize_bits=spec["quantize_bits"],
+        )
+    )
+    start = time.perf_counter()
+    if not model.load():
+        raise RuntimeError(f"load() returned False: {model.load_error}")
+    return model, time.perf_counter() - start

@@ -35,7 +35,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULT_MARK, ROOT, Results, Target, WorkerError, run_worker
+from bench.common import (
+    RESULT_MARK,
+    ROOT,
+    Results,
+    Target,
+    WorkerError,
+    load_spec_model,
+    run_worker,
+)
 
 GiB = 1 << 30
 TARGET = Target("<=", 1.25, "estimate within 0.8-1.25x of the measured peak (RssAnon)")
@@ -227,21 +235,7 @@ def run_capped(spec: dict[str, Any], cap: int, timeout: float = 1800.0) -> dict[
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
-    from athena.models.olmoe import OLMoEConfig, OLMoEModel
-
-    model = OLMoEModel(
-        OLMoEConfig(
-            model_name=spec["model"],
-            use_mlx=spec["backend"] == "mlx",
-            allow_fallback=False,
-            dtype=spec["dtype"],
-            quantize_bits=spec["quantize_bits"],
-        )
-    )
-    start = time.perf_counter()
-    if not model.load():
-        raise RuntimeError(f"load() returned False: {model.load_error}")
-    load_s = time.perf_counter() - start
+    model, load_s = load_spec_model(spec)
     after_load = _status(os.getpid())
     steps = _decode_mlx if spec["backend"] == "mlx" else _decode_torch
     seconds = steps(model.model, DECODE_TOKENS)

@@ -22,7 +22,6 @@ import importlib.util
 import json
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from bench.common import (
     Results,
     Target,
     WorkerError,
+    load_spec_model,
     peak_rss,
     rss_bytes,
     run_worker,
@@ -164,24 +164,13 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         import torch  # noqa: F401
         import transformers.models.olmoe.modeling_olmoe  # noqa: F401
-    from athena.models.olmoe import OLMoEConfig, OLMoEModel
+    import athena.models.olmoe  # noqa: F401 (the import's memory counts before the load)
 
     after_import = rss_bytes()
-    model = OLMoEModel(
-        OLMoEConfig(
-            model_name=spec["model"],
-            use_mlx=spec["backend"] == "mlx",
-            allow_fallback=False,
-            dtype=spec["dtype"],
-            quantize_bits=spec["quantize_bits"],
-        )
-    )
-    start = time.perf_counter()
-    if not model.load():
-        raise RuntimeError(f"load() returned False: {model.load_error}")
+    model, load_s = load_spec_model(spec)
     peak, method = peak_rss()
     return {
-        "load_s": time.perf_counter() - start,
+        "load_s": load_s,
         "rss_after_import": after_import,
         "rss_after_load": rss_bytes(),
         "peak_rss": peak,
