@@ -44,6 +44,10 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 IS_MAC = sys.platform == "darwin" and platform.machine() == "arm64"
 IS_LINUX = sys.platform.startswith("linux")
 PYTEST = ("pytest", "--strict-markers", "--strict-config")
+# The test sessions run on every core (pytest-xdist), a test file to a worker: a file's module
+# fixtures (a bench run, a model written once) run once, and a guide's blocks share one page.
+# Most of a test's time is a child process that imports mlx or torch, which no core shares.
+PARALLEL = ("-n", "auto", "--dist", "loadfile")
 # The one Python of the single-Python sessions (lint, docs, verify): .python-version, which
 # pins the flake's Python; `tests` runs on every supported one. tests/env/test_python_pin.py
 # checks that the pin, the flake, these sessions and CI's checks job agree.
@@ -126,7 +130,7 @@ def tests(session: nox.Session) -> None:
     pinned Python only: neither depends on the Python running pytest.
     """
     sync(session, *BACKEND_GROUPS)
-    default = ["tests", "--ignore=tests/env"]
+    default = [*PARALLEL, "tests", "--ignore=tests/env"]
     if session.python != PYTHON_PIN:
         default += [f"--ignore={path}" for path in PIN_ONLY_TESTS]
     session.run(*PYTEST, *(session.posargs or default))
@@ -139,7 +143,7 @@ def loader(session: nox.Session) -> None:
     On Linux mlx is MLX's CPU build. Not in the default selection, so they run once there.
     """
     sync(session, *BACKEND_GROUPS)
-    session.run(*PYTEST, *(session.posargs or ["tests/loader"]))
+    session.run(*PYTEST, *(session.posargs or [*PARALLEL, "tests/loader"]))
 
 
 @nox.session(python=PYTHON_PIN)
@@ -210,7 +214,7 @@ def audit(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Run every code block of the guides in docs/ (#5)."""
     sync(session, *BACKEND_GROUPS)
-    session.run(*PYTEST, *(session.posargs or ["docs"]))
+    session.run(*PYTEST, *(session.posargs or [*PARALLEL, "docs"]))
 
 
 @nox.session

@@ -61,14 +61,20 @@ ROWS = (
     Row("mlx-q4-at-load", "mlx", "fp32", quantize_bits=4),
     Row("mlx-q4-converted", "mlx", "q4"),
 )
+# --quick (the suite's smoke run): one row of each backend, each estimate's own path (a
+# float32 checkpoint on mlx, a bfloat16 load on transformers, a converted 4-bit folder).
+QUICK_ROWS = ("mlx-float32", "transformers-bfloat16", "mlx-q4-converted")
 
 
 def _have(*modules: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
-def measure(results: Results, work: Path, *, sizes: list[str]) -> dict[str, Any]:
-    """Every row on every size; returns the per-row estimates and measurements."""
+def measure(
+    results: Results, work: Path, *, sizes: list[str], quick: bool = False
+) -> dict[str, Any]:
+    """Every row (QUICK_ROWS if `quick`) on every size; returns the per-row estimates and
+    measurements."""
     from athena import preflight
     from athena.checkpoints import write_tiny_olmoe
 
@@ -89,6 +95,8 @@ def measure(results: Results, work: Path, *, sizes: list[str]) -> dict[str, Any]
         paths["bf16"] = str(write_tiny_olmoe(folder / f"{size}-bf16", size=size, dtype="bfloat16"))
         rows: dict[str, Any] = {}
         for row in ROWS:
+            if quick and row.name not in QUICK_ROWS:
+                continue
             fid = f"preflight.{size}.{row.name}"
             path = paths.get(row.checkpoint)
             if not have[row.backend] or path is None:

@@ -171,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         if "preflight" in only:  # issue 16: estimated vs measured peak memory of a load
             preflight_sizes = args.sizes.split(",") if args.sizes else list(preflight.SIZES)
             run["preflight"] = preflight.measure(
-                results, work, sizes=["tiny"] if quick and not args.sizes else preflight_sizes
+                results,
+                work,
+                sizes=["tiny"] if quick and not args.sizes else preflight_sizes,
+                quick=quick,
             )
         if "fit" in only:  # issue 20: the preflight at real scale
             shape = args.fit_shape or ("like" if quick else "real")

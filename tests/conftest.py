@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def on_real_mac() -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The preflight caches the machine's measured bandwidth: in a folder of this run, not the
+    # user's ~/.cache/athena (set before xdist starts its workers, so they share it).
+    if "ATHENA_CACHE_DIR" not in os.environ:
+        os.environ["ATHENA_CACHE_DIR"] = tempfile.mkdtemp(prefix="athena-tests-cache-")
     for name, text in PLATFORM_MARKS.items():
         config.addinivalue_line("markers", f"{name}(reason): {text}")
 

@@ -106,7 +106,10 @@ def machine_bandwidth(host: Host | None = None, *, measure: bool = True) -> Band
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"machine": key, "bytes_per_second": rate, "date": date}
-        path.write_text(json.dumps(entry) + "\n")
+        # Whole or not at all: processes measuring at once each replace the file in one step.
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(entry) + "\n")
+        os.replace(partial, path)
     except OSError:
         pass
     return Bandwidth(rate, "measured", f"copy of {COPY_BYTES // 1024**2} MiB, {date}")

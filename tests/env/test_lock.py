@@ -17,12 +17,17 @@ from athena.doctor.audit import cuda_reason
 from .conftest import ROOT, require_tool, run
 
 DARWIN_MARKER = "sys_platform == 'darwin' and platform_machine == 'arm64'"
-# The oldest uv the lock declares (pyproject's required-version; nixos-25.11's first uv) and the
-# newest, pinned in .ci/run and the CI workflow. The flake's nixos-26.05 ships a uv 0.11.x
-# (nixpkgs moved to 0.11.0 on 2026-03-24 (#502879) and to 0.12.0 only on 2026-07-29 (#547024),
-# after the 26.05 branch-off); its exact patch release could not be read here, so the skew test
-# keeps the older floor, which any 0.11.x is newer than.
-FLAKE_UV = "0.9.7"
+# Three uv generations read the lock: the oldest it declares (pyproject's required-version,
+# README's "any uv from 0.9.7": nixos-25.11's first uv, Homebrew's and pip's older ones), the
+# flake's, and the newest, pinned in .ci/run and the CI workflow.
+# The flake's nixos-26.05 branched off on 2026-05-24 with uv 0.11.16 (nixpkgs master went
+# 0.11.15 -> 0.11.16 on 2026-05-23 and took 0.11.17, #525656, only on 2026-05-29); a release
+# branch keeps its minor series (master moved to 0.12.0 on 2026-07-29, #547024), so the pinned
+# rev (2026-08-20) ships 0.11.16 or a later 0.11.x backport. Its exact patch could not be read
+# here (no github.com: `nix eval github:NixOS/nixpkgs/<rev>#uv.version` would say); the
+# branch-off release is the oldest it can be.
+REQUIRED_UV = "0.9.7"
+FLAKE_UV = "0.11.16"
 NEWEST_UV = "0.13.9"
 
 
@@ -82,14 +87,14 @@ def test_mlx_dependencies_carry_the_darwin_markers() -> None:
     uv = project["tool"]["uv"]
     assert DARWIN_MARKER in uv["environments"]
     assert DARWIN_MARKER in uv["required-environments"]
-    assert uv["required-version"] == f">={FLAKE_UV}"
+    assert uv["required-version"] == f">={REQUIRED_UV}"
     assert "torch" not in uv["default-groups"]
 
 
 @pytest.mark.slow
 @pytest.mark.network  # uvx may download that uv
-@pytest.mark.parametrize("version", [FLAKE_UV, NEWEST_UV])
-def test_both_uv_generations_accept_the_lock(version: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [REQUIRED_UV, FLAKE_UV, NEWEST_UV])
+def test_every_uv_generation_accepts_the_lock(version: str, tmp_path: Path) -> None:
     uvx = require_tool("uvx", "pip install uv")
     uv = (uvx, "--from", f"uv=={version}", "uv")
     assert run(*uv, "--version").split()[1] == version

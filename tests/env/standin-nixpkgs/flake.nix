@@ -28,7 +28,7 @@
           python312 = pkg "python3-3.12.12" // {
             interpreter = "/nix/store/00000000000000000000000000000000-python3-3.12.12/bin/python3.12";
           };
-          uv = pkg "uv-0.11";  # nixos-26.05 ships a uv 0.11.x
+          uv = pkg "uv-0.11.16";  # nixos-26.05 branched off with uv 0.11.16
           stdenv = {
             isLinux = builtins.match ".*-linux" system != null;
             cc.cc.lib = pkg "gcc-15.2.0-lib";
