@@ -48,8 +48,13 @@ PYTEST = ("pytest", "--strict-markers", "--strict-config")
 # fixtures (a bench run, a model written once) run once, and a guide's blocks share one page.
 # Most of a test's time is a child process that imports mlx or torch, which no core shares.
 PARALLEL = ("-n", "auto", "--dist", "loadfile")
-# The one Python of the single-Python sessions (lint, docs, verify): .python-version, which
-# pins the flake's Python; `tests` runs on every supported one. tests/env/test_python_pin.py
+# ... and each worker (and every child process it starts) on one thread: the workers are the
+# parallelism. torch's OpenMP threads on a tiny model only spin: tests/loader took 73 s of CPU
+# with them and 44 s without, on 2 cores (OpenBLAS and MKL read the same variable).
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+# The one Python of the single-Python sessions (lint, lock, nix, verify, docs): .python-version,
+# which pins the flake's Python; `tests` runs on every supported one, so `nox -p 3.12` runs
+# every default session on the pinned Python alone. tests/env/test_python_pin.py
 # checks that the pin, the flake, these sessions and CI's checks job agree.
 PYTHON_PIN = (ROOT / ".python-version").read_text().split()[0]
 # tests/env's files, each run once by one default session; `tests` leaves the folder out.
@@ -133,7 +138,7 @@ def tests(session: nox.Session) -> None:
     default = [*PARALLEL, "tests", "--ignore=tests/env"]
     if session.python != PYTHON_PIN:
         default += [f"--ignore={path}" for path in PIN_ONLY_TESTS]
-    session.run(*PYTEST, *(session.posargs or default))
+    session.run(*PYTEST, *(session.posargs or default), env=ONE_THREAD)
 
 
 @nox.session
@@ -143,7 +148,7 @@ def loader(session: nox.Session) -> None:
     On Linux mlx is MLX's CPU build. Not in the default selection, so they run once there.
     """
     sync(session, *BACKEND_GROUPS)
-    session.run(*PYTEST, *(session.posargs or [*PARALLEL, "tests/loader"]))
+    session.run(*PYTEST, *(session.posargs or [*PARALLEL, "tests/loader"]), env=ONE_THREAD)
 
 
 @nox.session(python=PYTHON_PIN)
@@ -161,7 +166,7 @@ def lint(session: nox.Session) -> None:
     session.run(*PYTEST, *ENV_TESTS["lint"], *session.posargs)
 
 
-@nox.session
+@nox.session(python=PYTHON_PIN)
 def lock(session: nox.Session) -> None:
     """uv.lock matches pyproject.toml, for the newest uv and for the flake's older uv."""
     sync(session)
@@ -169,7 +174,7 @@ def lock(session: nox.Session) -> None:
     session.run(*PYTEST, *ENV_TESTS["lock"], *session.posargs)
 
 
-@nox.session
+@nox.session(python=PYTHON_PIN)
 def nix(session: nox.Session) -> None:
     """flake.nix evaluates for all three systems (against a stand-in nixpkgs, offline)."""
     sync(session)
@@ -214,7 +219,7 @@ def audit(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Run every code block of the guides in docs/ (#5)."""
     sync(session, *BACKEND_GROUPS)
-    session.run(*PYTEST, *(session.posargs or [*PARALLEL, "docs"]))
+    session.run(*PYTEST, *(session.posargs or [*PARALLEL, "docs"]), env=ONE_THREAD)
 
 
 @nox.session

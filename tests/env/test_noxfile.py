@@ -60,7 +60,7 @@ def test_the_default_selection_runs_each_test_file_once() -> None:
     selected = default_sessions()
     assert set(noxfile.ENV_TESTS) | {"tests", "docs", "verify"} == selected
     source = (ROOT / "noxfile.py").read_text()
-    assert 'default = ["tests", "--ignore=tests/env"]' in source
+    assert 'default = [*PARALLEL, "tests", "--ignore=tests/env"]' in source
 
 
 def test_pin_only_tests_exist_and_run_on_the_pinned_python() -> None:

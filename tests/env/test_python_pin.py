@@ -13,7 +13,7 @@ import yaml
 
 from .conftest import ROOT, run
 
-SINGLE_PYTHON_SESSIONS = ("lint", "docs", "verify")
+SINGLE_PYTHON_SESSIONS = ("lint", "lock", "nix", "verify", "docs")
 
 
 def pin() -> str:
