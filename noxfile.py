@@ -45,7 +45,7 @@ IS_MAC = sys.platform == "darwin" and platform.machine() == "arm64"
 IS_LINUX = sys.platform.startswith("linux")
 PYTEST = ("pytest", "--strict-markers", "--strict-config")
 # The test sessions run on every core (pytest-xdist), a test file to a worker: a file's module
-# fixtures (a bench run, a model written once) run once, and a guide's blocks share one page.
+# fixtures (a bench run, a model written once) run once.
 # Most of a test's time is a child process that imports mlx or torch, which no core shares.
 PARALLEL = ("-n", "auto", "--dist", "loadfile")
 # ... and each worker (and every child process it starts) on one thread: the workers are the
@@ -219,7 +219,8 @@ def audit(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Run every code block of the guides in docs/ (#5)."""
     sync(session, *BACKEND_GROUPS)
-    session.run(*PYTEST, *(session.posargs or [*PARALLEL, "docs"]), env=ONE_THREAD)
+    # One process: the guides take ~30 s in all, less than a second worker's imports cost.
+    session.run(*PYTEST, *(session.posargs or ["docs"]), env=ONE_THREAD)
 
 
 @nox.session
