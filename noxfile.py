@@ -16,6 +16,9 @@ versions it runs on, and runs pytest with --strict-markers --strict-config.
            (its other tests, tests/doctor, are in `tests`);
   docs     the guides' code blocks and docs/'s own tests.
 
+`tests` runs on every core (pytest-xdist, a test file to a worker), one thread a worker.
+`nox -p 3.12` runs every default session on the pinned Python alone.
+
 tests/env drives uv, nix and nox as commands, so it does not depend on the Python running
 pytest: each of its files runs once, in the session ENV_TESTS gives it. `loader` (tests/loader)
 and `audit` (`athena audit`, which `verify` runs too) are quick entry points outside the default
