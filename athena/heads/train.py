@@ -2,11 +2,13 @@
 
     athena train-head --model M --data states.jsonl --reward pkg.mod:fn --steps 60 --out DIR
 
-Encodes every state once with OLMoE (the features are cached in DIR/features.safetensors),
+Encodes every state once with OLMoE (cached in DIR/features.safetensors, the --eval-data
+states in DIR/eval-features.safetensors, keyed by the texts and the model arguments),
 then trains the head on MLX (default where installed) or torch. DIR gets checkpoint-<step>/
 folders (atomic), log.jsonl (one line per step), head.safetensors (the last head) and
 train.png (reward and KL against steps; skipped with one line if matplotlib is missing).
-Under `mlx.launch` every rank runs this and only rank 0 writes.
+Under `mlx.launch` every rank runs this and only rank 0 writes; `--ranks N` encodes the
+states once before it starts the ranks, which read them (one model in memory, not N).
 
 The reward is `module:function` (called as function(state_text, action) -> float; the
 current folder is importable, as with `python -m`) or a .jsonl file of lines
@@ -44,31 +46,97 @@ LOG_NAME = "log.jsonl"
 PLOT_NAME = "train.png"
 HEAD_NAME = "head.safetensors"
 FEATURES_NAME = "features.safetensors"
+EVAL_FEATURES_NAME = "eval-features.safetensors"
 
 
 # -- features (encoded once) ---------------------------------------------------------------
 
 
-def encode_states(model: Any, texts: list[str], cache: Path | None, *, write: bool) -> np.ndarray:
-    """encode() of every text, reused from `cache` when it holds exactly these texts."""
-    import numpy as np
-    from safetensors import safe_open
-    from safetensors.numpy import save_file
+# What the features depend on: the model and how it is loaded (the CLI's model arguments).
+LOAD_ARGUMENTS = ("model", "backend", "dtype", "quantize_bits", "router_bits")
 
-    key = hashlib.sha256(
-        json.dumps([model.config.model_name, model.backend, texts]).encode()
-    ).hexdigest()
-    if cache is not None and cache.is_file():
+
+def features_key(args: argparse.Namespace, texts: list[str]) -> str:
+    """The cache key of `texts`' features, from the arguments alone (no model loaded)."""
+    load = {name: getattr(args, name, None) for name in LOAD_ARGUMENTS}
+    return hashlib.sha256(json.dumps([load, texts], sort_keys=True).encode()).hexdigest()
+
+
+def cached_features(cache: Path | None, key: str) -> np.ndarray | None:
+    """The features in `cache` if it holds exactly those of `key`, else None."""
+    from safetensors import SafetensorError, safe_open
+
+    if cache is None or not cache.is_file():
+        return None
+    try:
         with safe_open(str(cache), "np") as f:
             if (f.metadata() or {}).get("key") == key:
-                cached: np.ndarray = f.get_tensor("features")
-                return cached
+                features: np.ndarray = f.get_tensor("features")
+                return features
+    except (OSError, ValueError, SafetensorError):  # a damaged cache is encoded again
+        return None
+    return None
+
+
+def encode_states(model: Any, texts: list[str], cache: Path | None, key: str) -> np.ndarray:
+    """encode() of every text, written to `cache` (whole, or not at all) when one is given."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
     features = np.asarray(model.encode(texts), dtype=np.float32)
-    if cache is not None and write:
+    if cache is not None:
         temporary = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
         save_file({"features": features}, str(temporary), {"key": key})
         os.replace(temporary, cache)
     return features
+
+
+def state_features(
+    args: argparse.Namespace,
+    inputs: RunInputs,
+    load_model: Callable[[argparse.Namespace], Any],
+    *,
+    write: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(features of the states, of the eval states or None): from the folder's cache
+    (features.safetensors, eval-features.safetensors) when it holds them, else encoded with
+    the model, loaded once, and cached when `write`. A rank that finds both cached never loads
+    the model: `--ranks N` encodes once, in the launcher, not N times (N models in memory)."""
+    texts, eval_texts, out = inputs.texts, inputs.eval_texts, inputs.out
+    wanted = [(texts, out / FEATURES_NAME)]
+    if eval_texts:
+        wanted.append((eval_texts, out / EVAL_FEATURES_NAME))
+    keys = [features_key(args, t) for t, _ in wanted]
+    found = [cached_features(path, key) for (_, path), key in zip(wanted, keys, strict=True)]
+    if any(f is None for f in found):
+        model = load_model(args)
+        if write:
+            out.mkdir(parents=True, exist_ok=True)
+        for i, ((batch, path), key) in enumerate(zip(wanted, keys, strict=True)):
+            if found[i] is None:
+                found[i] = encode_states(model, batch, path if write else None, key)
+        del model
+        _release_backend_memory()
+    features = found[0]
+    assert features is not None
+    return features, found[1] if eval_texts else None
+
+
+def _release_backend_memory() -> None:
+    """Give back what the deleted model held (mlx keeps freed buffers in its cache)."""
+    import gc
+
+    gc.collect()
+    if "mlx.core" in sys.modules:
+        sys.modules["mlx.core"].clear_cache()
+
+
+def prepare_features(
+    args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any]
+) -> None:
+    """For `--ranks N` on this machine: encode the states once, into the output folder, so
+    that the N ranks read them rather than each loading the model."""
+    state_features(args, read_inputs(args), load_model, write=True)
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -152,12 +220,9 @@ def run(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any
     collectives = _collectives(framework, config.collective_timeout)
     rank0 = collectives is None or collectives.rank == 0
 
-    model = load_model(args)
     if rank0:
         out.mkdir(parents=True, exist_ok=True)
-    features = encode_states(model, texts, out / FEATURES_NAME, write=rank0)
-    eval_features = encode_states(model, eval_texts, None, write=False) if eval_texts else None
-    del model
+    features, eval_features = state_features(args, inputs, load_model, write=rank0)
 
     trainer = GRPOTrainer(
         features,

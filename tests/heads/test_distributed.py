@@ -99,7 +99,7 @@ def test_a_hung_all_sum_stops_with_a_message_instead_of_hanging(mlx_installed: N
 
 
 def _train_head_on_ranks(
-    tiny_olmoe: Path, tmp_path: Path, reward: str, *, steps: int
+    tiny_olmoe: Path, tmp_path: Path, reward: str, *extra: str, steps: int
 ) -> subprocess.CompletedProcess:
     """`athena train-head --ranks 2` (it starts mlx.launch itself) on the toy states, from
     this folder so that the rewards in failing_reward.py import."""
@@ -110,7 +110,7 @@ def _train_head_on_ranks(
     argv += ["--model", str(tiny_olmoe), "--data", str(tmp_path / "states.jsonl")]
     argv += ["--reward", reward, "--steps", str(steps), "--batch-size", "8"]
     # A watchdog far beyond the subprocess timeout: the run must stop without it.
-    argv += ["--out", str(tmp_path / "out"), "--collective-timeout", "3600"]
+    argv += ["--out", str(tmp_path / "out"), "--collective-timeout", "3600", *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=300, env=env, cwd=HERE, check=False
@@ -127,8 +127,12 @@ def _exit_code_of(rank: int, sentence: str) -> int:
 def test_train_head_on_two_ranks_writes_once_from_rank_0(
     mlx_installed: None, tiny_olmoe: Path, tmp_path: Path
 ) -> None:
-    proc = _train_head_on_ranks(tiny_olmoe, tmp_path, "athena.heads.toy:reward", steps=4)
+    proc = _train_head_on_ranks(
+        tiny_olmoe, tmp_path, "athena.heads.toy:reward", "--verbose", steps=4
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The launcher encodes the states once; the ranks read them and never load the model.
+    assert (proc.stdout + proc.stderr).count("Loading OLMoE") == 1, proc.stdout + proc.stderr
     assert proc.stdout.count("trained 4 steps on mlx x 2 ranks") == 1
     assert "athena-rank-status" not in proc.stdout + proc.stderr  # read by the launcher
     out = tmp_path / "out"

@@ -109,6 +109,34 @@ def test_resume_continues_to_the_same_head_as_one_run(
     assert [r["step"] for r in rows] == list(range(1, 9))
 
 
+def test_cached_features_are_read_without_loading_the_model_until_the_load_changes(
+    tiny_olmoe: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """features.safetensors and eval-features.safetensors are keyed by the texts and the model
+    arguments: a resumed run reads them and loads no model (what `--ranks N` relies on); another
+    --dtype, or a damaged file, loads the model again."""
+    from athena.commands import train_head
+
+    held = ("--eval-data", "held.jsonl", "--batch-size", "8", "--save-every", "4")
+    assert cli.main(_train(tiny_olmoe, *held, steps=4)) == 0
+    assert (workdir / "out" / "eval-features.safetensors").is_file()
+    loads: list[str] = []
+    real_load = train_head.load_model
+
+    def counted(args: Any) -> Any:
+        loads.append(args.dtype or "the model's")
+        return real_load(args)
+
+    monkeypatch.setattr(train_head, "load_model", counted)
+    assert cli.main(_train(tiny_olmoe, *held, "--resume", steps=6)) == 0
+    assert loads == []
+    assert cli.main(_train(tiny_olmoe, *held, "--dtype", "float32", steps=2, out="other")) == 0
+    assert loads == ["float32"]
+    (workdir / "out" / "features.safetensors").write_bytes(b"not a safetensors file")
+    assert cli.main(_train(tiny_olmoe, *held, "--resume", steps=8)) == 0
+    assert loads == ["float32", "the model's"]
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
