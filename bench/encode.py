@@ -7,9 +7,11 @@ the median over rounds, with min/max and quartiles):
 
     per_text    encode(texts, batch_size=1): one text at a time
     batched     encode(texts, batch_size=B): what encode() does, length-sorted batches of at
-                most B texts whose padding stays within batching.MAX_PADDING (B = 32, the
-                default, on `small`; 4 on `medium`, where this CPU can only run a few texts)
-    fixed       batches of exactly B, however much padding (the policy before issue 22)
+                most B texts within the backend's padding cap and token budget
+                (batching.plan_batches; B = 32, the default, on `small`; 4 on `medium`,
+                where this CPU can only run a few texts)
+    fixed       batches of exactly B, however padded and however many tokens (the policy
+                before issue 22)
     one_batch   one padded batch of every text (the transformers path before issue 11)
 
 Each mode is timed twice: wall seconds, and the worker's CPU seconds (time.process_time, all
@@ -309,7 +311,7 @@ def _throughput_runs(
 
     def recording_plan(lengths: Any, batch_size: int, **kw: Any) -> list[Any]:
         if current in uncapped:
-            kw["max_padding"] = math.inf
+            kw["max_padding"], kw["max_tokens"] = math.inf, None
         batches = plan(lengths, batch_size, **kw)
         shapes[current] = [[len(i), int(lengths[i].max())] for i in batches]
         return batches

@@ -60,6 +60,12 @@ class Backend(Protocol):
         batching.MAX_PADDING): what a padded token costs differs by framework."""
         ...
 
+    @property
+    def MAX_BATCH_TOKENS(self) -> int | None:
+        """The padded tokens (rows x longest) an encode batch may hold (None: no limit): where
+        a bigger batch stops paying differs by framework."""
+        ...
+
     def load(self, source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         """(model, tokenizer) from `source.folder`; LoadError (one sentence) on any failure."""
         ...
@@ -128,4 +134,5 @@ def encode(
             pad=batching.pad_id(tokenizer),
             on_batch=on_batch,
             max_padding=backend.MAX_PADDING,
+            max_tokens=backend.MAX_BATCH_TOKENS,
         )

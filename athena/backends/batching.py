@@ -17,12 +17,27 @@ costs ~9% less per token than the same texts one at a time on `small`, and nothi
 `medium` (0.98-0.99x); fixed batches of 8/16/32 mixed texts (11/25/62% padding) ran at
 0.92/0.80/0.60x per-text. So the default, MAX_PADDING = 0, batches only texts of equal length:
 never more work than one at a time, in fewer calls. transformers + torch gains far more from a
-batch (1.4-2x CPU time on `small`, even one batch of 128 texts with 109% padding), so its
-backend can pass `max_padding=TRANSFORMERS_MAX_PADDING`.
+batch (1.4-2x CPU time on `small`), so its backend passes `max_padding=TRANSFORMERS_MAX_PADDING`;
+but only up to a size: a batch also stops before its padded tokens (rows x longest) pass
+`max_tokens` (TRANSFORMERS_MAX_BATCH_TOKENS = 2048). Measured (torch 2.15, transformers 5.23,
+2-core EPYC, 2 MiB L2 per core, 32 MiB L3; 128 texts of 5-60 words, ~176 tokens each), one
+torch thread, CPU time: fixed batches of 4/8/16/32/64 ran at 1.32/1.14/1.08/0.79/0.55x
+per-text. torch.profiler of 32 texts of 369 tokens, alone vs one batch (half padded): matmuls
++13%, attention +8%, but the memory-bound element-wise ops and gathers 2-4x (mul 53 -> 205 ms,
+index 74 -> 137, silu 16 -> 44): a batch of 32 x 369 tokens carries ~48 MB of expert
+activations (tokens x top-k x 2 x intermediate floats), past the L3, where ~2k tokens stay
+within it. Under 2048 tokens the same texts ran at 1.04-1.20x per-text at batch_size 4-64 (one
+thread), and with torch's 2 threads (`encode()` as shipped, bench/encode.py, load 1.0-2.0)
+1.51-1.80x at batch_size 4-32 against 1.04x for plain batches of 32. On `medium` (hidden 1024,
+64 experts) the cost per token is flat from 4 x 128 to 32 x 128 tokens (2.2-2.6 ms, one
+thread; 3.5 ms alone: reading the experts' weights dominates), so the budget costs it nothing.
+mlx's CPU build has no token budget (`max_tokens=None`): its equal-length batches cost the same
+per token at 4 to 64 rows.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -89,16 +104,24 @@ def pad_id(tokenizer: Any) -> int:
 # Padding allowed in a batch, as a share of its real tokens (see the module docstring).
 MAX_PADDING = 0.0  # mlx's CPU build, and the default
 TRANSFORMERS_MAX_PADDING = 1.0  # at most as many padded tokens as real ones
+# Padded tokens (rows x longest) a batch may hold (None: no limit); see the module docstring.
+TRANSFORMERS_MAX_BATCH_TOKENS = 2048
 
 
 def plan_batches(
-    lengths: np.ndarray, batch_size: int, *, max_padding: float | None = None
+    lengths: np.ndarray,
+    batch_size: int,
+    *,
+    max_padding: float | None = None,
+    max_tokens: int | None = None,
 ) -> list[np.ndarray]:
     """The batches, as index arrays into `lengths`: longest first, at most `batch_size` texts
     each, and each batch's padded size (rows x its longest) at most (1 + `max_padding`) x its
-    real tokens. `max_padding=None` means MAX_PADDING; `math.inf` gives plain batches of
-    `batch_size`. A text alone is never padded, so a batch of one always fits."""
+    real tokens and at most `max_tokens`. `max_padding=None` means MAX_PADDING; `math.inf` and
+    `max_tokens=None` give plain batches of `batch_size`. A text alone is never padded and
+    always runs (however long), so a batch of one always fits."""
     limit = MAX_PADDING if max_padding is None else max_padding
+    budget = math.inf if max_tokens is None else max_tokens
     order = np.argsort(-lengths, kind="stable")
     sorted_lengths = lengths[order]
     batches: list[np.ndarray] = []
@@ -110,7 +133,8 @@ def plan_batches(
         # first text that would take the batch past the limit.
         while end < n and end - start < batch_size:
             grown = real + int(sorted_lengths[end])
-            if (end - start + 1) * longest > (1 + limit) * grown:
+            padded = (end - start + 1) * longest
+            if padded > (1 + limit) * grown or padded > budget:
                 break
             end, real = end + 1, grown
         batches.append(order[start:end])
@@ -127,13 +151,14 @@ def run_batches(
     pad: int,
     on_batch: Callable[[int], None] | None = None,
     max_padding: float | None = None,
+    max_tokens: int | None = None,
 ) -> np.ndarray:
     """(len(ids), hidden_size) float32 in input order. `run_batch(tokens, mask)` returns the
     (b, hidden) pooled vectors of one right-padded batch; `on_batch(b)` is told after each.
-    The batches are `plan_batches(..., max_padding=max_padding)`."""
+    The batches are `plan_batches(..., max_padding=max_padding, max_tokens=max_tokens)`."""
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     out = np.empty((len(ids), hidden_size), dtype=np.float32)
-    for index in plan_batches(lengths, batch_size, max_padding=max_padding):
+    for index in plan_batches(lengths, batch_size, max_padding=max_padding, max_tokens=max_tokens):
         tokens, mask = right_pad([ids[i] for i in index], pad)
         out[index] = run_batch(tokens, mask)
         if on_batch is not None:

@@ -25,6 +25,8 @@ NAME: Literal["mlx"] = "mlx"
 # mlx's CPU build runs a padded token at the full cost of a real one (bench/README, "Encode:
 # the batch shape"): batching.MAX_PADDING, equal-length batches only, read when encode runs.
 MAX_PADDING: float | None = None
+# A batch of equal-length rows costs the same per token at 4 to 64 rows: no token limit.
+MAX_BATCH_TOKENS: int | None = None
 _MLX_MODULES = {"mlx", "mlx.core", "mlx.nn", "mlx_lm"}
 
 

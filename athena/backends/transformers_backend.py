@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 NAME: Literal["transformers"] = "transformers"
 # torch gains from batching even with padding (1.4-2x per-text on `small`; bench/README).
 MAX_PADDING: float | None = batching.TRANSFORMERS_MAX_PADDING
+# ... up to a point: past ~2k tokens a batch costs more per token than one text at a time.
+MAX_BATCH_TOKENS: int | None = batching.TRANSFORMERS_MAX_BATCH_TOKENS
 
 
 def import_transformers() -> tuple[Any, Any]:
