@@ -48,8 +48,8 @@ IS_MAC = sys.platform == "darwin" and platform.machine() == "arm64"
 IS_LINUX = sys.platform.startswith("linux")
 PYTEST = ("pytest", "--strict-markers", "--strict-config")
 # The test sessions run on every core (pytest-xdist), a test file to a worker: a file's module
-# fixtures (a bench run, a model written once) run once.
-# Most of a test's time is a child process that imports mlx or torch, which no core shares.
+# fixtures (a bench run, a model written once) run once. Most of a test's time is CPU-bound
+# (a child process importing mlx or torch, a tiny model running), so a worker per core pays.
 PARALLEL = ("-n", "auto", "--dist", "loadfile")
 # ... and each worker (and every child process it starts) on one thread: the workers are the
 # parallelism. torch's OpenMP threads on a tiny model only spin: tests/loader took 73 s of CPU

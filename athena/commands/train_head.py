@@ -68,9 +68,9 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
             if args.hostfile is not None or (args.ranks is not None and args.ranks != 1):
                 ranks = ranks_of(args)
                 if args.hostfile is None:  # the ranks read these very files: check them once,
-                    check_distributed_inputs(args)  # and encode the states once for them all
+                    inputs = check_distributed_inputs(args)  # and encode the states once
                     with loader_logging(args.verbose):
-                        prepare_features(args, load_model)
+                        prepare_features(args, inputs, load_model)
                 run_ranks(ranks, rank_argv(train, args), hostfile=args.hostfile)
                 return 0
             with loader_logging(args.verbose), rank_status((TrainError, HeadError, CommandError)):

@@ -102,24 +102,24 @@ def state_features(
     (features.safetensors, eval-features.safetensors) when it holds them, else encoded with
     the model, loaded once, and cached when `write`. A rank that finds both cached never loads
     the model: `--ranks N` encodes once, in the launcher, not N times (N models in memory)."""
-    texts, eval_texts, out = inputs.texts, inputs.eval_texts, inputs.out
-    wanted = [(texts, out / FEATURES_NAME)]
-    if eval_texts:
-        wanted.append((eval_texts, out / EVAL_FEATURES_NAME))
-    keys = [features_key(args, t) for t, _ in wanted]
-    found = [cached_features(path, key) for (_, path), key in zip(wanted, keys, strict=True)]
-    if any(f is None for f in found):
+    wanted = {FEATURES_NAME: inputs.texts}
+    if inputs.eval_texts:
+        wanted[EVAL_FEATURES_NAME] = inputs.eval_texts
+    keys = {name: features_key(args, texts) for name, texts in wanted.items()}
+    found = {name: cached_features(inputs.out / name, keys[name]) for name in wanted}
+    missing = [name for name, features in found.items() if features is None]
+    if missing:
         model = load_model(args)
         if write:
-            out.mkdir(parents=True, exist_ok=True)
-        for i, ((batch, path), key) in enumerate(zip(wanted, keys, strict=True)):
-            if found[i] is None:
-                found[i] = encode_states(model, batch, path if write else None, key)
+            inputs.out.mkdir(parents=True, exist_ok=True)
+        for name in missing:
+            cache = inputs.out / name if write else None
+            found[name] = encode_states(model, wanted[name], cache, keys[name])
         del model
         _release_backend_memory()
-    features = found[0]
+    features = found[FEATURES_NAME]
     assert features is not None
-    return features, found[1] if eval_texts else None
+    return features, found.get(EVAL_FEATURES_NAME)
 
 
 def _release_backend_memory() -> None:
@@ -132,11 +132,13 @@ def _release_backend_memory() -> None:
 
 
 def prepare_features(
-    args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any]
+    args: argparse.Namespace,
+    inputs: RunInputs,
+    load_model: Callable[[argparse.Namespace], Any],
 ) -> None:
     """For `--ranks N` on this machine: encode the states once, into the output folder, so
     that the N ranks read them rather than each loading the model."""
-    state_features(args, read_inputs(args), load_model, write=True)
+    state_features(args, inputs, load_model, write=True)
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -204,10 +206,11 @@ def read_inputs(args: argparse.Namespace) -> RunInputs:
     return RunInputs(out, config, texts, eval_texts, reward, checkpoint, head)
 
 
-def check_distributed_inputs(args: argparse.Namespace) -> None:
-    """Before `--ranks` starts any rank: the inputs, and mlx to run them."""
-    read_inputs(args)
+def check_distributed_inputs(args: argparse.Namespace) -> RunInputs:
+    """Before `--ranks` starts any rank: the inputs (returned), and mlx to run them."""
+    inputs = read_inputs(args)
     _check_installed("mlx")
+    return inputs
 
 
 def run(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any]) -> int:
