@@ -95,6 +95,11 @@ class Backend(Protocol):
         """Where forward passes run (mlx: wired memory; torch: inference mode)."""
         ...
 
+    def release(self) -> None:
+        """Give back the memory the framework keeps for arrays already freed (mlx's buffer
+        cache; torch's MPS cache): called once the model is dropped (OLMoEModel.unload)."""
+        ...
+
 
 def generate(
     backend: Backend, model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling

@@ -224,6 +224,13 @@ def forward_context(model: Any) -> AbstractContextManager[Any]:
     return wired_limit(model)
 
 
+def release() -> None:
+    """mlx keeps freed buffers in its cache for reuse; without this the process holds them."""
+    import mlx.core as mx
+
+    mx.clear_cache()
+
+
 def pooled(model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """mlx-lm's `model.model` takes no padding mask, and needs none here: batches are
     right-padded, which is exact for a causal model, and the pooling masks the padding out.

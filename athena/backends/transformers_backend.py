@@ -269,6 +269,14 @@ def forward_context(model: Any) -> AbstractContextManager[Any]:
     return torch.inference_mode()
 
 
+def release() -> None:
+    """torch frees CPU tensors at once; on a Mac its MPS allocator keeps a cache like mlx's."""
+    import torch
+
+    if torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+
+
 def pooled(model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
     import torch
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from athena.atomic import replacing
 from athena.heads.grpo import (
     CHECKPOINT_PREFIX,
     GRPOConfig,
@@ -85,9 +86,8 @@ def encode_states(model: Any, texts: list[str], cache: Path | None, key: str) ->
 
     features = np.asarray(model.encode(texts), dtype=np.float32)
     if cache is not None:
-        temporary = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
-        save_file({"features": features}, str(temporary), {"key": key})
-        os.replace(temporary, cache)
+        with replacing(cache) as temporary:
+            save_file({"features": features}, str(temporary), {"key": key})
     return features
 
 
@@ -115,20 +115,10 @@ def state_features(
         for name in missing:
             cache = inputs.out / name if write else None
             found[name] = encode_states(model, wanted[name], cache, keys[name])
-        del model
-        _release_backend_memory()
+        model.unload()  # the ranks train next: the model's memory goes back first
     features = found[FEATURES_NAME]
     assert features is not None
     return features, found.get(EVAL_FEATURES_NAME)
-
-
-def _release_backend_memory() -> None:
-    """Give back what the deleted model held (mlx keeps freed buffers in its cache)."""
-    import gc
-
-    gc.collect()
-    if "mlx.core" in sys.modules:
-        sys.modules["mlx.core"].clear_cache()
 
 
 def prepare_features(
@@ -398,8 +388,7 @@ def plot_log(log: Path, png: Path) -> bool:
     bottom.set_xlabel("step")
     figure.suptitle("athena train-head")
     figure.tight_layout()
-    temporary = png.with_name(f".{png.name}.tmp-{os.getpid()}.png")
-    figure.savefig(temporary, dpi=100)
+    with replacing(png) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
     plt.close(figure)
-    os.replace(temporary, png)
     return True

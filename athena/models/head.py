@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from athena.atomic import replacing
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -218,9 +220,8 @@ def save_weights(weights: dict[str, np.ndarray], path: str | os.PathLike[str]) -
         "format": HEAD_FORMAT,
         "shape": json.dumps(asdict(shape)),
     }
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    save_file({name: weights[name] for name in PARAMETER_NAMES}, str(temporary), metadata)
-    os.replace(temporary, target)
+    with replacing(target) as temporary:
+        save_file({name: weights[name] for name in PARAMETER_NAMES}, str(temporary), metadata)
     return target
 
 

@@ -16,6 +16,7 @@ is found with importlib.util.find_spec and the backends are imported by `load()`
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.util
 import logging
 import os
@@ -179,6 +180,17 @@ class OLMoEModel:
             self.action_head = self._make_action_head(int(self.model.config.hidden_size))
         self.backend, self.is_loaded = backend, True
 
+    def unload(self) -> None:
+        """Drop the model, its tokenizer and head, and give their memory back to the system
+        (the framework's cache of freed buffers included); `load()` may be called again."""
+        backend = self.backend
+        self._reset()
+        gc.collect()
+        if backend is not None:
+            from athena.backends import backend_module
+
+            backend_module(backend).release()  # type: ignore[arg-type]
+
     def _reset(self) -> None:
         self.model = self.tokenizer = self.action_head = None
         self.backend, self.is_loaded, self.load_error = None, False, None
@@ -331,8 +343,7 @@ class OLMoEModel:
         )
         longest = max(len(row) for row in ids)
         checked.check_input(longest, what="the longest text", rows=min(batch_size, len(texts)))
-        batches = -(-len(texts) // batch_size)
-        with progress(len(texts), show_progress and batches > 1, on_batch) as report:
+        with progress(len(texts), show_progress, on_batch) as report:
             vectors = base.encode(
                 backend, self.model, self.tokenizer, ids, batch_size=batch_size, on_batch=report
             )
@@ -374,21 +385,33 @@ def progress(
     total: int | None, show: bool, on_batch: Callable[[int], None] | None = None
 ) -> Iterator[Callable[[int], None] | None]:
     """A callback to tell after each batch how many texts it finished: the caller's `on_batch`
-    and, if `show` and stderr is a terminal, a tqdm bar of `total` texts on stderr (tqdm is
-    imported only then; `total` None: a count without an end)."""
+    and, if `show` and stderr is a terminal, a tqdm bar of `total` texts on stderr (`total`
+    None: a count without an end). The bar starts after the first batch, and only if that
+    batch left texts to do: the batches are planned by length and tokens, so their number is
+    known only as they come (tqdm is imported only then)."""
     if not (show and sys.stderr.isatty()):
         yield on_batch
         return
-    from tqdm import tqdm
+    bar: Any = None
+    finished = 0
 
-    with tqdm(total=total, unit="text", desc="encode", file=sys.stderr) as bar:
-
-        def report(done: int) -> None:
+    def report(done: int) -> None:
+        nonlocal bar, finished
+        finished += done
+        if bar is not None:
             bar.update(done)
-            if on_batch is not None:
-                on_batch(done)
+        elif total is None or finished < total:
+            from tqdm import tqdm
 
+            bar = tqdm(total=total, initial=finished, unit="text", desc="encode", file=sys.stderr)
+        if on_batch is not None:
+            on_batch(done)
+
+    try:
         yield report
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _check_text(name: str, value: object) -> None:

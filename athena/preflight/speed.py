@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from athena.atomic import replacing
 from athena.host import Host, probe_host
 from athena.preflight.info import DTYPE_ITEMSIZE, EXPERT, ModelInfo
 from athena.preflight.memory import Estimate
@@ -107,9 +108,8 @@ def machine_bandwidth(host: Host | None = None, *, measure: bool = True) -> Band
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"machine": key, "bytes_per_second": rate, "date": date}
         # Whole or not at all: processes measuring at once each replace the file in one step.
-        partial = path.with_name(f".{path.name}.{os.getpid()}")
-        partial.write_text(json.dumps(entry) + "\n")
-        os.replace(partial, path)
+        with replacing(path) as partial:
+            partial.write_text(json.dumps(entry) + "\n")
     except OSError:
         pass
     return Bandwidth(rate, "measured", f"copy of {COPY_BYTES // 1024**2} MiB, {date}")

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from athena.backends import batching
+from athena.backends import backend_module, batching
 from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
 POOL = (
@@ -311,10 +311,24 @@ def test_no_progress_bar_for_one_batch_or_when_turned_off(
     backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = _model(request, backend)
+    monkeypatch.setattr(backend_module(model.backend), "MAX_PADDING", math.inf)  # 5 texts: 1 batch
     stderr = terminal(monkeypatch)
     model.encode(list(POOL[:5]), batch_size=5)
     model.encode(list(POOL[:5]), batch_size=2, show_progress=False)
     assert stderr.getvalue() == ""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_progress_bar_when_the_token_budget_splits_what_batch_size_allows(
+    backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = _model(request, backend)
+    monkeypatch.setattr(backend_module(model.backend), "MAX_BATCH_TOKENS", 1)  # each text alone
+    stderr = terminal(monkeypatch)
+    done: list[int] = []
+    model.encode(list(POOL[:5]), batch_size=5, on_batch=done.append)
+    assert done == [1, 1, 1, 1, 1]
+    assert "encode" in stderr.getvalue() and "5/5" in stderr.getvalue()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -317,3 +317,44 @@ def test_a_failed_reload_clears_the_previous_model(
     model.config.model_name = str(tmp_path / "gone")
     assert model.load() is False
     assert model.model is None and model.action_head is None and not model.is_loaded
+
+
+@pytest.mark.mlx
+def test_unload_on_mlx_empties_mlx_buffer_cache_and_load_works_again(
+    tiny_olmoe: Path, mlx_installed: None
+) -> None:
+    import mlx.core as mx
+
+    model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))
+    assert model.load() is True
+    first = model.encode("hello")
+    loaded = mx.get_active_memory()
+    model.unload()
+    assert model.model is None and model.tokenizer is None and not model.is_loaded
+    assert mx.get_active_memory() < loaded, "the weights are still held"
+    # The weights were freed into mlx's cache, and unload() gave the cache back.
+    assert mx.get_cache_memory() == 0
+    with pytest.raises(RuntimeError, match="not loaded"):
+        model.encode("hello")
+    assert model.load() is True
+    np.testing.assert_array_equal(model.encode("hello"), first)
+
+
+@pytest.mark.torch
+def test_unload_on_transformers_drops_the_model_and_head(
+    tiny_olmoe: Path, torch_installed: None
+) -> None:
+    import weakref
+
+    model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe), use_mlx=False))
+    assert model.load() is True
+    weights = weakref.ref(model.model)
+    model.unload()
+    assert weights() is None, "something still holds the unloaded model"
+    assert model.action_head is None and model.backend is None and not model.is_loaded
+
+
+def test_unload_before_load_does_nothing() -> None:
+    model = OLMoEModel(OLMoEConfig(model_name="/nowhere"))
+    model.unload()
+    assert model.is_loaded is False
