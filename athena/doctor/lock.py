@@ -131,7 +131,9 @@ def read_lock(path: Path) -> Lock:
 
 
 def read_python_pin(root: Path | None) -> str | None:
-    """The minor version the checkout pins in .python-version ("3.12"); None without one."""
+    """The Python the checkout pins in .python-version, to the minor version ("3.12" of
+    "3.12.7" or "cpython@3.12"), or only the major one ("3" of "3": any Python 3, as uv and
+    pyenv read it); None without one."""
     if root is None or not os.path.lexists(root / PIN_FILE):
         return None
     path = root / PIN_FILE
@@ -140,9 +142,9 @@ def read_python_pin(root: Path | None) -> str | None:
     if not lines:
         raise _problem(path, "is empty")
     version = release(lines[0].split("@")[-1].rsplit("-", 1)[-1])
-    if not version or len(version) < 2:
+    if not version:
         raise _problem(path, f"does not name a Python version ({lines[0][:40]!r})")
-    return f"{version[0]}.{version[1]}"
+    return ".".join(str(part) for part in version[:2])
 
 
 def read_flake_lock(root: Path | None) -> str | None:

@@ -89,6 +89,16 @@ def file_sha256(path: str) -> str:
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
+def unlisted_files(folder: str, root: str) -> list:
+    """The files (bytecode aside) under `folder`, a folder that holds no file any RECORD
+    lists (nor does any folder under it), as paths relative to `root`."""
+    found = []
+    for here, subfolders, files in os.walk(folder):
+        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+        found += [os.path.relpath(os.path.join(here, f), root) for f in sorted(files)]
+    return [f for f in found if not f.endswith(".pyc")]
+
+
 def verify_files(names: list) -> None:
     """For each distribution (all, or the normalized `names`): the files its RECORD lists that
     changed (sha256) or are missing, and the files added inside its folders that no RECORD
@@ -99,7 +109,7 @@ def verify_files(names: list) -> None:
     from importlib import metadata
 
     owners: dict = {}
-    listed, chosen = set(), []
+    listed, known, chosen = set(), set(), []
     for dist in metadata.distributions():
         name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
         root = os.path.normpath(str(dist.locate_file("")))
@@ -109,6 +119,10 @@ def verify_files(names: list) -> None:
             listed.add(path)
             if not row[0].startswith(".."):  # not a script in bin/
                 owners.setdefault(os.path.dirname(path), set()).add(name)
+            folder = os.path.dirname(path)
+            while folder not in known and folder != os.path.dirname(folder):
+                known.add(folder)  # a folder that holds a listed file, or a folder of one
+                folder = os.path.dirname(folder)
         if name and (not names or name in names):
             chosen.append((name, dist.version, root, rows))
     for name, version, root, rows in sorted(chosen):
@@ -130,6 +144,8 @@ def verify_files(names: list) -> None:
                 path = os.path.join(folder, entry)
                 if os.path.isfile(path) and path not in listed and not entry.endswith(".pyc"):
                     added.append(os.path.relpath(path, root))
+                elif os.path.isdir(path) and path not in known and entry != "__pycache__":
+                    added.extend(unlisted_files(path, root))
         fields = {"changed": changed, "missing": missing, "added": added}
         emit("files " + name, ok=True, version=version, files=len(hashed), **fields)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -122,19 +123,24 @@ def test_verify_files_lists_changed_missing_and_added_files(venv: dict[str, Path
     (package / "model.py").write_text("def forward(x):\n    return x * 2  # debugging\n")
     (package / "__init__.py").unlink()
     (package / "notes.py").write_text("# left behind\n")
+    (package / "patches" / "deep").mkdir(parents=True)  # a new subfolder, files two deep
+    (package / "patches" / "deep" / "hook.py").write_text("import os\n")
+    (package / "patches" / "__pycache__").mkdir()
+    (package / "patches" / "__pycache__" / "hook.cpython-312.pyc").write_bytes(b"")
     try:
         code, report = doctor(venv, "--verify-files", "Tiny_Pkg")
     finally:
         (package / "model.py").write_bytes(original)
         (package / "__init__.py").write_text("VALUE = 1\n")
         (package / "notes.py").unlink()
+        shutil.rmtree(package / "patches")
     check = checks_by_id(report)["packages.files"]
     assert code == 1 and check["status"] == "fail" and check["required"]
     assert check["data"]["differences"] == {
         "tiny-pkg": {
             "changed": ["tiny_pkg/model.py"],
             "missing": ["tiny_pkg/__init__.py"],
-            "added": ["tiny_pkg/notes.py"],
+            "added": ["tiny_pkg/notes.py", "tiny_pkg/patches/deep/hook.py"],
         }
     }
     assert "tiny-pkg: 1 changed (tiny_pkg/model.py)" in check["detail"]

@@ -76,6 +76,21 @@ def test_the_pinned_python_passes() -> None:
     assert [(c.status, c.hint) for c in report.checks] == [("pass", None)]
 
 
+@pytest.mark.parametrize(
+    ("written", "read"), [("3\n", "3"), ("3.12.7\n", "3.12"), ("cpython@3.13", "3.13")]
+)
+def test_a_pin_of_any_form_uv_reads_is_read(written: str, read: str, tmp_path: Path) -> None:
+    (tmp_path / ".python-version").write_text(written)
+    assert read_python_pin(tmp_path) == read
+
+
+def test_a_pin_of_the_major_version_alone_admits_every_python_of_it() -> None:
+    report = Report("0", {}, {}, {})
+    python_pin_check(report, {"version": f"{RUNNING}.0", "probe_ok": True}, "3")
+    python_pin_check(report, {"version": f"{RUNNING}.0", "probe_ok": True}, "4")
+    assert [c.status for c in report.checks] == ["pass", "warn"]
+
+
 def test_the_pin_check_skips_off_a_checkout_and_for_a_broken_python() -> None:
     report = Report("0", {}, {}, {})
     python_pin_check(report, {"version": "3.12.1", "probe_ok": True}, None)

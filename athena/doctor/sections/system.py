@@ -168,7 +168,7 @@ def python_pin_check(report: Report, python: Mapping[str, Any], pin: str | None)
         status, detail = "skip", f"no {PIN_FILE} here (not a checkout, or see system.project)"
     elif not python.get("probe_ok") or minor is None:
         status, detail = "skip", "the checked Python could not be run (see system.python)"
-    elif minor == pin:
+    elif minor == pin or minor.split(".")[0] == pin:  # a pin of "3": any Python 3
         status, detail = "pass", f"{minor} = {PIN_FILE} (and the flake's Python)"
     else:
         status = "warn"
