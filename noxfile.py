@@ -7,22 +7,22 @@ versions it runs on, and runs pytest with --strict-markers --strict-config.
 
   tests    on each supported Python: tests/ but tests/env (the loader, the doctor, the heads,
            the CLI), the code whose behaviour can depend on the Python; PIN_ONLY_TESTS (the
-           benchmarks' smoke run, the audit mutations) on the pinned Python only;
+           guides in docs/, the benchmarks' smoke runs, the audit mutations) on the pinned
+           Python only;
   lint     ruff, mypy, import-linter (the floors), and tests/env's checks of CI's own files;
   lock     `uv lock --check` and tests/env/test_lock.py;
   nix      tests/env/test_flake.py;
   verify   the environment acceptance: the four mlx imports, the versions, the CUDA audit,
            verify_env --smoke (the reference numerics), and tests/env/test_python_pin.py
-           (its other tests, tests/doctor, are in `tests`);
-  docs     the guides' code blocks and docs/'s own tests.
+           (its other tests, tests/doctor, are in `tests`).
 
-`tests` runs on every core (pytest-xdist, a test file to a worker), one thread a worker.
-`nox -p 3.12` runs every default session on the pinned Python alone.
+`tests` runs on every core (pytest-xdist, a test file or a guide to a worker), one thread a
+worker. `nox -p 3.12` runs every default session on the pinned Python alone.
 
 tests/env drives uv, nix and nox as commands, so it does not depend on the Python running
-pytest: each of its files runs once, in the session ENV_TESTS gives it. `loader` (tests/loader)
-and `audit` (`athena audit`, which `verify` runs too) are quick entry points outside the default
-selection; `bench` and `install` run on request only.
+pytest: each of its files runs once, in the session ENV_TESTS gives it. `loader` (tests/loader),
+`docs` (the guides alone) and `audit` (`athena audit`, which `verify` runs too) are quick entry
+points outside the default selection; `bench` and `install` run on request only.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
 # `nox` with no -s: what CI runs (README's test command); see the docstring for who runs what.
-nox.options.sessions = ["lint", "lock", "nix", "verify", "docs", "tests"]
+nox.options.sessions = ["lint", "lock", "nix", "verify", "tests"]
 
 ROOT = Path(__file__).parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -67,10 +67,19 @@ ENV_TESTS = {
     "nix": ("tests/env/test_flake.py",),
     "verify": ("tests/env/test_python_pin.py",),
 }
-# Tests of `tests` that drive commands rather than Python code (the benchmarks' smoke run is
-# bench/run.py in child processes; the audit mutations run `uv lock` on altered copies): they
-# run on the pinned Python only, not on each of the three (~2 minutes a Python).
-PIN_ONLY_TESTS = ("tests/bench/test_bench_smoke.py", "tests/doctor/test_audit_mutations.py")
+# What `tests` runs on the pinned Python only, not on each of the three (~3 minutes a Python):
+# tests that drive commands rather than Python code (the benchmarks' smoke runs are
+# bench/run.py in child processes; the audit mutations run `uv lock` on altered copies), and
+# the guides, whose code blocks run on the pinned Python as a teammate reads them. The guides
+# run among the tests, not in a session of their own: on one worker they left the other idle.
+GUIDES = "docs"
+PIN_ONLY_TESTS = (
+    GUIDES,
+    "tests/bench/test_smoke_models.py",
+    "tests/bench/test_smoke_encode.py",
+    "tests/bench/test_smoke_memory.py",
+    "tests/doctor/test_audit_mutations.py",
+)
 
 
 def _supported_pythons() -> list[str]:
@@ -134,13 +143,15 @@ def install(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite but tests/env, with both backends, on every supported Python found.
 
-    tests/env runs in `lint`, `lock`, `nix` and `verify` (ENV_TESTS), and PIN_ONLY_TESTS on the
-    pinned Python only: neither depends on the Python running pytest.
+    tests/env runs in `lint`, `lock`, `nix` and `verify` (ENV_TESTS), and PIN_ONLY_TESTS (the
+    guides among them) on the pinned Python only: neither depends on the Python running pytest.
     """
     sync(session, *BACKEND_GROUPS)
     default = [*PARALLEL, "tests", "--ignore=tests/env"]
-    if session.python != PYTHON_PIN:
-        default += [f"--ignore={path}" for path in PIN_ONLY_TESTS]
+    if session.python == PYTHON_PIN:
+        default.append(GUIDES)
+    else:
+        default += [f"--ignore={path}" for path in PIN_ONLY_TESTS if path != GUIDES]
     session.run(*PYTEST, *(session.posargs or default), env=ONE_THREAD)
 
 
@@ -220,10 +231,11 @@ def audit(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON_PIN)
 def docs(session: nox.Session) -> None:
-    """Run every code block of the guides in docs/ (#5)."""
+    """Run every code block of the guides in docs/ (#5), alone; `nox` runs them in `tests`,
+    on the pinned Python, beside the rest of the suite."""
     sync(session, *BACKEND_GROUPS)
-    # One process: the guides take ~30 s in all, less than a second worker's imports cost.
-    session.run(*PYTEST, *(session.posargs or ["docs"]), env=ONE_THREAD)
+    # One process: the guides alone take ~30 s, less than a second worker's imports cost.
+    session.run(*PYTEST, *(session.posargs or [GUIDES]), env=ONE_THREAD)
 
 
 @nox.session

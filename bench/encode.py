@@ -230,14 +230,28 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
             },
         )
     if len(growth) >= 2:
+        smallest, largest = min(growth), max(growth)
+        label = f"encode peak RSS growth, largest / smallest N, {backend} ({size})"
+        context = {"growth_MiB": {str(n): g for n, g in growth.items()}}
+        if growth[smallest] <= 0:
+            # The encode fit in pages the process already held (the allocator's noise can even
+            # make it negative): a ratio to it is meaningless, and a negative one would be "met".
+            results.skip(
+                f"encode_memory.{size}.{backend}.flatness",
+                label,
+                f"no growth at N={smallest} ({growth[smallest]:.2f} MiB): a ratio to it says "
+                "nothing; see the per-N figures",
+                group="encode_memory",
+            )
+            return
         results.add(
             f"encode_memory.{size}.{backend}.flatness",
-            f"encode peak RSS growth, largest / smallest N, {backend} ({size})",
-            [max(growth.values()) / min(growth.values())],
+            label,
+            [growth[largest] / growth[smallest]],
             "ratio",
             group="encode_memory",
             target=FLAT_TARGET,
-            context={"growth_MiB": {str(n): g for n, g in growth.items()}},
+            context=context,
         )
 
 

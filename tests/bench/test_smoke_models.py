@@ -1,0 +1,44 @@
+"""`bench/run.py --quick`, the import, bandwidth, models and env groups (see conftest.py).
+
+The env group's `uv sync --locked` into a fresh venv downloads what uv's cache lacks: the
+`network` mark.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+GROUPS = ("import", "bandwidth", "models", "env")
+
+
+def test_writes_json_markdown_and_png_with_one_name(quick_run: Any) -> None:
+    quick_run.check_files()
+
+
+def test_describes_the_machine(quick_run: Any) -> None:
+    quick_run.check_machine()
+
+
+def test_every_figure_has_median_spread_unit_and_reported_target(quick_run: Any) -> None:
+    quick_run.check_figures()
+
+
+def test_measures_what_this_environment_can(quick_run: Any) -> None:
+    ids, skipped = quick_run.ids, quick_run.skipped
+    assert {"import.athena", "bandwidth.numpy"} <= ids
+    if shutil.which("uv"):
+        assert {"env.uv_sync_fresh", "env.uv_sync_noop"} <= ids
+    assert {"env.pip_install", "env.nox_verify_reused"} <= skipped  # --quick says so
+    if quick_run.importable("mlx_lm"):
+        assert {"import.mlx_lm", "import.athena.ratio_to_mlx_lm", "bandwidth.mlx"} <= ids
+        assert {"throughput.tiny.mlx_lm.decode", "throughput.tiny.mlx_lm.decode_bound"} <= ids
+        assert "memory.tiny.mlx_lm-q4_over_fp32.mx_peak" in ids
+        assert {"overhead.tiny.mlx.load_ratio", "overhead.tiny.mlx.generate_ratio"} <= ids
+    if quick_run.importable("torch", "transformers"):
+        assert "throughput.tiny.transformers.decode" in ids
+        assert "overhead.tiny.transformers.generate_ratio" in ids
