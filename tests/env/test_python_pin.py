@@ -29,8 +29,9 @@ def flake_python() -> str:
 
 
 def nox_pythons() -> dict[str, object]:
-    """Each session's Python, as nox itself lists it."""
-    out = run(sys.executable, "-m", "nox", "--list", "--json")
+    """Each single-Python session's Python, as nox itself lists it (named: `--list` alone
+    lists the default selection, and `docs` is outside it)."""
+    out = run(sys.executable, "-m", "nox", "--list", "--json", "-s", *SINGLE_PYTHON_SESSIONS)
     return {entry["session"]: entry["python"] for entry in json.loads(out)}
 
 
