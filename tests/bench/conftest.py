@@ -4,7 +4,7 @@ The groups are split over three files (test_smoke_*.py, each naming its GROUPS) 
 test workers (pytest-xdist, a file to a worker) run them side by side: as one file the smoke
 run took three minutes on one worker, the suite's longest path, while the other worker idled
 for the last two. The `quick_run` fixture runs the module's GROUPS once and returns a
-QuickRun; each file calls its checks of the run's shape (keys, types, a machine description,
+QuickRun; each file calls its check of the run's shape (keys, types, a machine description,
 median and spread for every figure, targets reported as fields) and names the figures its
 groups must produce. No speed is asserted: numbers belong to bench/results.
 """
@@ -48,6 +48,12 @@ class QuickRun:
     @property
     def skipped(self) -> set[str]:
         return {s["id"] for s in self.run["skipped"]}
+
+    def check_well_formed(self) -> None:
+        """The files, the machine, and every figure (each check's message says which)."""
+        self.check_files()
+        self.check_machine()
+        self.check_figures()
 
     def check_files(self) -> None:
         """JSON, Markdown and PNG with one name; every figure in the Markdown."""

@@ -11,16 +11,8 @@ pytestmark = pytest.mark.slow
 GROUPS = ("encode", "train")
 
 
-def test_writes_json_markdown_and_png_with_one_name(quick_run: Any) -> None:
-    quick_run.check_files()
-
-
-def test_describes_the_machine(quick_run: Any) -> None:
-    quick_run.check_machine()
-
-
-def test_every_figure_has_median_spread_unit_and_reported_target(quick_run: Any) -> None:
-    quick_run.check_figures()
+def test_writes_a_well_formed_run(quick_run: Any) -> None:
+    quick_run.check_well_formed()  # JSON + Markdown + PNG, the machine, every figure
 
 
 def test_measures_what_this_environment_can(quick_run: Any) -> None:

@@ -169,7 +169,12 @@ def python_pin_check(report: Report, python: Mapping[str, Any], pin: str | None)
     elif not python.get("probe_ok") or minor is None:
         status, detail = "skip", "the checked Python could not be run (see system.python)"
     elif minor == pin or minor.split(".")[0] == pin:  # a pin of "3": any Python 3
-        status, detail = "pass", f"{minor} = {PIN_FILE} (and the flake's Python)"
+        status = "pass"
+        detail = (
+            f"{minor} = {PIN_FILE} (and the flake's Python)"
+            if minor == pin
+            else f"{minor}: {PIN_FILE} pins any Python {pin}"
+        )
     else:
         status = "warn"
         detail = (
