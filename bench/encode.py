@@ -232,7 +232,6 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
     if len(growth) >= 2:
         smallest, largest = min(growth), max(growth)
         label = f"encode peak RSS growth, largest / smallest N, {backend} ({size})"
-        context = {"growth_MiB": {str(n): g for n, g in growth.items()}}
         if growth[smallest] <= 0:
             # The encode fit in pages the process already held (the allocator's noise can even
             # make it negative): a ratio to it is meaningless, and a negative one would be "met".
@@ -251,7 +250,7 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
             "ratio",
             group="encode_memory",
             target=FLAT_TARGET,
-            context=context,
+            context={"growth_MiB": {str(n): g for n, g in growth.items()}},
         )
 
 

@@ -104,7 +104,7 @@ class QuickRun:
 
     @property
     def figure_groups(self) -> set[str]:
-        """The figure id prefixes these groups write (models writes four kinds)."""
+        """The figure id prefixes these groups write (models and encode write several)."""
         kinds = {
             "models": {"load", "overhead", "generate", "throughput", "memory"},
             "encode": {"encode_memory"},
