@@ -4,13 +4,19 @@ router kept at 8 bits (athena/backends/quantize.py), written atomically like tin
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import secrets
 import shutil
 import sys
 from pathlib import Path
 
+from athena.atomic import replacing
 from athena.backends.quantize import olmoe_predicate
+from athena.preflight import provenance
 from athena.preflight.quantized import DEFAULT_ROUTER_BITS
+from athena.source import ModelSource
+from athena.versions import installed_versions
 
 
 def convert_model(
@@ -75,6 +81,7 @@ def convert_model(
                     q_group_size=group_size,
                     quant_predicate=olmoe_predicate(bits, group_size, router_bits),  # type: ignore[arg-type]
                 )
+            write_provenance(temp, located, bits, group_size, router_bits)
             _rename_folder(temp, target, shown)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
             if isinstance(error, FolderNotEmpty):
@@ -84,3 +91,30 @@ def convert_model(
         finally:
             shutil.rmtree(temp, ignore_errors=True)
     return shown
+
+
+def write_provenance(
+    folder: Path, located: ModelSource, bits: int, group_size: int, router_bits: int | None
+) -> Path:
+    """Write `athena-provenance.json` into the converted `folder`: the source (a hub id and the
+    commit of its cached snapshot, or a local folder's files' {size, sha256}), the recipe, the
+    athena / mlx / mlx-lm versions and the output files' {size, sha256}."""
+    snapshot = located.folder
+    if located.kind == "hub":
+        commit = snapshot.name if snapshot.parent.name == "snapshots" else None
+        valid = commit is not None and re.fullmatch("[0-9a-f]{40}", commit) is not None
+        origin = {"hub_id": located.hub_id, "commit": commit if valid else None}
+    else:
+        origin = {"folder": str(snapshot.resolve()), "files": provenance.folder_digests(snapshot)}
+    record = {
+        "schema": provenance.SCHEMA,
+        "made_by": "athena convert",
+        "source": origin,
+        "recipe": {"bits": bits, "group_size": group_size, "router_bits": router_bits},
+        "versions": installed_versions(("athena", "mlx", "mlx-lm")),
+        "files": provenance.folder_digests(folder),
+    }
+    target = folder / provenance.FILE
+    with replacing(target) as temporary:
+        temporary.write_text(json.dumps(record, indent=1) + "\n")
+    return target

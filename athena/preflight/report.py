@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from athena import preflight as _package  # machine_budget is read where tests replace it
-from athena.preflight import speed
+from athena.preflight import provenance, speed
 from athena.preflight.agreement import CONFIG_SIZES
 from athena.preflight.checks import oversize_sentence, unmappable
 from athena.preflight.memory import TIGHT_SHARE, estimate_peak, gib, load_options, mlx_on_cpu
@@ -159,6 +159,7 @@ def describe(
         },
         "this_load": default,
         "estimates": rows,
+        "provenance": provenance.check(info.path),
     }
 
 
@@ -264,6 +265,7 @@ def render(report: dict[str, Any]) -> str:
             f"mapping      one file at most {gib(memory['map_limit'])} "
             f"({memory['map_limit_source']}); largest here {gib(report['largest_weight_file'])}"
         )
+    lines += _provenance_lines(report.get("provenance"))
     ctx = report["context"]
     said = "max_position_embeddings" if ctx["source"] == "max_position_embeddings" else "asked"
     bandwidth = report["bandwidth"]
@@ -298,6 +300,52 @@ def render(report: dict[str, Any]) -> str:
             f"({bandwidth['source']} bandwidth)"
         )
     return "\n".join(lines)
+
+
+def _provenance_lines(record: dict[str, Any] | None) -> list[str]:
+    """What provenance.check found, every value from the file escaped and cut short."""
+    if record is None:
+        return []
+    if record["problem"]:
+        return [f"provenance   {_escaped(record['problem'])}"]
+    recipe, source = _mapping(record.get("recipe")), _mapping(record.get("source"))
+    versions = ", ".join(
+        f"{_escaped(name, 20)} {_escaped(version, 30)}"
+        for name, version in list(_mapping(record.get("versions")).items())[:5]
+    )
+    if "hub_id" in source:
+        origin = f"{_escaped(source['hub_id'])} at commit {_escaped(source.get('commit'), 40)}"
+    else:
+        origin = f"{_escaped(source.get('folder'))} ({len(_mapping(source.get('files')))} files"
+        origin += f" hashed in {provenance.FILE})"
+    changed = record["changed"]
+    files = len(_mapping(record.get("files")))
+    state = (
+        f"{len(changed)} of {files} file(s) CHANGED since: "
+        + ", ".join(_escaped(name, 80) for name in changed[:5])
+        + (", ..." if len(changed) > 5 else "")
+        if changed
+        else f"{files} file(s) as written (sizes; sha256 of all but the weights)"
+    )
+    return [
+        f"made by      {_escaped(record.get('made_by'), 40)} ({versions}): "
+        f"{_escaped(recipe.get('bits'), 5)}-bit, group {_escaped(recipe.get('group_size'), 5)}, "
+        f"router {_escaped(recipe.get('router_bits'), 5)}-bit",
+        f"from         {origin}",
+        f"files        {state}",
+    ]
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _escaped(value: object, limit: int = 200) -> str:
+    """`value` as printable ASCII (control and non-ASCII characters escaped), at most `limit`
+    characters of it."""
+    text = str(value)
+    short = text[:limit] + ("..." if len(text) > limit else "")
+    return short.encode("unicode_escape").decode("ascii")
 
 
 def _option(row: dict[str, Any]) -> str:

@@ -1,0 +1,78 @@
+"""A derived folder's provenance (`athena-provenance.json`, written by `athena convert`): where
+it came from, the recipe, the versions, and each output file's {size, sha256}. `check` reads it
+for `athena inspect`: bounded (a crafted file is refused, not parsed whole) and compared with
+the folder as it is now: sizes for the weights (no weight is read), hashes for the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+FILE = "athena-provenance.json"
+SCHEMA = "athena-provenance/1"
+MAX_BYTES = 1 << 20  # a larger provenance file is not read
+CHUNK = 1 << 20
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """{size, sha256} of a file, read 1 MiB at a time."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def folder_digests(folder: Path) -> dict[str, dict[str, Any]]:
+    """{relative posix path: {size, sha256}} of every file under `folder` but the provenance
+    file and hidden ones (the form a lock can pin a local folder by)."""
+    return {
+        path.relative_to(folder).as_posix(): file_digest(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+        and path.name != FILE
+        and not any(p.startswith(".") for p in path.relative_to(folder).parts)
+    }
+
+
+def check(folder: Path) -> dict[str, Any] | None:
+    """The folder's provenance as recorded, with `changed` (the recorded files that are
+    missing or differ now, each "NAME (why)") and `problem` (why it cannot be read, else
+    None); None when the folder has no provenance file."""
+    path = folder / FILE
+    if not path.is_file():
+        return None
+    with path.open("rb") as f:
+        raw = f.read(MAX_BYTES + 1)
+    try:
+        if len(raw) > MAX_BYTES:
+            raise ValueError(f"larger than {MAX_BYTES} bytes")
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise ValueError(f"not {SCHEMA}")
+        files = data.get("files")
+        if not isinstance(files, dict):
+            raise ValueError("no 'files'")
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return {"problem": f"{FILE} is unreadable ({str(error)[:100]})", "changed": []}
+    return {**data, "changed": _changed(folder, files), "problem": None}
+
+
+def _changed(folder: Path, files: dict[str, Any]) -> list[str]:
+    root, changed = folder.resolve(), []
+    for name, recorded in files.items():
+        path = (folder / str(name)).resolve()
+        if not isinstance(recorded, dict) or not path.is_relative_to(root) or path == root:
+            changed.append(f"{name} (not a file of this folder)")
+        elif not path.is_file():
+            changed.append(f"{name} (missing)")
+        elif path.stat().st_size != recorded.get("size"):
+            changed.append(f"{name} (size)")
+        elif path.suffix != ".safetensors" and file_digest(path)["sha256"] != recorded.get(
+            "sha256"
+        ):
+            changed.append(f"{name} (sha256)")
+    return changed
