@@ -10,6 +10,7 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from athena.atomic import replacing
 from athena.backends.quantize import olmoe_predicate
@@ -103,7 +104,7 @@ def write_provenance(
     if located.kind == "hub":
         commit = snapshot.name if snapshot.parent.name == "snapshots" else None
         valid = commit is not None and re.fullmatch("[0-9a-f]{40}", commit) is not None
-        origin = {"hub_id": located.hub_id, "commit": commit if valid else None}
+        origin: dict[str, Any] = {"hub_id": located.hub_id, "commit": commit if valid else None}
     else:
         origin = {"folder": str(snapshot.resolve()), "files": provenance.folder_digests(snapshot)}
     record = {
