@@ -90,6 +90,7 @@ def load_model(args: argparse.Namespace) -> Any:
             quantize_bits=args.quantize_bits,
             router_bits=args.router_bits,
             allow_oversize=args.allow_oversize,
+            action_head_path=getattr(args, "action_head", None),  # `encode --action-head`
         )
     except ValueError as error:
         raise CommandError(str(error)) from None

@@ -66,6 +66,12 @@ def add_loader_commands(sub: argparse._SubParsersAction) -> None:
         help="keep the first max_position_embeddings tokens of a longer text (default: refuse)",
     )
     encode.add_argument(
+        "--action-head",
+        metavar="FILE",
+        help="write the logits (n, num_actions) of the MemoryActionHead saved in FILE by "
+        "`athena train-head` instead of the vectors (its sizes must fit the model)",
+    )
+    encode.add_argument(
         "--no-progress", action="store_true", help="no progress bar (shown on a terminal only)"
     )
     encode.set_defaults(handler=_encode_command)
@@ -175,6 +181,8 @@ def _encode_command(args: argparse.Namespace) -> int:
                             "tokens"
                         ) from None
                     count += len(texts)
+                    if args.action_head is not None:
+                        vectors = model.last_action_logits
                     if writer is None:
                         for vector in vectors:
                             print(json.dumps([round(float(x), 6) for x in vector]))

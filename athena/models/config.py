@@ -35,17 +35,17 @@ class OLMoEConfig:
     temperature: float = 0.0  # 0 is greedy
     top_p: float = 1.0
     seed: int = 0
-    # MemoryActionHead (transformers path): pooled hidden state -> memory-action logits.
+    # MemoryActionHead: pooled hidden state -> memory-action logits. A fresh seeded head on
+    # the transformers path, or the head saved at action_head_path (by `athena train-head`)
+    # on either path; its num_actions must be num_memory_actions, its hidden_dim is its own.
     num_memory_actions: int = 4
     action_head_hidden: int = 256
+    action_head_path: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.model_name, os.PathLike):
-            self.model_name = os.fspath(self.model_name)
-        if isinstance(self.mlx_model_path, os.PathLike):
-            self.mlx_model_path = os.fspath(self.mlx_model_path)
-        if isinstance(self.lora_path, os.PathLike):
-            self.lora_path = os.fspath(self.lora_path)
+        for name in ("model_name", "mlx_model_path", "lora_path", "action_head_path"):
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
         check_value(
             "model_name",
             self.model_name,
@@ -55,10 +55,15 @@ class OLMoEConfig:
         for name in ("use_mlx", "allow_fallback", "allow_oversize"):
             value = getattr(self, name)
             check_value(name, value, isinstance(value, bool), "True or False")
-        for name in ("mlx_model_path", "lora_path"):
+        paths = (
+            ("mlx_model_path", "folder"),
+            ("lora_path", "folder"),
+            ("action_head_path", "file"),
+        )
+        for name, kind in paths:
             value = getattr(self, name)
             ok = value is None or (isinstance(value, str) and bool(value.strip()))
-            check_value(name, value, ok, "None or a folder path")
+            check_value(name, value, ok, f"None or a {kind} path")
         check_value(
             "dtype", self.dtype, self.dtype is None or self.dtype in DTYPES, _one_of(DTYPES)
         )

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from athena.atomic import replacing
+from athena.errors import first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -236,7 +237,9 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     try:
         weights = load_file(str(source))
     except (SafetensorError, OSError, ValueError) as error:
-        raise HeadError(f"{source} is not a readable safetensors file ({error})") from None
+        raise HeadError(
+            f"head file {source} is not a readable safetensors file ({first_line(error)})"
+        ) from None
     _check_weights(weights, str(source))
     return {name: weights[name] for name in PARAMETER_NAMES}
 

@@ -39,7 +39,16 @@ from athena.models.config import (  # re-exported: `from athena.models.olmoe imp
     is_number,
     is_seed,
 )
-from athena.models.head import head_class, new_head
+from athena.models.head import (
+    HeadError,
+    HeadShape,
+    head_class,
+    head_from_weights,
+    head_logits,
+    load_weights,
+    new_head,
+)
+from athena.preflight.provenance import file_digest
 
 if TYPE_CHECKING:  # numpy and the backends are imported where used: the import stays cheap
     import numpy as np
@@ -61,8 +70,10 @@ class OLMoEModel:
     """OLMoE behind one interface, on mlx-lm or transformers.
 
     After `load()`: `backend` is "mlx" or "transformers", `is_loaded` is True, `model` and
-    `tokenizer` are the backend's objects, and `action_head` is a MemoryActionHead on the
-    transformers path (None on mlx). If loading fails, `load()` returns False, logs why and
+    `tokenizer` are the backend's objects, and `action_head` is a MemoryActionHead: the one
+    saved at `config.action_head_path` (torch on transformers, MLX on mlx; its file's sha256
+    in `action_head_sha256`), else a fresh seeded one on transformers and none on mlx
+    (`action_head_sha256` None). If loading fails, `load()` returns False, logs why and
     keeps the sentence in `load_error`. (`_backend` and `_is_loaded` are the seed's names of
     `backend` and `is_loaded`.)
     """
@@ -77,6 +88,7 @@ class OLMoEModel:
         self.model: Any = None
         self.tokenizer: Any = None
         self.action_head: Any = None
+        self.action_head_sha256: str | None = None
         self.backend: str | None = None
         self.is_loaded = False
         self.load_error: str | None = None
@@ -168,6 +180,7 @@ class OLMoEModel:
             allow_oversize=config.allow_oversize,
             mlx_available=MLX_AVAILABLE,  # its options are worth naming on either path
         )
+        head, sha256 = self._make_action_head(backend, name)
         options = LoadOptions(
             dtype=config.dtype,
             quantize_bits=config.quantize_bits,
@@ -176,8 +189,7 @@ class OLMoEModel:
             adapter=adapter,
         )
         self.model, self.tokenizer = backend_module(backend).load(located, options)
-        if backend == "transformers":
-            self.action_head = self._make_action_head(int(self.model.config.hidden_size))
+        self.action_head, self.action_head_sha256 = head, sha256
         self.backend, self.is_loaded = backend, True
 
     def unload(self) -> None:
@@ -192,7 +204,7 @@ class OLMoEModel:
             backend_module(backend).release()  # type: ignore[arg-type]
 
     def _reset(self) -> None:
-        self.model = self.tokenizer = self.action_head = None
+        self.model = self.tokenizer = self.action_head = self.action_head_sha256 = None
         self.backend, self.is_loaded, self.load_error = None, False, None
         self.last_action_logits = self.preflight = None
 
@@ -202,16 +214,33 @@ class OLMoEModel:
         logger.error("%s", reason)
         return False
 
-    def _make_action_head(self, hidden_size: int) -> Any:
-        """heads.new_head(seed): the weights an MLX head from the same seed has."""
-        head = new_head(
-            hidden_size,
-            seed=self.config.seed,
-            framework="torch",
-            num_actions=self.config.num_memory_actions,
-            hidden_dim=self.config.action_head_hidden,
-        )
-        return head.eval()
+    def _make_action_head(self, backend: BackendName, name: str) -> tuple[Any, str | None]:
+        """The head to attach and its file's sha256: the one saved at action_head_path, made
+        for `backend` and checked against the model (SourceError: one sentence), else on
+        transformers heads.new_head(seed) (the weights an MLX head of that seed has)."""
+        config, path = self.config, self.config.action_head_path
+        assert self.preflight is not None
+        hidden_size = int(self.preflight.info.config["hidden_size"])
+        framework = "mlx" if backend == "mlx" else "torch"
+        if path is None:
+            if backend == "mlx":
+                return None, None
+            shape = HeadShape(hidden_size, config.num_memory_actions, config.action_head_hidden)
+            return new_head(**vars(shape), seed=config.seed, framework="torch").eval(), None
+        try:
+            weights = load_weights(path)
+        except HeadError as error:
+            raise SourceError(str(error)) from None
+        shape = HeadShape.of(weights)
+        if (shape.hidden_size, shape.num_actions) != (hidden_size, config.num_memory_actions):
+            raise SourceError(
+                f"the action head {path} takes a hidden size of {shape.hidden_size} and gives "
+                f"{shape.num_actions} actions, but {name} has a hidden size of {hidden_size} "
+                f"and num_memory_actions is {config.num_memory_actions}; pass a head trained "
+                "on this model (athena train-head --model ...) with that many actions"
+            )
+        head = head_from_weights(weights, framework).eval()
+        return head, file_digest(Path(path))["sha256"]
 
     # -- inference -----------------------------------------------------------------------
 
@@ -321,9 +350,9 @@ class OLMoEModel:
         is more than one batch and stderr is a terminal (`show_progress=False`: never);
         `on_batch(n)` is called with the number of texts done after each batch.
 
-        On the transformers path the pooled vectors also go through the MemoryActionHead
-        (batch by batch); its logits are kept in `last_action_logits` ((n, num_memory_actions)
-        or (num_memory_actions,)).
+        When a MemoryActionHead is attached (always on transformers; on mlx with
+        `action_head_path`) the pooled vectors also go through it (batch by batch); its logits
+        are kept in `last_action_logits` ((n, num_memory_actions) or (num_memory_actions,)).
         """
         from athena.backends import base, batching
 
@@ -347,7 +376,7 @@ class OLMoEModel:
             vectors = base.encode(
                 backend, self.model, self.tokenizer, ids, batch_size=batch_size, on_batch=report
             )
-        if self.backend == "transformers":
+        if self.action_head is not None:
             actions = self._action_logits(vectors, batch_size)
             self.last_action_logits = actions[0] if single else actions
         return vectors[0] if single else vectors
@@ -355,14 +384,11 @@ class OLMoEModel:
     def _action_logits(self, vectors: np.ndarray, batch_size: int) -> np.ndarray:
         """The MemoryActionHead's logits of pooled vectors, `batch_size` rows at a time."""
         import numpy as np
-        import torch
 
-        out = np.empty((len(vectors), self.config.num_memory_actions), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(vectors), batch_size):
-                rows = torch.from_numpy(vectors[start : start + batch_size])
-                out[start : start + batch_size] = self.action_head(rows).numpy()
-        return out
+        batches = range(0, len(vectors), batch_size)
+        return np.concatenate(
+            [head_logits(self.action_head, vectors[i : i + batch_size]) for i in batches]
+        )
 
     def logits(self, token_ids: Iterable[int]) -> np.ndarray:
         """(len(token_ids), vocab) float32 next-token logits of one sequence (for checks)."""
