@@ -236,3 +236,108 @@ def test_each_frameworks_own_safetensors_writer_and_reader_work_too(
     with torch.no_grad():
         got = native_torch(torch.from_numpy(random_features)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+# -- issue #29 item 5: a head saved by `athena train-head`, attached through action_head_path ---
+
+TEXTS = ["save note keep", "drop erase clear", "find get"]
+
+
+@pytest.fixture(scope="module")
+def trained_head(tiny_olmoe: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A head trained for two steps by the real `athena train-head` on the tiny checkpoint."""
+    from athena import cli
+    from athena.heads import toy
+
+    folder = tmp_path_factory.mktemp("trained")
+    data = folder / "states.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in toy.states(16, seed=1)))
+    argv = ["train-head", "--model", str(tiny_olmoe), "--data", str(data), "--steps", "2"]
+    argv += ["--reward", "athena.heads.toy:reward", "--out", str(folder / "run")]
+    argv += ["--group-size", "4", "--batch-size", "8", "--hidden-dim", "32"]
+    assert cli.main(argv) == 0
+    return folder / "run" / "head.safetensors"
+
+
+@pytest.mark.parametrize("backend", ["transformers", "mlx"])
+def test_a_trained_head_attaches_through_action_head_path_with_its_own_logits(
+    backend: str, trained_head: Path, tiny_olmoe: Path, request: pytest.FixtureRequest
+) -> None:
+    import hashlib
+
+    from athena.models.olmoe import OLMoEConfig
+
+    framework = "torch" if backend == "transformers" else "mlx"
+    request.getfixturevalue(f"{framework}_installed")
+    config = OLMoEConfig(
+        model_name=str(tiny_olmoe),
+        use_mlx=backend == "mlx",
+        allow_fallback=False,
+        action_head_path=str(trained_head),
+    )
+    model = OLMoEModel(config)
+    assert model.load(), model.load_error
+    assert model.backend == backend and heads.framework_of(model.action_head) == framework
+    assert model.action_head_sha256 == hashlib.sha256(trained_head.read_bytes()).hexdigest()
+    vectors = model.encode(TEXTS, batch_size=2)  # two batches through the head
+    saved = load_head(trained_head, framework=framework)
+    assert saved.hidden_dim == 32 and saved.hidden_size == vectors.shape[1]
+    expected = heads.head_logits(saved, vectors)
+    np.testing.assert_allclose(model.last_action_logits, expected, atol=1e-6, rtol=0)
+    fresh = new_head(vectors.shape[1], seed=config.seed, framework=framework, hidden_dim=32)
+    assert not np.allclose(heads.head_logits(fresh, vectors), expected)  # it is not a new head
+
+
+def test_encode_action_head_prints_the_heads_logits(
+    trained_head: Path, tiny_olmoe: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from athena import cli
+    from athena.models.olmoe import OLMoEConfig
+
+    argv = ["encode", "--model", str(tiny_olmoe), "--action-head", str(trained_head), *TEXTS]
+    assert cli.main(argv) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))
+    assert model.load(), model.load_error
+    framework = "mlx" if model.backend == "mlx" else "torch"
+    expected = heads.head_logits(load_head(trained_head, framework=framework), model.encode(TEXTS))
+    np.testing.assert_allclose(np.array(rows), expected, atol=1e-5)
+
+
+def test_a_head_that_does_not_fit_or_cannot_be_read_is_one_sentence(
+    tiny_olmoe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from athena import cli
+    from athena.models.olmoe import OLMoEConfig
+
+    hidden = json.loads((tiny_olmoe / "config.json").read_text())["hidden_size"]
+    narrow = save_head(new_head(hidden + 1, framework="torch"), tmp_path / "narrow.safetensors")
+    six = save_head(
+        new_head(hidden, num_actions=6, framework="torch"), tmp_path / "six.safetensors"
+    )
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(six.read_bytes()[:300])
+    cases = {
+        narrow: f"the action head {narrow} takes a hidden size of {hidden + 1} and gives 4 "
+        f"actions, but {tiny_olmoe} has a hidden size of {hidden} and num_memory_actions is 4; "
+        "pass a head trained on this model (athena train-head --model ...) with that many "
+        "actions",
+        six: f"the action head {six} takes a hidden size of {hidden} and gives 6 actions, but "
+        f"{tiny_olmoe} has a hidden size of {hidden} and num_memory_actions is 4; pass a head "
+        "trained on this model (athena train-head --model ...) with that many actions",
+        tmp_path / "missing.safetensors": f"head file {tmp_path / 'missing.safetensors'} not "
+        "found; pass a .safetensors written by save_head",
+        truncated: f"head file {truncated} is not a readable safetensors file (SafetensorError: "
+        "Error while deserializing header: ",
+    }
+    for path, sentence in cases.items():
+        model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe), action_head_path=str(path)))
+        assert model.load() is False
+        assert model.load_error is not None and model.load_error.startswith(sentence)
+        assert len(model.load_error.splitlines()) == 1 and model.action_head is None
+        assert cli.main(["encode", "--model", str(tiny_olmoe), "--action-head", str(path), "x"])
+        err = capsys.readouterr().err
+        assert err.startswith(f"athena encode: {sentence}") and len(err.splitlines()) == 1
+    config = OLMoEConfig(model_name=str(tiny_olmoe), num_memory_actions=6, action_head_path=six)
+    model = OLMoEModel(config)
+    assert model.load(), model.load_error  # fits once the model expects six actions
