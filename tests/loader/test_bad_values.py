@@ -23,6 +23,7 @@ from athena.models.olmoe import OLMoEConfig, OLMoEModel
         ("allow_fallback", 1, "True or False"),
         ("mlx_model_path", 3, "None or a folder path"),
         ("lora_path", "  ", "None or a folder path"),
+        ("action_head_path", 7, "None or a file path"),
         ("dtype", "fp8", "None or one of 'float32', 'float16', 'bfloat16'"),
         ("quantize_bits", 3, "None, 4 or 8"),
         ("quantize_bits", True, "None, 4 or 8"),
@@ -50,6 +51,8 @@ def test_config_value_error_names_field_value_and_allowed(
 def test_config_accepts_paths_and_the_defaults(tmp_path: Path) -> None:
     config = OLMoEConfig(model_name=tmp_path, lora_path=tmp_path / "lora")  # type: ignore[arg-type]
     assert config.model_name == str(tmp_path) and config.lora_path == str(tmp_path / "lora")
+    head = OLMoEConfig(action_head_path=tmp_path / "h.safetensors")  # type: ignore[arg-type]
+    assert head.action_head_path == str(tmp_path / "h.safetensors")
     default = OLMoEConfig()
     assert default.model_name == "allenai/OLMoE-1B-7B-0924"
     assert (default.use_mlx, default.quantize_bits, default.temperature) == (True, None, 0.0)
