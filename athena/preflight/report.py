@@ -303,36 +303,29 @@ def render(report: dict[str, Any]) -> str:
 
 
 def _provenance_lines(record: dict[str, Any] | None) -> list[str]:
-    """What provenance.check found, every value from the file escaped and cut short."""
+    """What provenance.check found, each line escaped and cut short (the file can be crafted)."""
     if record is None:
         return []
     if record["problem"]:
         return [f"provenance   {_escaped(record['problem'])}"]
     recipe, source = _mapping(record.get("recipe")), _mapping(record.get("source"))
-    versions = ", ".join(
-        f"{_escaped(name, 20)} {_escaped(version, 30)}"
-        for name, version in list(_mapping(record.get("versions")).items())[:5]
-    )
+    versions = ", ".join(f"{k} {v}" for k, v in list(_mapping(record.get("versions")).items())[:5])
     if "hub_id" in source:
-        origin = f"{_escaped(source['hub_id'])} at commit {_escaped(source.get('commit'), 40)}"
+        origin = f"{source['hub_id']} at commit {source.get('commit')}"
     else:
-        origin = f"{_escaped(source.get('folder'))} ({len(_mapping(source.get('files')))} files"
-        origin += f" hashed in {provenance.FILE})"
-    changed = record["changed"]
-    files = len(_mapping(record.get("files")))
-    state = (
-        f"{len(changed)} of {files} file(s) CHANGED since: "
-        + ", ".join(_escaped(name, 80) for name in changed[:5])
-        + (", ..." if len(changed) > 5 else "")
-        if changed
-        else f"{files} file(s) as written (sizes; sha256 of all but the weights)"
-    )
+        origin = f"{source.get('folder')} ({len(_mapping(source.get('files')))} files hashed)"
+    changed, files = record["changed"], len(_mapping(record.get("files")))
+    state = f"{files} file(s) as written (sizes; sha256 of all but the weights)"
+    if changed:
+        state = f"{len(changed)} of {files} file(s) CHANGED since: {', '.join(changed[:5])}"
     return [
-        f"made by      {_escaped(record.get('made_by'), 40)} ({versions}): "
-        f"{_escaped(recipe.get('bits'), 5)}-bit, group {_escaped(recipe.get('group_size'), 5)}, "
-        f"router {_escaped(recipe.get('router_bits'), 5)}-bit",
-        f"from         {origin}",
-        f"files        {state}",
+        "made by      "
+        + _escaped(
+            f"{record.get('made_by')} ({versions}): {recipe.get('bits')}-bit, group "
+            f"{recipe.get('group_size')}, router {recipe.get('router_bits')}-bit"
+        ),
+        f"from         {_escaped(origin)}",
+        f"files        {_escaped(state)}",
     ]
 
 
@@ -340,10 +333,8 @@ def _mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _escaped(value: object, limit: int = 200) -> str:
-    """`value` as printable ASCII (control and non-ASCII characters escaped), at most `limit`
-    characters of it."""
-    text = str(value)
+def _escaped(text: str, limit: int = 200) -> str:
+    """`text` cut at `limit` characters, as printable ASCII (the rest escaped)."""
     short = text[:limit] + ("..." if len(text) > limit else "")
     return short.encode("unicode_escape").decode("ascii")
 

@@ -58,7 +58,7 @@ def test_inspect_shows_the_provenance_and_the_files_changed_since(
     text = capsys.readouterr().out
     assert "made by      athena convert (athena " in text
     assert ": 8-bit, group 32, router 8-bit\n" in text
-    assert f"from         {tiny_olmoe.resolve()} (6 files hashed" in text
+    assert f"from         {tiny_olmoe.resolve()} (6 files hashed)\n" in text
     files = len(_hashes(converted))
     assert f"files        {files} file(s) as written" in text
 
@@ -124,7 +124,7 @@ def test_a_crafted_provenance_is_shown_escaped_and_bounded(
     text = capsys.readouterr().out
     assert "\x1b" not in text and "\x07" not in text and "\nFAKE" not in text
     assert "made by      \\x1b[2Jathena convert (athena \\x07)" in text
-    assert f"org/x\\nFAKE line at commit {'c' * 40}...\n" in text  # cut at 40
+    assert f"from         org/x\\nFAKE line at commit {'c' * 174}...\n" in text  # cut at 200
     assert "../outside.txt (not a file of this folder), config.json (not a file" in text
 
     (folder / FILE).write_bytes(b"{" + b" " * (1 << 20) + b"}")
