@@ -20,6 +20,7 @@ module imports mlx, torch or numpy only inside the functions that need them. The
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -74,13 +75,7 @@ class HeadShape:
         return dict(zip(PARAMETER_NAMES, shapes, strict=True))
 
     def num_parameters(self) -> int:
-        total = 0
-        for shape in self.parameter_shapes().values():
-            count = 1
-            for n in shape:
-                count *= n
-            total += count
-        return total
+        return sum(math.prod(shape) for shape in self.parameter_shapes().values())
 
 
 def check_framework(framework: str) -> str:
