@@ -62,17 +62,24 @@ def check(folder: Path) -> dict[str, Any] | None:
 
 
 def _changed(folder: Path, files: dict[str, Any]) -> list[str]:
-    root, changed = folder.resolve(), []
-    for name, recorded in files.items():
-        path = (folder / str(name)).resolve()
+    root = folder.resolve()
+    return [
+        f"{name} ({why})" for name, recorded in files.items() if (why := _why(root, name, recorded))
+    ]
+
+
+def _why(root: Path, name: str, recorded: object) -> str | None:
+    """Why the file recorded as `name` is not as recorded now (None: it is)."""
+    try:
+        path = (root / name).resolve()
         if not isinstance(recorded, dict) or not path.is_relative_to(root) or path == root:
-            changed.append(f"{name} (not a file of this folder)")
-        elif not path.is_file():
-            changed.append(f"{name} (missing)")
-        elif path.stat().st_size != recorded.get("size"):
-            changed.append(f"{name} (size)")
-        elif path.suffix != ".safetensors" and file_digest(path)["sha256"] != recorded.get(
-            "sha256"
-        ):
-            changed.append(f"{name} (sha256)")
-    return changed
+            return "not a file of this folder"
+        if not path.is_file():
+            return "missing"
+        if path.stat().st_size != recorded.get("size"):
+            return "size"
+        if path.suffix != ".safetensors" and file_digest(path)["sha256"] != recorded.get("sha256"):
+            return "sha256"
+    except (OSError, ValueError):  # a name too long, or with a NUL in it
+        return "not a file of this folder"
+    return None

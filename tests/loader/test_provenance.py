@@ -117,7 +117,7 @@ def test_a_crafted_provenance_is_shown_escaped_and_bounded(
         "source": {"hub_id": "org/x\nFAKE line", "commit": "c" * 500},
         "recipe": {"bits": 4, "group_size": 64, "router_bits": 8},
         "versions": {"athena": "\x07"},
-        "files": {"../outside.txt": {"size": 6}, "config.json": "x"},
+        "files": {"../outside.txt": {"size": 6}, "config.json": "x", "a\0b": {}, "n" * 5000: {}},
     }
     (folder / FILE).write_text(json.dumps(crafted))
     assert main(["inspect", str(folder), "--context", "0"]) == 0
@@ -126,6 +126,9 @@ def test_a_crafted_provenance_is_shown_escaped_and_bounded(
     assert "made by      \\x1b[2Jathena convert (athena \\x07)" in text
     assert f"from         org/x\\nFAKE line at commit {'c' * 174}...\n" in text  # cut at 200
     assert "../outside.txt (not a file of this folder), config.json (not a file" in text
+    main(["inspect", str(folder), "--json", "--context", "0"])
+    changed = json.loads(capsys.readouterr().out)["provenance"]["changed"]
+    assert changed == [f"{name} (not a file of this folder)" for name in crafted["files"]]
 
     (folder / FILE).write_bytes(b"{" + b" " * (1 << 20) + b"}")
     assert main(["inspect", str(folder), "--context", "0"]) == 0
