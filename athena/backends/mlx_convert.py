@@ -102,8 +102,8 @@ def write_provenance(
     athena / mlx / mlx-lm versions and the output files' {size, sha256}."""
     snapshot = located.folder
     if located.kind == "hub":
-        commit = snapshot.name if snapshot.parent.name == "snapshots" else None
-        valid = commit is not None and re.fullmatch("[0-9a-f]{40}", commit) is not None
+        commit = snapshot.name  # huggingface_hub's cache: .../snapshots/<commit>
+        valid = snapshot.parent.name == "snapshots" and re.fullmatch("[0-9a-f]{40}", commit)
         origin: dict[str, Any] = {"hub_id": located.hub_id, "commit": commit if valid else None}
     else:
         origin = {"folder": str(snapshot.resolve()), "files": provenance.folder_digests(snapshot)}

@@ -45,9 +45,9 @@ def check(folder: Path) -> dict[str, Any] | None:
     path = folder / FILE
     if not path.is_file():
         return None
-    with path.open("rb") as f:
-        raw = f.read(MAX_BYTES + 1)
     try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
         if len(raw) > MAX_BYTES:
             raise ValueError(f"larger than {MAX_BYTES} bytes")
         data = json.loads(raw)
@@ -56,16 +56,13 @@ def check(folder: Path) -> dict[str, Any] | None:
         files = data.get("files")
         if not isinstance(files, dict):
             raise ValueError("no 'files'")
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
         return {"problem": f"{FILE} is unreadable ({str(error)[:100]})", "changed": []}
-    return {**data, "changed": _changed(folder, files), "problem": None}
-
-
-def _changed(folder: Path, files: dict[str, Any]) -> list[str]:
     root = folder.resolve()
-    return [
-        f"{name} ({why})" for name, recorded in files.items() if (why := _why(root, name, recorded))
+    changed = [
+        f"{name} ({why})" for name, entry in files.items() if (why := _why(root, name, entry))
     ]
+    return {**data, "changed": changed, "problem": None}
 
 
 def _why(root: Path, name: str, recorded: object) -> str | None:
