@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from athena.doctor.lock import FIXES
 from athena.doctor.names import normalize
+from athena.doctor.report import shown
 from athena.doctor.targets import Target
 
 
@@ -119,6 +121,9 @@ def run_uv_tree(root: Path, target: Target, *extra: str, uv: str | None = None) 
         )
     except (OSError, subprocess.SubprocessError) as error:
         raise UvError(f"`{' '.join(command[:2])}` could not run: {error}") from error
+    if "Failed to parse `uv.lock`" in completed.stderr:
+        cause = completed.stderr.partition("cause:")[2].strip().splitlines()[:1] or ["?"]
+        raise UvError(f"uv cannot parse {root / 'uv.lock'} ({shown(cause[0])}): {FIXES['uv.lock']}")
     if completed.returncode != 0:
         detail = " ".join(line.strip() for line in completed.stderr.strip().splitlines()[-3:])
         raise UvError(f"`uv tree --locked` failed in {root}: {detail}")
