@@ -147,17 +147,16 @@ def schema_problem(value: Any, schema: Mapping[str, Any], where: str = "the repo
     """Where `value` first breaks `schema` (the keywords schema.json uses: type, const, enum,
     pattern, minimum, required, properties, additionalProperties, items), as a phrase
     ("fingerprint.packages.mlx has no tags"); None when it conforms."""
+    quoted = shown(json.dumps(value, default=str), 40)
     types = schema.get("type")
     types = [types] if isinstance(types, str) else types or list(JSON_TYPES)
     booleans = "boolean" in types or not isinstance(value, bool)  # True is an int to Python
     if not booleans or not any(isinstance(value, JSON_TYPES[name]) for name in types):
-        return f"{shown(where)} is {shown(value, 40)}, not {' or '.join(types)}"
+        return f"{shown(where)} is {quoted}, not {' or '.join(types)}"
     if ("const" in schema and value != schema["const"]) or value not in schema.get("enum", [value]):
-        return (
-            f"{shown(where)} is {shown(value, 40)}, not {schema.get('const', schema.get('enum'))}"
-        )
+        return f"{shown(where)} is {quoted}, not {schema.get('const', schema.get('enum'))}"
     if isinstance(value, str) and not re.search(schema.get("pattern", ""), value):
-        return f"{shown(where)} is {shown(value, 40)}, not of the form {schema['pattern']}"
+        return f"{shown(where)} is {quoted}, not of the form {schema['pattern']}"
     if isinstance(value, (int, float)) and value < schema.get("minimum", value):
         return f"{shown(where)} is {value}, below {schema['minimum']}"
     if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
