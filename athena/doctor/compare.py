@@ -24,7 +24,6 @@ from typing import Any
 
 from athena.doctor.report import SCHEMA_ID, SCHEMA_PATH, schema_problem, shown
 
-SCHEMA_PREFIX = "athena-doctor/"
 MAX_REPORT_BYTES = 8 << 20  # a real report is ~100 KB
 BREAKS, NUMERICS, INFO = "breaks reproducibility", "may change numerics", "informational"
 SEVERITIES = (BREAKS, NUMERICS, INFO)
@@ -85,16 +84,10 @@ def load_report(path: Path) -> dict[str, Any]:
         raise CompareError(f"{path} is not JSON, so not a doctor report: {make}") from None
     if not isinstance(report, dict) or "schema" not in report:
         raise CompareError(f"{path} is not an athena doctor report (no schema field): {make}")
-    schema = report["schema"]
-    if schema != SCHEMA_ID and _schema_version(schema) < _schema_version(SCHEMA_ID):
+    if report["schema"] != SCHEMA_ID:
         raise CompareError(
-            f"{path} is an {shown(schema)} report, older than this athena's {SCHEMA_ID}: rerun "
-            "`athena doctor --json` with this athena on that machine"
-        )
-    if schema != SCHEMA_ID:
-        raise CompareError(
-            f"{path} has schema {shown(schema)}, which this athena does not know (it reads "
-            f"{SCHEMA_ID}): compare with the athena that wrote it, or update this checkout"
+            f"{path} has schema {shown(report['schema'])}, and this athena reads {SCHEMA_ID}: "
+            "rerun `athena doctor --json` with the same athena on both machines"
         )
     return check_report(report, str(path))
 
@@ -113,13 +106,6 @@ def check_report(report: dict[str, Any], name: str) -> dict[str, Any]:
             "athena in the checkout on that machine"
         )
     return report
-
-
-def _schema_version(schema: object) -> int:
-    """2 for "athena-doctor/2"; a large number for anything else (unknown, not older)."""
-    text = str(schema)
-    number = text[len(SCHEMA_PREFIX) :] if text.startswith(SCHEMA_PREFIX) else ""
-    return int(number) if number.isdigit() and len(number) < 6 else 1 << 30
 
 
 def _get(fingerprint: Any, path: str) -> Any:
