@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 from athena.doctor.lock import Lock
 from athena.doctor.names import normalize
 from athena.doctor.probe import ProbeResult
-from athena.doctor.report import SCHEMA_PATH
+from athena.doctor.report import SCHEMA_PATH, shareable
 from athena.doctor.sections.memory import WIRED_LIMIT_MACOS
 from athena.doctor.sections.system import python_minor
 from athena.host import Host
@@ -30,9 +29,6 @@ from athena.host import Host
 # The behaviour variables (schema.json's fingerprint.env): each one listed, and no other.
 FINGERPRINT = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))["properties"]["fingerprint"]
 ENV_NAMES = tuple(FINGERPRINT["properties"]["env"]["required"])
-SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL|AUTH")
-USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")  # https://user:token@host -> https://host
-QUERY = re.compile(r"[?#][^\s,]*")  # ?token=...#... up to the next space or comma
 
 
 def file_sha256(path: Path) -> str | None:
@@ -45,18 +41,16 @@ def file_sha256(path: Path) -> str | None:
 def behaviour_env(
     environ: Mapping[str, str], root: Path | None, home: str | None = None
 ) -> dict[str, str | None]:
-    """The behaviour variables, set (value) or unset (None), safe to share: a secret's name
-    gives "(set)", every URL loses its user:password@, query and fragment. The checkout's path
+    """The behaviour variables, set (value) or unset (None), safe to share (`shareable`; a
+    secret is "(set)"). The checkout's path
     is written `$PROJECT` and the home folder `~`, so two machines' values compare as what
     they mean."""
     home = home if home is not None else os.path.expanduser("~")
     result: dict[str, str | None] = {}
     for name in ENV_NAMES:
         value = environ.get(name)
-        if value is not None and SECRET_NAME.search(name):
-            value = "(set)"
-        elif value is not None and "://" in value:
-            value = QUERY.sub("", USERINFO.sub("", value))
+        if value is not None:
+            value = shareable(name, value) or "(set)"
         if value is not None and root is not None:
             value = value.replace(str(root), "$PROJECT")
         if value is not None and home and home != "/":

@@ -13,6 +13,9 @@ from typing import Any
 SCHEMA_ID = "athena-doctor/3"
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 SHOWN_LIMIT = 120
+SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL|AUTH")
+USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")  # https://user:token@host -> https://host
+QUERY = re.compile(r"[?#][^\s,]*")  # ?token=...#... up to the next space or comma
 JSON_TYPES: dict[str, Any] = {
     "object": dict,
     "array": list,
@@ -132,6 +135,14 @@ class Report:
             names = ", ".join(c.id for c in self.failed_required)
             lines.append(f"FAILED: {names}. Follow the -> hints above.")
         return "\n".join(lines)
+
+
+def shareable(name: str, value: str) -> str | None:
+    """An environment variable's value without credentials: None for a secret (a name with
+    TOKEN, PASSWORD, KEY...), and every URL without its user:password@, query and fragment."""
+    if SECRET_NAME.search(name):
+        return None
+    return QUERY.sub("", USERINFO.sub("", value)) if "://" in value else value
 
 
 def shown(value: object, limit: int = SHOWN_LIMIT) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from athena.doctor.lock import FIXES
 from athena.doctor.names import normalize
-from athena.doctor.report import shown
+from athena.doctor.report import shareable, shown
 from athena.doctor.targets import Target
 
 
@@ -115,9 +115,12 @@ def run_uv_tree(root: Path, target: Target, *extra: str, uv: str | None = None) 
         *target.group_args,
         *extra,
     ]
+    # without credentials (it works offline), so that its messages cannot repeat them
+    shared = {name: shareable(name, value) for name, value in os.environ.items()}
+    env = {name: value for name, value in shared.items() if value is not None}
     try:
         completed = subprocess.run(
-            command, cwd=root, capture_output=True, text=True, timeout=300, check=False
+            command, cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False
         )
     except (OSError, subprocess.SubprocessError) as error:
         raise UvError(f"`{' '.join(command[:2])}` could not run: {error}") from error
