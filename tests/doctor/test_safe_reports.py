@@ -348,3 +348,23 @@ def test_the_doctor_from_a_booby_trapped_folder_reports_the_real_mlx(
     imported = report.get("imports.mlx")
     assert imported is not None and imported.status == "pass"
     assert str(tmp_path) not in json.dumps(imported.data)
+
+
+def test_this_machine_is_checked_like_any_report(
+    good: dict[str, Any], base_python: str, tmp_path: Path
+) -> None:
+    """A checkout whose uv.lock is empty: this machine's report has no packages to compare."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    (tmp_path / "uv.lock").write_text("")
+    (tmp_path / "b.json").write_text(json.dumps(good))
+    command = ["doctor", "--compare", str(tmp_path / "b.json"), "--project", str(tmp_path)]
+    result = subprocess.run(
+        [str(ATHENA), *command, "--python", base_python],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "REPRODUCIBLE" not in result.stdout
+    assert "cannot compare: in this machine (" in result.stderr
+    assert "fingerprint.packages is empty" in result.stderr and "Traceback" not in result.stderr
