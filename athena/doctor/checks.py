@@ -233,9 +233,13 @@ def run_compare(args: Any) -> int:
         here = run_doctor(
             python=args.python, root=args.project, timeout=float(args.timeout), audit=False
         )
-        a, b = here.to_dict(), others[0]
-        host = a["fingerprint"].get("hostname") or "here"
+        host = here.fingerprint.get("hostname") or "here"
         names = (f"this machine ({host})", str(args.compare[0]))
+        try:
+            a, b = compare.check_report(json.loads(here.to_json()), names[0]), others[0]
+        except compare.CompareError as error:
+            print(f"athena doctor --compare: {error}", file=sys.stderr)
+            return 2
     breaking, expected = compare.compare(a, b)
     if args.json:
         print(json.dumps(compare.to_dict(names, breaking, expected), indent=2, default=str))

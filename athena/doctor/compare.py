@@ -6,24 +6,30 @@ minor version or implementation, the platform, mlx's default device, a behaviour
 what may change numerics (chip, OS release, Metal, the nixpkgs pin) and what is informational
 (memory, hostname, Python patch version, the wired limit). The exit code is 1 when something
 that breaks reproducibility differs.
+
+A report is read bounded, checked against schema.json and for what a verdict needs before it
+is compared; every value from it is shown through `report.shown` (escaped, bounded), and only
+names of the right grammar go into a command, through `shlex.quote`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+import shlex
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from athena.doctor.report import SCHEMA_ID
+from athena.doctor.report import SCHEMA_ID, SCHEMA_PATH, schema_problem, shown
 
-SCHEMA_PREFIX = "athena-doctor/"
+MAX_REPORT_BYTES = 8 << 20  # a real report is ~100 KB
 BREAKS, NUMERICS, INFO = "breaks reproducibility", "may change numerics", "informational"
 SEVERITIES = (BREAKS, NUMERICS, INFO)
 SYNC = "`uv sync --locked` on both (it makes .venv with the Python .python-version pins)"
 COMMIT = "check out the same commit on both, then `uv sync --locked`"
-DEVICE = "unset MLX_DEFAULT_DEVICE and ATHENA_MLX_DEVICE where they differ (or set them alike)"
+DEVICE = "set ATHENA_MLX_DEVICE alike on both (or unset it on both)"
 FLAKE = "check out the same flake.lock on both, then `nix develop`"
 # (label, dotted path in the fingerprint, severity, the command that aligns the two machines)
 FIELDS = (
@@ -41,6 +47,11 @@ FIELDS = (
     ("Python version", "python.version", INFO, None),
     ("wired limit", "wired_limit", INFO, None),
 )
+# What a verdict needs beyond schema.json: null (or empty) in either report, nothing to compare.
+NEEDED = ("uv_lock_sha256", "packages", "python.minor", "python.implementation", "os.target")
+PACKAGE_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)  # PEP 508
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+NOT_A_NAME = "not a valid name, so no command: the report was edited or damaged"
 
 
 class CompareError(Exception):
@@ -58,41 +69,43 @@ class Difference:
 
 
 def load_report(path: Path) -> dict[str, Any]:
-    """A doctor report of the current schema from `path`, or CompareError."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as error:
-        raise CompareError(f"{path} cannot be read ({error.strerror or error})") from None
-    except UnicodeDecodeError:
-        text = ""  # not JSON either
+    """A doctor report of the current schema from `path`, ready to compare, or CompareError."""
     make = "make one with `athena doctor --json > FILE`"
     try:
-        report = json.loads(text)
+        with path.open("rb") as file:
+            data = file.read(MAX_REPORT_BYTES + 1)
+    except OSError as error:
+        raise CompareError(f"{path} cannot be read ({error.strerror or error})") from None
+    if len(data) > MAX_REPORT_BYTES:
+        raise CompareError(f"{path} is over {MAX_REPORT_BYTES >> 20} MiB, so not a doctor report")
+    try:
+        report = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError):
         raise CompareError(f"{path} is not JSON, so not a doctor report: {make}") from None
     if not isinstance(report, dict) or "schema" not in report:
         raise CompareError(f"{path} is not an athena doctor report (no schema field): {make}")
-    schema = report["schema"]
-    if schema == SCHEMA_ID and isinstance(report.get("fingerprint"), dict):
-        return report
-    if schema == SCHEMA_ID:
-        raise CompareError(f"{path} says {SCHEMA_ID} but has no fingerprint: {make}")
-    if _schema_version(schema) < _schema_version(SCHEMA_ID):
+    if report["schema"] != SCHEMA_ID:
         raise CompareError(
-            f"{path} is an {schema} report, which has no fingerprint to compare: rerun "
-            f"`athena doctor --json` with this athena ({SCHEMA_ID}) on that machine"
+            f"{path} has schema {shown(report['schema'])}, and this athena reads {SCHEMA_ID}: "
+            "rerun `athena doctor --json` with the same athena on both machines"
         )
-    raise CompareError(
-        f"{path} has schema {schema!r}, which this athena does not know (it reads {SCHEMA_ID}): "
-        "compare with the athena that wrote it, or update this checkout"
-    )
+    return check_report(report, str(path))
 
 
-def _schema_version(schema: object) -> int:
-    """2 for "athena-doctor/2"; a large number for anything else (unknown, not older)."""
-    text = str(schema)
-    number = text[len(SCHEMA_PREFIX) :] if text.startswith(SCHEMA_PREFIX) else ""
-    return int(number) if number.isdigit() else 1 << 30
+def check_report(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """`report` when schema.json admits it and it holds what a verdict needs; else
+    CompareError naming the field and the report."""
+    problem = schema_problem(report, json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    fingerprint = _map(report.get("fingerprint"))
+    empty = next((path for path in NEEDED if _get(fingerprint, path) in (None, {}, "")), None)
+    if problem is None and empty is not None:
+        problem = f"fingerprint.{empty} is empty (uv.lock or the Python could not be read there)"
+    if problem is not None:
+        raise CompareError(
+            f"cannot compare: in {name}, {problem}; rerun `athena doctor --json` with this "
+            "athena in the checkout on that machine"
+        )
+    return report
 
 
 def _get(fingerprint: Any, path: str) -> Any:
@@ -106,59 +119,25 @@ def _map(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def compare(
-    a: Mapping[str, Any], b: Mapping[str, Any]
-) -> tuple[list[Difference], list[Difference]]:
-    """(breaking, expected) differences between two reports' fingerprints; `expected` holds
-    what may change numerics, then what is informational."""
-    fa, fb = _map(a.get("fingerprint")), _map(b.get("fingerprint"))
-    rows = [
-        Difference(what, _get(fa, path), _get(fb, path), severity=severity, fix=fix)
-        for what, path, severity, fix in FIELDS
-        if _get(fa, path) != _get(fb, path)
-    ]
-    if any(d.what == "Python minor version" for d in rows):  # said once, where it matters
-        rows = [d for d in rows if d.what != "Python version"]
-    packages_a, packages_b = _map(fa.get("packages")), _map(fb.get("packages"))
-    for name in sorted(set(packages_a) | set(packages_b)):
-        rows.extend(_package(name, _map(packages_a.get(name)), _map(packages_b.get(name)), fa, fb))
-    env_a, env_b = _map(fa.get("env")), _map(fb.get("env"))
-    for name in sorted(set(env_a) | set(env_b)):
-        value_a, value_b = env_a.get(name), env_b.get(name)
-        if value_a != value_b:
-            fix = f"`unset {name}`" if value_b is None or value_a is None else None
-            fix = fix or f"`export {name}=...` alike on both"
-            rows.append(Difference(f"${name}", value_a, value_b, "(unset)", BREAKS, fix))
-    breaking = [d for d in rows if d.severity == BREAKS]
-    expected = [d for s in SEVERITIES[1:] for d in rows if d.severity == s]
-    return breaking, expected
-
-
-def _package(
-    name: str, a: Mapping[str, Any], b: Mapping[str, Any], fa: Any, fb: Any
-) -> list[Difference]:
+def _package(name: str, a: Any, b: Any, fa: Any, fb: Any) -> list[Difference]:
     """A version difference, or the same version built differently (other wheel tags)."""
-    reinstall = f"`uv sync --locked --reinstall-package {name}`"
+    a, b = _map(a), _map(b)
+    quoted = shlex.quote(name) if PACKAGE_NAME.match(name) else None
+    reinstall = f"`uv sync --locked --reinstall-package {quoted}`"
     if a.get("installed") != b.get("installed"):
         off = [side for side, p in (("A", a), ("B", b)) if p.get("matches_lock") is False]
         where = f" on {' and '.join(off)}" if off else " on both"
+        fix = reinstall + where if quoted else NOT_A_NAME
         missing = "(not installed)"
         return [
-            Difference(
-                f"package {name}",
-                a.get("installed"),
-                b.get("installed"),
-                missing,
-                BREAKS,
-                reinstall + where,
-            )
+            Difference(f"package {name}", a.get("installed"), b.get("installed"), missing, fix=fix)
         ]
-    tags_a, tags_b = a.get("tags"), b.get("tags")
+    tags_a, tags_b = a.get("tags") or [], b.get("tags") or []
     wheel_a, wheel_b = _map(a.get("wheel")).get("sha256"), _map(b.get("wheel")).get("sha256")
-    if not tags_a or not tags_b or (set(tags_a) == set(tags_b) and wheel_a == wheel_b):
-        return []  # not installed, or a report without builds, or the same build
-    os_a, os_b = _get(fa, "os.release"), _get(fb, "os.release")
-    fix = reinstall + " on the side whose build is not from the lock"
+    if set(tags_a) == set(tags_b) and wheel_a == wheel_b:
+        return []  # not installed on either side, or the same build
+    os_a, os_b = shown(_get(fa, "os.release")), shown(_get(fb, "os.release"))
+    fix = reinstall + " on the side whose build is not from the lock" if quoted else NOT_A_NAME
     if wheel_a and wheel_b:
         fix = (
             f"uv installs the wheel for the newest OS each machine runs ({os_a} vs {os_b}): "
@@ -175,18 +154,52 @@ def _package(
     ]
 
 
+def _variable(name: str, a: Any, b: Any, fa: Any, fb: Any) -> list[Difference]:
+    if a == b:
+        return []
+    quoted = shlex.quote(name) if ENV_NAME.match(name) else None
+    fix = f"`unset {quoted}`" if None in (a, b) else f"`export {quoted}=...` alike on both"
+    return [Difference(f"${name}", a, b, "(unset)", BREAKS, fix if quoted else NOT_A_NAME)]
+
+
+# The keyed sections of a fingerprint: (its key, the rows for one name found on either side).
+SECTIONS: tuple[tuple[str, Callable[[str, Any, Any, Any, Any], list[Difference]]], ...] = (
+    ("packages", _package),
+    ("env", _variable),
+)
+
+
+def compare(
+    a: Mapping[str, Any], b: Mapping[str, Any]
+) -> tuple[list[Difference], list[Difference]]:
+    """(breaking, expected) differences between two reports' fingerprints; `expected` holds
+    what may change numerics, then what is informational."""
+    fa, fb = _map(a.get("fingerprint")), _map(b.get("fingerprint"))
+    rows = [
+        Difference(what, _get(fa, path), _get(fb, path), severity=severity, fix=fix)
+        for what, path, severity, fix in FIELDS
+        if _get(fa, path) != _get(fb, path)
+    ]
+    if any(d.what == "Python minor version" for d in rows):  # said once, where it matters
+        rows = [d for d in rows if d.what != "Python version"]
+    for key, differences in SECTIONS:
+        section_a, section_b = _map(fa.get(key)), _map(fb.get(key))
+        for name in sorted(set(section_a) | set(section_b)):
+            rows.extend(differences(name, section_a.get(name), section_b.get(name), fa, fb))
+    breaking = [d for d in rows if d.severity == BREAKS]
+    expected = [d for s in SEVERITIES[1:] for d in rows if d.severity == s]
+    return breaking, expected
+
+
 def _show(value: Any, none: str = "(none)") -> str:
-    if value is None:
-        return none
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
+    return none if value is None else shown(value)
 
 
 def render(names: tuple[str, str], breaking: list[Difference], expected: list[Difference]) -> str:
     """The differences as text, by severity, each with the command that aligns them."""
     rows = breaking + expected
-    width = max([len(d.what) for d in rows] + [10])
+    names = (shown(names[0]), shown(names[1]))
+    width = max([len(shown(d.what)) for d in rows] + [10])
     left = max([len(_show(d.a, d.none)) for d in rows] + [len(names[0])])
     header = f"  {'':{width}}  {names[0]:{left}}  |  {names[1]}"
     lines = [f"athena doctor --compare: {names[0]} vs {names[1]} (A vs B)"]
@@ -195,9 +208,8 @@ def render(names: tuple[str, str], breaking: list[Difference], expected: list[Di
         lines += ["", f"{severity.capitalize()} ({len(group)}):"]
         lines += [header] if group else ["  nothing"]
         for d in group:
-            lines.append(
-                f"  {d.what:{width}}  {_show(d.a, d.none):{left}}  |  {_show(d.b, d.none)}"
-            )
+            a, b = _show(d.a, d.none), _show(d.b, d.none)
+            lines.append(f"  {shown(d.what):{width}}  {a:{left}}  |  {b}")
             if d.fix:
                 lines.append(f"  {'':{width}}  -> {d.fix}")
     lines.append("")
@@ -217,15 +229,19 @@ def render(names: tuple[str, str], breaking: list[Difference], expected: list[Di
 def to_dict(
     names: tuple[str, str], breaking: list[Difference], expected: list[Difference]
 ) -> dict[str, Any]:
+    def value(v: Any) -> Any:
+        return v if v is None or isinstance(v, (bool, int, float)) else shown(v)
+
     def rows(group: list[Difference]) -> list[dict[str, Any]]:
         return [
-            {"what": d.what, "a": d.a, "b": d.b, "severity": d.severity, "fix": d.fix}
+            {"what": shown(d.what), "a": value(d.a), "b": value(d.b)}
+            | {"severity": d.severity, "fix": d.fix}
             for d in group
         ]
 
     return {
-        "a": names[0],
-        "b": names[1],
+        "a": shown(names[0]),
+        "b": shown(names[1]),
         "reproducible": not breaking,
         "breaking": rows(breaking),
         "expected": rows(expected),

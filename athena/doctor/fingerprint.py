@@ -4,12 +4,14 @@ that `athena doctor --compare` diffs (compare.py).
 It holds the sha256 of uv.lock, each locked package's installed version (whether the lock pins
 it) and build (the wheel's tags; the locked wheel's file and sha256), the Python, the OS, the
 chip, Metal, mlx's default device, the wired limit, the nixpkgs revision flake.lock pins, and
-the environment variables that change how uv, athena, the hub client and Python behave.
+the environment variables that change how uv, athena, mlx, the hub client and Python behave:
+a fixed list, with the credentials taken out, so that the report is safe to send.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 from collections.abc import Iterable, Mapping
@@ -19,13 +21,14 @@ from typing import Any
 from athena.doctor.lock import Lock
 from athena.doctor.names import normalize
 from athena.doctor.probe import ProbeResult
+from athena.doctor.report import SCHEMA_PATH, shareable
 from athena.doctor.sections.memory import WIRED_LIMIT_MACOS
 from athena.doctor.sections.system import python_minor
 from athena.host import Host
 
-# Always listed (null when unset); every set variable with one of the prefixes is listed too.
-ENV_NAMES = ("HF_HUB_OFFLINE", "PYTHONPATH", "VIRTUAL_ENV")
-ENV_PREFIXES = ("UV_", "ATHENA_", "DYLD_")
+# The behaviour variables (schema.json's fingerprint.env): each one listed, and no other.
+FINGERPRINT = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))["properties"]["fingerprint"]
+ENV_NAMES = tuple(FINGERPRINT["properties"]["env"]["required"])
 
 
 def file_sha256(path: Path) -> str | None:
@@ -38,13 +41,16 @@ def file_sha256(path: Path) -> str | None:
 def behaviour_env(
     environ: Mapping[str, str], root: Path | None, home: str | None = None
 ) -> dict[str, str | None]:
-    """The behaviour variables, set (value) or unset (None). The checkout's path is written
-    `$PROJECT` and the home folder `~`, so two machines' values compare as what they mean."""
-    names = set(ENV_NAMES) | {name for name in environ if name.startswith(ENV_PREFIXES)}
+    """The behaviour variables, set (value) or unset (None), safe to share (`shareable`; a
+    secret is "(set)"). The checkout's path
+    is written `$PROJECT` and the home folder `~`, so two machines' values compare as what
+    they mean."""
     home = home if home is not None else os.path.expanduser("~")
     result: dict[str, str | None] = {}
-    for name in sorted(names):
+    for name in ENV_NAMES:
         value = environ.get(name)
+        if value is not None:
+            value = shareable(name, value) or "(set)"
         if value is not None and root is not None:
             value = value.replace(str(root), "$PROJECT")
         if value is not None and home and home != "/":

@@ -105,6 +105,8 @@ class Lock:
 def read_lock(path: Path) -> Lock:
     """uv.lock's packages, versions and wheels, or ProjectFileError."""
     data = read_toml(path)
+    if not isinstance(data.get("version"), int):  # uv writes `version = 1` first
+        raise _problem(path, "is empty" if not data else "has no `version = N` (uv writes one)")
     packages = data.get("package", [])
     if not isinstance(packages, list):
         raise _problem(path, f"has `package = {packages!r}`, not a list of [[package]] tables")

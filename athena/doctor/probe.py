@@ -60,11 +60,14 @@ def run_probe(
     """
     python = python or sys.executable
     result = ProbeResult(python=python)
-    env = dict(os.environ)
+    # Run by path, so the folder the user stands in is not on sys.path (a json.py or a stray
+    # *.dist-info there would run or fake a package); PYTHONSAFEPATH (3.11+, ignored before)
+    # leaves out the child's own folder too.
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         completed = subprocess.run(
-            [python, "-c", CHILD.read_text(encoding="utf-8"), *modes],
+            [python, str(CHILD), *modes],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -1,9 +1,10 @@
 """The probe that runs in a child process of the Python being checked.
 
-Self-contained on purpose: it is run as `python -c <this file's text> MODE`, with no athena on
-sys.path, by any Python >= 3.9. It prints one JSON object per line and flushes after each, so
-when a broken mlx install kills the process (a segfault, an abort in a native library), the
-lines already printed survive and the parent knows which step crashed.
+Self-contained on purpose: it is run as `python path/to/probe_child.py MODE`, with neither
+athena nor the working folder on sys.path, by any Python >= 3.9. It prints one JSON object per
+line and flushes after each, so when a broken mlx install kills the process (a segfault, an
+abort in a native library), the lines already printed survive and the parent knows which step
+crashed.
 
 Modes: `env` (interpreter facts and installed distributions), `mlx` (the four imports and
 the MLX core checks; each step catches its own exception and reports its text) and `files

@@ -1,14 +1,30 @@
-"""The doctor's result: a list of checks, printed as a table or as JSON (schema.json)."""
+"""The doctor's result: a list of checks, printed as a table or as JSON (schema.json), and
+how a report read back (`--compare`) is checked against schema.json and shown."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_ID = "athena-doctor/2"
+SCHEMA_ID = "athena-doctor/3"
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
+SHOWN_LIMIT = 120
+SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL|AUTH")
+USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")  # https://user:token@host -> https://host
+QUERY = re.compile(r"[?#][^\s,]*")  # ?token=...#... up to the next space or comma
+JSON_TYPES: dict[str, Any] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "null": type(None),
+}
 STATUSES = ("pass", "warn", "fail", "skip", "info")
 SECTIONS = ("system", "packages", "imports", "mlx", "memory", "model", "audit", "smoke")
 
@@ -119,3 +135,53 @@ class Report:
             names = ", ".join(c.id for c in self.failed_required)
             lines.append(f"FAILED: {names}. Follow the -> hints above.")
         return "\n".join(lines)
+
+
+def shareable(name: str, value: str) -> str | None:
+    """An environment variable's value without credentials: None for a secret (a name with
+    TOKEN, PASSWORD, KEY...), and every URL without its user:password@, query and fragment."""
+    if SECRET_NAME.search(name):
+        return None
+    return QUERY.sub("", USERINFO.sub("", value)) if "://" in value else value
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """`value` as inert text: every control, escape, bidi override or other unprintable
+    character written as its escape (`\\x1b`, `\\u202e`), and at most `limit` characters."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    more = f"... ({len(text)} characters)" if len(text) > limit else ""
+    visible = (c if c.isprintable() else c.encode("unicode_escape").decode() for c in text[:limit])
+    return "".join(visible) + more
+
+
+def schema_problem(value: Any, schema: Mapping[str, Any], where: str = "the report") -> str | None:
+    """Where `value` first breaks `schema` (the keywords schema.json uses: type, const, enum,
+    pattern, minimum, required, properties, additionalProperties, items), as a phrase
+    ("fingerprint.packages.mlx has no tags"); None when it conforms."""
+    quoted = shown(json.dumps(value, default=str), 40)
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else types or list(JSON_TYPES)
+    booleans = "boolean" in types or not isinstance(value, bool)  # True is an int to Python
+    if not booleans or not any(isinstance(value, JSON_TYPES[name]) for name in types):
+        return f"{shown(where)} is {quoted}, not {' or '.join(types)}"
+    if ("const" in schema and value != schema["const"]) or value not in schema.get("enum", [value]):
+        return f"{shown(where)} is {quoted}, not {schema.get('const', schema.get('enum'))}"
+    if isinstance(value, str) and not re.search(schema.get("pattern", ""), value):
+        return f"{shown(where)} is {quoted}, not of the form {schema['pattern']}"
+    if isinstance(value, (int, float)) and value < schema.get("minimum", value):
+        return f"{shown(where)} is {value}, below {schema['minimum']}"
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for index, item in enumerate(value):
+            if problem := schema_problem(item, schema["items"], f"{where}[{index}]"):
+                return problem
+    if isinstance(value, dict):
+        if missing := [key for key in schema.get("required", []) if key not in value]:
+            return f"{shown(where)} has no {missing[0]}"
+        prefix = "" if where == "the report" else where + "."
+        for key, item in value.items():
+            rule = schema.get("properties", {}).get(key, schema.get("additionalProperties", True))
+            if rule is False:
+                return f"{shown(where)} has {shown(key, 40)}, which schema.json does not define"
+            if isinstance(rule, Mapping) and (problem := schema_problem(item, rule, prefix + key)):
+                return problem
+    return None

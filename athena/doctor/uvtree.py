@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from athena.doctor.lock import FIXES
 from athena.doctor.names import normalize
+from athena.doctor.report import shareable, shown
 from athena.doctor.targets import Target
 
 
@@ -113,12 +115,18 @@ def run_uv_tree(root: Path, target: Target, *extra: str, uv: str | None = None) 
         *target.group_args,
         *extra,
     ]
+    # without credentials (it works offline), so that its messages cannot repeat them
+    shared = {name: shareable(name, value) for name, value in os.environ.items()}
+    env = {name: value for name, value in shared.items() if value is not None}
     try:
         completed = subprocess.run(
-            command, cwd=root, capture_output=True, text=True, timeout=300, check=False
+            command, cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False
         )
     except (OSError, subprocess.SubprocessError) as error:
         raise UvError(f"`{' '.join(command[:2])}` could not run: {error}") from error
+    if "Failed to parse `uv.lock`" in completed.stderr:
+        cause = completed.stderr.partition("cause:")[2].strip().splitlines()[:1] or ["?"]
+        raise UvError(f"uv cannot parse {root / 'uv.lock'} ({shown(cause[0])}): {FIXES['uv.lock']}")
     if completed.returncode != 0:
         detail = " ".join(line.strip() for line in completed.stderr.strip().splitlines()[-3:])
         raise UvError(f"`uv tree --locked` failed in {root}: {detail}")

@@ -87,8 +87,9 @@ def checks_by_id(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {check["id"]: check for check in report["checks"]}
 
 
-def validate(report: dict[str, Any], tmp_path: Path) -> None:
-    """check-jsonschema (dev group) on a report against athena/doctor/schema.json."""
+def validate(report: dict[str, Any], tmp_path: Path, valid: bool = True) -> None:
+    """check-jsonschema (dev group) on a report against athena/doctor/schema.json: it admits
+    the report (or, `valid=False`, refuses it)."""
     tool = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
     if tool is None:
         pytest.skip("check-jsonschema is not installed (the dev group)")
@@ -101,7 +102,7 @@ def validate(report: dict[str, Any], tmp_path: Path) -> None:
         text=True,
         check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert (result.returncode == 0) == valid, result.stdout + result.stderr
 
 
 def require_mlx() -> None:

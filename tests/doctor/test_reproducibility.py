@@ -19,7 +19,7 @@ import pytest
 
 from athena.doctor import compare
 from athena.doctor.checks import run_doctor
-from athena.doctor.fingerprint import behaviour_env, fingerprint
+from athena.doctor.fingerprint import ENV_NAMES, behaviour_env, fingerprint
 from athena.doctor.lock import read_python_pin
 from athena.doctor.names import wheel_tags
 from athena.doctor.report import Report
@@ -101,8 +101,8 @@ def test_the_pin_check_skips_off_a_checkout_and_for_a_broken_python() -> None:
 # ---------------------------------------------------------------------------- the fingerprint
 
 
-def test_the_report_is_schema_2_with_a_fingerprint(here: dict[str, Any], tmp_path: Path) -> None:
-    assert here["schema"] == "athena-doctor/2"
+def test_the_report_is_schema_3_with_a_fingerprint(here: dict[str, Any], tmp_path: Path) -> None:
+    assert here["schema"] == "athena-doctor/3"
     validate(here, tmp_path)
     fingerprint = here["fingerprint"]
     assert (
@@ -122,7 +122,7 @@ def test_the_report_is_schema_2_with_a_fingerprint(here: dict[str, Any], tmp_pat
     assert fingerprint["python"]["implementation"] == sys.implementation.name
     assert fingerprint["os"]["target"] == here["host"]["target"]
     assert fingerprint["total_memory"] == here["host"]["total_memory"]
-    assert set(fingerprint["env"]) >= {"HF_HUB_OFFLINE", "PYTHONPATH", "VIRTUAL_ENV"}
+    assert set(fingerprint["env"]) == set(ENV_NAMES) >= {"HF_HUB_OFFLINE", "UV_INDEX_URL"}
 
 
 def test_the_fingerprint_has_mlxs_device_from_the_probe(here: dict[str, Any]) -> None:
@@ -131,7 +131,7 @@ def test_the_fingerprint_has_mlxs_device_from_the_probe(here: dict[str, Any]) ->
     assert here["fingerprint"]["mlx_device"] == device["data"]["device"]
 
 
-def test_behaviour_variables_are_listed_set_or_unset_with_paths_made_comparable() -> None:
+def test_behaviour_variables_are_the_listed_ones_with_paths_made_comparable() -> None:
     root = Path("/Users/alice/athena")
     environ = {
         "UV_PYTHON": "/nix/store/abc-python3-3.12.8/bin/python3.12",
@@ -140,13 +140,13 @@ def test_behaviour_variables_are_listed_set_or_unset_with_paths_made_comparable(
         "VIRTUAL_ENV": "/Users/alice/athena/.venv",
         "HOME": "/Users/alice",
         "UVICORN_PORT": "8000",  # not UV_*
+        "UV_CACHE_DIR": "/Users/alice/.cache/uv",  # not a behaviour
     }
     env = behaviour_env(environ, root, home="/Users/alice")
-    assert env == {
+    assert tuple(env) == ENV_NAMES
+    assert {name: value for name, value in env.items() if value is not None} == {
         "ATHENA_MLX_DEVICE": "cpu",
         "DYLD_LIBRARY_PATH": "~/lib",
-        "HF_HUB_OFFLINE": None,
-        "PYTHONPATH": None,
         "UV_PYTHON": "/nix/store/abc-python3-3.12.8/bin/python3.12",
         "VIRTUAL_ENV": "$PROJECT/.venv",
     }
@@ -287,9 +287,9 @@ def test_compare_this_machine_with_its_own_report(here: dict[str, Any], tmp_path
 @pytest.mark.parametrize(
     ("content", "says"),
     [
-        ('{"schema": "athena-doctor/1", "ok": true, "checks": []}', "is an athena-doctor/1 report"),
-        ('{"schema": "athena-doctor/9", "fingerprint": {}}', "which this athena does not know"),
-        ('{"schema": "something-else/2"}', "which this athena does not know"),
+        ('{"schema": "athena-doctor/1", "ok": true, "checks": []}', "has schema athena-doctor/1"),
+        ('{"schema": "athena-doctor/9", "fingerprint": {}}', "this athena reads athena-doctor/3"),
+        ('{"schema": "something-else/2"}', "has schema something-else/2"),
         ('{"hello": "world"}', "is not an athena doctor report"),
         ("[1, 2]", "is not an athena doctor report"),
         ("not json {", "is not JSON"),

@@ -72,7 +72,7 @@ def test_the_json_report_validates_against_the_schema(
     venv_report: dict[str, Any], tmp_path: Path
 ) -> None:
     validate(venv_report, tmp_path)
-    assert venv_report["schema"] == "athena-doctor/2"
+    assert venv_report["schema"] == "athena-doctor/3"
     assert venv_report["exit_code"] == venv_report["_returncode"]
     assert sum(venv_report["summary"].values()) == len(venv_report["checks"])
 
