@@ -8,7 +8,8 @@ which run MLX's launcher and check every rank (athena/heads/launch.py), or by ha
 Every rank holds the whole head; per step each rank takes its share of the states, and the
 gradients are averaged with mlx.nn.average_gradients (one all_sum of all the head's float32
 gradients, since they fit in its 32 MiB bucket). A ring all_sum has been reported to hang in
-a few percent of calls upstream: each collective here runs under a watchdog that ends the
+a few percent of calls upstream, and mx.distributed.init() waits forever for a peer that
+never connects: joining the ring and each collective run under a watchdog that ends the
 process with a clear message after `timeout` seconds instead of hanging silently. A rank
 that is gone (its process ended, its socket closed) makes MLX's ring raise at the next
 collective within about a second: that becomes RankLost, one sentence, exit code 1.
@@ -28,7 +29,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from athena.heads.launch import RankLost, report_status
+from athena.heads.launch import RankLost, report_status, this_rank
 
 TIMEOUT_EXIT_CODE = 75  # EX_TEMPFAIL: worth a retry
 
@@ -37,10 +38,17 @@ class Collectives:
     """The process group of a run (size 1 without a launcher) and its timed collectives."""
 
     def __init__(self, timeout: float = 120.0, group: Any = None) -> None:
-        self.group = group if group is not None else mx.distributed.init()
-        self.rank = int(self.group.rank())
-        self.size = int(self.group.size())
-        self.timeout = timeout
+        self.timeout, self.rank, self.size = timeout, this_rank(), 0
+        if group is None:
+            report_status(None, kind="joining")
+            with self.watchdog("connecting to the other ranks (mx.distributed.init)"):
+                group = mx.distributed.init()
+        self.group = group
+        self.rank, self.size = int(group.rank()), int(group.size())
+
+    @property
+    def name(self) -> str:
+        return f"rank {self.rank} of {self.size}" if self.size else f"rank {self.rank}"
 
     @contextmanager
     def watchdog(self, what: str) -> Iterator[None]:
@@ -58,7 +66,7 @@ class Collectives:
                 f"{what} did not finish within {self.timeout:g} s (a rank is down or the ring hung)"
             )
             print(
-                f"athena train-head: rank {self.rank} of {self.size}: {reason}; stopping. "
+                f"athena train-head: {self.name}: {reason}; stopping. "
                 "Resume from the last checkpoint with --resume.",
                 file=sys.stderr,
                 flush=True,
@@ -74,7 +82,7 @@ class Collectives:
             if "[ring]" not in str(error) and "peer" not in str(error):
                 raise
             raise RankLost(
-                f"rank {self.rank} of {self.size}: {what} failed: another rank is gone "
+                f"{self.name}: {what} failed: another rank is gone "
                 f"({error}); see that rank's message"
             ) from None
         finally:

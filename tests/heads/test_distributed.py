@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from athena.heads import load_weights, toy
+from athena.heads import toy
+from athena.models.head import load_weights
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

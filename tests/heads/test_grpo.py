@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from athena.heads import HeadShape, initial_weights, toy
+from athena.heads import toy
+from athena.models.head import HeadShape, initial_weights
 from athena.heads.grpo import (
     GRPOConfig,
     GRPOTrainer,

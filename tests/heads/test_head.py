@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from athena import heads
-from athena.heads import HeadError, HeadShape, load_head, new_head, save_head
+from athena.models.head import HeadError, HeadShape, load_head, new_head, save_head
 from athena.models.olmoe import OLMoEModel
 
 SHAPE = {"num_actions": 4, "hidden_dim": 32}

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from athena import cli
-from athena.heads import load_head, toy
+from athena.heads import toy
+from athena.models.head import load_head
 
 REWARDS = """
 def raises(text, action):
@@ -93,7 +94,7 @@ def test_a_run_writes_checkpoint_log_head_and_plot(
 def test_resume_continues_to_the_same_head_as_one_run(
     tiny_olmoe: Path, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from athena.heads import load_weights
+    from athena.models.head import load_weights
 
     small = ("--batch-size", "8", "--save-every", "4")
     assert cli.main(_train(tiny_olmoe, *small, steps=8, out="straight")) == 0
