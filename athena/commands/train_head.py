@@ -82,7 +82,7 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
         with _one_sentence():
             settings = settings_of(args)
             if args.hostfile is None and args.ranks in (None, 1):
-                return train(settings)
+                return train_once(settings)
             ranks = ranks_of(args)
             if args.hostfile is None:  # the ranks read these very files: check them once,
                 inputs = check_distributed_inputs(settings)  # and encode the states once
@@ -129,7 +129,7 @@ def settings_of(args: argparse.Namespace) -> TrainSettings:
     )
 
 
-def train(settings: TrainSettings) -> int:
+def train_once(settings: TrainSettings) -> int:
     """One run (or one rank of a distributed run): its status reported to the launcher."""
     from athena.heads.grpo import TrainError
     from athena.heads.launch import rank_status
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     (text,) = sys.argv[1:] if argv is None else argv
     try:
         with _one_sentence():
-            return train(TrainSettings.from_json(text))
+            return train_once(TrainSettings.from_json(text))
     except CommandError as error:
         print(f"athena train-head: {error}", file=sys.stderr)
         return 1

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from athena.heads import toy
-from athena.models.head import HeadShape, initial_weights
 from athena.heads.grpo import (
     GRPOConfig,
     GRPOTrainer,
@@ -20,6 +19,7 @@ from athena.heads.grpo import (
     make_learner,
     sample_actions,
 )
+from athena.models.head import HeadShape, initial_weights
 
 TOY_STEPS = 80  # the guide's figure: >= 95% greedy accuracy on held-out states by then
 
