@@ -20,18 +20,26 @@ that failed.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from athena.heads.launch import RankLost, report_status, this_rank
+from athena.heads.launch import RankLost, report_status, status_line, this_rank
 
 TIMEOUT_EXIT_CODE = 75  # EX_TEMPFAIL: worth a retry
+# The watcher of mx.distributed.init(): kills the process PID (argv[1]) and writes argv[3] on
+# stderr unless its input ends (the init returned) within argv[2] seconds.
+_WATCH = """import os, select, sys
+if not select.select([0], [], [], float(sys.argv[2]))[0]:
+    os.write(2, sys.argv[3].encode())
+    os.kill(int(sys.argv[1]), 9)
+"""
 
 
 class Collectives:
@@ -41,14 +49,34 @@ class Collectives:
         self.timeout, self.rank, self.size = timeout, this_rank(), 0
         if group is None:
             report_status(None, kind="joining")
-            with self.watchdog("connecting to the other ranks (mx.distributed.init)"):
-                group = mx.distributed.init()
+            # init() holds the GIL while it waits: no thread runs, a process must watch it.
+            words = self.last_words("connecting to the other ranks (mx.distributed.init)")
+            with subprocess.Popen(
+                [sys.executable, "-I", "-c", _WATCH, str(os.getpid()), str(timeout), words],
+                stdin=subprocess.PIPE,
+            ) as watcher:
+                try:
+                    group = mx.distributed.init()
+                finally:
+                    assert watcher.stdin is not None
+                    watcher.stdin.close()  # the watcher reads the end of its input and exits
         self.group = group
         self.rank, self.size = int(group.rank()), int(group.size())
 
     @property
     def name(self) -> str:
         return f"rank {self.rank} of {self.size}" if self.size else f"rank {self.rank}"
+
+    def last_words(self, what: str) -> str:
+        """What a rank writes on stderr when `what` ran out of time: the sentence and the
+        status line for run_ranks."""
+        reason = (
+            f"{what} did not finish within {self.timeout:g} s (a rank is down or the ring hung)"
+        )
+        return (
+            f"athena train-head: {self.name}: {reason}; stopping. Resume from the last "
+            "checkpoint with --resume.\n" + status_line(TIMEOUT_EXIT_CODE, reason, "timeout")
+        )
 
     @contextmanager
     def watchdog(self, what: str) -> Iterator[None]:
@@ -60,19 +88,10 @@ class Collectives:
         done = threading.Event()
 
         def expire() -> None:
-            if done.wait(self.timeout):
-                return
-            reason = (
-                f"{what} did not finish within {self.timeout:g} s (a rank is down or the ring hung)"
-            )
-            print(
-                f"athena train-head: {self.name}: {reason}; stopping. "
-                "Resume from the last checkpoint with --resume.",
-                file=sys.stderr,
-                flush=True,
-            )
-            report_status(TIMEOUT_EXIT_CODE, reason, "timeout")
-            os._exit(TIMEOUT_EXIT_CODE)
+            if not done.wait(self.timeout):
+                with suppress(OSError):
+                    os.write(2, self.last_words(what).encode())
+                os._exit(TIMEOUT_EXIT_CODE)
 
         timer = threading.Thread(target=expire, name="athena-collective-watchdog", daemon=True)
         timer.start()

@@ -43,6 +43,7 @@ STATUS_PREFIX = "athena-rank-status: "
 # What mlx.launch prints (in yellow) for a rank that exited non-zero or that it stopped.
 _LAUNCH_EXIT = re.compile(r"Node with rank (\d+) (?:exited with code (-?\d+)|was killed)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RANK_FIELD = re.compile(r'^\{"rank": (\d+),')
 
 
 class RanksFailed(TrainError):
@@ -68,11 +69,16 @@ def report_status(code: int | None, error: str | None = None, kind: str = "") ->
     """Tell `run_ranks` how this rank ended (or, with code None, that it is joining): one line
     on stderr, in one write (so the line is whole however the ranks' output interleaves), and
     only when it started the rank."""
-    if os.environ.get(STATUS_ENV) != "1":
-        return
-    status = {"rank": this_rank(), "code": code, "error": error, "kind": kind}
     with suppress(OSError):  # stderr gone: the launcher reports "ended without reporting"
-        os.write(2, (STATUS_PREFIX + json.dumps(status) + "\n").encode())
+        os.write(2, status_line(code, error, kind).encode())
+
+
+def status_line(code: int | None, error: str | None = None, kind: str = "") -> str:
+    """The line report_status writes ("" when run_ranks did not start this rank)."""
+    if os.environ.get(STATUS_ENV) != "1":
+        return ""
+    status = {"rank": this_rank(), "code": code, "error": error, "kind": kind}
+    return STATUS_PREFIX + json.dumps(status) + "\n"
 
 
 @contextmanager
@@ -109,6 +115,7 @@ class RankEnd:
     order: int = 1 << 30  # when the launcher first heard of its end (0 = first)
     joined: bool = False  # it reached mx.distributed.init
     malformed: str | None = None  # a status line of its that was not one (shown escaped)
+    stopped: bool = False  # still running when run_ranks' deadline stopped the run
 
     @property
     def code(self) -> int | None:
@@ -123,7 +130,7 @@ class RankEnd:
     @property
     def absent(self) -> bool:
         """Never reached the connection: stopped (by mlx.launch or the deadline) before it."""
-        stopped = self.exit_code in (None, -signal.SIGTERM)
+        stopped = self.exit_code == -signal.SIGTERM or (self.exit_code is None and self.stopped)
         return not self.joined and self.status is None and self.malformed is None and stopped
 
     @property
@@ -133,7 +140,7 @@ class RankEnd:
             return False
         if self.status is not None and self.status.get("kind") == "lost":
             return True
-        return self.status is None and self.exit_code == -signal.SIGTERM
+        return self.status is None and (self.exit_code == -signal.SIGTERM or self.stopped)
 
     def describe(self) -> str:
         if self.malformed is not None:
@@ -250,6 +257,8 @@ def run_ranks(
 
         def expire() -> None:
             if not everyone_heard.wait(timeout):
+                for end in ends.values():
+                    end.stopped = end.order == 1 << 30
                 with suppress(ProcessLookupError):
                     os.killpg(launcher.pid, signal.SIGKILL)
 
@@ -281,16 +290,17 @@ def _read_line(line: str, ends: dict[int, RankEnd]) -> None:
         text = line[at + len(STATUS_PREFIX) :].strip()
         try:
             status = json.loads(text)
-        except ValueError:
-            status = None
+        except ValueError:  # not JSON: its rank, if it names one, is still to blame
+            status, named = {}, _RANK_FIELD.search(text)
+            status["rank"] = int(named.group(1)) if named else None
         rank = status.get("rank") if isinstance(status, dict) else None
         end = ends.get(rank) if type(rank) is int else None
         if end is not None:  # a rank's line; anything else with the prefix is only output
-            assert isinstance(status, dict)
-            if status.get("code") is None and status.get("kind") == "joining":
+            code, kind = status.get("code", ""), status.get("kind")
+            if code is None and kind == "joining":
                 end.joined = True
                 return
-            if type(status.get("code")) is int and isinstance(status.get("error"), str | None):
+            if type(code) is int and isinstance(status.get("error"), str | None):
                 end.status = status
             elif end.malformed is None:
                 end.malformed = repr(text[:200]) + ("..." if len(text) > 200 else "")
@@ -349,6 +359,8 @@ def _other(end: RankEnd) -> str:
         how = "stopped when it lost the connection to the others"
     elif end.status is None and code == -signal.SIGTERM:
         how = "was stopped by mlx.launch"
+    elif end.status is None and end.stopped:
+        how = "was stopped at the deadline"
     else:
         how = f"failed: {end.describe().rstrip('.')}"
     return f"rank {end.rank} {how} (exit code {code if code is not None else 'unknown'})"

@@ -152,3 +152,22 @@ def test_ranks_check_the_inputs_once_before_starting_any_rank(
     err = capsys.readouterr().err
     expected = f"athena train-head: --data {missing} not found; pass a JSONL file"
     assert err.startswith(expected) and len(err.splitlines()) == 1, err
+
+
+def test_a_malformed_status_line_is_its_ranks_failure_not_a_crash(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prefix = launch.STATUS_PREFIX
+    ends = _ends(
+        prefix + '{"rank": 1, "code": "0", "error": null}\n',  # a code that is not an integer
+        prefix + '{"rank": 0, "code": 0, "error": "\x1b[2J}\n',  # not JSON
+        prefix + '{"rank": "one", "code": 0}\n',  # no rank to blame: only output
+        _status(0, 0),
+        _status(1, 0),
+    )
+    sentence = launch.summarize(ends, 2)
+    assert sentence is not None
+    assert sentence.startswith("rank 1 of 2 failed: it wrote a malformed status line: ")
+    assert "rank 0 failed: it wrote a malformed status line: " in sentence
+    assert "\x1b" not in sentence and "\\x1b[2J" in sentence  # shown escaped
+    assert capsys.readouterr().err == prefix + '{"rank": "one", "code": 0}\n'
