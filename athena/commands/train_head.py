@@ -114,19 +114,10 @@ def settings_of(args: argparse.Namespace) -> TrainSettings:
     from athena.heads.train import TrainSettings
 
     knobs = {f.name: getattr(args, f.name, None) for f in fields(GRPOConfig)}
-    return TrainSettings(
-        data=args.data,
-        reward=args.reward,
-        steps=args.steps,
-        out=args.out,
-        config=GRPOConfig(**{name: v for name, v in knobs.items() if v is not None}),
-        model={name: getattr(args, name) for name in MODEL_ARGUMENTS},
-        framework=args.framework,
-        eval_data=args.eval_data,
-        init=args.init,
-        resume=args.resume,
-        verbose=args.verbose,
-    )
+    config = GRPOConfig(**{name: value for name, value in knobs.items() if value is not None})
+    model = {name: getattr(args, name) for name in MODEL_ARGUMENTS}
+    same = {f.name for f in fields(TrainSettings)} - {"config", "model"}  # named as the options
+    return TrainSettings(config=config, model=model, **{name: getattr(args, name) for name in same})
 
 
 def train_once(settings: TrainSettings) -> int:
