@@ -146,7 +146,8 @@ class RankEnd:
         if self.malformed is not None:
             return f"it wrote a malformed status line: {self.malformed}"
         if self.status is not None and self.status.get("error"):
-            return str(self.status["error"])
+            error = str(self.status["error"])  # a rank's words: bounded, escaped if need be
+            return error if error.isprintable() and len(error) <= 500 else repr(error[:500])
         if self.absent:
             return "it never started connecting to the other ranks (not started, or stuck before)"
         code = self.code
@@ -268,7 +269,9 @@ def run_ranks(
                 _read_line(line, ends)
                 if all(end.joined or end.order < 1 << 30 for end in ends.values()):
                     everyone_heard.set()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # its own session got no Ctrl-C: pass it on
+            with suppress(ProcessLookupError):
+                os.killpg(launcher.pid, signal.SIGINT)
             launcher.wait()
             raise
         finally:

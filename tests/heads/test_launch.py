@@ -171,3 +171,9 @@ def test_a_malformed_status_line_is_its_ranks_failure_not_a_crash(
     assert "rank 0 failed: it wrote a malformed status line: " in sentence
     assert "\x1b" not in sentence and "\\x1b[2J" in sentence  # shown escaped
     assert capsys.readouterr().err == prefix + '{"rank": "one", "code": 0}\n'
+
+
+def test_a_ranks_error_is_shown_bounded_and_escaped() -> None:
+    sentence = launch.summarize(_ends(_status(1, 1, "bad\x1b[2J" + "x" * 5000), _status(0, 0)), 2)
+    assert sentence is not None and sentence.startswith("rank 1 of 2 failed: 'bad\\x1b[2Jxxx")
+    assert "\x1b" not in sentence and len(sentence) < 700
