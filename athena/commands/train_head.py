@@ -1,10 +1,25 @@
-"""`athena train-head`: GRPO for the MemoryActionHead (athena/heads/train.py)."""
+"""`athena train-head`: GRPO for the MemoryActionHead (athena/heads/train.py).
+
+`--ranks N` and `--hostfile` start one process per rank with mlx.launch, each running
+`python -m athena.commands.train_head SETTINGS_JSON` (`main` below): the run's TrainSettings
+as JSON, the same on every rank.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
 from athena.commands.common import CommandError, add_model_arguments, load_model, loader_logging
+
+if TYPE_CHECKING:
+    from athena.heads.train import TrainSettings
+
+MODEL_ARGUMENTS = ("model", "backend", "dtype", "quantize_bits", "router_bits", "allow_oversize")
 
 
 def add_train_head_command(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +42,9 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--steps", required=True, type=int, help="train until this step")
     train.add_argument("--out", required=True, metavar="DIR", help="checkpoints, log, plot")
     train.add_argument("--framework", choices=("mlx", "torch"), help="default: mlx if installed")
-    train.add_argument("--group-size", type=int, help="actions sampled per state (default: 8)")
+    train.add_argument(
+        "--group-size", dest="num_generations", type=int, help="actions per state (default: 8)"
+    )
     train.add_argument("--batch-size", type=int, help="states per step, all ranks (default: 32)")
     train.add_argument("--learning-rate", type=float, help="AdamW's (default: 3e-3)")
     train.add_argument("--beta", type=float, help="KL penalty to the initial head (default: 0.04)")
@@ -59,26 +76,75 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
     )
 
     def run_train_head(args: argparse.Namespace) -> int:
-        from athena.heads import HeadError
-        from athena.heads.grpo import TrainError
-        from athena.heads.launch import rank_status, run_ranks
-        from athena.heads.train import check_distributed_inputs, prepare_features, run
+        from athena.heads.launch import run_ranks
+        from athena.heads.train import check_distributed_inputs, state_features
 
-        try:
-            if args.hostfile is not None or (args.ranks is not None and args.ranks != 1):
-                ranks = ranks_of(args)
-                if args.hostfile is None:  # the ranks read these very files: check them once,
-                    inputs = check_distributed_inputs(args)  # and encode the states once
-                    with loader_logging(args.verbose):
-                        prepare_features(args, inputs, load_model)
-                run_ranks(ranks, rank_argv(train, args), hostfile=args.hostfile)
-                return 0
-            with loader_logging(args.verbose), rank_status((TrainError, HeadError, CommandError)):
-                return run(args, load_model)
-        except (TrainError, HeadError) as error:
-            raise CommandError(str(error)) from None
+        with _one_sentence():
+            settings = settings_of(args)
+            if args.hostfile is None and args.ranks in (None, 1):
+                return train_once(settings)
+            ranks = ranks_of(args)
+            if args.hostfile is None:  # the ranks read these very files: check them once,
+                inputs = check_distributed_inputs(settings)  # and encode the states once
+                with loader_logging(args.verbose):  # write=True: into --out, for the ranks
+                    state_features(settings, inputs, lambda: load_model(args), write=True)
+            rank_command = ["-m", "athena.commands.train_head", settings.to_json()]
+            timeout = settings.config.collective_timeout
+            run_ranks(ranks, rank_command, hostfile=args.hostfile, timeout=timeout)
+            return 0
 
     train.set_defaults(handler=run_train_head)
+
+
+@contextlib.contextmanager
+def _one_sentence() -> Iterator[None]:
+    """TrainError and HeadError become CommandError (one sentence, exit 1)."""
+    from athena.heads.grpo import TrainError
+    from athena.models.head import HeadError
+
+    try:
+        yield
+    except (TrainError, HeadError) as error:
+        raise CommandError(str(error)) from None
+
+
+def settings_of(args: argparse.Namespace) -> TrainSettings:
+    """The run's settings from the command line (TrainError for a knob out of range)."""
+    from athena.heads.grpo import GRPOConfig
+    from athena.heads.train import TrainSettings
+
+    knobs = {f.name: getattr(args, f.name, None) for f in fields(GRPOConfig)}
+    config = GRPOConfig(**{name: value for name, value in knobs.items() if value is not None})
+    model = {name: getattr(args, name) for name in MODEL_ARGUMENTS}
+    same = {f.name for f in fields(TrainSettings)} - {"config", "model"}  # named as the options
+    return TrainSettings(config=config, model=model, **{name: getattr(args, name) for name in same})
+
+
+def train_once(settings: TrainSettings) -> int:
+    """One run (or one rank of a distributed run): its status reported to the launcher."""
+    from athena.heads.grpo import TrainError
+    from athena.heads.launch import rank_status
+    from athena.heads.train import run
+    from athena.models.head import HeadError
+
+    def load() -> Any:
+        return load_model(argparse.Namespace(**settings.model))
+
+    with loader_logging(settings.verbose), rank_status((TrainError, HeadError, CommandError)):
+        return run(settings, load)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A rank of `--ranks`/`--hostfile`: `python -m athena.commands.train_head SETTINGS_JSON`."""
+    from athena.heads.train import TrainSettings
+
+    (text,) = sys.argv[1:] if argv is None else argv
+    try:
+        with _one_sentence():
+            return train_once(TrainSettings.from_json(text))
+    except CommandError as error:
+        print(f"athena train-head: {error}", file=sys.stderr)
+        return 1
 
 
 def ranks_of(args: argparse.Namespace) -> int:
@@ -102,17 +168,5 @@ def ranks_of(args: argparse.Namespace) -> int:
     return hosts
 
 
-def rank_argv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
-    """The train-head arguments of `args` as a command line for each rank (without --ranks
-    and --hostfile: a rank runs the training itself)."""
-    argv: list[str] = []
-    for action in parser._actions:
-        value = getattr(args, action.dest, None)
-        skip = ("help", "ranks", "hostfile")
-        if not action.option_strings or action.dest in skip or value is None:
-            continue
-        if isinstance(action, argparse._StoreTrueAction):
-            argv += [action.option_strings[-1]] if value else []
-        else:
-            argv += [action.option_strings[-1], str(value)]
-    return argv
+if __name__ == "__main__":
+    sys.exit(main())

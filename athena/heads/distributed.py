@@ -8,7 +8,8 @@ which run MLX's launcher and check every rank (athena/heads/launch.py), or by ha
 Every rank holds the whole head; per step each rank takes its share of the states, and the
 gradients are averaged with mlx.nn.average_gradients (one all_sum of all the head's float32
 gradients, since they fit in its 32 MiB bucket). A ring all_sum has been reported to hang in
-a few percent of calls upstream: each collective here runs under a watchdog that ends the
+a few percent of calls upstream, and mx.distributed.init() waits forever for a peer that
+never connects: joining the ring and each collective run under a watchdog that ends the
 process with a clear message after `timeout` seconds instead of hanging silently. A rank
 that is gone (its process ended, its socket closed) makes MLX's ring raise at the next
 collective within about a second: that becomes RankLost, one sentence, exit code 1.
@@ -19,28 +20,63 @@ that failed.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from athena.heads.launch import RankLost, report_status
+from athena.heads.launch import RankLost, report_status, status_line, this_rank
 
 TIMEOUT_EXIT_CODE = 75  # EX_TEMPFAIL: worth a retry
+# The watcher of mx.distributed.init(): kills the process PID (argv[1]) and writes argv[3] on
+# stderr unless its input ends (the init returned) within argv[2] seconds.
+_WATCH = """import os, select, sys
+if not select.select([0], [], [], float(sys.argv[2]))[0]:
+    os.write(2, sys.argv[3].encode())
+    os.kill(int(sys.argv[1]), 9)
+"""
 
 
 class Collectives:
     """The process group of a run (size 1 without a launcher) and its timed collectives."""
 
     def __init__(self, timeout: float = 120.0, group: Any = None) -> None:
-        self.group = group if group is not None else mx.distributed.init()
-        self.rank = int(self.group.rank())
-        self.size = int(self.group.size())
-        self.timeout = timeout
+        self.timeout, self.rank, self.size = timeout, this_rank(), 0
+        if group is None:
+            report_status(None, kind="joining")
+            # init() holds the GIL while it waits: no thread runs, a process must watch it.
+            words = self.last_words("connecting to the other ranks (mx.distributed.init)")
+            with subprocess.Popen(
+                [sys.executable, "-I", "-c", _WATCH, str(os.getpid()), str(timeout), words],
+                stdin=subprocess.PIPE,
+            ) as watcher:
+                try:
+                    group = mx.distributed.init()
+                finally:
+                    assert watcher.stdin is not None
+                    watcher.stdin.close()  # the watcher reads the end of its input and exits
+        self.group = group
+        self.rank, self.size = int(group.rank()), int(group.size())
+
+    @property
+    def name(self) -> str:
+        return f"rank {self.rank} of {self.size}" if self.size else f"rank {self.rank}"
+
+    def last_words(self, what: str) -> str:
+        """What a rank writes on stderr when `what` ran out of time: the sentence and the
+        status line for run_ranks."""
+        reason = (
+            f"{what} did not finish within {self.timeout:g} s (a rank is down or the ring hung)"
+        )
+        return (
+            f"athena train-head: {self.name}: {reason}; stopping. Resume from the last "
+            "checkpoint with --resume.\n" + status_line(TIMEOUT_EXIT_CODE, reason, "timeout")
+        )
 
     @contextmanager
     def watchdog(self, what: str) -> Iterator[None]:
@@ -52,19 +88,10 @@ class Collectives:
         done = threading.Event()
 
         def expire() -> None:
-            if done.wait(self.timeout):
-                return
-            reason = (
-                f"{what} did not finish within {self.timeout:g} s (a rank is down or the ring hung)"
-            )
-            print(
-                f"athena train-head: rank {self.rank} of {self.size}: {reason}; stopping. "
-                "Resume from the last checkpoint with --resume.",
-                file=sys.stderr,
-                flush=True,
-            )
-            report_status(TIMEOUT_EXIT_CODE, reason, "timeout")
-            os._exit(TIMEOUT_EXIT_CODE)
+            if not done.wait(self.timeout):
+                with suppress(OSError):
+                    os.write(2, self.last_words(what).encode())
+                os._exit(TIMEOUT_EXIT_CODE)
 
         timer = threading.Thread(target=expire, name="athena-collective-watchdog", daemon=True)
         timer.start()
@@ -74,7 +101,7 @@ class Collectives:
             if "[ring]" not in str(error) and "peer" not in str(error):
                 raise
             raise RankLost(
-                f"rank {self.rank} of {self.size}: {what} failed: another rank is gone "
+                f"{self.name}: {what} failed: another rank is gone "
                 f"({error}); see that rank's message"
             ) from None
         finally:

@@ -3,17 +3,18 @@
 mlx.launch exits 0 even when a rank fails (it prints `[WARN] Node with rank R exited with
 code C` and stops the others), so a broken run could look like a finished one. Here:
 
-- each rank, started with ATHENA_RANK_STATUS=1, ends with one status line on stderr
-  (`athena-rank-status: {"rank": R, "code": C, "error": ..., "kind": ...}`), written by
+- each rank, started with ATHENA_RANK_STATUS=1, writes status lines on stderr
+  (`athena-rank-status: {"rank": R, ...}`): `{"kind": "joining"}` before it connects to the
+  others, and how it ended (`{"code": C, "error": ..., "kind": ...}`), written by
   `rank_status()` (the command) or by the collectives' watchdog before it exits;
-- a rank whose peer vanished gets `RankLost` from the ring at its next collective (MLX's
-  ring notices a closed socket within about a second) and exits 1, and mlx.launch
-  terminates every other rank as soon as one exits non-zero: all ranks stop, non-zero;
-- `run_ranks()` starts `mlx.launch -n N --backend ring --python <this python> -- -m
-  athena.cli train-head ...` on loopback (or with `--hostfile FILE` on several Macs), passes
-  the ranks' output through, reads the status lines (and mlx.launch's own exit lines for
-  ranks that died without one, e.g. killed), and raises RanksFailed: one sentence naming
-  the rank that failed first and its error.
+- every rank bounds its connection and each collective by the same deadline (the watchdog,
+  athena/heads/distributed.py); a rank whose peer vanished gets `RankLost` at its next
+  collective and exits 1, and mlx.launch stops every other rank when one exits non-zero;
+- `run_ranks()` starts `mlx.launch -n N --backend ring --python <this python> -- COMMAND`
+  on loopback (or with `--hostfile FILE` on several Macs), passes the ranks' output through,
+  reads the status lines (and mlx.launch's exit lines for ranks that died without one),
+  stops everything when a rank has not reached its connection within the deadline, and
+  raises RanksFailed: one sentence naming the rank that failed first and its error.
 
 Importing this module imports neither mlx nor numpy (a torch-only machine can use it).
 """
@@ -28,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ STATUS_PREFIX = "athena-rank-status: "
 # What mlx.launch prints (in yellow) for a rank that exited non-zero or that it stopped.
 _LAUNCH_EXIT = re.compile(r"Node with rank (\d+) (?:exited with code (-?\d+)|was killed)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RANK_FIELD = re.compile(r'^\{"rank": (\d+),')
 
 
 class RanksFailed(TrainError):
@@ -62,14 +65,20 @@ def this_rank() -> int:
         return 0
 
 
-def report_status(code: int, error: str | None = None, kind: str = "") -> None:
-    """Tell `run_ranks` how this rank ended: one line on stderr, in one write (so the line
-    is whole however the ranks' output interleaves), and only when it started the rank."""
-    if os.environ.get(STATUS_ENV) != "1":
-        return
-    status = {"rank": this_rank(), "code": code, "error": error, "kind": kind}
+def report_status(code: int | None, error: str | None = None, kind: str = "") -> None:
+    """Tell `run_ranks` how this rank ended (or, with code None, that it is joining): one line
+    on stderr, in one write (so the line is whole however the ranks' output interleaves), and
+    only when it started the rank."""
     with suppress(OSError):  # stderr gone: the launcher reports "ended without reporting"
-        os.write(2, (STATUS_PREFIX + json.dumps(status) + "\n").encode())
+        os.write(2, status_line(code, error, kind).encode())
+
+
+def status_line(code: int | None, error: str | None = None, kind: str = "") -> str:
+    """The line report_status writes ("" when run_ranks did not start this rank)."""
+    if os.environ.get(STATUS_ENV) != "1":
+        return ""
+    status = {"rank": this_rank(), "code": code, "error": error, "kind": kind}
+    return STATUS_PREFIX + json.dumps(status) + "\n"
 
 
 @contextmanager
@@ -98,12 +107,15 @@ def rank_status(plain: tuple[type[BaseException], ...] = (TrainError,)) -> Itera
 
 @dataclass
 class RankEnd:
-    """How one rank ended, from its status line and mlx.launch's exit line."""
+    """How one rank ended, from its status lines and mlx.launch's exit line."""
 
     rank: int
     status: dict[str, Any] | None = None
     exit_code: int | None = None  # from mlx.launch; None if it printed none (a clean exit)
     order: int = 1 << 30  # when the launcher first heard of its end (0 = first)
+    joined: bool = False  # it reached mx.distributed.init
+    malformed: str | None = None  # a status line of its that was not one (shown escaped)
+    stopped: bool = False  # still running when run_ranks' deadline stopped the run
 
     @property
     def code(self) -> int | None:
@@ -113,18 +125,31 @@ class RankEnd:
 
     @property
     def ok(self) -> bool:
-        return self.code == 0 and self.status is not None
+        return self.code == 0 and self.status is not None and self.malformed is None
+
+    @property
+    def absent(self) -> bool:
+        """Never reached the connection: stopped (by mlx.launch or the deadline) before it."""
+        stopped = self.exit_code == -signal.SIGTERM or (self.exit_code is None and self.stopped)
+        return not self.joined and self.status is None and self.malformed is None and stopped
 
     @property
     def secondary(self) -> bool:
         """Stopped because another rank failed: lost its peer, or terminated by mlx.launch."""
+        if self.malformed is not None or self.absent:
+            return False
         if self.status is not None and self.status.get("kind") == "lost":
             return True
-        return self.status is None and self.exit_code == -signal.SIGTERM
+        return self.status is None and (self.exit_code == -signal.SIGTERM or self.stopped)
 
     def describe(self) -> str:
+        if self.malformed is not None:
+            return f"it wrote a malformed status line: {self.malformed}"
         if self.status is not None and self.status.get("error"):
-            return str(self.status["error"])
+            error = str(self.status["error"])  # a rank's words: bounded, escaped if need be
+            return error if error.isprintable() and len(error) <= 500 else repr(error[:500])
+        if self.absent:
+            return "it never started connecting to the other ranks (not started, or stuck before)"
         code = self.code
         if code is not None and code < 0:
             try:
@@ -186,10 +211,10 @@ def hostfile_ranks(hostfile: str | os.PathLike[str]) -> int:
 
 
 def launch_command(
-    ranks: int, rank_argv: Sequence[str], *, port: int | None, hostfile: str | None = None
+    ranks: int, rank_command: Sequence[str], *, port: int | None, hostfile: str | None = None
 ) -> list[str]:
-    """mlx.launch (on loopback, or on the hostfile's hosts) with this Python, running
-    `python -m athena.cli train-head RANK_ARGV` on every rank."""
+    """mlx.launch (on loopback, or on the hostfile's hosts) running `python RANK_COMMAND`
+    with this Python on every rank."""
     where = ["--hostfile", hostfile] if hostfile is not None else ["-n", str(ranks)]
     ports = ["--starting-port", str(port)] if port is not None else []
     return [
@@ -203,32 +228,54 @@ def launch_command(
         "--python",
         sys.executable,
         "--",  # everything after is the rank's command, even --backend or --verbose
-        "-m",
-        "athena.cli",
-        "train-head",
-        *rank_argv,
+        *rank_command,
     ]
 
 
-def run_ranks(ranks: int, rank_argv: Sequence[str], hostfile: str | None = None) -> None:
-    """Run `athena train-head RANK_ARGV` as `ranks` processes on this machine (a loopback
-    ring on free ports), or one per host of an mlx.launch `hostfile`. Their output passes
-    through; returns when every rank finished, else raises RanksFailed with one sentence
-    naming the rank that failed and its error."""
+def run_ranks(
+    ranks: int, rank_command: Sequence[str], hostfile: str | None = None, timeout: float = 120.0
+) -> None:
+    """Run `python RANK_COMMAND` as `ranks` processes on this machine (a loopback ring on
+    free ports), or one per host of an mlx.launch `hostfile`. Their output passes through;
+    returns when every rank finished, else raises RanksFailed with one sentence naming the
+    rank that failed and its error. A rank that has not reported joining (nor ended) within
+    `timeout` seconds stops the run; after that each rank's watchdog bounds its waits."""
     port = free_ports(ranks) if hostfile is None else None  # a hostfile's hosts: its ports
-    command = launch_command(ranks, rank_argv, port=port, hostfile=hostfile)
-    # stdin: a pipe that stays open (mlx.launch polls its stdin; /dev/null would make it spin)
+    command = launch_command(ranks, rank_command, port=port, hostfile=hostfile)
+    ends = {rank: RankEnd(rank) for rank in range(ranks)}
+    everyone_heard = threading.Event()
+    # stdin: a pipe that stays open (mlx.launch polls its stdin; /dev/null would make it spin);
+    # its own session, so that the deadline stops it and the ranks it started together.
     with subprocess.Popen(
-        command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"
+        command,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
     ) as launcher:
         assert launcher.stderr is not None
-        ends = {rank: RankEnd(rank) for rank in range(ranks)}
+
+        def expire() -> None:
+            if not everyone_heard.wait(timeout):
+                for end in ends.values():
+                    end.stopped = end.order == 1 << 30
+                with suppress(ProcessLookupError):
+                    os.killpg(launcher.pid, signal.SIGKILL)
+
+        threading.Thread(target=expire, name="athena-join-deadline", daemon=True).start()
         try:
             for line in launcher.stderr:
                 _read_line(line, ends)
-        except KeyboardInterrupt:
+                if all(end.joined or end.order < 1 << 30 for end in ends.values()):
+                    everyone_heard.set()
+        except KeyboardInterrupt:  # its own session got no Ctrl-C: pass it on
+            with suppress(ProcessLookupError):
+                os.killpg(launcher.pid, signal.SIGINT)
             launcher.wait()
             raise
+        finally:
+            everyone_heard.set()
         launch_code = launcher.wait()
     failure = summarize(list(ends.values()), ranks)
     if failure is None and launch_code != 0:
@@ -243,13 +290,23 @@ def _read_line(line: str, ends: dict[int, RankEnd]) -> None:
     if at >= 0:
         if line[:at].strip():
             sys.stderr.write(line[:at] + "\n")
+        text = line[at + len(STATUS_PREFIX) :].strip()
         try:
-            status = json.loads(line[at + len(STATUS_PREFIX) :])
-            end = ends.get(int(status["rank"]))
-        except (ValueError, KeyError, TypeError):
-            end = None
-        if end is not None:
-            end.status = status
+            status = json.loads(text)
+        except ValueError:  # not JSON: its rank, if it names one, is still to blame
+            status, named = {}, _RANK_FIELD.search(text)
+            status["rank"] = int(named.group(1)) if named else None
+        rank = status.get("rank") if isinstance(status, dict) else None
+        end = ends.get(rank) if type(rank) is int else None
+        if end is not None:  # a rank's line; anything else with the prefix is only output
+            code, kind = status.get("code", ""), status.get("kind")
+            if code is None and kind == "joining":
+                end.joined = True
+                return
+            if type(code) is int and isinstance(status.get("error"), str | None):
+                end.status = status
+            elif end.malformed is None:
+                end.malformed = repr(text[:200]) + ("..." if len(text) > 200 else "")
             _heard(end, ends)
             return
     sys.stderr.write(line)
@@ -267,11 +324,16 @@ def _heard(end: RankEnd, ends: dict[int, RankEnd]) -> None:
 
 def summarize(ends: list[RankEnd], ranks: int) -> str | None:
     """None if every rank finished; else one sentence: the rank that failed first (not one
-    that only lost its peer or was stopped by mlx.launch) and its error, then the others."""
+    that only lost its peer, was stopped by mlx.launch, or timed out waiting for a rank that
+    never joined) and its error, then the others."""
     failed = [end for end in ends if not end.ok]
     if not failed:
         return None
-    causes = sorted((end for end in failed if not end.secondary), key=lambda e: e.order)
+    waited = any(end.absent for end in failed)  # the others' timeouts were waits for it
+    causes = sorted(
+        (e for e in failed if not e.secondary and not (waited and _kind(e) == "timeout")),
+        key=lambda e: e.order,
+    )
     causes = causes or failed
     first = causes[0]
     same = [end.rank for end in causes[1:] if end.describe() == first.describe()]
@@ -282,6 +344,10 @@ def summarize(ends: list[RankEnd], ranks: int) -> str | None:
     if others:
         sentence += "; " + ", ".join(_other(end) for end in others)
     return sentence + ". Fix that and run again, or continue from the last checkpoint with --resume"
+
+
+def _kind(end: RankEnd) -> str:
+    return "" if end.status is None else str(end.status.get("kind"))
 
 
 def _ranks(numbers: list[int]) -> str:
@@ -296,6 +362,8 @@ def _other(end: RankEnd) -> str:
         how = "stopped when it lost the connection to the others"
     elif end.status is None and code == -signal.SIGTERM:
         how = "was stopped by mlx.launch"
+    elif end.status is None and end.stopped:
+        how = "was stopped at the deadline"
     else:
         how = f"failed: {end.describe().rstrip('.')}"
     return f"rank {end.rank} {how} (exit code {code if code is not None else 'unknown'})"

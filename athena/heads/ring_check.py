@@ -58,9 +58,9 @@ def synthetic_task(states: int, hidden_size: int, num_actions: int, seed: int) -
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from athena.heads import HeadShape, save_weights
     from athena.heads.distributed import Collectives
     from athena.heads.grpo import GRPOConfig, GRPOTrainer
+    from athena.models.head import HeadShape, save_weights
 
     config = GRPOConfig(
         batch_size=args.batch_size,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 
-ACTIONS = ("store", "retrieve", "update", "forget")
 WORDS = (
     ("note", "save", "keep", "store", "record", "write"),
     ("recall", "find", "fetch", "lookup", "search", "get"),

@@ -10,9 +10,10 @@ train.png (reward and KL against steps; skipped with one line if matplotlib is m
 Under `mlx.launch` every rank runs this and only rank 0 writes; `--ranks N` encodes the
 states once before it starts the ranks, which read them (one model in memory, not N).
 
-The reward is `module:function` (called as function(state_text, action) -> float; the
-current folder is importable, as with `python -m`) or a .jsonl file of lines
-{"text": ..., "rewards": [one number per action]}.
+The reward is `module:function` (called as function(state_text, action) -> float), or
+`path/to/file.py:function` (that file, loaded by its path), or a .jsonl file of lines
+{"text": ..., "rewards": [one number per action]}. The run's settings are a TrainSettings
+(what the command line asked for, typed); `--ranks` hands them to each rank as JSON.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +38,9 @@ from athena.heads.grpo import (
     latest_checkpoint,
 )
 from athena.heads.train_inputs import load_reward, read_states
+from athena.models.head import load_weights, save_weights
 
 if TYPE_CHECKING:
-    import argparse
-
     import numpy as np
 
 LOG_NAME = "log.jsonl"
@@ -50,6 +50,31 @@ FEATURES_NAME = "features.safetensors"
 EVAL_FEATURES_NAME = "eval-features.safetensors"
 
 
+@dataclass
+class TrainSettings:
+    """What one `athena train-head` run is asked to do: the command line, typed."""
+
+    data: str
+    reward: str
+    steps: int
+    out: str
+    config: GRPOConfig = field(default_factory=GRPOConfig)
+    model: dict[str, Any] = field(default_factory=dict)  # the CLI's model arguments
+    framework: str | None = None
+    eval_data: str | None = None
+    init: str | None = None
+    resume: bool = False
+    verbose: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainSettings:
+        values = json.loads(text)
+        return cls(**{**values, "config": GRPOConfig.from_dict(values["config"])})
+
+
 # -- features (encoded once) ---------------------------------------------------------------
 
 
@@ -57,9 +82,9 @@ EVAL_FEATURES_NAME = "eval-features.safetensors"
 LOAD_ARGUMENTS = ("model", "backend", "dtype", "quantize_bits", "router_bits")
 
 
-def features_key(args: argparse.Namespace, texts: list[str]) -> str:
-    """The cache key of `texts`' features, from the arguments alone (no model loaded)."""
-    load = {name: getattr(args, name, None) for name in LOAD_ARGUMENTS}
+def features_key(settings: TrainSettings, texts: list[str]) -> str:
+    """The cache key of `texts`' features, from the settings alone (no model loaded)."""
+    load = {name: settings.model.get(name) for name in LOAD_ARGUMENTS}
     return hashlib.sha256(json.dumps([load, texts], sort_keys=True).encode()).hexdigest()
 
 
@@ -92,11 +117,7 @@ def encode_states(model: Any, texts: list[str], cache: Path | None, key: str) ->
 
 
 def state_features(
-    args: argparse.Namespace,
-    inputs: RunInputs,
-    load_model: Callable[[argparse.Namespace], Any],
-    *,
-    write: bool,
+    settings: TrainSettings, inputs: RunInputs, load_model: Callable[[], Any], *, write: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(features of the states, of the eval states or None): from the folder's cache
     (features.safetensors, eval-features.safetensors) when it holds them, else encoded with
@@ -105,11 +126,11 @@ def state_features(
     wanted = {FEATURES_NAME: inputs.texts}
     if inputs.eval_texts:
         wanted[EVAL_FEATURES_NAME] = inputs.eval_texts
-    keys = {name: features_key(args, texts) for name, texts in wanted.items()}
+    keys = {name: features_key(settings, texts) for name, texts in wanted.items()}
     found = {name: cached_features(inputs.out / name, keys[name]) for name in wanted}
     missing = [name for name, features in found.items() if features is None]
     if missing:
-        model = load_model(args)
+        model = load_model()
         if write:
             inputs.out.mkdir(parents=True, exist_ok=True)
         for name in missing:
@@ -121,36 +142,7 @@ def state_features(
     return features, found.get(EVAL_FEATURES_NAME)
 
 
-def prepare_features(
-    args: argparse.Namespace,
-    inputs: RunInputs,
-    load_model: Callable[[argparse.Namespace], Any],
-) -> None:
-    """For `--ranks N` on this machine: encode the states once, into the output folder, so
-    that the N ranks read them rather than each loading the model."""
-    state_features(args, inputs, load_model, write=True)
-
-
 # -- the run ---------------------------------------------------------------------------------
-
-
-def config_from_args(args: argparse.Namespace) -> GRPOConfig:
-    values = {
-        "num_generations": args.group_size,
-        "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate,
-        "beta": args.beta,
-        "epsilon": args.epsilon,
-        "num_iterations": args.num_iterations,
-        "temperature": args.temperature,
-        "seed": args.seed,
-        "num_actions": args.num_actions,
-        "hidden_dim": args.hidden_dim,
-        "save_every": args.save_every,
-        "steps_per_eval": args.steps_per_eval,
-        "collective_timeout": args.collective_timeout,
-    }
-    return GRPOConfig(**{k: v for k, v in values.items() if v is not None})
 
 
 @dataclass
@@ -158,7 +150,6 @@ class RunInputs:
     """What a run reads before the model, checked."""
 
     out: Path
-    config: GRPOConfig
     texts: list[str]
     eval_texts: list[str]
     reward: Reward
@@ -166,65 +157,64 @@ class RunInputs:
     head: dict[str, np.ndarray] | None
 
 
-def read_inputs(args: argparse.Namespace) -> RunInputs:
-    """Check and read --out, --steps, the knobs, the data, the reward, the checkpoint and
-    --init (TrainError for anything wrong). `--ranks` calls it before starting any rank, so a
+def read_inputs(settings: TrainSettings) -> RunInputs:
+    """Check and read --out, --steps, the data, the reward, the checkpoint and --init
+    (TrainError for anything wrong). `--ranks` calls it before starting any rank, so a
     mistake there is one sentence, not one per rank."""
-    out = Path(args.out)
+    out = Path(settings.out)
     if out.exists() and not out.is_dir():
         raise TrainError(f"--out {out} exists and is not a folder; pass a folder")
-    if args.steps < 1:
-        raise TrainError(f"--steps {args.steps} is not allowed; use an integer >= 1")
-    config = config_from_args(args)
-    texts = [r["text"] for r in read_states(args.data)]
-    eval_texts = (
-        [r["text"] for r in read_states(args.eval_data, "--eval-data")] if args.eval_data else []
-    )
-    reward = load_reward(args.reward, config.num_actions)
+    if settings.steps < 1:
+        raise TrainError(f"--steps {settings.steps} is not allowed; use an integer >= 1")
+    texts = [r["text"] for r in read_states(settings.data)]
+    evaluated = read_states(settings.eval_data, "--eval-data") if settings.eval_data else []
+    eval_texts = [r["text"] for r in evaluated]
+    reward = load_reward(settings.reward, settings.config.num_actions)
     checkpoint = latest_checkpoint(out)
-    if checkpoint is not None and not args.resume:
+    if checkpoint is not None and not settings.resume:
         raise TrainError(
             f"{out} already has {checkpoint.name}; pass --resume to continue it, or a new --out"
         )
-    if args.resume and checkpoint is None:
+    if settings.resume and checkpoint is None:
         raise TrainError(f"--resume: {out} has no {CHECKPOINT_PREFIX}* folder to continue from")
-    head = None
-    if args.init:
-        from athena.heads import load_weights
-
-        head = load_weights(args.init)
-    return RunInputs(out, config, texts, eval_texts, reward, checkpoint, head)
+    head = load_weights(settings.init) if settings.init else None
+    return RunInputs(out, texts, eval_texts, reward, checkpoint, head)
 
 
-def check_distributed_inputs(args: argparse.Namespace) -> RunInputs:
+def check_distributed_inputs(settings: TrainSettings) -> RunInputs:
     """Before `--ranks` starts any rank: the inputs (returned), and mlx to run them."""
-    inputs = read_inputs(args)
+    inputs = read_inputs(settings)
     _check_installed("mlx")
     return inputs
 
 
-def run(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any]) -> int:
+def run(settings: TrainSettings, load_model: Callable[[], Any]) -> int:
     """The `athena train-head` command (TrainError for anything the user can fix)."""
-    inputs = read_inputs(args)
-    out, config, texts, eval_texts = inputs.out, inputs.config, inputs.texts, inputs.eval_texts
-    reward, checkpoint, head = inputs.reward, inputs.checkpoint, inputs.head
-    framework = args.framework or _default_framework()
+    inputs = read_inputs(settings)
+    out, texts, eval_texts, checkpoint = (
+        inputs.out,
+        inputs.texts,
+        inputs.eval_texts,
+        inputs.checkpoint,
+    )
+    config, steps = settings.config, settings.steps
+    framework = settings.framework or _default_framework()
     _check_installed(framework)
     collectives = _collectives(framework, config.collective_timeout)
     rank0 = collectives is None or collectives.rank == 0
 
     if rank0:
         out.mkdir(parents=True, exist_ok=True)
-    features, eval_features = state_features(args, inputs, load_model, write=rank0)
+    features, eval_features = state_features(settings, inputs, load_model, write=rank0)
 
     trainer = GRPOTrainer(
         features,
         texts,
-        reward,
+        inputs.reward,
         config,
         framework=framework,
-        head=head,
-        reward_name=args.reward,
+        head=inputs.head,
+        reward_name=settings.reward,
         collectives=collectives,
     )
     if checkpoint is not None:
@@ -233,30 +223,28 @@ def run(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any
     log = _Log(out / LOG_NAME, keep_until=trainer.step_count, enabled=rank0)
     if eval_features is not None and trainer.step_count == 0:
         log.write({"step": 0, "eval_reward": trainer.evaluate(eval_features, eval_texts)})
-    bar = _Progress(rank0, args.steps, trainer.step_count)
+    bar = _Progress(rank0, steps, trainer.step_count)
     config = trainer.config
     metrics: dict[str, float] = {}
     try:
-        while trainer.step_count < args.steps:
+        while trainer.step_count < steps:
             start = time.perf_counter()
             metrics = trainer.step()
             metrics["step_s"] = time.perf_counter() - start
             step = trainer.step_count
             if eval_features is not None and (
-                step == args.steps or (config.steps_per_eval and step % config.steps_per_eval == 0)
+                step == steps or (config.steps_per_eval and step % config.steps_per_eval == 0)
             ):
                 metrics["eval_reward"] = trainer.evaluate(eval_features, eval_texts)
             log.write(metrics)
             bar.update(metrics)
-            if config.save_every and step % config.save_every == 0 and step < args.steps:
+            if config.save_every and step % config.save_every == 0 and step < steps:
                 trainer.save_checkpoint(out)
     finally:
         bar.close()
-    if trainer.step_count == args.steps and metrics:
+    if trainer.step_count == steps and metrics:
         trainer.save_checkpoint(out)
     if rank0:
-        from athena.heads import save_weights
-
         save_weights(trainer.learner.weights(), out / HEAD_NAME)
         plotted = plot_log(out / LOG_NAME, out / PLOT_NAME)
         summary = f"reward {metrics['reward']:.3f}" if metrics else "no new steps"

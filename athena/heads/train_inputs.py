@@ -1,13 +1,13 @@
 """The inputs of `athena train-head`: the states JSONL (--data, --eval-data) and the reward
-(--reward: "module:function" or a .jsonl table of rewards)."""
+(--reward: "module:function", "path/to/file.py:function" or a .jsonl table of rewards)."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,23 +48,30 @@ def read_states(path: str | os.PathLike[str], what: str = "--data") -> list[dict
 
 
 def load_reward(spec: str, num_actions: int) -> Reward:
-    """The reward named by `spec`: "module:function", or a .jsonl table of rewards."""
+    """The reward named by `spec`: "module:function" (the file module.py in the current
+    folder, or "path/to/file.py", is loaded by its path, without putting its folder on
+    sys.path; else an importable module), or a .jsonl table of rewards."""
     if spec.endswith(".jsonl") or (":" not in spec and Path(spec).exists()):
         return _reward_table(spec, num_actions)
-    module_name, _, function_name = spec.partition(":")
+    module_name, _, function_name = spec.rpartition(":")
     if not module_name or not function_name:
         raise TrainError(
-            f"--reward {spec!r} is neither module:function (e.g. mypkg.rewards:score) nor a "
-            ".jsonl file of rewards"
+            f"--reward {spec!r} is neither module:function (e.g. mypkg.rewards:score or "
+            "rewards.py:score) nor a .jsonl file of rewards"
         )
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` would: the current folder's modules
+    file = Path(module_name if module_name.endswith(".py") else module_name + ".py")
     try:
-        module = importlib.import_module(module_name)
+        if file.is_file():
+            found = importlib.util.spec_from_file_location(f"athena_reward_{file.stem}", file)
+            assert found is not None and found.loader is not None
+            module = importlib.util.module_from_spec(found)
+            found.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         raise TrainError(
-            f"reward module {module_name!r} not found ({error}); run from the folder that "
-            "holds it or put it on PYTHONPATH"
+            f"reward module {module_name!r} not found ({error}); name its file "
+            "(path/to/rewards.py:function) or install it"
         ) from None
     except Exception as error:  # the user's module failed while importing
         raise TrainError(

@@ -14,7 +14,7 @@ safetensors with those six float32 tensors and the shape in its metadata.
 The networks are `athena.models.head_torch.MemoryActionHead` (also
 `athena.models.olmoe.MemoryActionHead`) and `athena.models.head_mlx.MemoryActionHead`; this
 module imports mlx, torch or numpy only inside the functions that need them. The learners
-(GRPO) are in athena/heads/, which re-exports these names.
+(GRPO) are in athena/heads/.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from athena.heads import load_weights, toy
+from athena.heads import toy
+from athena.models.head import load_weights
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -86,32 +87,51 @@ def test_two_ranks_equal_one_rank_on_the_same_global_batch(
     assert diff < 1e-5
 
 
+def test_a_peer_that_never_connects_stops_the_wait_to_join_with_a_message(
+    mlx_installed: None,
+) -> None:
+    proc = _launch(str(HERE / "stall_ranks.py"), "2", "init", timeout=120)
+    output = proc.stdout + proc.stderr
+    assert "rank 1 exited with code -15" in output  # stopped: it never tried to connect
+    assert "rank 0 exited with code -9" in output  # killed by its watcher: init holds the GIL
+    expected = "rank 0: connecting to the other ranks (mx.distributed.init) did not finish within 2"
+    assert expected in output
+    assert "rank 0 connected" not in output
+
+
 def test_a_hung_all_sum_stops_with_a_message_instead_of_hanging(mlx_installed: None) -> None:
-    proc = _launch(str(HERE / "stall_ranks.py"), "2", timeout=120)
+    # 10 s: both ranks must join within it too, however loaded the machine
+    proc = _launch(str(HERE / "stall_ranks.py"), "10", timeout=120)
     output = proc.stdout + proc.stderr
     assert "rank 1 woke up" not in output  # the watchdog ended the run, not rank 1's sleep
     # and rank 1 was stopped (SIGTERM) rather than finishing its sleep (which exits 0).
     assert "rank 1 exited with code -15" in output
     # mlx.launch itself exits 0 here; it reports each rank's code, and stops the others.
     assert "rank 0 exited with code 75" in output
-    assert "rank 0 of 2: averaging the gradients (all_sum) did not finish within 2 s" in output
+    assert "rank 0 of 2: averaging the gradients (all_sum) did not finish within 10 s" in output
     assert "the all_sum returned" not in proc.stdout
 
 
 def _train_head_on_ranks(
-    tiny_olmoe: Path, tmp_path: Path, reward: str, *extra: str, steps: int
+    tiny_olmoe: Path,
+    tmp_path: Path,
+    reward: str,
+    *extra: str,
+    steps: int,
+    deadline: float = 20,
+    stall: str = "",
 ) -> subprocess.CompletedProcess:
     """`athena train-head --ranks 2` (it starts mlx.launch itself) on the toy states, from
-    this folder so that the rewards in failing_reward.py import."""
+    this folder so that the rewards in failing_reward.py load; `deadline` is the run's
+    --collective-timeout, far below the subprocess timeout: a run that hangs fails the test."""
     (tmp_path / "states.jsonl").write_text(
         "".join(json.dumps({"text": t}) + "\n" for t in toy.states(32, seed=1))
     )
     argv = [sys.executable, "-m", "athena.cli", "train-head", "--ranks", "2"]
     argv += ["--model", str(tiny_olmoe), "--data", str(tmp_path / "states.jsonl")]
     argv += ["--reward", reward, "--steps", str(steps), "--batch-size", "8"]
-    # A watchdog far beyond the subprocess timeout: the run must stop without it.
-    argv += ["--out", str(tmp_path / "out"), "--collective-timeout", "3600", *extra]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    argv += ["--out", str(tmp_path / "out"), "--collective-timeout", str(deadline), *extra]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "STALL_RANKS": stall}
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=300, env=env, cwd=HERE, check=False
     )
@@ -182,4 +202,38 @@ def test_a_rank_whose_reward_raises_stops_the_run_with_its_sentence(
         "raised ConnectionError: the scoring service on rank 1 is down"
     ), output
     assert _exit_code_of(0, last) != 0
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("stall", "named"),
+    [("1", "rank 1 of 2 failed: it never started connecting"), ("0,1", "rank 0 of 2 failed: it")],
+)
+def test_a_rank_that_never_joins_the_ring_fails_the_run_within_the_deadline(
+    mlx_installed: None, tiny_olmoe: Path, tmp_path: Path, stall: str, named: str
+) -> None:
+    """The stalled ranks hang importing the reward, before mx.distributed.init; the
+    launcher's deadline (--collective-timeout) for every rank to join ends the run."""
+    reward = "failing_reward:kill_rank_1"
+    proc = _train_head_on_ranks(tiny_olmoe, tmp_path, reward, steps=4, deadline=15, stall=stall)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"athena train-head: {named}"), output
+    assert ("(rank 1 too)" if stall == "0,1" else "rank 0 was stopped at the deadline") in last
+    assert "Traceback" not in output
+
+
+def test_a_malformed_status_line_is_that_ranks_failure_shown_escaped(
+    mlx_installed: None, tiny_olmoe: Path, tmp_path: Path
+) -> None:
+    reward = "failing_reward:malformed_status_on_rank_1"
+    proc = _train_head_on_ranks(tiny_olmoe, tmp_path, reward, steps=8)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("athena train-head: rank 1 of 2 failed: it wrote a malformed status "), (
+        output
+    )
+    assert '"code": "done?"' in last and "\x1b" not in last  # the escape code is shown escaped
     assert "Traceback" not in output

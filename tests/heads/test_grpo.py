@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from athena.heads import HeadShape, initial_weights, toy
+from athena.heads import toy
 from athena.heads.grpo import (
     GRPOConfig,
     GRPOTrainer,
@@ -19,6 +19,7 @@ from athena.heads.grpo import (
     make_learner,
     sample_actions,
 )
+from athena.models.head import HeadShape, initial_weights
 
 TOY_STEPS = 80  # the guide's figure: >= 95% greedy accuracy on held-out states by then
 

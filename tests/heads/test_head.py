@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from athena import heads
-from athena.heads import HeadError, HeadShape, load_head, new_head, save_head
+from athena.models import head as head_api
+from athena.models.head import HeadError, HeadShape, load_head, new_head, save_head
 from athena.models.olmoe import OLMoEModel
 
 SHAPE = {"num_actions": 4, "hidden_dim": 32}
@@ -24,12 +24,12 @@ def test_both_heads_have_the_same_parameter_names_and_shapes(
 
     from athena.models.olmoe import MemoryActionHead as TorchHead
 
-    mlx_head = heads.head_class("mlx")(16, **SHAPE)
+    mlx_head = head_api.head_class("mlx")(16, **SHAPE)
     torch_head = TorchHead(16, **SHAPE)
     mlx_names = {k: tuple(v.shape) for k, v in tree_flatten(mlx_head.parameters())}
     torch_names = {k: tuple(v.shape) for k, v in torch_head.state_dict().items()}
     assert mlx_names == torch_names == HeadShape(16, 4, 32).parameter_shapes()
-    assert tuple(mlx_names) == heads.PARAMETER_NAMES
+    assert tuple(mlx_names) == head_api.PARAMETER_NAMES
 
 
 @pytest.mark.parametrize(("writer", "reader"), [("mlx", "torch"), ("torch", "mlx")])
@@ -42,16 +42,16 @@ def test_a_head_saved_by_one_framework_loads_in_the_other_with_equal_logits(
     random_features: np.ndarray,
 ) -> None:
     # Not the seeded init: the writer's own default init, then training-like noise.
-    head = heads.head_class(writer)(16, **SHAPE)
-    weights = {k: v + 0.1 for k, v in heads.head_weights(head).items()}
-    heads.set_head_weights(head, weights)
+    head = head_api.head_class(writer)(16, **SHAPE)
+    weights = {k: v + 0.1 for k, v in head_api.head_weights(head).items()}
+    head_api.set_head_weights(head, weights)
     path = save_head(head, tmp_path / "head.safetensors")
     other = load_head(path, framework=reader)
-    assert heads.framework_of(other) == reader
-    for name, value in heads.head_weights(other).items():
+    assert head_api.framework_of(other) == reader
+    for name, value in head_api.head_weights(other).items():
         np.testing.assert_array_equal(value, weights[name])
-    a = heads.head_logits(head, random_features * 3)
-    b = heads.head_logits(other, random_features * 3)
+    a = head_api.head_logits(head, random_features * 3)
+    b = head_api.head_logits(other, random_features * 3)
     assert a.shape == (12, 4)
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
@@ -62,7 +62,7 @@ def test_gelu_is_the_exact_erf_one_on_both(mlx_installed: None, torch_installed:
     import mlx.core as mx
     import torch
 
-    mlx_head = heads.head_class("mlx")(4)
+    mlx_head = head_api.head_class("mlx")(4)
     x = np.linspace(-4, 4, 81, dtype=np.float32)
     mlx_gelu = np.array(mlx_head.net[2](mx.array(x)))
     torch_gelu = torch.nn.GELU()(torch.from_numpy(x)).numpy()
@@ -76,10 +76,12 @@ def test_new_head_is_the_same_on_both_frameworks_and_seeded(
     b = new_head(16, seed=3, framework="torch", **SHAPE)
     c = new_head(16, seed=4, framework="mlx", **SHAPE)
     np.testing.assert_allclose(
-        heads.head_logits(a, random_features), heads.head_logits(b, random_features), atol=1e-5
+        head_api.head_logits(a, random_features),
+        head_api.head_logits(b, random_features),
+        atol=1e-5,
     )
     assert not np.allclose(
-        heads.head_weights(a)["net.1.weight"], heads.head_weights(c)["net.1.weight"]
+        head_api.head_weights(a)["net.1.weight"], head_api.head_weights(c)["net.1.weight"]
     )
 
 
@@ -89,7 +91,7 @@ def test_head_file_records_its_shape(tmp_path: Path, framework: str) -> None:
     path = save_head(new_head(16, framework=framework, **SHAPE), tmp_path / "h.safetensors")
     with safe_open(str(path), "np") as f:
         metadata = f.metadata()
-    assert metadata["format"] == heads.HEAD_FORMAT
+    assert metadata["format"] == head_api.HEAD_FORMAT
     assert json.loads(metadata["shape"]) == {"hidden_size": 16, "num_actions": 4, "hidden_dim": 32}
     assert not list(tmp_path.glob(".*tmp*"))  # the temporary file was renamed
 
@@ -105,7 +107,7 @@ def test_bad_head_files_get_one_sentence(tmp_path: Path, framework: str) -> None
     save_file({"w": np.zeros(3, np.float32)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(HeadError, match=r"not a MemoryActionHead: it has no net\.0\.weight"):
         load_head(tmp_path / "other.safetensors", framework=framework)
-    weights = heads.initial_weights(HeadShape(16, 4, 32))
+    weights = head_api.initial_weights(HeadShape(16, 4, 32))
     weights["net.3.bias"] = np.zeros(5, np.float32)
     save_file(weights, str(tmp_path / "bent.safetensors"))
     with pytest.raises(HeadError, match=r"net.3.bias has shape \(5,\), expected \(4,\)"):
@@ -122,7 +124,7 @@ def test_encode_vectors_are_the_heads_input_and_mlx_load_keeps_action_head_none(
         assert encoder.action_head is None
     vectors = encoder.encode(["save note keep", "drop erase clear"])
     head = new_head(vectors.shape[1], framework=framework)
-    logits = heads.head_logits(head, vectors)
+    logits = head_api.head_logits(head, vectors)
     assert logits.shape == (2, 4) and np.isfinite(logits).all()
 
 
@@ -136,7 +138,7 @@ def test_the_torch_head_from_olmoe_loads_into_mlx(
     assert model.load(), model.load_error
     vectors = model.encode(["save note keep", "find get"])
     path = save_head(model.action_head, tmp_path / "head.safetensors")
-    mlx_logits = heads.head_logits(load_head(path, framework="mlx"), vectors)
+    mlx_logits = head_api.head_logits(load_head(path, framework="mlx"), vectors)
     assert model.last_action_logits is not None
     np.testing.assert_allclose(mlx_logits, model.last_action_logits, atol=1e-5)
 
@@ -144,7 +146,7 @@ def test_the_torch_head_from_olmoe_loads_into_mlx(
 def test_olmoe_attaches_new_head_of_its_seed_the_weights_an_mlx_head_of_that_seed_has(
     tiny_olmoe: Path, mlx_installed: None, torch_installed: None, random_features: np.ndarray
 ) -> None:
-    """The transformers path's head is heads.new_head(config.seed), not torch's RNG: so both
+    """The transformers path's head is head_api.new_head(config.seed), not torch's RNG: so both
     frameworks start from the same weights."""
     import torch
 
@@ -158,37 +160,37 @@ def test_olmoe_attaches_new_head_of_its_seed_the_weights_an_mlx_head_of_that_see
     assert isinstance(model.action_head, TorchHead) and not model.action_head.training
     hidden = model.action_head.hidden_size
     shape = {"num_actions": config.num_memory_actions, "hidden_dim": config.action_head_hidden}
-    attached = heads.head_weights(model.action_head)
-    for name, value in heads.head_weights(
+    attached = head_api.head_weights(model.action_head)
+    for name, value in head_api.head_weights(
         new_head(hidden, seed=5, framework="torch", **shape)
     ).items():
         np.testing.assert_array_equal(attached[name], value)
     mlx_head = new_head(hidden, seed=5, framework="mlx", **shape)
-    for name, value in heads.head_weights(mlx_head).items():
+    for name, value in head_api.head_weights(mlx_head).items():
         np.testing.assert_allclose(attached[name], value, atol=1e-6, rtol=0)
     features = np.random.default_rng(3).standard_normal((12, hidden)).astype(np.float32)
     np.testing.assert_allclose(
-        heads.head_logits(model.action_head, features),
-        heads.head_logits(mlx_head, features),
+        head_api.head_logits(model.action_head, features),
+        head_api.head_logits(mlx_head, features),
         atol=1e-6,
         rtol=0,
     )
     other = new_head(hidden, seed=6, framework="torch", **shape)
-    assert not np.allclose(heads.head_weights(other)["net.1.weight"], attached["net.1.weight"])
+    assert not np.allclose(head_api.head_weights(other)["net.1.weight"], attached["net.1.weight"])
 
 
-def test_the_networks_live_on_the_model_floor_and_heads_reexports_them(
+def test_the_networks_live_on_the_model_floor_only(
     mlx_installed: None, torch_installed: None
 ) -> None:
-    import athena.models.head
+    import athena.heads
     import athena.models.olmoe
     from athena.models.head_mlx import MemoryActionHead as MLXHead
     from athena.models.head_torch import MemoryActionHead as TorchHead
 
-    assert heads.head_class("mlx") is MLXHead
-    assert heads.head_class("torch") is TorchHead is athena.models.olmoe.MemoryActionHead
+    assert head_api.head_class("mlx") is MLXHead
+    assert head_api.head_class("torch") is TorchHead is athena.models.olmoe.MemoryActionHead
     assert TorchHead.__module__ == "athena.models.head_torch"
-    assert heads.new_head is athena.models.head.new_head
+    assert not hasattr(athena.heads, "new_head")  # one way to import the head
 
 
 def test_importing_athena_heads_imports_no_framework() -> None:
@@ -222,17 +224,19 @@ def test_each_frameworks_own_safetensors_writer_and_reader_work_too(
         for framework in ("mlx", "torch"):
             loaded = load_head(tmp_path / path, framework=framework)
             np.testing.assert_allclose(
-                heads.head_logits(loaded, random_features),
-                heads.head_logits(source, random_features),
+                head_api.head_logits(loaded, random_features),
+                head_api.head_logits(source, random_features),
                 atol=1e-5,
             )
     ours = save_head(mlx_head, tmp_path / "ours.safetensors")
-    native_mlx = heads.head_class("mlx")(16, **SHAPE)
+    native_mlx = head_api.head_class("mlx")(16, **SHAPE)
     native_mlx.load_weights(str(ours))  # strict: every parameter, by name
-    native_torch = heads.head_class("torch")(16, **SHAPE)
+    native_torch = head_api.head_class("torch")(16, **SHAPE)
     native_torch.load_state_dict(load_file(str(ours)))
-    expected = heads.head_logits(mlx_head, random_features)
-    np.testing.assert_allclose(heads.head_logits(native_mlx, random_features), expected, atol=1e-5)
+    expected = head_api.head_logits(mlx_head, random_features)
+    np.testing.assert_allclose(
+        head_api.head_logits(native_mlx, random_features), expected, atol=1e-5
+    )
     with torch.no_grad():
         got = native_torch(torch.from_numpy(random_features)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)

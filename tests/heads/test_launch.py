@@ -1,5 +1,5 @@
 """`athena train-head --ranks N`'s bookkeeping without processes: the status lines the ranks
-write, the sentence the command ends with, and the arguments each rank gets. The real runs
+write, the sentence the command ends with, and the settings each rank gets. The real runs
 (a rank killed mid-run, a reward that raises) are in test_distributed.py."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from athena import cli
-from athena.commands.train_head import rank_argv
+from athena.commands.train_head import settings_of
 from athena.heads import launch
-from athena.heads.grpo import TrainError
+from athena.heads.grpo import GRPOConfig, TrainError
+from athena.heads.train import TrainSettings
 
 
 def _ends(*lines: str, ranks: int = 2) -> list[launch.RankEnd]:
@@ -48,7 +49,8 @@ def test_a_killed_rank_is_named_and_the_one_that_lost_it_is_not_blamed() -> None
 
 
 def test_a_rank_that_never_reported_is_a_failure_even_if_mlx_launch_said_nothing() -> None:
-    sentence = launch.summarize(_ends(_status(0, 0)), 2)
+    joining = launch.STATUS_PREFIX + json.dumps({"rank": 1, "code": None, "kind": "joining"})
+    sentence = launch.summarize(_ends(joining + "\n", _status(0, 0)), 2)
     assert sentence is not None
     assert sentence.startswith("rank 1 of 2 failed: ended without reporting")
     assert "rank 0 finished" in sentence
@@ -87,17 +89,15 @@ def test_rank_status_reports_only_under_the_launcher(
     assert status == {"rank": 1, "code": 1, "error": "KeyError: 'x'", "kind": "error"}
 
 
-def test_each_rank_gets_the_same_arguments_without_ranks() -> None:
+def test_each_rank_gets_the_command_lines_settings() -> None:
     parser = cli.build_parser()
     argv = ["train-head", "--model", "m", "--data", "d.jsonl", "--reward", "a.b:c"]
     argv += ["--steps", "5", "--out", "o", "--backend", "mlx", "-v", "--resume"]
-    argv += ["--learning-rate", "1e-08", "--ranks", "2"]
-    args = parser.parse_args(argv)
-    train = parser._subparsers._group_actions[0].choices["train-head"]  # type: ignore[union-attr]
-    again = parser.parse_args(["train-head", *rank_argv(train, args)])
-    assert again.ranks is None
-    assert vars(again) | {"ranks": 2} == vars(args)
-    assert "--ranks" not in rank_argv(train, args)
+    argv += ["--learning-rate", "1e-08", "--group-size", "3", "--ranks", "2"]
+    settings = settings_of(parser.parse_args(argv))
+    assert TrainSettings.from_json(settings.to_json()) == settings
+    assert settings.config == GRPOConfig(learning_rate=1e-8, num_generations=3)
+    assert (settings.resume, settings.verbose, settings.model["backend"]) == (True, True, "mlx")
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_a_hostfile_starts_one_rank_per_host_and_a_bad_one_gets_one_sentence(
     (tmp_path / "junk.json").write_text("{")
     assert launch.hostfile_ranks(tmp_path / "hosts.json") == 2
     assert launch.hostfile_ranks(tmp_path / "list.json") == 4
-    command = launch.launch_command(2, ["--steps", "1"], port=None, hostfile="hosts.json")
+    command = launch.launch_command(2, ["-m", "x"], port=None, hostfile="hosts.json")
     assert command[1:5] == ["--hostfile", "hosts.json", "--backend", "ring"]
     assert "-n" not in command and "--starting-port" not in command
     argv = ["train-head", "--model", "m", "--data", "d", "--reward", "a:b", "--steps", "1"]
@@ -152,3 +152,28 @@ def test_ranks_check_the_inputs_once_before_starting_any_rank(
     err = capsys.readouterr().err
     expected = f"athena train-head: --data {missing} not found; pass a JSONL file"
     assert err.startswith(expected) and len(err.splitlines()) == 1, err
+
+
+def test_a_malformed_status_line_is_its_ranks_failure_not_a_crash(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prefix = launch.STATUS_PREFIX
+    ends = _ends(
+        prefix + '{"rank": 1, "code": "0", "error": null}\n',  # a code that is not an integer
+        prefix + '{"rank": 0, "code": 0, "error": "\x1b[2J}\n',  # not JSON
+        prefix + '{"rank": "one", "code": 0}\n',  # no rank to blame: only output
+        _status(0, 0),
+        _status(1, 0),
+    )
+    sentence = launch.summarize(ends, 2)
+    assert sentence is not None
+    assert sentence.startswith("rank 1 of 2 failed: it wrote a malformed status line: ")
+    assert "rank 0 failed: it wrote a malformed status line: " in sentence
+    assert "\x1b" not in sentence and "\\x1b[2J" in sentence  # shown escaped
+    assert capsys.readouterr().err == prefix + '{"rank": "one", "code": 0}\n'
+
+
+def test_a_ranks_error_is_shown_bounded_and_escaped() -> None:
+    sentence = launch.summarize(_ends(_status(1, 1, "bad\x1b[2J" + "x" * 5000), _status(0, 0)), 2)
+    assert sentence is not None and sentence.startswith("rank 1 of 2 failed: 'bad\\x1b[2Jxxx")
+    assert "\x1b" not in sentence and len(sentence) < 700

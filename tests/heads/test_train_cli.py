@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from athena import cli
-from athena.heads import load_head, toy
+from athena.heads import toy
+from athena.models.head import load_head
 
 REWARDS = """
 def raises(text, action):
@@ -93,7 +94,7 @@ def test_a_run_writes_checkpoint_log_head_and_plot(
 def test_resume_continues_to_the_same_head_as_one_run(
     tiny_olmoe: Path, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from athena.heads import load_weights
+    from athena.models.head import load_weights
 
     small = ("--batch-size", "8", "--save-every", "4")
     assert cli.main(_train(tiny_olmoe, *small, steps=8, out="straight")) == 0
@@ -259,3 +260,29 @@ def test_a_framework_that_is_not_installed_is_one_sentence_simulated_missing_tor
     )
     err = _fails(_train(tiny_olmoe, "--framework", "torch", steps=2), capsys)
     assert "--framework torch needs torch, which is not installed here" in err
+
+
+def test_a_reward_file_is_loaded_by_path_and_the_current_folder_shadows_no_module(
+    tiny_olmoe: Path, workdir: Path
+) -> None:
+    """The installed `athena` command (whose sys.path does not start with the current folder),
+    in a folder holding a colorsys.py and a json.py: the reward file imports colorsys (not
+    imported before it) and json; both must be the standard library's."""
+    shadow = "open('shadow-imported', 'w').write(__name__)\n"
+    (workdir / "colorsys.py").write_text(shadow)
+    (workdir / "json.py").write_text(shadow)
+    (workdir / "scored.py").write_text(
+        "import colorsys, json\n\n"
+        "def score(text, action):\n"
+        "    assert colorsys.rgb_to_hsv(1, 0, 0) == (0.0, 1.0, 1.0) and json.loads('1') == 1\n"
+        "    return float(action == 0)\n"
+    )
+    argv = _train(tiny_olmoe, "--batch-size", "8", steps=1)
+    argv[argv.index("--reward") + 1] = "scored.py:score"
+    athena = Path(sys.executable).with_name("athena")
+    proc = subprocess.run(
+        [str(athena), *argv], capture_output=True, text=True, cwd=workdir, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not (workdir / "shadow-imported").exists()
+    assert "trained 1 steps" in proc.stdout
