@@ -37,14 +37,15 @@ per token at 4 to 64 rows.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from athena.preflight.positions import TextTooLong as TextTooLong  # re-exported
-from athena.preflight.positions import check_positions
+from athena.preflight.checks import check_positions
 
 TOKENIZE_CHUNK = 512  # texts per tokenizer call: bounds the Python lists it returns
 
@@ -164,3 +165,37 @@ def run_batches(
         if on_batch is not None:
             on_batch(len(index))
     return out
+
+
+@contextlib.contextmanager
+def progress(
+    total: int | None, show: bool, on_batch: Callable[[int], None] | None = None
+) -> Iterator[Callable[[int], None] | None]:
+    """A callback to tell after each batch how many texts it finished: the caller's `on_batch`
+    and, if `show` and stderr is a terminal, a tqdm bar of `total` texts on stderr (`total`
+    None: a count without an end). The bar starts after the first batch, and only if that
+    batch left texts to do: the batches are planned by length and tokens, so their number is
+    known only as they come (tqdm is imported only then)."""
+    if not (show and sys.stderr.isatty()):
+        yield on_batch
+        return
+    bar: Any = None
+    finished = 0
+
+    def report(done: int) -> None:
+        nonlocal bar, finished
+        finished += done
+        if bar is not None:
+            bar.update(done)
+        elif total is None or finished < total:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=finished, unit="text", desc="encode", file=sys.stderr)
+        if on_batch is not None:
+            on_batch(done)
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.close()

@@ -8,37 +8,24 @@
         print(model.generate("Hello", max_tokens=20, temperature=0.0))
         vector = model.encode("Hello")     # numpy (hidden,), mean-pooled final hidden state
 
-Importing this module imports neither mlx, mlx_lm, transformers nor torch; `MLX_AVAILABLE`
-is found with importlib.util.find_spec and the backends are imported by `load()`.
-`MemoryActionHead` (a torch.nn.Module) is built on first access of the name.
+Importing this module imports neither mlx, mlx_lm, transformers nor torch: `load()` finds the
+installed backends without importing them, then imports the one it uses. `MemoryActionHead`
+(a torch.nn.Module) is built on first access of the name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import importlib.util
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from athena import source
 from athena.errors import BackendMissing, LoadError, OversizeError, SourceError, first_line
-from athena.models.config import (  # re-exported: `from athena.models.olmoe import OLMoEConfig`
-    DEFAULT_MODEL,  # noqa: F401 (re-exported)
-    DTYPES,  # noqa: F401 (re-exported)
-    GROUP_SIZES,  # noqa: F401 (re-exported)
-    QUANTIZE_BITS,  # noqa: F401 (re-exported)
-    SEED_RANGE,
-    OLMoEConfig,
-    check_value,
-    is_int,
-    is_number,
-    is_seed,
-)
+from athena.host import installed_backends
+from athena.models.config import SEED_RANGE, OLMoEConfig, check_value, is_int, is_number, is_seed
 from athena.models.head import head_class, new_head
 
 if TYPE_CHECKING:  # numpy and the backends are imported where used: the import stays cheap
@@ -48,11 +35,6 @@ if TYPE_CHECKING:  # numpy and the backends are imported where used: the import 
     from athena.preflight import Preflight
 
 logger = logging.getLogger(__name__)
-
-# Patchable by tests; found without importing mlx or mlx_lm.
-MLX_AVAILABLE: bool = (
-    importlib.util.find_spec("mlx") is not None and importlib.util.find_spec("mlx_lm") is not None
-)
 
 NO_BACKEND = "No inference backend available (mlx-lm and transformers both missing)"
 
@@ -116,13 +98,13 @@ class OLMoEModel:
         config = self.config
         given = lora_path if lora_path is not None else config.lora_path
         adapter = _adapter_folder(given)
-        mlx_missing = not MLX_AVAILABLE
+        mlx_missing = "mlx" not in installed_backends()
         mlx_reason: str | None = None
-        if MLX_AVAILABLE and config.use_mlx:
+        if config.use_mlx and not mlx_missing:
             name = config.mlx_model_path or config.model_name
             logger.info("Loading OLMoE via mlx-lm: %s", name)
             try:
-                self._load_with("mlx", name, adapter)
+                self._load_with("mlx", name, adapter, mlx_installed=True)
                 return
             except BackendMissing as error:
                 mlx_missing, mlx_reason = True, str(error)
@@ -141,7 +123,7 @@ class OLMoEModel:
 
         logger.info("Loading OLMoE via transformers: %s", config.model_name)
         try:
-            self._load_with("transformers", config.model_name, adapter)
+            self._load_with("transformers", config.model_name, adapter, not mlx_missing)
         except BackendMissing as error:
             if mlx_missing:
                 raise LoadError(NO_BACKEND) from None
@@ -149,7 +131,9 @@ class OLMoEModel:
                 raise LoadError(f"mlx-lm failed ({mlx_reason}) and {error}") from None
             raise LoadError(f"{error}; or set use_mlx=True to use mlx-lm") from None
 
-    def _load_with(self, backend: BackendName, name: str, adapter: Path | None) -> None:
+    def _load_with(
+        self, backend: BackendName, name: str, adapter: Path | None, mlx_installed: bool
+    ) -> None:
         """The one load pipeline: the name is located once (a hub id fetched into the cache),
         the preflight checks that folder, then the backend builds it."""
         from athena import preflight
@@ -166,7 +150,7 @@ class OLMoEModel:
             group_size=config.quantize_group_size,
             router_bits=config.router_bits,
             allow_oversize=config.allow_oversize,
-            mlx_available=MLX_AVAILABLE,  # its options are worth naming on either path
+            mlx_available=mlx_installed,  # its options are worth naming on either path
         )
         options = LoadOptions(
             dtype=config.dtype,
@@ -343,7 +327,7 @@ class OLMoEModel:
         )
         longest = max(len(row) for row in ids)
         checked.check_input(longest, what="the longest text", rows=min(batch_size, len(texts)))
-        with progress(len(texts), show_progress, on_batch) as report:
+        with batching.progress(len(texts), show_progress, on_batch) as report:
             vectors = base.encode(
                 backend, self.model, self.tokenizer, ids, batch_size=batch_size, on_batch=report
             )
@@ -378,40 +362,6 @@ class OLMoEModel:
         self._loaded()
         _check_text("text", text)
         return [int(t) for t in self.tokenizer.encode(text)]
-
-
-@contextlib.contextmanager
-def progress(
-    total: int | None, show: bool, on_batch: Callable[[int], None] | None = None
-) -> Iterator[Callable[[int], None] | None]:
-    """A callback to tell after each batch how many texts it finished: the caller's `on_batch`
-    and, if `show` and stderr is a terminal, a tqdm bar of `total` texts on stderr (`total`
-    None: a count without an end). The bar starts after the first batch, and only if that
-    batch left texts to do: the batches are planned by length and tokens, so their number is
-    known only as they come (tqdm is imported only then)."""
-    if not (show and sys.stderr.isatty()):
-        yield on_batch
-        return
-    bar: Any = None
-    finished = 0
-
-    def report(done: int) -> None:
-        nonlocal bar, finished
-        finished += done
-        if bar is not None:
-            bar.update(done)
-        elif total is None or finished < total:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, initial=finished, unit="text", desc="encode", file=sys.stderr)
-        if on_batch is not None:
-            on_batch(done)
-
-    try:
-        yield report
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _check_text(name: str, value: object) -> None:

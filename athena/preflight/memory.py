@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from athena import preflight as _package  # RUNTIME_BYTES is read where tests replace it
 from athena.host import Host, mlx_device_wanted, probe_host
 from athena.preflight.info import DTYPE_ITEMSIZE, EXPERT, FLOAT_NAMES, ITEMSIZE, ModelInfo, Tensor
 from athena.preflight.quantized import DEFAULT_ROUTER_BITS, is_router
@@ -329,8 +328,8 @@ def _transformers_estimate(info: ModelInfo, dtype: str | None) -> Estimate:
 
 def _runtime(backend: str) -> tuple[int, int]:
     """The runtime's (anonymous, file pages) bytes."""
-    total = _package.RUNTIME_BYTES[backend]
-    anonymous = min(total, _package.RUNTIME_ANON_BYTES[backend])
+    total = RUNTIME_BYTES[backend]
+    anonymous = min(total, RUNTIME_ANON_BYTES[backend])
     return anonymous, total - anonymous
 
 

@@ -3,37 +3,27 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from athena import preflight as _package  # machine_budget is read where tests replace it
-from athena.preflight import speed
+from athena.host import installed_backends
 from athena.preflight.agreement import CONFIG_SIZES
 from athena.preflight.checks import oversize_sentence, unmappable
-from athena.preflight.memory import TIGHT_SHARE, estimate_peak, gib, load_options, mlx_on_cpu
+from athena.preflight.memory import (
+    TIGHT_SHARE,
+    estimate_peak,
+    gib,
+    load_options,
+    machine_budget,
+    mlx_on_cpu,
+)
 from athena.preflight.quantized import quantized_problems
+from athena.preflight.speed import decode_ceiling
 
 if TYPE_CHECKING:
+    from athena.host import Bandwidth
     from athena.preflight.info import ModelInfo
     from athena.preflight.memory import Estimate, MemoryBudget
-    from athena.preflight.speed import Bandwidth
-
-
-def available_backends() -> list[str]:
-    """The backends installed here, in load() order (found without importing them)."""
-    import importlib.util
-
-    def found(*names: str) -> bool:
-        return all(importlib.util.find_spec(name) is not None for name in names)
-
-    return [
-        backend
-        for backend, modules in (
-            ("mlx", ("mlx", "mlx_lm")),
-            ("transformers", ("torch", "transformers")),
-        )
-        if found(*modules)
-    ]
 
 
 def describe(
@@ -46,26 +36,23 @@ def describe(
     on_cpu: bool | None = None,
     context: int | None = None,
     router_bits: int | None = None,
-    bandwidth: Bandwidth | bool | None = True,
+    bandwidth: Bandwidth | None = None,
 ) -> dict[str, Any]:
     """Everything the preflight knows about `info`, as JSON-ready data (schema
     athena-inspect/1): what `athena inspect --json` prints and the doctor's model section.
 
     Each option's row is at `context` tokens (prompt + generated; default the model's
     max_position_embeddings, 0 for the weights alone) with its decode ceiling from
-    `bandwidth` (True: this machine's, `speed.machine_bandwidth()`; None/False: none)."""
-    budget = budget or _package.machine_budget()
+    `bandwidth` (`athena.host.machine_bandwidth()`; None: no ceiling)."""
+    budget = budget or machine_budget()
     cpu = mlx_on_cpu() if on_cpu is None else on_cpu
-    backends = available_backends()
+    backends = installed_backends()
     chosen = backend or (backends[0] if backends else None)
     config = info.config
     positions = config.get("max_position_embeddings")
     default_context = context is None
     if context is None:
         context = positions if isinstance(positions, int) and positions > 0 else 0
-    if bandwidth is True:
-        bandwidth = speed.machine_bandwidth()
-    measured = bandwidth if isinstance(bandwidth, speed.Bandwidth) else None
     rows = []
     options = load_options(
         info,
@@ -75,7 +62,7 @@ def describe(
         context=context,
     )
     for option in options:
-        rows.append(_estimate_row(info, option, budget, measured))
+        rows.append(_estimate_row(info, option, budget, bandwidth))
     default = estimate = None
     if chosen is not None and not (chosen == "transformers" and info.quantization is not None):
         bits = quantize_bits if chosen == "mlx" else None
@@ -88,7 +75,7 @@ def describe(
             router_bits=router_bits,
             context=context,
         )
-        default = _estimate_row(info, estimate, budget, measured)
+        default = _estimate_row(info, estimate, budget, bandwidth)
     problems = list(info.problems) or quantized_problems(info)
     if not problems and isinstance(positions, int) and context > positions:
         problems.append(
@@ -150,13 +137,7 @@ def describe(
             "tokens": context,
             "source": "max_position_embeddings" if default_context else "--context",
         },
-        "bandwidth": None
-        if measured is None
-        else {
-            "bytes_per_second": measured.bytes_per_second,
-            "source": measured.source,
-            "detail": measured.detail,
-        },
+        "bandwidth": None if bandwidth is None else asdict(bandwidth),
         "this_load": default,
         "estimates": rows,
     }
@@ -165,7 +146,7 @@ def describe(
 def _estimate_row(
     info: ModelInfo, estimate: Estimate, budget: MemoryBudget, bandwidth: Bandwidth | None
 ) -> dict[str, Any]:
-    ceiling = speed.decode_ceiling(info, estimate, bandwidth)
+    ceiling = decode_ceiling(info, estimate, bandwidth)
     return {
         "option": estimate.label(),
         "router": estimate.router_note().strip(" ()") or None,

@@ -130,7 +130,7 @@ def test_unreachable_hub_is_one_sentence_and_no_second_attempt(
 def test_a_download_failure_is_told_only_for_hub_ids() -> None:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from athena.backends import SourceError
+    from athena.errors import SourceError
     from athena.source import hub_download_failed
 
     try:  # how transformers reports it: an OSError raised while handling the hub's error

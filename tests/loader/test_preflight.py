@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from athena import preflight
-from athena.backends import LoadError
 from athena.checkpoints import VOCAB_SIZE, count_parameters, write_sparse_olmoe
+from athena.errors import LoadError
 from athena.host import Host, Metal
 from athena.models.olmoe import OLMoEConfig, OLMoEModel
 from athena.preflight import GiB, MemoryBudget, MiB, OversizeError
