@@ -208,17 +208,14 @@ def apple_bandwidth(chip: str | None) -> Bandwidth | None:
 
 
 def copy_seconds(size: int = COPY_BYTES, repeats: int = 3) -> list[float]:
-    """Seconds of each of `repeats` copies of `size` bytes (float32, `np.copyto`): the copy
-    reads and writes `size` bytes. bench/bandwidth.py reports the same copy."""
-    import numpy as np
-
-    source = np.ones(size // 4, dtype=np.float32)
-    target = np.empty_like(source)
-    np.copyto(target, source)  # first touch of the target's pages is not timed
+    """Seconds of each of `repeats` copies of `size` bytes (each reads and writes `size`
+    bytes), with the standard library only: `athena inspect` imports no numpy."""
+    source, target = bytearray(size), bytearray(size)
+    target[:] = source  # fault both in before timing
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        np.copyto(target, source)
+        target[:] = source
         seconds.append(time.perf_counter() - start)
     return seconds
 

@@ -1,8 +1,8 @@
 """The machine's copy bandwidth, measured in the same run as decode speed.
 
 Copy bandwidth = (bytes read + bytes written) / seconds for one large float32 array, with
-numpy (athena.host's copy, the one `athena inspect` measures), mlx (its default device: the
-GPU on a Mac, the CPU here) and torch (MPS on a Mac, else CPU). The decode bound of a backend uses the best median among the copies on its device: a
+numpy, mlx (its default device: the GPU on a Mac, the CPU here) and torch (MPS on a Mac, else
+CPU). The decode bound of a backend uses the best median among the copies on its device: a
 token cannot be decoded faster than its active weights can be read once.
 """
 
@@ -87,9 +87,16 @@ def copy_task(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _numpy_copy(nbytes: int, repeats: int) -> dict[str, Any]:
-    from athena.host import copy_seconds  # the copy `athena inspect` measures
+    import numpy as np
 
-    seconds = copy_seconds(nbytes, repeats)
+    src = np.ones(nbytes // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)  # first touch of dst's pages is not timed
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        seconds.append(time.perf_counter() - start)
     return {"seconds": seconds, "method": "np.copyto(dst, src), float32", "device": "cpu"}
 
 
