@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from athena import source
 from athena.errors import BackendMissing, LoadError, OversizeError, SourceError, first_line
 from athena.host import installed_backends
-from athena.models.config import SEED_RANGE, OLMoEConfig, check_value, is_int, is_number, is_seed
+from athena.models.config import SEED_RANGE, OLMoEConfig, is_int, is_number, is_seed
 from athena.models.head import head_class, new_head
 
 if TYPE_CHECKING:  # numpy and the backends are imported where used: the import stays cheap
@@ -207,7 +208,7 @@ class OLMoEModel:
         return backend_module(self.backend), self.preflight  # type: ignore[arg-type]
 
     def _sampling(
-        self, max_tokens: int | None, temperature: float | None, seed: int | None
+        self, call: str, max_tokens: int | None, temperature: float | None, seed: int | None
     ) -> Sampling:
         """The config's sampling values, overridden per call (checked like the config's)."""
         from athena.backends.base import Sampling
@@ -215,16 +216,14 @@ class OLMoEModel:
         max_tokens = self.config.max_tokens if max_tokens is None else max_tokens
         temperature = self.config.temperature if temperature is None else temperature
         seed = self.config.seed if seed is None else seed
-        check_value(
-            "max_tokens", max_tokens, is_int(max_tokens) and max_tokens >= 1, "an integer >= 1"
-        )
-        check_value(
-            "temperature",
-            temperature,
-            is_number(temperature) and 0 <= temperature < float("inf"),
-            "a number >= 0 (0 is greedy)",
-        )
-        check_value("seed", seed, is_seed(seed), SEED_RANGE)
+        for name, value, ok, allowed in (
+            ("max_tokens", max_tokens, is_int(max_tokens) and max_tokens >= 1, "an integer >= 1"),
+            ("temperature", temperature, is_number(temperature) and 0 <= temperature < math.inf,
+             "a number >= 0 (0 is greedy)"),
+            ("seed", seed, is_seed(seed), SEED_RANGE),
+        ):  # fmt: skip
+            if not ok:
+                raise ValueError(f"{call}({name}={value!r}) is not allowed; use {allowed}")
         return Sampling(max_tokens, float(temperature), float(self.config.top_p), seed)
 
     def _prompt(self, prompt: object, sampling: Sampling) -> list[int]:
@@ -250,7 +249,7 @@ class OLMoEModel:
         from athena.backends import base
 
         backend, _ = self._loaded()
-        sampling = self._sampling(max_tokens, temperature, seed)
+        sampling = self._sampling("generate", max_tokens, temperature, seed)
         ids = self._prompt(prompt, sampling)
         return base.generate(backend, self.model, self.tokenizer, ids, sampling)
 
@@ -264,7 +263,7 @@ class OLMoEModel:
     ) -> list[int]:
         """The generated token ids of the completion (end-of-sequence excluded)."""
         backend, _ = self._loaded()
-        sampling = self._sampling(max_tokens, temperature, seed)
+        sampling = self._sampling("generate_ids", max_tokens, temperature, seed)
         ids = self._prompt(prompt, sampling)
         return list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
 
@@ -282,7 +281,7 @@ class OLMoEModel:
         from athena.backends import base
 
         backend, _ = self._loaded()
-        sampling = self._sampling(max_tokens, temperature, seed)
+        sampling = self._sampling("stream", max_tokens, temperature, seed)
         ids = self._prompt(prompt, sampling)
         return base.stream(backend, self.model, self.tokenizer, ids, sampling)
 

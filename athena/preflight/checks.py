@@ -201,6 +201,12 @@ def check_sequence(
     model (`loaded_bytes`): the sentence names the length, or the batch size, that fits."""
     limit = config.get("max_position_embeddings")
     check_positions(tokens, limit if isinstance(limit, int) else None, what=what)
+    if isinstance(limit, int) and tokens + new_tokens > limit:
+        raise ValueError(
+            f"{what} ({tokens} tokens) plus max_tokens={new_tokens} is {tokens + new_tokens} "
+            f"tokens, beyond the model's context length (max_position_embeddings {limit}); "
+            f"ask for at most max_tokens={limit - tokens}"
+        )
     budget = budget or machine_budget()
     if budget.physical is None:
         return

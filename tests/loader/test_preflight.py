@@ -169,7 +169,8 @@ print(json.dumps({"ok": ok, "error": model.load_error, "read": reads.furthest,
 
 
 def load_in_child(folder: Path, backend: str) -> dict[str, Any]:
-    """`OLMoEModel.load()` in a fresh interpreter of 24 GiB RAM (on Linux); asserts that the child exited normally."""
+    """`OLMoEModel.load()` in a fresh interpreter of 24 GiB RAM (on Linux); asserts that the
+    child exited normally."""
     result = subprocess.run(
         [sys.executable, "-c", LOAD_IN_CHILD, str(folder), backend, str(HERE)],
         capture_output=True,
