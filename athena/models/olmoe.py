@@ -207,12 +207,21 @@ class OLMoEModel:
 
         return backend_module(self.backend), self.preflight  # type: ignore[arg-type]
 
-    def _sampling(
-        self, call: str, max_tokens: int | None, temperature: float | None, seed: int | None
-    ) -> Sampling:
-        """The config's sampling values, overridden per call (checked like the config's)."""
+    def _prepare(
+        self,
+        call: str,
+        prompt: object,
+        max_tokens: int | None,
+        temperature: float | None,
+        seed: int | None,
+    ) -> tuple[Backend, list[int], Sampling]:
+        """The backend, the prompt's ids and the sampling of one generate/stream call, checked
+        once for every path (the CLI too): the config's values overridden by the call's, the
+        prompt a non-empty str within the model's positions, whose working memory (with the
+        tokens to generate) fits beside the model. ValueError/TypeError: one sentence."""
         from athena.backends.base import Sampling
 
+        backend, checked = self._loaded()
         max_tokens = self.config.max_tokens if max_tokens is None else max_tokens
         temperature = self.config.temperature if temperature is None else temperature
         seed = self.config.seed if seed is None else seed
@@ -224,18 +233,10 @@ class OLMoEModel:
         ):  # fmt: skip
             if not ok:
                 raise ValueError(f"{call}({name}={value!r}) is not allowed; use {allowed}")
-        return Sampling(max_tokens, float(temperature), float(self.config.top_p), seed)
-
-    def _prompt(self, prompt: object, sampling: Sampling) -> list[int]:
-        """The prompt's ids, checked once for every path (generate, stream, the CLI): a str,
-        not empty, within the model's positions, and its working memory (with the tokens to
-        generate) fits beside the model. ValueError/TypeError: one sentence."""
-        _backend, checked = self._loaded()
-        _check_text("prompt", prompt)
-        assert isinstance(prompt, str)
-        ids = self.tokenize(prompt)
-        checked.check_input(len(ids), new_tokens=sampling.max_tokens, chunked=self.backend == "mlx")
-        return ids
+        ids = self.tokenize(_check_text("prompt", prompt))
+        checked.check_input(len(ids), new_tokens=max_tokens, chunked=self.backend == "mlx")
+        sampling = Sampling(max_tokens, float(temperature), float(self.config.top_p), seed)
+        return backend, ids, sampling
 
     def generate(
         self,
@@ -248,9 +249,7 @@ class OLMoEModel:
         """The completion of `prompt` (without the prompt). Greedy at temperature 0."""
         from athena.backends import base
 
-        backend, _ = self._loaded()
-        sampling = self._sampling("generate", max_tokens, temperature, seed)
-        ids = self._prompt(prompt, sampling)
+        backend, ids, sampling = self._prepare("generate", prompt, max_tokens, temperature, seed)
         return base.generate(backend, self.model, self.tokenizer, ids, sampling)
 
     def generate_ids(
@@ -262,9 +261,8 @@ class OLMoEModel:
         seed: int | None = None,
     ) -> list[int]:
         """The generated token ids of the completion (end-of-sequence excluded)."""
-        backend, _ = self._loaded()
-        sampling = self._sampling("generate_ids", max_tokens, temperature, seed)
-        ids = self._prompt(prompt, sampling)
+        call = "generate_ids"
+        backend, ids, sampling = self._prepare(call, prompt, max_tokens, temperature, seed)
         return list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
 
     def stream(
@@ -280,9 +278,7 @@ class OLMoEModel:
         The arguments are checked here, before the first piece is asked for."""
         from athena.backends import base
 
-        backend, _ = self._loaded()
-        sampling = self._sampling("stream", max_tokens, temperature, seed)
-        ids = self._prompt(prompt, sampling)
+        backend, ids, sampling = self._prepare("stream", prompt, max_tokens, temperature, seed)
         return base.stream(backend, self.model, self.tokenizer, ids, sampling)
 
     def encode(
@@ -359,15 +355,15 @@ class OLMoEModel:
     def tokenize(self, text: str) -> list[int]:
         """The token ids the backend feeds the model for `text`."""
         self._loaded()
-        _check_text("text", text)
-        return [int(t) for t in self.tokenizer.encode(text)]
+        return [int(t) for t in self.tokenizer.encode(_check_text("text", text))]
 
 
-def _check_text(name: str, value: object) -> None:
+def _check_text(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     if not value:
         raise ValueError(f"{name} is empty; pass at least one character")
+    return value
 
 
 def _texts(text: object) -> list[str]:
