@@ -227,20 +227,19 @@ def check_sequence(
         f"more than the {gib(max(free, 0))} this machine has beside the model; "
     )
     if rows > 1 and need(tokens, 1) <= free:
-        batch = _largest(lambda b: need(tokens, b) <= free, rows)
+        batch = largest(lambda b: need(tokens, b) <= free, rows)
         raise ValueError(head + f"use a batch size of at most {batch}")
     if need(1, 1) > free:
         advice = "lower max_tokens" if new_tokens else "free memory or use a smaller model"
         raise ValueError(head + advice)
-    length = _largest(lambda n: need(n, 1) <= free, tokens)
+    length = largest(lambda n: need(n, 1) <= free, tokens)
     raise ValueError(
         head + f"shorten it to at most {length} tokens" + (", one at a time" if rows > 1 else "")
     )
 
 
-def _largest(fits: Callable[[int], bool], high: int) -> int:
-    """The largest n in [1, high] with fits(n) (fits(1) holds, fits is monotone)."""
-    low = 1
+def largest(fits: Callable[[int], bool], high: int, low: int = 1) -> int:
+    """The largest n in [low, high] with fits(n) (fits(low) holds, fits is monotone)."""
     while low < high:
         middle = (low + high + 1) // 2
         if fits(middle):

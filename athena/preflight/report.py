@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from athena.host import installed_backends
 from athena.preflight.agreement import CONFIG_SIZES
-from athena.preflight.checks import oversize_sentence, unmappable
+from athena.preflight.checks import largest, oversize_sentence, unmappable
 from athena.preflight.memory import (
     TIGHT_SHARE,
     estimate_peak,
@@ -19,6 +19,7 @@ from athena.preflight.memory import (
 )
 from athena.preflight.quantized import quantized_problems
 from athena.preflight.speed import decode_ceiling
+from athena.source import weight_files_of
 
 if TYPE_CHECKING:
     from athena.host import Bandwidth
@@ -53,28 +54,14 @@ def describe(
     default_context = context is None
     if context is None:
         context = positions if isinstance(positions, int) and positions > 0 else 0
-    rows = []
-    options = load_options(
-        info,
-        mlx="mlx" in backends or chosen == "mlx",
-        on_cpu=cpu,
-        router_bits=router_bits,
-        context=context,
-    )
-    for option in options:
-        rows.append(_estimate_row(info, option, budget, bandwidth))
+    mlx = "mlx" in backends or chosen == "mlx"
+    options = load_options(info, mlx=mlx, on_cpu=cpu, router_bits=router_bits, context=context)
+    rows = [_estimate_row(info, option, budget, bandwidth) for option in options]
     default = estimate = None
     if chosen is not None and not (chosen == "transformers" and info.quantization is not None):
         bits = quantize_bits if chosen == "mlx" else None
-        estimate = estimate_peak(
-            info,
-            backend=chosen,
-            dtype=dtype,
-            quantize_bits=bits,
-            on_cpu=cpu,
-            router_bits=router_bits,
-            context=context,
-        )
+        estimate = estimate_peak(info, backend=chosen, dtype=dtype, quantize_bits=bits,
+                                 on_cpu=cpu, router_bits=router_bits, context=context)  # fmt: skip
         default = _estimate_row(info, estimate, budget, bandwidth)
     problems = list(info.problems) or quantized_problems(info)
     if not problems and isinstance(positions, int) and context > positions:
@@ -110,29 +97,16 @@ def describe(
         "parameters": info.parameters,
         "stored_dtypes": info.stored_dtypes,
         "disk_bytes": info.disk_bytes,
-        "weight_files": len(list(info.path.glob("model*.safetensors"))),
-        "largest_weight_file": max(
-            (f.stat().st_size for f in info.path.glob("model*.safetensors")), default=0
-        ),
+        "weight_files": len(sizes := [f.stat().st_size for f in weight_files_of(info.path)]),
+        "largest_weight_file": max(sizes, default=0),
         "quantization": info.quantization,
-        "tokenizer": {
-            "kind": info.tokenizer.kind,
-            "vocab": info.tokenizer.vocab,
-            "max_id": info.tokenizer.max_id,
-        },
+        "tokenizer": asdict(info.tokenizer),
         "config": {key: config.get(key) for key in (*CONFIG_SIZES, "max_position_embeddings")},
         "config_agrees": info.config_problem is None,
         "backends_installed": backends,
         "backend": chosen,
         "mlx_on_cpu": cpu,
-        "memory": {
-            "physical": budget.physical,
-            "recommended": budget.recommended,
-            "recommended_source": budget.recommended_source,
-            "tight_above": budget.tight_above,
-            "map_limit": budget.map_limit,
-            "map_limit_source": budget.map_limit_source,
-        },
+        "memory": {**asdict(budget), "tight_above": budget.tight_above},
         "context": {
             "tokens": context,
             "source": "max_position_embeddings" if default_context else "--context",
@@ -169,23 +143,16 @@ def _estimate_row(
 
 def _longest_context(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) -> int:
     """The most tokens of context with which `estimate`'s load still fits (0: none)."""
-    low, high = 0, estimate.context_tokens
-    while low < high:
-        middle = (low + high + 1) // 2
+
+    def fits(tokens: int) -> bool:
         trial = estimate_peak(
-            info,
-            backend=estimate.backend,
-            dtype=estimate.dtype,
-            quantize_bits=estimate.quantize_bits,
-            router_bits=estimate.router_bits,
-            on_cpu=estimate.dtype == "float32",
-            context=middle,
-        )
-        if budget.status(trial.resident) == "does not fit":
-            high = middle - 1
-        else:
-            low = middle
-    return low
+            info, backend=estimate.backend, dtype=estimate.dtype,
+            quantize_bits=estimate.quantize_bits, router_bits=estimate.router_bits,
+            on_cpu=estimate.dtype == "float32", context=tokens,
+        )  # fmt: skip
+        return budget.status(trial.resident) != "does not fit"
+
+    return largest(fits, estimate.context_tokens, low=0)
 
 
 def _status(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) -> str:
