@@ -3,6 +3,7 @@ on every backend, written once on top of it: generation, streaming, batched enco
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from athena.backends import batching, completion
+from athena.errors import BackendMissing, LoadError, first_line
 from athena.source import ModelSource
 
 if TYPE_CHECKING:  # numpy is imported by the backends, not by `import athena.backends.base`
@@ -79,6 +81,22 @@ class Backend(Protocol):
     def release(self) -> None:
         """Give back the memory the framework keeps for freed arrays (OLMoEModel.unload)."""
         ...
+
+
+def import_framework(names: tuple[str, ...], install: str, what: str, reinstall: str) -> list[Any]:
+    """Import `names`; BackendMissing when a package is not installed (`install`: how to
+    install it), LoadError when `what` is installed but fails to import (`reinstall`)."""
+    try:
+        return [importlib.import_module(name) for name in names]
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] in {name.split(".")[0] for name in names}:
+            raise BackendMissing(f"{error.name} is not installed ({install})") from None
+        broken: ImportError = error
+    except ImportError as error:
+        broken = error
+    raise LoadError(
+        f"{what} installed but failed to import ({first_line(broken)}); {reinstall}"
+    ) from None
 
 
 def generate(

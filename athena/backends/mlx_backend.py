@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from athena.backends.base import LoadOptions, Sampling
-from athena.errors import BackendMissing, LoadError, SourceError, first_line
+from athena.backends.base import LoadOptions, Sampling, import_framework
+from athena.errors import LoadError, SourceError, first_line
 from athena.host import MLX_DEVICE_ENV, mlx_device_wanted
 from athena.source import ModelSource
 
@@ -27,32 +27,17 @@ NAME: Literal["mlx"] = "mlx"
 MAX_PADDING: float | None = None
 # A batch of equal-length rows costs the same per token at 4 to 64 rows: no token limit.
 MAX_BATCH_TOKENS: int | None = None
-_MLX_MODULES = {"mlx", "mlx.core", "mlx.nn", "mlx_lm"}
 
 
 def import_mlx_lm() -> Any:
     """Import mlx_lm, turning ImportError into a LoadError that says what to do."""
-    try:
-        import mlx.core  # noqa: F401
-        import mlx_lm
-    except ModuleNotFoundError as error:
-        if error.name in _MLX_MODULES:
-            raise BackendMissing(
-                f"{error.name} is not installed (on a Mac: uv sync; on Linux: uv sync "
-                "--group mlx-cpu)"
-            ) from None
-        raise LoadError(_broken_install(error)) from None
-    except ImportError as error:
-        raise LoadError(_broken_install(error)) from None
-    return mlx_lm
-
-
-def _broken_install(error: ImportError) -> str:
-    return (
-        f"mlx-lm is installed but failed to import ({first_line(error)}); reinstall it "
-        "(on a Mac: uv sync --reinstall-package mlx; on Linux the CPU build: uv sync "
-        "--group mlx-cpu)"
-    )
+    return import_framework(
+        ("mlx.core", "mlx_lm"),
+        "on a Mac: uv sync; on Linux: uv sync --group mlx-cpu",
+        "mlx-lm is",
+        "reinstall it (on a Mac: uv sync --reinstall-package mlx; on Linux the CPU build: uv "
+        "sync --group mlx-cpu)",
+    )[1]
 
 
 def select_device() -> None:

@@ -21,8 +21,8 @@ from typing import Any, Literal
 import numpy as np
 
 from athena.backends import batching
-from athena.backends.base import LoadOptions, Sampling
-from athena.errors import BackendMissing, LoadError, SourceError, first_line
+from athena.backends.base import LoadOptions, Sampling, import_framework
+from athena.errors import LoadError, SourceError, first_line
 from athena.source import ModelSource, read_safetensors_header
 
 logger = logging.getLogger(__name__)
@@ -36,25 +36,13 @@ MAX_BATCH_TOKENS: int | None = batching.TRANSFORMERS_MAX_BATCH_TOKENS
 
 def import_transformers() -> tuple[Any, Any]:
     """Import (torch, transformers), turning ImportError into a LoadError that says what to do."""
-    try:
-        import torch
-        import transformers
-    except ModuleNotFoundError as error:
-        if error.name in {"torch", "transformers"}:
-            raise BackendMissing(
-                f"{error.name} is not installed (install the torch group: uv sync --group torch)"
-            ) from None
-        raise LoadError(_broken_install(error)) from None
-    except ImportError as error:
-        raise LoadError(_broken_install(error)) from None
-    return torch, transformers
-
-
-def _broken_install(error: ImportError) -> str:
-    return (
-        f"transformers or torch is installed but failed to import ({first_line(error)}); "
-        "reinstall them (uv sync --group torch)"
+    torch, transformers = import_framework(
+        ("torch", "transformers"),
+        "install the torch group: uv sync --group torch",
+        "transformers or torch is",
+        "reinstall them (uv sync --group torch)",
     )
+    return torch, transformers
 
 
 def _quantization_config(transformers: Any, torch: Any, bits: int | None) -> Any:
