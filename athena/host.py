@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -88,17 +87,12 @@ class Host:
     def macos_version(self) -> tuple[int, ...] | None:
         if not self.is_mac:
             return None
-        return _version_tuple(self.os_version)
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    parts = []
-    for part in text.split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
+        parts = []
+        for part in self.os_version.split("."):
+            if not (digits := "".join(ch for ch in part if ch.isdigit())):
+                break
+            parts.append(int(digits))
+        return tuple(parts)
 
 
 def read_sysctl(name: str) -> str | None:
@@ -246,6 +240,8 @@ def machine_bandwidth(host: Host | None = None, *, measure: bool = True) -> Band
     if not measure:
         return None
     rate, date = 2 * COPY_BYTES / max(min(copy_seconds()), 1e-9), time.strftime("%Y-%m-%d")
+    import tempfile
+
     try:  # whole or not at all: processes measuring at once each replace the file in one step
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as partial:

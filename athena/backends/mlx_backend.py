@@ -56,13 +56,6 @@ def select_device() -> None:
     mx.set_default_device(mx.cpu if wanted == "cpu" else mx.gpu)
 
 
-def on_cpu() -> bool:
-    """True when mlx computes on the CPU (Linux, or a Mac with the CPU as default device)."""
-    import mlx.core as mx
-
-    return bool(mx.default_device().type == mx.cpu)
-
-
 def has_moe_layers(model: Any) -> bool:
     """True if the model has unquantized switch (MoE expert) layers, which need gather_mm."""
     from mlx_lm.models.switch_layers import SwitchLinear
@@ -125,7 +118,7 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
             ) from None
         raise LoadError(f"mlx-lm could not load {name} ({first_line(error)})") from None
 
-    cpu_moe = on_cpu() and has_moe_layers(model)
+    cpu_moe = mx.default_device().type == mx.cpu and has_moe_layers(model)
     dtype = options.dtype
     if dtype is not None:
         if cpu_moe and dtype != "float32":
