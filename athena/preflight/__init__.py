@@ -12,18 +12,9 @@ the tokenizer files: no weight is read, nothing but the standard library is impo
 runs in milliseconds even for a 28 GB checkpoint. `OLMoEModel.load()` calls `check_load` on
 both backends and `athena inspect` prints what `describe` found.
 
-The peak-memory estimate is the process's peak resident memory while loading, modelled per
-backend from the bytes of the weights (docs/preflight.md; `nox -s bench -- --only preflight`
-measures it against the real peak RSS of a child process):
-
-- mlx (athena's lazy `mlx_lm.load` + one `mx.eval` per array): the final arrays (quantized
-  where `quantize_bits` applies) plus the largest single evaluation's temporaries (the
-  per-expert sources of one stacked expert tensor, and the stacked copy when it is then cast
-  or quantized), plus the runtime.
-- transformers (`from_pretrained`, safetensors memory-mapped): every page of the files is
-  read (it counts in RSS), plus copies of what cannot stay a view of the file (the fused
-  expert tensors always, everything when the dtype changes), plus the conversion's
-  temporaries, plus the runtime.
+The peak-memory estimate (the process's peak resident memory while loading, per backend, from
+the bytes of the weights) is explained in docs/preflight.md; `nox -s bench -- --only
+preflight` measures it against the real peak RSS of a child process.
 
 The package, by concern: info (what a folder holds), files (reading headers, index and
 tokenizer), agreement (config.json against the weights), memory (the budget and the
