@@ -85,10 +85,8 @@ def floating_dtypes(model: Any) -> set[str]:
 
 
 def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
-    """`mlx_lm.load(folder)`, then dtype handling and optional quantization.
-
-    Raises LoadError (one sentence) on any failure.
-    """
+    """`mlx_lm.load(folder)`, then dtype and quantization; LoadError (one sentence) on any
+    failure."""
     mlx_lm = import_mlx_lm()
     import mlx.core as mx
     import mlx.nn as nn
@@ -105,10 +103,8 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
     # lazy=True: the weights are evaluated once, at the end, already upcast or quantized, so a
     # 4-bit load never holds the float32 model and a bf16 upcast never holds both copies.
     try:
-        if adapter is None:
-            model, tokenizer = mlx_lm.load(str(folder), lazy=True)
-        else:
-            model, tokenizer = mlx_lm.load(str(folder), adapter_path=str(adapter), lazy=True)
+        path = None if adapter is None else str(adapter)
+        model, tokenizer = mlx_lm.load(str(folder), adapter_path=path, lazy=True)
     except Exception as error:  # mlx-lm raises many kinds; each becomes one sentence
         lines = [line.strip() for line in str(error).splitlines()]
         if adapter is not None and lines and lines[0].startswith("Adapter at "):
@@ -127,12 +123,11 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
                 "takes float32 only); use dtype='float32' or None, or quantize_bits=4 or 8"
             )
         model.set_dtype(getattr(mx, dtype))
-    elif cpu_moe and floating_dtypes(model) - {"float32"}:
-        found = ", ".join(sorted(floating_dtypes(model) - {"float32"}))
+    elif cpu_moe and (found := floating_dtypes(model) - {"float32"}):
         logger.info(
             "Upcasting %s weights to float32: mlx's CPU backend runs MoE experts "
             "(gather_mm) in float32 only",
-            found,
+            ", ".join(sorted(found)),
         )
         model.set_dtype(mx.float32)
 

@@ -290,19 +290,14 @@ class OLMoEModel:
         show_progress: bool = True,
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
-        """Mean-pooled final hidden state: shape (hidden,) for a str, (n, hidden) for a list.
-
-        The texts are tokenized once, sorted by length and run `batch_size` at a time
-        (right-padded, pooled over the real tokens only); the vectors come back in input order
-        and equal one-at-a-time results. Memory is bounded by the batch, not by len(texts).
-        A text longer than the model's `max_position_embeddings` raises ValueError unless
-        `truncate=True`, which keeps its first tokens. A progress bar goes to stderr when there
-        is more than one batch and stderr is a terminal (`show_progress=False`: never);
-        `on_batch(n)` is called with the number of texts done after each batch.
-
-        On the transformers path the pooled vectors also go through the MemoryActionHead
-        (batch by batch); its logits are kept in `last_action_logits` ((n, num_memory_actions)
-        or (num_memory_actions,)).
+        """Mean-pooled final hidden state: shape (hidden,) for a str, (n, hidden) for a list,
+        in input order, equal to one-at-a-time results. The texts are tokenized once and run
+        in length-sorted, right-padded batches of at most `batch_size` (memory is bounded by
+        the batch, not by len(texts)). A text beyond `max_position_embeddings` raises
+        ValueError unless `truncate=True` (its first tokens are kept). A progress bar goes to
+        stderr for more than one batch on a terminal (`show_progress=False`: never);
+        `on_batch(n)` is told the texts done after each batch. On transformers the vectors
+        also go through the MemoryActionHead: its logits are kept in `last_action_logits`.
         """
         from athena.backends import base, batching
 
