@@ -1,17 +1,8 @@
-"""The files of `athena encode`: texts in (.txt or .jsonl, streamed), vectors out (.npy, atomic).
-
-Input, one text per line, read line by line (never the whole file at once):
-- `.txt` (or anything not `.jsonl`/`.ndjson`, or `-` for stdin): each line is one text, without
-  its line ending. An empty line is refused, not skipped, so that row i of the output is always
-  line i of the input.
-- `.jsonl`: each line is a JSON string or a JSON object with a string "text" field (other fields
-  are ignored).
-A bad line (not UTF-8, not JSON, no "text", empty) is a `BadLine`: one sentence with its number.
-
-Output: a .npy file of float32 (n, hidden), written into a temporary file beside the target
-and renamed over it (`os.replace`) only when every text is encoded, so an error or Ctrl-C never
-leaves a partial file and never touches an existing one. The rows are appended as they come;
-the header's row count is filled in at the end (numpy leaves room for it to grow in place).
+"""The files of `athena encode`: texts in (.txt or .jsonl, one text a line, streamed line by
+line; `-` is stdin), vectors out (.npy float32 (n, hidden), written into a temporary file beside
+the target and renamed over it only when every text is encoded, so an error or Ctrl-C never
+leaves a partial file; the header's row count is filled in at the end). An empty or bad line
+is a `BadLine` naming its number, never skipped: row i of the output is line i of the input.
 """
 
 from __future__ import annotations

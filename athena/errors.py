@@ -26,6 +26,28 @@ class OversizeError(LoadError):
         self.fallback_fits = fallback_fits
 
 
+class TextTooLong(ValueError):
+    """An input has more tokens than the model's positions (`max_position_embeddings`)."""
+
+    def __init__(
+        self, index: int | None, tokens: int, limit: int, *, what: str | None = None
+    ) -> None:
+        self.index, self.tokens, self.limit = index, tokens, limit
+        if what is not None:  # a prompt: it cannot be truncated
+            message = (
+                f"{what} is {tokens} tokens, beyond the model's max_position_embeddings "
+                f"({limit}); shorten it to at most {limit} tokens"
+            )
+        else:
+            which = "the text" if index is None else f"texts[{index}]"
+            message = (
+                f"{which} has {tokens:,} tokens, more than this model's {limit:,} positions "
+                f"(max_position_embeddings); shorten or split it, or pass truncate=True to keep "
+                f"its first {limit:,} tokens"
+            )
+        super().__init__(message)
+
+
 def first_line(error: BaseException) -> str:
     """`TypeName: first line of the message`, for wrapping a library's exception in a sentence."""
     text = str(error).strip().splitlines()

@@ -1,19 +1,26 @@
-"""The one seam for what cannot exist on Linux: the OS, the Mac's version, Rosetta, sysctl
-values and Metal.
+"""Machine facts, and the one seam for what cannot exist on Linux: the OS, the Mac's version,
+Rosetta, sysctl values and Metal.
 
 `probe_host()` reads the real machine. Tests replace the `Host` it returns to simulate a Mac
-(their names say "simulated"); everything else the doctor checks is real.
+(their names say "simulated"); everything else the doctor checks is real. Also here: which
+backends are installed, and the memory bandwidth (Apple's published figure for the chip, or
+a copy measured here and cached in `$ATHENA_CACHE_DIR`, default `~/.cache/athena`).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # sysctl names read on a Mac: Rosetta, physical memory, the GPU's wired-memory ceiling, the chip.
@@ -80,17 +87,12 @@ class Host:
     def macos_version(self) -> tuple[int, ...] | None:
         if not self.is_mac:
             return None
-        return _version_tuple(self.os_version)
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    parts = []
-    for part in text.split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
+        parts = []
+        for part in self.os_version.split("."):
+            if not (digits := "".join(ch for ch in part if ch.isdigit())):
+                break
+            parts.append(int(digits))
+        return tuple(parts)
 
 
 def read_sysctl(name: str) -> str | None:
@@ -153,3 +155,98 @@ def probe_host(metal: Metal | None = None) -> Host:
         metal=metal,
         chip=_linux_cpu() if system == "Linux" else (platform.processor() or None),
     )
+
+
+def installed_backends() -> list[str]:
+    """The backends installed here, in load() order, found without importing them (a broken
+    install counts as installed: loading it says what is wrong)."""
+
+    def found(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            return True
+
+    modules = {"mlx": ("mlx", "mlx_lm"), "transformers": ("torch", "transformers")}
+    return [backend for backend, names in modules.items() if all(map(found, names))]
+
+
+GB = 10**9
+# Unified-memory bandwidth Apple publishes per chip, GB/s (for the Max chips whose two
+# variants differ, the lower: M3 Max 300 or 400, M4 Max 410 or 546).
+APPLE_BANDWIDTH_GBS: dict[str, float] = {
+    "M1": 68.25, "M1 Pro": 200, "M1 Max": 400, "M1 Ultra": 800,
+    "M2": 100, "M2 Pro": 200, "M2 Max": 400, "M2 Ultra": 800,
+    "M3": 100, "M3 Pro": 150, "M3 Max": 300, "M3 Ultra": 819,
+    "M4": 120, "M4 Pro": 273, "M4 Max": 410,
+    "M5": 153,
+}  # fmt: skip
+APPLE_CHIP = re.compile(r"\bApple (M\d+)(?: (Pro|Max|Ultra))?\b")
+COPY_BYTES = 64 * 1024**2
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    bytes_per_second: float
+    source: str  # "estimated" (a published figure) or "measured" (a copy here)
+    detail: str  # "Apple M3 Pro's published 150 GB/s", "copy of 64 MiB, 2026-12-02"
+
+
+def apple_bandwidth(chip: str | None) -> Bandwidth | None:
+    """The published bandwidth of an Apple chip named like sysctl's brand string."""
+    match = APPLE_CHIP.search(chip or "")
+    name = " ".join(part for part in match.groups() if part) if match else ""
+    if (figure := APPLE_BANDWIDTH_GBS.get(name)) is None:
+        return None
+    return Bandwidth(figure * GB, "estimated", f"Apple {name}'s published {figure:g} GB/s")
+
+
+def copy_seconds(size: int = COPY_BYTES, repeats: int = 3) -> list[float]:
+    """Seconds of each of `repeats` copies of `size` bytes (each reads and writes `size`
+    bytes), with the standard library only: `athena inspect` imports no numpy."""
+    source, target = bytearray(size), bytearray(size)
+    target[:] = source  # fault both in before timing
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        target[:] = source
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def cache_dir() -> Path:
+    if configured := os.environ.get("ATHENA_CACHE_DIR"):
+        return Path(configured)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "athena"
+
+
+def machine_bandwidth(host: Host | None = None, *, measure: bool = True) -> Bandwidth | None:
+    """This machine's bandwidth: the chip's published figure on Apple Silicon, else the cached
+    copy measurement (made now, and cached, when there is none and `measure`)."""
+    host = host or probe_host()
+    if host.is_apple_silicon and (published := apple_bandwidth(host.chip)) is not None:
+        return published
+    key = f"{host.chip or 'unknown CPU'}, {host.total_memory or 0} bytes"
+    path = cache_dir() / "bandwidth.json"
+    copy = f"copy of {COPY_BYTES // 1024**2} MiB"
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("machine") == key:
+            detail = f"{copy}, {cached['date']}, cached in {path}"
+            return Bandwidth(float(cached["bytes_per_second"]), "measured", detail)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    if not measure:
+        return None
+    rate, date = 2 * COPY_BYTES / max(min(copy_seconds()), 1e-9), time.strftime("%Y-%m-%d")
+    import tempfile
+
+    try:  # whole or not at all: processes measuring at once each replace the file in one step
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as partial:
+            partial.write(json.dumps({"machine": key, "bytes_per_second": rate, "date": date}))
+        os.replace(partial.name, path)
+    except OSError:
+        pass
+    return Bandwidth(rate, "measured", f"{copy}, {date}")

@@ -150,25 +150,6 @@ def _hub_failure(name: str, error: BaseException) -> SourceError:
     )
 
 
-def hub_download_failed(name: str, error: BaseException) -> SourceError | None:
-    """The sentence for a download of hub id `name` that failed (no network, unknown or gated
-    repo), or None when `name` is a folder or the error did not come from the hub."""
-    if resolve_source(name).kind != "hub":
-        return None
-    cause: BaseException | None = error
-    while cause is not None:
-        module = type(cause).__module__.split(".", 1)[0]  # huggingface_hub >= 1 speaks httpx
-        if module in ("huggingface_hub", "httpx", "httpcore") or isinstance(
-            cause, ConnectionError | TimeoutError
-        ):
-            return SourceError(
-                f"could not get {name!r} from the Hugging Face hub ({first_line(error)}); check "
-                "the network and the id, or pass a local model folder"
-            )
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
 def unreadable(path: Path, error: OSError) -> SourceError:
     """One sentence for a file or folder the operating system would not let us read."""
     reason = error.strerror or first_line(error)
@@ -277,11 +258,6 @@ def read_config(path: Path) -> dict[str, Any]:
             f"config.json in {path} is not a JSON object; re-download or re-create it"
         )
     return config
-
-
-def check_safetensors(file: Path) -> None:
-    """The header parses and the file is as long as the header says (catches truncation)."""
-    read_safetensors_header(file)
 
 
 def read_safetensors_header(file: Path) -> dict[str, Any]:

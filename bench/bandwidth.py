@@ -1,8 +1,9 @@
 """The machine's copy bandwidth, measured in the same run as decode speed.
 
-Copy bandwidth = (bytes read + bytes written) / seconds for one large float32 array, with
-numpy, mlx (its default device: the GPU on a Mac, the CPU here) and torch (MPS on a Mac, else
-CPU). The decode bound of a backend uses the best median among the copies on its device: a
+Copy bandwidth = (bytes read + bytes written) / seconds for one large buffer: athena's own copy
+(`athena.host.copy_seconds`, the one `athena inspect` measures for its decode ceiling), mlx
+(float32, its default device: the GPU on a Mac, the CPU here) and torch (float32, MPS on a Mac,
+else CPU). The decode bound of a backend uses the best median among the copies on its device: a
 token cannot be decoded faster than its active weights can be read once.
 """
 
@@ -27,12 +28,12 @@ def measure(results: Results, *, quick: bool) -> dict[str, Any]:
     try:
         out = run_worker({"task": "bandwidth", "bytes": nbytes, "repeats": repeats})
     except WorkerError as error:
-        for lib in ("numpy", "mlx", "torch"):
+        for lib in ("athena", "mlx", "torch"):
             results.skip(f"bandwidth.{lib}", f"copy bandwidth, {lib}", str(error), group=GROUP)
         return {"best": {}, "mlx_device": None, "torch_device": None}
     best: dict[str, dict[str, Any]] = {}
     info: dict[str, Any] = {"best": best, "mlx_device": None, "torch_device": None}
-    for lib in ("numpy", "mlx", "torch"):
+    for lib in ("athena", "mlx", "torch"):
         entry = out[lib]
         if "skipped" in entry:
             results.skip(
@@ -74,7 +75,7 @@ def copy_task(spec: dict[str, Any]) -> dict[str, Any]:
     nbytes = int(spec["bytes"])
     repeats = int(spec["repeats"])
     out: dict[str, Any] = {"bytes": nbytes}
-    out["numpy"] = _numpy_copy(nbytes, repeats)
+    out["athena"] = _athena_copy(nbytes, repeats)
     try:
         out["mlx"] = _mlx_copy(nbytes, repeats)
     except ImportError as error:
@@ -86,18 +87,11 @@ def copy_task(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _numpy_copy(nbytes: int, repeats: int) -> dict[str, Any]:
-    import numpy as np
+def _athena_copy(nbytes: int, repeats: int) -> dict[str, Any]:
+    from athena.host import copy_seconds
 
-    src = np.ones(nbytes // 4, dtype=np.float32)
-    dst = np.empty_like(src)
-    np.copyto(dst, src)  # first touch of dst's pages is not timed
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.copyto(dst, src)
-        seconds.append(time.perf_counter() - start)
-    return {"seconds": seconds, "method": "np.copyto(dst, src), float32", "device": "cpu"}
+    seconds = copy_seconds(nbytes, repeats)
+    return {"seconds": seconds, "method": "athena.host.copy_seconds (bytearray)", "device": "cpu"}
 
 
 def _mlx_copy(nbytes: int, repeats: int) -> dict[str, Any]:

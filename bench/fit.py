@@ -89,6 +89,7 @@ def measure(
     """The `fit` group: every option of `OPTIONS` (or `only`) that fits here."""
     from athena import preflight
     from athena.checkpoints import write_sparse_olmoe
+    from athena.host import machine_bandwidth
     from athena.preflight import speed
 
     folder = write_sparse_olmoe(
@@ -96,7 +97,7 @@ def measure(
     )
     info = preflight.inspect_model(str(folder))
     budget = preflight.machine_budget()
-    bandwidth = speed.machine_bandwidth()
+    bandwidth = machine_bandwidth()
     physical = budget.physical or 0
     cap = cap or max(physical - 2 * GiB, GiB)
     out: dict[str, Any] = {"shape": shape, "cap": cap, "options": {}}

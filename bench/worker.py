@@ -5,8 +5,8 @@ memory and import state are never shared between configurations. The worker prin
 `ATHENA_BENCH_RESULT {json}` at the end; everything else on stdout is ignored.
 
 Tasks:
-- `bandwidth`: copy bandwidth of numpy, mlx (default device) and torch, (bytes read + bytes
-  written) / seconds, per repeat (bench/bandwidth.py's `copy_task`).
+- `bandwidth`: copy bandwidth of athena.host's copy, mlx (default device) and torch, (bytes
+  read + bytes written) / seconds, per repeat (bench/bandwidth.py's `copy_task`).
 - `generate`: import a backend, load a checkpoint, warm up, then time generation; see
   bench/runners.py's `generate()` for the fields. `impl` is "athena" (OLMoEModel, with
   `backend` "mlx" or "transformers"), "mlx_lm" (raw `mlx_lm.load` + `stream_generate`) or

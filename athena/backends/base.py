@@ -1,15 +1,9 @@
-"""The backend contract, and what is the same on every backend, written once.
-
-A backend is a module (`mlx_backend`, `transformers_backend`) that provides only what differs
-between frameworks: `load` a located folder, a token-id generator, the pooled hidden states
-of one right-padded batch, logits, its positions limit and hidden size, and the context a
-forward pass runs in. `Backend` says so and mypy checks both modules against it
-(`athena.backends.backend_module`). Generation, streaming and batched encoding are built on
-top of it here.
-"""
+"""The backend contract (`Backend`: what differs between frameworks), and what is the same
+on every backend, written once on top of it: generation, streaming, batched encoding."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -17,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from athena.backends import batching, completion
+from athena.errors import BackendMissing, LoadError, first_line
 from athena.source import ModelSource
 
 if TYPE_CHECKING:  # numpy is imported by the backends, not by `import athena.backends.base`
@@ -49,22 +44,16 @@ class Sampling:
 
 
 class Backend(Protocol):
-    """What a backend module provides. `model` and `tokenizer` are the backend's own objects."""
+    """What a backend module provides (mypy checks both against it); `model` and `tokenizer`
+    are the backend's own objects. MAX_PADDING and MAX_BATCH_TOKENS shape an encode batch
+    (athena.backends.batching: what a padded token costs differs by framework)."""
 
     @property
     def NAME(self) -> BackendName: ...
-
     @property
-    def MAX_PADDING(self) -> float | None:
-        """The padding an encode batch may carry, as a share of its real tokens (None:
-        batching.MAX_PADDING): what a padded token costs differs by framework."""
-        ...
-
+    def MAX_PADDING(self) -> float | None: ...
     @property
-    def MAX_BATCH_TOKENS(self) -> int | None:
-        """The padded tokens (rows x longest) an encode batch may hold (None: no limit): where
-        a bigger batch stops paying differs by framework."""
-        ...
+    def MAX_BATCH_TOKENS(self) -> int | None: ...
 
     def load(self, source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         """(model, tokenizer) from `source.folder`; LoadError (one sentence) on any failure."""
@@ -85,20 +74,29 @@ class Backend(Protocol):
         """(len(token_ids), vocab) float32 next-token logits of one sequence."""
         ...
 
-    def max_positions(self, model: Any) -> int | None:
-        """The model's `max_position_embeddings` (None if its config does not say)."""
-        ...
-
+    def max_positions(self, model: Any) -> int | None: ...
     def hidden_size(self, model: Any) -> int: ...
-
-    def forward_context(self, model: Any) -> AbstractContextManager[Any]:
-        """Where forward passes run (mlx: wired memory; torch: inference mode)."""
-        ...
+    def forward_context(self, model: Any) -> AbstractContextManager[Any]: ...
 
     def release(self) -> None:
-        """Give back the memory the framework keeps for arrays already freed (mlx's buffer
-        cache; torch's MPS cache): called once the model is dropped (OLMoEModel.unload)."""
+        """Give back the memory the framework keeps for freed arrays (OLMoEModel.unload)."""
         ...
+
+
+def import_framework(names: tuple[str, ...], install: str, what: str, reinstall: str) -> list[Any]:
+    """Import `names`; BackendMissing when a package is not installed (`install`: how to
+    install it), LoadError when `what` is installed but fails to import (`reinstall`)."""
+    try:
+        return [importlib.import_module(name) for name in names]
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] in {name.split(".")[0] for name in names}:
+            raise BackendMissing(f"{error.name} is not installed ({install})") from None
+        broken: ImportError = error
+    except ImportError as error:
+        broken = error
+    raise LoadError(
+        f"{what} installed but failed to import ({first_line(broken)}); {reinstall}"
+    ) from None
 
 
 def generate(

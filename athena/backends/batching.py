@@ -1,50 +1,33 @@
 """What both backends' `encode` share: tokenize once, check lengths, sort, batch, unsort.
 
-Texts are tokenized once (in chunks, into int32 arrays, so the ids of 100,000 texts cost 4
-bytes a token rather than a Python int each), checked against the model's
-`max_position_embeddings`, sorted by length (longest first, so a batch that does not fit in
-memory fails at once, as sentence-transformers does) and run in batches of at most
-`batch_size` texts. Each batch is right-padded: for a causal model that is exact, since a real
-token never attends to a later position and MoE routing is per token, so pooling over the real
-tokens gives the vector the text gets alone. The pooled vectors land in one (n, hidden) float32
-array in input order.
+Texts are tokenized once (in chunks, into int32 arrays: 4 bytes a token, not a Python int),
+checked against the model's `max_position_embeddings`, sorted by length (longest first, so a
+batch that does not fit in memory fails at once) and run in batches of at most `batch_size`
+texts, right-padded: exact for a causal model (a real token never attends to a later position,
+MoE routing is per token), so pooling over the real tokens gives the vector the text gets
+alone. The vectors land in one (n, hidden) float32 array in input order.
 
-The batch shape (`plan_batches`): a padded token costs as much as a real one, and what a batch
-saves over one text at a time is small on a CPU, so a batch also stops growing before its
-padding passes `max_padding` of its real tokens. Measured on this 2-core machine in CPU time
-(bench/README.md, "Encode: the batch shape"), mlx's CPU build: a batch of equal-length texts
-costs ~9% less per token than the same texts one at a time on `small`, and nothing less on
-`medium` (0.98-0.99x); fixed batches of 8/16/32 mixed texts (11/25/62% padding) ran at
-0.92/0.80/0.60x per-text. So the default, MAX_PADDING = 0, batches only texts of equal length:
-never more work than one at a time, in fewer calls. transformers + torch gains far more from a
-batch (1.4-2x CPU time on `small`), so its backend passes `max_padding=TRANSFORMERS_MAX_PADDING`;
-but only up to a size: a batch also stops before its padded tokens (rows x longest) pass
-`max_tokens` (TRANSFORMERS_MAX_BATCH_TOKENS = 2048). Measured (torch 2.15, transformers 5.23,
-2-core EPYC, 2 MiB L2 per core, 32 MiB L3; 128 texts of 5-60 words, ~176 tokens each), one
-torch thread, CPU time: fixed batches of 4/8/16/32/64 ran at 1.32/1.14/1.08/0.79/0.55x
-per-text. torch.profiler of 32 texts of 369 tokens, alone vs one batch (half padded): matmuls
-+13%, attention +8%, but the memory-bound element-wise ops and gathers 2-4x (mul 53 -> 205 ms,
-index 74 -> 137, silu 16 -> 44): a batch of 32 x 369 tokens carries ~48 MB of expert
-activations (tokens x top-k x 2 x intermediate floats), past the L3, where ~2k tokens stay
-within it. Under 2048 tokens the same texts ran at 1.04-1.20x per-text at batch_size 4-64 (one
-thread), and with torch's 2 threads (`encode()` as shipped, bench/encode.py, load 1.0-2.0)
-1.51-1.80x at batch_size 4-32 against 1.04x for plain batches of 32. On `medium` (hidden 1024,
-64 experts) the cost per token is flat from 4 x 128 to 32 x 128 tokens (2.2-2.6 ms, one
-thread; 3.5 ms alone: reading the experts' weights dominates), so the budget costs it nothing.
-mlx's CPU build has no token budget (`max_tokens=None`): its equal-length batches cost the same
-per token at 4 to 64 rows.
+A padded token costs as much as a real one, so a batch also stops growing before its padding
+passes `max_padding` of its real tokens, and before its padded tokens (rows x longest) pass
+`max_tokens`. The defaults are measured (bench/README.md, "Encode: the batch shape"): on mlx's
+CPU build an equal-length batch saves at most ~9% per token and mixed batches of 8-32 texts
+(11-62% padding) ran at 0.92-0.60x the speed of one at a time, so it batches only texts of
+equal length (MAX_PADDING = 0, no token budget); transformers + torch gains 1.4-2x from a
+batch, up to ~2k tokens, past which the experts' activations leave the L3 cache
+(TRANSFORMERS_MAX_PADDING = 1, TRANSFORMERS_MAX_BATCH_TOKENS = 2048).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from athena.preflight.positions import TextTooLong as TextTooLong  # re-exported
-from athena.preflight.positions import check_positions
+from athena.preflight.checks import check_positions
 
 TOKENIZE_CHUNK = 512  # texts per tokenizer call: bounds the Python lists it returns
 
@@ -164,3 +147,37 @@ def run_batches(
         if on_batch is not None:
             on_batch(len(index))
     return out
+
+
+@contextlib.contextmanager
+def progress(
+    total: int | None, show: bool, on_batch: Callable[[int], None] | None = None
+) -> Iterator[Callable[[int], None] | None]:
+    """A callback to tell after each batch how many texts it finished: the caller's `on_batch`
+    and, if `show` and stderr is a terminal, a tqdm bar of `total` texts on stderr (`total`
+    None: a count without an end). The bar starts after the first batch, and only if that
+    batch left texts to do: the batches are planned by length and tokens, so their number is
+    known only as they come (tqdm is imported only then)."""
+    if not (show and sys.stderr.isatty()):
+        yield on_batch
+        return
+    bar: Any = None
+    finished = 0
+
+    def report(done: int) -> None:
+        nonlocal bar, finished
+        finished += done
+        if bar is not None:
+            bar.update(done)
+        elif total is None or finished < total:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=finished, unit="text", desc="encode", file=sys.stderr)
+        if on_batch is not None:
+            on_batch(done)
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.close()

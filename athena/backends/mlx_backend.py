@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from athena.backends.base import LoadOptions, Sampling
-from athena.errors import BackendMissing, LoadError, SourceError, first_line
+from athena.backends.base import LoadOptions, Sampling, import_framework
+from athena.errors import LoadError, SourceError, first_line
 from athena.host import MLX_DEVICE_ENV, mlx_device_wanted
 from athena.source import ModelSource
 
@@ -27,32 +27,17 @@ NAME: Literal["mlx"] = "mlx"
 MAX_PADDING: float | None = None
 # A batch of equal-length rows costs the same per token at 4 to 64 rows: no token limit.
 MAX_BATCH_TOKENS: int | None = None
-_MLX_MODULES = {"mlx", "mlx.core", "mlx.nn", "mlx_lm"}
 
 
 def import_mlx_lm() -> Any:
     """Import mlx_lm, turning ImportError into a LoadError that says what to do."""
-    try:
-        import mlx.core  # noqa: F401
-        import mlx_lm
-    except ModuleNotFoundError as error:
-        if error.name in _MLX_MODULES:
-            raise BackendMissing(
-                f"{error.name} is not installed (on a Mac: uv sync; on Linux: uv sync "
-                "--group mlx-cpu)"
-            ) from None
-        raise LoadError(_broken_install(error)) from None
-    except ImportError as error:
-        raise LoadError(_broken_install(error)) from None
-    return mlx_lm
-
-
-def _broken_install(error: ImportError) -> str:
-    return (
-        f"mlx-lm is installed but failed to import ({first_line(error)}); reinstall it "
-        "(on a Mac: uv sync --reinstall-package mlx; on Linux the CPU build: uv sync "
-        "--group mlx-cpu)"
-    )
+    return import_framework(
+        ("mlx.core", "mlx_lm"),
+        "on a Mac: uv sync; on Linux: uv sync --group mlx-cpu",
+        "mlx-lm is",
+        "reinstall it (on a Mac: uv sync --reinstall-package mlx; on Linux the CPU build: uv "
+        "sync --group mlx-cpu)",
+    )[1]
 
 
 def select_device() -> None:
@@ -69,13 +54,6 @@ def select_device() -> None:
             f"{MLX_DEVICE_ENV}=gpu but Metal is not available here; use cpu or unset it"
         )
     mx.set_default_device(mx.cpu if wanted == "cpu" else mx.gpu)
-
-
-def on_cpu() -> bool:
-    """True when mlx computes on the CPU (Linux, or a Mac with the CPU as default device)."""
-    import mlx.core as mx
-
-    return bool(mx.default_device().type == mx.cpu)
 
 
 def has_moe_layers(model: Any) -> bool:
@@ -107,10 +85,8 @@ def floating_dtypes(model: Any) -> set[str]:
 
 
 def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
-    """`mlx_lm.load(folder)`, then dtype handling and optional quantization.
-
-    Raises LoadError (one sentence) on any failure.
-    """
+    """`mlx_lm.load(folder)`, then dtype and quantization; LoadError (one sentence) on any
+    failure."""
     mlx_lm = import_mlx_lm()
     import mlx.core as mx
     import mlx.nn as nn
@@ -127,10 +103,8 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
     # lazy=True: the weights are evaluated once, at the end, already upcast or quantized, so a
     # 4-bit load never holds the float32 model and a bf16 upcast never holds both copies.
     try:
-        if adapter is None:
-            model, tokenizer = mlx_lm.load(str(folder), lazy=True)
-        else:
-            model, tokenizer = mlx_lm.load(str(folder), adapter_path=str(adapter), lazy=True)
+        path = None if adapter is None else str(adapter)
+        model, tokenizer = mlx_lm.load(str(folder), adapter_path=path, lazy=True)
     except Exception as error:  # mlx-lm raises many kinds; each becomes one sentence
         lines = [line.strip() for line in str(error).splitlines()]
         if adapter is not None and lines and lines[0].startswith("Adapter at "):
@@ -140,7 +114,7 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
             ) from None
         raise LoadError(f"mlx-lm could not load {name} ({first_line(error)})") from None
 
-    cpu_moe = on_cpu() and has_moe_layers(model)
+    cpu_moe = mx.default_device().type == mx.cpu and has_moe_layers(model)
     dtype = options.dtype
     if dtype is not None:
         if cpu_moe and dtype != "float32":
@@ -149,12 +123,11 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
                 "takes float32 only); use dtype='float32' or None, or quantize_bits=4 or 8"
             )
         model.set_dtype(getattr(mx, dtype))
-    elif cpu_moe and floating_dtypes(model) - {"float32"}:
-        found = ", ".join(sorted(floating_dtypes(model) - {"float32"}))
+    elif cpu_moe and (found := floating_dtypes(model) - {"float32"}):
         logger.info(
             "Upcasting %s weights to float32: mlx's CPU backend runs MoE experts "
             "(gather_mm) in float32 only",
-            found,
+            ", ".join(sorted(found)),
         )
         model.set_dtype(mx.float32)
 

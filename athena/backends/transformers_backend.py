@@ -1,10 +1,7 @@
-"""The transformers + torch backend (athena.backends.base.Backend): load (with a PEFT LoRA
-adapter merged), generate_ids, pooled, logits.
-
-Safetensors only, `trust_remote_code=False` always. torch and transformers are imported
-inside the functions. BitsAndBytes quantization is used only when bitsandbytes is importable
-and CUDA is available (we never install it); otherwise quantize_bits is skipped with a log line.
-"""
+"""The transformers + torch backend (athena.backends.base.Backend), a PEFT LoRA adapter merged
+at load. Safetensors only, `trust_remote_code=False` always; torch and transformers are
+imported inside the functions. quantize_bits needs bitsandbytes and CUDA (never installed
+here): otherwise it is skipped with a log line."""
 
 from __future__ import annotations
 
@@ -21,8 +18,8 @@ from typing import Any, Literal
 import numpy as np
 
 from athena.backends import batching
-from athena.backends.base import LoadOptions, Sampling
-from athena.errors import BackendMissing, LoadError, SourceError, first_line
+from athena.backends.base import LoadOptions, Sampling, import_framework
+from athena.errors import LoadError, SourceError, first_line
 from athena.source import ModelSource, read_safetensors_header
 
 logger = logging.getLogger(__name__)
@@ -36,25 +33,13 @@ MAX_BATCH_TOKENS: int | None = batching.TRANSFORMERS_MAX_BATCH_TOKENS
 
 def import_transformers() -> tuple[Any, Any]:
     """Import (torch, transformers), turning ImportError into a LoadError that says what to do."""
-    try:
-        import torch
-        import transformers
-    except ModuleNotFoundError as error:
-        if error.name in {"torch", "transformers"}:
-            raise BackendMissing(
-                f"{error.name} is not installed (install the torch group: uv sync --group torch)"
-            ) from None
-        raise LoadError(_broken_install(error)) from None
-    except ImportError as error:
-        raise LoadError(_broken_install(error)) from None
-    return torch, transformers
-
-
-def _broken_install(error: ImportError) -> str:
-    return (
-        f"transformers or torch is installed but failed to import ({first_line(error)}); "
-        "reinstall them (uv sync --group torch)"
+    torch, transformers = import_framework(
+        ("torch", "transformers"),
+        "install the torch group: uv sync --group torch",
+        "transformers or torch is",
+        "reinstall them (uv sync --group torch)",
     )
+    return torch, transformers
 
 
 def _quantization_config(transformers: Any, torch: Any, bits: int | None) -> Any:
@@ -173,23 +158,6 @@ def merge_lora(model: Any, adapter_path: str | Path) -> int:
     return len(pairs)
 
 
-def _generation_kwargs(tokenizer: Any, sampling: Sampling) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": sampling.max_tokens,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    if sampling.temperature > 0:
-        kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    return kwargs
-
-
-def _eos_ids(model: Any) -> set[int]:
-    eos = model.generation_config.eos_token_id
-    return set(eos) if isinstance(eos, list) else ({eos} if eos is not None else set())
-
-
 def generate_ids(
     model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
 ) -> Iterator[int]:
@@ -221,6 +189,12 @@ def generate_ids(
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
 
+    kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_tokens, "do_sample": False,
+                              "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    if sampling.temperature > 0:
+        kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
     input_ids = torch.tensor([prompt_ids], dtype=torch.long)
     inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     failure: list[BaseException] = []
@@ -232,7 +206,7 @@ def generate_ids(
             with torch.inference_mode():  # as raw transformers would: no autograd bookkeeping
                 model.generate(
                     **inputs,
-                    **_generation_kwargs(tokenizer, sampling),
+                    **kwargs,
                     streamer=TokenQueue(),
                     stopping_criteria=StoppingCriteriaList([StopWhenClosed()]),
                 )
@@ -242,7 +216,8 @@ def generate_ids(
 
     thread = threading.Thread(target=run, name="athena-transformers-generate", daemon=True)
     thread.start()
-    eos = _eos_ids(model)
+    eos = model.generation_config.eos_token_id
+    eos = set(eos) if isinstance(eos, list) else ({eos} if eos is not None else set())
     try:
         while (token := tokens.get()) is not done and token not in eos:
             yield token

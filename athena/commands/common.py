@@ -74,9 +74,10 @@ def loader_logging(verbose: bool) -> Iterator[None]:
 
 def load_model(args: argparse.Namespace) -> Any:
     """OLMoEModel per the arguments, loaded; a CommandError (one sentence) if it cannot be."""
+    from athena.host import installed_backends
     from athena.models import olmoe
 
-    if args.backend == "mlx" and not olmoe.MLX_AVAILABLE:
+    if args.backend == "mlx" and "mlx" not in installed_backends():
         raise CommandError(
             "--backend mlx needs mlx-lm, which is not installed (on a Mac: uv sync; on "
             "Linux: uv sync --group mlx-cpu)"

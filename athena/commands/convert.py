@@ -35,9 +35,9 @@ def add_convert_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _convert_command(args: argparse.Namespace) -> int:
-    from athena.backends import BackendMissing, LoadError, SourceError
     from athena.backends.mlx_convert import convert_model
     from athena.checkpoints import FolderBusy, FolderNotEmpty
+    from athena.errors import BackendMissing, LoadError, SourceError
 
     try:
         path = convert_model(

@@ -53,7 +53,8 @@ def _inspect_command(args: argparse.Namespace) -> int:
     import json
 
     from athena import preflight
-    from athena.backends import SourceError
+    from athena.errors import SourceError
+    from athena.host import machine_bandwidth
 
     try:
         info = preflight.inspect_model(args.model)
@@ -66,6 +67,7 @@ def _inspect_command(args: argparse.Namespace) -> int:
         quantize_bits=args.quantize_bits,
         router_bits=args.router_bits,
         context=args.context,
+        bandwidth=machine_bandwidth(),
     )
     print(json.dumps(report, indent=2) if args.json else preflight.render(report))
     if report["problems"] and not args.json:

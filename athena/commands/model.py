@@ -122,8 +122,8 @@ def _encode_command(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from athena.backends.batching import TextTooLong, check_batch_size
-    from athena.models import olmoe
+    from athena.backends.batching import check_batch_size, progress
+    from athena.errors import TextTooLong
 
     if bool(args.texts) == (args.input is not None):
         raise CommandError("give the texts either as TEXT arguments or with --input, not both")
@@ -157,7 +157,7 @@ def _encode_command(args: argparse.Namespace) -> int:
             writer = None
             if args.output is not None:
                 writer = stack.enter_context(encode_io.NpyWriter(args.output))
-            report = stack.enter_context(olmoe.progress(None, not args.no_progress))
+            report = stack.enter_context(progress(None, not args.no_progress))
             count = 0
             try:
                 for numbers, texts in _chunks(lines, max(ENCODE_CHUNK, args.batch_size)):

@@ -3,6 +3,7 @@ athena.models.olmoe)."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -46,77 +47,46 @@ class OLMoEConfig:
         for name in ("model_name", "mlx_model_path", "lora_path", "action_head_path"):
             if isinstance(getattr(self, name), os.PathLike):
                 setattr(self, name, os.fspath(getattr(self, name)))
-        check_value(
-            "model_name",
-            self.model_name,
-            isinstance(self.model_name, str) and bool(self.model_name.strip()),
-            "a hub id or a local folder",
-        )
-        for name in ("use_mlx", "allow_fallback", "allow_oversize"):
-            value = getattr(self, name)
-            check_value(name, value, isinstance(value, bool), "True or False")
-        paths = (
-            ("mlx_model_path", "folder"),
-            ("lora_path", "folder"),
-            ("action_head_path", "file"),
-        )
-        for name, kind in paths:
-            value = getattr(self, name)
-            ok = value is None or (isinstance(value, str) and bool(value.strip()))
-            check_value(name, value, ok, f"None or a {kind} path")
-        check_value(
-            "dtype", self.dtype, self.dtype is None or self.dtype in DTYPES, _one_of(DTYPES)
-        )
-        check_value(
-            "quantize_bits",
-            self.quantize_bits,
-            self.quantize_bits is None
-            or (is_int(self.quantize_bits) and self.quantize_bits in QUANTIZE_BITS),
-            "None, 4 or 8",
-        )
-        check_value(
-            "router_bits",
-            self.router_bits,
-            is_int(self.router_bits) and self.router_bits in QUANTIZE_BITS,
-            "4 or 8 (the router's bits when quantize_bits is set)",
-        )
-        check_value(
-            "quantize_group_size",
-            self.quantize_group_size,
-            is_int(self.quantize_group_size) and self.quantize_group_size in GROUP_SIZES,
-            "32, 64 or 128",
-        )
-        check_value(
-            "max_tokens",
-            self.max_tokens,
-            is_int(self.max_tokens) and self.max_tokens >= 1,
-            "an integer >= 1",
-        )
-        check_value(
-            "temperature",
-            self.temperature,
-            is_number(self.temperature) and 0 <= self.temperature < float("inf"),
-            "a number >= 0 (0 is greedy)",
-        )
-        check_value(
-            "top_p",
-            self.top_p,
-            is_number(self.top_p) and 0 < self.top_p <= 1,
-            "a number in (0, 1]",
-        )
-        check_value("seed", self.seed, is_seed(self.seed), SEED_RANGE)
-        check_value(
-            "num_memory_actions",
-            self.num_memory_actions,
-            is_int(self.num_memory_actions) and self.num_memory_actions >= 1,
-            "an integer >= 1",
-        )
-        check_value(
-            "action_head_hidden",
-            self.action_head_hidden,
-            is_int(self.action_head_hidden) and self.action_head_hidden >= 1,
-            "an integer >= 1",
-        )
+        folders = (self.mlx_model_path, self.lora_path)
+        checks = {
+            "model_name": (_folder_or_none(self.model_name) and self.model_name is not None,
+                           "a hub id or a local folder"),
+            "use_mlx": (isinstance(self.use_mlx, bool), "True or False"),
+            "allow_fallback": (isinstance(self.allow_fallback, bool), "True or False"),
+            "allow_oversize": (isinstance(self.allow_oversize, bool), "True or False"),
+            "mlx_model_path": (_folder_or_none(folders[0]), "None or a folder path"),
+            "lora_path": (_folder_or_none(folders[1]), "None or a folder path"),
+            "action_head_path": (_folder_or_none(self.action_head_path), "None or a file path"),
+            "dtype": (self.dtype is None or self.dtype in DTYPES,
+                      "None or one of " + ", ".join(map(repr, DTYPES))),
+            "quantize_bits": (self.quantize_bits is None or _in(self.quantize_bits, QUANTIZE_BITS),
+                              "None, 4 or 8"),
+            "router_bits": (_in(self.router_bits, QUANTIZE_BITS),
+                            "4 or 8 (the router's bits when quantize_bits is set)"),
+            "quantize_group_size": (_in(self.quantize_group_size, GROUP_SIZES), "32, 64 or 128"),
+            "max_tokens": (is_int(self.max_tokens) and self.max_tokens >= 1, "an integer >= 1"),
+            "temperature": (is_number(self.temperature) and 0 <= self.temperature < math.inf,
+                            "a number >= 0 (0 is greedy)"),
+            "top_p": (is_number(self.top_p) and 0 < self.top_p <= 1, "a number in (0, 1]"),
+            "seed": (is_seed(self.seed), SEED_RANGE),
+            "num_memory_actions": (is_int(self.num_memory_actions) and self.num_memory_actions >= 1,
+                                   "an integer >= 1"),
+            "action_head_hidden": (is_int(self.action_head_hidden) and self.action_head_hidden >= 1,
+                                   "an integer >= 1"),
+        }  # fmt: skip
+        for name, (ok, allowed) in checks.items():
+            if not ok:
+                raise ValueError(
+                    f"OLMoEConfig.{name}={getattr(self, name)!r} is not allowed; use {allowed}"
+                )
+
+
+def _folder_or_none(value: object) -> bool:
+    return value is None or (isinstance(value, str) and bool(value.strip()))
+
+
+def _in(value: object, allowed: tuple[int, ...]) -> bool:
+    return is_int(value) and value in allowed
 
 
 def is_int(value: object) -> bool:
@@ -129,12 +99,3 @@ def is_seed(value: object) -> bool:
 
 def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _one_of(values: tuple[str, ...]) -> str:
-    return "None or one of " + ", ".join(repr(v) for v in values)
-
-
-def check_value(field: str, value: object, ok: bool, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"OLMoEConfig.{field}={value!r} is not allowed; use {allowed}")

@@ -8,37 +8,25 @@
         print(model.generate("Hello", max_tokens=20, temperature=0.0))
         vector = model.encode("Hello")     # numpy (hidden,), mean-pooled final hidden state
 
-Importing this module imports neither mlx, mlx_lm, transformers nor torch; `MLX_AVAILABLE`
-is found with importlib.util.find_spec and the backends are imported by `load()`.
-`MemoryActionHead` (a torch.nn.Module) is built on first access of the name.
+Importing this module imports neither mlx, mlx_lm, transformers nor torch: `load()` finds the
+installed backends without importing them, then imports the one it uses. `MemoryActionHead`
+(a torch.nn.Module) is built on first access of the name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import importlib.util
 import logging
+import math
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from athena import source
 from athena.errors import BackendMissing, LoadError, OversizeError, SourceError, first_line
-from athena.models.config import (  # re-exported: `from athena.models.olmoe import OLMoEConfig`
-    DEFAULT_MODEL,  # noqa: F401 (re-exported)
-    DTYPES,  # noqa: F401 (re-exported)
-    GROUP_SIZES,  # noqa: F401 (re-exported)
-    QUANTIZE_BITS,  # noqa: F401 (re-exported)
-    SEED_RANGE,
-    OLMoEConfig,
-    check_value,
-    is_int,
-    is_number,
-    is_seed,
-)
+from athena.host import installed_backends
+from athena.models.config import SEED_RANGE, OLMoEConfig, is_int, is_number, is_seed
 from athena.models.head import (
     HeadError,
     HeadShape,
@@ -57,11 +45,6 @@ if TYPE_CHECKING:  # numpy and the backends are imported where used: the import 
     from athena.preflight import Preflight
 
 logger = logging.getLogger(__name__)
-
-# Patchable by tests; found without importing mlx or mlx_lm.
-MLX_AVAILABLE: bool = (
-    importlib.util.find_spec("mlx") is not None and importlib.util.find_spec("mlx_lm") is not None
-)
 
 NO_BACKEND = "No inference backend available (mlx-lm and transformers both missing)"
 
@@ -128,13 +111,13 @@ class OLMoEModel:
         config = self.config
         given = lora_path if lora_path is not None else config.lora_path
         adapter = _adapter_folder(given)
-        mlx_missing = not MLX_AVAILABLE
+        mlx_missing = "mlx" not in installed_backends()
         mlx_reason: str | None = None
-        if MLX_AVAILABLE and config.use_mlx:
+        if config.use_mlx and not mlx_missing:
             name = config.mlx_model_path or config.model_name
             logger.info("Loading OLMoE via mlx-lm: %s", name)
             try:
-                self._load_with("mlx", name, adapter)
+                self._load_with("mlx", name, adapter, mlx_installed=True)
                 return
             except BackendMissing as error:
                 mlx_missing, mlx_reason = True, str(error)
@@ -153,7 +136,7 @@ class OLMoEModel:
 
         logger.info("Loading OLMoE via transformers: %s", config.model_name)
         try:
-            self._load_with("transformers", config.model_name, adapter)
+            self._load_with("transformers", config.model_name, adapter, not mlx_missing)
         except BackendMissing as error:
             if mlx_missing:
                 raise LoadError(NO_BACKEND) from None
@@ -161,7 +144,9 @@ class OLMoEModel:
                 raise LoadError(f"mlx-lm failed ({mlx_reason}) and {error}") from None
             raise LoadError(f"{error}; or set use_mlx=True to use mlx-lm") from None
 
-    def _load_with(self, backend: BackendName, name: str, adapter: Path | None) -> None:
+    def _load_with(
+        self, backend: BackendName, name: str, adapter: Path | None, mlx_installed: bool
+    ) -> None:
         """The one load pipeline: the name is located once (a hub id fetched into the cache),
         the preflight checks that folder, then the backend builds it."""
         from athena import preflight
@@ -178,7 +163,7 @@ class OLMoEModel:
             group_size=config.quantize_group_size,
             router_bits=config.router_bits,
             allow_oversize=config.allow_oversize,
-            mlx_available=MLX_AVAILABLE,  # its options are worth naming on either path
+            mlx_available=mlx_installed,  # its options are worth naming on either path
         )
         head, sha256 = self._make_action_head(backend, name)
         options = LoadOptions(
@@ -251,37 +236,36 @@ class OLMoEModel:
 
         return backend_module(self.backend), self.preflight  # type: ignore[arg-type]
 
-    def _sampling(
-        self, max_tokens: int | None, temperature: float | None, seed: int | None
-    ) -> Sampling:
-        """The config's sampling values, overridden per call (checked like the config's)."""
+    def _prepare(
+        self,
+        call: str,
+        prompt: object,
+        max_tokens: int | None,
+        temperature: float | None,
+        seed: int | None,
+    ) -> tuple[Backend, list[int], Sampling]:
+        """The backend, the prompt's ids and the sampling of one generate/stream call, checked
+        once for every path (the CLI too): the config's values overridden by the call's, the
+        prompt a non-empty str within the model's positions, whose working memory (with the
+        tokens to generate) fits beside the model. ValueError/TypeError: one sentence."""
         from athena.backends.base import Sampling
 
+        backend, checked = self._loaded()
         max_tokens = self.config.max_tokens if max_tokens is None else max_tokens
         temperature = self.config.temperature if temperature is None else temperature
         seed = self.config.seed if seed is None else seed
-        check_value(
-            "max_tokens", max_tokens, is_int(max_tokens) and max_tokens >= 1, "an integer >= 1"
-        )
-        check_value(
-            "temperature",
-            temperature,
-            is_number(temperature) and 0 <= temperature < float("inf"),
-            "a number >= 0 (0 is greedy)",
-        )
-        check_value("seed", seed, is_seed(seed), SEED_RANGE)
-        return Sampling(max_tokens, float(temperature), float(self.config.top_p), seed)
-
-    def _prompt(self, prompt: object, sampling: Sampling) -> list[int]:
-        """The prompt's ids, checked once for every path (generate, stream, the CLI): a str,
-        not empty, within the model's positions, and its working memory (with the tokens to
-        generate) fits beside the model. ValueError/TypeError: one sentence."""
-        _backend, checked = self._loaded()
-        _check_text("prompt", prompt)
-        assert isinstance(prompt, str)
-        ids = self.tokenize(prompt)
-        checked.check_input(len(ids), new_tokens=sampling.max_tokens, chunked=self.backend == "mlx")
-        return ids
+        for name, value, ok, allowed in (
+            ("max_tokens", max_tokens, is_int(max_tokens) and max_tokens >= 1, "an integer >= 1"),
+            ("temperature", temperature, is_number(temperature) and 0 <= temperature < math.inf,
+             "a number >= 0 (0 is greedy)"),
+            ("seed", seed, is_seed(seed), SEED_RANGE),
+        ):  # fmt: skip
+            if not ok:
+                raise ValueError(f"{call}({name}={value!r}) is not allowed; use {allowed}")
+        ids = self.tokenize(_check_text("prompt", prompt))
+        checked.check_input(len(ids), new_tokens=max_tokens, chunked=self.backend == "mlx")
+        sampling = Sampling(max_tokens, float(temperature), float(self.config.top_p), seed)
+        return backend, ids, sampling
 
     def generate(
         self,
@@ -294,9 +278,7 @@ class OLMoEModel:
         """The completion of `prompt` (without the prompt). Greedy at temperature 0."""
         from athena.backends import base
 
-        backend, _ = self._loaded()
-        sampling = self._sampling(max_tokens, temperature, seed)
-        ids = self._prompt(prompt, sampling)
+        backend, ids, sampling = self._prepare("generate", prompt, max_tokens, temperature, seed)
         return base.generate(backend, self.model, self.tokenizer, ids, sampling)
 
     def generate_ids(
@@ -308,9 +290,8 @@ class OLMoEModel:
         seed: int | None = None,
     ) -> list[int]:
         """The generated token ids of the completion (end-of-sequence excluded)."""
-        backend, _ = self._loaded()
-        sampling = self._sampling(max_tokens, temperature, seed)
-        ids = self._prompt(prompt, sampling)
+        call = "generate_ids"
+        backend, ids, sampling = self._prepare(call, prompt, max_tokens, temperature, seed)
         return list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
 
     def stream(
@@ -326,9 +307,7 @@ class OLMoEModel:
         The arguments are checked here, before the first piece is asked for."""
         from athena.backends import base
 
-        backend, _ = self._loaded()
-        sampling = self._sampling(max_tokens, temperature, seed)
-        ids = self._prompt(prompt, sampling)
+        backend, ids, sampling = self._prepare("stream", prompt, max_tokens, temperature, seed)
         return base.stream(backend, self.model, self.tokenizer, ids, sampling)
 
     def encode(
@@ -340,19 +319,15 @@ class OLMoEModel:
         show_progress: bool = True,
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
-        """Mean-pooled final hidden state: shape (hidden,) for a str, (n, hidden) for a list.
-
-        The texts are tokenized once, sorted by length and run `batch_size` at a time
-        (right-padded, pooled over the real tokens only); the vectors come back in input order
-        and equal one-at-a-time results. Memory is bounded by the batch, not by len(texts).
-        A text longer than the model's `max_position_embeddings` raises ValueError unless
-        `truncate=True`, which keeps its first tokens. A progress bar goes to stderr when there
-        is more than one batch and stderr is a terminal (`show_progress=False`: never);
-        `on_batch(n)` is called with the number of texts done after each batch.
-
-        When a MemoryActionHead is attached (always on transformers; on mlx with
-        `action_head_path`) the pooled vectors also go through it (batch by batch); its logits
-        are kept in `last_action_logits` ((n, num_memory_actions) or (num_memory_actions,)).
+        """Mean-pooled final hidden state: shape (hidden,) for a str, (n, hidden) for a list,
+        in input order, equal to one-at-a-time results. The texts are tokenized once and run
+        in length-sorted, right-padded batches of at most `batch_size` (memory is bounded by
+        the batch, not by len(texts)). A text beyond `max_position_embeddings` raises
+        ValueError unless `truncate=True` (its first tokens are kept). A progress bar goes to
+        stderr for more than one batch on a terminal (`show_progress=False`: never);
+        `on_batch(n)` is told the texts done after each batch. When a MemoryActionHead is
+        attached (always on transformers; on mlx with `action_head_path`) the vectors also go
+        through it: its logits are kept in `last_action_logits`.
         """
         from athena.backends import base, batching
 
@@ -372,7 +347,7 @@ class OLMoEModel:
         )
         longest = max(len(row) for row in ids)
         checked.check_input(longest, what="the longest text", rows=min(batch_size, len(texts)))
-        with progress(len(texts), show_progress, on_batch) as report:
+        with batching.progress(len(texts), show_progress, on_batch) as report:
             vectors = base.encode(
                 backend, self.model, self.tokenizer, ids, batch_size=batch_size, on_batch=report
             )
@@ -402,49 +377,15 @@ class OLMoEModel:
     def tokenize(self, text: str) -> list[int]:
         """The token ids the backend feeds the model for `text`."""
         self._loaded()
-        _check_text("text", text)
-        return [int(t) for t in self.tokenizer.encode(text)]
+        return [int(t) for t in self.tokenizer.encode(_check_text("text", text))]
 
 
-@contextlib.contextmanager
-def progress(
-    total: int | None, show: bool, on_batch: Callable[[int], None] | None = None
-) -> Iterator[Callable[[int], None] | None]:
-    """A callback to tell after each batch how many texts it finished: the caller's `on_batch`
-    and, if `show` and stderr is a terminal, a tqdm bar of `total` texts on stderr (`total`
-    None: a count without an end). The bar starts after the first batch, and only if that
-    batch left texts to do: the batches are planned by length and tokens, so their number is
-    known only as they come (tqdm is imported only then)."""
-    if not (show and sys.stderr.isatty()):
-        yield on_batch
-        return
-    bar: Any = None
-    finished = 0
-
-    def report(done: int) -> None:
-        nonlocal bar, finished
-        finished += done
-        if bar is not None:
-            bar.update(done)
-        elif total is None or finished < total:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, initial=finished, unit="text", desc="encode", file=sys.stderr)
-        if on_batch is not None:
-            on_batch(done)
-
-    try:
-        yield report
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _check_text(name: str, value: object) -> None:
+def _check_text(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     if not value:
         raise ValueError(f"{name} is empty; pass at least one character")
+    return value
 
 
 def _texts(text: object) -> list[str]:

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from athena import preflight as _package  # machine_budget is read where tests replace it
-from athena.errors import LoadError, OversizeError, SourceError
+from athena.errors import LoadError, OversizeError, SourceError, TextTooLong
 from athena.preflight.files import inspect_model
 from athena.preflight.info import DTYPE_ITEMSIZE, ModelInfo
 from athena.preflight.memory import (
@@ -20,15 +19,13 @@ from athena.preflight.memory import (
     estimate_peak,
     gib,
     load_options,
+    machine_budget,
     sequence_memory,
 )
-from athena.preflight.positions import check_positions
 from athena.preflight.quantized import quantized_problems
 from athena.source import ModelSource
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["MLX_PREFILL_CHUNK", "Preflight", "check_load", "check_sequence", "sequence_memory"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +91,7 @@ def check_load(
         )
     if quantized := quantized_problems(info):
         raise SourceError(quantized[0])
-    budget = budget or _package.machine_budget()
+    budget = budget or machine_budget()
     if backend == "transformers" and (mapping := unmappable(info, budget)):
         raise OversizeError(mapping, fallback_fits=False)
     bits = quantize_bits if backend == "mlx" else None  # transformers skips it (no CUDA)
@@ -176,6 +173,16 @@ def oversize_sentence(
     )
 
 
+def check_positions(
+    tokens: int, limit: int | None, *, index: int | None = None, what: str | None = None
+) -> None:
+    """TextTooLong when `tokens` are more than `limit` positions (None: no limit known).
+    `what` names a prompt ("the prompt"); without it the input is an encode text (`index`:
+    its place in the list, None: the only one), which `truncate=True` may cut instead."""
+    if limit is not None and tokens > limit:
+        raise TextTooLong(index, tokens, limit, what=what)
+
+
 def check_sequence(
     config: dict[str, Any],
     tokens: int,
@@ -194,7 +201,13 @@ def check_sequence(
     model (`loaded_bytes`): the sentence names the length, or the batch size, that fits."""
     limit = config.get("max_position_embeddings")
     check_positions(tokens, limit if isinstance(limit, int) else None, what=what)
-    budget = budget or _package.machine_budget()
+    if isinstance(limit, int) and tokens + new_tokens > limit:
+        raise ValueError(
+            f"{what} ({tokens} tokens) plus max_tokens={new_tokens} is {tokens + new_tokens} "
+            f"tokens, beyond the model's context length (max_position_embeddings {limit}); "
+            f"ask for at most max_tokens={limit - tokens}"
+        )
+    budget = budget or machine_budget()
     if budget.physical is None:
         return
     free = budget.physical - loaded_bytes
@@ -214,20 +227,19 @@ def check_sequence(
         f"more than the {gib(max(free, 0))} this machine has beside the model; "
     )
     if rows > 1 and need(tokens, 1) <= free:
-        batch = _largest(lambda b: need(tokens, b) <= free, rows)
+        batch = largest(lambda b: need(tokens, b) <= free, rows)
         raise ValueError(head + f"use a batch size of at most {batch}")
     if need(1, 1) > free:
         advice = "lower max_tokens" if new_tokens else "free memory or use a smaller model"
         raise ValueError(head + advice)
-    length = _largest(lambda n: need(n, 1) <= free, tokens)
+    length = largest(lambda n: need(n, 1) <= free, tokens)
     raise ValueError(
         head + f"shorten it to at most {length} tokens" + (", one at a time" if rows > 1 else "")
     )
 
 
-def _largest(fits: Callable[[int], bool], high: int) -> int:
-    """The largest n in [1, high] with fits(n) (fits(1) holds, fits is monotone)."""
-    low = 1
+def largest(fits: Callable[[int], bool], high: int, low: int = 1) -> int:
+    """The largest n in [low, high] with fits(n) (fits(low) holds, fits is monotone)."""
     while low < high:
         middle = (low + high + 1) // 2
         if fits(middle):

@@ -3,13 +3,14 @@ docs/preflight.md; `nox -s bench -- --only preflight` measures it)."""
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from athena import preflight as _package  # RUNTIME_BYTES is read where tests replace it
 from athena.host import Host, mlx_device_wanted, probe_host
 from athena.preflight.info import DTYPE_ITEMSIZE, EXPERT, FLOAT_NAMES, ITEMSIZE, ModelInfo, Tensor
-from athena.preflight.quantized import DEFAULT_ROUTER_BITS, is_router
+from athena.preflight.quantized import DEFAULT_ROUTER_BITS, is_router, quant_params
 
 MiB = 1024**2
 GiB = 1024**3
@@ -88,8 +89,8 @@ def linux_map_limit(
     (torch memory-maps each safetensors file privately); with 2, the CommitLimit; with 1,
     none. `meminfo`/`overcommit`: the texts of /proc/meminfo and the sysctl (read if None)."""
     try:
-        meminfo = meminfo if meminfo is not None else _read("/proc/meminfo")
-        mode = overcommit if overcommit is not None else _read("/proc/sys/vm/overcommit_memory")
+        meminfo = meminfo if meminfo is not None else Path("/proc/meminfo").read_text()
+        mode = overcommit or Path("/proc/sys/vm/overcommit_memory").read_text()
     except OSError:
         return None, None
     fields = {}
@@ -108,19 +109,9 @@ def linux_map_limit(
     return physical + swap, f"vm.overcommit_memory=0: {said}"
 
 
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
-def mlx_on_cpu(host: Any = None) -> bool:
+def mlx_on_cpu(host: Host | None = None) -> bool:
     """Whether mlx would compute on the CPU here (Linux; a Mac with ATHENA_MLX_DEVICE=cpu)."""
-    if host is None:
-        import platform
-
-        is_mac = platform.system() == "Darwin"
-    else:
-        is_mac = host.is_mac
+    is_mac = platform.system() == "Darwin" if host is None else host.is_mac
     return not is_mac or mlx_device_wanted() == "cpu"
 
 
@@ -249,19 +240,14 @@ def _mlx_estimate(
     router_bits: int | None,
 ) -> Estimate:
     runtime, libraries = _runtime("mlx")
-    if info.quantization is not None:  # mlx_lm.convert's folder: loaded as stored
-        bits = _folder_bits(info)
-        router = _folder_router_bits(info)
+    if (quant := info.quantization) is not None:  # mlx_lm.convert's folder: loaded as stored
+        bits = quant.get("bits") if isinstance(quant.get("bits"), int) else None
+        routers = [t.name.removesuffix(".weight") for t in info.tensors if is_router(t.name)]
+        router = quant_params(quant, routers[0])["bits"] if routers else bits
         return Estimate(
-            "mlx",
-            info.float_dtype,
-            bits,
-            info.weight_bytes,
-            0,
-            libraries,
-            runtime,
-            router_bits=router,
-        )
+            "mlx", info.float_dtype, bits, info.weight_bytes, 0, libraries, runtime,
+            router_bits=router if isinstance(router, int) else None,
+        )  # fmt: skip
     compute = dtype or ("float32" if on_cpu and info.has_experts else info.float_dtype)
     size = DTYPE_ITEMSIZE[compute]
     model = transient = 0
@@ -292,21 +278,6 @@ def _mlx_estimate(
     )
 
 
-def _folder_bits(info: ModelInfo) -> int | None:
-    quant = info.quantization or {}
-    return int(quant["bits"]) if isinstance(quant.get("bits"), int) else None
-
-
-def _folder_router_bits(info: ModelInfo) -> int | None:
-    """The bits of the first router in a quantized folder (a per-layer override, else the
-    folder's bits)."""
-    quant = info.quantization or {}
-    for key, value in quant.items():
-        if is_router(key) and isinstance(value, dict) and isinstance(value.get("bits"), int):
-            return int(value["bits"])
-    return _folder_bits(info)
-
-
 def _transformers_estimate(info: ModelInfo, dtype: str | None) -> Estimate:
     configured = info.config.get("dtype") or info.config.get("torch_dtype")
     target = dtype or (configured if configured in DTYPE_ITEMSIZE else info.float_dtype)
@@ -329,8 +300,8 @@ def _transformers_estimate(info: ModelInfo, dtype: str | None) -> Estimate:
 
 def _runtime(backend: str) -> tuple[int, int]:
     """The runtime's (anonymous, file pages) bytes."""
-    total = _package.RUNTIME_BYTES[backend]
-    anonymous = min(total, _package.RUNTIME_ANON_BYTES[backend])
+    total = RUNTIME_BYTES[backend]
+    anonymous = min(total, RUNTIME_ANON_BYTES[backend])
     return anonymous, total - anonymous
 
 

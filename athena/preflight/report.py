@@ -3,37 +3,29 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from athena import preflight as _package  # machine_budget is read where tests replace it
-from athena.preflight import provenance, speed
+from athena.host import installed_backends
+from athena.preflight import provenance
 from athena.preflight.agreement import CONFIG_SIZES
-from athena.preflight.checks import oversize_sentence, unmappable
-from athena.preflight.memory import TIGHT_SHARE, estimate_peak, gib, load_options, mlx_on_cpu
+from athena.preflight.checks import largest, oversize_sentence, unmappable
+from athena.preflight.memory import (
+    TIGHT_SHARE,
+    estimate_peak,
+    gib,
+    load_options,
+    machine_budget,
+    mlx_on_cpu,
+)
 from athena.preflight.quantized import quantized_problems
+from athena.preflight.speed import decode_ceiling
+from athena.source import weight_files_of
 
 if TYPE_CHECKING:
+    from athena.host import Bandwidth
     from athena.preflight.info import ModelInfo
     from athena.preflight.memory import Estimate, MemoryBudget
-    from athena.preflight.speed import Bandwidth
-
-
-def available_backends() -> list[str]:
-    """The backends installed here, in load() order (found without importing them)."""
-    import importlib.util
-
-    def found(*names: str) -> bool:
-        return all(importlib.util.find_spec(name) is not None for name in names)
-
-    return [
-        backend
-        for backend, modules in (
-            ("mlx", ("mlx", "mlx_lm")),
-            ("transformers", ("torch", "transformers")),
-        )
-        if found(*modules)
-    ]
 
 
 def describe(
@@ -46,49 +38,32 @@ def describe(
     on_cpu: bool | None = None,
     context: int | None = None,
     router_bits: int | None = None,
-    bandwidth: Bandwidth | bool | None = True,
+    bandwidth: Bandwidth | None = None,
 ) -> dict[str, Any]:
     """Everything the preflight knows about `info`, as JSON-ready data (schema
     athena-inspect/1): what `athena inspect --json` prints and the doctor's model section.
 
     Each option's row is at `context` tokens (prompt + generated; default the model's
     max_position_embeddings, 0 for the weights alone) with its decode ceiling from
-    `bandwidth` (True: this machine's, `speed.machine_bandwidth()`; None/False: none)."""
-    budget = budget or _package.machine_budget()
+    `bandwidth` (`athena.host.machine_bandwidth()`; None: no ceiling)."""
+    budget = budget or machine_budget()
     cpu = mlx_on_cpu() if on_cpu is None else on_cpu
-    backends = available_backends()
+    backends = installed_backends()
     chosen = backend or (backends[0] if backends else None)
     config = info.config
     positions = config.get("max_position_embeddings")
     default_context = context is None
     if context is None:
         context = positions if isinstance(positions, int) and positions > 0 else 0
-    if bandwidth is True:
-        bandwidth = speed.machine_bandwidth()
-    measured = bandwidth if isinstance(bandwidth, speed.Bandwidth) else None
-    rows = []
-    options = load_options(
-        info,
-        mlx="mlx" in backends or chosen == "mlx",
-        on_cpu=cpu,
-        router_bits=router_bits,
-        context=context,
-    )
-    for option in options:
-        rows.append(_estimate_row(info, option, budget, measured))
+    mlx = "mlx" in backends or chosen == "mlx"
+    options = load_options(info, mlx=mlx, on_cpu=cpu, router_bits=router_bits, context=context)
+    rows = [_estimate_row(info, option, budget, bandwidth) for option in options]
     default = estimate = None
     if chosen is not None and not (chosen == "transformers" and info.quantization is not None):
         bits = quantize_bits if chosen == "mlx" else None
-        estimate = estimate_peak(
-            info,
-            backend=chosen,
-            dtype=dtype,
-            quantize_bits=bits,
-            on_cpu=cpu,
-            router_bits=router_bits,
-            context=context,
-        )
-        default = _estimate_row(info, estimate, budget, measured)
+        estimate = estimate_peak(info, backend=chosen, dtype=dtype, quantize_bits=bits,
+                                 on_cpu=cpu, router_bits=router_bits, context=context)  # fmt: skip
+        default = _estimate_row(info, estimate, budget, bandwidth)
     problems = list(info.problems) or quantized_problems(info)
     if not problems and isinstance(positions, int) and context > positions:
         problems.append(
@@ -123,40 +98,21 @@ def describe(
         "parameters": info.parameters,
         "stored_dtypes": info.stored_dtypes,
         "disk_bytes": info.disk_bytes,
-        "weight_files": len(list(info.path.glob("model*.safetensors"))),
-        "largest_weight_file": max(
-            (f.stat().st_size for f in info.path.glob("model*.safetensors")), default=0
-        ),
+        "weight_files": len(sizes := [f.stat().st_size for f in weight_files_of(info.path)]),
+        "largest_weight_file": max(sizes, default=0),
         "quantization": info.quantization,
-        "tokenizer": {
-            "kind": info.tokenizer.kind,
-            "vocab": info.tokenizer.vocab,
-            "max_id": info.tokenizer.max_id,
-        },
+        "tokenizer": asdict(info.tokenizer),
         "config": {key: config.get(key) for key in (*CONFIG_SIZES, "max_position_embeddings")},
         "config_agrees": info.config_problem is None,
         "backends_installed": backends,
         "backend": chosen,
         "mlx_on_cpu": cpu,
-        "memory": {
-            "physical": budget.physical,
-            "recommended": budget.recommended,
-            "recommended_source": budget.recommended_source,
-            "tight_above": budget.tight_above,
-            "map_limit": budget.map_limit,
-            "map_limit_source": budget.map_limit_source,
-        },
+        "memory": {**asdict(budget), "tight_above": budget.tight_above},
         "context": {
             "tokens": context,
             "source": "max_position_embeddings" if default_context else "--context",
         },
-        "bandwidth": None
-        if measured is None
-        else {
-            "bytes_per_second": measured.bytes_per_second,
-            "source": measured.source,
-            "detail": measured.detail,
-        },
+        "bandwidth": None if bandwidth is None else asdict(bandwidth),
         "this_load": default,
         "estimates": rows,
         "provenance": provenance.check(info.path),
@@ -166,7 +122,7 @@ def describe(
 def _estimate_row(
     info: ModelInfo, estimate: Estimate, budget: MemoryBudget, bandwidth: Bandwidth | None
 ) -> dict[str, Any]:
-    ceiling = speed.decode_ceiling(info, estimate, bandwidth)
+    ceiling = decode_ceiling(info, estimate, bandwidth)
     return {
         "option": estimate.label(),
         "router": estimate.router_note().strip(" ()") or None,
@@ -189,23 +145,16 @@ def _estimate_row(
 
 def _longest_context(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) -> int:
     """The most tokens of context with which `estimate`'s load still fits (0: none)."""
-    low, high = 0, estimate.context_tokens
-    while low < high:
-        middle = (low + high + 1) // 2
+
+    def fits(tokens: int) -> bool:
         trial = estimate_peak(
-            info,
-            backend=estimate.backend,
-            dtype=estimate.dtype,
-            quantize_bits=estimate.quantize_bits,
-            router_bits=estimate.router_bits,
-            on_cpu=estimate.dtype == "float32",
-            context=middle,
-        )
-        if budget.status(trial.resident) == "does not fit":
-            high = middle - 1
-        else:
-            low = middle
-    return low
+            info, backend=estimate.backend, dtype=estimate.dtype,
+            quantize_bits=estimate.quantize_bits, router_bits=estimate.router_bits,
+            on_cpu=estimate.dtype == "float32", context=tokens,
+        )  # fmt: skip
+        return budget.status(trial.resident) != "does not fit"
+
+    return largest(fits, estimate.context_tokens, low=0)
 
 
 def _status(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) -> str:

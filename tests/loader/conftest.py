@@ -6,11 +6,13 @@ Mac); the transformers tests need the torch group. Both are installed by `nox -s
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.abc
 import logging
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +97,25 @@ def hide_module(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
 
 
 @pytest.fixture
-def no_mlx(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from athena.models import olmoe
+def no_mlx(hide_module: Callable[[str], None]) -> None:
+    """mlx-lm is not installed, as far as this test's imports can tell (simulated)."""
+    hide_module("mlx_lm")
 
-    monkeypatch.setattr(olmoe, "MLX_AVAILABLE", False)
-    yield
+
+@pytest.fixture
+def machine_memory(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """`machine_memory(n)`: athena's Host seam (`probe_host`) says this machine has n bytes of
+    RAM (simulated; nothing else about the machine changes)."""
+
+    def apply(total: int) -> None:
+        for name, module in list(sys.modules.items()):
+            probe = getattr(module, "probe_host", None)
+            if name.startswith("athena") and callable(probe):
+                simulated = functools.partial(_with_memory, probe, total)
+                monkeypatch.setattr(module, "probe_host", simulated)
+
+    return apply
+
+
+def _with_memory(probe: Callable[..., Any], total: int, metal: Any = None) -> Any:
+    return dataclasses.replace(probe(metal), total_memory=total)

@@ -107,10 +107,18 @@ def test_empty_and_wrong_inputs_are_clear_errors(
         model.encode("")
     with pytest.raises(ValueError, match=r"^encode\(\) got an empty list"):
         model.encode([])
-    with pytest.raises(ValueError, match=r"^OLMoEConfig.max_tokens=0 is not allowed"):
+    with pytest.raises(ValueError, match=r"^generate\(max_tokens=0\) is not allowed"):
         model.generate("Hello", max_tokens=0)
-    with pytest.raises(ValueError, match=r"^OLMoEConfig.temperature=-1 is not allowed"):
+    with pytest.raises(ValueError, match=r"^stream\(temperature=-1\) is not allowed"):
         list(model.stream("Hello", temperature=-1))
+    prompt = len(model.tokenize("Hello"))
+    with pytest.raises(ValueError) as raised:  # before any memory estimate of 10**15 tokens
+        model.generate("Hello", max_tokens=10**15)
+    assert str(raised.value) == (
+        f"the prompt ({prompt} tokens) plus max_tokens={10**15} is {prompt + 10**15} tokens, "
+        "beyond the model's context length (max_position_embeddings 4096); ask for at most "
+        f"max_tokens={4096 - prompt}"
+    )
 
 
 def test_cli_empty_prompt_is_one_sentence(

@@ -39,12 +39,8 @@ def test_a_batch_stops_before_its_padding_passes_the_cap() -> None:
     assert shapes([80, 100, 90, 96], 8, max_padding=math.inf) == [[100, 96, 90, 80]]
 
 
-def test_the_default_batches_only_equal_lengths_and_is_read_when_called(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_default_batches_only_equal_lengths() -> None:
     assert shapes([5, 9, 5, 9, 9, 7], 8) == [[9, 9, 9], [7], [5, 5]]
-    monkeypatch.setattr(batching, "MAX_PADDING", math.inf)
-    assert shapes([80, 100], 8) == [[100, 80]]
 
 
 def test_a_batch_stops_before_its_padded_tokens_pass_the_budget() -> None:
@@ -115,10 +111,14 @@ def test_torch_encode_runs_batches_within_the_token_budget(
     """What torch is given: the plan's (rows, longest), each within the backend's budget."""
     from athena.backends import transformers_backend
 
-    texts = ["memory of experts " * n for n in (1, 1, 1, 1, 2, 2, 3, 9)]
+    budget = transformers_backend.MAX_BATCH_TOKENS
+    assert budget is not None
+    unit = next(  # a text of a third of the budget or a little less: three fit, not four
+        n for n in range(1, 2048)
+        if 4 * len(torch_model.tokenize("memory of experts " * n)) > budget
+    )  # fmt: skip
+    texts = ["memory of experts " * n for n in (unit,) * 4 + (2 * unit, 2 * unit, 3 * unit)]
     lengths = [len(torch_model.tokenize(t)) for t in texts]
-    budget = 3 * max(lengths[:4])  # three of the shortest texts, not four
-    monkeypatch.setattr(transformers_backend, "MAX_BATCH_TOKENS", budget)
     backbone = type(torch_model.model.model)
     real = backbone.forward
     seen: list[tuple[int, int]] = []

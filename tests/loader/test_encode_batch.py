@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from athena.backends import backend_module, batching
+from athena.backends.batching import TRANSFORMERS_MAX_BATCH_TOKENS as MAX_BATCH_TOKENS
 from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
 POOL = (
@@ -119,19 +118,17 @@ def record_batches(monkeypatch: pytest.MonkeyPatch) -> Callable[[OLMoEModel], Re
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_batches_are_sorted_longest_first_and_hold_at_most_batch_size_texts(
-    backend: str,
-    request: pytest.FixtureRequest,
-    record_batches: Callable[..., Recorder],
-    monkeypatch: pytest.MonkeyPatch,
+    backend: str, request: pytest.FixtureRequest, record_batches: Callable[..., Recorder]
 ) -> None:
-    """Without the padding cap (tests/loader/test_batch_shape.py checks it)."""
-    monkeypatch.setattr(batching, "MAX_PADDING", math.inf)
+    """Texts of two lengths, so no padding rule splits a batch (test_batch_shape.py checks
+    the rules)."""
     model = _model(request, backend)
-    texts = ["x" * n for n in (3, 9, 1, 7, 5, 2, 8)]
-    lengths = sorted((len(model.tokenize(t)) for t in texts), reverse=True)
+    short, long = "x" * 3, "x" * 9
+    lengths = [len(model.tokenize(t)) for t in (short, long)]
+    assert lengths[0] < lengths[1]
     recorder = record_batches(model)
-    model.encode(texts, batch_size=3)
-    assert recorder.shapes == [(3, lengths[0]), (3, lengths[3]), (1, lengths[6])]
+    model.encode([short, long, long, short, long, long], batch_size=2)
+    assert recorder.shapes == [(2, lengths[1]), (2, lengths[1]), (2, lengths[0])]
 
 
 @pytest.mark.torch
@@ -311,24 +308,28 @@ def test_no_progress_bar_for_one_batch_or_when_turned_off(
     backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = _model(request, backend)
-    monkeypatch.setattr(backend_module(model.backend), "MAX_PADDING", math.inf)  # 5 texts: 1 batch
     stderr = terminal(monkeypatch)
-    model.encode(list(POOL[:5]), batch_size=5)
+    model.encode([POOL[2]] * 5, batch_size=5)  # 5 texts of one length: 1 batch
     model.encode(list(POOL[:5]), batch_size=2, show_progress=False)
     assert stderr.getvalue() == ""
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.torch
 def test_a_progress_bar_when_the_token_budget_splits_what_batch_size_allows(
-    backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    torch_model: OLMoEModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = _model(request, backend)
-    monkeypatch.setattr(backend_module(model.backend), "MAX_BATCH_TOKENS", 1)  # each text alone
+    """transformers' token budget (mlx has none): two texts of over half of it each run
+    alone, whatever batch_size allows."""
+    text = next(
+        t
+        for n in range(1, 2048)
+        if 2 * len(torch_model.tokenize(t := "memory of experts " * n)) > MAX_BATCH_TOKENS
+    )
     stderr = terminal(monkeypatch)
     done: list[int] = []
-    model.encode(list(POOL[:5]), batch_size=5, on_batch=done.append)
-    assert done == [1, 1, 1, 1, 1]
-    assert "encode" in stderr.getvalue() and "5/5" in stderr.getvalue()
+    torch_model.encode([text] * 3, batch_size=3, on_batch=done.append)
+    assert done == [1, 1, 1]
+    assert "encode" in stderr.getvalue() and "3/3" in stderr.getvalue()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -338,11 +339,10 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal_and_on_batch_is_told(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(batching, "MAX_PADDING", math.inf)  # batches of exactly 2, 2, 1
     model = _model(request, backend)
     capsys.readouterr()
     done: list[int] = []
-    model.encode(list(POOL[:5]), batch_size=2, on_batch=done.append)
+    model.encode([POOL[2]] * 5, batch_size=2, on_batch=done.append)  # one length: 2, 2, 1
     assert done == [2, 2, 1]
     assert capsys.readouterr().err == ""
 

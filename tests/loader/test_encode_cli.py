@@ -188,10 +188,10 @@ def test_ctrl_c_mid_run_leaves_no_output_and_no_temporary_file(
             raise KeyboardInterrupt
         return real(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(model_commands, "ENCODE_CHUNK", 2)
     monkeypatch.setattr(OLMoEModel, "encode", interrupted_on_the_second_chunk)
-    source, out = _txt(tmp_path, TEXTS), tmp_path / "vectors.npy"
-    assert run("--input", str(source), "--output", str(out), "--batch-size", "2")[0] == 130
+    lines = ["memory"] * (model_commands.ENCODE_CHUNK + 1)  # two chunks of --input
+    source, out = _txt(tmp_path, lines), tmp_path / "vectors.npy"
+    assert run("--input", str(source), "--output", str(out), "--batch-size", "64")[0] == 130
     assert len(calls) == 2
     assert not out.exists() and _left_over(tmp_path) == []
 

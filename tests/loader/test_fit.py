@@ -16,6 +16,7 @@ import resource
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,12 @@ import pytest
 from athena import preflight
 from athena.checkpoints import write_sparse_olmoe
 from athena.cli import main
-from athena.errors import SourceError
-from athena.host import Host
-from athena.preflight import GiB, MemoryBudget, OversizeError
+from athena.errors import OversizeError, SourceError
+from athena.host import Host, apple_bandwidth, machine_bandwidth
+from athena.preflight import GiB, MemoryBudget
 from athena.preflight.memory import linux_map_limit
 from athena.preflight.quantized import quantized_problems
-from athena.preflight.speed import (
-    apple_bandwidth,
-    bytes_per_token,
-    machine_bandwidth,
-)
+from athena.preflight.speed import bytes_per_token
 
 MEMINFO_24 = (
     "MemTotal:       24683584 kB\nSwapTotal:       1048576 kB\nCommitLimit:    14439940 kB\n"
@@ -153,10 +150,11 @@ def test_a_simulated_mac_has_no_map_limit() -> None:
 
 
 LOAD_IN_CHILD = """
-import json, sys
-from athena import preflight
-budget = preflight.MemoryBudget(24 * 2**30, map_limit=24 * 2**30, map_limit_source="test")
-preflight.machine_budget = lambda host=None: budget
+import json, os, sys
+real_sysconf = os.sysconf  # a 16 GiB machine: this child patches its own os.sysconf
+os.sysconf = lambda name: (
+    16 * 2**30 // real_sysconf("SC_PAGE_SIZE") if name == "SC_PHYS_PAGES" else real_sysconf(name)
+)
 from athena.models.olmoe import OLMoEConfig, OLMoEModel
 model = OLMoEModel(OLMoEConfig(model_name=sys.argv[1], use_mlx=False, dtype="bfloat16"))
 print(json.dumps({"ok": model.load(), "error": model.load_error,
@@ -164,9 +162,12 @@ print(json.dumps({"ok": model.load(), "error": model.load_error,
 """
 
 
+@pytest.mark.linux("Linux's overcommit rule, and a RAM size set through os.sysconf")
 def test_one_file_refusal_on_a_real_load_in_a_memory_limited_child(one_file: Path) -> None:
     """Through OLMoEModel.load() under a 3 GiB address-space cap: refused before torch is
     imported (a regression would try to map 27.7 GB and fail in the child, not here)."""
+    if Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1":
+        pytest.skip("vm.overcommit_memory=1: Linux maps a file of any size")
     result = subprocess.run(
         [sys.executable, "-c", LOAD_IN_CHILD, str(one_file)],
         capture_output=True,
@@ -178,7 +179,10 @@ def test_one_file_refusal_on_a_real_load_in_a_memory_limited_child(one_file: Pat
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is False and report["torch"] is False
-    assert "one file larger than the 24.0 GiB Linux lets a process map" in report["error"]
+    limit, _ = linux_map_limit(16 * GiB)
+    assert f"one file larger than the {preflight.gib(limit)} Linux lets a process map" in str(
+        report["error"]
+    )
 
 
 # -- 2. context --------------------------------------------------------------------------------
@@ -229,9 +233,12 @@ def test_an_encode_batch_gets_the_batch_size_that_fits(six_shards: Path) -> None
 
 
 def test_inspect_context_default_and_asked(
-    six_shards: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    six_shards: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    machine_memory: Callable[[int], None],
 ) -> None:
-    monkeypatch.setattr(preflight, "machine_budget", lambda host=None: LINUX_24)
+    machine_memory(24 * GiB)
     monkeypatch.setenv("ATHENA_CACHE_DIR", str(six_shards.parent / "cache"))
     main(["inspect", str(six_shards), "--json", "--backend", "mlx", "--quantize-bits", "4"])
     data = json.loads(capsys.readouterr().out)
@@ -299,9 +306,12 @@ def test_bandwidth_here_is_measured_once_and_cached_with_its_date(
 
 
 def test_inspect_json_carries_the_ceiling(
-    six_shards: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    six_shards: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    machine_memory: Callable[[int], None],
 ) -> None:
-    monkeypatch.setattr(preflight, "machine_budget", lambda host=None: LINUX_24)
+    machine_memory(24 * GiB)
     monkeypatch.setenv("ATHENA_CACHE_DIR", str(six_shards.parent / "cache"))
     main(["inspect", str(six_shards), "--json"])
     data = json.loads(capsys.readouterr().out)

@@ -125,28 +125,3 @@ def test_unreachable_hub_is_one_sentence_and_no_second_attempt(
     assert last.endswith("); check the network and the id, or pass a local model folder")
     assert "falling back" not in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_a_download_failure_is_told_only_for_hub_ids() -> None:
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    from athena.backends import SourceError
-    from athena.source import hub_download_failed
-
-    try:  # how transformers reports it: an OSError raised while handling the hub's error
-        try:
-            raise LocalEntryNotFoundError("Got: ConnectError")
-        except LocalEntryNotFoundError:
-            raise OSError("We couldn't connect to 'https://huggingface.co'") from None
-    except OSError as error:
-        wrapped: OSError = error
-    told = hub_download_failed("allenai/OLMoE-1B-7B-0924", wrapped)
-    assert isinstance(told, SourceError)
-    assert str(told).startswith(
-        "could not get 'allenai/OLMoE-1B-7B-0924' from the Hugging Face hub (OSError: We "
-        "couldn't connect"
-    )
-    assert hub_download_failed("models/olmoe-typo.json", wrapped) is None  # a path, not a hub id
-    assert (
-        hub_download_failed("allenai/OLMoE-1B-7B-0924", ValueError("Missing 3 parameters")) is None
-    )

@@ -15,7 +15,8 @@ def heavy():
 import athena, athena.models.olmoe, athena.cli, athena.checkpoints
 import athena.backends, athena.source
 import athena.backends.mlx_backend, athena.backends.transformers_backend
-from athena.models.olmoe import OLMoEConfig, OLMoEModel, MLX_AVAILABLE
+from athena.models.olmoe import OLMoEConfig, OLMoEModel
+from athena.host import installed_backends
 OLMoEModel(OLMoEConfig(model_name="/nowhere"))
 athena.cli.build_parser().parse_args(["generate", "--model", "x", "hi"])
 after_import = heavy()
@@ -23,7 +24,7 @@ import athena.models.olmoe as olmoe
 head = olmoe.MemoryActionHead(8, num_actions=3, hidden_dim=4)  # built now, importing torch
 import torch
 shape = list(head(torch.zeros(2, 8)).shape)
-print(json.dumps({"after_import": after_import, "mlx_available": MLX_AVAILABLE,
+print(json.dumps({"after_import": after_import, "mlx_available": "mlx" in installed_backends(),
                   "head": type(head).__name__, "shape": shape,
                   "torch_after_head": "torch" in sys.modules}))
 """

@@ -9,14 +9,14 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from athena import preflight
 from athena.checkpoints import VOCAB_SIZE, count_parameters, write_sparse_olmoe
 from athena.cli import main
-from athena.preflight import GiB, MemoryBudget, MiB
+from athena.preflight import GiB, MiB
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("weight_reads", HERE / "weight_reads.py")
@@ -28,10 +28,13 @@ CHILD = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from weight_reads import watching
-from athena import preflight
+import os
 budget = json.loads(sys.argv[2])
-if budget is not None:
-    preflight.machine_budget = lambda host=None: preflight.MemoryBudget(budget)
+if budget is not None:  # a machine of that much RAM: this child patches its own os.sysconf
+    real_sysconf = os.sysconf
+    os.sysconf = lambda name: (
+        budget // real_sysconf("SC_PAGE_SIZE") if name == "SC_PHYS_PAGES" else real_sysconf(name)
+    )
 with watching() as reads:
     from athena.cli import main
     code = main(sys.argv[3:])
@@ -57,7 +60,7 @@ def run_child(*argv: str, budget: int | None = None) -> tuple[dict, str, str]:
 def test_inspect_tiny_as_json_imports_no_backend_and_reads_only_the_header(
     tiny_olmoe: Path,
 ) -> None:
-    report, out, err = run_child("inspect", str(tiny_olmoe), "--json", budget=24 * GiB)
+    report, out, err = run_child("inspect", str(tiny_olmoe), "--json")
     assert report["code"] == 0 and err == ""
     assert report["heavy"] == []  # no mlx, mlx_lm, transformers, torch, not even numpy
     weights = tiny_olmoe / "model.safetensors"
@@ -72,7 +75,7 @@ def test_inspect_tiny_as_json_imports_no_backend_and_reads_only_the_header(
         "max_id": VOCAB_SIZE - 1,
     }
     assert data["config_agrees"] is True
-    assert data["memory"]["physical"] == 24 * GiB
+    assert data["memory"]["physical"] > 0
     options = [row["option"] for row in data["estimates"]]
     assert options == ["dtype='float32'", "dtype='bfloat16'", "quantize_bits=8", "quantize_bits=4"]
     assert {row["status"] for row in data["estimates"]} == {"fits"}
@@ -89,6 +92,7 @@ def test_inspect_text_shows_the_table(tiny_olmoe: Path, capsys: pytest.CaptureFi
     assert "(this load)" in out
 
 
+@pytest.mark.linux("the child sets its RAM through os.sysconf, which macOS's probe does not read")
 def test_inspect_real_shape_on_24_gib_exits_1_with_the_table(tmp_path: Path) -> None:
     folder = write_sparse_olmoe(tmp_path / "olmoe-1b-7b")
     report, out, err = run_child("inspect", str(folder), budget=24 * GiB)
@@ -162,10 +166,10 @@ def test_inspect_a_hub_id_from_the_local_cache_offline(
 def test_generate_refuses_an_oversized_load_unless_allow_oversize(
     tiny_olmoe: Path,
     mlx_installed: None,
-    monkeypatch: pytest.MonkeyPatch,
+    machine_memory: Callable[[int], None],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(preflight, "machine_budget", lambda host=None: MemoryBudget(100 * MiB))
+    machine_memory(100 * MiB)
     argv = ["generate", "--model", str(tiny_olmoe), "--backend", "mlx", "--max-tokens", "2"]
     assert main([*argv, "Hi"]) == 1
     err = capsys.readouterr().err

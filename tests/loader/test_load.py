@@ -88,21 +88,6 @@ def test_both_missing_simulated_returns_false_with_the_log_line(
     assert model.load_error == NO_BACKEND
 
 
-def test_both_missing_simulated_mlx_import_also_missing(
-    tiny_olmoe: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    hide_module: Callable[[str], None],
-    loader_log: pytest.LogCaptureFixture,
-) -> None:
-    """MLX_AVAILABLE says yes but mlx_lm is gone by the time load() imports it."""
-    monkeypatch.setattr(olmoe, "MLX_AVAILABLE", True)
-    hide_module("mlx_lm")
-    hide_module("transformers")
-    model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))
-    assert model.load() is False
-    assert _messages(loader_log, logging.ERROR) == [NO_BACKEND]
-
-
 def test_use_mlx_false_and_transformers_missing_simulated_says_what_to_install(
     tiny_olmoe: Path, hide_module: Callable[[str], None], loader_log: pytest.LogCaptureFixture
 ) -> None:
@@ -139,12 +124,11 @@ def test_broken_mlx_install_simulated_falls_back_to_transformers(
 
 def test_broken_mlx_simulated_and_transformers_missing_gives_both_reasons(
     tiny_olmoe: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    mlx_installed: None,
     break_import: Callable[[str, ImportError], None],
     hide_module: Callable[[str], None],
     loader_log: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(olmoe, "MLX_AVAILABLE", True)
     break_import("mlx_lm", ImportError("libmlx.so: cannot open shared object file"))
     hide_module("transformers")
     model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))

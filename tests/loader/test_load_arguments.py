@@ -154,7 +154,7 @@ def test_a_seed_outside_what_both_backends_take_is_one_sentence(
     backend: str, seed: object, request: pytest.FixtureRequest
 ) -> None:
     model: OLMoEModel = request.getfixturevalue(f"{backend}_model")
-    sentence = f"OLMoEConfig.seed={seed!r} is not allowed; use an integer from 0 to 2**63 - 1"
+    sentence = f"generate(seed={seed!r}) is not allowed; use an integer from 0 to 2**63 - 1"
     with pytest.raises(ValueError) as raised:
         model.generate("Hello", max_tokens=2, temperature=1.0, seed=seed)  # type: ignore[arg-type]
     assert str(raised.value) == sentence

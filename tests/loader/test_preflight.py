@@ -14,17 +14,18 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from athena import preflight
-from athena.backends import LoadError
 from athena.checkpoints import VOCAB_SIZE, count_parameters, write_sparse_olmoe
-from athena.host import Host, Metal
+from athena.errors import LoadError, OversizeError
+from athena.host import Host, Metal, installed_backends
 from athena.models.olmoe import OLMoEConfig, OLMoEModel
-from athena.preflight import GiB, MemoryBudget, MiB, OversizeError
+from athena.preflight import GiB, MemoryBudget, MiB
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("weight_reads", HERE / "weight_reads.py")
@@ -57,8 +58,8 @@ def olmoe_1b_7b(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def budget_24gib(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(preflight, "machine_budget", lambda host=None: LINUX_24)
+def budget_24gib(machine_memory: Callable[[int], None]) -> None:
+    machine_memory(24 * GiB)
 
 
 def _edit_config(folder: Path, **changes: object) -> None:
@@ -152,8 +153,11 @@ LOAD_IN_CHILD = """
 import json, sys
 sys.path.insert(0, sys.argv[3])
 from weight_reads import watching
-from athena import preflight
-preflight.machine_budget = lambda host=None: preflight.MemoryBudget(24 * 2**30)
+import os
+real_sysconf = os.sysconf  # a 24 GiB machine (Linux): this child patches its own os.sysconf
+os.sysconf = lambda name: (
+    24 * 2**30 // real_sysconf("SC_PAGE_SIZE") if name == "SC_PHYS_PAGES" else real_sysconf(name)
+)
 from athena.models.olmoe import OLMoEConfig, OLMoEModel
 with watching() as reads:
     model = OLMoEModel(OLMoEConfig(model_name=sys.argv[1], use_mlx=sys.argv[2] == "mlx"))
@@ -165,8 +169,8 @@ print(json.dumps({"ok": ok, "error": model.load_error, "read": reads.furthest,
 
 
 def load_in_child(folder: Path, backend: str) -> dict[str, Any]:
-    """`OLMoEModel.load()` in a fresh interpreter on a 24 GiB machine (the budget seam);
-    asserts that the child exited normally (no signal, no abort)."""
+    """`OLMoEModel.load()` in a fresh interpreter of 24 GiB RAM (on Linux); asserts that the
+    child exited normally."""
     result = subprocess.run(
         [sys.executable, "-c", LOAD_IN_CHILD, str(folder), backend, str(HERE)],
         capture_output=True,
@@ -340,6 +344,7 @@ def test_allow_oversize_passes_the_check_with_a_warning(
     assert warning.endswith("loading anyway (allow_oversize=True)")
 
 
+@pytest.mark.linux("the child sets its RAM through os.sysconf, which macOS's probe does not read")
 @pytest.mark.parametrize("backend", ["mlx", "transformers"])
 def test_real_shape_load_on_24_gib_is_refused_from_the_header_in_a_child_process(
     olmoe_1b_7b: Path, backend: str
@@ -349,24 +354,26 @@ def test_real_shape_load_on_24_gib_is_refused_from_the_header_in_a_child_process
     (what makes it take milliseconds)."""
     report = load_in_child(olmoe_1b_7b, backend)
     assert report["ok"] is False
-    assert report["error"].startswith(f"{olmoe_1b_7b} needs about ")
-    assert "more than this machine's 24.0 GiB of memory; " in report["error"]
-    if preflight.available_backends()[:1] == ["mlx"]:  # mlx-lm's quantization is the way out
-        where = "" if backend == "mlx" else " with mlx"
-        assert "options that fit: dtype='bfloat16'" in report["error"]
-        assert f", quantize_bits=8{where} (" in report["error"]
+    error = report["error"]
+    if backend == "transformers" and "Linux lets a process map" in error:
+        assert error.startswith(f"{olmoe_1b_7b}'s model.safetensors is 25.8 GiB")  # no swap
+    else:
+        assert error.startswith(f"{olmoe_1b_7b} needs about ")
+        assert "more than this machine's 24.0 GiB of memory; " in error
+    if installed_backends()[:1] == ["mlx"] and backend == "mlx":  # quantization is the way out
+        assert "options that fit: " in error and "quantize_bits=8 (" in error
     assert report["backends"] == []
     weights = olmoe_1b_7b / "model.safetensors"
     assert report["read"] == {str(weights): weight_reads.header_end(weights)}  # of 27.7 GB
 
 
 @pytest.mark.mlx
-def test_oversize_refusal_and_allow_oversize_on_a_real_load(
-    tiny_olmoe: Path, mlx_installed: None, monkeypatch: pytest.MonkeyPatch
+def test_oversize_refusal_and_allow_oversize_on_a_real_load_simulated_small_machine(
+    tiny_olmoe: Path, mlx_installed: None, machine_memory: Callable[[int], None]
 ) -> None:
     """The tiny checkpoint against a made-up 100 MiB machine: refused; allow_oversize loads
     it for real; a budget between the working set and RAM loads with a warning."""
-    monkeypatch.setattr(preflight, "machine_budget", lambda host=None: MemoryBudget(100 * MiB))
+    machine_memory(100 * MiB)
     refused = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe), allow_fallback=False))
     assert refused.load() is False
     assert "more than this machine's 100 MiB of memory" in str(refused.load_error)
@@ -389,33 +396,38 @@ def test_tight_budget_loads_with_a_warning(
 
 
 @pytest.mark.mlx
-@pytest.mark.torch
-def test_oversize_on_mlx_falls_back_only_when_transformers_would_fit(
+def test_oversize_on_mlx_does_not_try_transformers_when_it_would_not_fit_simulated(
     tiny_olmoe: Path,
     mlx_installed: None,
-    torch_installed: None,
     loader_log: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    machine_memory: Callable[[int], None],
 ) -> None:
-    """Not a SourceError: transformers may need less (it keeps bf16 where mlx's CPU upcasts).
-    Here mlx needs ~600 MiB, transformers ~750 MiB (its runtime is bigger)."""
+    """Here mlx needs ~600 MiB, transformers ~750 MiB (its runtime is bigger): on a 100 MiB
+    machine mlx is refused, and transformers is not tried."""
     info = preflight.inspect_model(str(tiny_olmoe))
-    mlx_peak = preflight.estimate_peak(info, backend="mlx").resident
-    hf_peak = preflight.estimate_peak(info, backend="transformers").resident
-    assert mlx_peak < hf_peak
-    between = MemoryBudget((mlx_peak + hf_peak) // 2)
-    monkeypatch.setattr(preflight, "machine_budget", lambda host=None: MemoryBudget(100 * MiB))
+    assert (
+        preflight.estimate_peak(info, backend="mlx").resident
+        < preflight.estimate_peak(info, backend="transformers").resident
+    )
+    machine_memory(100 * MiB)
     model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))
     assert model.load() is False
     assert str(model.load_error).startswith(f"{tiny_olmoe} needs about ")
     assert "to load with mlx" in str(model.load_error)  # no pointless transformers attempt
     assert _athena_messages(loader_log, logging.WARNING) == [model.load_error]
-    # A model that mlx cannot hold but transformers can: the fallback loads it.
-    monkeypatch.setattr(preflight, "machine_budget", lambda host=None: between)
-    monkeypatch.setattr(preflight, "RUNTIME_BYTES", {"mlx": hf_peak, "transformers": 0})
-    monkeypatch.setattr(preflight, "RUNTIME_ANON_BYTES", {"mlx": hf_peak, "transformers": 0})
-    assert model.load(), model.load_error
-    assert model.backend == "transformers"
+
+
+@pytest.mark.linux("mlx's CPU build upcasts bfloat16 to float32; Metal does not")
+def test_oversize_on_mlx_says_whether_transformers_would_fit(tmp_path: Path) -> None:
+    """Not a SourceError: transformers may need less (it keeps bf16 where mlx's CPU upcasts
+    to float32), and load() falls back to it when `fallback_fits`."""
+    bf16 = write_sparse_olmoe(tmp_path / "bf16", dtype="bfloat16")
+    with pytest.raises(OversizeError) as raised:
+        preflight.check_load(str(bf16), backend="mlx", budget=LINUX_24, mlx_available=False)
+    assert raised.value.fallback_fits is True
+    with pytest.raises(OversizeError) as raised:
+        preflight.check_load(str(bf16), backend="mlx", budget=MemoryBudget(8 * GiB))
+    assert raised.value.fallback_fits is False
 
 
 # -- inputs ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ def model_checks(report: Report, host: Host, model: str) -> None:
     """Add the model section for `model` (a folder, or a hub id in the local cache)."""
     from athena import preflight
     from athena.errors import SourceError
+    from athena.host import machine_bandwidth
 
     hint: str | None = "pass a model folder (config.json, model*.safetensors, tokenizer files)"
     try:
@@ -36,7 +37,7 @@ def model_checks(report: Report, host: Host, model: str) -> None:
         report.add(Check("model.folder", "model folder", "fail", detail, True, hint=hint))
         return
     budget, on_cpu = preflight.machine_budget(host), preflight.mlx_on_cpu(host)
-    data = preflight.describe(info, budget=budget, on_cpu=on_cpu)
+    data = preflight.describe(info, budget=budget, on_cpu=on_cpu, bandwidth=machine_bandwidth(host))
     detail = (
         f"{data['path']}: {data['parameters']:,} parameters, {', '.join(data['stored_dtypes'])}, "
         f"{preflight.gib(data['disk_bytes'])} on disk"
