@@ -281,15 +281,15 @@ def test_a_trained_head_attaches_through_action_head_path_with_its_own_logits(
     )
     model = OLMoEModel(config)
     assert model.load(), model.load_error
-    assert model.backend == backend and heads.framework_of(model.action_head) == framework
+    assert model.backend == backend and head_api.framework_of(model.action_head) == framework
     assert model.action_head_sha256 == hashlib.sha256(trained_head.read_bytes()).hexdigest()
     vectors = model.encode(TEXTS, batch_size=2)  # two batches through the head
     saved = load_head(trained_head, framework=framework)
     assert saved.hidden_dim == 32 and saved.hidden_size == vectors.shape[1]
-    expected = heads.head_logits(saved, vectors)
+    expected = head_api.head_logits(saved, vectors)
     np.testing.assert_allclose(model.last_action_logits, expected, atol=1e-6, rtol=0)
     fresh = new_head(vectors.shape[1], seed=config.seed, framework=framework, hidden_dim=32)
-    assert not np.allclose(heads.head_logits(fresh, vectors), expected)  # it is not a new head
+    assert not np.allclose(head_api.head_logits(fresh, vectors), expected)  # it is not a new head
 
 
 def test_encode_action_head_prints_the_heads_logits(
@@ -304,7 +304,7 @@ def test_encode_action_head_prints_the_heads_logits(
     model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))
     assert model.load(), model.load_error
     framework = "mlx" if model.backend == "mlx" else "torch"
-    expected = heads.head_logits(load_head(trained_head, framework=framework), model.encode(TEXTS))
+    expected = head_api.head_logits(load_head(trained_head, framework=framework), model.encode(TEXTS))
     np.testing.assert_allclose(np.array(rows), expected, atol=1e-5)
 
 
