@@ -22,6 +22,7 @@ class OLMoEConfig:
     """What to load and how to run it. Wrong values raise ValueError on construction."""
 
     model_name: str = DEFAULT_MODEL  # hub id ("org/name") or local folder
+    revision: str | None = None  # a hub branch, tag or commit for a name models.lock does not pin
     use_mlx: bool = True  # use mlx-lm when it is installed
     allow_fallback: bool = True  # if the mlx-lm load fails, try transformers
     mlx_model_path: str | None = None  # an mlx-specific folder (e.g. converted); else model_name
@@ -55,6 +56,13 @@ class OLMoEConfig:
         for name in ("use_mlx", "allow_fallback", "allow_oversize"):
             value = getattr(self, name)
             check_value(name, value, isinstance(value, bool), "True or False")
+        check_value(
+            "revision",
+            self.revision,
+            self.revision is None
+            or (isinstance(self.revision, str) and bool(self.revision.strip())),
+            "None or a hub branch, tag or commit",
+        )
         for name in ("mlx_model_path", "lora_path"):
             value = getattr(self, name)
             ok = value is None or (isinstance(value, str) and bool(value.strip()))

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from athena import source
+from athena import modellock, source
 from athena.errors import BackendMissing, LoadError, OversizeError, SourceError, first_line
 from athena.models.config import (  # re-exported: `from athena.models.olmoe import OLMoEConfig`
     DEFAULT_MODEL,  # noqa: F401 (re-exported)
@@ -157,7 +157,8 @@ class OLMoEModel:
         from athena.backends.base import LoadOptions
 
         config = self.config
-        located = source.locate(name)
+        revision = config.revision if name == config.model_name else None
+        located = modellock.locate(name, revision=revision)  # what models.lock pins, verified
         self.preflight = preflight.check_load(
             located,
             backend=backend,
