@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,8 +345,10 @@ def _model_problems(model: LockedModel, project: Path, state: State) -> list[str
         else:
             why = "has a sha256 other than the lock's"
         if model.commit:  # a blob in the cache: remove it, so that sync fetches it again
-            mend = f"`rm {os.path.realpath(file)}` and `athena models sync`"
-        problems.append(f"{f.path} of {where} {why}; run {mend}")
+            why += f"; run `rm {shlex.quote(os.path.realpath(file))}` and `athena models sync`"
+        else:
+            why += f"; run {mend}"
+        problems.append(f"{f.path} of {where} {why}")
     names = {f.path for f in model.files}
     if folder.is_dir():
         for extra in sorted(
@@ -415,7 +418,8 @@ def locked_status(project: Path | None = None) -> list[tuple[str, str, ModelStat
         return []
     state, result = read_state(), []
     for model in read_lock(project).values():
-        folder, status = folder_of(model, project), "verified"
+        folder = folder_of(model, project)
+        status: ModelState = "verified"
         for f in model.files:
             try:
                 stat = (folder / f.path).stat()
@@ -425,7 +429,7 @@ def locked_status(project: Path | None = None) -> list[tuple[str, str, ModelStat
             if _remembered(folder / f.path, stat, state) != f.sha256:
                 status = "unverified"
         result.append((model.name, str(model.commit or model.path), status))
-    return result  # type: ignore[return-value]
+    return result
 
 
 def locate(
