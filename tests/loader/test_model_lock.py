@@ -152,7 +152,12 @@ def test_lock_pins_the_commit_and_every_top_level_file_a_load_needs(
     assert run("models", "verify").returncode == 0
 
 
-@pytest.mark.parametrize("use_mlx", [True, False], ids=["mlx", "transformers"])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "use_mlx",
+    [pytest.param(True, marks=pytest.mark.mlx), pytest.param(False, marks=pytest.mark.torch)],
+    ids=["mlx", "transformers"],
+)
 def test_a_locked_model_loads_its_commit_offline_on_both_backends(
     run: Run,
     project: Path,
@@ -312,6 +317,8 @@ def test_a_locked_model_missing_from_the_cache_offline(
     assert "athena models sync" in sentence(run("models", "verify", offline=True))
 
 
+@pytest.mark.slow
+@pytest.mark.torch
 def test_a_locked_model_is_fetched_by_an_online_load(
     run: Run, project: Path, pushed: str, cache: Path, torch_installed: None
 ) -> None:
@@ -419,6 +426,8 @@ def test_bad_declarations_and_a_missing_project(
     assert "no pyproject.toml" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.torch
 def test_a_local_folder_is_pinned_by_its_hashes(
     tmp_path: Path,
     tiny_olmoe: Path,
