@@ -75,8 +75,8 @@ def _read_toml(file: Path) -> dict[str, Any]:
         return tomllib.loads(text.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise SourceError(
-            f"{file} is not valid TOML ({first_line(error)}); fix it, or delete models.lock "
-            "and run `athena models lock`"
+            f"{file} is not valid TOML ({first_line(error)}); fix it (`athena models lock "
+            "--upgrade` writes models.lock anew)"
         ) from None
 
 
@@ -96,7 +96,7 @@ def declared(project: Path) -> dict[str, dict[str, str]]:
             or not all(isinstance(v, str) and v for v in values)
         ):
             raise SourceError(
-                f"[tool.athena.models] {name!r} = {spec!r} is not allowed; use {{}}, "
+                f"[tool.athena.models] {name!r} = {str(spec)[:200]} is not allowed; use {{}}, "
                 '{ revision = "a branch, tag or commit" } or { path = "a folder" }'
             )
         if "path" not in spec and resolve_source(name).kind != "hub":
@@ -127,12 +127,12 @@ def read_lock(project: Path) -> dict[str, LockedModel]:
         except (KeyError, TypeError) as error:
             raise SourceError(
                 f"{file} has an entry without {error} ({str(entry)[:200]}); run `athena models "
-                "lock` to rewrite it"
+                "lock --upgrade` to write it anew"
             ) from None
         bad = _lock_entry_problem(model)
         if bad:
             raise SourceError(
-                f"{file}: {model.name!r} {bad}; run `athena models lock` to rewrite it"
+                f"{file}: {model.name!r} {bad}; run `athena models lock --upgrade` to write it anew"
             )
         models[model.name] = model
     return models
@@ -355,8 +355,9 @@ def _model_problems(model: LockedModel, project: Path, state: State) -> list[str
             p.name for p in folder.iterdir() if _needed(p.name) and p.name not in names
         ):
             problems.append(
-                f"{extra} in {folder} is not in the lock of {model.name!r} (a load would read it); "
-                f"remove it, or run `athena models lock` if it belongs"
+                f"{extra} in {folder} is not in the lock of {model.name!r} (a load would read "
+                f"it); run `rm {shlex.quote(str(folder / extra))}`, or `athena models lock` if "
+                "it is wanted"
             )
     return problems
 
