@@ -59,7 +59,10 @@ class LockedModel:
 
 def find_project(start: Path | None = None) -> Path | None:
     """The nearest folder from `start` (default: the current one) upward with a pyproject.toml."""
-    folder = (start or Path.cwd()).resolve()
+    try:
+        folder = (start or Path.cwd()).resolve()
+    except OSError:  # the current folder was removed
+        return None
     for candidate in (folder, *folder.parents):
         if (candidate / "pyproject.toml").is_file():
             return candidate

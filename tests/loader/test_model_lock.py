@@ -429,6 +429,7 @@ def test_bad_declarations_and_a_missing_project(
 @pytest.mark.slow
 @pytest.mark.torch
 def test_a_local_folder_is_pinned_by_its_hashes(
+    capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     tiny_olmoe: Path,
     cache: Path,
@@ -453,7 +454,13 @@ def test_a_local_folder_is_pinned_by_its_hashes(
     assert "config.json" in str(model.load_error) and "athena models lock" in str(model.load_error)
     (folder / "config.json").write_text(config_file.read_text().rstrip())
     (folder / "model-extra.safetensors").write_bytes(b"")
+    capsys.readouterr()
     assert athena("models", "verify", "--project", str(project)) == 1
+    assert "model-extra.safetensors" in capsys.readouterr().err
+    # A lock that does not parse is written anew by --upgrade, as its sentence advises.
+    (project / "models.lock").write_text("[[model]\n")
+    assert athena("models", "lock", "--upgrade", "--project", str(project)) == 0
+    assert lock_file(project)["model"][0]["path"] == "models/tiny"
 
 
 def test_locked_status_without_a_lock_or_project(tmp_path: Path) -> None:
