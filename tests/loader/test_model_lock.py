@@ -463,5 +463,19 @@ def test_a_local_folder_is_pinned_by_its_hashes(
     assert lock_file(project)["model"][0]["path"] == "models/tiny"
 
 
+def test_the_revision_flag_reaches_the_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_project(tmp_path / "p", f'"{REPO}" = {{}}')
+    pinned = modellock.LockedModel(REPO, (), revision="main", commit="a" * 40)
+    modellock.write_lock(project, {REPO: pinned})
+    assert modellock.read_lock(project) == {REPO: pinned}  # what is written reads back
+    monkeypatch.chdir(project)
+    assert athena("generate", "--model", REPO, "--revision", "v1", "hi") == 1
+    assert f"pinned by {project / 'models.lock'} to {'a' * 40}, not revision 'v1'" in (
+        capsys.readouterr().err
+    )
+
+
 def test_locked_status_without_a_lock_or_project(tmp_path: Path) -> None:
     assert modellock.locked_status(make_project(tmp_path / "p", "")) == []
