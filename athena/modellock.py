@@ -24,7 +24,14 @@ from typing import Any, Literal
 
 from athena.atomic import replacing
 from athena.errors import SourceError, first_line
-from athena.source import HUB_FILES, ModelSource, hub_cache_dir, hub_offline, resolve_source
+from athena.source import (
+    HUB_FILES,
+    ModelSource,
+    hub_cache_dir,
+    hub_offline,
+    resolve_source,
+    unreadable,
+)
 from athena.source import locate as locate_source
 
 LOCK_FILE = "models.lock"
@@ -179,19 +186,16 @@ def write_lock(project: Path, models: dict[str, LockedModel]) -> None:
 def lock_problems(project: Path) -> list[str]:
     """Where pyproject's [tool.athena.models] and models.lock disagree (`lock --check`)."""
     wanted, locked = declared(project), read_lock(project)
-    problems = [
-        f"{n!r} is declared in pyproject.toml but not locked" for n in wanted if n not in locked
-    ]
-    problems += [
-        f"{n!r} is in {LOCK_FILE} but not declared in pyproject.toml"
-        for n in locked
-        if n not in wanted
-    ]
-    problems += [
-        f"{n!r} is declared as {wanted[n]} but locked as {locked[n].declaration()}"
-        for n in wanted
-        if n in locked and wanted[n] != locked[n].declaration()
-    ]
+    problems = []
+    for n in sorted(wanted.keys() | locked.keys()):
+        if n not in locked:
+            problems.append(f"{n!r} is declared in pyproject.toml but not locked")
+        elif n not in wanted:
+            problems.append(f"{n!r} is in {LOCK_FILE} but not declared in pyproject.toml")
+        elif wanted[n] != locked[n].declaration():
+            problems.append(
+                f"{n!r} is declared as {wanted[n]} but locked as {locked[n].declaration()}"
+            )
     return [f"{p}; run `athena models lock`" for p in problems]
 
 
@@ -338,6 +342,8 @@ def _model_problems(model: LockedModel, project: Path, state: State) -> list[str
         except FileNotFoundError:
             problems.append(f"{f.path} of {where} is missing; run {mend}")
             continue
+        except OSError as error:
+            raise unreadable(file, error) from None
         if stat.st_size != f.size:
             why = f"is {stat.st_size} bytes, the lock says {f.size}"
         elif (
@@ -376,7 +382,9 @@ def _stamp(stat: os.stat_result) -> list[int]:
 
 def _remembered(file: Path, stat: os.stat_result, state: State) -> str | None:
     record = state.get(os.path.realpath(file))
-    return str(record[4]) if isinstance(record, list) and record[:4] == _stamp(stat) else None
+    if isinstance(record, list) and len(record) == 5 and record[:4] == _stamp(stat):
+        return str(record[4])
+    return None
 
 
 def _hash_and_remember(file: Path, stat: os.stat_result, state: State) -> str:
@@ -405,7 +413,8 @@ def write_state(state: State) -> None:
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         with replacing(file) as temporary:
-            temporary.write_text(json.dumps(state, sort_keys=True))
+            kept = {path: record for path, record in state.items() if os.path.exists(path)}
+            temporary.write_text(json.dumps(kept, sort_keys=True))
     except OSError:
         pass  # a read-only cache: the next load hashes again
 
