@@ -9,6 +9,7 @@ import, and the test process may be offline (as CI is). Loads from the cache run
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -479,3 +480,21 @@ def test_the_revision_flag_reaches_the_load(
 
 def test_locked_status_without_a_lock_or_project(tmp_path: Path) -> None:
     assert modellock.locked_status(make_project(tmp_path / "p", "")) == []
+
+
+def test_a_damaged_state_file_only_costs_a_rehash(
+    tmp_path: Path, tiny_olmoe: Path, cache: Path
+) -> None:
+    project = make_project(tmp_path / "p", '"mine" = { path = "tiny" }')
+    (project / "tiny").symlink_to(tiny_olmoe, target_is_directory=True)
+    modellock.lock(project)
+    cache.mkdir()
+    modellock.state_file().write_text("{not json")
+    assert modellock.locked_status(project) == [("mine", "tiny", "unverified")]
+    assert modellock.verify(project) == []
+    assert modellock.locked_status(project) == [("mine", "tiny", "verified")]
+    state = json.loads(modellock.state_file().read_text())
+    locked = lock_file(project)["model"][0]["files"]
+    assert set(state) == {os.path.realpath(tiny_olmoe / f["path"]) for f in locked}
+    modellock.state_file().write_text(json.dumps({path: [1, 2] for path in state}))
+    assert modellock.locked_status(project) == [("mine", "tiny", "unverified")]
