@@ -226,23 +226,18 @@ def _needed(filename: str) -> bool:
 
 
 def _hub_error(name: str, revision: str, error: Exception) -> SourceError:
-    kind = type(error).__name__
-    if kind == "RevisionNotFoundError":
-        why = f"it has no revision {revision!r} (a branch, tag or commit that does not exist)"
-        return SourceError(f"cannot lock {name!r}: {why}; fix the revision in pyproject.toml")
-    if kind == "GatedRepoError":
-        return SourceError(
-            f"{name!r} is gated on the Hugging Face hub; accept its terms on the hub and log in "
-            "(`hf auth login`), then run the command again"
-        )
-    if kind == "RepositoryNotFoundError":
-        return SourceError(
-            f"{name!r} is not on the Hugging Face hub (or is private); check the id in "
-            "pyproject.toml, or log in if it is private"
-        )
+    why = {
+        "RevisionNotFoundError": f"cannot lock {name!r}: it has no revision {revision!r} (a "
+        "branch, tag or commit that does not exist); fix the revision in pyproject.toml",
+        "GatedRepoError": f"{name!r} is gated on the Hugging Face hub; accept its terms on the "
+        "hub and log in (`hf auth login`), then run the command again",
+        "RepositoryNotFoundError": f"{name!r} is not on the Hugging Face hub (or is private); "
+        "check the id in pyproject.toml, or log in if it is private",
+    }.get(type(error).__name__)
     return SourceError(
-        f"could not get {name!r} at {revision!r} from the Hugging Face hub ({first_line(error)}); "
-        "check the network and run the command again"
+        why
+        or f"could not get {name!r} at {revision!r} from the Hugging Face hub "
+        f"({first_line(error)}); check the network and run the command again"
     )
 
 
