@@ -15,6 +15,7 @@ that one object, so the name is never resolved twice and a backend never downloa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import struct
@@ -84,11 +85,18 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def locate(name: str | os.PathLike[str] | ModelSource, *, download: bool = True) -> ModelSource:
+def locate(
+    name: str | os.PathLike[str] | ModelSource,
+    *,
+    download: bool = True,
+    revision: str | None = None,
+) -> ModelSource:
     """`name` as a source with a local folder. A hub id is fetched into the Hugging Face cache
-    (only the files a load needs) when `download` and not HF_HUB_OFFLINE, else taken from the
-    cache. Raises SourceError (one sentence) when a hub id cannot be had; a folder is returned
-    as it is (`check_model_folder` checks it)."""
+    (only the top-level files a load needs, at `revision`, default main) when `download` and
+    not HF_HUB_OFFLINE, else taken from the cache; the commit it resolved is logged (the
+    project's models.lock pins commits: athena.modellock.locate). Raises SourceError (one
+    sentence) when a hub id cannot be had; a folder is returned as it is
+    (`check_model_folder` checks it)."""
     source = name if isinstance(name, ModelSource) else resolve_source(os.fspath(name))
     if source.kind == "folder" or source.path is not None:
         return source
@@ -100,7 +108,9 @@ def locate(name: str | os.PathLike[str] | ModelSource, *, download: bool = True)
         folder = snapshot_download(
             source.hub_id,
             cache_dir=hub_cache_dir(),
+            revision=revision,
             allow_patterns=list(HUB_FILES),
+            ignore_patterns=["*/*"],  # fnmatch's * matches "/": top-level files only
             local_files_only=offline,
             endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not at its import
         )
@@ -120,6 +130,9 @@ def locate(name: str | os.PathLike[str] | ModelSource, *, download: bool = True)
         ) from None
     except Exception as error:  # gated, unknown repo, no network, a full disk...
         raise _hub_failure(source.name, error) from None
+    logging.getLogger("athena").info(
+        "%s (%s) resolved to commit %s", source.name, revision or "main", Path(str(folder)).name
+    )
     return ModelSource(source.name, "hub", Path(str(folder)))
 
 

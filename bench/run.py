@@ -29,6 +29,7 @@ from bench import (
     envsetup,
     fit,
     imports_cost,
+    model_lock,
     models,
     preflight,
     reference,
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             encode.measure(results, work, quick=quick, sizes=encode_sizes)
         if "files" in only:  # issue 21: `athena doctor --verify-files` on the whole env
             verify_files.measure(results, quick=quick)
+            model_lock.measure(results, work, quick=quick)  # issue 29: hashing the model
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

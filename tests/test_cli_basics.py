@@ -33,6 +33,7 @@ SUBCOMMANDS = [
     "doctor",
     "audit",
     "train-head",
+    "models",
 ]
 
 

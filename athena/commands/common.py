@@ -23,6 +23,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", required=True, metavar="PATH", help="a model folder (or an org/name hub id)"
     )
     parser.add_argument(
+        "--revision",
+        help="a hub branch, tag or commit (for a name the project's models.lock does not pin)",
+    )
+    parser.add_argument(
         "--backend",
         choices=("mlx", "transformers"),
         help="force a backend (default: mlx-lm if installed, else transformers)",
@@ -85,6 +89,7 @@ def load_model(args: argparse.Namespace) -> Any:
     try:
         config = olmoe.OLMoEConfig(
             model_name=args.model,
+            revision=args.revision,
             use_mlx=args.backend != "transformers",
             allow_fallback=args.backend is None,
             dtype=args.dtype,

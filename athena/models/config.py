@@ -23,6 +23,7 @@ class OLMoEConfig:
     """What to load and how to run it. Wrong values raise ValueError on construction."""
 
     model_name: str = DEFAULT_MODEL  # hub id ("org/name") or local folder
+    revision: str | None = None  # a hub branch, tag or commit for a name models.lock does not pin
     use_mlx: bool = True  # use mlx-lm when it is installed
     allow_fallback: bool = True  # if the mlx-lm load fails, try transformers
     mlx_model_path: str | None = None  # an mlx-specific folder (e.g. converted); else model_name
@@ -49,14 +50,15 @@ class OLMoEConfig:
                 setattr(self, name, os.fspath(getattr(self, name)))
         folders = (self.mlx_model_path, self.lora_path)
         checks = {
-            "model_name": (_folder_or_none(self.model_name) and self.model_name is not None,
+            "model_name": (_text_or_none(self.model_name) and self.model_name is not None,
                            "a hub id or a local folder"),
             "use_mlx": (isinstance(self.use_mlx, bool), "True or False"),
             "allow_fallback": (isinstance(self.allow_fallback, bool), "True or False"),
             "allow_oversize": (isinstance(self.allow_oversize, bool), "True or False"),
-            "mlx_model_path": (_folder_or_none(folders[0]), "None or a folder path"),
-            "lora_path": (_folder_or_none(folders[1]), "None or a folder path"),
-            "action_head_path": (_folder_or_none(self.action_head_path), "None or a file path"),
+            "revision": (_text_or_none(self.revision), "None or a hub branch, tag or commit"),
+            "mlx_model_path": (_text_or_none(folders[0]), "None or a folder path"),
+            "lora_path": (_text_or_none(folders[1]), "None or a folder path"),
+            "action_head_path": (_text_or_none(self.action_head_path), "None or a file path"),
             "dtype": (self.dtype is None or self.dtype in DTYPES,
                       "None or one of " + ", ".join(map(repr, DTYPES))),
             "quantize_bits": (self.quantize_bits is None or _in(self.quantize_bits, QUANTIZE_BITS),
@@ -81,7 +83,7 @@ class OLMoEConfig:
                 )
 
 
-def _folder_or_none(value: object) -> bool:
+def _text_or_none(value: object) -> bool:
     return value is None or (isinstance(value, str) and bool(value.strip()))
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from athena import source
+from athena import modellock, source
 from athena.errors import BackendMissing, LoadError, OversizeError, SourceError, first_line
 from athena.host import installed_backends
 from athena.models.config import SEED_RANGE, OLMoEConfig, is_int, is_number, is_seed
@@ -154,7 +154,8 @@ class OLMoEModel:
         from athena.backends.base import LoadOptions
 
         config = self.config
-        located = source.locate(name)
+        revision = config.revision if name == config.model_name else None
+        located = modellock.locate(name, revision=revision)  # what models.lock pins, verified
         self.preflight = preflight.check_load(
             located,
             backend=backend,

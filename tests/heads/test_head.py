@@ -304,7 +304,9 @@ def test_encode_action_head_prints_the_heads_logits(
     model = OLMoEModel(OLMoEConfig(model_name=str(tiny_olmoe)))
     assert model.load(), model.load_error
     framework = "mlx" if model.backend == "mlx" else "torch"
-    expected = head_api.head_logits(load_head(trained_head, framework=framework), model.encode(TEXTS))
+    expected = head_api.head_logits(
+        load_head(trained_head, framework=framework), model.encode(TEXTS)
+    )
     np.testing.assert_allclose(np.array(rows), expected, atol=1e-5)
 
 
