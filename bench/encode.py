@@ -260,10 +260,10 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     from bench.common import rss_bytes
-    from bench.runners import _import_backend
+    from bench.runners import import_backend
 
     backend = spec["backend"]
-    _import_backend(backend)
+    import_backend(backend)
     from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
     model = OLMoEModel(OLMoEConfig(model_name=spec["model"], use_mlx=backend == "mlx"))

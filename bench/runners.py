@@ -83,7 +83,7 @@ class Timing:
         return out
 
 
-def _import_backend(backend: str) -> None:
+def import_backend(backend: str) -> None:
     """Import a backend and its OLMoE model code before load() is timed.
 
     transformers imports lazily: its OLMoE modeling module alone takes seconds on first use,
@@ -143,7 +143,7 @@ class _MlxLm(_Runner):
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec)
-        _import_backend("mlx")
+        import_backend("mlx")
         import mlx_lm
 
         self.mlx_lm = mlx_lm
@@ -173,7 +173,7 @@ class _Transformers(_Runner):
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec)
-        _import_backend("transformers")
+        import_backend("transformers")
         import torch
         import transformers
 
@@ -223,7 +223,7 @@ class _Athena(_Runner):
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec)
         self.backend = spec["backend"]
-        _import_backend(self.backend)
+        import_backend(self.backend)
         from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
         fields: dict[str, Any] = {
