@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
@@ -51,6 +52,13 @@ GUIDES = Sybil(
     teardown=leave_workdir,
 )
 pytest_collect_file = GUIDES.pytest()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """`pytest docs -n 2`: a page's blocks share one namespace, so they go to one worker."""
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadfile"
 
 
 def guide_pages() -> list[Path]:
