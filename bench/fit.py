@@ -5,21 +5,10 @@ OLMoE-1B-7B's shape, and the router-safe 4-bit against float32.
     nox -s bench -- --only fit --fit-shape like   # a small shape like it (64 experts, shards)
     nox -s bench -- --only router              # small and medium: top-k agreement, router 4/8
 
-Group `fit`: the checkpoint is built as the hub ships it, sparse (its data reads as zeros and
-takes no disk) and sharded into six files. For every option (mlx float32, 8-bit, 4-bit;
-transformers bfloat16, float32) whose estimated resident memory fits this machine (the
-preflight's own answer), a fresh child loads it with `OLMoEModel.load()`, then decodes
-`DECODE_TOKENS` single tokens through the backend's KV cache (greedy text from zero weights
-would stop at once at the end-of-text token). The parent samples the child's /proc status
-(RssAnon, RssFile, VmHWM) and kills it if its anonymous memory passes `cap` (the machine's
-RAM minus a reserve by default: a cgroup-less memory limit). Reported per option: estimated
-resident / measured peak RssAnon (the target, 0.8-1.25), estimated peak / VmHWM, load time,
-decode tokens/s and its share of the decode ceiling (`athena inspect`'s bandwidth).
-
-Group `router`: on `small` and `medium`, over PROMPTS, the share of (token, layer) pairs whose
-top-k experts equal the float32 model's, for 4-bit with the router at 4 and at 8 bits; the
-model memory of each (the preflight's, from the headers); and the share of prompts whose
-greedy continuation equals float32's.
+`fit`: a sparse, six-shard checkpoint; each option of OPTIONS that the preflight says fits
+loads in a fresh child, capped (killed past `cap` of anonymous memory), then decodes
+DECODE_TOKENS single tokens. `router`: top-k agreement and greedy text of 4-bit with the
+router at 4 and 8 bits against float32. Each figure: bench/README.md, "Fit at real scale".
 """
 
 from __future__ import annotations
@@ -41,9 +30,12 @@ from bench.common import (
     Results,
     Target,
     WorkerError,
+    backend_importable,
     load_spec_model,
     run_worker,
+    worker_env,
 )
+from bench.preflight import estimate_parts
 
 GiB = 1 << 30
 TARGET = Target("<=", 1.25, "estimate within 0.8-1.25x of the measured peak (RssAnon)")
@@ -105,7 +97,7 @@ def measure(
         label = f"{name} ({shape} shape)"
         if only and name not in only:
             continue
-        if not _have(backend):
+        if not backend_importable(backend):
             results.skip(fid, label, f"{backend} not installed here", group="fit")
             continue
         estimate = preflight.estimate_peak(
@@ -129,14 +121,7 @@ def measure(
             else None
         )
         context = {
-            "estimate": {
-                "resident": estimate.resident,
-                "peak": estimate.peak,
-                "model": estimate.model,
-                "transient": estimate.transient,
-                "file_pages": estimate.file_pages,
-                "runtime": estimate.runtime,
-            },
+            "estimate": estimate_parts(estimate),
             "measured": measured,
             "peak_over_vmhwm": estimate.peak / max(measured["vm_hwm"], 1),
             "decode_ceiling": ceiling,
@@ -164,13 +149,6 @@ def measure(
     return out
 
 
-def _have(backend: str) -> bool:
-    import importlib.util
-
-    modules = ("mlx", "mlx_lm") if backend == "mlx" else ("torch", "transformers")
-    return all(importlib.util.find_spec(m) is not None for m in modules)
-
-
 def _status(pid: int) -> dict[str, int]:
     """RssAnon, RssFile, VmHWM (bytes) of a live process, from /proc/<pid>/status."""
     values: dict[str, int] = {}
@@ -188,16 +166,13 @@ def _status(pid: int) -> dict[str, int]:
 def run_capped(spec: dict[str, Any], cap: int, timeout: float = 1800.0) -> dict[str, Any]:
     """This file's child on `spec`; sampled every SAMPLE_S s and killed when its anonymous
     memory passes `cap` (WorkerError). Returns the child's report plus the samples' maxima."""
-    env = {**os.environ, "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
             [sys.executable, str(Path(__file__)), json.dumps(spec)],
             stdout=out,
             stderr=err,
             cwd=ROOT,
-            env=env,
+            env=worker_env(),
         )
         peak = {"RssAnon": 0, "RssFile": 0, "VmHWM": 0}
         start = time.monotonic()
@@ -281,7 +256,7 @@ def measure_router(
     results: Results, work: Path, *, sizes: list[str], max_tokens: int = 8
 ) -> dict[str, Any]:
     """Top-k agreement with float32 of 4-bit with the router at 4 and at 8 bits."""
-    if not _have("mlx"):
+    if not backend_importable("mlx"):
         results.skip("router", "router-safe 4-bit", "mlx not installed here", group="router")
         return {}
     out: dict[str, Any] = {}

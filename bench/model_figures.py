@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common import Results, Target
-from bench.model_configs import BY_NAME, PAIRS, Config
+from bench.models import BY_NAME, PAIRS, Config
 
 MiB = 1 << 20
 LOAD_TARGET = Target("<=", 1.05, "athena load time <= 1.05x raw")
