@@ -183,21 +183,29 @@ def tail(text: str, lines: int = 4) -> str:
 # --- in a worker process ------------------------------------------------------------------
 
 
+def proc_status(pid: int | str = "self") -> dict[str, int]:
+    """RssAnon, RssFile, VmHWM, VmRSS (bytes) of a process from /proc (Linux); {} elsewhere."""
+    values: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                key, _, rest = line.partition(":")
+                if key in ("RssAnon", "RssFile", "VmHWM", "VmRSS"):
+                    values[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError):
+        pass
+    return values
+
+
 def peak_rss() -> tuple[int, str]:
     """(bytes, method): the peak resident set size of this process so far, and how it was read.
 
-    Linux: `VmHWM` from /proc/self/status, this process image's own high-water mark. Not
-    `ru_maxrss` there: Linux carries it across fork + exec, so a worker started by a parent
-    with a higher peak would report the parent's. macOS: `ru_maxrss` (bytes), which is this
-    process's own: every worker is a fresh interpreter (`run_worker`).
+    Linux: `VmHWM`, this process image's own high-water mark. Not `ru_maxrss` there: Linux
+    carries it across fork + exec, so a worker started by a parent with a higher peak would
+    report the parent's. macOS: `ru_maxrss` (bytes), this fresh interpreter's own.
     """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024, PEAK_VMHWM
-    except OSError:
-        pass
+    if "VmHWM" in (status := proc_status()):
+        return status["VmHWM"], PEAK_VMHWM
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if sys.platform == "darwin":
         return int(peak), PEAK_MAXRSS_MAC

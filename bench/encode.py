@@ -21,6 +21,7 @@ from bench.common import (
     WorkerError,
     backend_importable,
     mx_memory,
+    proc_status,
     reset_mx_peak,
     rss_bytes,
     run_worker,
@@ -313,7 +314,9 @@ def peak_rss() -> Iterator[dict[str, Any]]:
     result: dict[str, Any] = {}
     if _reset_hwm():
         yield result
-        result.update(peak_rss=_vm_hwm(), peak_method="VmHWM after clear_refs 5 (Linux)")
+        result.update(
+            peak_rss=proc_status()["VmHWM"], peak_method="VmHWM after clear_refs 5 (Linux)"
+        )
         return
     highest = [rss_bytes()]
     stop = threading.Event()
@@ -333,20 +336,13 @@ def peak_rss() -> Iterator[dict[str, Any]]:
 
 
 def _reset_hwm() -> bool:
+    """Reset this process's VmHWM to its current RSS (Linux's clear_refs 5)."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return _vm_hwm() > 0
     except OSError:
         return False
-
-
-def _vm_hwm() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return "VmHWM" in proc_status()
 
 
 def _device(model: Any) -> str:

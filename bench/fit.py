@@ -14,7 +14,6 @@ router at 4 and 8 bits against float32. Each figure: bench/README.md, "Fit at re
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from bench.common import (
     WorkerError,
     backend_importable,
     load_spec_model,
+    proc_status,
     run_worker,
     worker_env,
 )
@@ -149,20 +149,6 @@ def measure(
     return out
 
 
-def _status(pid: int) -> dict[str, int]:
-    """RssAnon, RssFile, VmHWM (bytes) of a live process, from /proc/<pid>/status."""
-    values: dict[str, int] = {}
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                key, _, rest = line.partition(":")
-                if key in ("RssAnon", "RssFile", "VmHWM", "VmRSS"):
-                    values[key] = int(rest.split()[0]) * 1024
-    except (OSError, ValueError):
-        pass
-    return values
-
-
 def run_capped(spec: dict[str, Any], cap: int, timeout: float = 1800.0) -> dict[str, Any]:
     """This file's child on `spec`; sampled every SAMPLE_S s and killed when its anonymous
     memory passes `cap` (WorkerError). Returns the child's report plus the samples' maxima."""
@@ -178,7 +164,7 @@ def run_capped(spec: dict[str, Any], cap: int, timeout: float = 1800.0) -> dict[
         start = time.monotonic()
         killed = None
         while proc.poll() is None:
-            now = _status(proc.pid)
+            now = proc_status(proc.pid)
             for key in peak:
                 peak[key] = max(peak[key], now.get(key, 0))
             if peak["RssAnon"] > cap:
@@ -211,10 +197,10 @@ def run_capped(spec: dict[str, Any], cap: int, timeout: float = 1800.0) -> dict[
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     model, load_s = load_spec_model(spec)
-    after_load = _status(os.getpid())
+    after_load = proc_status()
     steps = _decode_mlx if spec["backend"] == "mlx" else _decode_torch
     seconds = steps(model.model, DECODE_TOKENS)
-    end = _status(os.getpid())
+    end = proc_status()
     return {
         "load_s": load_s,
         "decode_tokens_per_s": DECODE_TOKENS / seconds,

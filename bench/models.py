@@ -10,6 +10,7 @@ makes the figures; bench/README.md says how each is measured.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -51,13 +52,6 @@ BY_NAME = {c.name: c for c in CONFIGS}
 # --- checkpoints -------------------------------------------------------------------------
 
 
-def safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a .safetensors file (tensor name -> dtype, shape, data_offsets)."""
-    from athena.source import read_safetensors_header
-
-    return read_safetensors_header(path)
-
-
 def checkpoint_stats(folder: Path) -> dict[str, Any]:
     """Bytes and parameters of a checkpoint, and the bytes a decode step reads.
 
@@ -66,21 +60,19 @@ def checkpoint_stats(folder: Path) -> dict[str, Any]:
     row; every other tensor in full. `active_params` is the issue's count (non-expert params
     + top_k experts' params per layer); `bytes_per_token` is what the bandwidth bound uses.
     """
+    from athena.source import read_safetensors_header
+
     config = json.loads((folder / "config.json").read_text())
     top_k, experts, vocab = (
-        config["num_experts_per_tok"],
-        config["num_experts"],
-        config["vocab_size"],
+        config[k] for k in ("num_experts_per_tok", "num_experts", "vocab_size")
     )
     total_bytes = expert_bytes = embed_bytes = 0
     total_params = expert_params = 0
     for file in sorted(folder.glob("*.safetensors")):
-        for name, info in safetensors_header(file).items():
+        for name, info in read_safetensors_header(file).items():
             start, end = info["data_offsets"]
             nbytes = end - start
-            count = 1
-            for dim in info["shape"]:
-                count *= dim
+            count = math.prod(info["shape"])
             total_bytes += nbytes
             total_params += count
             if ".experts." in name or ".switch_mlp." in name:
