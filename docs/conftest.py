@@ -61,6 +61,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "loadfile"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A skipped block is reported at its page's line (`docs/x.md:63: REASON`), not unittest's."""
+    report = (yield).get_result()
+    example = getattr(item, "example", None)
+    if report.skipped and example is not None and isinstance(report.longrepr, tuple):
+        report.longrepr = (item.nodeid.split("::")[0], example.line, report.longrepr[2])
+
+
 def guide_pages() -> list[Path]:
     """Every page Sybil runs here, and README.md, which runs the same way."""
     return [*sorted(Path(__file__).parent.glob("*.md")), Path(__file__).parents[1] / "README.md"]

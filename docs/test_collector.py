@@ -89,7 +89,7 @@ def test_a_broken_block_fails_at_its_line_and_a_marked_one_skips_with_its_reason
     out = completed.stdout
     assert completed.returncode == 1, out
     assert "1 failed, 2 passed, 1 skipped" in out  # the skip marker is an item too
-    assert "needs Metal (mx.gpu)" in out
+    assert "SKIPPED [1] page.md:8: needs Metal (mx.gpu)" in out
     assert "page.md:16: AssertionError" in out and "answer is not 43" in out  # the page's own line
     assert not (tmp_path / "written.txt").exists()
 
