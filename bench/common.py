@@ -75,15 +75,16 @@ class Results:
         values: Sequence[float],
         unit: str,
         *,
-        group: str,
+        group: str | None = None,
         target: Target | None = None,
         context: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Record a figure over `values` (one per repeat); judge its median against `target`."""
+        """Record a figure over `values` (one per repeat); judge its median against `target`.
+        Its group is the id's first part unless `group` says otherwise."""
         stats = summarize(values)
         figure: dict[str, Any] = {
             "id": fid,
-            "group": group,
+            "group": group or fid.split(".")[0],
             "label": label,
             "unit": unit,
             **stats,
@@ -100,8 +101,9 @@ class Results:
         print(f"  {label}: {stats['median']:.4g} {unit} (n={stats['n']}){status}", flush=True)
         return figure
 
-    def skip(self, fid: str, label: str, reason: str, *, group: str) -> None:
-        """Record a figure that was not measured in this run, and why."""
+    def skip(self, fid: str, label: str, reason: str, *, group: str | None = None) -> None:
+        """Record a figure that was not measured in this run, and why (group: as `add`)."""
+        group = group or fid.split(".")[0]
         self.skipped.append({"id": fid, "group": group, "label": label, "reason": reason})
         print(f"  {label}: skipped ({reason})", flush=True)
 

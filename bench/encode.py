@@ -71,7 +71,6 @@ def measure(results: Results, work: Path, *, quick: bool, sizes: list[str] | Non
                 f"encode.{backend}",
                 f"encode, {backend}",
                 "not importable here (install the torch / mlx-cpu groups)",
-                group="encode",
             )
     sizes = sizes or (["tiny"] if quick else ["small", "medium"])
     plan = {size: THROUGHPUT["quick" if quick else size] for size in sizes if size in THROUGHPUT}
@@ -100,9 +99,7 @@ def _throughput(
     try:
         out = run_worker(spec, timeout=3600)
     except (WorkerError, TimeoutError) as error:
-        results.skip(
-            f"encode.{size}.{backend}", f"encode ({size}, {backend})", str(error), group="encode"
-        )
+        results.skip(f"encode.{size}.{backend}", f"encode ({size}, {backend})", str(error))
         return
     ctx = {
         "texts": plan["n"],
@@ -122,7 +119,6 @@ def _throughput(
             f"encode texts/s, {mode}, {backend} ({size})",
             rates[mode],
             "texts/s",
-            group="encode",
             context=ctx,
         )
     for clock, per in (("", rates), (".cpu", cpu_rates)):
@@ -132,7 +128,6 @@ def _throughput(
             f"encode batched / per-text{label}, {backend} ({size})",
             [b / p for p, b in zip(per["per_text"], per["batched"], strict=True)],
             "ratio",
-            group="encode",
             target=BATCHED_TARGET,
             context=ctx,
         )
@@ -141,7 +136,6 @@ def _throughput(
             f"encode batched / fixed batches{label}, {backend} ({size})",
             [b / f for f, b in zip(per["fixed"], per["batched"], strict=True)],
             "ratio",
-            group="encode",
             context=ctx,
         )
     results.add(
@@ -149,7 +143,6 @@ def _throughput(
         f"encode batched / one big batch, {backend} ({size})",
         [b / o for o, b in zip(rates["one_batch"], rates["batched"], strict=True)],
         "ratio",
-        group="encode",
         target=ONE_BATCH_TARGET if backend == "transformers" else None,
         context=ctx,
     )
@@ -169,7 +162,6 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
                 f"encode_memory.{size}.{backend}.n{n}",
                 f"encode memory N={n} ({backend})",
                 str(error),
-                group="encode_memory",
             )
             continue
         growth[n] = (out["peak_rss"] - out["rss_before"]) / MiB
@@ -178,7 +170,6 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
             f"encode peak RSS growth, N={n}, {backend} ({size})",
             [growth[n]],
             "MiB",
-            group="encode_memory",
             context={
                 "texts": n,
                 "words_per_text": words,
@@ -202,7 +193,6 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
                 label,
                 f"no growth at N={smallest} ({growth[smallest]:.2f} MiB): a ratio to it says "
                 "nothing; see the per-N figures",
-                group="encode_memory",
             )
             return
         results.add(
@@ -210,7 +200,6 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
             label,
             [growth[largest] / growth[smallest]],
             "ratio",
-            group="encode_memory",
             target=FLAT_TARGET,
             context={"growth_MiB": {str(n): g for n, g in growth.items()}},
         )

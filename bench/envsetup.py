@@ -21,7 +21,6 @@ from pathlib import Path
 
 from bench.common import ROOT, Results, tail, timed_command
 
-GROUP = "env"
 LABELS = {
     "env.uv_sync_fresh": "uv sync --locked, fresh venv",
     "env.uv_sync_noop": "uv sync --locked, no-op",
@@ -31,7 +30,7 @@ LABELS = {
 
 
 def _skip(results: Results, fid: str, reason: str) -> None:
-    results.skip(fid, LABELS[fid], reason, group=GROUP)
+    results.skip(fid, LABELS[fid], reason)
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -109,13 +108,9 @@ def _uv_sync(results: Results, uv: str, work: Path, repeats: int) -> None:
         "cache": "warm (uv's cache already holds the locked wheels)",
         "uv_version": _version([uv, "--version"]),
     }
-    results.add(
-        "env.uv_sync_fresh", LABELS["env.uv_sync_fresh"], fresh, "s", group=GROUP, context=context
-    )
+    results.add("env.uv_sync_fresh", LABELS["env.uv_sync_fresh"], fresh, "s", context=context)
     context = {**context, "command": "uv sync --locked again on the synced venv"}
-    results.add(
-        "env.uv_sync_noop", LABELS["env.uv_sync_noop"], noop, "s", group=GROUP, context=context
-    )
+    results.add("env.uv_sync_noop", LABELS["env.uv_sync_noop"], noop, "s", context=context)
 
 
 def _pip(results: Results, uv: str, work: Path, repeats: int) -> None:
@@ -151,7 +146,6 @@ def _pip(results: Results, uv: str, work: Path, repeats: int) -> None:
         label,
         totals,
         "s",
-        group=GROUP,
         context={
             "command": "uv export --locked --no-hashes; python -m venv; pip install -r",
             "export_s": export_s,
@@ -168,7 +162,6 @@ def _pip(results: Results, uv: str, work: Path, repeats: int) -> None:
             "pip install time / uv sync time",
             [t / fresh["median"] for t in totals],
             "ratio",
-            group=GROUP,
             context={"note": "each pip repeat over the median fresh uv sync"},
         )
 
@@ -190,7 +183,6 @@ def _nox_verify(results: Results, work: Path, repeats: int) -> None:
         LABELS["env.nox_verify_reused"],
         seconds,
         "s",
-        group=GROUP,
         context={
             "command": "nox -s verify --envdir <tmp> (reuse_venv=yes: uv sync is a no-op)",
             "first_run_s": first_s,

@@ -98,20 +98,20 @@ def measure(
         if only and name not in only:
             continue
         if not backend_importable(backend):
-            results.skip(fid, label, f"{backend} not installed here", group="fit")
+            results.skip(fid, label, f"{backend} not installed here")
             continue
         estimate = preflight.estimate_peak(
             info, backend=backend, dtype=dtype, quantize_bits=bits, context=0
         )
         if budget.status(estimate.resident) == "does not fit" or estimate.resident > cap:
             reason = f"estimated {preflight.gib(estimate.resident)} does not fit here"
-            results.skip(fid, label, reason, group="fit")
+            results.skip(fid, label, reason)
             continue
         spec = {"model": str(folder), "backend": backend, "dtype": dtype, "quantize_bits": bits}
         try:
             measured = run_capped(spec, cap)
         except (WorkerError, TimeoutError) as error:
-            results.skip(fid, label, str(error), group="fit")
+            results.skip(fid, label, str(error))
             continue
         ceiling = speed.decode_ceiling(info, estimate, bandwidth)
         ratio = estimate.resident / max(measured["max_rss_anon"], 1)
@@ -132,17 +132,15 @@ def measure(
             f"max(r, 1/r), resident estimate / peak RssAnon, {label}",
             [max(ratio, 1 / ratio)],
             "ratio",
-            group="fit",
             target=TARGET,
             context=context,
         )
-        results.add(f"{fid}.load_s", f"load, {label}", [measured["load_s"]], "s", group="fit")
+        results.add(f"{fid}.load_s", f"load, {label}", [measured["load_s"]], "s")
         results.add(
             f"{fid}.decode",
             f"decode, {label}",
             [measured["decode_tokens_per_s"]],
             "tokens/s",
-            group="fit",
             context={"share_of_ceiling": share, "ceiling": ceiling},
         )
         out["options"][name] = context
@@ -243,7 +241,7 @@ def measure_router(
 ) -> dict[str, Any]:
     """Top-k agreement with float32 of 4-bit with the router at 4 and at 8 bits."""
     if not backend_importable("mlx"):
-        results.skip("router", "router-safe 4-bit", "mlx not installed here", group="router")
+        results.skip("router", "router-safe 4-bit", "mlx not installed here")
         return {}
     out: dict[str, Any] = {}
     for size in sizes:
@@ -253,7 +251,7 @@ def measure_router(
                 script=Path(__file__),
             )
         except (WorkerError, TimeoutError) as error:
-            results.skip(f"router.{size}", f"router ({size})", str(error), group="router")
+            results.skip(f"router.{size}", f"router ({size})", str(error))
             continue
         for variant in ("router4", "router8"):
             row = report[variant]
@@ -262,7 +260,6 @@ def measure_router(
                 f"top-k experts equal to float32's, 4-bit, {variant} ({size})",
                 [row["topk_match"]],
                 "share",
-                group="router",
                 context=row,
             )
             results.add(
@@ -270,21 +267,18 @@ def measure_router(
                 f"greedy text equal to float32's, 4-bit, {variant} ({size})",
                 [row["greedy_match"]],
                 "share",
-                group="router",
             )
             results.add(
                 f"router.{size}.{variant}.greedy_prefix",
                 f"greedy text's common prefix with float32's, 4-bit, {variant} ({size})",
                 [row["greedy_common_prefix"]],
                 "share",
-                group="router",
             )
         results.add(
             f"router.{size}.router8_extra_bytes",
             f"model memory of the 8-bit router over the 4-bit one ({size})",
             [report["router8"]["model_bytes"] - report["router4"]["model_bytes"]],
             "bytes",
-            group="router",
         )
         out[size] = report
     return out

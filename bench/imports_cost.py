@@ -41,7 +41,7 @@ def measure(results: Results, repeats: int, *, warmup: bool = False) -> None:
     present = [m for m in MODULES if importlib.util.find_spec(m.split(".")[0]) is not None]
     if "mlx_lm" not in present:
         reason = "mlx_lm is not installed (the mlx-cpu group on Linux)"
-        results.skip("import.mlx_lm", "import mlx_lm", reason, group="import")
+        results.skip("import.mlx_lm", "import mlx_lm", reason)
     if warmup:  # one untimed import each, so the timed ones read files from a warm page cache
         for m in present:
             time_import(m)
@@ -53,7 +53,7 @@ def measure(results: Results, repeats: int, *, warmup: bool = False) -> None:
             seconds[m].append(took)
     for m in present:
         context = {"heavy_modules_imported": heavy[m], "fresh_process": True}
-        results.add(f"import.{m}", f"import {m}", seconds[m], "s", group="import", context=context)
+        results.add(f"import.{m}", f"import {m}", seconds[m], "s", context=context)
     if "mlx_lm" not in present:
         return
     target = Target("<=", 0.01, "athena import <= 1% of mlx_lm import")
@@ -63,7 +63,6 @@ def measure(results: Results, repeats: int, *, warmup: bool = False) -> None:
             f"import {m} / import mlx_lm",
             [a / b for a, b in zip(seconds[m], seconds["mlx_lm"], strict=True)],
             "ratio",
-            group="import",
             target=target,
             context={"heavy_modules_imported": heavy[m]},
         )

@@ -126,7 +126,6 @@ def measure(
                     f"load.{size}.{c.name}",
                     f"{c.name} ({size})",
                     f"{missing} not importable here (install the torch / mlx-cpu groups)",
-                    group="load",
                 )
     checkpoints: dict[str, Any] = {}
     for size in sizes:

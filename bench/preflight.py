@@ -82,9 +82,7 @@ def measure(
             fid = f"preflight.{size}.{row.name}"
             path = paths.get(row.checkpoint)
             if not have[row.backend] or path is None:
-                results.skip(
-                    fid, f"{row.name} ({size})", f"{row.backend} not here", group="preflight"
-                )
+                results.skip(fid, f"{row.name} ({size})", f"{row.backend} not here")
                 continue
             info = preflight.inspect_model(path)
             estimate = preflight.estimate_peak(
@@ -95,7 +93,7 @@ def measure(
             try:
                 measured = run_worker(spec, script=Path(__file__))
             except (WorkerError, TimeoutError) as error:
-                results.skip(fid, f"{row.name} ({size})", str(error), group="preflight")
+                results.skip(fid, f"{row.name} ({size})", str(error))
                 continue
             ratio = estimate.peak / measured["peak_rss"]
             growth = measured["peak_rss"] - measured["rss_after_import"]
@@ -112,7 +110,6 @@ def measure(
                 f"estimate / measured peak RSS, {row.name} ({size})",
                 [ratio],
                 "ratio",
-                group="preflight",
                 context=context,
             )
             results.add(
@@ -120,7 +117,6 @@ def measure(
                 f"max(r, 1/r), {row.name} ({size})",
                 [max(ratio, 1 / ratio)],
                 "ratio",
-                group="preflight",
                 target=TARGET,
                 context={
                     "estimate_MiB": estimate.peak / MiB,
