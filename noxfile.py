@@ -147,12 +147,15 @@ def tests(session: nox.Session) -> None:
     guides among them) on the pinned Python only: neither depends on the Python running pytest.
     """
     sync(session, *BACKEND_GROUPS)
-    default = [*PARALLEL, "tests", "--ignore=tests/env"]
-    if session.python == PYTHON_PIN:
-        default.append(GUIDES)
-    else:
-        default += [f"--ignore={path}" for path in PIN_ONLY_TESTS]
+    default = [*PARALLEL, *tests_paths(str(session.python))]
     session.run(*PYTEST, *(session.posargs or default), env=ONE_THREAD)
+
+
+def tests_paths(python: str) -> list[str]:
+    """What `tests` runs on `python`: tests/ but tests/env, and PIN_ONLY_TESTS on the pin only."""
+    if python == PYTHON_PIN:
+        return ["tests", "--ignore=tests/env", GUIDES]
+    return ["tests", "--ignore=tests/env", *(f"--ignore={path}" for path in PIN_ONLY_TESTS)]
 
 
 @nox.session

@@ -7,7 +7,9 @@ field (True, False, or None when there is no target): benchmarks never assert.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import operator
 import os
 import resource
 import statistics
@@ -23,10 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "bench" / "worker.py"
 RESULT_MARK = "ATHENA_BENCH_RESULT "
 
-COMPARE = {
-    "<=": lambda a, b: a <= b,
-    ">=": lambda a, b: a >= b,
-}
+COMPARE = {"<=": operator.le, ">=": operator.ge}
 
 
 @dataclass
@@ -76,15 +75,16 @@ class Results:
         values: Sequence[float],
         unit: str,
         *,
-        group: str,
+        group: str | None = None,
         target: Target | None = None,
         context: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Record a figure over `values` (one per repeat); judge its median against `target`."""
+        """Record a figure over `values` (one per repeat); judge its median against `target`.
+        Its group is the id's first part unless `group` says otherwise."""
         stats = summarize(values)
         figure: dict[str, Any] = {
             "id": fid,
-            "group": group,
+            "group": group or fid.split(".")[0],
             "label": label,
             "unit": unit,
             **stats,
@@ -98,11 +98,12 @@ class Results:
             figure["passed"] = target.judge(stats["median"])
         self.figures.append(figure)
         status = "" if target is None else ("  [met]" if figure["passed"] else "  [NOT met]")
-        print(f"  {label}: {_fmt(stats['median'])} {unit} (n={stats['n']}){status}", flush=True)
+        print(f"  {label}: {stats['median']:.4g} {unit} (n={stats['n']}){status}", flush=True)
         return figure
 
-    def skip(self, fid: str, label: str, reason: str, *, group: str) -> None:
-        """Record a figure that was not measured in this run, and why."""
+    def skip(self, fid: str, label: str, reason: str, *, group: str | None = None) -> None:
+        """Record a figure that was not measured in this run, and why (group: as `add`)."""
+        group = group or fid.split(".")[0]
         self.skipped.append({"id": fid, "group": group, "label": label, "reason": reason})
         print(f"  {label}: skipped ({reason})", flush=True)
 
@@ -110,8 +111,22 @@ class Results:
         return next((f for f in self.figures if f["id"] == fid), None)
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
+def importable(*modules: str) -> bool:
+    """Whether every one of `modules` can be imported here (found, not imported)."""
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def backend_importable(backend: str) -> bool:
+    """mlx + mlx-lm for "mlx", torch + transformers otherwise."""
+    return importable(*(("mlx", "mlx_lm") if backend == "mlx" else ("torch", "transformers")))
+
+
+def worker_env() -> dict[str, str]:
+    """A measured child's environment: fixed hash seed, no tokenizer threads, no hub."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    return env
 
 
 class WorkerError(RuntimeError):
@@ -128,11 +143,14 @@ def run_worker(
     """Run `script` (default bench/worker.py) on `spec` in a fresh interpreter and return the
     JSON result it prints after RESULT_MARK."""
     cmd = [python or sys.executable, str(script), json.dumps(spec)]
-    env = {**os.environ, "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env, check=False
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=worker_env(),
+        check=False,
     )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
@@ -167,21 +185,29 @@ def tail(text: str, lines: int = 4) -> str:
 # --- in a worker process ------------------------------------------------------------------
 
 
+def proc_status(pid: int | str = "self") -> dict[str, int]:
+    """RssAnon, RssFile, VmHWM, VmRSS (bytes) of a process from /proc (Linux); {} elsewhere."""
+    values: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                key, _, rest = line.partition(":")
+                if key in ("RssAnon", "RssFile", "VmHWM", "VmRSS"):
+                    values[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError):
+        pass
+    return values
+
+
 def peak_rss() -> tuple[int, str]:
     """(bytes, method): the peak resident set size of this process so far, and how it was read.
 
-    Linux: `VmHWM` from /proc/self/status, this process image's own high-water mark. Not
-    `ru_maxrss` there: Linux carries it across fork + exec, so a worker started by a parent
-    with a higher peak would report the parent's. macOS: `ru_maxrss` (bytes), which is this
-    process's own: every worker is a fresh interpreter (`run_worker`).
+    Linux: `VmHWM`, this process image's own high-water mark. Not `ru_maxrss` there: Linux
+    carries it across fork + exec, so a worker started by a parent with a higher peak would
+    report the parent's. macOS: `ru_maxrss` (bytes), this fresh interpreter's own.
     """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024, PEAK_VMHWM
-    except OSError:
-        pass
+    if "VmHWM" in (status := proc_status()):
+        return status["VmHWM"], PEAK_VMHWM
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if sys.platform == "darwin":
         return int(peak), PEAK_MAXRSS_MAC
@@ -199,18 +225,26 @@ def peak_rss_bytes() -> int:
 
 
 def rss_bytes() -> int:
-    """The current resident set size (psutil; /proc/self/statm on Linux without it)."""
-    try:
-        import psutil
+    """The current resident set size (psutil, a dev dependency)."""
+    import psutil
 
-        return int(psutil.Process().memory_info().rss)
-    except ImportError:
-        pass
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return peak_rss_bytes()
+    return int(psutil.Process().memory_info().rss)
+
+
+def mx_memory(what: str) -> int | None:
+    """mlx's "peak" or "active" memory (bytes), None when mlx is not imported here."""
+    if "mlx.core" not in sys.modules:
+        return None
+    import mlx.core as mx
+
+    return int(mx.get_peak_memory() if what == "peak" else mx.get_active_memory())
+
+
+def reset_mx_peak() -> None:
+    if "mlx.core" in sys.modules:
+        import mlx.core as mx
+
+        mx.reset_peak_memory()
 
 
 def torch_device() -> str:

@@ -1,33 +1,6 @@
-"""encode() of many texts (issue 11, part 3): texts/s per mode, and peak memory against N.
-
-Throughput, per checkpoint size and backend, in one fresh process (bench/worker.py, task
-"encode"): the same mixed-length texts (5-60 words) encoded four ways, the order rotated every
-round so drift on a shared machine hits each mode alike, over several rounds (each figure is
-the median over rounds, with min/max and quartiles):
-
-    per_text    encode(texts, batch_size=1): one text at a time
-    batched     encode(texts, batch_size=B): what encode() does, length-sorted batches of at
-                most B texts within the backend's padding cap and token budget
-                (batching.plan_batches; B = 32, the default, on `small`; 4 on `medium`,
-                where this CPU can only run a few texts)
-    fixed       batches of exactly B, however padded and however many tokens (the policy
-                before issue 22)
-    one_batch   one padded batch of every text (the transformers path before issue 11)
-
-Each mode is timed twice: wall seconds, and the worker's CPU seconds (time.process_time, all
-its threads). On a shared machine the wall time swings with what else runs; CPU time does not
-(mlx's CPU build runs the model on one thread), so the batched / per-text ratio is reported both
-ways, with the load average before and after the worker in the context.
-
-Memory, on `small`, per backend and N in (256, 1024, 4096) texts of 2-8 words (the same 256
-texts repeated, so every N has the same longest batch), batches of 32: a fresh process per N,
-so peaks are independent. It loads the model, makes N texts, warms up,
-then measures the peak RSS during one batched encode() minus the RSS just before it (Linux:
-/proc/self/clear_refs resets VmHWM; elsewhere a 2 ms sampler), plus mx.get_peak_memory() on
-mlx. The output (N x hidden float32) is part of the growth and is reported beside it.
-
-Targets (reported, never asserted): batched >= 1.0x per_text on every backend; batched >= 3x
-one_batch on transformers; peak RSS growth flat in N (largest / smallest <= 1.2).
+"""encode() of many texts (issue 11, part 3): texts/s per mode (per_text, batched, fixed,
+one_batch; wall and CPU seconds), and peak RSS growth against N. What each mode and figure is,
+and the targets (reported, never asserted): bench/README.md, "Encode: many texts".
 """
 
 from __future__ import annotations
@@ -42,7 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import Results, Target, WorkerError, run_worker
+from bench.common import (
+    Results,
+    Target,
+    WorkerError,
+    backend_importable,
+    mx_memory,
+    proc_status,
+    reset_mx_peak,
+    rss_bytes,
+    run_worker,
+)
+from bench.runners import import_backend
 
 MiB = 1 << 20
 MODES = ("per_text", "batched", "fixed", "one_batch")
@@ -80,14 +64,13 @@ def make_texts(n: int, words: tuple[int, int], seed: int = 0) -> list[str]:
 
 
 def measure(results: Results, work: Path, *, quick: bool, sizes: list[str] | None) -> None:
-    backends = [b for b, module in (("mlx", "mlx_lm"), ("transformers", "torch")) if _has(module)]
+    backends = [b for b in ("mlx", "transformers") if backend_importable(b)]
     for backend in ("mlx", "transformers"):
         if backend not in backends:
             results.skip(
                 f"encode.{backend}",
                 f"encode, {backend}",
                 "not importable here (install the torch / mlx-cpu groups)",
-                group="encode",
             )
     sizes = sizes or (["tiny"] if quick else ["small", "medium"])
     plan = {size: THROUGHPUT["quick" if quick else size] for size in sizes if size in THROUGHPUT}
@@ -108,32 +91,15 @@ def measure(results: Results, work: Path, *, quick: bool, sizes: list[str] | Non
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 def _throughput(
     results: Results, size: str, backend: str, model: str, plan: dict[str, Any]
 ) -> None:
     print(f"encode {size} {backend}: {plan['n']} texts x {len(MODES)} modes x {plan['rounds']}")
-    spec = {
-        "task": "encode",
-        "what": "throughput",
-        "model": model,
-        "backend": backend,
-        "n": plan["n"],
-        "words": plan["words"],
-        "rounds": plan["rounds"],
-        "batch_size": plan["batch_size"],
-    }
+    spec = {"task": "encode", "what": "throughput", "model": model, "backend": backend, **plan}
     try:
         out = run_worker(spec, timeout=3600)
     except (WorkerError, TimeoutError) as error:
-        results.skip(
-            f"encode.{size}.{backend}", f"encode ({size}, {backend})", str(error), group="encode"
-        )
+        results.skip(f"encode.{size}.{backend}", f"encode ({size}, {backend})", str(error))
         return
     ctx = {
         "texts": plan["n"],
@@ -153,7 +119,6 @@ def _throughput(
             f"encode texts/s, {mode}, {backend} ({size})",
             rates[mode],
             "texts/s",
-            group="encode",
             context=ctx,
         )
     for clock, per in (("", rates), (".cpu", cpu_rates)):
@@ -163,7 +128,6 @@ def _throughput(
             f"encode batched / per-text{label}, {backend} ({size})",
             [b / p for p, b in zip(per["per_text"], per["batched"], strict=True)],
             "ratio",
-            group="encode",
             target=BATCHED_TARGET,
             context=ctx,
         )
@@ -172,7 +136,6 @@ def _throughput(
             f"encode batched / fixed batches{label}, {backend} ({size})",
             [b / f for f, b in zip(per["fixed"], per["batched"], strict=True)],
             "ratio",
-            group="encode",
             context=ctx,
         )
     results.add(
@@ -180,7 +143,6 @@ def _throughput(
         f"encode batched / one big batch, {backend} ({size})",
         [b / o for o, b in zip(rates["one_batch"], rates["batched"], strict=True)],
         "ratio",
-        group="encode",
         target=ONE_BATCH_TARGET if backend == "transformers" else None,
         context=ctx,
     )
@@ -191,15 +153,8 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
     print(f"encode memory {size} {backend}: N = {counts}, {words[0]}-{words[1]} words a text")
     growth: dict[int, float] = {}
     for n in counts:
-        spec = {
-            "task": "encode",
-            "what": "memory",
-            "model": model,
-            "backend": backend,
-            "n": n,
-            "words": words,
-            "batch_size": plan["batch_size"],
-        }
+        spec = {"task": "encode", "what": "memory", "model": model, "backend": backend, "n": n}
+        spec.update(words=words, batch_size=plan["batch_size"])
         try:
             out = run_worker(spec, timeout=3600)
         except (WorkerError, TimeoutError) as error:
@@ -207,7 +162,6 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
                 f"encode_memory.{size}.{backend}.n{n}",
                 f"encode memory N={n} ({backend})",
                 str(error),
-                group="encode_memory",
             )
             continue
         growth[n] = (out["peak_rss"] - out["rss_before"]) / MiB
@@ -216,7 +170,6 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
             f"encode peak RSS growth, N={n}, {backend} ({size})",
             [growth[n]],
             "MiB",
-            group="encode_memory",
             context={
                 "texts": n,
                 "words_per_text": words,
@@ -240,7 +193,6 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
                 label,
                 f"no growth at N={smallest} ({growth[smallest]:.2f} MiB): a ratio to it says "
                 "nothing; see the per-N figures",
-                group="encode_memory",
             )
             return
         results.add(
@@ -248,7 +200,6 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
             label,
             [growth[largest] / growth[smallest]],
             "ratio",
-            group="encode_memory",
             target=FLAT_TARGET,
             context={"growth_MiB": {str(n): g for n, g in growth.items()}},
         )
@@ -258,12 +209,8 @@ def _memory(results: Results, size: str, backend: str, model: str, plan: dict[st
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
-
-    from bench.common import rss_bytes
-    from bench.runners import _import_backend
-
     backend = spec["backend"]
-    _import_backend(backend)
+    import_backend(backend)
     from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
     model = OLMoEModel(OLMoEConfig(model_name=spec["model"], use_mlx=backend == "mlx"))
@@ -292,14 +239,14 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["what"] == "throughput":
         return _throughput_runs(model, texts, spec, out)
     out["rss_before"] = rss_bytes()
-    _reset_mx_peak(backend)
+    reset_mx_peak()
     with peak_rss() as peak:
         start = time.perf_counter()
         vectors_n = model.encode(texts, batch_size=int(spec["batch_size"]), show_progress=False)
         out["seconds"] = time.perf_counter() - start
     out.update(peak)
     out["output_bytes"] = int(vectors_n.nbytes)
-    out["mx_peak"] = _mx_peak(backend)
+    out["mx_peak"] = mx_memory("peak") if backend == "mlx" else None
     return out
 
 
@@ -356,10 +303,10 @@ def peak_rss() -> Iterator[dict[str, Any]]:
     result: dict[str, Any] = {}
     if _reset_hwm():
         yield result
-        result.update(peak_rss=_vm_hwm(), peak_method="VmHWM after clear_refs 5 (Linux)")
+        result.update(
+            peak_rss=proc_status()["VmHWM"], peak_method="VmHWM after clear_refs 5 (Linux)"
+        )
         return
-    from bench.common import rss_bytes
-
     highest = [rss_bytes()]
     stop = threading.Event()
 
@@ -378,35 +325,13 @@ def peak_rss() -> Iterator[dict[str, Any]]:
 
 
 def _reset_hwm() -> bool:
+    """Reset this process's VmHWM to its current RSS (Linux's clear_refs 5)."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return _vm_hwm() > 0
     except OSError:
         return False
-
-
-def _vm_hwm() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_mx_peak(backend: str) -> None:
-    if backend == "mlx":
-        import mlx.core as mx
-
-        mx.reset_peak_memory()
-
-
-def _mx_peak(backend: str) -> int | None:
-    if backend != "mlx":
-        return None
-    import mlx.core as mx
-
-    return int(mx.get_peak_memory())
+    return "VmHWM" in proc_status()
 
 
 def _device(model: Any) -> str:

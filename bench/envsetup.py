@@ -21,7 +21,16 @@ from pathlib import Path
 
 from bench.common import ROOT, Results, tail, timed_command
 
-GROUP = "env"
+LABELS = {
+    "env.uv_sync_fresh": "uv sync --locked, fresh venv",
+    "env.uv_sync_noop": "uv sync --locked, no-op",
+    "env.pip_install": "python -m venv + pip install -r (uv export)",
+    "env.nox_verify_reused": "nox -s verify, reused env",
+}
+
+
+def _skip(results: Results, fid: str, reason: str) -> None:
+    results.skip(fid, LABELS[fid], reason)
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -60,30 +69,16 @@ def measure(results: Results, work: Path, *, quick: bool) -> None:
     uv = shutil.which("uv")
     print("environment set-up", flush=True)
     if uv is None:
-        for fid, label in (
-            ("env.uv_sync_fresh", "uv sync --locked, fresh venv"),
-            ("env.uv_sync_noop", "uv sync --locked, no-op"),
-        ):
-            results.skip(fid, label, "uv is not on PATH", group=GROUP)
+        for fid in ("env.uv_sync_fresh", "env.uv_sync_noop", "env.pip_install"):
+            _skip(results, fid, "uv is not on PATH")
     else:
         _uv_sync(results, uv, work, repeats=1 if quick else 3)
     if quick:
-        results.skip(
-            "env.pip_install",
-            "python -m venv + pip install -r (uv export)",
-            "--quick: pip takes minutes; run without --quick to measure it",
-            group=GROUP,
-        )
-        results.skip(
-            "env.nox_verify_reused",
-            "nox -s verify, reused env",
-            "--quick: the first (untimed) nox run builds a venv; run without --quick",
-            group=GROUP,
-        )
+        _skip(results, "env.pip_install", "--quick: pip takes minutes; run without --quick")
+        reason = "--quick: the first (untimed) nox run builds a venv; run without --quick"
+        _skip(results, "env.nox_verify_reused", reason)
         return
-    if uv is None:
-        results.skip("env.pip_install", "pip install -r", "uv is not on PATH", group=GROUP)
-    else:
+    if uv is not None:
         _pip(results, uv, work, repeats=2)
     _nox_verify(results, work, repeats=3)
 
@@ -98,8 +93,7 @@ def _uv_sync(results: Results, uv: str, work: Path, repeats: int) -> None:
         cmd = [uv, "sync", "--locked", "--python", base_python()]
         seconds, proc = timed_command(cmd, cwd=ROOT, env=env)
         if proc.returncode != 0:
-            reason = f"uv sync failed: {tail(proc.stderr)}"
-            results.skip("env.uv_sync_fresh", "uv sync --locked, fresh venv", reason, group=GROUP)
+            _skip(results, "env.uv_sync_fresh", f"uv sync failed: {tail(proc.stderr)}")
             return
         fresh.append(seconds)
         packages = sum(1 for _ in (venv / "lib").glob("python3*/site-packages/*.dist-info"))
@@ -114,26 +108,13 @@ def _uv_sync(results: Results, uv: str, work: Path, repeats: int) -> None:
         "cache": "warm (uv's cache already holds the locked wheels)",
         "uv_version": _version([uv, "--version"]),
     }
-    results.add(
-        "env.uv_sync_fresh",
-        "uv sync --locked, fresh venv",
-        fresh,
-        "s",
-        group=GROUP,
-        context=context,
-    )
-    results.add(
-        "env.uv_sync_noop",
-        "uv sync --locked, no-op",
-        noop,
-        "s",
-        group=GROUP,
-        context={**context, "command": "uv sync --locked again on the synced venv"},
-    )
+    results.add("env.uv_sync_fresh", LABELS["env.uv_sync_fresh"], fresh, "s", context=context)
+    context = {**context, "command": "uv sync --locked again on the synced venv"}
+    results.add("env.uv_sync_noop", LABELS["env.uv_sync_noop"], noop, "s", context=context)
 
 
 def _pip(results: Results, uv: str, work: Path, repeats: int) -> None:
-    label = "python -m venv + pip install -r (uv export)"
+    label = LABELS["env.pip_install"]
     reqs = work / "requirements.txt"
     export_s, proc = timed_command(
         [uv, "export", "--locked", "--no-hashes", "--format", "requirements-txt", "-o", str(reqs)],
@@ -141,8 +122,7 @@ def _pip(results: Results, uv: str, work: Path, repeats: int) -> None:
         env=_clean_env(),
     )
     if proc.returncode != 0:
-        reason = f"uv export failed: {tail(proc.stderr)}"
-        results.skip("env.pip_install", label, reason, group=GROUP)
+        _skip(results, "env.pip_install", f"uv export failed: {tail(proc.stderr)}")
         return
     cache = _pip_cache_dir()
     totals: list[float] = []
@@ -152,13 +132,13 @@ def _pip(results: Results, uv: str, work: Path, repeats: int) -> None:
         cache_before.append(_dir_bytes(cache) if cache and cache.exists() else None)
         venv_s, proc = timed_command([base_python(), "-m", "venv", str(venv)], env=_clean_env())
         if proc.returncode != 0:
-            results.skip("env.pip_install", label, f"venv: {tail(proc.stderr)}", group=GROUP)
+            _skip(results, "env.pip_install", f"venv: {tail(proc.stderr)}")
             return
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
         pip_s, proc = timed_command([*pip, "-q", "-r", str(reqs)], cwd=ROOT, env=_clean_env())
         shutil.rmtree(venv.parent, ignore_errors=True)
         if proc.returncode != 0:
-            results.skip("env.pip_install", label, f"pip failed: {tail(proc.stderr)}", group=GROUP)
+            _skip(results, "env.pip_install", f"pip failed: {tail(proc.stderr)}")
             return
         totals.append(venv_s + pip_s)
     results.add(
@@ -166,7 +146,6 @@ def _pip(results: Results, uv: str, work: Path, repeats: int) -> None:
         label,
         totals,
         "s",
-        group=GROUP,
         context={
             "command": "uv export --locked --no-hashes; python -m venv; pip install -r",
             "export_s": export_s,
@@ -183,37 +162,27 @@ def _pip(results: Results, uv: str, work: Path, repeats: int) -> None:
             "pip install time / uv sync time",
             [t / fresh["median"] for t in totals],
             "ratio",
-            group=GROUP,
             context={"note": "each pip repeat over the median fresh uv sync"},
         )
 
 
 def _nox_verify(results: Results, work: Path, repeats: int) -> None:
-    label = "nox -s verify, reused env"
     envdir = work / "nox-envs"
     cmd = [sys.executable, "-m", "nox", "-s", "verify", "--envdir", str(envdir)]
-    if not (ROOT / "noxfile.py").exists():
-        results.skip("env.nox_verify_reused", label, "no noxfile.py in the repo", group=GROUP)
-        return
-    first_s, proc = timed_command(cmd, cwd=ROOT, env=_clean_env())
-    if proc.returncode != 0:
-        reason = f"nox -s verify failed (exit {proc.returncode}): {tail(proc.stderr, 2)}"
-        results.skip("env.nox_verify_reused", label, reason, group=GROUP)
-        return
     seconds = []
-    for _ in range(repeats):
+    for _ in range(repeats + 1):  # the first run builds the env: untimed
         s, proc = timed_command(cmd, cwd=ROOT, env=_clean_env())
         if proc.returncode != 0:
-            reason = f"nox -s verify failed on rerun: {tail(proc.stderr, 2)}"
-            results.skip("env.nox_verify_reused", label, reason, group=GROUP)
+            reason = f"nox -s verify failed (exit {proc.returncode}): {tail(proc.stderr, 2)}"
+            _skip(results, "env.nox_verify_reused", reason)
             return
         seconds.append(s)
+    first_s = seconds.pop(0)
     results.add(
         "env.nox_verify_reused",
-        label,
+        LABELS["env.nox_verify_reused"],
         seconds,
         "s",
-        group=GROUP,
         context={
             "command": "nox -s verify --envdir <tmp> (reuse_venv=yes: uv sync is a no-op)",
             "first_run_s": first_s,

@@ -5,27 +5,15 @@ OLMoE-1B-7B's shape, and the router-safe 4-bit against float32.
     nox -s bench -- --only fit --fit-shape like   # a small shape like it (64 experts, shards)
     nox -s bench -- --only router              # small and medium: top-k agreement, router 4/8
 
-Group `fit`: the checkpoint is built as the hub ships it, sparse (its data reads as zeros and
-takes no disk) and sharded into six files. For every option (mlx float32, 8-bit, 4-bit;
-transformers bfloat16, float32) whose estimated resident memory fits this machine (the
-preflight's own answer), a fresh child loads it with `OLMoEModel.load()`, then decodes
-`DECODE_TOKENS` single tokens through the backend's KV cache (greedy text from zero weights
-would stop at once at the end-of-text token). The parent samples the child's /proc status
-(RssAnon, RssFile, VmHWM) and kills it if its anonymous memory passes `cap` (the machine's
-RAM minus a reserve by default: a cgroup-less memory limit). Reported per option: estimated
-resident / measured peak RssAnon (the target, 0.8-1.25), estimated peak / VmHWM, load time,
-decode tokens/s and its share of the decode ceiling (`athena inspect`'s bandwidth).
-
-Group `router`: on `small` and `medium`, over PROMPTS, the share of (token, layer) pairs whose
-top-k experts equal the float32 model's, for 4-bit with the router at 4 and at 8 bits; the
-model memory of each (the preflight's, from the headers); and the share of prompts whose
-greedy continuation equals float32's.
+`fit`: a sparse, six-shard checkpoint; each option of OPTIONS that the preflight says fits
+loads in a fresh child, capped (killed past `cap` of anonymous memory), then decodes
+DECODE_TOKENS single tokens. `router`: top-k agreement and greedy text of 4-bit with the
+router at 4 and 8 bits against float32. Each figure: bench/README.md, "Fit at real scale".
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -41,9 +29,13 @@ from bench.common import (
     Results,
     Target,
     WorkerError,
+    backend_importable,
     load_spec_model,
+    proc_status,
     run_worker,
+    worker_env,
 )
+from bench.preflight import estimate_parts
 
 GiB = 1 << 30
 TARGET = Target("<=", 1.25, "estimate within 0.8-1.25x of the measured peak (RssAnon)")
@@ -106,21 +98,21 @@ def measure(
         label = f"{name} ({shape} shape)"
         if only and name not in only:
             continue
-        if not _have(backend):
-            results.skip(fid, label, f"{backend} not installed here", group="fit")
+        if not backend_importable(backend):
+            results.skip(fid, label, f"{backend} not installed here")
             continue
         estimate = preflight.estimate_peak(
             info, backend=backend, dtype=dtype, quantize_bits=bits, context=0
         )
         if budget.status(estimate.resident) == "does not fit" or estimate.resident > cap:
             reason = f"estimated {preflight.gib(estimate.resident)} does not fit here"
-            results.skip(fid, label, reason, group="fit")
+            results.skip(fid, label, reason)
             continue
         spec = {"model": str(folder), "backend": backend, "dtype": dtype, "quantize_bits": bits}
         try:
             measured = run_capped(spec, cap)
         except (WorkerError, TimeoutError) as error:
-            results.skip(fid, label, str(error), group="fit")
+            results.skip(fid, label, str(error))
             continue
         ceiling = speed.decode_ceiling(info, estimate, bandwidth)
         ratio = estimate.resident / max(measured["max_rss_anon"], 1)
@@ -130,14 +122,7 @@ def measure(
             else None
         )
         context = {
-            "estimate": {
-                "resident": estimate.resident,
-                "peak": estimate.peak,
-                "model": estimate.model,
-                "transient": estimate.transient,
-                "file_pages": estimate.file_pages,
-                "runtime": estimate.runtime,
-            },
+            "estimate": estimate_parts(estimate),
             "measured": measured,
             "peak_over_vmhwm": estimate.peak / max(measured["vm_hwm"], 1),
             "decode_ceiling": ceiling,
@@ -148,63 +133,37 @@ def measure(
             f"max(r, 1/r), resident estimate / peak RssAnon, {label}",
             [max(ratio, 1 / ratio)],
             "ratio",
-            group="fit",
             target=TARGET,
             context=context,
         )
-        results.add(f"{fid}.load_s", f"load, {label}", [measured["load_s"]], "s", group="fit")
+        results.add(f"{fid}.load_s", f"load, {label}", [measured["load_s"]], "s")
         results.add(
             f"{fid}.decode",
             f"decode, {label}",
             [measured["decode_tokens_per_s"]],
             "tokens/s",
-            group="fit",
             context={"share_of_ceiling": share, "ceiling": ceiling},
         )
         out["options"][name] = context
     return out
 
 
-def _have(backend: str) -> bool:
-    import importlib.util
-
-    modules = ("mlx", "mlx_lm") if backend == "mlx" else ("torch", "transformers")
-    return all(importlib.util.find_spec(m) is not None for m in modules)
-
-
-def _status(pid: int) -> dict[str, int]:
-    """RssAnon, RssFile, VmHWM (bytes) of a live process, from /proc/<pid>/status."""
-    values: dict[str, int] = {}
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                key, _, rest = line.partition(":")
-                if key in ("RssAnon", "RssFile", "VmHWM", "VmRSS"):
-                    values[key] = int(rest.split()[0]) * 1024
-    except (OSError, ValueError):
-        pass
-    return values
-
-
 def run_capped(spec: dict[str, Any], cap: int, timeout: float = 1800.0) -> dict[str, Any]:
     """This file's child on `spec`; sampled every SAMPLE_S s and killed when its anonymous
     memory passes `cap` (WorkerError). Returns the child's report plus the samples' maxima."""
-    env = {**os.environ, "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
             [sys.executable, str(Path(__file__)), json.dumps(spec)],
             stdout=out,
             stderr=err,
             cwd=ROOT,
-            env=env,
+            env=worker_env(),
         )
         peak = {"RssAnon": 0, "RssFile": 0, "VmHWM": 0}
         start = time.monotonic()
         killed = None
         while proc.poll() is None:
-            now = _status(proc.pid)
+            now = proc_status(proc.pid)
             for key in peak:
                 peak[key] = max(peak[key], now.get(key, 0))
             if peak["RssAnon"] > cap:
@@ -237,10 +196,10 @@ def run_capped(spec: dict[str, Any], cap: int, timeout: float = 1800.0) -> dict[
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     model, load_s = load_spec_model(spec)
-    after_load = _status(os.getpid())
+    after_load = proc_status()
     steps = _decode_mlx if spec["backend"] == "mlx" else _decode_torch
     seconds = steps(model.model, DECODE_TOKENS)
-    end = _status(os.getpid())
+    end = proc_status()
     return {
         "load_s": load_s,
         "decode_tokens_per_s": DECODE_TOKENS / seconds,
@@ -282,8 +241,8 @@ def measure_router(
     results: Results, work: Path, *, sizes: list[str], max_tokens: int = 8
 ) -> dict[str, Any]:
     """Top-k agreement with float32 of 4-bit with the router at 4 and at 8 bits."""
-    if not _have("mlx"):
-        results.skip("router", "router-safe 4-bit", "mlx not installed here", group="router")
+    if not backend_importable("mlx"):
+        results.skip("router", "router-safe 4-bit", "mlx not installed here")
         return {}
     out: dict[str, Any] = {}
     for size in sizes:
@@ -293,7 +252,7 @@ def measure_router(
                 script=Path(__file__),
             )
         except (WorkerError, TimeoutError) as error:
-            results.skip(f"router.{size}", f"router ({size})", str(error), group="router")
+            results.skip(f"router.{size}", f"router ({size})", str(error))
             continue
         for variant in ("router4", "router8"):
             row = report[variant]
@@ -302,7 +261,6 @@ def measure_router(
                 f"top-k experts equal to float32's, 4-bit, {variant} ({size})",
                 [row["topk_match"]],
                 "share",
-                group="router",
                 context=row,
             )
             results.add(
@@ -310,21 +268,18 @@ def measure_router(
                 f"greedy text equal to float32's, 4-bit, {variant} ({size})",
                 [row["greedy_match"]],
                 "share",
-                group="router",
             )
             results.add(
                 f"router.{size}.{variant}.greedy_prefix",
                 f"greedy text's common prefix with float32's, 4-bit, {variant} ({size})",
                 [row["greedy_common_prefix"]],
                 "share",
-                group="router",
             )
         results.add(
             f"router.{size}.router8_extra_bytes",
             f"model memory of the 8-bit router over the 4-bit one ({size})",
             [report["router8"]["model_bytes"] - report["router4"]["model_bytes"]],
             "bytes",
-            group="router",
         )
         out[size] = report
     return out

@@ -1,5 +1,6 @@
-"""Import cost: `import athena`, `import athena.models.olmoe` vs `import mlx_lm`, each timed in a
-fresh interpreter (so nothing is cached in sys.modules), interleaved over repeats.
+"""Import cost: `import athena`, `import athena.models.olmoe` vs `import mlx_lm`, each in a fresh
+interpreter under `python -X importtime` (so nothing is cached in sys.modules), interleaved over
+repeats. The figure is the module's cumulative time from importtime's report on stderr.
 
 Target (issue #6): athena <= 1% of mlx_lm. The ratio is taken per repeat (the i-th athena
 import over the i-th mlx_lm import), so its spread is the spread of pairs.
@@ -8,7 +9,6 @@ import over the i-th mlx_lm import), so its spread is the spread of pairs.
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 
@@ -17,79 +17,52 @@ from bench.common import ROOT, Results, Target
 HEAVY = ("mlx", "mlx_lm", "transformers", "torch")
 MODULES = ("athena", "athena.models.olmoe", "mlx_lm")
 
-_CHILD = """
-import sys, time, json
-start = time.perf_counter()
-import {module}
-seconds = time.perf_counter() - start
-heavy = sorted(m for m in {heavy!r} if m in sys.modules)
-print(json.dumps({{"seconds": seconds, "heavy": heavy}}))
-"""
 
-
-def time_import(module: str) -> dict[str, object]:
-    """Seconds to import `module` in a fresh interpreter, and which heavy packages it pulled."""
-    code = _CHILD.format(module=module, heavy=HEAVY)
+def time_import(module: str) -> tuple[float, list[str]]:
+    """(seconds to import `module` in a fresh interpreter, the heavy packages it pulled in)."""
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
-    if proc.returncode != 0:
+    # Lines `import time: self [us] | cumulative | name`, nested imports indented under it.
+    rows = [line.split("|") for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    top = [int(row[1]) for row in rows[1:] if row[2].rstrip() == f" {module}"]
+    if proc.returncode != 0 or not top:
         raise RuntimeError(f"import {module} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
-
-
-def _available(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+    heavy = sorted({row[2].strip().split(".")[0] for row in rows[1:]} & set(HEAVY))
+    return top[-1] / 1e6, heavy
 
 
 def measure(results: Results, repeats: int, *, warmup: bool = False) -> None:
     print(f"import cost ({repeats} fresh interpreters per module, interleaved)", flush=True)
-    present = [m for m in MODULES if _available(m)]
-    for m in MODULES:
-        if m not in present:
-            why = (
-                "the loader (#3) is not in this tree yet"
-                if m.startswith("athena")
-                else ("mlx_lm is not installed (the mlx-cpu group on Linux)")
-            )
-            results.skip(f"import.{m}", f"import {m}", why, group="import")
+    present = [m for m in MODULES if importlib.util.find_spec(m.split(".")[0]) is not None]
+    if "mlx_lm" not in present:
+        reason = "mlx_lm is not installed (the mlx-cpu group on Linux)"
+        results.skip("import.mlx_lm", "import mlx_lm", reason)
     if warmup:  # one untimed import each, so the timed ones read files from a warm page cache
         for m in present:
             time_import(m)
     seconds: dict[str, list[float]] = {m: [] for m in present}
     heavy: dict[str, list[str]] = {}
     for i in range(repeats):
-        order = present[i % len(present) :] + present[: i % len(present)]
-        for m in order:
-            out = time_import(m)
-            seconds[m].append(float(out["seconds"]))  # type: ignore[arg-type]
-            heavy[m] = list(out["heavy"])  # type: ignore[call-overload]
+        for m in present[i % len(present) :] + present[: i % len(present)]:
+            took, heavy[m] = time_import(m)
+            seconds[m].append(took)
     for m in present:
-        results.add(
-            f"import.{m}",
-            f"import {m}",
-            seconds[m],
-            "s",
-            group="import",
-            context={"heavy_modules_imported": heavy[m], "fresh_process": True},
-        )
+        context = {"heavy_modules_imported": heavy[m], "fresh_process": True}
+        results.add(f"import.{m}", f"import {m}", seconds[m], "s", context=context)
     if "mlx_lm" not in present:
         return
     target = Target("<=", 0.01, "athena import <= 1% of mlx_lm import")
-    for m in present:
-        if m == "mlx_lm":
-            continue
-        ratios = [a / b for a, b in zip(seconds[m], seconds["mlx_lm"], strict=True)]
+    for m in present[:-1]:
         results.add(
             f"import.{m}.ratio_to_mlx_lm",
             f"import {m} / import mlx_lm",
-            ratios,
+            [a / b for a, b in zip(seconds[m], seconds["mlx_lm"], strict=True)],
             "ratio",
-            group="import",
             target=target,
             context={"heavy_modules_imported": heavy[m]},
         )

@@ -6,58 +6,17 @@ import os
 import platform
 import re
 import socket
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
+import psutil
 
-def _cpu_model() -> str:
-    if sys.platform == "darwin":
-        out = _run(["sysctl", "-n", "machdep.cpu.brand_string"])
-        if out:
-            return out
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def _run(cmd: list[str]) -> str | None:
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
-
-
-def _ram_bytes() -> int | None:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().total)
-    except ImportError:
-        pass
-    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    return None
-
-
-def _physical_cores() -> int | None:
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False)
-    except ImportError:
-        return None
+from athena.host import cpu_name
 
 
 def _os_name() -> str:
     if sys.platform == "darwin":
-        version = platform.mac_ver()[0]
-        return f"macOS {version}" if version else "macOS"
+        return f"macOS {platform.mac_ver()[0]}".strip()
     try:
         release = platform.freedesktop_os_release()
         return str(release.get("PRETTY_NAME") or release.get("NAME") or platform.system())
@@ -65,12 +24,9 @@ def _os_name() -> str:
         return platform.system()
 
 
-def load_average() -> list[float] | None:
+def load_average() -> list[float]:
     """1, 5 and 15 minute load averages (other work on the machine shows here)."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def describe() -> dict[str, Any]:
@@ -84,10 +40,10 @@ def describe() -> dict[str, Any]:
         "kernel": platform.release(),
         "platform": platform.platform(),
         "arch": platform.machine(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_name(),
         "cores_logical": os.cpu_count(),
-        "cores_physical": _physical_cores(),
-        "ram_bytes": _ram_bytes(),
+        "cores_physical": psutil.cpu_count(logical=False),
+        "ram_bytes": int(psutil.virtual_memory().total),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "python_executable": sys.executable,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common import Results, Target
-from bench.model_configs import BY_NAME, PAIRS, Config
+from bench.models import BY_NAME, PAIRS, Config
 
 MiB = 1 << 20
 LOAD_TARGET = Target("<=", 1.05, "athena load time <= 1.05x raw")
@@ -37,7 +37,7 @@ def add_figures(
         ok = _ok(runs[c.name])
         if not ok:
             reason = errors.get(c.name, "no run succeeded")
-            results.skip(f"load.{size}.{c.name}", f"{c.name} ({size})", reason, group="load")
+            results.skip(f"load.{size}.{c.name}", f"{c.name} ({size})", reason)
             continue
         ctx = {
             "impl": c.impl,
@@ -52,7 +52,6 @@ def add_figures(
             f"load time, {c.name} ({size})",
             [x["load_s"] for x in ok],
             "s",
-            group="load",
             context={**ctx, "note": "backend package imported before the timer starts"},
         )
     _overhead(results, size, runs)
@@ -75,7 +74,6 @@ def _overhead(results: Results, size: str, runs: dict[str, list[dict[str, Any] |
                 f"overhead.{size}.{backend}.load_ratio",
                 f"{athena} / {raw} ({size})",
                 "no round where both ran",
-                group="overhead",
             )
             continue
         same_text = all(a["text"] == b["text"] for a, b in pairs)
@@ -92,7 +90,6 @@ def _overhead(results: Results, size: str, runs: dict[str, list[dict[str, Any] |
             f"load time {athena} / {raw} ({size})",
             [a["load_s"] / b["load_s"] for a, b in pairs],
             "ratio",
-            group="overhead",
             target=LOAD_TARGET,
             context=ctx,
         )
@@ -101,7 +98,6 @@ def _overhead(results: Results, size: str, runs: dict[str, list[dict[str, Any] |
             f"generation tokens/s {athena} / {raw} ({size})",
             [b["e2e_s"] / a["e2e_s"] for a, b in pairs],
             "ratio",
-            group="overhead",
             target=GENERATE_TARGET,
             context={
                 **ctx,
@@ -137,7 +133,6 @@ def _memory(
                 f"mx.get_peak_memory, {c.name} ({size})",
                 [x["mx_peak"] / MiB for x in ok],
                 "MiB",
-                group="memory",
                 context={"after": "load + warm-up + one generation"},
             )
         results.add(
@@ -145,7 +140,6 @@ def _memory(
             f"peak RSS - RSS after imports, {c.name} ({size})",
             [(x["peak_rss"] - x["rss_after_import"]) / MiB for x in ok],
             "MiB",
-            group="memory",
             context={
                 "peak_rss_MiB": [x["peak_rss"] / MiB for x in ok],
                 "peak_method": sorted({x.get("peak_method", "ru_maxrss") for x in ok}),
@@ -187,7 +181,6 @@ def _memory(
                 f"{label} {quantized} / mlx_lm float32 ({size})",
                 [get(q) / get(f) for q, f in pairs],
                 "ratio",
-                group="memory",
                 target=target,
                 context={"note": note, "measured_by": measured_by[key]},
             )
@@ -210,7 +203,6 @@ def _throughput(
             f"prefill tokens/s, {c.name} ({size})",
             [x["prompt_tokens"] / x["prefill_s"] for x in ok],
             "tokens/s",
-            group="throughput",
             context={"prompt_tokens": ok[0]["prompt_tokens"], "measured": "call to first token"},
         )
         decode = results.add(
@@ -218,7 +210,6 @@ def _throughput(
             f"decode tokens/s, {c.name} ({size})",
             [x["decode_tokens"] / x["decode_s"] for x in ok],
             "tokens/s",
-            group="throughput",
             context={"decode_tokens": ok[0]["decode_tokens"], "measured": "first token to last"},
         )
         device = bandwidth.get("mlx_device" if c.backend == "mlx" else "torch_device")
@@ -232,7 +223,6 @@ def _throughput(
             f"decode bound, {c.name} ({size})",
             bound,
             "tokens/s",
-            group="throughput",
             context={
                 "bandwidth_figure": best["id"],
                 "bytes_per_token": per_token,
@@ -244,6 +234,5 @@ def _throughput(
             f"decode / bound, {c.name} ({size})",
             [v / bound_figure["median"] for v in decode["values"]],
             "ratio",
-            group="throughput",
             context={"bound_tokens_per_s": bound_figure["median"]},
         )

@@ -1,51 +1,55 @@
 """Loader overhead, load time, peak memory, and decode/prefill speed on generated OLMoE checkpoints.
 
-Per checkpoint size, every configuration below runs in its own fresh interpreter
-(bench/worker.py), once per round; rounds alternate the order inside each athena/raw pair,
-so slow drift on a shared machine hits both sides alike:
-
-    athena-mlx       OLMoEModel(use_mlx=True).load() + generate()      (float32 checkpoint)
-    mlx_lm           mlx_lm.load() + stream_generate()                  (same checkpoint)
-    athena-hf        OLMoEModel(use_mlx=False).load() + generate()      (same checkpoint)
-    transformers     AutoModelForCausalLM.from_pretrained() + generate() (same checkpoint)
-    mlx_lm-q8/q4     mlx_lm on the checkpoint converted by mlx_lm.convert (8/4-bit, group 64)
-    athena-mlx-q4    OLMoEModel(quantize_bits=4) on the float32 checkpoint (quantized after
-                     loading: its peak holds the float32 weights too)
-
-Targets (issue #6): generation tokens/s of athena >= 0.98x raw, its load time <= 1.05x raw
-(ratios taken per round); 4-bit peak memory <= 0.35x float32. The configurations are in
-bench/model_configs.py, the figures made from the runs in bench/model_figures.py.
+Per checkpoint size, every configuration of CONFIGS runs in its own fresh interpreter
+(bench/worker.py), once per round; rounds alternate the order inside each athena/raw pair, so
+slow drift on a shared machine hits both sides alike. athena-mlx-q4 quantizes after loading
+(its peak holds the float32 weights too). Targets (issue #6): bench/model_figures.py, which
+makes the figures; bench/README.md says how each is measured.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import math
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import Results, WorkerError, run_worker
-from bench.model_configs import BY_NAME, CONFIGS, PAIRS, PROMPT, QUICK_LEAVES_OUT, Config
-from bench.model_figures import add_figures
+from bench.common import Results, WorkerError, importable, run_worker
+
+PROMPT = "The quick brown fox jumps over the lazy dog."
 
 
-def _available(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+@dataclass(frozen=True)
+class Config:
+    name: str
+    impl: str  # "athena" | "mlx_lm" | "transformers"
+    backend: str  # "mlx" | "transformers"
+    variant: str  # checkpoint: "fp32", "q8", "q4"
+    quantize_bits: int | None = None  # athena quantizes at load
+
+    def needs(self) -> list[str]:
+        mods = ["mlx", "mlx_lm"] if self.backend == "mlx" else ["torch", "transformers"]
+        return [*mods, "athena.models.olmoe"] if self.impl == "athena" else mods
+
+
+CONFIGS = (
+    Config("athena-mlx", "athena", "mlx", "fp32"),
+    Config("mlx_lm", "mlx_lm", "mlx", "fp32"),
+    Config("athena-hf", "athena", "transformers", "fp32"),
+    Config("transformers", "transformers", "transformers", "fp32"),
+    Config("mlx_lm-q8", "mlx_lm", "mlx", "q8"),
+    Config("mlx_lm-q4", "mlx_lm", "mlx", "q4"),
+    Config("athena-mlx-q4", "athena", "mlx", "fp32", quantize_bits=4),
+)
+QUICK_LEAVES_OUT = ("mlx_lm-q8", "athena-mlx-q4")
+PAIRS = (("athena-mlx", "mlx_lm"), ("athena-hf", "transformers"))
+BY_NAME = {c.name: c for c in CONFIGS}
 
 
 # --- checkpoints -------------------------------------------------------------------------
-
-
-def safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a .safetensors file (tensor name -> dtype, shape, data_offsets)."""
-    from athena.source import read_safetensors_header
-
-    return read_safetensors_header(path)
 
 
 def checkpoint_stats(folder: Path) -> dict[str, Any]:
@@ -56,21 +60,19 @@ def checkpoint_stats(folder: Path) -> dict[str, Any]:
     row; every other tensor in full. `active_params` is the issue's count (non-expert params
     + top_k experts' params per layer); `bytes_per_token` is what the bandwidth bound uses.
     """
+    from athena.source import read_safetensors_header
+
     config = json.loads((folder / "config.json").read_text())
     top_k, experts, vocab = (
-        config["num_experts_per_tok"],
-        config["num_experts"],
-        config["vocab_size"],
+        config[k] for k in ("num_experts_per_tok", "num_experts", "vocab_size")
     )
     total_bytes = expert_bytes = embed_bytes = 0
     total_params = expert_params = 0
     for file in sorted(folder.glob("*.safetensors")):
-        for name, info in safetensors_header(file).items():
+        for name, info in read_safetensors_header(file).items():
             start, end = info["data_offsets"]
             nbytes = end - start
-            count = 1
-            for dim in info["shape"]:
-                count *= dim
+            count = math.prod(info["shape"])
             total_bytes += nbytes
             total_params += count
             if ".experts." in name or ".switch_mlp." in name:
@@ -112,8 +114,8 @@ def measure(
     """Run every available configuration on every size; return the checkpoints' stats.
 
     `quick` leaves out QUICK_LEAVES_OUT (the smoke run keeps one configuration of each kind)."""
-    have = {m: _available(m) for m in ("mlx", "mlx_lm", "torch", "transformers")}
-    have["athena.models.olmoe"] = _available("athena.models.olmoe")
+    have = {m: importable(m) for m in ("mlx", "mlx_lm", "torch", "transformers")}
+    have["athena.models.olmoe"] = importable("athena.models.olmoe")
     wanted = [c for c in CONFIGS if not (quick and c.name in QUICK_LEAVES_OUT)]
     configs = [c for c in wanted if all(have[m] for m in c.needs())]
     for c in wanted:
@@ -124,7 +126,6 @@ def measure(
                     f"load.{size}.{c.name}",
                     f"{c.name} ({size})",
                     f"{missing} not importable here (install the torch / mlx-cpu groups)",
-                    group="load",
                 )
     checkpoints: dict[str, Any] = {}
     for size in sizes:
@@ -188,6 +189,8 @@ def _measure_size(
                 runs[c.name].append(None)
                 errors.setdefault(c.name, str(error))
         print(f"  round {r + 1}/{rounds} done", flush=True)
+    from bench.model_figures import add_figures  # it imports this module's configurations
+
     add_figures(results, size, configs, runs, errors, stats, bandwidth, max_tokens)
     return {
         "variants": stats,

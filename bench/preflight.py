@@ -2,23 +2,13 @@
 
     nox -s bench -- --only preflight            # tiny, small and medium (or --sizes ...)
 
-For each checkpoint size and each way to load it, a fresh child process
-(`python bench/preflight.py '<spec>'`) imports the backend, records its RSS, runs
-`OLMoEModel.load()` and reports its own peak RSS (the whole process, runtime included: VmHWM on
-Linux, not ru_maxrss, which Linux carries across fork + exec; ru_maxrss of the fresh child on
-macOS; `peak_method` in each row's context says which). The parent computes
-`athena.preflight.estimate_peak` for the same load from the headers alone. Target: estimate /
-measured within 0.8-1.25 (reported as max(r, 1/r) <= 1.25).
-
-Rows: mlx float32 (the float32 checkpoint as athena loads it); mlx on the bfloat16 checkpoint
-(upcast to float32 on mlx's CPU backend); transformers float32 and bfloat16 (dtype=
-"bfloat16" from the float32 checkpoint); mlx 4-bit quantized at load (quantize_bits=4) and
-pre-converted (mlx_lm.convert -q, 4-bit, group 64).
+Each row of ROWS loads in a fresh child (`python bench/preflight.py '<spec>'`) that reports its
+own peak RSS; the parent estimates the same load from the headers alone. Target: estimate /
+measured within 0.8-1.25. How the peak is read, per OS: bench/README.md, "Preflight".
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import tempfile
@@ -33,11 +23,13 @@ from bench.common import (
     Results,
     Target,
     WorkerError,
+    backend_importable,
     load_spec_model,
     peak_rss,
     rss_bytes,
     run_worker,
 )
+from bench.runners import import_backend
 
 MiB = 1 << 20
 TARGET = Target("<=", 1.25, "estimate within 0.8-1.25x of the measured peak RSS")
@@ -66,10 +58,6 @@ ROWS = (
 QUICK_ROWS = ("mlx-float32", "transformers-bfloat16", "mlx-q4-converted")
 
 
-def _have(*modules: str) -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in modules)
-
-
 def measure(
     results: Results, work: Path, *, sizes: list[str], quick: bool = False
 ) -> dict[str, Any]:
@@ -78,19 +66,13 @@ def measure(
     from athena import preflight
     from athena.checkpoints import write_tiny_olmoe
 
-    have = {"mlx": _have("mlx", "mlx_lm"), "transformers": _have("torch", "transformers")}
+    have = {backend: backend_importable(backend) for backend in ("mlx", "transformers")}
     out: dict[str, Any] = {}
     for size in sizes:
         folder = Path(tempfile.mkdtemp(dir=work, prefix=f"preflight-{size}-"))
         print(f"preflight {size}: writing checkpoints", flush=True)
-        prepared = run_worker(
-            {
-                "task": "prepare",
-                "size": size,
-                "out": str(folder),
-                "bits": [4] if have["mlx"] else [],
-            }
-        )
+        bits = [4] if have["mlx"] else []
+        prepared = run_worker({"task": "prepare", "size": size, "out": str(folder), "bits": bits})
         paths = {"fp32": prepared["fp32"], "q4": prepared.get("q4")}
         paths["bf16"] = str(write_tiny_olmoe(folder / f"{size}-bf16", size=size, dtype="bfloat16"))
         rows: dict[str, Any] = {}
@@ -100,37 +82,25 @@ def measure(
             fid = f"preflight.{size}.{row.name}"
             path = paths.get(row.checkpoint)
             if not have[row.backend] or path is None:
-                results.skip(
-                    fid, f"{row.name} ({size})", f"{row.backend} not here", group="preflight"
-                )
+                results.skip(fid, f"{row.name} ({size})", f"{row.backend} not here")
                 continue
             info = preflight.inspect_model(path)
             estimate = preflight.estimate_peak(
                 info, backend=row.backend, dtype=row.dtype, quantize_bits=row.quantize_bits
             )
-            spec = {
-                "model": path,
-                "backend": row.backend,
-                "dtype": row.dtype,
-                "quantize_bits": row.quantize_bits,
-            }
+            spec = {"model": path, "backend": row.backend, "dtype": row.dtype}
+            spec["quantize_bits"] = row.quantize_bits
             try:
                 measured = run_worker(spec, script=Path(__file__))
             except (WorkerError, TimeoutError) as error:
-                results.skip(fid, f"{row.name} ({size})", str(error), group="preflight")
+                results.skip(fid, f"{row.name} ({size})", str(error))
                 continue
             ratio = estimate.peak / measured["peak_rss"]
             growth = measured["peak_rss"] - measured["rss_after_import"]
             context = {
                 "checkpoint": row.checkpoint,
                 "weight_bytes": info.weight_bytes,
-                "estimate": {
-                    "peak": estimate.peak,
-                    "model": estimate.model,
-                    "transient": estimate.transient,
-                    "file_pages": estimate.file_pages,
-                    "runtime": estimate.runtime,
-                },
+                "estimate": estimate_parts(estimate),
                 "measured": measured,
                 "estimate_without_runtime_over_rss_growth": (estimate.peak - estimate.runtime)
                 / max(growth, 1),
@@ -140,7 +110,6 @@ def measure(
                 f"estimate / measured peak RSS, {row.name} ({size})",
                 [ratio],
                 "ratio",
-                group="preflight",
                 context=context,
             )
             results.add(
@@ -148,7 +117,6 @@ def measure(
                 f"max(r, 1/r), {row.name} ({size})",
                 [max(ratio, 1 / ratio)],
                 "ratio",
-                group="preflight",
                 target=TARGET,
                 context={
                     "estimate_MiB": estimate.peak / MiB,
@@ -161,17 +129,18 @@ def measure(
     return out
 
 
+def estimate_parts(estimate: Any) -> dict[str, int]:
+    """What an `athena.preflight` Estimate is made of (bytes), for a figure's context."""
+    parts = ("resident", "peak", "model", "transient", "file_pages", "runtime")
+    return {part: getattr(estimate, part) for part in parts}
+
+
 # --- the child: one load, its peak RSS --------------------------------------------------------
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Import the backend, then `OLMoEModel.load()`; peak RSS of the whole process."""
-    if spec["backend"] == "mlx":
-        import mlx.core  # noqa: F401
-        import mlx_lm.models.olmoe  # noqa: F401
-    else:
-        import torch  # noqa: F401
-        import transformers.models.olmoe.modeling_olmoe  # noqa: F401
+    import_backend(spec["backend"])
     import athena.models.olmoe  # noqa: F401 (the import's memory counts before the load)
 
     after_import = rss_bytes()

@@ -4,7 +4,7 @@ Writes <out>/<UTC timestamp>-<host>.json (machine description, every figure with
 max, quartiles over repeats, its unit, and its target with `passed` as a reported field),
 plus a Markdown table (.md) and a plot (.png) with the same name; <out> is bench/results/runs/
 (ignored by git) unless --out says otherwise. `--save-reference` also makes a full run the
-committed reference for this kind of machine (bench/reference.py). Targets are never asserted:
+committed reference for this kind of machine (`save_reference`). Targets are never asserted:
 the exit code is 0 whenever the run completed. See bench/README.md.
 """
 
@@ -32,14 +32,15 @@ from bench import (
     model_lock,
     models,
     preflight,
-    reference,
     report,
     verify_files,
 )
 from bench import train as train_bench
-from bench.common import Results
-from bench.machine import describe, load_average
+from bench.common import ROOT, Results
+from bench.machine import describe, load_average, machine_kind
 
+RESULTS = ROOT / "bench" / "results"  # the committed references, one per kind of machine
+RUNS = RESULTS / "runs"  # every run (ignored by git)
 SCHEMA_VERSION = 1
 GROUPS = (
     "import",
@@ -63,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="smoke mode: the tiny checkpoint only, 1-2 repeats, pip and nox skipped (~1 min)",
     )
     parser.add_argument(
-        "--out", type=Path, default=reference.RUNS, help="where results go (bench/results/runs/)"
+        "--out", type=Path, default=RUNS, help="where results go (bench/results/runs/)"
     )
     parser.add_argument(
         "--sizes",
@@ -93,9 +94,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--save-reference",
         action="store_true",
         help="also make this full run the committed reference for this kind of machine "
-        "(bench/results/reference-<machine>.*) and refresh bench/README.md's quote of it",
+        "(bench/results/reference-<machine>.*)",
     )
     return parser.parse_args(argv)
+
+
+def save_reference(run_json: Path, results: Path = RESULTS) -> Path:
+    """Copy the run at `run_json` (+ its .md and .png) to `results` as the reference for its
+    kind of machine (bench/README.md links its .md). Returns the reference JSON's path."""
+    stem = f"reference-{machine_kind(json.loads(run_json.read_text())['machine'])}"
+    results.mkdir(parents=True, exist_ok=True)
+    for suffix in (".json", ".md", ".png"):
+        if run_json.with_suffix(suffix).exists():
+            shutil.copyfile(run_json.with_suffix(suffix), (results / stem).with_suffix(suffix))
+    return results / f"{stem}.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no plot: matplotlib is not importable ({error})", file=sys.stderr)
     print(f"wrote {json_path} (+ .md, .png) in {run['duration_s']:.0f} s", flush=True)
     if args.save_reference:
-        print(f"reference: {reference.save_reference(json_path)} (+ .md, .png)", flush=True)
+        print(f"reference: {save_reference(json_path)} (+ .md, .png)", flush=True)
     s = run["targets_summary"]
     print(f"targets: {s['met']} met, {s['not_met']} not met {s['not_met_ids']}", flush=True)
     return 0

@@ -7,11 +7,11 @@ One runner per `impl`: "athena" (OLMoEModel, with `backend` "mlx" or "transforme
 
 from __future__ import annotations
 
-import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from bench.common import peak_rss, peak_rss_bytes, rss_bytes, torch_device
+from bench.common import mx_memory, peak_rss, peak_rss_bytes, reset_mx_peak, rss_bytes, torch_device
 
 
 def generate(spec: dict[str, Any]) -> dict[str, Any]:
@@ -33,15 +33,15 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     out["import_s"] = time.perf_counter() - start
     out["rss_after_import"] = rss_bytes()
     out["peak_rss_after_import"] = peak_rss_bytes()
-    runner.reset_peak()
+    reset_mx_peak()
 
     start = time.perf_counter()
     runner.load()
     out["load_s"] = time.perf_counter() - start
     out["rss_after_load"] = rss_bytes()
     out["peak_rss_after_load"] = peak_rss_bytes()
-    out["mx_peak_load"] = runner.mx_peak()
-    out["mx_active_after_load"] = runner.mx_active()
+    out["mx_peak_load"] = mx_memory("peak")
+    out["mx_active_after_load"] = mx_memory("active")
     out["backend"] = runner.backend
 
     # The first call pays one-off costs (kernel set-up, lazy imports inside generate).
@@ -58,17 +58,17 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     out.update(timing.fields(start))
     out["rss_end"] = rss_bytes()
     out["peak_rss"], out["peak_method"] = peak_rss()
-    out["mx_peak"] = runner.mx_peak()
+    out["mx_peak"] = mx_memory("peak")
     return out
 
 
+@dataclass
 class Timing:
     """What one generation gave: its text, and per-token timestamps where the impl has them."""
 
-    def __init__(self, text: str, stamps: list[float] | None, prompt_tokens: int | None) -> None:
-        self.text = text
-        self.stamps = stamps
-        self.prompt_tokens = prompt_tokens
+    text: str
+    stamps: list[float] | None
+    prompt_tokens: int | None
 
     def fields(self, start: float) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text, "e2e_tokens": None}
@@ -83,7 +83,7 @@ class Timing:
         return out
 
 
-def _import_backend(backend: str) -> None:
+def import_backend(backend: str) -> None:
     """Import a backend and its OLMoE model code before load() is timed.
 
     transformers imports lazily: its OLMoE modeling module alone takes seconds on first use,
@@ -109,26 +109,6 @@ class _Runner:
         self.spec = spec
         self.path = spec["model"]
 
-    def reset_peak(self) -> None:
-        if "mlx.core" in sys.modules:
-            import mlx.core as mx
-
-            mx.reset_peak_memory()
-
-    def mx_peak(self) -> int | None:
-        if "mlx.core" not in sys.modules:
-            return None
-        import mlx.core as mx
-
-        return int(mx.get_peak_memory())
-
-    def mx_active(self) -> int | None:
-        if "mlx.core" not in sys.modules:
-            return None
-        import mlx.core as mx
-
-        return int(mx.get_active_memory())
-
     def load(self) -> None:
         raise NotImplementedError
 
@@ -143,7 +123,7 @@ class _MlxLm(_Runner):
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec)
-        _import_backend("mlx")
+        import_backend("mlx")
         import mlx_lm
 
         self.mlx_lm = mlx_lm
@@ -173,7 +153,7 @@ class _Transformers(_Runner):
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec)
-        _import_backend("transformers")
+        import_backend("transformers")
         import torch
         import transformers
 
@@ -223,7 +203,7 @@ class _Athena(_Runner):
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec)
         self.backend = spec["backend"]
-        _import_backend(self.backend)
+        import_backend(self.backend)
         from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
         fields: dict[str, Any] = {

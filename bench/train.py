@@ -73,7 +73,6 @@ def measure(results: Results, *, quick: bool) -> None:
                 f"train.{ranks}rank.steps_per_s",
                 f"GRPO steps/s, {ranks} rank(s)",
                 "mlx is not installed (the mlx-cpu group on Linux)",
-                group="train",
             )
         return
     runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
@@ -94,7 +93,6 @@ def measure(results: Results, *, quick: bool) -> None:
                 f"train.{ranks}rank.steps_per_s",
                 f"GRPO steps/s, {ranks} ranks",
                 "mlx.launch not found",
-                group="train",
             )
             continue
         label = f"{ranks} rank" + ("s" if ranks > 1 else "")
@@ -110,4 +108,4 @@ def measure(results: Results, *, quick: bool) -> None:
         for key, name, unit in figures:
             values = [r[key] for r in found]
             fid = f"train.{ranks}rank.{key}"
-            results.add(fid, name, values, unit, group="train", context=context)
+            results.add(fid, name, values, unit, context=context)

@@ -20,8 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from athena.doctor.probe import run_probe
 from bench.common import Results
 
-GROUP = "files"
-
 
 def installed_bytes(names: tuple[str, ...] = ()) -> int:
     """The bytes RECORD lists with a size, over every distribution (or those `names`)."""
@@ -48,7 +46,7 @@ def measure(results: Results, *, quick: bool) -> None:
         seconds.append(time.perf_counter() - started)
         steps = [v for k, v in probe.steps.items() if k.startswith("files ")]
         if probe.returncode != 0 or not steps:
-            results.skip("files.verify_all", label, probe.stderr[-200:], group=GROUP)
+            results.skip("files.verify_all", label, probe.stderr[-200:])
             return
         files, packages = sum(s["files"] for s in steps), len(steps)
         differences = sum(bool(s["changed"] or s["missing"] or s["added"]) for s in steps)
@@ -61,5 +59,5 @@ def measure(results: Results, *, quick: bool) -> None:
         "bytes": installed_bytes(names),
         "packages_that_differ": differences,
     }
-    results.add("files.verify_all", label, seconds, "s", group=GROUP, context=context)
-    results.add("files.count", "files verified", [files], "files", group=GROUP)
+    results.add("files.verify_all", label, seconds, "s", context=context)
+    results.add("files.count", "files verified", [files], "files")

@@ -1,17 +1,9 @@
 """One measurement in a fresh interpreter: `python bench/worker.py '<json spec>'`.
 
 The parent (bench/run.py) starts one worker per configuration and repeat, so load time, peak
-memory and import state are never shared between configurations. The worker prints one line
-`ATHENA_BENCH_RESULT {json}` at the end; everything else on stdout is ignored.
-
-Tasks:
-- `bandwidth`: copy bandwidth of athena.host's copy, mlx (default device) and torch, (bytes
-  read + bytes written) / seconds, per repeat (bench/bandwidth.py's `copy_task`).
-- `generate`: import a backend, load a checkpoint, warm up, then time generation; see
-  bench/runners.py's `generate()` for the fields. `impl` is "athena" (OLMoEModel, with
-  `backend` "mlx" or "transformers"), "mlx_lm" (raw `mlx_lm.load` + `stream_generate`) or
-  "transformers" (raw `AutoModelForCausalLM` + `generate`).
-- `prepare`: write a checkpoint and its mlx_lm.convert-ed 8- and 4-bit copies (below).
+memory and import state are never shared. The worker prints one line `ATHENA_BENCH_RESULT
+{json}` at the end. Tasks (TASKS): `bandwidth` (bench/bandwidth.py), `generate`
+(bench/runners.py), `encode` (bench/encode.py), `prepare` (below).
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from quotes import refresh_quote  # docs/scripts/quotes.py (this folder is on sys.path)
+
+from athena.host import cpu_name
 
 DOCS = Path(__file__).resolve().parent.parent
 ROOT = DOCS.parent
@@ -39,27 +40,6 @@ def script_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny preset, short runs")
     parser.add_argument("--out", type=Path, default=GENERATED, help="output folder")
     return parser
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name: /proc/cpuinfo on Linux, sysctl on macOS."""
-    if sys.platform == "darwin":
-        try:
-            out = subprocess.run(
-                ["sysctl", "-n", "machdep.cpu.brand_string"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            return out.stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            pass
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def machine() -> dict[str, Any]:
@@ -79,7 +59,7 @@ def machine() -> dict[str, Any]:
     return {
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "os": platform.platform(),
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "logical_cores": os.cpu_count(),
         "physical_cores": psutil.cpu_count(logical=False),
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),

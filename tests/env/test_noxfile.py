@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -59,9 +62,26 @@ def test_the_default_selection_runs_each_test_file_once() -> None:
     assert sorted(owned) == env_files, "give each tests/env file to one session in ENV_TESTS"
     selected = default_sessions()
     assert set(noxfile.ENV_TESTS) | {"tests", "verify"} == selected
-    assert noxfile.GUIDES in noxfile.PIN_ONLY_TESTS, "`tests` runs the guides on the pin"
-    source = (ROOT / "noxfile.py").read_text()
-    assert 'default = [*PARALLEL, "tests", "--ignore=tests/env"]' in source
+
+
+def collected_files(*args: str) -> set[str]:
+    """The files pytest collects from `args` (a collection, nothing run)."""
+    out = run(
+        sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args
+    )
+    return {line.split("::")[0] for line in out.splitlines() if "::" in line}
+
+
+def test_tests_leaves_tests_env_out_and_runs_the_pin_only_tests_on_the_pin_alone() -> None:
+    """What pytest collects from `tests`'s arguments on the pin (one collection: it imports
+    every test module); off the pin each PIN_ONLY_TESTS path is ignored."""
+    noxfile = load_noxfile()
+    on_pin = collected_files(*noxfile.tests_paths(noxfile.PYTHON_PIN))
+    assert not [f for f in on_pin if f.startswith("tests/env/")]
+    off_pin = noxfile.tests_paths("3.0")
+    for path in noxfile.PIN_ONLY_TESTS:
+        assert [f for f in on_pin if f.startswith(path)], f"{path} runs nowhere on the pin"
+        assert f"--ignore={path}" in off_pin, f"{path} runs off the pin"
 
 
 def test_pin_only_tests_exist_and_run_on_the_pinned_python() -> None:
@@ -73,23 +93,13 @@ def test_pin_only_tests_exist_and_run_on_the_pinned_python() -> None:
     assert noxfile.PYTHON_PIN in noxfile._supported_pythons()
 
 
-def readme_test_command() -> str:
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(r"<!-- test-command -->\s*```console\s*\$ (.+?)\s*```", readme)
-    assert match, "README.md has no <!-- test-command --> block"
-    return match.group(1)
-
-
-def test_ci_runs_the_readme_test_command() -> None:
-    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
-    assert lines[-1] == readme_test_command()
-
-
-def test_every_pytest_call_is_strict() -> None:
-    noxfile = (ROOT / "noxfile.py").read_text()
-    assert 'PYTEST = ("pytest", "--strict-markers", "--strict-config")' in noxfile
-    calls = re.findall(r'session\.run\(\s*"pytest"', noxfile)
-    assert calls == [], "call pytest through PYTEST so it stays strict"
+def test_nox_runs_pytest_strictly(tmp_path: Path) -> None:
+    """PYTEST's flags turn a misspelt marker into an error, not a silent new marker."""
+    test = tmp_path / "test_typo.py"
+    test.write_text("import pytest\n\n\n@pytest.mark.slwo\ndef test_x() -> None:\n    pass\n")
+    command = [sys.executable, "-m", *load_noxfile().PYTEST, "-p", "no:cacheprovider", str(test)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode != 0 and "'slwo' not found in `markers`" in result.stdout
 
 
 def readme_install_lines() -> dict[str, str]:
@@ -115,11 +125,26 @@ def test_readme_says_how_to_install_uv_for_pyenv_homebrew_and_nix() -> None:
     assert lines["Nix"] == "nix develop"
 
 
-def test_ci_follows_the_readme_install_line_and_runs_nix_as_an_ordinary_user() -> None:
-    """.ci/run takes the pyenv line from README (not a copy of it), runs it from a fresh HOME,
-    reads the workflow's env block, and runs the checks job's nix command through runuser."""
-    script = (ROOT / ".ci" / "run").read_text()
-    assert "/<!-- install-uv -->/" in script and "# pyenv/" in script
-    assert '(cd "$fresh_home" && HOME="$fresh_home" bash -euc "$install_uv")' in script
-    assert 'workflow["env"]' in script and 'workflow["jobs"]["checks"]["steps"]' in script
-    assert 'runuser -u "$CI_USER" -- env -i "${user_env[@]}" bash -euc "$nix_command"' in script
+def test_ci_runs_the_readme_pyenv_line_from_a_fresh_home(tmp_path: Path) -> None:
+    """.ci/run's first step, run in a copy of the checkout whose README pyenv line is a probe:
+    it records where it ran and fails, which stops the script there (set -e)."""
+    checkout = tmp_path / "checkout"
+    (checkout / ".ci").mkdir(parents=True)
+    shutil.copy(ROOT / ".ci" / "run", checkout / ".ci" / "run")
+    record = tmp_path / "ran-in"
+    probe = f'echo "$PWD $HOME" > {record}; exit 3'
+    readme = (ROOT / "README.md").read_text()
+    (checkout / "README.md").write_text(readme.replace(readme_install_lines()["pyenv"], probe, 1))
+    result = subprocess.run(
+        ["bash", str(checkout / ".ci" / "run")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )
+    assert result.returncode != 0
+    assert record.exists(), f".ci/run did not run README's pyenv line:\n{result.stderr}"
+    cwd, home = record.read_text().split()
+    assert cwd == home, "README's line runs in its fresh HOME"
+    assert Path(home) not in (checkout, tmp_path), "from a fresh HOME, not the checkout's"

@@ -8,10 +8,12 @@ import json
 import re
 import sys
 import tomllib
+from pathlib import Path
 
 import yaml
 
 from .conftest import ROOT, run
+from .test_flake import copy_flake, evaluate_shell
 
 SINGLE_PYTHON_SESSIONS = ("lint", "lock", "nix", "verify", "docs")
 
@@ -22,10 +24,12 @@ def pin() -> str:
     return text.strip()
 
 
-def flake_python() -> str:
-    match = re.search(r"python = pkgs\.python3(\d+);", (ROOT / "flake.nix").read_text())
-    assert match, "flake.nix has no `python = pkgs.python3NN;`"
-    return f"3.{match.group(1)}"
+def flake_python(tmp_path: Path) -> str:
+    """The Python of the flake's dev shell, as nix evaluates it (its UV_PYTHON)."""
+    uv_python = evaluate_shell(copy_flake(tmp_path), "x86_64-linux")["env"]["UV_PYTHON"]
+    match = re.search(r"python(3\.\d+)$", uv_python)
+    assert match, f"the flake's UV_PYTHON is {uv_python!r}, not a python3.NN"
+    return match.group(1)
 
 
 def nox_pythons() -> dict[str, object]:
@@ -41,8 +45,8 @@ def supported_pythons() -> list[str]:
     return sorted(c.rsplit(" ", 1)[1] for c in classifiers if c.startswith(prefix))
 
 
-def test_the_pin_is_the_flakes_python() -> None:
-    assert pin() == flake_python()
+def test_the_pin_is_the_flakes_python(tmp_path: Path) -> None:
+    assert pin() == flake_python(tmp_path)
 
 
 def test_the_single_python_sessions_run_on_the_pin() -> None:
