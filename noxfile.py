@@ -62,7 +62,11 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 PYTHON_PIN = (ROOT / ".python-version").read_text().split()[0]
 # tests/env's files, each run once by one default session; `tests` leaves the folder out.
 ENV_TESTS = {
-    "lint": ("tests/env/test_noxfile.py", "tests/env/test_workflow.py"),
+    "lint": (
+        "tests/env/test_noxfile.py",
+        "tests/env/test_workflow.py",
+        "tests/env/test_ci_user.py",
+    ),
     "lock": ("tests/env/test_lock.py",),
     "nix": ("tests/env/test_flake.py",),
     "verify": ("tests/env/test_python_pin.py",),
