@@ -1,29 +1,271 @@
-"""Writing a file whole or not at all: into a temporary file beside it, renamed over it.
+"""Durable writes: a file or a folder is replaced whole or not at all, and survives a crash.
 
-`with replacing(path) as temporary:` hands the block a path in the same folder (so the
-rename is atomic: `os.replace`); the block writes it; the rename happens only if the block
-ends without error, and the temporary file is removed if it does not. A reader sees the old
-file or the new one, never half of one, and two writers never interleave (the last rename
-wins). Folders written the same way (a checkpoint, a trainer checkpoint) have their own
-helpers: athena.checkpoints.folder, athena.heads.grpo.
+`with replacing(path) as temporary:` hands the block a new empty file beside `path` (a random
+name `.NAME.athena-tmp-XXXXXXXX`, created with O_EXCL, so nothing can be planted there first).
+When the block ends without error the file is fsynced, given the mode of the file it replaces
+(else the umask's default), renamed over `path` (a symlink there is replaced, never written
+through) and the folder fsynced; on an error it is removed and `path` is as it was. A reader
+sees the old file or the new one, never half of one. `write_file` writes bytes that way;
+`append_line` adds one whole line to a log (O_APPEND, one write).
+
+`with replacing_folder(path) as temporary:` does the same for a folder (a checkpoint): under a
+lock (`.NAME.athena-lock`, FolderBusy for a second writer), into a temporary folder beside it,
+every file fsynced, then swapped with the old folder in one step (renameat2 / renamex_np; where
+the system cannot, the old one is renamed aside first and put back by the next write if a crash
+came between), so a complete folder is there at every moment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-from collections.abc import Iterator
+import secrets
+import shutil
+from collections.abc import Collection, Iterator
 from pathlib import Path
+
+TEMPORARY = ".athena-tmp-"  # in the names of temporary files and folders
+_ASIDE = ".athena-old-"  # an old folder renamed aside (where no swap in one step exists)
+
+
+class FolderNotEmpty(FileExistsError):
+    """The target folder already has files and overwrite was not asked for."""
+
+    def __init__(self, folder: Path, entries: list[str]) -> None:
+        self.folder, self.entries = folder, entries
+        super().__init__(self.sentence("overwrite=True"))
+
+    def sentence(self, flag: str) -> str:
+        """One sentence naming the folder, what is in it, and `flag`, the way to overwrite."""
+        count = len(self.entries)
+        shown = ", ".join(self.entries[:3]) + (", ..." if count > 3 else "")
+        return (
+            f"{self.folder} is not empty ({count} {'entry' if count == 1 else 'entries'}: "
+            f"{shown}); choose a new or empty folder, or pass {flag} to replace only the "
+            "tiny checkpoint's own files in it"
+        )
+
+
+class FolderBusy(BlockingIOError):
+    """Another process is writing a checkpoint into the same folder right now."""
+
+
+def reason(error: OSError) -> str:
+    """What the system said (`File too large`), without the errno prefix."""
+    return error.strerror or str(error)
+
+
+def _beside(target: Path, kind: str = TEMPORARY) -> Path:
+    return target.with_name(f".{target.name}{kind}{secrets.token_hex(4)}")
 
 
 @contextlib.contextmanager
-def replacing(target: Path) -> Iterator[Path]:
-    """A temporary path beside `target`, renamed over `target` when the block succeeds and
-    removed when it raises. Its name (`.NAME.tmp-PID`) ends in no suffix a glob for `target`'s
-    kind would match: a writer that goes by the suffix needs its format named."""
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A new empty file beside `target`, renamed over it (durably) when the block succeeds and
+    removed when it raises. An OSError (a full disk, a read-only folder) becomes one sentence
+    naming `target`."""
+    target = Path(target)
+    temporary = _beside(target)
+    existed = os.path.lexists(target)
     try:
-        yield temporary
-        os.replace(temporary, target)
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            os.close(os.open(temporary, flags, 0o666))  # the umask applies, as for open()
+            yield temporary
+            fd = os.open(temporary, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    os.fchmod(fd, os.stat(target).st_mode & 0o777)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, target)
+            fsync_folder(target.parent)
+        except OSError as error:
+            kept = "it is as it was" if existed else "it was not created"
+            raise type(error)(f"could not write {target} ({reason(error)}); {kept}") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def write_file(target: str | os.PathLike[str], content: bytes | str) -> Path:
+    """Replace `target` with `content` (text as UTF-8), durably; return its path."""
+    with replacing(target) as temporary, open(temporary, "wb") as f:
+        f.write(content.encode() if isinstance(content, str) else content)
+    return Path(target)
+
+
+def append_line(path: str | os.PathLike[str], line: str) -> None:
+    """Add `line` and a newline to the end of `path` in one write (O_APPEND), fsynced: the
+    file has the line whole or not at all (a short write, e.g. a full disk, is undone)."""
+    data = (line + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(fd)
+        except OSError as error:
+            os.ftruncate(fd, size)
+            raise type(error)(f"could not add a line to {path} ({reason(error)})") from None
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make renames in `folder` durable (a no-op where folders cannot be fsynced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def replacing_folder(
+    target: Path,
+    shown: Path | None = None,
+    *,
+    overwrite: bool = False,
+    replaces: Collection[str] | None = None,
+) -> Iterator[Path]:
+    """A new empty folder beside `target`; when the block succeeds it takes `target`'s place
+    in one step, fsynced. A `target` with entries is FolderNotEmpty (naming it as `shown`)
+    unless `overwrite`; with `replaces`, only those names are replaced and the old folder's
+    other entries are carried over (hard links, else copies). The old folder keeps its mode."""
+    shown = target if shown is None else shown
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with writer_lock(target, shown):
+        _recover(target)
+        entries = sorted(os.listdir(target)) if target.is_dir() else []
+        if entries and not overwrite:
+            raise FolderNotEmpty(shown, entries)
+        temporary = _beside(target)
+        temporary.mkdir()
+        try:
+            yield temporary
+            kept = [] if replaces is None else [n for n in entries if n not in replaces]
+            for name in kept:
+                if not (temporary / name).exists():
+                    _carry(target / name, temporary / name)
+            _fsync_tree(temporary)
+            if target.is_dir():
+                os.chmod(temporary, target.stat().st_mode & 0o7777)
+            if entries:
+                _swap(temporary, target)  # `temporary` now names the old folder
+            else:
+                try:  # rename(2) replaces an empty folder, and fails if one appeared in it
+                    os.rename(temporary, target)
+                except OSError:
+                    if target.is_dir() and os.listdir(target):
+                        raise FolderNotEmpty(shown, sorted(os.listdir(target))) from None
+                    raise
+            fsync_folder(target.parent)
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def writer_lock(target: Path, shown: Path) -> Iterator[None]:
+    """An exclusive flock on `.NAME.athena-lock` beside the target, or FolderBusy at once.
+
+    The lock file is removed on release; a writer that opened it before the removal finds
+    that the path no longer names its file and opens it again (so two never both hold it)."""
+    import fcntl
+
+    path = target.parent / f".{target.name}.athena-lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FolderBusy(
+                f"another process is writing a checkpoint into {shown} right now; wait for it "
+                "to finish, then try again"
+            ) from None
+        try:
+            same = os.path.samestat(os.stat(path), os.fstat(fd))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)  # releases the lock
+
+
+def _recover(target: Path) -> None:
+    """After writes of `target` that were killed (we hold the lock, so no live writer owns
+    what they left): an old folder renamed aside goes back if `target` is missing, then the
+    temporary and aside folders are removed."""
+    temporary, aside = f".{target.name}{TEMPORARY}", f".{target.name}{_ASIDE}"
+    for leftover in sorted(target.parent.iterdir()):  # the asides first: "old" < "tmp"
+        if not leftover.name.startswith((temporary, aside)) or leftover.is_symlink():
+            continue
+        if leftover.name.startswith(aside) and not os.path.lexists(target):
+            os.rename(leftover, target)
+        elif leftover.is_dir():
+            shutil.rmtree(leftover)
+
+
+def _carry(source: Path, destination: Path) -> None:
+    def link(source: str, destination: str) -> None:
+        try:
+            os.link(source, destination, follow_symlinks=False)
+        except OSError:  # another device, or a file system without hard links
+            shutil.copy2(source, destination, follow_symlinks=False)
+
+    if source.is_dir() and not source.is_symlink():
+        shutil.copytree(source, destination, symlinks=True, copy_function=link)
+    else:
+        link(str(source), str(destination))
+
+
+def _fsync_tree(folder: Path) -> None:
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fsync_folder(Path(root))
+
+
+def _swap(new: Path, old: Path) -> None:
+    """Exchange two folders in one step (Linux renameat2, macOS renamex_np); where the system
+    cannot, rename the old one aside (`_recover` puts it back after a crash), then the new in."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    a, b = os.fsencode(new), os.fsencode(old)
+    if hasattr(libc, "renameat2"):
+        done = libc.renameat2(-100, a, -100, b, 2)  # AT_FDCWD, RENAME_EXCHANGE
+    elif hasattr(libc, "renamex_np"):
+        done = libc.renamex_np(a, b, 2)  # RENAME_SWAP
+    else:
+        done = -1
+        ctypes.set_errno(errno.ENOSYS)
+    if done == 0:
+        return
+    code = ctypes.get_errno()
+    if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        raise OSError(code, os.strerror(code), str(old))
+    aside = _beside(old, _ASIDE)
+    os.rename(old, aside)
+    os.rename(new, old)
+    os.rename(aside, new)  # removed by the caller, as the old folder

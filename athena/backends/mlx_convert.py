@@ -4,8 +4,6 @@ router kept at 8 bits (athena/backends/quantize.py), written atomically like tin
 from __future__ import annotations
 
 import contextlib
-import secrets
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,15 +21,10 @@ def convert_model(
 ) -> Path:
     """Write an mlx-quantized copy of `model` (a folder, or a hub id mlx-lm can fetch) to
     `out` through `mlx_lm.convert`, with the router at `router_bits`. Atomic like
-    `write_tiny_olmoe`: written into `.NAME.athena-tmp-XXXX` beside `out` under a lock, then
-    renamed into place in one step; `out` must not exist or be empty. Raises ValueError,
-    SourceError, LoadError (one sentence)."""
-    from athena.checkpoints.folder import (
-        FolderNotEmpty,
-        _remove_leftovers,
-        _rename_folder,
-        _writer_lock,
-    )
+    `write_tiny_olmoe` (athena.atomic.replacing_folder): written into a temporary folder
+    beside `out` under a lock, then renamed into place in one step; `out` must not exist or be
+    empty. Raises ValueError, SourceError, LoadError (one sentence)."""
+    from athena.atomic import FolderBusy, FolderNotEmpty, replacing_folder
     from athena.errors import LoadError
 
     shown = Path(out)
@@ -57,13 +50,9 @@ def convert_model(
     select_device()
     from mlx_lm import convert
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _writer_lock(target, shown):
-        _remove_leftovers(target)
-        if target.is_dir() and any(target.iterdir()):
-            raise FolderNotEmpty(shown, sorted(p.name for p in target.iterdir()))
-        temp = target.parent / f".{target.name}.athena-tmp-{secrets.token_hex(4)}"
-        try:
+    try:
+        with replacing_folder(target, shown) as temp:
+            temp.rmdir()  # mlx-lm makes the folder itself
             # mlx-lm's [INFO] lines go to stderr. Its quant_predicate is annotated with three
             # arguments but called with (path, module), as nn.quantize's class_predicate.
             with contextlib.redirect_stdout(sys.stderr):
@@ -75,12 +64,9 @@ def convert_model(
                     q_group_size=group_size,
                     quant_predicate=olmoe_predicate(bits, group_size, router_bits),  # type: ignore[arg-type]
                 )
-            _rename_folder(temp, target, shown)
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
-            if isinstance(error, FolderNotEmpty):
-                raise
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise LoadError(f"mlx-lm could not convert {model} ({message})") from None
-        finally:
-            shutil.rmtree(temp, ignore_errors=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        if isinstance(error, FolderNotEmpty | FolderBusy):
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise LoadError(f"mlx-lm could not convert {model} ({message})") from None
     return shown

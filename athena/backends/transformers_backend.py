@@ -9,7 +9,6 @@ and CUDA is available (we never install it); otherwise quantize_bits is skipped 
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import queue
 import threading
@@ -23,7 +22,7 @@ import numpy as np
 from athena.backends import batching
 from athena.backends.base import LoadOptions, Sampling
 from athena.errors import BackendMissing, LoadError, SourceError, first_line
-from athena.source import ModelSource, read_safetensors_header
+from athena.source import ModelSource, read_json, read_safetensors_header
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +128,7 @@ def merge_lora(model: Any, adapter_path: str | Path) -> int:
             "adapter_model.safetensors)"
         )
     try:
-        config = json.loads(config_file.read_text())
+        config = read_json(config_file)
         rank, alpha = int(config["r"]), float(config["lora_alpha"])
         read_safetensors_header(weights_file)  # a damaged file is one sentence, not a crash
         weights = load_file(str(weights_file))

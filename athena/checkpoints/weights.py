@@ -4,18 +4,17 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from athena.checkpoints.presets import _SAFETENSORS_DTYPE
+from athena.checkpoints.presets import SAFETENSORS_DTYPE
 from athena.checkpoints.tokenizer import SPECIAL_TOKENS, VOCAB_SIZE
 
 
-def _make_weights(preset: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+def make_weights(preset: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """HF-named float32 weights, drawn in a fixed order from `rng`."""
     h, i = preset["hidden_size"], preset["intermediate_size"]
     head_dim = h // preset["num_attention_heads"]
@@ -60,14 +59,14 @@ def _make_weights(preset: dict[str, int], rng: np.random.Generator) -> dict[str,
     return w
 
 
-def _to_bfloat16_bytes(array: np.ndarray) -> bytes:
+def to_bfloat16_bytes(array: np.ndarray) -> bytes:
     """float32 -> bfloat16 (round to nearest even), as little-endian bytes."""
     bits = np.ascontiguousarray(array, dtype="<f4").view("<u4").astype(np.uint64)
     rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
     return rounded.astype("<u2").tobytes()
 
 
-def _save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) -> None:
+def save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) -> None:
     """The safetensors format written directly (numpy has no bfloat16): an 8-byte header
     length, a JSON header of name -> dtype/shape/offsets, then the raw little-endian data,
     one tensor at a time (so the peak is the weights plus one converted tensor)."""
@@ -77,7 +76,7 @@ def _save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) ->
     for name in sorted(weights):
         size = weights[name].size * itemsize
         header[name] = {
-            "dtype": _SAFETENSORS_DTYPE[dtype],
+            "dtype": SAFETENSORS_DTYPE[dtype],
             "shape": list(weights[name].shape),
             "data_offsets": [offset, offset + size],
         }
@@ -89,8 +88,6 @@ def _save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) ->
         f.write(encoded)
         for name in sorted(weights):
             if dtype == "bfloat16":
-                f.write(_to_bfloat16_bytes(weights[name]))
+                f.write(to_bfloat16_bytes(weights[name]))
             else:
                 f.write(np.ascontiguousarray(weights[name], dtype=f"<f{itemsize}").tobytes())
-        f.flush()
-        os.fsync(f.fileno())

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from athena.atomic import replacing
+from athena.atomic import write_file
+from athena.errors import SourceError
 from athena.host import Host, probe_host
 from athena.preflight.info import DTYPE_ITEMSIZE, EXPERT, ModelInfo
 from athena.preflight.memory import Estimate
 from athena.preflight.quantized import is_router
+from athena.source import read_json
 
 GB = 10**9
 # Unified-memory bandwidth Apple publishes per chip, GB/s (for the Max chips whose two
@@ -91,14 +93,14 @@ def machine_bandwidth(host: Host | None = None, *, measure: bool = True) -> Band
     key = f"{host.chip or 'unknown CPU'}, {host.total_memory or 0} bytes"
     path = cache_dir() / "bandwidth.json"
     try:
-        cached = json.loads(path.read_text())
+        cached = read_json(path)
         if cached.get("machine") == key:
             return Bandwidth(
                 float(cached["bytes_per_second"]),
                 "measured",
                 f"copy of {COPY_BYTES // 1024**2} MiB, {cached['date']}, cached in {path}",
             )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (SourceError, ValueError, KeyError, TypeError):
         pass
     if not measure:
         return None
@@ -108,8 +110,7 @@ def machine_bandwidth(host: Host | None = None, *, measure: bool = True) -> Band
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"machine": key, "bytes_per_second": rate, "date": date}
         # Whole or not at all: processes measuring at once each replace the file in one step.
-        with replacing(path) as partial:
-            partial.write_text(json.dumps(entry) + "\n")
+        write_file(path, json.dumps(entry) + "\n")
     except OSError:
         pass
     return Bandwidth(rate, "measured", f"copy of {COPY_BYTES // 1024**2} MiB, {date}")
