@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import shutil
@@ -64,14 +65,16 @@ def _beside(target: Path, kind: str = TEMPORARY) -> Path:
 def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
     """A new empty file beside `target`, renamed over it (durably) when the block succeeds and
     removed when it raises. An OSError (a full disk, a read-only folder) becomes one sentence
-    naming `target`."""
+    naming `target`. The temporary is flocked while it is written: the temporaries of killed
+    writers (unlocked) are removed by the next write of `target`."""
     target = Path(target)
-    temporary = _beside(target)
     existed = os.path.lexists(target)
+    temporary, lock = target, -1
     try:
         try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            os.close(os.open(temporary, flags, 0o666))  # the umask applies, as for open()
+            temporary = _beside(target)
+            lock = _open_locked(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            _remove_dead(target)
             yield temporary
             fd = os.open(temporary, os.O_RDONLY | os.O_NOFOLLOW)
             try:
@@ -86,8 +89,47 @@ def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
             kept = "it is as it was" if existed else "it was not created"
             raise type(error)(f"could not write {target} ({reason(error)}); {kept}") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        if lock >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            os.close(lock)
+
+
+def _open_locked(path: Path, flags: int, *, wait: bool = True) -> int:
+    """`path` opened (the umask applies to a new file, as for open()) and flocked while it is
+    still the file at `path`; BlockingIOError if another process holds it and not `wait`."""
+    while True:
+        fd = os.open(path, flags | os.O_NOFOLLOW, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            if os.path.samestat(os.lstat(path), os.fstat(fd)):
+                return fd
+        except FileNotFoundError:  # removed as dead between our open and our lock: again
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _remove_dead(target: Path) -> None:
+    """Temporary files of `target` that no live writer holds (their writer was killed)."""
+    prefix = f".{target.name}{TEMPORARY}"
+    for leftover in target.parent.iterdir():
+        if not leftover.name.startswith(prefix):
+            continue
+        try:
+            fd = os.open(leftover, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:  # gone, a link, a folder we cannot open: not ours to remove
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.path.isfile(leftover):
+                os.unlink(leftover)
+        except OSError:  # held: a live writer's
+            pass
+        finally:
+            os.close(fd)
 
 
 def write_file(target: str | os.PathLike[str], content: bytes | str) -> Path:
@@ -175,29 +217,16 @@ def replacing_folder(
 @contextlib.contextmanager
 def writer_lock(target: Path, shown: Path) -> Iterator[None]:
     """An exclusive flock on `.NAME.athena-lock` beside the target, or FolderBusy at once.
-
-    The lock file is removed on release; a writer that opened it before the removal finds
-    that the path no longer names its file and opens it again (so two never both hold it)."""
-    import fcntl
-
+    The lock file is removed on release (a writer that opened it before finds it gone and
+    opens it again, so two never both hold it)."""
     path = target.parent / f".{target.name}.athena-lock"
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise FolderBusy(
-                f"another process is writing a checkpoint into {shown} right now; wait for it "
-                "to finish, then try again"
-            ) from None
-        try:
-            same = os.path.samestat(os.stat(path), os.fstat(fd))
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
+    try:
+        fd = _open_locked(path, os.O_RDWR | os.O_CREAT, wait=False)
+    except BlockingIOError:
+        raise FolderBusy(
+            f"another process is writing a checkpoint into {shown} right now; wait for it "
+            "to finish, then try again"
+        ) from None
     try:
         yield
     finally:
