@@ -111,17 +111,19 @@ def tiny_olmoe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # Runs CODE (argv[1]) in a forked child that SIGKILLs itself at its Nth call of a file-system
-# function (the stdlib's, patched in that child only), for N = 1, 2, ...: after each kill it
-# prints N and waits for a line on stdin (the test's check is done); "done" when a child
-# completes. The modules of argv[2:] are imported once, here, so a child starts in a fork.
+# function (the stdlib's, patched in that child only, after it ran SETUP, argv[2]), for N = 1,
+# 2, ...: after each kill it prints N and waits for a line on stdin (the test's check is done);
+# "done" when a child completes. The modules of argv[3:] are imported once, here, so a child
+# starts in a fork.
 KILLING_DRIVER = """
 import builtins, importlib, io, os, signal, sys, traceback
 
-for module in sys.argv[2:]:
+for module in sys.argv[3:]:
     importlib.import_module(module)
 for step in range(1, 100_000):
     pid = os.fork()
     if pid == 0:
+        exec(sys.argv[2], {"__name__": "setup"})
         calls = 0
 
         def counting(function):
@@ -155,14 +157,15 @@ for step in range(1, 100_000):
 
 @pytest.fixture(scope="session")
 def kill_at_each_step() -> Callable[..., int]:
-    """kill_at_each_step(code, check, *modules): runs `code` (Python) in a child killed
-    (SIGKILL) at its 1st file-system call, then at its 2nd, ... calling `check(n)` after each
-    kill, until a child completes (then `check(0)`); returns how many steps the write took.
-    `modules` are imported once before the children fork (athena.atomic always)."""
+    """kill_at_each_step(code, check, *modules, setup=""): runs `code` (Python) in a child
+    killed (SIGKILL) at its 1st file-system call, then at its 2nd, ... calling `check(n)`
+    after each kill, until a child completes (then `check(0)`); returns how many steps the
+    write took. Each child runs `setup` first (unpatched); `modules` are imported once before
+    the children fork (athena.atomic always)."""
     import subprocess
 
-    def run(code: str, check: Callable[[int], None], *modules: str) -> int:
-        argv = [sys.executable, "-c", KILLING_DRIVER, code, "athena.atomic", *modules]
+    def run(code: str, check: Callable[[int], None], *modules: str, setup: str = "") -> int:
+        argv = [sys.executable, "-c", KILLING_DRIVER, code, setup, "athena.atomic", *modules]
         with subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         ) as driver:
