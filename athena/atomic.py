@@ -53,7 +53,10 @@ class FolderBusy(BlockingIOError):
 
 
 def reason(error: OSError) -> str:
-    """What the system said (`File too large`), without the errno prefix."""
+    """What the system said (`File too large`), without the errno prefix (for an error of
+    ours, what the system said to cause it)."""
+    if error.strerror is None and isinstance(error.__cause__, OSError):
+        return reason(error.__cause__)
     return error.strerror or str(error)
 
 
@@ -87,7 +90,7 @@ def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
             fsync_folder(target.parent)
         except OSError as error:
             kept = "it is as it was" if existed else "it was not created"
-            raise type(error)(f"could not write {target} ({reason(error)}); {kept}") from None
+            raise type(error)(f"could not write {target} ({reason(error)}); {kept}") from error
     finally:
         if lock >= 0:
             with contextlib.suppress(FileNotFoundError):
@@ -152,7 +155,7 @@ def append_line(path: str | os.PathLike[str], line: str) -> None:
             os.fsync(fd)
         except OSError as error:
             os.ftruncate(fd, size)
-            raise type(error)(f"could not add a line to {path} ({reason(error)})") from None
+            raise type(error)(f"could not add a line to {path} ({reason(error)})") from error
     finally:
         os.close(fd)
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from athena.atomic import replacing_folder
+from athena.atomic import reason, replacing_folder
 from athena.errors import SourceError
 from athena.heads.grpo_config import GRPOConfig, TrainError
 from athena.models.head import (
@@ -270,12 +270,25 @@ class GRPOTrainer:
     ) -> Path:
         """Write OUT/checkpoint-<step>/ (head, reference and optimizer safetensors, state JSON)
         as athena.atomic writes a folder: whole, fsynced, swapped in, so a complete
-        checkpoint is there at every moment. Only rank 0 writes."""
-        from safetensors.numpy import save_file
+        checkpoint is there at every moment. Only rank 0 writes; TrainError if it cannot."""
+        from safetensors import SafetensorError
 
-        target = Path(out_dir) / f"{CHECKPOINT_PREFIX}{self.step_count:07d}"
+        out = Path(out_dir)
+        target = out / f"{CHECKPOINT_PREFIX}{self.step_count:07d}"
         if self.rank != 0:
             return target
+        try:
+            self._write_checkpoint(target, extra)
+        except (OSError, SafetensorError) as error:  # a full disk, a read-only folder
+            why = reason(error) if isinstance(error, OSError) else str(error)
+            raise TrainError(
+                f"could not save {target} ({why}); the checkpoints in {out} are as they were"
+            ) from None
+        return target
+
+    def _write_checkpoint(self, target: Path, extra: dict[str, Any] | None) -> None:
+        from safetensors.numpy import save_file
+
         with replacing_folder(target, overwrite=True) as temporary:
             save_weights(self.learner.weights(), temporary / "head.safetensors")
             save_weights(self.learner.reference_weights(), temporary / "reference.safetensors")
@@ -291,7 +304,6 @@ class GRPOTrainer:
                 "reward": self.reward_name,
             } | (extra or {})
             (temporary / STATE_NAME).write_text(json.dumps(state, indent=1) + "\n")
-        return target
 
     def load_checkpoint(self, checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
         """Continue from a checkpoint folder: weights, reference, AdamW, step and sampling RNG.
