@@ -1,18 +1,11 @@
 """Durable writes: a file or a folder is replaced whole or not at all, and survives a crash.
 
-`with replacing(path) as temporary:` hands the block a new empty file beside `path` (a random
-name `.NAME.athena-tmp-XXXXXXXX`, created with O_EXCL, so nothing can be planted there first).
-When the block ends without error the file is fsynced, given the mode of the file it replaces
-(else the umask's default), renamed over `path` (a symlink there is replaced, never written
-through) and the folder fsynced; on an error it is removed and `path` is as it was. A reader
-sees the old file or the new one, never half of one. `write_file` writes bytes that way;
-`append_line` adds one whole line to a log (O_APPEND, one write).
-
-`with replacing_folder(path) as temporary:` does the same for a folder (a checkpoint): under a
-lock (`.NAME.athena-lock`, FolderBusy for a second writer), into a temporary folder beside it,
-every file fsynced, then swapped with the old folder in one step (renameat2 / renamex_np; where
-the system cannot, the old one is renamed aside first and put back by the next write if a crash
-came between), so a complete folder is there at every moment.
+`with replacing(path) as temporary:` hands the block a new file beside `path` (a random name
+made with O_EXCL, so nothing can be planted there); when the block succeeds it is fsynced, given
+the replaced file's mode (else the umask's), renamed over `path` (a symlink there is replaced,
+not written through) and the folder fsynced. `write_file` writes bytes so; `append_line` adds a
+whole line to a log. `replacing_folder` does the same for a folder (a checkpoint), under a lock,
+swapped in one step (renameat2 / renamex_np), so a complete folder is there at every moment.
 """
 
 from __future__ import annotations
@@ -79,15 +72,11 @@ def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
             lock = _open_locked(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             _remove_dead(target)
             yield temporary
-            fd = os.open(temporary, os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                with contextlib.suppress(FileNotFoundError):
-                    os.fchmod(fd, os.stat(target).st_mode & 0o777)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(temporary, os.stat(target).st_mode & 0o777)
+            fsync(temporary)
             os.replace(temporary, target)
-            fsync_folder(target.parent)
+            fsync(target.parent)
         except OSError as error:
             kept = "it is as it was" if existed else "it was not created"
             raise type(error)(f"could not write {target} ({reason(error)}); {kept}") from error
@@ -99,8 +88,8 @@ def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def _open_locked(path: Path, flags: int, *, wait: bool = True) -> int:
-    """`path` opened (the umask applies to a new file, as for open()) and flocked while it is
-    still the file at `path`; BlockingIOError if another process holds it and not `wait`."""
+    """`path` opened (a new file's mode: the umask's) and flocked while it is still the file at
+    `path`; BlockingIOError if another process holds it and not `wait`."""
     while True:
         fd = os.open(path, flags | os.O_NOFOLLOW, 0o666)
         try:
@@ -160,15 +149,15 @@ def append_line(path: str | os.PathLike[str], line: str) -> None:
         os.close(fd)
 
 
-def fsync_folder(folder: Path) -> None:
-    """Make renames in `folder` durable (a no-op where folders cannot be fsynced)."""
+def fsync(path: str | os.PathLike[str]) -> None:
+    """Flush a file, or a folder's renames, to disk (where a folder cannot be, nothing)."""
+    folder = os.path.isdir(path)
+    fd = os.open(path, os.O_RDONLY | (0 if folder else os.O_NOFOLLOW))
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        os.fsync(fd)
     except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
+        if not folder:
+            raise
     finally:
         os.close(fd)
 
@@ -200,7 +189,11 @@ def replacing_folder(
             for name in kept:
                 if not (temporary / name).exists():
                     _carry(target / name, temporary / name)
-            _fsync_tree(temporary)
+            for root, _, files in os.walk(temporary):
+                for path in (os.path.join(root, name) for name in files):
+                    if not os.path.islink(path):
+                        fsync(path)
+                fsync(root)
             if target.is_dir():
                 os.chmod(temporary, target.stat().st_mode & 0o7777)
             if entries:
@@ -212,7 +205,7 @@ def replacing_folder(
                     if target.is_dir() and os.listdir(target):
                         raise FolderNotEmpty(shown, sorted(os.listdir(target))) from None
                     raise
-            fsync_folder(target.parent)
+            fsync(target.parent)
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
 
@@ -263,19 +256,6 @@ def _carry(source: Path, destination: Path) -> None:
         shutil.copytree(source, destination, symlinks=True, copy_function=link)
     else:
         link(str(source), str(destination))
-
-
-def _fsync_tree(folder: Path) -> None:
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            if not os.path.islink(path):
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        fsync_folder(Path(root))
 
 
 def _swap(new: Path, old: Path) -> None:

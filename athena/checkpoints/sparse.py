@@ -3,14 +3,12 @@ checks that read headers only (athena.preflight)."""
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
-from typing import Any
 
 from athena.atomic import replacing, write_file
-from athena.checkpoints.presets import DTYPES, SAFETENSORS_DTYPE, olmoe_config
+from athena.checkpoints.presets import DTYPES, olmoe_config
 from athena.checkpoints.tokenizer import json_bytes, tokenizer_files
+from athena.checkpoints.weights import safetensors_header
 
 # OLMoE-1B-7B-0924's shape (6.92 B parameters; 27.7 GB in float32, 13.8 GB in bfloat16).
 OLMOE_1B_7B: dict[str, int] = {
@@ -70,7 +68,9 @@ def write_sparse_olmoe(
             if len(groups) == 1
             else f"model-{number:05d}-of-{len(groups):05d}.safetensors"
         )
-        _write_sparse_file(out / file, group, SAFETENSORS_DTYPE[dtype])
+        with replacing(out / file) as temporary, temporary.open("wb") as f:
+            f.write(safetensors_header(group, dtype))
+            f.truncate(f.tell() + sum(size for _, _, size in group))  # sparse: zeros, no disk
         weight_map |= {name: file for name, _, _ in group}
     if len(groups) > 1:
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
@@ -78,26 +78,6 @@ def write_sparse_olmoe(
     for name, content in tokenizer_files().items():
         write_file(out / name, content)
     return out
-
-
-def _write_sparse_file(
-    path: Path, tensors: list[tuple[str, tuple[int, ...], int]], dtype: str
-) -> None:
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name, tensor_shape, nbytes in tensors:
-        header[name] = {
-            "dtype": dtype,
-            "shape": list(tensor_shape),
-            "data_offsets": [offset, offset + nbytes],
-        }
-        offset += nbytes
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)
-    with replacing(path) as temporary, temporary.open("wb") as f:
-        f.write(struct.pack("<Q", len(encoded)))
-        f.write(encoded)
-        f.truncate(8 + len(encoded) + offset)
 
 
 def _tensor_shapes(shape: dict[str, int], vocab: int) -> dict[str, tuple[int, ...]]:

@@ -66,27 +66,33 @@ def to_bfloat16_bytes(array: np.ndarray) -> bytes:
     return rounded.astype("<u2").tobytes()
 
 
-def save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) -> None:
-    """The safetensors format written directly (numpy has no bfloat16): an 8-byte header
-    length, a JSON header of name -> dtype/shape/offsets, then the raw little-endian data,
-    one tensor at a time (so the peak is the weights plus one converted tensor)."""
-    itemsize = 4 if dtype == "float32" else 2
+def safetensors_header(tensors: list[tuple[str, tuple[int, ...], int]], dtype: str) -> bytes:
+    """The 8-byte length and the JSON header (padded to 8 bytes) of a safetensors file holding
+    `tensors` (name, shape, bytes), in that order, all of `dtype`."""
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
     offset = 0
-    for name in sorted(weights):
-        size = weights[name].size * itemsize
-        header[name] = {
-            "dtype": SAFETENSORS_DTYPE[dtype],
-            "shape": list(weights[name].shape),
-            "data_offsets": [offset, offset + size],
-        }
+    for name, shape, size in tensors:
+        entry = {"dtype": SAFETENSORS_DTYPE[dtype], "shape": list(shape)}
+        header[name] = entry | {"data_offsets": [offset, offset + size]}
         offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # align the data to 8 bytes
+    return struct.pack("<Q", len(encoded)) + encoded
+
+
+def save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) -> None:
+    """The safetensors format written directly (numpy has no bfloat16): the header, then the
+    raw little-endian data, one tensor at a time (so the peak is the weights plus one
+    converted tensor)."""
+    itemsize = 4 if dtype == "float32" else 2
+    names = sorted(weights)
     with path.open("wb") as f:
-        f.write(struct.pack("<Q", len(encoded)))
-        f.write(encoded)
-        for name in sorted(weights):
+        f.write(
+            safetensors_header(
+                [(n, weights[n].shape, weights[n].size * itemsize) for n in names], dtype
+            )
+        )
+        for name in names:
             if dtype == "bfloat16":
                 f.write(to_bfloat16_bytes(weights[name]))
             else:

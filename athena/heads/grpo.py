@@ -272,38 +272,34 @@ class GRPOTrainer:
         as athena.atomic writes a folder: whole, fsynced, swapped in, so a complete
         checkpoint is there at every moment. Only rank 0 writes; TrainError if it cannot."""
         from safetensors import SafetensorError
+        from safetensors.numpy import save_file
 
         out = Path(out_dir)
         target = out / f"{CHECKPOINT_PREFIX}{self.step_count:07d}"
         if self.rank != 0:
             return target
+        moments, adam_step = self.learner.optimizer_state()
+        state = {
+            "step": self.step_count,
+            "adam_step": adam_step,
+            "framework": self.framework,
+            "world_size": self.world,
+            "rng": self.rng.bit_generator.state,
+            "config": self.config.to_dict(),
+            "reward": self.reward_name,
+        } | (extra or {})
         try:
-            self._write_checkpoint(target, extra)
+            with replacing_folder(target, overwrite=True) as temporary:
+                save_weights(self.learner.weights(), temporary / "head.safetensors")
+                save_weights(self.learner.reference_weights(), temporary / "reference.safetensors")
+                save_file(moments, str(temporary / "optimizer.safetensors"))
+                (temporary / STATE_NAME).write_text(json.dumps(state, indent=1) + "\n")
         except (OSError, SafetensorError) as error:  # a full disk, a read-only folder
             why = reason(error) if isinstance(error, OSError) else str(error)
             raise TrainError(
                 f"could not save {target} ({why}); the checkpoints in {out} are as they were"
             ) from None
         return target
-
-    def _write_checkpoint(self, target: Path, extra: dict[str, Any] | None) -> None:
-        from safetensors.numpy import save_file
-
-        with replacing_folder(target, overwrite=True) as temporary:
-            save_weights(self.learner.weights(), temporary / "head.safetensors")
-            save_weights(self.learner.reference_weights(), temporary / "reference.safetensors")
-            moments, adam_step = self.learner.optimizer_state()
-            save_file(moments, str(temporary / "optimizer.safetensors"))
-            state = {
-                "step": self.step_count,
-                "adam_step": adam_step,
-                "framework": self.framework,
-                "world_size": self.world,
-                "rng": self.rng.bit_generator.state,
-                "config": self.config.to_dict(),
-                "reward": self.reward_name,
-            } | (extra or {})
-            (temporary / STATE_NAME).write_text(json.dumps(state, indent=1) + "\n")
 
     def load_checkpoint(self, checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
         """Continue from a checkpoint folder: weights, reference, AdamW, step and sampling RNG.
