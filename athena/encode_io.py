@@ -8,10 +8,11 @@ Input, one text per line, read line by line (never the whole file at once):
   are ignored).
 A bad line (not UTF-8, not JSON, no "text", empty) is a `BadLine`: one sentence with its number.
 
-Output: a .npy file of float32 (n, hidden), written into a temporary file beside the target
-and renamed over it (`os.replace`) only when every text is encoded, so an error or Ctrl-C never
-leaves a partial file and never touches an existing one. The rows are appended as they come;
-the header's row count is filled in at the end (numpy leaves room for it to grow in place).
+Output: a .npy file of float32 (n, hidden), written as athena.atomic writes a file (into a
+temporary file beside the target, renamed over it only when every text is encoded), so an
+error or Ctrl-C never leaves a partial file and never touches an existing one. The rows are
+appended as they come; the header's row count is filled in at the end (numpy leaves room for
+it to grow in place).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from athena.atomic import replacing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -101,15 +103,15 @@ class NpyWriter:
         self.rows = 0
         self.width: int | None = None
         self._header_length = 0
-        fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.")
-        self.temporary = Path(name)
-        self._file = os.fdopen(fd, "wb")
+        self._writing = replacing(self.target)
+        self.temporary = self._writing.__enter__()
+        self._file = open(self.temporary, "wb")  # noqa: SIM115 (closed by commit or discard)
 
     def __enter__(self) -> NpyWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if not self._file.closed or self.temporary.exists():
+        if not self._file.closed:
             self.discard()
 
     def _header(self, rows: int) -> bytes:
@@ -141,23 +143,10 @@ class NpyWriter:
             raise RuntimeError("the .npy header changed length; the output was not written")
         self._file.seek(0)
         self._file.write(header)
-        self._file.flush()
-        os.fsync(self._file.fileno())
         self._file.close()
-        os.chmod(self.temporary, _file_mode(self.target))  # mkstemp made it 0600
-        os.replace(self.temporary, self.target)
+        self._writing.__exit__(None, None, None)  # fsync, rename over the target
 
     def discard(self) -> None:
         self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.temporary.unlink()
-
-
-def _file_mode(target: Path) -> int:
-    """The mode the output gets: the replaced file's, else what open() would give (umask)."""
-    try:
-        return target.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        error = RuntimeError("discarded")
+        self._writing.__exit__(RuntimeError, error, None)  # removes the temporary file
