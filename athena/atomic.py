@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import os
 import secrets
 import shutil
@@ -106,22 +107,15 @@ def _open_locked(path: Path, flags: int, *, wait: bool = True) -> int:
 
 def _remove_dead(target: Path) -> None:
     """Temporary files of `target` that no live writer holds (their writer was killed)."""
-    prefix = f".{target.name}{TEMPORARY}"
-    for leftover in target.parent.iterdir():
-        if not leftover.name.startswith(prefix):
-            continue
-        try:
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}{TEMPORARY}*"):
+        with contextlib.suppress(OSError):  # gone, a link, held by a live writer: left alone
             fd = os.open(leftover, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:  # gone, a link, a folder we cannot open: not ours to remove
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if os.path.isfile(leftover):
-                os.unlink(leftover)
-        except OSError:  # held: a live writer's
-            pass
-        finally:
-            os.close(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.path.isfile(leftover):
+                    os.unlink(leftover)
+            finally:
+                os.close(fd)
 
 
 def write_file(target: str | os.PathLike[str], content: bytes | str) -> Path:
@@ -171,12 +165,21 @@ def replacing_folder(
     replaces: Collection[str] | None = None,
 ) -> Iterator[Path]:
     """A new empty folder beside `target`; when the block succeeds it takes `target`'s place
-    in one step, fsynced. A `target` with entries is FolderNotEmpty (naming it as `shown`)
-    unless `overwrite`; with `replaces`, only those names are replaced and the old folder's
-    other entries are carried over (hard links, else copies). The old folder keeps its mode."""
+    in one step, fsynced. Under a lock (`.NAME.athena-lock`): FolderBusy for a second writer.
+    A `target` with entries is FolderNotEmpty (naming it as `shown`) unless `overwrite`; with
+    `replaces`, only those names are replaced and the old folder's other entries are carried
+    over (hard links, else copies). The old folder's mode is kept."""
     shown = target if shown is None else shown
     target.parent.mkdir(parents=True, exist_ok=True)
-    with writer_lock(target, shown):
+    lock = target.parent / f".{target.name}.athena-lock"  # removed after: a writer that opened
+    try:  # it before finds it gone and opens it again, so two never both hold it
+        fd = _open_locked(lock, os.O_RDWR | os.O_CREAT, wait=False)
+    except BlockingIOError:
+        raise FolderBusy(
+            f"another process is writing a checkpoint into {shown} right now; wait for it "
+            "to finish, then try again"
+        ) from None
+    try:
         _recover(target)
         entries = sorted(os.listdir(target)) if target.is_dir() else []
         if entries and not overwrite:
@@ -208,26 +211,9 @@ def replacing_folder(
             fsync(target.parent)
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def writer_lock(target: Path, shown: Path) -> Iterator[None]:
-    """An exclusive flock on `.NAME.athena-lock` beside the target, or FolderBusy at once.
-    The lock file is removed on release (a writer that opened it before finds it gone and
-    opens it again, so two never both hold it)."""
-    path = target.parent / f".{target.name}.athena-lock"
-    try:
-        fd = _open_locked(path, os.O_RDWR | os.O_CREAT, wait=False)
-    except BlockingIOError:
-        raise FolderBusy(
-            f"another process is writing a checkpoint into {shown} right now; wait for it "
-            "to finish, then try again"
-        ) from None
-    try:
-        yield
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            os.unlink(lock)
         os.close(fd)  # releases the lock
 
 
