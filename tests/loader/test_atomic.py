@@ -125,8 +125,22 @@ def test_a_file_write_killed_at_any_step_leaves_the_old_file_or_the_new(
     assert steps >= 8 and seen == {OLD, NEW}, (steps, len(seen))
 
 
+# A C library without renameat2 / renamex_np (as on some systems): the old folder is renamed
+# aside, then the new one in (patched in the child only, before the kills start counting).
+NO_EXCHANGE = """
+import ctypes
+
+class Libc:
+    def __init__(self, *args, **kwargs):
+        pass
+
+ctypes.CDLL = Libc
+"""
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["swap", "aside-then-in"])
 def test_a_folder_replacement_killed_at_any_step_leaves_one_whole_folder(
-    tmp_path: Path, kill_at_each_step: KillAtEachStep
+    exchange: bool, tmp_path: Path, kill_at_each_step: KillAtEachStep
 ) -> None:
     target = tmp_path / "checkpoint"
     target.mkdir()
@@ -137,7 +151,10 @@ def test_a_folder_replacement_killed_at_any_step_leaves_one_whole_folder(
     seen = []
 
     def check(step: int) -> None:
-        files = {p.name: p.read_bytes() for p in target.iterdir()}
+        folder = target
+        if not exchange and not target.exists():  # killed between the two renames
+            (folder,) = tmp_path.glob(".checkpoint.athena-old-*")
+        files = {p.name: p.read_bytes() for p in folder.iterdir()}
         assert files in (old, new), f"killed at step {step}: {sorted(files)}"
         seen.append(files == new)
 
@@ -148,12 +165,24 @@ def test_a_folder_replacement_killed_at_any_step_leaves_one_whole_folder(
         "    for name in 'abcd':\n"
         f"        (temporary / name).write_bytes({NEW!r})\n"
     )
-    kill_at_each_step(code, check)
+    kill_at_each_step(code, check, setup="" if exchange else NO_EXCHANGE)
     assert False in seen and seen[-1] is True
     # What the kills left beside it (temporary folders, the lock file) the next write removes.
     with replacing_folder(target, overwrite=True) as temporary:
         (temporary / "a").write_bytes(OLD)
     assert _names(tmp_path) == ["checkpoint"] and _names(target) == ["a"]
+
+
+def test_an_old_folder_left_aside_by_a_kill_is_put_back(tmp_path: Path) -> None:
+    """Killed between renaming the old folder aside and the new one in (where no swap in one
+    step exists): the next write of the folder finds it missing and puts the old one back."""
+    aside = tmp_path / ".checkpoint.athena-old-12345678"
+    aside.mkdir()
+    (aside / "a").write_bytes(OLD)
+    target = tmp_path / "checkpoint"
+    with pytest.raises(RuntimeError), replacing_folder(target, overwrite=True):
+        raise RuntimeError("the new write fails too")
+    assert _names(tmp_path) == ["checkpoint"] and (target / "a").read_bytes() == OLD
 
 
 # -- a full disk, a folder that may not be written --------------------------------------------
