@@ -312,11 +312,6 @@ def parse_json(data: bytes) -> tuple[Any, str | None]:
     return value, None
 
 
-def check_safetensors(file: Path) -> None:
-    """The header parses and the file is as long as the header says (catches truncation)."""
-    read_safetensors_header(file)
-
-
 def read_safetensors_header(file: Path) -> dict[str, Any]:
     """The tensors of a safetensors file (name -> dtype, shape, data_offsets), without reading
     a weight. Raises SourceError (one sentence) unless the header parses, every tensor's dtype

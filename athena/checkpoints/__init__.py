@@ -15,9 +15,6 @@ transformers' `AutoModelForCausalLM.from_pretrained` load:
   exactly; mlx-lm picks its BPE streaming detokenizer for it, as for real OLMoE.
 - generation_config.json.
 
-The folder is written atomically (see `write_tiny_olmoe`): a folder with files in it is
-refused unless overwrite=True, which replaces these six files only and never touches others.
-
 The package, by concern: tokenizer (the BPE and its files), presets (shapes, config.json),
 weights (drawing and writing model.safetensors), sparse (`write_sparse_olmoe`); this module
 composes them into `write_tiny_olmoe`, written as athena.atomic writes a folder.
