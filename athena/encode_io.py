@@ -11,10 +11,11 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from athena.atomic import replacing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,15 +93,15 @@ class NpyWriter:
         self.rows = 0
         self.width: int | None = None
         self._header_length = 0
-        fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.")
-        self.temporary = Path(name)
-        self._file = os.fdopen(fd, "wb")
+        self._writing = replacing(self.target)
+        self.temporary = self._writing.__enter__()
+        self._file = open(self.temporary, "wb")  # noqa: SIM115 (closed by commit or discard)
 
     def __enter__(self) -> NpyWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if not self._file.closed or self.temporary.exists():
+        if not self._file.closed:
             self.discard()
 
     def _header(self, rows: int) -> bytes:
@@ -132,23 +133,10 @@ class NpyWriter:
             raise RuntimeError("the .npy header changed length; the output was not written")
         self._file.seek(0)
         self._file.write(header)
-        self._file.flush()
-        os.fsync(self._file.fileno())
         self._file.close()
-        os.chmod(self.temporary, _file_mode(self.target))  # mkstemp made it 0600
-        os.replace(self.temporary, self.target)
+        self._writing.__exit__(None, None, None)  # fsync, rename over the target
 
     def discard(self) -> None:
         self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.temporary.unlink()
-
-
-def _file_mode(target: Path) -> int:
-    """The mode the output gets: the replaced file's, else what open() would give (umask)."""
-    try:
-        return target.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        error = RuntimeError("discarded")
+        self._writing.__exit__(RuntimeError, error, None)  # removes the temporary file

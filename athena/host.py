@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from athena.atomic import write_file
+from athena.errors import SourceError
+from athena.source import read_json
+
 # sysctl names read on a Mac: Rosetta, physical memory, the GPU's wired-memory ceiling, the chip.
 SYSCTL_NAMES = (
     "sysctl.proc_translated",
@@ -238,22 +242,18 @@ def machine_bandwidth(host: Host | None = None, *, measure: bool = True) -> Band
     path = cache_dir() / "bandwidth.json"
     copy = f"copy of {COPY_BYTES // 1024**2} MiB"
     try:
-        cached = json.loads(path.read_text())
+        cached = read_json(path)
         if cached.get("machine") == key:
             detail = f"{copy}, {cached['date']}, cached in {path}"
             return Bandwidth(float(cached["bytes_per_second"]), "measured", detail)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (SourceError, ValueError, KeyError, TypeError):
         pass
     if not measure:
         return None
     rate, date = 2 * COPY_BYTES / max(min(copy_seconds()), 1e-9), time.strftime("%Y-%m-%d")
-    import tempfile
-
     try:  # whole or not at all: processes measuring at once each replace the file in one step
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as partial:
-            partial.write(json.dumps({"machine": key, "bytes_per_second": rate, "date": date}))
-        os.replace(partial.name, path)
+        write_file(path, json.dumps({"machine": key, "bytes_per_second": rate, "date": date}))
     except OSError:
         pass
     return Bandwidth(rate, "measured", f"{copy}, {date}")

@@ -32,6 +32,13 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja")
 # The floating-point dtypes a load can ask for (and tiny-model can write), by name.
 DTYPES = ("float32", "float16", "bfloat16")
+# The most athena reads of a JSON file (config.json and the like are kilobytes; an index of
+# 100,000 tensors about 10 MB) and of tokenizer.json (OLMoE's is 2 MB; a 256k-token vocabulary,
+# as Gemma's, is 33 MB, so twice that), and of a safetensors header (the safetensors library's
+# own limit).
+JSON_LIMIT = 16 * 2**20
+TOKENIZER_LIMIT = 64 * 2**20
+HEADER_LIMIT = 100_000_000
 # safetensors' dtypes and their item sizes in bytes.
 SAFETENSORS_ITEMSIZE = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
@@ -255,22 +262,48 @@ def weight_files_of(path: Path) -> list[Path]:
 
 def read_config(path: Path) -> dict[str, Any]:
     """config.json of the folder `path` as a dict; SourceError (one sentence) otherwise."""
-    config_file = path / "config.json"
+    return read_json(path / "config.json")
+
+
+def read_json(file: Path, limit: int = JSON_LIMIT) -> dict[str, Any]:
+    """The JSON object in `file`, read (at most `limit` bytes) and parsed; SourceError (one
+    sentence naming the file) for a file too large, not UTF-8, not JSON, with NaN or an
+    integer Python will not read, nested too deeply, or not an object."""
     try:
-        config = json.loads(config_file.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        with file.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as error:
+        raise unreadable(file, error) from None
+    advice = "re-download or re-create it"
+    if len(data) > limit:
         raise SourceError(
-            f"config.json in {path} is not valid JSON ({error}); re-download or re-create it"
-        ) from None
-    except RecursionError:
-        raise SourceError(
-            f"config.json in {path} is nested too deeply to read; re-download or re-create it"
-        ) from None
-    if not isinstance(config, dict):
-        raise SourceError(
-            f"config.json in {path} is not a JSON object; re-download or re-create it"
+            f"{file.name} in {file.parent} is larger than the {limit // 2**20} MiB athena reads "
+            f"of a {file.name}; {advice}"
         )
-    return config
+    value, problem = parse_json(data)
+    if problem is None and not isinstance(value, dict):
+        problem = "is not a JSON object"
+    if problem is not None:
+        raise SourceError(f"{file.name} in {file.parent} {problem}; {advice}")
+    return value
+
+
+def parse_json(data: bytes) -> tuple[Any, str | None]:
+    """(the JSON value of UTF-8 `data`, None), or (None, why not: "is not valid JSON (...)")."""
+    constants: list[str] = []
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=constants.append)
+    except UnicodeDecodeError as error:
+        return None, f"is not UTF-8 text (byte {error.start})"
+    except json.JSONDecodeError as error:
+        return None, f"is not valid JSON ({error})"
+    except RecursionError:
+        return None, "is nested too deeply to read"
+    except ValueError:  # int(): Python reads integers of at most 4,300 digits
+        return None, "holds an integer too long to read (over 4,300 digits)"
+    if constants:
+        return None, f"is not valid JSON ({constants[0]} is not a JSON number)"
+    return value, None
 
 
 def read_safetensors_header(file: Path) -> dict[str, Any]:
@@ -294,15 +327,19 @@ def _read_safetensors_header(file: Path) -> dict[str, Any]:
                 f"{damaged} ({size} bytes, too short for a safetensors file); {advice}"
             )
         (header_length,) = struct.unpack("<Q", f.read(8))
+        if header_length > HEADER_LIMIT:
+            raise SourceError(
+                f"{damaged} (its header claims {header_length:,} bytes, more than the "
+                f"{HEADER_LIMIT:,} safetensors allows); {advice}"
+            )
         if 8 + header_length > size:
             raise SourceError(
                 f"{file.name} in {file.parent} is truncated ({size} bytes, its header alone "
                 f"needs {8 + header_length}); {advice}"
             )
-        try:
-            header = json.loads(f.read(header_length))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            raise SourceError(f"{damaged} (its header is not valid JSON); {advice}") from None
+        header, problem = parse_json(f.read(header_length))
+    if problem is not None:
+        raise SourceError(f"{damaged} (its header is not valid JSON); {advice}")
     if not isinstance(header, dict):
         raise SourceError(f"{damaged} (its header is not a JSON object); {advice}")
     tensors = {name: entry for name, entry in header.items() if name != "__metadata__"}

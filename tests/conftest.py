@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -108,3 +108,78 @@ def tiny_olmoe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Shared: tests must not modify it; copy it (shutil.copytree) to damage or change it.
     """
     return write_tiny_olmoe(tmp_path_factory.mktemp("models") / "olmoe-tiny")
+
+
+# Runs CODE (argv[1]) in a forked child that SIGKILLs itself at its Nth call of a file-system
+# function (the stdlib's, patched in that child only, after it ran SETUP, argv[2]), for N = 1,
+# 2, ...: after each kill it prints N and waits for a line on stdin (the test's check is done);
+# "done" when a child completes. The modules of argv[3:] are imported once, here, so a child
+# starts in a fork.
+KILLING_DRIVER = """
+import builtins, importlib, io, os, signal, sys, traceback
+
+for module in sys.argv[3:]:
+    importlib.import_module(module)
+for step in range(1, 100_000):
+    pid = os.fork()
+    if pid == 0:
+        exec(sys.argv[2], {"__name__": "setup"})
+        calls = 0
+
+        def counting(function):
+            def call(*args, **kwargs):
+                global calls
+                calls += 1
+                if calls == step:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return function(*args, **kwargs)
+            return call
+
+        for name in ("open", "write", "close", "fsync", "fchmod", "chmod", "mkdir", "rename",
+                     "replace", "unlink", "rmdir", "link", "ftruncate"):
+            setattr(os, name, counting(getattr(os, name)))
+        builtins.open = io.open = counting(io.open)
+        try:
+            exec(sys.argv[1], {"__name__": "child"})
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+        print(step, flush=True)
+        sys.stdin.readline()
+        continue
+    print("done" if status == 0 else f"failed at step {step}", flush=True)
+    break
+"""
+
+
+@pytest.fixture(scope="session")
+def kill_at_each_step() -> Callable[..., int]:
+    """kill_at_each_step(code, check, *modules, setup=""): runs `code` (Python) in a child
+    killed (SIGKILL) at its 1st file-system call, then at its 2nd, ... calling `check(n)`
+    after each kill, until a child completes (then `check(0)`); returns how many steps the
+    write took. Each child runs `setup` first (unpatched); `modules` are imported once before
+    the children fork (athena.atomic always)."""
+    import subprocess
+
+    def run(code: str, check: Callable[[int], None], *modules: str, setup: str = "") -> int:
+        argv = [sys.executable, "-c", KILLING_DRIVER, code, setup, "athena.atomic", *modules]
+        with subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        ) as driver:
+            assert driver.stdin is not None and driver.stdout is not None
+            steps = 0
+            for line in driver.stdout:
+                if not line.strip().isdigit():
+                    assert line == "done\n", line
+                    check(0)
+                    return steps
+                steps = int(line)
+                check(steps)
+                driver.stdin.write("next\n")
+                driver.stdin.flush()
+        raise AssertionError("the driver ended before a write completed")
+
+    return run

@@ -6,13 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import secrets
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from athena.atomic import replacing
+from athena.atomic import write_file
 from athena.backends.quantize import olmoe_predicate
 from athena.preflight import provenance
 from athena.preflight.quantized import DEFAULT_ROUTER_BITS
@@ -30,15 +28,10 @@ def convert_model(
 ) -> Path:
     """Write an mlx-quantized copy of `model` (a folder, or a hub id mlx-lm can fetch) to
     `out` through `mlx_lm.convert`, with the router at `router_bits`. Atomic like
-    `write_tiny_olmoe`: written into `.NAME.athena-tmp-XXXX` beside `out` under a lock, then
-    renamed into place in one step; `out` must not exist or be empty. Raises ValueError,
-    SourceError, LoadError (one sentence)."""
-    from athena.checkpoints.folder import (
-        FolderNotEmpty,
-        _remove_leftovers,
-        _rename_folder,
-        _writer_lock,
-    )
+    `write_tiny_olmoe` (athena.atomic.replacing_folder): written into a temporary folder
+    beside `out` under a lock, then renamed into place in one step; `out` must not exist or be
+    empty. Raises ValueError, SourceError, LoadError (one sentence)."""
+    from athena.atomic import FolderBusy, FolderNotEmpty, replacing_folder
     from athena.errors import LoadError
 
     shown = Path(out)
@@ -64,13 +57,9 @@ def convert_model(
     select_device()
     from mlx_lm import convert
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _writer_lock(target, shown):
-        _remove_leftovers(target)
-        if target.is_dir() and any(target.iterdir()):
-            raise FolderNotEmpty(shown, sorted(p.name for p in target.iterdir()))
-        temp = target.parent / f".{target.name}.athena-tmp-{secrets.token_hex(4)}"
-        try:
+    try:
+        with replacing_folder(target, shown) as temp:
+            temp.rmdir()  # mlx-lm makes the folder itself
             # mlx-lm's [INFO] lines go to stderr. Its quant_predicate is annotated with three
             # arguments but called with (path, module), as nn.quantize's class_predicate.
             with contextlib.redirect_stdout(sys.stderr):
@@ -83,14 +72,11 @@ def convert_model(
                     quant_predicate=olmoe_predicate(bits, group_size, router_bits),  # type: ignore[arg-type]
                 )
             write_provenance(temp, located, bits, group_size, router_bits)
-            _rename_folder(temp, target, shown)
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
-            if isinstance(error, FolderNotEmpty):
-                raise
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise LoadError(f"mlx-lm could not convert {model} ({message})") from None
-        finally:
-            shutil.rmtree(temp, ignore_errors=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        if isinstance(error, FolderNotEmpty | FolderBusy):
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise LoadError(f"mlx-lm could not convert {model} ({message})") from None
     return shown
 
 
@@ -115,7 +101,4 @@ def write_provenance(
         "versions": installed_versions(("athena", "mlx", "mlx-lm")),
         "files": provenance.folder_digests(folder),
     }
-    target = folder / provenance.FILE
-    with replacing(target) as temporary:
-        temporary.write_text(json.dumps(record, indent=1) + "\n")
-    return target
+    return write_file(folder / provenance.FILE, json.dumps(record, indent=1) + "\n")

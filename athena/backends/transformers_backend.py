@@ -6,7 +6,6 @@ here): otherwise it is skipped with a log line."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import queue
 import threading
@@ -20,7 +19,7 @@ import numpy as np
 from athena.backends import batching
 from athena.backends.base import LoadOptions, Sampling, import_framework
 from athena.errors import LoadError, SourceError, first_line
-from athena.source import ModelSource, read_safetensors_header
+from athena.source import ModelSource, read_json, read_safetensors_header
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ def merge_lora(model: Any, adapter_path: str | Path) -> int:
             "adapter_model.safetensors)"
         )
     try:
-        config = json.loads(config_file.read_text())
+        config = read_json(config_file)
         rank, alpha = int(config["r"]), float(config["lora_alpha"])
         read_safetensors_header(weights_file)  # a damaged file is one sentence, not a crash
         weights = load_file(str(weights_file))

@@ -15,39 +15,21 @@ transformers' `AutoModelForCausalLM.from_pretrained` load:
   exactly; mlx-lm picks its BPE streaming detokenizer for it, as for real OLMoE.
 - generation_config.json.
 
-The folder is written atomically (see `write_tiny_olmoe`): a folder with files in it is
-refused unless overwrite=True, which replaces these six files only and never touches others.
-
-
 The package, by concern: tokenizer (the BPE and its files), presets (shapes, config.json),
-weights (drawing and writing model.safetensors), folder (the atomic folder writing), sparse
-(`write_sparse_olmoe`); this module composes them into `write_tiny_olmoe`.
+weights (drawing and writing model.safetensors), sparse (`write_sparse_olmoe`); this module
+composes them into `write_tiny_olmoe`, written as athena.atomic writes a folder.
 Only numpy and `tokenizers` are imported. Weights are scaled so activations stay O(1) and
 logits are well separated, so greedy decoding is not decided by rounding noise.
 """
 
 from __future__ import annotations
 
-import secrets
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from athena.checkpoints.folder import (
-    FILES,
-    FolderBusy,
-    FolderNotEmpty,
-    _json_bytes,
-    _reason,
-    _remove_leftovers,
-    _rename_folder,
-    _replace_files,
-    _write_durably,
-    _writer_lock,
-)
-from athena.checkpoints.presets import DTYPES, SIZES, _preset, count_parameters, olmoe_config
+from athena.atomic import FolderBusy, FolderNotEmpty, reason, replacing_folder
+from athena.checkpoints.presets import DTYPES, SIZES, count_parameters, olmoe_config, preset
 from athena.checkpoints.sparse import OLMOE_1B_7B, write_sparse_olmoe
 from athena.checkpoints.tokenizer import (
     CORPUS,
@@ -56,11 +38,21 @@ from athena.checkpoints.tokenizer import (
     PAD_TOKEN,
     SPECIAL_TOKENS,
     VOCAB_SIZE,
-    _tokenizer_files,
     bpe_merges,
+    json_bytes,
+    tokenizer_files,
 )
-from athena.checkpoints.weights import _make_weights, _save_safetensors
-from athena.checkpoints.weights import _to_bfloat16_bytes as _to_bfloat16_bytes
+from athena.checkpoints.weights import make_weights, save_safetensors
+
+# The files write_tiny_olmoe writes: overwrite=True replaces these and no others.
+FILES = (
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "config.json",
+)
 
 __all__ = [
     "CORPUS",
@@ -83,12 +75,6 @@ __all__ = [
 ]
 
 
-# For tests: called with "temp:NAME" after NAME is written into the temporary folder,
-# "target:NAME" after NAME is put in place (or "target:folder" after the one rename). None
-# in normal use.
-_on_step: Callable[[str], None] | None = None
-
-
 def write_tiny_olmoe(
     out_dir: str | Path,
     *,
@@ -103,70 +89,36 @@ def write_tiny_olmoe(
     empty is refused (`FolderNotEmpty`) unless `overwrite=True`, which replaces only the files
     this function writes (`FILES`) and leaves every other file in the folder alone.
 
-    The files are written into a temporary folder beside `out_dir` (`.NAME.athena-tmp-XXXX`),
-    then moved into place, with a lock (`.NAME.athena-lock`, removed after) so that two
-    writers of one folder never mix: the second gets `FolderBusy`. A new or empty `out_dir`
-    appears in one rename, complete or not at all. With `overwrite=True` into a folder that
-    has files, they are replaced one by one, config.json removed first and put back last, so
-    an interrupted overwrite leaves a folder without config.json (no loader accepts it; write
-    again to complete it), never a loadable mix. An exception (Ctrl-C, a full disk) removes the
-    temporary folder; a killed process may leave it, and the next write of `out_dir` removes it.
+    Written as `athena.atomic.replacing_folder` writes a folder: into a temporary folder beside
+    `out_dir`, under a lock (a second writer gets `FolderBusy`), then swapped in whole, so the
+    folder is the old checkpoint or the new one at every moment, even if the process is
+    killed; what a kill leaves beside it, the next write removes.
     """
-    preset = _preset(size)
+    shape = preset(size)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
     out = Path(out_dir)
     target = out.resolve()  # one folder, one lock, whichever path (relative, symlink) names it
     if target.exists() and not target.is_dir():
         raise ValueError(f"{out} exists and is not a folder; pass a folder path for the model")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _writer_lock(target, out):
-        _remove_leftovers(target)
-        entries = sorted(p.name for p in target.iterdir()) if target.exists() else []
-        if entries and not overwrite:
-            raise FolderNotEmpty(out, entries)
-        temp = target.parent / f".{target.name}.athena-tmp-{secrets.token_hex(4)}"
-        temp.mkdir()
-        try:
-            try:
-                _write_files(temp, size, preset, seed, dtype)
-            except OSError as error:  # e.g. a full disk
-                raise OSError(
-                    f"could not write the checkpoint for {out} ({_reason(error)}); "
-                    f"{'nothing in it was changed' if entries else 'it was not created'}"
-                ) from error
-            if not entries:
-                _rename_folder(temp, target, out)
-                return out
-            try:
-                _replace_files(temp, target)
-            except OSError as error:
-                raise OSError(
-                    f"could not replace the checkpoint files in {out} ({_reason(error)}); it "
-                    "has no config.json now (so it does not load half-written): write it again "
-                    "to complete it"
-                ) from error
-        finally:
-            shutil.rmtree(temp, ignore_errors=True)
+    existed = target.is_dir() and any(target.iterdir())
+    try:
+        with replacing_folder(target, out, overwrite=overwrite, replaces=FILES) as temporary:
+            save_safetensors(
+                temporary / "model.safetensors",
+                make_weights(shape, np.random.default_rng(seed)),
+                dtype,
+            )
+            for name, content in tokenizer_files().items():
+                (temporary / name).write_bytes(content)
+            generation = {"eos_token_id": 0, "pad_token_id": 1, "do_sample": False}
+            (temporary / "generation_config.json").write_bytes(json_bytes(generation))
+            (temporary / "config.json").write_bytes(json_bytes(olmoe_config(size, dtype=dtype)))
+    except OSError as error:  # e.g. a full disk
+        if isinstance(error, FolderNotEmpty | FolderBusy):
+            raise
+        raise OSError(
+            f"could not write the checkpoint for {out} ({reason(error)}); "
+            f"{'nothing in it was changed' if existed else 'it was not created'}"
+        ) from error
     return out
-
-
-def _step(name: str) -> None:
-    if _on_step is not None:
-        _on_step(name)
-
-
-def _write_files(folder: Path, size: str, preset: dict[str, int], seed: int, dtype: str) -> None:
-    """Every file of FILES into `folder`, each flushed to disk, config.json last."""
-    weights = _make_weights(preset, np.random.default_rng(seed))
-    _save_safetensors(folder / "model.safetensors", weights, dtype)
-    _step("temp:model.safetensors")
-    del weights
-    for name, content in _tokenizer_files().items():
-        _write_durably(folder / name, content)
-        _step(f"temp:{name}")
-    generation = {"eos_token_id": 0, "pad_token_id": 1, "do_sample": False}
-    _write_durably(folder / "generation_config.json", _json_bytes(generation))
-    _step("temp:generation_config.json")
-    _write_durably(folder / "config.json", _json_bytes(olmoe_config(size, dtype=dtype)))
-    _step("temp:config.json")

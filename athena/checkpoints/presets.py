@@ -39,12 +39,12 @@ SIZES: dict[str, dict[str, int]] = {
     },
 }
 
-_SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 
 
 def count_parameters(size: str = "tiny") -> int:
     """The number of parameters of a preset (what `write_tiny_olmoe` writes for it)."""
-    s = _preset(size)
+    s = preset(size)
     h, i, e = s["hidden_size"], s["intermediate_size"], s["num_experts"]
     head_dim = h // s["num_attention_heads"]
     kv = s["num_key_value_heads"] * head_dim
@@ -56,12 +56,11 @@ def count_parameters(size: str = "tiny") -> int:
 
 def olmoe_config(size: str = "tiny", *, dtype: str = "float32") -> dict[str, Any]:
     """config.json of a preset: what mlx-lm's ModelArgs and transformers' OlmoeConfig read."""
-    preset = _preset(size)
     return {
         "architectures": ["OlmoeForCausalLM"],
         "model_type": "olmoe",
         "vocab_size": VOCAB_SIZE,
-        **preset,
+        **preset(size),
         "hidden_act": "silu",
         "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-5,
@@ -83,7 +82,7 @@ def olmoe_config(size: str = "tiny", *, dtype: str = "float32") -> dict[str, Any
     }
 
 
-def _preset(size: str) -> dict[str, int]:
+def preset(size: str) -> dict[str, int]:
     if size not in SIZES:
         raise ValueError(f"size {size!r} is not a preset; use one of {', '.join(SIZES)}")
     return SIZES[size]

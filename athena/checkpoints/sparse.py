@@ -3,13 +3,12 @@ checks that read headers only (athena.preflight)."""
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
-from typing import Any
 
-from athena.checkpoints.presets import _SAFETENSORS_DTYPE, DTYPES, olmoe_config
-from athena.checkpoints.tokenizer import _tokenizer_files
+from athena.atomic import replacing, write_file
+from athena.checkpoints.presets import DTYPES, olmoe_config
+from athena.checkpoints.tokenizer import json_bytes, tokenizer_files
+from athena.checkpoints.weights import safetensors_header
 
 # OLMoE-1B-7B-0924's shape (6.92 B parameters; 27.7 GB in float32, 13.8 GB in bfloat16).
 OLMOE_1B_7B: dict[str, int] = {
@@ -47,7 +46,7 @@ def write_sparse_olmoe(
     out.mkdir(parents=True, exist_ok=True)
     vocab = shape.pop("vocab_size")
     config = {**olmoe_config("tiny", dtype=dtype), **shape, "vocab_size": vocab}
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_file(out / "config.json", json_bytes(config))
     itemsize = 4 if dtype == "float32" else 2
     tensors = []
     for name, tensor_shape in sorted(_tensor_shapes(shape, vocab).items()):
@@ -69,38 +68,20 @@ def write_sparse_olmoe(
             if len(groups) == 1
             else f"model-{number:05d}-of-{len(groups):05d}.safetensors"
         )
-        _write_sparse_file(out / file, group, _SAFETENSORS_DTYPE[dtype])
+        with replacing(out / file) as temporary, temporary.open("wb") as f:
+            f.write(safetensors_header(group, dtype))
+            f.truncate(f.tell() + sum(size for _, _, size in group))  # sparse: zeros, no disk
         weight_map |= {name: file for name, _, _ in group}
     if len(groups) > 1:
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
-    for name, content in _tokenizer_files().items():
-        (out / name).write_bytes(content)
+        write_file(out / "model.safetensors.index.json", json_bytes(index))
+    for name, content in tokenizer_files().items():
+        write_file(out / name, content)
     return out
 
 
-def _write_sparse_file(
-    path: Path, tensors: list[tuple[str, tuple[int, ...], int]], dtype: str
-) -> None:
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name, tensor_shape, nbytes in tensors:
-        header[name] = {
-            "dtype": dtype,
-            "shape": list(tensor_shape),
-            "data_offsets": [offset, offset + nbytes],
-        }
-        offset += nbytes
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)
-    with path.open("wb") as f:
-        f.write(struct.pack("<Q", len(encoded)))
-        f.write(encoded)
-        f.truncate(8 + len(encoded) + offset)
-
-
 def _tensor_shapes(shape: dict[str, int], vocab: int) -> dict[str, tuple[int, ...]]:
-    """Hugging Face names and shapes of an OLMoE's tensors (what `_make_weights` writes)."""
+    """Hugging Face names and shapes of an OLMoE's tensors (what `make_weights` writes)."""
     h, i = shape["hidden_size"], shape["intermediate_size"]
     kv = shape["num_key_value_heads"] * (h // shape["num_attention_heads"])
     shapes: dict[str, tuple[int, ...]] = {

@@ -5,8 +5,8 @@ special_tokens_map.json)."""
 from __future__ import annotations
 
 import functools
-
-from athena.checkpoints.folder import _json_bytes
+import json
+from typing import Any
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|padding|>"
@@ -30,6 +30,11 @@ way the light fell on the water in the evening. The people of the town came to a
 questions, and it answered them as well as it could. This is a story about memory and about
 the mixture of experts that made it.
 """
+
+
+def json_bytes(value: Any) -> bytes:
+    """`value` as indented JSON text with a final newline, as the hub's files are."""
+    return (json.dumps(value, indent=2) + "\n").encode()
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -81,7 +86,7 @@ def bpe_merges() -> tuple[tuple[str, str], ...]:
     return tuple(merges)
 
 
-def _tokenizer_files() -> dict[str, bytes]:
+def tokenizer_files() -> dict[str, bytes]:
     """tokenizer.json (the GPT-NeoX/OLMo layout: ByteLevel pre-tokenizer and decoder, BPE
     model), tokenizer_config.json and special_tokens_map.json."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
@@ -112,6 +117,6 @@ def _tokenizer_files() -> dict[str, bytes]:
     special = {"eos_token": EOS_TOKEN, "pad_token": PAD_TOKEN}
     return {
         "tokenizer.json": tokenizer.to_str(pretty=True).encode(),
-        "tokenizer_config.json": _json_bytes(tokenizer_config),
-        "special_tokens_map.json": _json_bytes(special),
+        "tokenizer_config.json": json_bytes(tokenizer_config),
+        "special_tokens_map.json": json_bytes(special),
     }

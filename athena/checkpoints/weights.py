@@ -4,18 +4,17 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from athena.checkpoints.presets import _SAFETENSORS_DTYPE
+from athena.checkpoints.presets import SAFETENSORS_DTYPE
 from athena.checkpoints.tokenizer import SPECIAL_TOKENS, VOCAB_SIZE
 
 
-def _make_weights(preset: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+def make_weights(preset: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """HF-named float32 weights, drawn in a fixed order from `rng`."""
     h, i = preset["hidden_size"], preset["intermediate_size"]
     head_dim = h // preset["num_attention_heads"]
@@ -60,37 +59,41 @@ def _make_weights(preset: dict[str, int], rng: np.random.Generator) -> dict[str,
     return w
 
 
-def _to_bfloat16_bytes(array: np.ndarray) -> bytes:
+def to_bfloat16_bytes(array: np.ndarray) -> bytes:
     """float32 -> bfloat16 (round to nearest even), as little-endian bytes."""
     bits = np.ascontiguousarray(array, dtype="<f4").view("<u4").astype(np.uint64)
     rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
     return rounded.astype("<u2").tobytes()
 
 
-def _save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) -> None:
-    """The safetensors format written directly (numpy has no bfloat16): an 8-byte header
-    length, a JSON header of name -> dtype/shape/offsets, then the raw little-endian data,
-    one tensor at a time (so the peak is the weights plus one converted tensor)."""
-    itemsize = 4 if dtype == "float32" else 2
+def safetensors_header(tensors: list[tuple[str, tuple[int, ...], int]], dtype: str) -> bytes:
+    """The 8-byte length and the JSON header (padded to 8 bytes) of a safetensors file holding
+    `tensors` (name, shape, bytes), in that order, all of `dtype`."""
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
     offset = 0
-    for name in sorted(weights):
-        size = weights[name].size * itemsize
-        header[name] = {
-            "dtype": _SAFETENSORS_DTYPE[dtype],
-            "shape": list(weights[name].shape),
-            "data_offsets": [offset, offset + size],
-        }
+    for name, shape, size in tensors:
+        entry = {"dtype": SAFETENSORS_DTYPE[dtype], "shape": list(shape)}
+        header[name] = entry | {"data_offsets": [offset, offset + size]}
         offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # align the data to 8 bytes
+    return struct.pack("<Q", len(encoded)) + encoded
+
+
+def save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) -> None:
+    """The safetensors format written directly (numpy has no bfloat16): the header, then the
+    raw little-endian data, one tensor at a time (so the peak is the weights plus one
+    converted tensor)."""
+    itemsize = 4 if dtype == "float32" else 2
+    names = sorted(weights)
     with path.open("wb") as f:
-        f.write(struct.pack("<Q", len(encoded)))
-        f.write(encoded)
-        for name in sorted(weights):
+        f.write(
+            safetensors_header(
+                [(n, weights[n].shape, weights[n].size * itemsize) for n in names], dtype
+            )
+        )
+        for name in names:
             if dtype == "bfloat16":
-                f.write(_to_bfloat16_bytes(weights[name]))
+                f.write(to_bfloat16_bytes(weights[name]))
             else:
                 f.write(np.ascontiguousarray(weights[name], dtype=f"<f{itemsize}").tobytes())
-        f.flush()
-        os.fsync(f.fileno())

@@ -20,14 +20,15 @@ The knobs (GRPOConfig: TRL's names and defaults) are in athena/heads/grpo_config
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from athena.atomic import reason, replacing_folder
+from athena.errors import SourceError
 from athena.heads.grpo_config import GRPOConfig, TrainError
 from athena.models.head import (
     HeadError,
@@ -37,14 +38,18 @@ from athena.models.head import (
     load_weights,
     save_weights,
 )
+from athena.source import read_json, read_safetensors_header
 
 if TYPE_CHECKING:
     import numpy as np
 
 ADVANTAGE_EPSILON = 1e-4  # TRL's: advantages / (std + 1e-4)
 CHECKPOINT_PREFIX = "checkpoint-"
+CHECKPOINT_WEIGHTS = ("head.safetensors", "reference.safetensors", "optimizer.safetensors")
+STATE_NAME = "trainer_state.json"
 SAMPLING_STREAM = 1  # the sampling RNG is seeded with (1, seed)
 Reward = Callable[[str, int], float]
+logger = logging.getLogger(__name__)
 
 
 # -- the pieces both frameworks share (numpy) ------------------------------------------------
@@ -264,36 +269,36 @@ class GRPOTrainer:
         self, out_dir: str | os.PathLike[str], extra: dict[str, Any] | None = None
     ) -> Path:
         """Write OUT/checkpoint-<step>/ (head, reference and optimizer safetensors, state JSON)
-        atomically: into a temporary folder in OUT, then renamed. Only rank 0 writes."""
+        as athena.atomic writes a folder: whole, fsynced, swapped in, so a complete
+        checkpoint is there at every moment. Only rank 0 writes; TrainError if it cannot."""
+        from safetensors import SafetensorError
         from safetensors.numpy import save_file
 
         out = Path(out_dir)
         target = out / f"{CHECKPOINT_PREFIX}{self.step_count:07d}"
         if self.rank != 0:
             return target
-        out.mkdir(parents=True, exist_ok=True)
-        temporary = Path(tempfile.mkdtemp(dir=out, prefix=f".{target.name}.tmp-"))
+        moments, adam_step = self.learner.optimizer_state()
+        state = {
+            "step": self.step_count,
+            "adam_step": adam_step,
+            "framework": self.framework,
+            "world_size": self.world,
+            "rng": self.rng.bit_generator.state,
+            "config": self.config.to_dict(),
+            "reward": self.reward_name,
+        } | (extra or {})
         try:
-            save_weights(self.learner.weights(), temporary / "head.safetensors")
-            save_weights(self.learner.reference_weights(), temporary / "reference.safetensors")
-            moments, adam_step = self.learner.optimizer_state()
-            save_file(moments, str(temporary / "optimizer.safetensors"))
-            state = {
-                "step": self.step_count,
-                "adam_step": adam_step,
-                "framework": self.framework,
-                "world_size": self.world,
-                "rng": self.rng.bit_generator.state,
-                "config": self.config.to_dict(),
-                "reward": self.reward_name,
-            } | (extra or {})
-            (temporary / "trainer_state.json").write_text(json.dumps(state, indent=1) + "\n")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(temporary, target)
-        except BaseException:
-            shutil.rmtree(temporary, ignore_errors=True)
-            raise
+            with replacing_folder(target, overwrite=True) as temporary:
+                save_weights(self.learner.weights(), temporary / "head.safetensors")
+                save_weights(self.learner.reference_weights(), temporary / "reference.safetensors")
+                save_file(moments, str(temporary / "optimizer.safetensors"))
+                (temporary / STATE_NAME).write_text(json.dumps(state, indent=1) + "\n")
+        except (OSError, SafetensorError) as error:  # a full disk, a read-only folder
+            why = reason(error) if isinstance(error, OSError) else str(error)
+            raise TrainError(
+                f"could not save {target} ({why}); the checkpoints in {out} are as they were"
+            ) from None
         return target
 
     def load_checkpoint(self, checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
@@ -303,11 +308,11 @@ class GRPOTrainer:
 
         folder = Path(checkpoint)
         try:
-            state = json.loads((folder / "trainer_state.json").read_text())
+            state = read_json(folder / STATE_NAME)
             moments = load_file(str(folder / "optimizer.safetensors"))
             weights = load_weights(folder / "head.safetensors")
             reference = load_weights(folder / "reference.safetensors")
-        except (OSError, ValueError, HeadError) as error:
+        except (OSError, ValueError, HeadError, SourceError) as error:
             raise TrainError(f"{folder} is not a complete checkpoint ({error})") from None
         self.config = GRPOConfig.from_dict(state["config"])
         self.learner = make_learner(
@@ -320,15 +325,19 @@ class GRPOTrainer:
 
 
 def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint folder in `out_dir` (temporary folders are ignored)."""
+    """The newest complete checkpoint folder in `out_dir`. A newer one that is not complete
+    (a file missing, truncated or damaged) is skipped, with a warning naming it and why."""
     out = Path(out_dir)
     if not out.is_dir():
         return None
-    found = sorted(
-        p
-        for p in out.iterdir()
-        if p.is_dir()
-        and p.name.startswith(CHECKPOINT_PREFIX)
-        and (p / "trainer_state.json").is_file()
-    )
-    return found[-1] if found else None
+    found = sorted(p for p in out.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and p.is_dir())
+    for folder in reversed(found):
+        try:
+            read_json(folder / STATE_NAME)
+            for name in CHECKPOINT_WEIGHTS:
+                read_safetensors_header(folder / name)
+        except SourceError as error:
+            logger.warning("skipping %s, not a complete checkpoint: %s", folder.name, error)
+            continue
+        return folder
+    return None

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from athena.atomic import write_file
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m athena.heads.ring_check")
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             save_weights(trainer.learner.weights(), args.save_head)
         text = json.dumps(result)
         if args.out:
-            args.out.write_text(text + "\n")
+            write_file(args.out, text + "\n")
         else:
             print(text)
     collectives.barrier()

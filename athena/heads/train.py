@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from athena.atomic import replacing
+from athena.atomic import append_line, replacing, write_file
 from athena.heads.grpo import (
     CHECKPOINT_PREFIX,
     GRPOConfig,
@@ -294,8 +294,8 @@ def _say(enabled: bool, message: str) -> None:
 
 
 class _Log:
-    """log.jsonl: one JSON line per step (rank 0 only); a resumed run keeps the lines up to
-    its checkpoint's step and appends after them."""
+    """log.jsonl: one JSON line per step (rank 0 only), each appended whole; a resumed run
+    keeps the lines up to its checkpoint's step (the file replaced whole) and appends after."""
 
     def __init__(self, path: Path, *, keep_until: int, enabled: bool) -> None:
         self.path, self.enabled = path, enabled
@@ -309,12 +309,11 @@ class _Log:
                         kept.append(line)
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
-        path.write_text("".join(line + "\n" for line in kept))
+        write_file(path, "".join(line + "\n" for line in kept))
 
     def write(self, metrics: dict[str, Any]) -> None:
         if self.enabled:
-            with self.path.open("a") as f:
-                f.write(json.dumps(metrics) + "\n")
+            append_line(self.path, json.dumps(metrics))
 
 
 class _Progress:

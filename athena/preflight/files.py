@@ -3,10 +3,10 @@ model.safetensors.index.json and the tokenizer files."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from athena import source
+from athena.errors import SourceError
 from athena.preflight.agreement import config_disagreement
 from athena.preflight.info import ModelInfo, Tensor, TokenizerInfo
 from athena.source import ModelSource
@@ -83,10 +83,11 @@ def _index_problems(folder: Path, files: list[Path]) -> list[str]:
     if not index.is_file():
         return []
     try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-        listed = sorted(set(weight_map.values()))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return [f"model.safetensors.index.json in {folder} is damaged; re-download it"]
+        listed = sorted(set(source.read_json(index)["weight_map"].values()))
+    except SourceError as error:
+        return [str(error)]
+    except (KeyError, TypeError, AttributeError):
+        return [f"model.safetensors.index.json in {folder} has no weight_map; re-download it"]
     present = {f.name for f in files}
     missing = [name for name in listed if name not in present]
     if missing:
@@ -113,7 +114,7 @@ def _inspect_tokenizer(folder: Path) -> tuple[TokenizerInfo, str | None]:
         return TokenizerInfo(kind), None
     try:
         if kind == "tokenizer.json":
-            data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+            data = source.read_json(folder / "tokenizer.json", source.TOKENIZER_LIMIT)
             model = data["model"]
             vocab = model["vocab"]
             if model.get("type") == "Unigram" or isinstance(vocab, list):
@@ -122,20 +123,17 @@ def _inspect_tokenizer(folder: Path) -> tuple[TokenizerInfo, str | None]:
                 ids = [int(v) for v in vocab.values()]
             ids += [int(token["id"]) for token in data.get("added_tokens") or ()]
         else:
-            vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+            vocab = source.read_json(folder / "vocab.json", source.TOKENIZER_LIMIT)
             ids = [int(v) for v in vocab.values()]
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
-        reason = "not valid JSON" if isinstance(error, ValueError) else "not a tokenizer's JSON"
-        return TokenizerInfo(kind), f"{broken} ({reason}); re-download or re-create it"
-    ids += _added_token_ids(folder)
+        if (folder / "tokenizer_config.json").is_file():
+            config = source.read_json(folder / "tokenizer_config.json")
+            ids += [int(key) for key in (config.get("added_tokens_decoder") or {})]
+    except SourceError as error:
+        return TokenizerInfo(kind), str(error)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return TokenizerInfo(
+            kind
+        ), f"{broken} (not a tokenizer's JSON); re-download or re-create it"
     if not ids:
         return TokenizerInfo(kind, 0), f"{broken} (its vocabulary is empty); re-create it"
     return TokenizerInfo(kind, len(set(ids)), max(ids)), None
-
-
-def _added_token_ids(folder: Path) -> list[int]:
-    try:
-        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-        return [int(key) for key in (config.get("added_tokens_decoder") or {})]
-    except (OSError, ValueError, AttributeError, TypeError):
-        return []

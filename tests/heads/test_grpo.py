@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -171,24 +174,100 @@ def _replay(make: Any, steps: int) -> list[dict[str, float]]:
     return [trainer.step() for _ in range(steps)]
 
 
-def test_a_checkpoint_is_written_atomically(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, framework: str
-) -> None:
-    """A failure while writing leaves no checkpoint-* folder and no temporary folder."""
-    import athena.heads.grpo as grpo
+# A trainer of two steps, saved into OUT with extra {"run": RUN} (run in a child: FW, OUT, RUN).
+SAVE = """
+import numpy as np
+from athena.heads import toy
+from athena.heads.grpo import GRPOConfig, GRPOTrainer
 
+features = np.random.default_rng(3).standard_normal((8, 16)).astype(np.float32)
+config = GRPOConfig(batch_size=4, hidden_dim=8)
+trainer = GRPOTrainer(features, toy.states(8), toy.reward, config, framework=FW)
+for _ in range(2):
+    trainer.step()
+trainer.save_checkpoint(OUT, extra={"run": RUN})
+"""
+
+
+def _save(framework: str, out: Path, run: str) -> str:
+    return f"FW, OUT, RUN = {framework!r}, {str(out)!r}, {run!r}\n{SAVE}"
+
+
+def _resumed_run(out: Path, framework: str) -> str:
+    """The "run" of the checkpoint a resume picks, after loading it whole."""
+    checkpoint = latest_checkpoint(out)
+    assert checkpoint is not None, f"no complete checkpoint in {out}"
+    features = np.random.default_rng(3).standard_normal((8, 16)).astype(np.float32)
+    trainer = GRPOTrainer(features, toy.states(8), toy.reward, GRPOConfig(), framework=framework)
+    return str(trainer.load_checkpoint(checkpoint)["run"])
+
+
+def test_a_checkpoint_save_killed_at_any_step_leaves_a_complete_checkpoint(
+    tmp_path: Path, mlx_installed: None, kill_at_each_step: Any
+) -> None:
+    """Saving over checkpoint-0000002 (same step, a resumed run): at every moment a resume
+    finds a whole checkpoint, the old or the new. On MLX only: the folder writing is the same
+    for both frameworks (numpy arrays by then)."""
+    framework = "mlx"
+    exec(_save(framework, tmp_path, "old"), {})
+    runs: list[str] = []
+    steps = kill_at_each_step(
+        _save(framework, tmp_path, "new"),
+        lambda step: runs.append(_resumed_run(tmp_path, framework)),
+        "athena.heads.toy",
+        f"athena.heads.{framework}_learner",  # imported once, before the children fork
+    )
+    assert steps > 10 and runs[0] == "old" and runs[-1] == "new", runs
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == [
+        "checkpoint-0000002"
+    ]
+
+
+def test_resume_skips_a_damaged_newest_checkpoint_and_says_why(
+    tmp_path: Path, framework: str, caplog: pytest.LogCaptureFixture
+) -> None:
     features = np.random.default_rng(3).standard_normal((8, 16)).astype(np.float32)
     config = GRPOConfig(batch_size=4, hidden_dim=8)
     trainer = GRPOTrainer(features, toy.states(8), toy.reward, config, framework=framework)
     trainer.step()
     good = trainer.save_checkpoint(tmp_path)
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise OSError("disk full")
-
     trainer.step()
-    monkeypatch.setattr(grpo, "save_weights", broken)
-    with pytest.raises(OSError, match="disk full"):
-        trainer.save_checkpoint(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [good.name]
-    assert latest_checkpoint(tmp_path) == good
+    newest = trainer.save_checkpoint(tmp_path)
+    optimizer = newest / "optimizer.safetensors"
+    size = optimizer.stat().st_size
+    with optimizer.open("r+b") as f:  # a disk that lost the end of the file
+        f.truncate(size - 16)
+    with caplog.at_level(logging.WARNING, logger="athena.heads.grpo"):
+        assert latest_checkpoint(tmp_path) == good
+    assert [r.getMessage() for r in caplog.records] == [
+        f"skipping checkpoint-0000002, not a complete checkpoint: optimizer.safetensors in "
+        f"{newest} is truncated ({size - 16} bytes of {size}); re-download or re-create the "
+        "checkpoint"
+    ]
+
+
+def test_a_full_disk_while_saving_keeps_the_old_checkpoint(
+    tmp_path: Path, mlx_installed: None
+) -> None:
+    """A file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails the new checkpoint's writes as
+    a full disk would: one sentence, the old checkpoint whole, nothing left beside it. On MLX
+    only, as the kill test."""
+    framework = "mlx"
+    exec(_save(framework, tmp_path, "old"), {})
+    script = (
+        "import resource, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))\n"
+        f"{_save(framework, tmp_path, 'new')}"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert child.returncode == 1
+    assert child.stderr.splitlines()[-1] == (
+        f"athena.heads.grpo_config.TrainError: could not save {tmp_path}/checkpoint-0000002 "
+        "(Error while serializing: I/O error: File too large (os error 27)); the checkpoints "
+        f"in {tmp_path} are as they were"
+    )
+    assert _resumed_run(tmp_path, framework) == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-0000002"]

@@ -174,7 +174,105 @@ def _more_experts_per_token_than_experts(model: Path) -> str:
     return str(model)
 
 
+def _huge_integer(model: Path) -> str:
+    (model / "config.json").write_text('{"model_type": "olmoe", "vocab_size": 1' + "0" * 5000 + "}")
+    return str(model)
+
+
+def _nan(model: Path) -> str:
+    config = json.loads((model / "config.json").read_text())
+    config["rope_theta"] = float("nan")
+    (model / "config.json").write_text(json.dumps(config))  # Python writes NaN; JSON has none
+    return str(model)
+
+
+def _deep_nesting(model: Path) -> str:
+    (model / "config.json").write_text('{"model_type": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    return str(model)
+
+
+def _not_utf8(model: Path) -> str:
+    (model / "config.json").write_bytes(b'{"model_type": "olm\xffoe"}')
+    return str(model)
+
+
+def _huge_config(model: Path) -> str:
+    with (model / "config.json").open("r+b") as f:  # sparse: no disk used
+        f.truncate(17 * 2**20)
+    return str(model)
+
+
+def _huge_header(model: Path) -> str:
+    """A header length of 1.5 GB in a file that long (sparse): what made inspect die of
+    MemoryError before the 100 MB limit."""
+    with (model / "model.safetensors").open("r+b") as f:
+        f.write((1_500_000_000).to_bytes(8, "little"))
+        f.truncate(2_000_000_000)
+    return str(model)
+
+
+def _huge_tokenizer(model: Path) -> str:
+    with (model / "tokenizer.json").open("r+b") as f:
+        f.truncate(65 * 2**20)
+    return str(model)
+
+
+def _tokenizer_huge_integer(model: Path) -> str:
+    (model / "tokenizer.json").write_text('{"model": {"vocab": {"a": 1' + "0" * 5000 + "}}}")
+    return str(model)
+
+
+def _index_array(model: Path) -> str:
+    (model / "model.safetensors.index.json").write_text("[]")
+    return str(model)
+
+
+JSON_CASES: dict[str, tuple[Damage, str]] = {
+    "config.json with a 5,000-digit integer": (
+        _huge_integer,
+        "config.json in {model} holds an integer too long to read (over 4,300 digits); "
+        "re-download or re-create it",
+    ),
+    "config.json with NaN": (
+        _nan,
+        "config.json in {model} is not valid JSON (NaN is not a JSON number); re-download or "
+        "re-create it",
+    ),
+    "config.json nested 100,000 deep": (
+        _deep_nesting,
+        "config.json in {model} is nested too deeply to read; re-download or re-create it",
+    ),
+    "config.json not UTF-8": (
+        _not_utf8,
+        "config.json in {model} is not UTF-8 text (byte 19); re-download or re-create it",
+    ),
+    "config.json of 17 MiB": (
+        _huge_config,
+        "config.json in {model} is larger than the 16 MiB athena reads of a config.json; "
+        "re-download or re-create it",
+    ),
+    "safetensors header claiming 1.5 GB": (
+        _huge_header,
+        "model.safetensors in {model} is damaged (its header claims 1,500,000,000 bytes, more "
+        "than the 100,000,000 safetensors allows); re-download or re-create the checkpoint",
+    ),
+    "tokenizer.json of 65 MiB": (
+        _huge_tokenizer,
+        "tokenizer.json in {model} is larger than the 64 MiB athena reads of a tokenizer.json; "
+        "re-download or re-create it",
+    ),
+    "tokenizer.json with a 5,000-digit integer": (
+        _tokenizer_huge_integer,
+        "tokenizer.json in {model} holds an integer too long to read (over 4,300 digits); "
+        "re-download or re-create it",
+    ),
+    "index that is a JSON array": (
+        _index_array,
+        "model.safetensors.index.json in {model} is not a JSON object; re-download or re-create it",
+    ),
+}
 CASES: dict[str, tuple[Damage, str]] = {
+    **JSON_CASES,
     "weights file is a folder": (
         _weights_are_a_folder,
         "cannot read {model}/model.safetensors (Is a directory); it must be a file; "
@@ -340,6 +438,23 @@ def test_bad_source_is_one_sentence_and_load_is_false(
         for r in loader_log.records
         if r.levelno == logging.WARNING and r.name.startswith("athena")
     ]
+
+
+@pytest.mark.parametrize("case", sorted(JSON_CASES), ids=lambda case: case.replace(" ", "-"))
+def test_inspect_of_a_bad_file_is_one_sentence_without_traceback(
+    case: str, copy_of_tiny: Path, tiny_olmoe: Path
+) -> None:
+    """The real entry point in a child: `athena inspect` exits 1 with one line on stderr."""
+    damage, template = JSON_CASES[case]
+    name = damage(copy_of_tiny)
+    result = subprocess.run(
+        [sys.executable, "-m", "athena.cli", "inspect", name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"athena inspect: {_expected(template, copy_of_tiny, tiny_olmoe)}\n"
 
 
 def test_bad_source_in_the_cli_exits_1_without_traceback(

@@ -14,11 +14,11 @@ from athena.checkpoints import (
     FILES,
     SIZES,
     VOCAB_SIZE,
-    _to_bfloat16_bytes,
     bpe_merges,
     count_parameters,
     write_tiny_olmoe,
 )
+from athena.checkpoints.weights import to_bfloat16_bytes
 
 
 def _header(path: Path) -> dict:
@@ -129,7 +129,7 @@ def test_bfloat16_checkpoint_halves_the_weights(tmp_path: Path, tiny_olmoe: Path
 
 def test_bfloat16_rounds_to_nearest_even() -> None:
     values = np.array([1.0, -2.5, 1.00390625, 1.01171875, 3.0e38], dtype=np.float32)
-    halves = np.frombuffer(_to_bfloat16_bytes(values), dtype="<u2").astype(np.uint32)
+    halves = np.frombuffer(to_bfloat16_bytes(values), dtype="<u2").astype(np.uint32)
     back = (halves << 16).view(np.float32)
     # 1 + 2^-8 is a tie and rounds to the even 1.0; 1 + 3*2^-8 rounds up to 1 + 2^-6.
     assert back.tolist()[:4] == [1.0, -2.5, 1.0, 1.015625]

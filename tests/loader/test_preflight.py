@@ -255,16 +255,26 @@ def test_tokenizer_larger_than_the_vocabulary_is_refused(copy_of_tiny: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("text", "reason"),
-    [("{not json", "not valid JSON"), ('{"version": "1.0"}', "not a tokenizer's JSON")],
+    ("text", "problem"),
+    [
+        (
+            "{not json",
+            "tokenizer.json in {folder} is not valid JSON (Expecting property name enclosed in "
+            "double quotes: line 1 column 2 (char 1)); re-download or re-create it",
+        ),
+        (
+            '{"version": "1.0"}',
+            "the tokenizer.json in {folder} does not load (not a tokenizer's JSON); re-download "
+            "or re-create it",
+        ),
+    ],
 )
 def test_tokenizer_that_does_not_load_is_refused(
-    copy_of_tiny: Path, text: str, reason: str
+    copy_of_tiny: Path, text: str, problem: str
 ) -> None:
     (copy_of_tiny / "tokenizer.json").write_text(text)
     assert preflight.inspect_model(str(copy_of_tiny)).problems == [
-        f"the tokenizer.json in {copy_of_tiny} does not load ({reason}); re-download or "
-        "re-create it"
+        problem.format(folder=copy_of_tiny)
     ]
 
 
