@@ -1,20 +1,9 @@
 """Data-parallel GRPO across processes (Macs) with mx.distributed, each collective on a timer.
 
-Started by `athena train-head --ranks 2 ...` (loopback) or `--hostfile hosts.json` (Macs),
-which run MLX's launcher and check every rank (athena/heads/launch.py), or by hand:
-
-    mlx.launch -n 2 --backend ring --python .venv/bin/python -m athena.cli train-head ...
-
-Every rank holds the whole head; per step each rank takes its share of the states, and the
-gradients are averaged with mlx.nn.average_gradients (one all_sum of all the head's float32
-gradients, since they fit in its 32 MiB bucket). A ring all_sum has been reported to hang in
-a few percent of calls upstream, and mx.distributed.init() waits forever for a peer that
-never connects: joining the ring and each collective run under a watchdog that ends the
-process with a clear message after `timeout` seconds instead of hanging silently. A rank
-that is gone (its process ended, its socket closed) makes MLX's ring raise at the next
-collective within about a second: that becomes RankLost, one sentence, exit code 1.
-`athena train-head --ranks N` (athena/heads/launch.py) starts the ranks and names the one
-that failed.
+Every rank holds the whole head and averages the gradients with mlx.nn.average_gradients. A
+ring all_sum can hang and mx.distributed.init() waits forever for a peer that never comes, so
+joining and each collective run under a watchdog that ends the process (exit code 75) after
+`timeout` seconds; a rank that is gone makes the ring raise at once: RankLost, exit code 1.
 """
 
 from __future__ import annotations
@@ -68,8 +57,7 @@ class Collectives:
         return f"rank {self.rank} of {self.size}" if self.size else f"rank {self.rank}"
 
     def last_words(self, what: str) -> str:
-        """What a rank writes on stderr when `what` ran out of time: the sentence and the
-        status line for run_ranks."""
+        """What a rank writes on stderr when `what` ran out of time (with its status line)."""
         reason = (
             f"{what} did not finish within {self.timeout:g} s (a rank is down or the ring hung)"
         )
@@ -80,11 +68,8 @@ class Collectives:
 
     @contextmanager
     def watchdog(self, what: str) -> Iterator[None]:
-        """End the process (exit code 75) if the block takes longer than `timeout` seconds.
-
-        A collective blocked in native code cannot be interrupted from Python; exiting is the
-        one way out, and mlx.launch then stops the other ranks.
-        """
+        """End the process (exit code 75) if the block takes longer than `timeout` seconds: a
+        collective blocked in native code cannot be interrupted; mlx.launch stops the rest."""
         done = threading.Event()
 
         def expire() -> None:

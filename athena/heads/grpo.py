@@ -1,35 +1,20 @@
-"""GRPO for the MemoryActionHead over frozen OLMoE features, on MLX or torch.
-
-    from athena.heads.grpo import GRPOConfig, GRPOTrainer
-
-    trainer = GRPOTrainer(features, texts, reward, GRPOConfig(), framework="mlx")
-    for _ in range(100):
-        metrics = trainer.step()          # {"step", "reward", "loss", "kl", ...}
-
-One step: pick `batch_size` states (seeded), sample `num_generations` actions per state from
-the head's policy (softmax of logits / temperature), score each with the reward, take the
-group-normalised advantages (r - mean) / (std + 1e-4) per state, then `num_iterations` AdamW
-steps on the clipped-ratio objective against the sampling policy with a `beta`-weighted k3 KL
-penalty to the frozen reference head (the initial weights). Sampling uses numpy's PCG64 with
-the uniforms drawn for the whole global batch, so it is separate from the update (a test can
-feed both frameworks the same actions) and N ranks draw exactly what one rank would.
-
-The knobs (GRPOConfig: TRL's names and defaults) are in athena/heads/grpo_config.py.
-"""
+"""GRPO for the MemoryActionHead over frozen OLMoE features, on MLX or torch: GRPOTrainer runs
+the steps (what one does: docs/training-head.md), a learner per framework does the update.
+Sampling uses numpy's PCG64 over the whole global batch, so N ranks draw what one rank would
+and both frameworks can be fed the same actions."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from athena.atomic import reason, replacing_folder
 from athena.errors import SourceError
-from athena.heads.grpo_config import GRPOConfig, TrainError
+from athena.heads.grpo_config import GRPOConfig, Learner, TrainError, is_number
 from athena.models.head import (
     HeadError,
     HeadShape,
@@ -50,9 +35,6 @@ STATE_NAME = "trainer_state.json"
 SAMPLING_STREAM = 1  # the sampling RNG is seeded with (1, seed)
 Reward = Callable[[str, int], float]
 logger = logging.getLogger(__name__)
-
-
-# -- the pieces both frameworks share (numpy) ------------------------------------------------
 
 
 def sample_actions(logits: np.ndarray, uniforms: np.ndarray, temperature: float) -> np.ndarray:
@@ -78,28 +60,6 @@ def group_advantages(rewards: np.ndarray) -> np.ndarray:
     return ((rewards - mean) / (std + ADVANTAGE_EPSILON)).astype(np.float32)
 
 
-def greedy_actions(logits: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    return np.argmax(logits, axis=1)
-
-
-class Learner(Protocol):
-    framework: str
-    collectives: Any
-
-    def logits(self, features: np.ndarray) -> np.ndarray: ...
-    def update(
-        self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray
-    ) -> dict[str, float]: ...
-    def weights(self) -> dict[str, np.ndarray]: ...
-    def reference_weights(self) -> dict[str, np.ndarray]: ...
-    def optimizer_state(self) -> tuple[dict[str, np.ndarray], int]: ...
-    def load_state(
-        self, weights: dict[str, np.ndarray], moments: dict[str, np.ndarray], step: int
-    ) -> None: ...
-
-
 def make_learner(
     framework: str,
     weights: dict[str, np.ndarray],
@@ -120,47 +80,29 @@ def make_learner(
     return TorchLearner(weights, config, reference=reference)
 
 
-# -- rewards ---------------------------------------------------------------------------------
-
-
 def call_reward(reward: Reward, name: str, text: str, action: int) -> float:
-    """reward(text, action) as a finite float; TrainError (one sentence) if it raises or
-    returns something else."""
+    """reward(text, action) as a finite float, else TrainError."""
+    short = text if len(text) <= 40 else text[:37] + "..."
+    where = f"state {short!r}, action {action}"
     try:
         value = reward(text, action)
     except Exception as error:  # the user's code: any exception becomes the sentence
         raise TrainError(
-            f"the reward {name} raised {type(error).__name__}: {error} (state {_short(text)}, "
-            f"action {action}); fix the reward function"
+            f"the reward {name} raised {type(error).__name__}: {error} ({where}); fix the reward "
+            "function"
         ) from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise TrainError(
-            f"the reward {name} returned {value!r} ({type(value).__name__}) for state "
-            f"{_short(text)}, action {action}; it must return a number"
-        )
-    if not math.isfinite(value):
-        raise TrainError(
-            f"the reward {name} returned {value!r} for state {_short(text)}, action {action}; "
-            "it must return a finite number"
+            f"the reward {name} returned {value!r} ({type(value).__name__}) for {where}; it must "
+            "return a finite number"
         )
     return float(value)
 
 
-def _short(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
-
-
-# -- the trainer -----------------------------------------------------------------------------
-
-
 class GRPOTrainer:
-    """GRPO over cached features (n, hidden) of `texts`, on `framework` ("mlx" or "torch").
-
-    `head`: starting weights (numpy by name, e.g. load_weights(path)); default: seeded from
-    config.seed. With `collectives` (athena.heads.distributed) of size N, each rank works on
-    its 1/N of every batch and gradients are averaged; every rank must be given the same
-    features, texts and config.
-    """
+    """GRPO over cached features (n, hidden) of `texts`, on `framework` ("mlx" or "torch"),
+    from `head` (numpy weights; default: seeded from config.seed). With `collectives` of size
+    N each rank works on its 1/N of every batch: give every rank the same arguments."""
 
     def __init__(
         self,
@@ -211,8 +153,6 @@ class GRPOTrainer:
         self.rng = np.random.default_rng([SAMPLING_STREAM, self.config.seed])
         self.step_count = 0
 
-    # -- one step --------------------------------------------------------------------------
-
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """This rank's states (indices) and sampled actions (B_rank, G) for the next step."""
         n, config = len(self.texts), self.config
@@ -243,34 +183,28 @@ class GRPOTrainer:
         advantages = group_advantages(rewards)
         metrics = self.learner.update(self.features[indices], actions, advantages)
         local = np.array([rewards.mean(), rewards.std(axis=1, ddof=1).mean()], np.float32)
-        reward_mean, reward_std = self._mean_over_ranks(local)
+        if self.world > 1:
+            import mlx.core as mx
+
+            local = np.array(self.collectives.mean(mx.array(local)))
         self.step_count += 1
+        reward_mean, reward_std = (float(v) for v in local)
         return {"step": self.step_count, "reward": reward_mean, "reward_std": reward_std} | metrics
-
-    def _mean_over_ranks(self, values: np.ndarray) -> list[float]:
-        if self.collectives is None or self.world == 1:
-            return [float(v) for v in values]
-        import mlx.core as mx
-
-        return [float(v) for v in self.collectives.mean(mx.array(values)).tolist()]
 
     def evaluate(self, features: np.ndarray, texts: Sequence[str]) -> float:
         """Mean reward of the greedy (argmax) action over held-out states."""
-        actions = greedy_actions(self.learner.logits(features))
+        actions = self.learner.logits(features).argmax(axis=1)
         scores = [
             call_reward(self.reward, self.reward_name, text, int(action))
             for text, action in zip(texts, actions, strict=True)
         ]
         return sum(scores) / len(scores)
 
-    # -- checkpoints -----------------------------------------------------------------------
-
     def save_checkpoint(
         self, out_dir: str | os.PathLike[str], extra: dict[str, Any] | None = None
     ) -> Path:
-        """Write OUT/checkpoint-<step>/ (head, reference and optimizer safetensors, state JSON)
-        as athena.atomic writes a folder: whole, fsynced, swapped in, so a complete
-        checkpoint is there at every moment. Only rank 0 writes; TrainError if it cannot."""
+        """Write OUT/checkpoint-<step>/ whole (athena.atomic.replacing_folder), on rank 0 only;
+        TrainError if it cannot."""
         from safetensors import SafetensorError
         from safetensors.numpy import save_file
 
@@ -302,8 +236,7 @@ class GRPOTrainer:
         return target
 
     def load_checkpoint(self, checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
-        """Continue from a checkpoint folder: weights, reference, AdamW, step and sampling RNG.
-        The config is the checkpoint's; returns its trainer_state.json."""
+        """Continue from a checkpoint folder (its config too); returns its trainer_state.json."""
         from safetensors.numpy import load_file
 
         folder = Path(checkpoint)
@@ -325,8 +258,7 @@ class GRPOTrainer:
 
 
 def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint folder in `out_dir`. A newer one that is not complete
-    (a file missing, truncated or damaged) is skipped, with a warning naming it and why."""
+    """The newest complete checkpoint folder in `out_dir` (an incomplete one: a warning)."""
     out = Path(out_dir)
     if not out.is_dir():
         return None

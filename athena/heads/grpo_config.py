@@ -1,24 +1,59 @@
-"""GRPOConfig, GRPO's knobs for the MemoryActionHead, and TrainError (athena.heads.grpo
-re-exports both).
-
-The knobs keep TRL's GRPOConfig names; defaults are TRL's where they fit a small head:
-num_generations 8, epsilon 0.2 (epsilon_high = epsilon), num_iterations 1, temperature 1.0,
-max_grad_norm 1.0, weight_decay 0.0, adam betas (0.9, 0.999), adam_epsilon 1e-8, seed 42.
-Different on purpose: learning_rate 3e-3 (TRL's 1e-6 is for fine-tuning an LM; this head
-starts from scratch) and beta 0.04 (TRL's current 0.0 drops the reference; 0.04 was TRL's
-default and DeepSeekMath's). batch_size (states per step, all ranks together),
-save_every and steps_per_eval are mlx-lm's names.
-"""
+"""What GRPO's trainer (athena.heads.grpo, which re-exports the first two) and its learners
+share: GRPOConfig (TRL's names and defaults but learning_rate and beta: docs/training-head.md),
+TrainError, the GRPO objective and the Learner base of MLXLearner and TorchLearner."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from athena.models.head import head_from_weights, head_logits, head_weights
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class TrainError(ValueError):
     """Something the user can fix (data, reward, config): one sentence saying what to do."""
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "learning_rate": (lambda v: is_number(v) and v > 0, "> 0"),
+    "num_generations": (
+        lambda v: _integer(v) and v >= 2,
+        "an integer >= 2 (the advantage needs a group)",
+    ),
+    **dict.fromkeys(
+        ("batch_size", "num_iterations", "num_actions", "hidden_dim"),
+        (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    ),
+    **dict.fromkeys(
+        ("save_every", "steps_per_eval"), (lambda v: _integer(v) and v >= 0, "an integer >= 0")
+    ),
+    "beta": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "epsilon": (lambda v: is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "epsilon_high": (lambda v: v is None or (is_number(v) and v > 0), "None or a number > 0"),
+    "temperature": (lambda v: is_number(v) and v > 0, "a number > 0"),
+    "max_grad_norm": (lambda v: v is None or (is_number(v) and v > 0), "None or a number > 0"),
+    "weight_decay": (lambda v: is_number(v) and v >= 0, ">= 0"),
+    **dict.fromkeys(
+        ("adam_beta1", "adam_beta2"), (lambda v: is_number(v) and 0 <= v < 1, "[0, 1)")
+    ),
+    "adam_epsilon": (lambda v: is_number(v) and v > 0, "> 0"),
+    "seed": (_integer, "an integer"),
+    "collective_timeout": (lambda v: is_number(v) and v > 0, "a number of seconds > 0"),
+}
 
 
 @dataclass
@@ -46,57 +81,9 @@ class GRPOConfig:
     collective_timeout: float = 120.0  # seconds before a hung all_sum stops the run
 
     def __post_init__(self) -> None:
-        def check(name: str, ok: bool, allowed: str) -> None:
-            if not ok:
+        for name, (ok, allowed) in _RULES.items():
+            if not ok(getattr(self, name)):
                 raise TrainError(f"{name}={getattr(self, name)!r} is not allowed; use {allowed}")
-
-        def number(value: object) -> bool:
-            return (
-                isinstance(value, int | float)
-                and not isinstance(value, bool)
-                and math.isfinite(value)
-            )
-
-        def integer(value: object) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        check("learning_rate", number(self.learning_rate) and self.learning_rate > 0, "> 0")
-        check(
-            "num_generations",
-            integer(self.num_generations) and self.num_generations >= 2,
-            "an integer >= 2 (the advantage needs a group)",
-        )
-        for name in ("batch_size", "num_iterations", "num_actions", "hidden_dim"):
-            check(
-                name, integer(getattr(self, name)) and getattr(self, name) >= 1, "an integer >= 1"
-            )
-        for name in ("save_every", "steps_per_eval"):
-            check(
-                name, integer(getattr(self, name)) and getattr(self, name) >= 0, "an integer >= 0"
-            )
-        check("beta", number(self.beta) and self.beta >= 0, "a number >= 0")
-        check("epsilon", number(self.epsilon) and 0 < self.epsilon < 1, "a number in (0, 1)")
-        check(
-            "epsilon_high",
-            self.epsilon_high is None or (number(self.epsilon_high) and self.epsilon_high > 0),
-            "None or a number > 0",
-        )
-        check("temperature", number(self.temperature) and self.temperature > 0, "a number > 0")
-        check(
-            "max_grad_norm",
-            self.max_grad_norm is None or (number(self.max_grad_norm) and self.max_grad_norm > 0),
-            "None or a number > 0",
-        )
-        check("weight_decay", number(self.weight_decay) and self.weight_decay >= 0, ">= 0")
-        for name in ("adam_beta1", "adam_beta2"):
-            check(name, number(getattr(self, name)) and 0 <= getattr(self, name) < 1, "[0, 1)")
-        check("adam_epsilon", number(self.adam_epsilon) and self.adam_epsilon > 0, "> 0")
-        check("seed", integer(self.seed), "an integer")
-        check(
-            "collective_timeout",
-            number(self.collective_timeout) and self.collective_timeout > 0,
-            "a number of seconds > 0",
-        )
 
     @property
     def upper_epsilon(self) -> float:
@@ -112,3 +99,61 @@ class GRPOConfig:
         if unknown:
             raise TrainError(f"unknown GRPOConfig field(s) {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+
+def grpo_terms(
+    xp: Any, logp: Any, old_logp: Any, ref_logp: Any, advantages: Any, config: GRPOConfig
+) -> tuple[Any, Any, Any]:
+    """(loss, mean KL, share of clipped ratios) of one batch in `xp` (mlx.core or torch): per
+    action -min(ratio * A, clip(ratio, 1 - epsilon, 1 + epsilon_high) * A) + beta * k3 KL,
+    averaged over all B * G actions (an action is one token, so TRL's loss types agree)."""
+    ratio = xp.exp(logp - old_logp)
+    clipped = xp.clip(ratio, 1.0 - config.epsilon, 1.0 + config.upper_epsilon)
+    per_action = -xp.minimum(ratio * advantages, clipped * advantages)
+    delta = ref_logp - logp
+    kl = xp.exp(delta) - delta - 1.0  # TRL's k3 estimator of KL(policy || reference)
+    is_clipped = (ratio < 1.0 - config.epsilon) | (ratio > 1.0 + config.upper_epsilon)
+    return xp.mean(per_action + config.beta * kl), xp.mean(kl), xp.mean(is_clipped * 1.0)
+
+
+class Learner:
+    """The trainable head, its frozen reference and AdamW, on `framework`. update() takes
+    sampled actions and their advantages, so both frameworks can be fed the same batch;
+    optimizer_state() is {"exp_avg.<param>", "exp_avg_sq.<param>"} and the step on both."""
+
+    framework = ""
+    collectives: Any = None
+
+    def __init__(
+        self,
+        weights: dict[str, np.ndarray],
+        config: GRPOConfig,
+        reference: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self.config = config
+        self.head: Any = head_from_weights(weights, self.framework)
+        self.reference: Any = head_from_weights(
+            weights if reference is None else reference, self.framework
+        )
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        return head_logits(self.head, features)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return head_weights(self.head)
+
+    def reference_weights(self) -> dict[str, np.ndarray]:
+        return head_weights(self.reference)
+
+    def update(
+        self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray
+    ) -> dict[str, float]:
+        raise NotImplementedError
+
+    def optimizer_state(self) -> tuple[dict[str, np.ndarray], int]:
+        raise NotImplementedError
+
+    def load_state(
+        self, weights: dict[str, np.ndarray], moments: dict[str, np.ndarray], step: int
+    ) -> None:
+        raise NotImplementedError

@@ -1,22 +1,9 @@
 """`athena train-head --ranks N`: start the ranks with mlx.launch and say how each one ended.
 
-mlx.launch exits 0 even when a rank fails (it prints `[WARN] Node with rank R exited with
-code C` and stops the others), so a broken run could look like a finished one. Here:
-
-- each rank, started with ATHENA_RANK_STATUS=1, writes status lines on stderr
-  (`athena-rank-status: {"rank": R, ...}`): `{"kind": "joining"}` before it connects to the
-  others, and how it ended (`{"code": C, "error": ..., "kind": ...}`), written by
-  `rank_status()` (the command) or by the collectives' watchdog before it exits;
-- every rank bounds its connection and each collective by the same deadline (the watchdog,
-  athena/heads/distributed.py); a rank whose peer vanished gets `RankLost` at its next
-  collective and exits 1, and mlx.launch stops every other rank when one exits non-zero;
-- `run_ranks()` starts `mlx.launch -n N --backend ring --python <this python> -- COMMAND`
-  on loopback (or with `--hostfile FILE` on several Macs), passes the ranks' output through,
-  reads the status lines (and mlx.launch's exit lines for ranks that died without one),
-  stops everything when a rank has not reached its connection within the deadline, and
-  raises RanksFailed: one sentence naming the rank that failed first and its error.
-
-Importing this module imports neither mlx nor numpy (a torch-only machine can use it).
+mlx.launch exits 0 even when a rank fails, so each rank started with ATHENA_RANK_STATUS=1
+writes status lines on stderr (`athena-rank-status: {"rank": R, ...}`: "joining" before it
+connects, then how it ended) and run_ranks() reads them, stops a run whose rank has not joined
+by the deadline, and raises RanksFailed naming the rank that failed first. No mlx import here.
 """
 
 from __future__ import annotations
@@ -54,9 +41,6 @@ class RankLost(TrainError):
     """A collective failed because another rank is gone (its process or its connection)."""
 
 
-# -- in each rank ----------------------------------------------------------------------------
-
-
 def this_rank() -> int:
     """This process's rank as mlx.launch numbers it (0 without a launcher)."""
     try:
@@ -66,15 +50,13 @@ def this_rank() -> int:
 
 
 def report_status(code: int | None, error: str | None = None, kind: str = "") -> None:
-    """Tell `run_ranks` how this rank ended (or, with code None, that it is joining): one line
-    on stderr, in one write (so the line is whole however the ranks' output interleaves), and
-    only when it started the rank."""
+    """Tell `run_ranks` how this rank ended (code None: it is joining), in one write."""
     with suppress(OSError):  # stderr gone: the launcher reports "ended without reporting"
         os.write(2, status_line(code, error, kind).encode())
 
 
 def status_line(code: int | None, error: str | None = None, kind: str = "") -> str:
-    """The line report_status writes ("" when run_ranks did not start this rank)."""
+    """The line report_status writes ("" unless run_ranks started this rank)."""
     if os.environ.get(STATUS_ENV) != "1":
         return ""
     status = {"rank": this_rank(), "code": code, "error": error, "kind": kind}
@@ -83,9 +65,8 @@ def status_line(code: int | None, error: str | None = None, kind: str = "") -> s
 
 @contextmanager
 def rank_status(plain: tuple[type[BaseException], ...] = (TrainError,)) -> Iterator[None]:
-    """Report how the block ended (code 0, or 1 with the error; 130 on Ctrl-C), then let any
-    exception go on. Errors of the `plain` types are one sentence already; others are
-    reported as "Type: message"."""
+    """Report how the block ended (0; 1 with the error, "Type: message" unless `plain`; 130 on
+    Ctrl-C) and let any exception go on."""
     try:
         yield
     except KeyboardInterrupt:
@@ -100,9 +81,6 @@ def rank_status(plain: tuple[type[BaseException], ...] = (TrainError,)) -> Itera
         report_status(1, message, "lost" if isinstance(error, RankLost) else "error")
         raise
     report_status(0)
-
-
-# -- the launcher ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -134,11 +112,15 @@ class RankEnd:
         return not self.joined and self.status is None and self.malformed is None and stopped
 
     @property
+    def kind(self) -> str:
+        return "" if self.status is None else str(self.status.get("kind"))
+
+    @property
     def secondary(self) -> bool:
         """Stopped because another rank failed: lost its peer, or terminated by mlx.launch."""
         if self.malformed is not None or self.absent:
             return False
-        if self.status is not None and self.status.get("kind") == "lost":
+        if self.kind == "lost":
             return True
         return self.status is None and (self.exit_code == -signal.SIGTERM or self.stopped)
 
@@ -195,7 +177,7 @@ def free_ports(count: int, host: str = "127.0.0.1", tries: int = 50) -> int:
 
 
 def hostfile_ranks(hostfile: str | os.PathLike[str]) -> int:
-    """How many ranks an mlx.launch hostfile starts (one per host); TrainError if unreadable."""
+    """How many ranks an mlx.launch hostfile starts (one per host)."""
     path = Path(hostfile)
     try:
         data = json.loads(path.read_text())
@@ -216,30 +198,17 @@ def launch_command(
     """mlx.launch (on loopback, or on the hostfile's hosts) running `python RANK_COMMAND`
     with this Python on every rank."""
     where = ["--hostfile", hostfile] if hostfile is not None else ["-n", str(ranks)]
-    ports = ["--starting-port", str(port)] if port is not None else []
-    return [
-        mlx_launch_path(),
-        *where,
-        "--backend",
-        "ring",
-        *ports,
-        "--env",
-        f"{STATUS_ENV}=1",
-        "--python",
-        sys.executable,
-        "--",  # everything after is the rank's command, even --backend or --verbose
-        *rank_command,
-    ]
+    where += ["--backend", "ring"] + (["--starting-port", str(port)] if port is not None else [])
+    where += ["--env", f"{STATUS_ENV}=1", "--python", sys.executable]
+    return [mlx_launch_path(), *where, "--", *rank_command]  # after --: all the rank's
 
 
 def run_ranks(
     ranks: int, rank_command: Sequence[str], hostfile: str | None = None, timeout: float = 120.0
 ) -> None:
-    """Run `python RANK_COMMAND` as `ranks` processes on this machine (a loopback ring on
-    free ports), or one per host of an mlx.launch `hostfile`. Their output passes through;
-    returns when every rank finished, else raises RanksFailed with one sentence naming the
-    rank that failed and its error. A rank that has not reported joining (nor ended) within
-    `timeout` seconds stops the run; after that each rank's watchdog bounds its waits."""
+    """Run `python RANK_COMMAND` on `ranks` processes here (a loopback ring on free ports) or
+    one per host of `hostfile`; RanksFailed unless every rank finished. A rank that has not
+    joined (nor ended) within `timeout` seconds stops the run; then the watchdogs bound it."""
     port = free_ports(ranks) if hostfile is None else None  # a hostfile's hosts: its ports
     command = launch_command(ranks, rank_command, port=port, hostfile=hostfile)
     ends = {rank: RankEnd(rank) for rank in range(ranks)}
@@ -324,14 +293,13 @@ def _heard(end: RankEnd, ends: dict[int, RankEnd]) -> None:
 
 def summarize(ends: list[RankEnd], ranks: int) -> str | None:
     """None if every rank finished; else one sentence: the rank that failed first (not one
-    that only lost its peer, was stopped by mlx.launch, or timed out waiting for a rank that
-    never joined) and its error, then the others."""
+    only stopped for another's failure) and its error, then the others."""
     failed = [end for end in ends if not end.ok]
     if not failed:
         return None
     waited = any(end.absent for end in failed)  # the others' timeouts were waits for it
     causes = sorted(
-        (e for e in failed if not e.secondary and not (waited and _kind(e) == "timeout")),
+        (e for e in failed if not e.secondary and not (waited and e.kind == "timeout")),
         key=lambda e: e.order,
     )
     causes = causes or failed
@@ -339,26 +307,18 @@ def summarize(ends: list[RankEnd], ranks: int) -> str | None:
     same = [end.rank for end in causes[1:] if end.describe() == first.describe()]
     sentence = f"rank {first.rank} of {ranks} failed: {first.describe().rstrip('.')}"
     if same:
-        sentence += f" (rank{'s' if len(same) > 1 else ''} {_ranks(same)} too)"
+        sentence += f" (rank{'s' if len(same) > 1 else ''} {', '.join(map(str, same))} too)"
     others = [end for end in ends if end is not first and end.rank not in same]
     if others:
         sentence += "; " + ", ".join(_other(end) for end in others)
     return sentence + ". Fix that and run again, or continue from the last checkpoint with --resume"
 
 
-def _kind(end: RankEnd) -> str:
-    return "" if end.status is None else str(end.status.get("kind"))
-
-
-def _ranks(numbers: list[int]) -> str:
-    return ", ".join(str(n) for n in numbers)
-
-
 def _other(end: RankEnd) -> str:
     code = end.code
     if end.ok:
         return f"rank {end.rank} finished"
-    if end.status is not None and end.status.get("kind") == "lost":
+    if end.kind == "lost":
         how = "stopped when it lost the connection to the others"
     elif end.status is None and code == -signal.SIGTERM:
         how = "was stopped by mlx.launch"

@@ -1,7 +1,4 @@
-"""The GRPO update for the MLX MemoryActionHead (mlx.nn.value_and_grad, AdamW).
-
-The network is athena/models/head_mlx.py; the same math on torch is torch_learner.py.
-"""
+"""The GRPO update on MLX (mlx.nn.value_and_grad, AdamW); torch_learner.py is the same math."""
 
 from __future__ import annotations
 
@@ -13,46 +10,14 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
-from athena.models.head import (
-    PARAMETER_NAMES,
-    head_from_weights,
-    head_logits,
-    head_weights,
-    set_head_weights,
-)
+from athena.heads.grpo_config import GRPOConfig, Learner, grpo_terms
+from athena.models.head import PARAMETER_NAMES, set_head_weights
 from athena.models.head_mlx import MemoryActionHead
 
 if TYPE_CHECKING:
     import numpy as np
 
     from athena.heads.distributed import Collectives
-    from athena.heads.grpo_config import GRPOConfig
-
-
-def grpo_loss(
-    head: MemoryActionHead,
-    features: mx.array,
-    actions: mx.array,
-    advantages: mx.array,
-    old_logp: mx.array,
-    ref_logp: mx.array,
-    config: GRPOConfig,
-) -> tuple[mx.array, mx.array, mx.array]:
-    """The GRPO loss of one batch: (loss, mean KL, share of clipped ratios).
-
-    features (B, hidden); actions, advantages, old_logp, ref_logp (B, G). Per sampled action:
-    -min(ratio * A, clip(ratio, 1 - epsilon, 1 + epsilon_high) * A) + beta * k3 KL, averaged
-    over all B * G actions (an action is one token, so TRL's loss types agree here).
-    """
-    logp = action_logp(head, features, actions, config.temperature)
-    ratio = mx.exp(logp - old_logp)
-    clipped = mx.clip(ratio, 1.0 - config.epsilon, 1.0 + config.upper_epsilon)
-    per_action = -mx.minimum(ratio * advantages, clipped * advantages)
-    delta = ref_logp - logp
-    kl = mx.exp(delta) - delta - 1.0  # TRL's k3 estimator of KL(policy || reference)
-    loss = mx.mean(per_action + config.beta * kl)
-    is_clipped = (ratio < 1.0 - config.epsilon) | (ratio > 1.0 + config.upper_epsilon)
-    return loss, mx.mean(kl), mx.mean(is_clipped.astype(mx.float32))
 
 
 def action_logp(
@@ -64,13 +29,7 @@ def action_logp(
     return mx.take_along_axis(logp, actions, axis=1)
 
 
-class MLXLearner:
-    """The trainable head, its frozen reference and AdamW, on MLX.
-
-    `update()` takes already-sampled actions and their advantages, so a test can feed the
-    torch learner exactly the same batch.
-    """
-
+class MLXLearner(Learner):
     framework = "mlx"
 
     def __init__(
@@ -81,9 +40,7 @@ class MLXLearner:
         reference: dict[str, np.ndarray] | None = None,
         collectives: Collectives | None = None,
     ) -> None:
-        self.config = config
-        self.head = head_from_weights(weights, "mlx")
-        self.reference = head_from_weights(reference if reference is not None else weights, "mlx")
+        super().__init__(weights, config, reference)
         self.reference.freeze()
         self.collectives = collectives
         # Set every AdamW knob: MLX's defaults differ from torch's (bias_correction=False).
@@ -95,10 +52,13 @@ class MLXLearner:
             bias_correction=True,
         )
         self.optimizer.init(self.head.trainable_parameters())
-        self._loss_and_grad = nn.value_and_grad(self.head, grpo_loss)
 
-    def logits(self, features: np.ndarray) -> np.ndarray:
-        return head_logits(self.head, features)
+        def loss(head: MemoryActionHead, x: mx.array, a: mx.array, *adv_old_ref: mx.array) -> Any:
+            advantages, old_logp, ref_logp = adv_old_ref
+            logp = action_logp(head, x, a, config.temperature)
+            return grpo_terms(mx, logp, old_logp, ref_logp, advantages, config)
+
+        self._loss_and_grad = nn.value_and_grad(self.head, loss)
 
     def update(
         self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray
@@ -117,7 +77,7 @@ class MLXLearner:
         for _ in range(config.num_iterations):
             start = time.perf_counter()
             (loss, kl, clipped), grads = self._loss_and_grad(
-                self.head, x, a, adv, old_logp, ref_logp, config
+                self.head, x, a, adv, old_logp, ref_logp
             )
             mx.eval(loss, kl, clipped, grads)
             values = mx.stack([loss, kl, clipped])
@@ -140,16 +100,7 @@ class MLXLearner:
         metrics = {"loss": loss_value, "kl": kl_value, "clip_ratio": clip_value}
         return metrics | {"compute_s": compute, "communicate_s": communicate}
 
-    # -- state, for checkpoints (the same layout as the torch learner's) ---------------------
-
-    def weights(self) -> dict[str, np.ndarray]:
-        return head_weights(self.head)
-
-    def reference_weights(self) -> dict[str, np.ndarray]:
-        return head_weights(self.reference)
-
     def optimizer_state(self) -> tuple[dict[str, np.ndarray], int]:
-        """AdamW's moments as {"exp_avg.<param>", "exp_avg_sq.<param>"} and its step count."""
         import numpy as np
 
         state = dict(tree_flatten(self.optimizer.state))

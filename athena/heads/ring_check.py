@@ -5,11 +5,9 @@
         -m athena.heads.ring_check --steps 20                            # two, on loopback
     mlx.launch --hostfile hosts.json --backend ring -m athena.heads.ring_check --steps 20
 
-No model is needed: the states are random vectors of --hidden-size (2048 is OLMoE-1B-7B's),
-and the reward is 1 for the action a fixed random projection of the vector picks. Rank 0
-prints (or writes with --out) JSON: steps/s, states/s, the share of the step spent in the
-all_sum, the bytes averaged per step, and the per-step losses (equal for any number of
-ranks on the same global batch). --save-head writes the final head (rank 0).
+The states are random vectors of --hidden-size, the reward 1 for the action a fixed random
+projection picks. Rank 0 prints (or writes to --out) JSON: steps/s, states/s, the share of
+the step in the all_sum, the bytes averaged, the per-step losses; --save-head the head.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""The GRPO update for the torch MemoryActionHead: the same math as mlx_learner.py.
-
-The network is athena/models/head_torch.py.
-"""
+"""The GRPO update on torch: the same math as mlx_learner.py."""
 
 from __future__ import annotations
 
@@ -12,18 +9,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from athena.models.head import (
-    PARAMETER_NAMES,
-    head_from_weights,
-    head_logits,
-    head_weights,
-    set_head_weights,
-)
+from athena.heads.grpo_config import GRPOConfig, Learner, grpo_terms
+from athena.models.head import PARAMETER_NAMES, set_head_weights
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from athena.heads.grpo_config import GRPOConfig
 
 
 @contextmanager
@@ -47,30 +37,7 @@ def action_logp(
     return torch.gather(logp, 1, actions)
 
 
-def grpo_loss(
-    head: torch.nn.Module,
-    features: torch.Tensor,
-    actions: torch.Tensor,
-    advantages: torch.Tensor,
-    old_logp: torch.Tensor,
-    ref_logp: torch.Tensor,
-    config: GRPOConfig,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, mean KL, share of clipped ratios): see athena.heads.mlx_learner.grpo_loss."""
-    logp = action_logp(head, features, actions, config.temperature)
-    ratio = torch.exp(logp - old_logp)
-    clipped = torch.clamp(ratio, 1.0 - config.epsilon, 1.0 + config.upper_epsilon)
-    per_action = -torch.minimum(ratio * advantages, clipped * advantages)
-    delta = ref_logp - logp
-    kl = torch.exp(delta) - delta - 1.0
-    loss = torch.mean(per_action + config.beta * kl)
-    is_clipped = (ratio < 1.0 - config.epsilon) | (ratio > 1.0 + config.upper_epsilon)
-    return loss, kl.mean(), is_clipped.float().mean()
-
-
-class TorchLearner:
-    """The trainable head, its frozen reference and AdamW, on torch (one process)."""
-
+class TorchLearner(Learner):
     framework = "torch"
 
     def __init__(
@@ -80,12 +47,9 @@ class TorchLearner:
         *,
         reference: dict[str, np.ndarray] | None = None,
     ) -> None:
-        self.config = config
-        self.head = head_from_weights(weights, "torch").train()
-        self.reference = head_from_weights(
-            reference if reference is not None else weights, "torch"
-        ).eval()
-        self.reference.requires_grad_(False)
+        super().__init__(weights, config, reference)
+        self.head.train()
+        self.reference.eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(
             self.head.parameters(),
             lr=config.learning_rate,
@@ -93,62 +57,45 @@ class TorchLearner:
             eps=config.adam_epsilon,
             weight_decay=config.weight_decay,
         )
-        self.collectives = None
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         with single_thread():
-            return head_logits(self.head, features)
+            return super().logits(features)
 
     def update(
         self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray
     ) -> dict[str, float]:
         """num_iterations AdamW steps on one sampled batch; loss, KL and clip ratio averaged
         over them."""
-        with single_thread():
-            return self._update(features, actions, advantages)
-
-    def _update(
-        self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray
-    ) -> dict[str, float]:
         config = self.config
         start = time.perf_counter()
         x = torch.from_numpy(features.astype("float32", copy=False))
         a = torch.from_numpy(actions.astype("int64"))
         adv = torch.from_numpy(advantages.astype("float32"))
-        with torch.no_grad():
-            old_logp = action_logp(self.head, x, a, config.temperature)
-            ref_logp = action_logp(self.reference, x, a, config.temperature)
         total = torch.zeros(3, dtype=torch.float64)
-        for _ in range(config.num_iterations):
-            self.optimizer.zero_grad(set_to_none=True)
-            loss, kl, clipped = grpo_loss(self.head, x, a, adv, old_logp, ref_logp, config)
-            loss.backward()
-            if config.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.head.parameters(), config.max_grad_norm)
-            self.optimizer.step()
-            total += torch.stack([loss, kl, clipped]).detach().double()
+        with single_thread():
+            with torch.no_grad():
+                old_logp = action_logp(self.head, x, a, config.temperature)
+                ref_logp = action_logp(self.reference, x, a, config.temperature)
+            for _ in range(config.num_iterations):
+                self.optimizer.zero_grad(set_to_none=True)
+                logp = action_logp(self.head, x, a, config.temperature)
+                loss, kl, clipped = grpo_terms(torch, logp, old_logp, ref_logp, adv, config)
+                loss.backward()
+                if config.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(self.head.parameters(), config.max_grad_norm)
+                self.optimizer.step()
+                total += torch.stack([loss, kl, clipped]).detach().double()
         loss_value, kl_value, clip_value = (float(v) / config.num_iterations for v in total)
         metrics = {"loss": loss_value, "kl": kl_value, "clip_ratio": clip_value}
         return metrics | {"compute_s": time.perf_counter() - start, "communicate_s": 0.0}
 
-    # -- state, for checkpoints (the same layout as the MLX learner's) -----------------------
-
-    def weights(self) -> dict[str, np.ndarray]:
-        return head_weights(self.head)
-
-    def reference_weights(self) -> dict[str, np.ndarray]:
-        return head_weights(self.reference)
-
-    def _parameters(self) -> dict[str, torch.nn.Parameter]:
-        return dict(self.head.named_parameters())
-
     def optimizer_state(self) -> tuple[dict[str, np.ndarray], int]:
-        """AdamW's moments as {"exp_avg.<param>", "exp_avg_sq.<param>"} and its step count."""
         import numpy as np
 
         moments: dict[str, np.ndarray] = {}
         step = 0
-        for name, parameter in self._parameters().items():
+        for name, parameter in self.head.named_parameters():
             state = self.optimizer.state.get(parameter, {})
             for key in ("exp_avg", "exp_avg_sq"):
                 value = state.get(key)
@@ -165,7 +112,7 @@ class TorchLearner:
         self, weights: dict[str, np.ndarray], moments: dict[str, np.ndarray], step: int
     ) -> None:
         set_head_weights(self.head, weights)
-        parameters = self._parameters()
+        parameters = dict(self.head.named_parameters())
         self.optimizer.state.clear()
         if step == 0:
             return

@@ -1,29 +1,19 @@
-"""`athena train-head`: GRPO for the MemoryActionHead from a JSONL of states and a reward.
-
-    athena train-head --model M --data states.jsonl --reward pkg.mod:fn --steps 60 --out DIR
-
-Encodes every state once with OLMoE (cached in DIR/features.safetensors, the --eval-data
-states in DIR/eval-features.safetensors, keyed by the texts and the model arguments),
-then trains the head on MLX (default where installed) or torch. DIR gets checkpoint-<step>/
-folders (atomic), log.jsonl (one line per step), head.safetensors (the last head) and
-train.png (reward and KL against steps; skipped with one line if matplotlib is missing).
-Under `mlx.launch` every rank runs this and only rank 0 writes; `--ranks N` encodes the
-states once before it starts the ranks, which read them (one model in memory, not N).
-
-The reward is `module:function` (called as function(state_text, action) -> float), or
-`path/to/file.py:function` (that file, loaded by its path), or a .jsonl file of lines
-{"text": ..., "rewards": [one number per action]}. The run's settings are a TrainSettings
-(what the command line asked for, typed); `--ranks` hands them to each rank as JSON.
-"""
+"""`athena train-head`: encode the states once with OLMoE (cached in --out, keyed by the texts
+and the model arguments), then train the head with GRPO; rank 0 writes checkpoint-<step>/,
+log.jsonl, head.safetensors and train.png (docs/training-head.md). `--ranks N` encodes the
+states before it starts the ranks, which read them (one model in memory, not N)."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import json
 import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +27,7 @@ from athena.heads.grpo import (
     TrainError,
     latest_checkpoint,
 )
-from athena.heads.train_inputs import load_reward, read_states
+from athena.heads.grpo_config import is_number
 from athena.models.head import load_weights, save_weights
 
 if TYPE_CHECKING:
@@ -75,74 +65,133 @@ class TrainSettings:
         return cls(**{**values, "config": GRPOConfig.from_dict(values["config"])})
 
 
-# -- features (encoded once) ---------------------------------------------------------------
-
-
-# What the features depend on: the model and how it is loaded (the CLI's model arguments).
 LOAD_ARGUMENTS = ("model", "backend", "dtype", "quantize_bits", "router_bits")
-
-
-def features_key(settings: TrainSettings, texts: list[str]) -> str:
-    """The cache key of `texts`' features, from the settings alone (no model loaded)."""
-    load = {name: settings.model.get(name) for name in LOAD_ARGUMENTS}
-    return hashlib.sha256(json.dumps([load, texts], sort_keys=True).encode()).hexdigest()
-
-
-def cached_features(cache: Path | None, key: str) -> np.ndarray | None:
-    """The features in `cache` if it holds exactly those of `key`, else None."""
-    from safetensors import SafetensorError, safe_open
-
-    if cache is None or not cache.is_file():
-        return None
-    try:
-        with safe_open(str(cache), "np") as f:
-            if (f.metadata() or {}).get("key") == key:
-                features: np.ndarray = f.get_tensor("features")
-                return features
-    except (OSError, ValueError, SafetensorError):  # a damaged cache is encoded again
-        return None
-    return None
-
-
-def encode_states(model: Any, texts: list[str], cache: Path | None, key: str) -> np.ndarray:
-    """encode() of every text, written to `cache` (whole, or not at all) when one is given."""
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    features = np.asarray(model.encode(texts), dtype=np.float32)
-    if cache is not None:
-        with replacing(cache) as temporary:
-            save_file({"features": features}, str(temporary), {"key": key})
-    return features
 
 
 def state_features(
     settings: TrainSettings, inputs: RunInputs, load_model: Callable[[], Any], *, write: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(features of the states, of the eval states or None): from the folder's cache
-    (features.safetensors, eval-features.safetensors) when it holds them, else encoded with
-    the model, loaded once, and cached when `write`. A rank that finds both cached never loads
-    the model: `--ranks N` encodes once, in the launcher, not N times (N models in memory)."""
+    """(features of the states, of the eval states or None): from --out's cache when it holds
+    them (a rank of --ranks never loads the model), else encoded and cached when `write`."""
+    import numpy as np
+    from safetensors import SafetensorError, safe_open
+    from safetensors.numpy import save_file
+
     wanted = {FEATURES_NAME: inputs.texts}
     if inputs.eval_texts:
         wanted[EVAL_FEATURES_NAME] = inputs.eval_texts
-    keys = {name: features_key(settings, texts) for name, texts in wanted.items()}
-    found = {name: cached_features(inputs.out / name, keys[name]) for name in wanted}
-    missing = [name for name, features in found.items() if features is None]
+    load = {name: settings.model.get(name) for name in LOAD_ARGUMENTS}  # what they depend on
+    keys, found = {}, {}
+    for name, texts in wanted.items():
+        keys[name] = hashlib.sha256(json.dumps([load, texts], sort_keys=True).encode()).hexdigest()
+        cache = inputs.out / name  # none, or damaged: encoded again
+        with suppress(OSError, ValueError, SafetensorError), safe_open(str(cache), "np") as f:
+            if (f.metadata() or {}).get("key") == keys[name]:
+                found[name] = f.get_tensor("features")
+    missing = [name for name in wanted if name not in found]
     if missing:
         model = load_model()
         if write:
             inputs.out.mkdir(parents=True, exist_ok=True)
         for name in missing:
-            cache = inputs.out / name if write else None
-            found[name] = encode_states(model, wanted[name], cache, keys[name])
+            found[name] = np.asarray(model.encode(wanted[name]), dtype=np.float32)
+            if write:  # whole, or not at all
+                with replacing(inputs.out / name) as temporary:
+                    save_file({"features": found[name]}, str(temporary), {"key": keys[name]})
         model.unload()  # the ranks train next: the model's memory goes back first
-    features = found[FEATURES_NAME]
-    assert features is not None
-    return features, found.get(EVAL_FEATURES_NAME)
+    return found[FEATURES_NAME], found.get(EVAL_FEATURES_NAME)
 
 
-# -- the run ---------------------------------------------------------------------------------
+def read_states(path: str | os.PathLike[str], what: str = "--data") -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, each with a non-empty "text" (blank lines skipped)."""
+    source = Path(path)
+    if not source.is_file():
+        raise TrainError(f'{what} {source} not found; pass a JSONL file of {{"text": ...}} lines')
+    records: list[dict[str, Any]] = []
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise TrainError(f"{what} {source} cannot be read as UTF-8 text ({error})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise TrainError(
+                f"{source} line {number} is not JSON ({error.msg}); each line must be an "
+                'object like {"text": "..."}'
+            ) from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise TrainError(
+                f'{source} line {number} has no "text" string; each line must be an object '
+                'like {"text": "..."}'
+            )
+        if not record["text"].strip():
+            raise TrainError(f'{source} line {number} has an empty "text"; remove the line')
+        records.append(record)
+    if not records:
+        raise TrainError(f'{source} has no states; add lines like {{"text": "..."}}')
+    return records
+
+
+def load_reward(spec: str, num_actions: int) -> Reward:
+    """The reward `spec` names: module:function, path/to/file.py:function (loaded by its path,
+    its folder not put on sys.path) or a .jsonl table of rewards."""
+    if spec.endswith(".jsonl") or (":" not in spec and Path(spec).exists()):
+        return _reward_table(spec, num_actions)
+    module_name, _, function_name = spec.rpartition(":")
+    if not module_name or not function_name:
+        raise TrainError(
+            f"--reward {spec!r} is neither module:function (e.g. mypkg.rewards:score or "
+            "rewards.py:score) nor a .jsonl file of rewards"
+        )
+    file = Path(module_name if module_name.endswith(".py") else module_name + ".py")
+    try:
+        if file.is_file():
+            found = importlib.util.spec_from_file_location(f"athena_reward_{file.stem}", file)
+            assert found is not None and found.loader is not None
+            module = importlib.util.module_from_spec(found)
+            found.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise TrainError(
+            f"reward module {module_name!r} not found ({error}); name its file "
+            "(path/to/rewards.py:function) or install it"
+        ) from None
+    except Exception as error:  # the user's module failed while importing
+        raise TrainError(
+            f"importing the reward module {module_name!r} raised {type(error).__name__}: {error}"
+        ) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise TrainError(
+            f"reward module {module_name!r} has no function {function_name!r}; name a "
+            "function(state_text, action) -> float"
+        )
+    reward: Reward = function
+    return reward
+
+
+def _reward_table(path: str, num_actions: int) -> Reward:
+    table: dict[str, list[float]] = {}
+    for index, record in enumerate(read_states(path, what="--reward"), start=1):
+        rewards = record.get("rewards")
+        ok = isinstance(rewards, list) and len(rewards) == num_actions
+        if not ok or not all(is_number(r) for r in rewards):  # type: ignore[union-attr]
+            raise TrainError(
+                f'{path} record {index} needs "rewards": a list of {num_actions} numbers '
+                "(one per action)"
+            )
+        table[record["text"]] = [float(r) for r in rewards]  # type: ignore[union-attr]
+
+    def reward(text: str, action: int) -> float:
+        if text not in table:
+            raise KeyError(f"no line for this state in {path}")
+        return table[text][action]
+
+    return reward
 
 
 @dataclass
@@ -158,9 +207,7 @@ class RunInputs:
 
 
 def read_inputs(settings: TrainSettings) -> RunInputs:
-    """Check and read --out, --steps, the data, the reward, the checkpoint and --init
-    (TrainError for anything wrong). `--ranks` calls it before starting any rank, so a
-    mistake there is one sentence, not one per rank."""
+    """Check and read --out, --steps, the data, the reward, the checkpoint and --init."""
     out = Path(settings.out)
     if out.exists() and not out.is_dir():
         raise TrainError(f"--out {out} exists and is not a folder; pass a folder")
@@ -191,16 +238,17 @@ def check_distributed_inputs(settings: TrainSettings) -> RunInputs:
 def run(settings: TrainSettings, load_model: Callable[[], Any]) -> int:
     """The `athena train-head` command (TrainError for anything the user can fix)."""
     inputs = read_inputs(settings)
-    out, texts, eval_texts, checkpoint = (
-        inputs.out,
-        inputs.texts,
-        inputs.eval_texts,
-        inputs.checkpoint,
-    )
+    out, eval_texts, checkpoint = inputs.out, inputs.eval_texts, inputs.checkpoint
     config, steps = settings.config, settings.steps
-    framework = settings.framework or _default_framework()
+    framework = settings.framework or ("mlx" if importlib.util.find_spec("mlx") else "torch")
     _check_installed(framework)
-    collectives = _collectives(framework, config.collective_timeout)
+    collectives = None
+    if framework == "mlx":
+        from athena.heads.distributed import Collectives
+
+        collectives = Collectives(timeout=config.collective_timeout)
+    elif "MLX_RANK" in os.environ:
+        raise TrainError("distributed training runs on MLX; use --framework mlx with mlx.launch")
     rank0 = collectives is None or collectives.rank == 0
 
     if rank0:
@@ -209,7 +257,7 @@ def run(settings: TrainSettings, load_model: Callable[[], Any]) -> int:
 
     trainer = GRPOTrainer(
         features,
-        texts,
+        inputs.texts,
         inputs.reward,
         config,
         framework=framework,
@@ -219,7 +267,9 @@ def run(settings: TrainSettings, load_model: Callable[[], Any]) -> int:
     )
     if checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
-        _say(rank0, f"resuming {checkpoint} at step {trainer.step_count} (its settings are used)")
+        if rank0:
+            message = f"resuming {checkpoint} at step {trainer.step_count} (its settings are used)"
+            print(f"athena train-head: {message}", file=sys.stderr, flush=True)
     log = _Log(out / LOG_NAME, keep_until=trainer.step_count, enabled=rank0)
     if eval_features is not None and trainer.step_count == 0:
         log.write({"step": 0, "eval_reward": trainer.evaluate(eval_features, eval_texts)})
@@ -258,15 +308,7 @@ def run(settings: TrainSettings, load_model: Callable[[], Any]) -> int:
     return 0
 
 
-def _default_framework() -> str:
-    import importlib.util
-
-    return "mlx" if importlib.util.find_spec("mlx") is not None else "torch"
-
-
 def _check_installed(framework: str) -> None:
-    import importlib.util
-
     if importlib.util.find_spec(framework) is None:
         group = "mlx-cpu" if framework == "mlx" else "torch"
         raise TrainError(
@@ -275,27 +317,9 @@ def _check_installed(framework: str) -> None:
         )
 
 
-def _collectives(framework: str, timeout: float) -> Any:
-    launched = "MLX_RANK" in os.environ
-    if framework == "torch":
-        if launched:
-            raise TrainError(
-                "distributed training runs on MLX; use --framework mlx with mlx.launch"
-            )
-        return None
-    from athena.heads.distributed import Collectives
-
-    return Collectives(timeout=timeout)
-
-
-def _say(enabled: bool, message: str) -> None:
-    if enabled:
-        print(f"athena train-head: {message}", file=sys.stderr, flush=True)
-
-
 class _Log:
-    """log.jsonl: one JSON line per step (rank 0 only), each appended whole; a resumed run
-    keeps the lines up to its checkpoint's step (the file replaced whole) and appends after."""
+    """log.jsonl (rank 0): a line per step appended whole; a resumed run keeps those up to its
+    step."""
 
     def __init__(self, path: Path, *, keep_until: int, enabled: bool) -> None:
         self.path, self.enabled = path, enabled
@@ -346,8 +370,7 @@ class _Progress:
 
 
 def plot_log(log: Path, png: Path) -> bool:
-    """Reward (and held-out reward) and KL against steps from log.jsonl; False, with one
-    line on stderr, when matplotlib is not installed."""
+    """Reward (and held-out reward) and KL against steps; False without matplotlib."""
     try:
         import matplotlib
 
