@@ -92,21 +92,12 @@ class Collectives:
         finally:
             done.set()
 
-    def average_gradients(self, grads: Any) -> Any:
+    def average_gradients(self, grads: Any, what: str = "the gradients") -> Any:
         """The mean of `grads` over the ranks (evaluated), under the watchdog."""
-        with self.watchdog("averaging the gradients (all_sum)"):
+        with self.watchdog(f"averaging {what} (all_sum)"):
             averaged = nn.average_gradients(grads, group=self.group)
             mx.eval(averaged)
         return averaged
-
-    def mean(self, values: mx.array) -> mx.array:
-        """The mean of `values` over the ranks (evaluated), under the watchdog."""
-        if self.size == 1:
-            return values
-        with self.watchdog("averaging the metrics (all_sum)"):
-            total = mx.distributed.all_sum(values, group=self.group) / self.size
-            mx.eval(total)
-        return total
 
     def barrier(self) -> None:
         """Wait for every rank (an all_sum of one number), under the watchdog."""

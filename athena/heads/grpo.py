@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from athena.atomic import reason, replacing_folder
 from athena.errors import SourceError
-from athena.heads.grpo_config import GRPOConfig, Learner, TrainError, is_number
+from athena.heads.grpo_config import GRPOConfig, Learner, Metrics, TrainError, Weights, is_number
 from athena.models.head import (
     HeadError,
     HeadShape,
@@ -62,22 +62,22 @@ def group_advantages(rewards: np.ndarray) -> np.ndarray:
 
 def make_learner(
     framework: str,
-    weights: dict[str, np.ndarray],
+    weights: Weights,
     config: GRPOConfig,
     *,
-    reference: dict[str, np.ndarray] | None = None,
+    reference: Weights | None = None,
     collectives: Any = None,
 ) -> Learner:
     """The MLX or torch learner for a head holding `weights`."""
     if check_framework(framework) == "mlx":
         from athena.heads.mlx_learner import MLXLearner
 
-        return MLXLearner(weights, config, reference=reference, collectives=collectives)
+        return MLXLearner(weights, config, reference, collectives)
     if collectives is not None and collectives.size > 1:
         raise TrainError("distributed training runs on MLX; use --framework mlx with mlx.launch")
     from athena.heads.torch_learner import TorchLearner
 
-    return TorchLearner(weights, config, reference=reference)
+    return TorchLearner(weights, config, reference)
 
 
 def call_reward(reward: Reward, name: str, text: str, action: int) -> float:
@@ -112,7 +112,7 @@ class GRPOTrainer:
         config: GRPOConfig | None = None,
         *,
         framework: str = "mlx",
-        head: dict[str, np.ndarray] | None = None,
+        head: Weights | None = None,
         reward_name: str = "reward",
         collectives: Any = None,
     ) -> None:
@@ -174,7 +174,7 @@ class GRPOTrainer:
                 rewards[row, column] = call_reward(self.reward, self.reward_name, text, int(action))
         return rewards
 
-    def step(self) -> dict[str, float]:
+    def step(self) -> Metrics:
         """One GRPO step; its metrics (averaged over the ranks)."""
         import numpy as np
 
@@ -186,7 +186,8 @@ class GRPOTrainer:
         if self.world > 1:
             import mlx.core as mx
 
-            local = np.array(self.collectives.mean(mx.array(local)))
+            averaged = self.collectives.average_gradients({"m": mx.array(local)}, "the metrics")
+            local = np.array(averaged["m"])
         self.step_count += 1
         reward_mean, reward_std = (float(v) for v in local)
         return {"step": self.step_count, "reward": reward_mean, "reward_std": reward_std} | metrics

@@ -7,12 +7,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from athena.models.head import head_from_weights, head_logits, head_weights
 
 if TYPE_CHECKING:
     import numpy as np
+
+Weights: TypeAlias = "dict[str, np.ndarray]"  # a head's (or AdamW's) arrays, by parameter name
+Metrics: TypeAlias = dict[str, float]
 
 
 class TrainError(ValueError):
@@ -122,38 +125,38 @@ class Learner:
     optimizer_state() is {"exp_avg.<param>", "exp_avg_sq.<param>"} and the step on both."""
 
     framework = ""
-    collectives: Any = None
 
     def __init__(
         self,
-        weights: dict[str, np.ndarray],
+        weights: Weights,
         config: GRPOConfig,
-        reference: dict[str, np.ndarray] | None = None,
+        reference: Weights | None = None,
+        collectives: Any = None,
     ) -> None:
-        self.config = config
+        self.config, self.collectives = config, collectives
         self.head: Any = head_from_weights(weights, self.framework)
         self.reference: Any = head_from_weights(
             weights if reference is None else reference, self.framework
         )
+        self.optimizer: Any = self.new_optimizer()
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         return head_logits(self.head, features)
 
-    def weights(self) -> dict[str, np.ndarray]:
+    def weights(self) -> Weights:
         return head_weights(self.head)
 
-    def reference_weights(self) -> dict[str, np.ndarray]:
+    def reference_weights(self) -> Weights:
         return head_weights(self.reference)
 
-    def update(
-        self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray
-    ) -> dict[str, float]:
+    def new_optimizer(self) -> Any:
         raise NotImplementedError
 
-    def optimizer_state(self) -> tuple[dict[str, np.ndarray], int]:
+    def update(self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> Metrics:
         raise NotImplementedError
 
-    def load_state(
-        self, weights: dict[str, np.ndarray], moments: dict[str, np.ndarray], step: int
-    ) -> None:
+    def optimizer_state(self) -> tuple[Weights, int]:
+        raise NotImplementedError
+
+    def load_state(self, weights: Weights, moments: Weights, step: int) -> None:
         raise NotImplementedError

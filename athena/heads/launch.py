@@ -147,9 +147,7 @@ class RankEnd:
 def mlx_launch_path() -> str:
     """The mlx.launch beside this Python (the same environment), else on PATH."""
     beside = Path(sys.executable).parent / "mlx.launch"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("mlx.launch")
+    found = str(beside) if beside.is_file() else shutil.which("mlx.launch")
     if found is None:
         raise TrainError(
             "--ranks needs mlx.launch, which comes with mlx; install it (uv sync --group "

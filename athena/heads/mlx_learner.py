@@ -10,14 +10,12 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
-from athena.heads.grpo_config import GRPOConfig, Learner, grpo_terms
+from athena.heads.grpo_config import Learner, Metrics, Weights, grpo_terms
 from athena.models.head import PARAMETER_NAMES, set_head_weights
 from athena.models.head_mlx import MemoryActionHead
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from athena.heads.distributed import Collectives
 
 
 def action_logp(
@@ -32,37 +30,21 @@ def action_logp(
 class MLXLearner(Learner):
     framework = "mlx"
 
-    def __init__(
-        self,
-        weights: dict[str, np.ndarray],
-        config: GRPOConfig,
-        *,
-        reference: dict[str, np.ndarray] | None = None,
-        collectives: Collectives | None = None,
-    ) -> None:
-        super().__init__(weights, config, reference)
+    def new_optimizer(self) -> optim.AdamW:
+        """AdamW with every knob set: MLX's defaults differ from torch's (bias_correction)."""
+        config = self.config
         self.reference.freeze()
-        self.collectives = collectives
-        # Set every AdamW knob: MLX's defaults differ from torch's (bias_correction=False).
-        self.optimizer = optim.AdamW(
+        optimizer = optim.AdamW(
             learning_rate=config.learning_rate,
             betas=[config.adam_beta1, config.adam_beta2],
             eps=config.adam_epsilon,
             weight_decay=config.weight_decay,
             bias_correction=True,
         )
-        self.optimizer.init(self.head.trainable_parameters())
+        optimizer.init(self.head.trainable_parameters())
+        return optimizer
 
-        def loss(head: MemoryActionHead, x: mx.array, a: mx.array, *adv_old_ref: mx.array) -> Any:
-            advantages, old_logp, ref_logp = adv_old_ref
-            logp = action_logp(head, x, a, config.temperature)
-            return grpo_terms(mx, logp, old_logp, ref_logp, advantages, config)
-
-        self._loss_and_grad = nn.value_and_grad(self.head, loss)
-
-    def update(
-        self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray
-    ) -> dict[str, float]:
+    def update(self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> Metrics:
         """num_iterations AdamW steps on one sampled batch; loss, KL and clip ratio averaged
         over them (and over the ranks)."""
         config = self.config
@@ -72,15 +54,19 @@ class MLXLearner(Learner):
         old_logp = mx.stop_gradient(action_logp(self.head, x, a, config.temperature))
         ref_logp = mx.stop_gradient(action_logp(self.reference, x, a, config.temperature))
         mx.eval(old_logp, ref_logp)
+
+        def loss(head: MemoryActionHead) -> Any:
+            logp = action_logp(head, x, a, config.temperature)
+            return grpo_terms(mx, logp, old_logp, ref_logp, adv, config)
+
+        loss_and_grad = nn.value_and_grad(self.head, loss)
         total = [0.0, 0.0, 0.0]
         compute = communicate = 0.0
         for _ in range(config.num_iterations):
             start = time.perf_counter()
-            (loss, kl, clipped), grads = self._loss_and_grad(
-                self.head, x, a, adv, old_logp, ref_logp
-            )
-            mx.eval(loss, kl, clipped, grads)
-            values = mx.stack([loss, kl, clipped])
+            (loss_value, kl, clipped), grads = loss_and_grad(self.head)
+            mx.eval(loss_value, kl, clipped, grads)
+            values = mx.stack([loss_value, kl, clipped])
             compute += time.perf_counter() - start
             if self.collectives is not None and self.collectives.size > 1:
                 # One all_sum for the gradients and the metrics (the same float32 bucket).
@@ -96,23 +82,21 @@ class MLXLearner(Learner):
             compute += time.perf_counter() - start
             step_values: list[float] = values.tolist()  # type: ignore[assignment]
             total = [t + v for t, v in zip(total, step_values, strict=True)]
-        loss_value, kl_value, clip_value = (t / config.num_iterations for t in total)
-        metrics = {"loss": loss_value, "kl": kl_value, "clip_ratio": clip_value}
+        mean_loss, mean_kl, clip_ratio = (t / config.num_iterations for t in total)
+        metrics = {"loss": mean_loss, "kl": mean_kl, "clip_ratio": clip_ratio}
         return metrics | {"compute_s": compute, "communicate_s": communicate}
 
-    def optimizer_state(self) -> tuple[dict[str, np.ndarray], int]:
+    def optimizer_state(self) -> tuple[Weights, int]:
         import numpy as np
 
         state = dict(tree_flatten(self.optimizer.state))
-        moments: dict[str, np.ndarray] = {}
+        moments: Weights = {}
         for name in PARAMETER_NAMES:
             moments[f"exp_avg.{name}"] = np.array(state[f"{name}.m"], dtype=np.float32)
             moments[f"exp_avg_sq.{name}"] = np.array(state[f"{name}.v"], dtype=np.float32)
         return moments, int(self.optimizer.state["step"].item())
 
-    def load_state(
-        self, weights: dict[str, np.ndarray], moments: dict[str, np.ndarray], step: int
-    ) -> None:
+    def load_state(self, weights: Weights, moments: Weights, step: int) -> None:
         set_head_weights(self.head, weights)
         state = self.optimizer.state
         for name in PARAMETER_NAMES:

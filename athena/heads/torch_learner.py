@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from athena.heads.grpo_config import GRPOConfig, Learner, grpo_terms
+from athena.heads.grpo_config import Learner, Metrics, Weights, grpo_terms
 from athena.models.head import PARAMETER_NAMES, set_head_weights
 
 if TYPE_CHECKING:
@@ -40,17 +40,11 @@ def action_logp(
 class TorchLearner(Learner):
     framework = "torch"
 
-    def __init__(
-        self,
-        weights: dict[str, np.ndarray],
-        config: GRPOConfig,
-        *,
-        reference: dict[str, np.ndarray] | None = None,
-    ) -> None:
-        super().__init__(weights, config, reference)
+    def new_optimizer(self) -> torch.optim.AdamW:
+        config = self.config
         self.head.train()
         self.reference.eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(
+        return torch.optim.AdamW(
             self.head.parameters(),
             lr=config.learning_rate,
             betas=(config.adam_beta1, config.adam_beta2),
@@ -62,9 +56,7 @@ class TorchLearner(Learner):
         with single_thread():
             return super().logits(features)
 
-    def update(
-        self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray
-    ) -> dict[str, float]:
+    def update(self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> Metrics:
         """num_iterations AdamW steps on one sampled batch; loss, KL and clip ratio averaged
         over them."""
         config = self.config
@@ -86,14 +78,14 @@ class TorchLearner(Learner):
                     torch.nn.utils.clip_grad_norm_(self.head.parameters(), config.max_grad_norm)
                 self.optimizer.step()
                 total += torch.stack([loss, kl, clipped]).detach().double()
-        loss_value, kl_value, clip_value = (float(v) / config.num_iterations for v in total)
-        metrics = {"loss": loss_value, "kl": kl_value, "clip_ratio": clip_value}
+        mean_loss, mean_kl, clip_ratio = (float(v) / config.num_iterations for v in total)
+        metrics = {"loss": mean_loss, "kl": mean_kl, "clip_ratio": clip_ratio}
         return metrics | {"compute_s": time.perf_counter() - start, "communicate_s": 0.0}
 
-    def optimizer_state(self) -> tuple[dict[str, np.ndarray], int]:
+    def optimizer_state(self) -> tuple[Weights, int]:
         import numpy as np
 
-        moments: dict[str, np.ndarray] = {}
+        moments: Weights = {}
         step = 0
         for name, parameter in self.head.named_parameters():
             state = self.optimizer.state.get(parameter, {})
@@ -108,9 +100,7 @@ class TorchLearner(Learner):
                 step = int(state["step"])
         return moments, step
 
-    def load_state(
-        self, weights: dict[str, np.ndarray], moments: dict[str, np.ndarray], step: int
-    ) -> None:
+    def load_state(self, weights: Weights, moments: Weights, step: int) -> None:
         set_head_weights(self.head, weights)
         parameters = dict(self.head.named_parameters())
         self.optimizer.state.clear()

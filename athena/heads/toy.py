@@ -1,10 +1,5 @@
-"""A toy memory-action task whose right answer is known from the text (tests and the guide).
-
-Each state is a few words from one of four vocabularies, one per memory action (0 store,
-1 retrieve, 2 update, 3 forget): "save note keep" is a store. `reward(text, action)` is 1.0
-for the right action and 0.0 otherwise, so a head at chance scores 0.25 (greedy) and a
-trained one close to 1.0. Use it as `--reward athena.heads.toy:reward`.
-"""
+"""A toy memory-action task (tests and the guide): each state is words from the vocabulary of
+one action (0 store, 1 retrieve, 2 update, 3 forget); `reward` is 1.0 for it, else 0.0."""
 
 from __future__ import annotations
 

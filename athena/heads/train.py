@@ -27,7 +27,7 @@ from athena.heads.grpo import (
     TrainError,
     latest_checkpoint,
 )
-from athena.heads.grpo_config import is_number
+from athena.heads.grpo_config import Weights, is_number
 from athena.models.head import load_weights, save_weights
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ class RunInputs:
     eval_texts: list[str]
     reward: Reward
     checkpoint: Path | None
-    head: dict[str, np.ndarray] | None
+    head: Weights | None
 
 
 def read_inputs(settings: TrainSettings) -> RunInputs:
@@ -270,9 +270,12 @@ def run(settings: TrainSettings, load_model: Callable[[], Any]) -> int:
         if rank0:
             message = f"resuming {checkpoint} at step {trainer.step_count} (its settings are used)"
             print(f"athena train-head: {message}", file=sys.stderr, flush=True)
-    log = _Log(out / LOG_NAME, keep_until=trainer.step_count, enabled=rank0)
-    if eval_features is not None and trainer.step_count == 0:
-        log.write({"step": 0, "eval_reward": trainer.evaluate(eval_features, eval_texts)})
+    log = out / LOG_NAME
+    if rank0:  # a line per step, each appended whole; a resumed run keeps those up to its step
+        _restart_log(log, trainer.step_count)
+    if rank0 and eval_features is not None and trainer.step_count == 0:
+        held_out = trainer.evaluate(eval_features, eval_texts)
+        append_line(log, json.dumps({"step": 0, "eval_reward": held_out}))
     bar = _Progress(rank0, steps, trainer.step_count)
     config = trainer.config
     metrics: dict[str, float] = {}
@@ -286,7 +289,8 @@ def run(settings: TrainSettings, load_model: Callable[[], Any]) -> int:
                 step == steps or (config.steps_per_eval and step % config.steps_per_eval == 0)
             ):
                 metrics["eval_reward"] = trainer.evaluate(eval_features, eval_texts)
-            log.write(metrics)
+            if rank0:
+                append_line(log, json.dumps(metrics))
             bar.update(metrics)
             if config.save_every and step % config.save_every == 0 and step < steps:
                 trainer.save_checkpoint(out)
@@ -317,27 +321,14 @@ def _check_installed(framework: str) -> None:
         )
 
 
-class _Log:
-    """log.jsonl (rank 0): a line per step appended whole; a resumed run keeps those up to its
-    step."""
-
-    def __init__(self, path: Path, *, keep_until: int, enabled: bool) -> None:
-        self.path, self.enabled = path, enabled
-        if not enabled:
-            return
-        kept: list[str] = []
-        if keep_until and path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    if json.loads(line)["step"] <= keep_until:
-                        kept.append(line)
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue
-        write_file(path, "".join(line + "\n" for line in kept))
-
-    def write(self, metrics: dict[str, Any]) -> None:
-        if self.enabled:
-            append_line(self.path, json.dumps(metrics))
+def _restart_log(path: Path, keep_until: int) -> None:
+    kept: list[str] = []
+    if keep_until and path.is_file():
+        for line in path.read_text().splitlines():
+            with suppress(json.JSONDecodeError, KeyError, TypeError):
+                if json.loads(line)["step"] <= keep_until:
+                    kept.append(line)
+    write_file(path, "".join(line + "\n" for line in kept))
 
 
 class _Progress:
