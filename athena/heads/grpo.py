@@ -80,25 +80,6 @@ def make_learner(
     return TorchLearner(weights, config, reference)
 
 
-def call_reward(reward: Reward, name: str, text: str, action: int) -> float:
-    """reward(text, action) as a finite float, else TrainError."""
-    short = text if len(text) <= 40 else text[:37] + "..."
-    where = f"state {short!r}, action {action}"
-    try:
-        value = reward(text, action)
-    except Exception as error:  # the user's code: any exception becomes the sentence
-        raise TrainError(
-            f"the reward {name} raised {type(error).__name__}: {error} ({where}); fix the reward "
-            "function"
-        ) from None
-    if not is_number(value):
-        raise TrainError(
-            f"the reward {name} returned {value!r} ({type(value).__name__}) for {where}; it must "
-            "return a finite number"
-        )
-    return float(value)
-
-
 class GRPOTrainer:
     """GRPO over cached features (n, hidden) of `texts`, on `framework` ("mlx" or "torch"),
     from `head` (numpy weights; default: seeded from config.seed). With `collectives` of size
@@ -118,7 +99,7 @@ class GRPOTrainer:
     ) -> None:
         import numpy as np
 
-        self.config = config if config is not None else GRPOConfig()
+        config = self.config = config if config is not None else GRPOConfig()
         self.features = np.ascontiguousarray(features, dtype=np.float32)
         self.texts = list(texts)
         if self.features.ndim != 2 or self.features.shape[0] != len(self.texts):
@@ -132,29 +113,48 @@ class GRPOTrainer:
         self.collectives = collectives
         self.rank = collectives.rank if collectives is not None else 0
         self.world = collectives.size if collectives is not None else 1
-        if self.config.batch_size % self.world:
+        if config.batch_size % self.world:
             raise TrainError(
-                f"batch_size {self.config.batch_size} does not split over {self.world} ranks; "
+                f"batch_size {config.batch_size} does not split over {self.world} ranks; "
                 f"use a multiple of {self.world}"
             )
-        shape = HeadShape(
-            int(self.features.shape[1]), self.config.num_actions, self.config.hidden_dim
-        )
+        shape = HeadShape(int(self.features.shape[1]), config.num_actions, config.hidden_dim)
         if head is None:
-            head = initial_weights(shape, self.config.seed)
+            head = initial_weights(shape, config.seed)
         elif HeadShape.of(head) != shape:
             raise TrainError(
                 f"the starting head is a {HeadShape.of(head)}; the features and config need "
                 f"a {shape}"
             )
         self.framework = check_framework(framework)
-        self.learner = make_learner(framework, head, self.config, collectives=collectives)
+        self.learner = make_learner(framework, head, config, collectives=collectives)
         # Its own stream: not the one initial_weights(seed) drew the head from.
-        self.rng = np.random.default_rng([SAMPLING_STREAM, self.config.seed])
+        self.rng = np.random.default_rng([SAMPLING_STREAM, config.seed])
         self.step_count = 0
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """This rank's states (indices) and sampled actions (B_rank, G) for the next step."""
+    def score(self, text: str, action: int) -> float:
+        """reward(text, action) as a finite float, else TrainError."""
+        short = text if len(text) <= 40 else text[:37] + "..."
+        where = f"state {short!r}, action {action}"
+        try:
+            value = self.reward(text, action)
+        except Exception as error:  # the user's code: any exception becomes the sentence
+            raise TrainError(
+                f"the reward {self.reward_name} raised {type(error).__name__}: {error} ({where}); "
+                "fix the reward function"
+            ) from None
+        if not is_number(value):
+            raise TrainError(
+                f"the reward {self.reward_name} returned {value!r} ({type(value).__name__}) for "
+                f"{where}; it must return a finite number"
+            )
+        return float(value)
+
+    def step(self) -> Metrics:
+        """One GRPO step on this rank's share of a seeded batch; its metrics (averaged over the
+        ranks)."""
+        import numpy as np
+
         n, config = len(self.texts), self.config
         batch = self.rng.choice(n, size=config.batch_size, replace=config.batch_size > n)
         uniforms = self.rng.random((config.batch_size, config.num_generations))
@@ -162,26 +162,10 @@ class GRPOTrainer:
         mine = slice(self.rank * share, (self.rank + 1) * share)
         indices = batch[mine]
         logits = self.learner.logits(self.features[indices])
-        return indices, sample_actions(logits, uniforms[mine], config.temperature)
-
-    def score(self, indices: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        import numpy as np
-
-        rewards = np.empty(actions.shape, np.float64)
-        for row, index in enumerate(indices):
-            text = self.texts[int(index)]
-            for column, action in enumerate(actions[row]):
-                rewards[row, column] = call_reward(self.reward, self.reward_name, text, int(action))
-        return rewards
-
-    def step(self) -> Metrics:
-        """One GRPO step; its metrics (averaged over the ranks)."""
-        import numpy as np
-
-        indices, actions = self.sample()
-        rewards = self.score(indices, actions)
-        advantages = group_advantages(rewards)
-        metrics = self.learner.update(self.features[indices], actions, advantages)
+        actions = sample_actions(logits, uniforms[mine], config.temperature)
+        pairs = zip([self.texts[i] for i in indices], actions, strict=True)
+        rewards = np.array([[self.score(text, int(a)) for a in row] for text, row in pairs])
+        metrics = self.learner.update(self.features[indices], actions, group_advantages(rewards))
         local = np.array([rewards.mean(), rewards.std(axis=1, ddof=1).mean()], np.float32)
         if self.world > 1:
             import mlx.core as mx
@@ -195,10 +179,7 @@ class GRPOTrainer:
     def evaluate(self, features: np.ndarray, texts: Sequence[str]) -> float:
         """Mean reward of the greedy (argmax) action over held-out states."""
         actions = self.learner.logits(features).argmax(axis=1)
-        scores = [
-            call_reward(self.reward, self.reward_name, text, int(action))
-            for text, action in zip(texts, actions, strict=True)
-        ]
+        scores = [self.score(text, int(a)) for text, a in zip(texts, actions, strict=True)]
         return sum(scores) / len(scores)
 
     def save_checkpoint(

@@ -17,7 +17,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from athena.atomic import write_file
 
@@ -30,50 +29,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden-size", type=int, default=2048)
     parser.add_argument("--hidden-dim", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32, help="states per step, all ranks")
-    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--group-size", dest="num_generations", type=int, default=8)
     parser.add_argument("--num-iterations", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--timeout", type=float, default=120.0, help="collective timeout (s)")
+    parser.add_argument(
+        "--timeout",
+        dest="collective_timeout",
+        type=float,
+        default=120.0,
+        help="collective timeout (s)",
+    )
     parser.add_argument("--out", type=Path, help="write the JSON here (rank 0)")
     parser.add_argument("--save-head", type=Path, help="write the final head here (rank 0)")
     return parser.parse_args(argv)
 
 
-def synthetic_task(states: int, hidden_size: int, num_actions: int, seed: int) -> Any:
-    """Features (states, hidden), texts "state-<i>", and the reward of the right action."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    features = rng.standard_normal((states, hidden_size)).astype(np.float32)
-    projection = rng.standard_normal((hidden_size, num_actions)).astype(np.float32)
-    labels = np.argmax(features @ projection, axis=1)
-    texts = [f"state-{i}" for i in range(states)]
-    right = {text: int(label) for text, label in zip(texts, labels, strict=True)}
-
-    def reward(text: str, action: int) -> float:
-        return 1.0 if right[text] == action else 0.0
-
-    return features, texts, reward
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import numpy as np
+
     from athena.heads.distributed import Collectives
     from athena.heads.grpo import GRPOConfig, GRPOTrainer
     from athena.models.head import HeadShape, save_weights
 
-    config = GRPOConfig(
-        batch_size=args.batch_size,
-        num_generations=args.group_size,
-        num_iterations=args.num_iterations,
-        hidden_dim=args.hidden_dim,
-        seed=args.seed,
-        collective_timeout=args.timeout,
-    )
-    collectives = Collectives(timeout=args.timeout)
-    features, texts, reward = synthetic_task(
-        args.states, args.hidden_size, config.num_actions, args.seed
-    )
+    knobs = ("batch_size", "num_generations", "num_iterations", "hidden_dim", "seed")
+    config = GRPOConfig(**{name: getattr(args, name) for name in (*knobs, "collective_timeout")})
+    collectives = Collectives(timeout=config.collective_timeout)
+    # The states: random vectors; the right action: the one a fixed random projection picks.
+    rng = np.random.default_rng(args.seed)
+    features = rng.standard_normal((args.states, args.hidden_size)).astype(np.float32)
+    projection = rng.standard_normal((args.hidden_size, config.num_actions)).astype(np.float32)
+    texts = [f"state-{i}" for i in range(args.states)]
+    right = dict(zip(texts, np.argmax(features @ projection, axis=1).tolist(), strict=True))
+
+    def reward(text: str, action: int) -> float:
+        return 1.0 if right[text] == action else 0.0
+
     trainer = GRPOTrainer(features, texts, reward, config, framework="mlx", collectives=collectives)
     collectives.barrier()
     rows = []
@@ -90,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "world_size": collectives.size,
         "steps": args.steps,
         "batch_size": args.batch_size,
-        "group_size": args.group_size,
+        "group_size": config.num_generations,
         "head_parameters": shape.num_parameters(),
         # average_gradients sends the float32 gradients (+ 3 metrics) in one all_sum
         "allreduce_bytes_per_update": 4 * (shape.num_parameters() + 3),

@@ -382,11 +382,10 @@ def plot_log(log: Path, png: Path) -> bool:
     held = [(r["step"], r["eval_reward"]) for r in every if "eval_reward" in r]
     if held:
         top.plot(*zip(*held, strict=True), "o-", label="held-out greedy reward")
-    top.set_ylabel("reward")
+    top.set(ylabel="reward")
     top.legend(loc="lower right")
     bottom.plot(steps, [r["kl"] for r in rows], color="tab:red")
-    bottom.set_ylabel("KL to reference")
-    bottom.set_xlabel("step")
+    bottom.set(ylabel="KL to reference", xlabel="step")
     figure.suptitle("athena train-head")
     figure.tight_layout()
     with replacing(png) as temporary:
