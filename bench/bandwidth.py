@@ -1,10 +1,5 @@
-"""The machine's copy bandwidth, measured in the same run as decode speed.
-
-Copy bandwidth = (bytes read + bytes written) / seconds for one large buffer: athena's own copy
-(`athena.host.copy_seconds`, the one `athena inspect` measures for its decode ceiling), mlx
-(float32, its default device: the GPU on a Mac, the CPU here) and torch (float32, MPS on a Mac,
-else CPU). The decode bound of a backend uses the best median among the copies on its device: a
-token cannot be decoded faster than its active weights can be read once.
+"""The machine's copy bandwidth (athena's, mlx's, torch's), measured in the same run as decode
+speed; a backend's decode bound uses the best median on its memory (bench/README.md).
 """
 
 from __future__ import annotations
@@ -25,33 +20,23 @@ def measure(results: Results, *, quick: bool) -> dict[str, Any]:
     nbytes = (64 if quick else 512) << 20
     repeats = 3 if quick else 10
     print(f"copy bandwidth ({nbytes >> 20} MiB float32, {repeats} repeats)", flush=True)
+    best: dict[str, dict[str, Any]] = {}
+    info: dict[str, Any] = {"best": best, "mlx_device": None, "torch_device": None}
     try:
         out = run_worker({"task": "bandwidth", "bytes": nbytes, "repeats": repeats})
     except WorkerError as error:
-        for lib in ("athena", "mlx", "torch"):
-            results.skip(f"bandwidth.{lib}", f"copy bandwidth, {lib}", str(error), group=GROUP)
-        return {"best": {}, "mlx_device": None, "torch_device": None}
-    best: dict[str, dict[str, Any]] = {}
-    info: dict[str, Any] = {"best": best, "mlx_device": None, "torch_device": None}
+        out = {lib: {"skipped": str(error)} for lib in ("athena", "mlx", "torch")}
     for lib in ("athena", "mlx", "torch"):
-        entry = out[lib]
+        entry, fid = out[lib], f"bandwidth.{lib}"
         if "skipped" in entry:
-            results.skip(
-                f"bandwidth.{lib}", f"copy bandwidth, {lib}", entry["skipped"], group=GROUP
-            )
+            results.skip(fid, f"copy bandwidth, {lib}", entry["skipped"], group=GROUP)
             continue
         device = memory_of(entry["device"])
         values = [2 * nbytes / s / GB for s in entry["seconds"]]
-        context = {k: v for k, v in entry.items() if k != "seconds"}
-        context.update(bytes=nbytes, counted="bytes read + bytes written", memory=device)
-        figure = results.add(
-            f"bandwidth.{lib}",
-            f"copy bandwidth, {lib} ({device})",
-            values,
-            "GB/s",
-            group=GROUP,
-            context=context,
-        )
+        ctx = {k: v for k, v in entry.items() if k != "seconds"}
+        ctx.update(bytes=nbytes, counted="bytes read + bytes written", memory=device)
+        label = f"copy bandwidth, {lib} ({device})"
+        figure = results.add(fid, label, values, "GB/s", None, ctx, group=GROUP)
         if device not in best or figure["median"] > best[device]["median"]:
             best[device] = {"id": figure["id"], "median": figure["median"], "values": values}
         if lib == "mlx":
@@ -72,26 +57,19 @@ def memory_of(device: str) -> str:
 
 
 def copy_task(spec: dict[str, Any]) -> dict[str, Any]:
-    nbytes = int(spec["bytes"])
-    repeats = int(spec["repeats"])
-    out: dict[str, Any] = {"bytes": nbytes}
-    out["athena"] = _athena_copy(nbytes, repeats)
-    try:
-        out["mlx"] = _mlx_copy(nbytes, repeats)
-    except ImportError as error:
-        out["mlx"] = {"skipped": f"mlx is not importable ({error})"}
-    try:
-        out["torch"] = _torch_copy(nbytes, repeats)
-    except ImportError as error:
-        out["torch"] = {"skipped": f"torch is not importable ({error})"}
-    return out
-
-
-def _athena_copy(nbytes: int, repeats: int) -> dict[str, Any]:
     from athena.host import copy_seconds
 
+    nbytes, repeats = int(spec["bytes"]), int(spec["repeats"])
     seconds = copy_seconds(nbytes, repeats)
-    return {"seconds": seconds, "method": "athena.host.copy_seconds (bytearray)", "device": "cpu"}
+    out: dict[str, Any] = {"bytes": nbytes}
+    out["athena"] = {"seconds": seconds, "method": "athena.host.copy_seconds (bytearray)"}
+    out["athena"]["device"] = "cpu"
+    for lib, copy in (("mlx", _mlx_copy), ("torch", _torch_copy)):
+        try:
+            out[lib] = copy(nbytes, repeats)
+        except ImportError as error:
+            out[lib] = {"skipped": f"{lib} is not importable ({error})"}
+    return out
 
 
 def _mlx_copy(nbytes: int, repeats: int) -> dict[str, Any]:
@@ -109,18 +87,8 @@ def _mlx_copy(nbytes: int, repeats: int) -> dict[str, Any]:
         mx.eval(dst)
         seconds.append(time.perf_counter() - start)
         del dst
-    device = mx.default_device()
-    return {
-        "seconds": seconds,
-        "method": "mx: dst = src + 1 (reads and writes n bytes), float32",
-        "device": str(device),
-        "device_info": _mlx_device_info(),
-    }
-
-
-def _mlx_device_info() -> dict[str, Any]:
-    import mlx.core as mx
-
+    out = {"seconds": seconds, "method": "mx: dst = src + 1 (reads and writes n bytes), float32"}
+    out["device"] = str(mx.default_device())
     info: dict[str, Any] = {"default_device": str(mx.default_device())}
     try:
         info["metal_available"] = bool(mx.metal.is_available())
@@ -128,7 +96,7 @@ def _mlx_device_info() -> dict[str, Any]:
         info["metal_available"] = False
     with contextlib.suppress(AttributeError, RuntimeError):
         info.update({k: v for k, v in mx.device_info().items() if isinstance(v, str | int)})
-    return info
+    return {**out, "device_info": info}
 
 
 def _torch_copy(nbytes: int, repeats: int) -> dict[str, Any]:
@@ -145,11 +113,12 @@ def _torch_copy(nbytes: int, repeats: int) -> dict[str, Any]:
         dst.copy_(src)
         _sync(device)
         seconds.append(time.perf_counter() - start)
+    threads = torch.get_num_threads()
     return {
         "seconds": seconds,
         "method": "dst.copy_(src), float32",
         "device": device,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
     }
 
 

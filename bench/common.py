@@ -1,8 +1,6 @@
 """What every measurement shares: summary statistics, figures with targets, fresh subprocesses.
 
-A *figure* is one measured quantity over repeats: median, min, max, quartiles, the raw values,
-its unit and, when the issue sets one, the target it is judged against. `passed` is a reported
-field (True, False, or None when there is no target): benchmarks never assert.
+A figure's `passed` is reported (True, False, or None without a target): benchmarks never assert.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "bench" / "worker.py"
 RESULT_MARK = "ATHENA_BENCH_RESULT "
-
+MiB = 1 << 20
 COMPARE = {"<=": operator.le, ">=": operator.ge}
 
 
@@ -45,19 +43,9 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     xs = sorted(float(v) for v in values)
     if not xs:
         raise ValueError("summarize() needs at least one value")
-    if len(xs) >= 2:
-        q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive")
-    else:
-        q1 = q3 = xs[0]
-    return {
-        "median": statistics.median(xs),
-        "min": xs[0],
-        "max": xs[-1],
-        "q1": q1,
-        "q3": q3,
-        "iqr": q3 - q1,
-        "n": len(xs),
-    }
+    q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) >= 2 else xs * 3
+    stats = {"median": statistics.median(xs), "min": xs[0], "max": xs[-1], "q1": q1, "q3": q3}
+    return {**stats, "iqr": q3 - q1, "n": len(xs)}
 
 
 @dataclass
@@ -74,10 +62,10 @@ class Results:
         label: str,
         values: Sequence[float],
         unit: str,
-        *,
-        group: str | None = None,
         target: Target | None = None,
         context: dict[str, Any] | None = None,
+        *,
+        group: str | None = None,
     ) -> dict[str, Any]:
         """Record a figure over `values` (one per repeat); judge its median against `target`.
         Its group is the id's first part unless `group` says otherwise."""
@@ -133,46 +121,32 @@ class WorkerError(RuntimeError):
     """A measurement subprocess failed; the message carries the tail of its stderr."""
 
 
-def run_worker(
-    spec: dict[str, Any],
-    *,
-    timeout: float = 900.0,
-    python: str | None = None,
-    script: Path = WORKER,
-) -> dict[str, Any]:
-    """Run `script` (default bench/worker.py) on `spec` in a fresh interpreter and return the
-    JSON result it prints after RESULT_MARK."""
-    cmd = [python or sys.executable, str(script), json.dumps(spec)]
-    proc = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env=worker_env(),
-        check=False,
-    )
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_MARK):
+def child_result(what: str, returncode: int | None, stdout: str, stderr: str) -> dict[str, Any]:
+    """The JSON a child printed after RESULT_MARK; WorkerError with its stderr's tail if none."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_MARK) and returncode == 0:
             result: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
-            if proc.returncode == 0:
-                return result
-    tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
-    raise WorkerError(f"worker {spec.get('task')} exited {proc.returncode}: {tail}")
+            return result
+    raise WorkerError(f"{what} exited {returncode}: {tail(stderr, 6)}")
+
+
+def run_worker(
+    spec: dict[str, Any], *, timeout: float = 900.0, script: Path = WORKER
+) -> dict[str, Any]:
+    """Run `script` (default bench/worker.py) on `spec` in a fresh interpreter; its result."""
+    cmd = [sys.executable, str(script), json.dumps(spec)]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=worker_env()
+    )
+    return child_result(f"worker {spec.get('task')}", proc.returncode, proc.stdout, proc.stderr)
 
 
 def timed_command(
-    cmd: Sequence[str],
-    *,
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-    timeout: float = 1800.0,
+    cmd: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> tuple[float, subprocess.CompletedProcess[str]]:
     """Run a command; return (wall seconds, completed process). Never raises on exit code."""
     start = time.perf_counter()
-    proc = subprocess.run(
-        list(cmd), capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False
-    )
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, cwd=cwd, env=env, timeout=1800)
     return time.perf_counter() - start, proc
 
 
@@ -200,28 +174,14 @@ def proc_status(pid: int | str = "self") -> dict[str, int]:
 
 
 def peak_rss() -> tuple[int, str]:
-    """(bytes, method): the peak resident set size of this process so far, and how it was read.
-
-    Linux: `VmHWM`, this process image's own high-water mark. Not `ru_maxrss` there: Linux
-    carries it across fork + exec, so a worker started by a parent with a higher peak would
-    report the parent's. macOS: `ru_maxrss` (bytes), this fresh interpreter's own.
-    """
+    """(bytes, method): this process's peak RSS so far (bench/README.md, "memory", says why
+    VmHWM on Linux and not ru_maxrss)."""
     if "VmHWM" in (status := proc_status()):
-        return status["VmHWM"], PEAK_VMHWM
+        return status["VmHWM"], "VmHWM of the measured process (/proc/self/status, Linux)"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if sys.platform == "darwin":
-        return int(peak), PEAK_MAXRSS_MAC
-    return int(peak) * 1024, PEAK_MAXRSS_OTHER
-
-
-PEAK_VMHWM = "VmHWM of the measured process (/proc/self/status, Linux)"
-PEAK_MAXRSS_MAC = "ru_maxrss of the measured process, a fresh interpreter (macOS)"
-PEAK_MAXRSS_OTHER = "ru_maxrss (may include the parent's peak: no /proc here)"
-
-
-def peak_rss_bytes() -> int:
-    """The bytes of `peak_rss()`."""
-    return peak_rss()[0]
+        return int(peak), "ru_maxrss of the measured process, a fresh interpreter (macOS)"
+    return int(peak) * 1024, "ru_maxrss (may include the parent's peak: no /proc here)"
 
 
 def rss_bytes() -> int:
@@ -259,15 +219,14 @@ def load_spec_model(spec: dict[str, Any]) -> tuple[Any, float]:
     quantize_bits): one backend, no fallback; RuntimeError with load()'s sentence otherwise."""
     from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
-    model = OLMoEModel(
-        OLMoEConfig(
-            model_name=spec["model"],
-            use_mlx=spec["backend"] == "mlx",
-            allow_fallback=False,
-            dtype=spec["dtype"],
-            quantize_bits=spec["quantize_bits"],
-        )
+    config = OLMoEConfig(
+        model_name=spec["model"],
+        use_mlx=spec["backend"] == "mlx",
+        allow_fallback=False,
+        dtype=spec["dtype"],
+        quantize_bits=spec["quantize_bits"],
     )
+    model = OLMoEModel(config)
     start = time.perf_counter()
     if not model.load():
         raise RuntimeError(f"load() returned False: {model.load_error}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    MiB,
     Results,
     Target,
     WorkerError,
@@ -28,7 +29,6 @@ from bench.common import (
 )
 from bench.runners import import_backend
 
-MiB = 1 << 20
 MODES = ("per_text", "batched", "fixed", "one_batch")
 # What this 2-core CPU can run in minutes (mlx's CPU build does ~600 tokens/s on `small` and
 # under 10 on `medium`); on a Mac, raise n. `batch_size` is encode()'s default where n allows.
@@ -65,28 +65,20 @@ def make_texts(n: int, words: tuple[int, int], seed: int = 0) -> list[str]:
 
 def measure(results: Results, work: Path, *, quick: bool, sizes: list[str] | None) -> None:
     backends = [b for b in ("mlx", "transformers") if backend_importable(b)]
-    for backend in ("mlx", "transformers"):
-        if backend not in backends:
-            results.skip(
-                f"encode.{backend}",
-                f"encode, {backend}",
-                "not importable here (install the torch / mlx-cpu groups)",
-            )
+    for backend in {"mlx", "transformers"} - set(backends):
+        reason = "not importable here (install the torch / mlx-cpu groups)"
+        results.skip(f"encode.{backend}", f"encode, {backend}", reason)
     sizes = sizes or (["tiny"] if quick else ["small", "medium"])
     plan = {size: THROUGHPUT["quick" if quick else size] for size in sizes if size in THROUGHPUT}
-    memory_size = sizes[0] if quick else "small"
-    memory = MEMORY["quick" if quick else "full"]
+    memory_size, memory = (sizes[0] if quick else "small"), MEMORY["quick" if quick else "full"]
     for size in dict.fromkeys([*sizes, memory_size]):
         folder = Path(tempfile.mkdtemp(dir=work, prefix=f"encode-{size}-"))
         try:
             prepared = run_worker({"task": "prepare", "size": size, "out": str(folder), "bits": []})
-            model = prepared["fp32"]
-            if size in plan:
-                for backend in backends:
-                    _throughput(results, size, backend, model, plan[size])
-            if size == memory_size:
-                for backend in backends:
-                    _memory(results, size, backend, model, memory)
+            for backend in backends if size in plan else ():
+                _throughput(results, size, backend, prepared["fp32"], plan[size])
+            for backend in backends if size == memory_size else ():
+                _memory(results, size, backend, prepared["fp32"], memory)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -101,108 +93,77 @@ def _throughput(
     except (WorkerError, TimeoutError) as error:
         results.skip(f"encode.{size}.{backend}", f"encode ({size}, {backend})", str(error))
         return
-    ctx = {
+    ctx: dict[str, Any] = {
         "texts": plan["n"],
         "words_per_text": plan["words"],
         "tokens": out["tokens"],
-        "batch_size": plan["batch_size"],
-        "batch_shapes": out["batch_shapes"],
-        "max_abs_diff_vs_per_text": out["max_abs_diff"],
-        "device": out["device"],
-        "load_average": out["load_average"],
     }
+    ctx.update(batch_size=plan["batch_size"], batch_shapes=out["batch_shapes"])
+    ctx.update(max_abs_diff_vs_per_text=out["max_abs_diff"], device=out["device"])
+    ctx["load_average"] = out["load_average"]
     rates = {mode: [plan["n"] / s for s in out["seconds"][mode]] for mode in MODES}
     cpu_rates = {mode: [plan["n"] / s for s in out["cpu_seconds"][mode]] for mode in MODES}
+    fid, of = f"encode.{size}.{backend}", f"{backend} ({size})"
+
+    def ratio(per: dict[str, list[float]], a: str, b: str) -> list[float]:
+        return [x / y for y, x in zip(per[b], per[a], strict=True)]
+
     for mode in MODES:
-        results.add(
-            f"encode.{size}.{backend}.{mode}",
-            f"encode texts/s, {mode}, {backend} ({size})",
-            rates[mode],
-            "texts/s",
-            context=ctx,
-        )
+        label = f"encode texts/s, {mode}, {of}"
+        results.add(f"{fid}.{mode}", label, rates[mode], "texts/s", None, ctx)
     for clock, per in (("", rates), (".cpu", cpu_rates)):
         label = "" if not clock else ", CPU time"
+        values = ratio(per, "batched", "per_text")
+        label_p = f"encode batched / per-text{label}, {of}"
         results.add(
-            f"encode.{size}.{backend}.batched_over_per_text{clock}",
-            f"encode batched / per-text{label}, {backend} ({size})",
-            [b / p for p, b in zip(per["per_text"], per["batched"], strict=True)],
-            "ratio",
-            target=BATCHED_TARGET,
-            context=ctx,
+            f"{fid}.batched_over_per_text{clock}", label_p, values, "ratio", BATCHED_TARGET, ctx
         )
-        results.add(
-            f"encode.{size}.{backend}.batched_over_fixed{clock}",
-            f"encode batched / fixed batches{label}, {backend} ({size})",
-            [b / f for f, b in zip(per["fixed"], per["batched"], strict=True)],
-            "ratio",
-            context=ctx,
-        )
-    results.add(
-        f"encode.{size}.{backend}.batched_over_one_batch",
-        f"encode batched / one big batch, {backend} ({size})",
-        [b / o for o, b in zip(rates["one_batch"], rates["batched"], strict=True)],
-        "ratio",
-        target=ONE_BATCH_TARGET if backend == "transformers" else None,
-        context=ctx,
-    )
+        label_f = f"encode batched / fixed batches{label}, {of}"
+        values = ratio(per, "batched", "fixed")
+        results.add(f"{fid}.batched_over_fixed{clock}", label_f, values, "ratio", None, ctx)
+    target = ONE_BATCH_TARGET if backend == "transformers" else None
+    values, label = ratio(rates, "batched", "one_batch"), f"encode batched / one big batch, {of}"
+    results.add(f"{fid}.batched_over_one_batch", label, values, "ratio", target, ctx)
 
 
 def _memory(results: Results, size: str, backend: str, model: str, plan: dict[str, Any]) -> None:
     counts, words = plan["counts"], plan["words"]
     print(f"encode memory {size} {backend}: N = {counts}, {words[0]}-{words[1]} words a text")
     growth: dict[int, float] = {}
+    fid, of = f"encode_memory.{size}.{backend}", f"{backend} ({size})"
     for n in counts:
         spec = {"task": "encode", "what": "memory", "model": model, "backend": backend, "n": n}
         spec.update(words=words, batch_size=plan["batch_size"])
         try:
             out = run_worker(spec, timeout=3600)
         except (WorkerError, TimeoutError) as error:
-            results.skip(
-                f"encode_memory.{size}.{backend}.n{n}",
-                f"encode memory N={n} ({backend})",
-                str(error),
-            )
+            results.skip(f"{fid}.n{n}", f"encode memory N={n} ({backend})", str(error))
             continue
         growth[n] = (out["peak_rss"] - out["rss_before"]) / MiB
-        results.add(
-            f"encode_memory.{size}.{backend}.n{n}.rss_growth",
-            f"encode peak RSS growth, N={n}, {backend} ({size})",
-            [growth[n]],
-            "MiB",
-            context={
-                "texts": n,
-                "words_per_text": words,
-                "batch_size": plan["batch_size"],
-                "tokens": out["tokens"],
-                "output_MiB": out["output_bytes"] / MiB,
-                "rss_before_MiB": out["rss_before"] / MiB,
-                "peak_method": out["peak_method"],
-                "mx_peak_MiB": None if out["mx_peak"] is None else out["mx_peak"] / MiB,
-                "seconds": out["seconds"],
-            },
-        )
-    if len(growth) >= 2:
-        smallest, largest = min(growth), max(growth)
-        label = f"encode peak RSS growth, largest / smallest N, {backend} ({size})"
-        if growth[smallest] <= 0:
-            # The encode fit in pages the process already held (the allocator's noise can even
-            # make it negative): a ratio to it is meaningless, and a negative one would be "met".
-            results.skip(
-                f"encode_memory.{size}.{backend}.flatness",
-                label,
-                f"no growth at N={smallest} ({growth[smallest]:.2f} MiB): a ratio to it says "
-                "nothing; see the per-N figures",
-            )
-            return
-        results.add(
-            f"encode_memory.{size}.{backend}.flatness",
-            label,
-            [growth[largest] / growth[smallest]],
-            "ratio",
-            target=FLAT_TARGET,
-            context={"growth_MiB": {str(n): g for n, g in growth.items()}},
-        )
+        mx_peak = None if out["mx_peak"] is None else out["mx_peak"] / MiB
+        ctx: dict[str, Any] = {
+            "texts": n,
+            "words_per_text": words,
+            "batch_size": plan["batch_size"],
+        }
+        ctx.update(tokens=out["tokens"], output_MiB=out["output_bytes"] / MiB)
+        ctx.update(rss_before_MiB=out["rss_before"] / MiB, peak_method=out["peak_method"])
+        ctx.update(mx_peak_MiB=mx_peak, seconds=out["seconds"])
+        label = f"encode peak RSS growth, N={n}, {of}"
+        results.add(f"{fid}.n{n}.rss_growth", label, [growth[n]], "MiB", None, ctx)
+    if len(growth) < 2:
+        return
+    smallest, largest = min(growth), max(growth)
+    label = f"encode peak RSS growth, largest / smallest N, {of}"
+    if growth[smallest] <= 0:
+        # The encode fit in pages the process already held (the allocator's noise can even
+        # make it negative): a ratio to it is meaningless, and a negative one would be "met".
+        reason = f"no growth at N={smallest} ({growth[smallest]:.2f} MiB): a ratio to it says "
+        results.skip(f"{fid}.flatness", label, reason + "nothing; see the per-N figures")
+        return
+    ctx = {"growth_MiB": {str(n): g for n, g in growth.items()}}
+    ratio = [growth[largest] / growth[smallest]]
+    results.add(f"{fid}.flatness", label, ratio, "ratio", FLAT_TARGET, ctx)
 
 
 # --- the child: bench/worker.py '{"task": "encode", ...}' ------------------------------------
@@ -216,8 +177,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     model = OLMoEModel(OLMoEConfig(model_name=spec["model"], use_mlx=backend == "mlx"))
     if not model.load() or model.backend != backend:
         raise RuntimeError(f"could not load {spec['model']} on {backend}: {model.load_error}")
-    low, high = spec["words"]
-    n = int(spec["n"])
+    (low, high), n = spec["words"], int(spec["n"])
     if spec["what"] == "memory":
         # The same 256 texts over and over: every N has the same longest text, so the largest
         # batch (rows x longest text) is the same and only N changes.
@@ -225,17 +185,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         texts = [base[i % len(base)] for i in range(n)]
     else:
         texts = make_texts(n, (int(low), int(high)))
-    # Warm-up (kernels, lazy imports, the allocators' first pages) with one full batch at the
-    # measured batch size: a warm-up of 2 texts left a batch of 32's first-time costs (torch's
-    # thread pools and arenas) inside the measured run, where they weighed most on the smallest
-    # N (transformers, `small`: 68 MiB growth at N=256 vs 22 after this warm-up). Now every N
-    # starts from the same steady state and the growth is what N adds.
+    # Warm-up with one full batch at the measured batch size: a warm-up of 2 texts left a batch
+    # of 32's first-time costs (torch's thread pools, arenas) in the smallest N's growth.
     warm = texts[: int(spec["batch_size"])]
     model.encode(warm, batch_size=len(warm), show_progress=False)
-    out: dict[str, Any] = {
-        "tokens": sum(len(model.tokenize(t)) for t in texts),
-        "device": _device(model),
-    }
+    out: dict[str, Any] = {"tokens": sum(len(model.tokenize(t)) for t in texts)}
+    out["device"] = _device(model)
     if spec["what"] == "throughput":
         return _throughput_runs(model, texts, spec, out)
     out["rss_before"] = rss_bytes()
@@ -303,10 +258,8 @@ def peak_rss() -> Iterator[dict[str, Any]]:
     result: dict[str, Any] = {}
     if _reset_hwm():
         yield result
-        result.update(
-            peak_rss=proc_status()["VmHWM"], peak_method="VmHWM after clear_refs 5 (Linux)"
-        )
-        return
+        method = "VmHWM after clear_refs 5 (Linux)"
+        return result.update(peak_rss=proc_status()["VmHWM"], peak_method=method)
     highest = [rss_bytes()]
     stop = threading.Event()
 

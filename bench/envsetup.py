@@ -1,23 +1,16 @@
-"""Environment set-up: how fast the locked environment is reproduced.
-
-- `uv sync --locked` into a fresh venv (UV_PROJECT_ENVIRONMENT=<tmp>) with uv's cache warm;
-- the same requirements the pip way: `uv export --locked --no-hashes`, `python -m venv`,
-  `pip install -r` (default groups only, like the uv sync, so no torch/CUDA wheels);
-- a no-op `uv sync --locked` on the venv just made;
-- `nox -s verify` on a reused env (its own --envdir, made by one untimed run first).
-
-Nothing here touches the repo's .venv or .nox. Every command runs from the repo root.
+"""Environment set-up: how fast the locked environment is reproduced (uv sync, pip, nox; what
+each runs: bench/README.md, "env"). Nothing here touches the repo's .venv or .nox.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench.common import ROOT, Results, tail, timed_command
 
@@ -50,19 +43,12 @@ def base_python() -> str:
 
 
 def _dir_bytes(path: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += (Path(root) / name).stat().st_size
-    return total
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _pip_cache_dir() -> Path | None:
-    proc = subprocess.run(
-        [base_python(), "-m", "pip", "cache", "dir"], capture_output=True, text=True, check=False
-    )
-    return Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
+    found = _version([base_python(), "-m", "pip", "cache", "dir"])
+    return Path(found) if found else None
 
 
 def measure(results: Results, work: Path, *, quick: bool) -> None:
@@ -108,13 +94,12 @@ def _uv_sync(results: Results, uv: str, work: Path, repeats: int) -> None:
         "cache": "warm (uv's cache already holds the locked wheels)",
         "uv_version": _version([uv, "--version"]),
     }
-    results.add("env.uv_sync_fresh", LABELS["env.uv_sync_fresh"], fresh, "s", context=context)
+    results.add("env.uv_sync_fresh", LABELS["env.uv_sync_fresh"], fresh, "s", None, context)
     context = {**context, "command": "uv sync --locked again on the synced venv"}
-    results.add("env.uv_sync_noop", LABELS["env.uv_sync_noop"], noop, "s", context=context)
+    results.add("env.uv_sync_noop", LABELS["env.uv_sync_noop"], noop, "s", None, context)
 
 
 def _pip(results: Results, uv: str, work: Path, repeats: int) -> None:
-    label = LABELS["env.pip_install"]
     reqs = work / "requirements.txt"
     export_s, proc = timed_command(
         [uv, "export", "--locked", "--no-hashes", "--format", "requirements-txt", "-o", str(reqs)],
@@ -141,28 +126,19 @@ def _pip(results: Results, uv: str, work: Path, repeats: int) -> None:
             _skip(results, "env.pip_install", f"pip failed: {tail(proc.stderr)}")
             return
         totals.append(venv_s + pip_s)
-    results.add(
-        "env.pip_install",
-        label,
-        totals,
-        "s",
-        context={
-            "command": "uv export --locked --no-hashes; python -m venv; pip install -r",
-            "export_s": export_s,
-            "pip_cache_bytes_before_each": cache_before,
-            "pip_version": _version([base_python(), "-m", "pip", "--version"]),
-            "note": "the first repeat may fill pip's cache; its bytes before each repeat are "
-            "in pip_cache_bytes_before_each",
-        },
-    )
-    fresh = results.get("env.uv_sync_fresh")
-    if fresh is not None:
+    ctx: dict[str, Any] = {
+        "command": "uv export --locked --no-hashes; python -m venv; pip install -r"
+    }
+    ctx.update(export_s=export_s, pip_cache_bytes_before_each=cache_before)
+    ctx["pip_version"] = _version([base_python(), "-m", "pip", "--version"])
+    ctx["note"] = "the first repeat may fill pip's cache; its bytes before each repeat are "
+    ctx["note"] += "in pip_cache_bytes_before_each"
+    results.add("env.pip_install", LABELS["env.pip_install"], totals, "s", None, ctx)
+    if (fresh := results.get("env.uv_sync_fresh")) is not None:
+        ratios = [t / fresh["median"] for t in totals]
+        ctx = {"note": "each pip repeat over the median fresh uv sync"}
         results.add(
-            "env.pip_over_uv",
-            "pip install time / uv sync time",
-            [t / fresh["median"] for t in totals],
-            "ratio",
-            context={"note": "each pip repeat over the median fresh uv sync"},
+            "env.pip_over_uv", "pip install time / uv sync time", ratios, "ratio", None, ctx
         )
 
 
@@ -178,19 +154,15 @@ def _nox_verify(results: Results, work: Path, repeats: int) -> None:
             return
         seconds.append(s)
     first_s = seconds.pop(0)
-    results.add(
-        "env.nox_verify_reused",
-        LABELS["env.nox_verify_reused"],
-        seconds,
-        "s",
-        context={
-            "command": "nox -s verify --envdir <tmp> (reuse_venv=yes: uv sync is a no-op)",
-            "first_run_s": first_s,
-        },
-    )
+    ctx: dict[str, Any] = {
+        "command": "nox -s verify --envdir <tmp> (reuse_venv=yes: uv sync is a no-op)"
+    }
+    ctx["first_run_s"] = first_s
+    results.add("env.nox_verify_reused", LABELS["env.nox_verify_reused"], seconds, "s", None, ctx)
     shutil.rmtree(envdir, ignore_errors=True)
 
 
 def _version(cmd: list[str]) -> str | None:
+    """What `cmd` prints on success (a version, a folder), None otherwise."""
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    return proc.stdout.strip() or None
+    return (proc.returncode == 0 and proc.stdout.strip()) or None

@@ -1,14 +1,6 @@
 """Will it fit, and how fast, at real scale (issue 20): the preflight against real loads of
-OLMoE-1B-7B's shape, and the router-safe 4-bit against float32.
-
-    nox -s bench -- --only fit                 # the real shape, every option that fits here
-    nox -s bench -- --only fit --fit-shape like   # a small shape like it (64 experts, shards)
-    nox -s bench -- --only router              # small and medium: top-k agreement, router 4/8
-
-`fit`: a sparse, six-shard checkpoint; each option of OPTIONS that the preflight says fits
-loads in a fresh child, capped (killed past `cap` of anonymous memory), then decodes
-DECODE_TOKENS single tokens. `router`: top-k agreement and greedy text of 4-bit with the
-router at 4 and 8 bits against float32. Each figure: bench/README.md, "Fit at real scale".
+OLMoE-1B-7B's shape (`fit`), and the router-safe 4-bit against float32 (`router`). Each
+figure: bench/README.md, "Fit at real scale".
 """
 
 from __future__ import annotations
@@ -18,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from os.path import commonprefix
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +23,7 @@ from bench.common import (
     Target,
     WorkerError,
     backend_importable,
+    child_result,
     load_spec_model,
     proc_status,
     run_worker,
@@ -94,8 +88,7 @@ def measure(
     cap = cap or max(physical - 2 * GiB, GiB)
     out: dict[str, Any] = {"shape": shape, "cap": cap, "options": {}}
     for name, backend, dtype, bits in OPTIONS:
-        fid = f"fit.{shape}.{name}"
-        label = f"{name} ({shape} shape)"
+        fid, label = f"fit.{shape}.{name}", f"{name} ({shape} shape)"
         if only and name not in only:
             continue
         if not backend_importable(backend):
@@ -116,34 +109,17 @@ def measure(
             continue
         ceiling = speed.decode_ceiling(info, estimate, bandwidth)
         ratio = estimate.resident / max(measured["max_rss_anon"], 1)
-        share = (
-            measured["decode_tokens_per_s"] / ceiling["tokens_per_second"]
-            if ceiling["tokens_per_second"]
-            else None
-        )
-        context = {
-            "estimate": estimate_parts(estimate),
-            "measured": measured,
-            "peak_over_vmhwm": estimate.peak / max(measured["vm_hwm"], 1),
-            "decode_ceiling": ceiling,
-            "share_of_ceiling": share,
-        }
-        results.add(
-            f"{fid}.off_by",
-            f"max(r, 1/r), resident estimate / peak RssAnon, {label}",
-            [max(ratio, 1 / ratio)],
-            "ratio",
-            target=TARGET,
-            context=context,
-        )
+        rate = measured["decode_tokens_per_s"]
+        best = ceiling["tokens_per_second"]
+        share = rate / best if best else None
+        context: dict[str, Any] = {"estimate": estimate_parts(estimate), "measured": measured}
+        context["peak_over_vmhwm"] = estimate.peak / max(measured["vm_hwm"], 1)
+        context.update(decode_ceiling=ceiling, share_of_ceiling=share)
+        label_r = f"max(r, 1/r), resident estimate / peak RssAnon, {label}"
+        results.add(f"{fid}.off_by", label_r, [max(ratio, 1 / ratio)], "ratio", TARGET, context)
         results.add(f"{fid}.load_s", f"load, {label}", [measured["load_s"]], "s")
-        results.add(
-            f"{fid}.decode",
-            f"decode, {label}",
-            [measured["decode_tokens_per_s"]],
-            "tokens/s",
-            context={"share_of_ceiling": share, "ceiling": ceiling},
-        )
+        ctx = {"share_of_ceiling": share, "ceiling": ceiling}
+        results.add(f"{fid}.decode", f"decode, {label}", [rate], "tokens/s", None, ctx)
         out["options"][name] = context
     return out
 
@@ -177,18 +153,13 @@ def run_capped(spec: dict[str, Any], cap: int, timeout: float = 1800.0) -> dict[
             time.sleep(SAMPLE_S)
         out.seek(0)
         err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if killed:
-        raise WorkerError(f"killed: {killed}")
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_MARK) and proc.returncode == 0:
-            report: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
-            report["max_rss_anon"] = max(peak["RssAnon"], report["rss_anon_end"])
-            report["max_rss_file"] = peak["RssFile"]
-            report["vm_hwm"] = max(peak["VmHWM"], report["vm_hwm_end"])
-            return report
-    tail = " | ".join(stderr.strip().splitlines()[-4:])
-    raise WorkerError(f"child exited {proc.returncode}: {tail}")
+        if killed:
+            raise WorkerError(f"killed: {killed}")
+        report = child_result("child", proc.returncode, out.read(), err.read())
+    report["max_rss_anon"] = max(peak["RssAnon"], report["rss_anon_end"])
+    report["max_rss_file"] = peak["RssFile"]
+    report["vm_hwm"] = max(peak["VmHWM"], report["vm_hwm_end"])
+    return report
 
 
 # --- the child: one load, then single-token decode steps ----------------------------------------
@@ -255,32 +226,21 @@ def measure_router(
             results.skip(f"router.{size}", f"router ({size})", str(error))
             continue
         for variant in ("router4", "router8"):
-            row = report[variant]
-            results.add(
-                f"router.{size}.{variant}.topk_match",
-                f"top-k experts equal to float32's, 4-bit, {variant} ({size})",
-                [row["topk_match"]],
-                "share",
-                context=row,
-            )
-            results.add(
-                f"router.{size}.{variant}.greedy_match",
-                f"greedy text equal to float32's, 4-bit, {variant} ({size})",
-                [row["greedy_match"]],
-                "share",
-            )
-            results.add(
-                f"router.{size}.{variant}.greedy_prefix",
-                f"greedy text's common prefix with float32's, 4-bit, {variant} ({size})",
-                [row["greedy_common_prefix"]],
-                "share",
-            )
-        results.add(
-            f"router.{size}.router8_extra_bytes",
-            f"model memory of the 8-bit router over the 4-bit one ({size})",
-            [report["router8"]["model_bytes"] - report["router4"]["model_bytes"]],
-            "bytes",
-        )
+            row, fid, of = report[variant], f"router.{size}.{variant}", f"4-bit, {variant} ({size})"
+            for key, value, says in (
+                ("topk_match", "topk_match", "top-k experts equal to float32's"),
+                ("greedy_match", "greedy_match", "greedy text equal to float32's"),
+                (
+                    "greedy_prefix",
+                    "greedy_common_prefix",
+                    "greedy text's common prefix with float32's",
+                ),
+            ):
+                ctx = row if key == "topk_match" else None
+                results.add(f"{fid}.{key}", f"{says}, {of}", [row[value]], "share", None, ctx)
+        extra = report["router8"]["model_bytes"] - report["router4"]["model_bytes"]
+        label = f"model memory of the 8-bit router over the 4-bit one ({size})"
+        results.add(f"router.{size}.router8_extra_bytes", label, [extra], "bytes")
         out[size] = report
     return out
 
@@ -319,8 +279,7 @@ def router_child(spec: dict[str, Any]) -> dict[str, Any]:
             mx.eval(model(mx.array([tokenizer.encode(prompt)])))
             picks.append(mx.stack(picked).tolist())
             picked.clear()
-            text = mlx_lm.generate(model, tokenizer, prompt, max_tokens=spec["max_tokens"])
-            texts.append(text)
+            texts.append(mlx_lm.generate(model, tokenizer, prompt, max_tokens=spec["max_tokens"]))
         return picks, texts
 
     loaded: Any = mlx_lm.load(str(folder))
@@ -331,15 +290,17 @@ def router_child(spec: dict[str, Any]) -> dict[str, Any]:
         loaded = mlx_lm.load(str(folder))
         nn.quantize(loaded[0], 64, 4, class_predicate=olmoe_predicate(4, 64, router))
         picks, texts = run(loaded[0], loaded[1])
-        same = total = 0
-        for ours, theirs in zip(picks, reference, strict=True):
-            for layer_ours, layer_theirs in zip(ours, theirs, strict=True):
-                for a, b in zip(layer_ours, layer_theirs, strict=True):
-                    same += int(a == b)
-                    total += 1
+        matches = [
+            a == b
+            for ours, theirs in zip(picks, reference, strict=True)
+            for layer_ours, layer_theirs in zip(ours, theirs, strict=True)
+            for a, b in zip(layer_ours, layer_theirs, strict=True)
+        ]
+        same, total = sum(matches), len(matches)
         pairs = list(zip(texts, reference_text, strict=True))
         greedy = sum(a == b for a, b in pairs) / len(pairs)
-        prefix = sum(_common_prefix(a, b) / max(len(a), len(b), 1) for a, b in pairs) / len(pairs)
+        prefix = sum(len(commonprefix([a, b])) / max(len(a), len(b), 1) for a, b in pairs)  # noqa: RUF071 (characters)
+        prefix /= len(pairs)
         estimate = preflight.estimate_peak(
             info, backend="mlx", quantize_bits=4, router_bits=router, on_cpu=True
         )
@@ -352,12 +313,6 @@ def router_child(spec: dict[str, Any]) -> dict[str, Any]:
         }
     olmoe.OlmoeSparseMoeBlock.__call__ = original  # type: ignore[method-assign]
     return report
-
-
-def _common_prefix(a: str, b: str) -> int:
-    return next(
-        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
-    )
 
 
 if __name__ == "__main__":

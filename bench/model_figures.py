@@ -1,238 +1,167 @@
 """The figures of bench/models.py's runs: load time, overhead ratios, memory, throughput.
 
-Targets (issue #6): generation tokens/s of athena >= 0.98x raw, its load time <= 1.05x raw
-(ratios taken per round); 4-bit peak memory <= 0.35x float32. Decode speed is compared with
-the bound that the best copy bandwidth and the bytes read per decode step give.
+Decode speed is compared with the bound that the best copy bandwidth and the bytes read per
+decode step give. Targets (issue #6): bench/README.md.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench.common import Results, Target
+from bench.common import MiB, Results, Target
 from bench.models import BY_NAME, PAIRS, Config
 
-MiB = 1 << 20
 LOAD_TARGET = Target("<=", 1.05, "athena load time <= 1.05x raw")
 GENERATE_TARGET = Target(">=", 0.98, "athena generation tokens/s >= 0.98x raw")
 MEMORY_TARGET = Target("<=", 0.35, "4-bit peak memory <= 0.35x float32")
+Runs = dict[str, list[dict[str, Any] | None]]
+
+
+def mx_peak(x: dict[str, Any]) -> float:
+    return float(x["mx_peak"])
+
+
+def rss_growth(x: dict[str, Any]) -> float:
+    return float(x["peak_rss"] - x["rss_after_import"])
 
 
 def _ok(runs: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
     return [x for x in runs if x is not None]
 
 
+def _pairs(a: list[Any], b: list[Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The rounds where both sides ran."""
+    return [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+
+
 def add_figures(
     results: Results,
     size: str,
     configs: list[Config],
-    runs: dict[str, list[dict[str, Any] | None]],
+    runs: Runs,
     errors: dict[str, str],
     stats: dict[str, dict[str, Any]],
     bandwidth: dict[str, Any],
-    max_tokens: int,
 ) -> None:
     print(f"{size}: figures", flush=True)
     for c in configs:
-        ok = _ok(runs[c.name])
-        if not ok:
+        if not (ok := _ok(runs[c.name])):
             reason = errors.get(c.name, "no run succeeded")
             results.skip(f"load.{size}.{c.name}", f"{c.name} ({size})", reason)
             continue
-        ctx = {
-            "impl": c.impl,
-            "backend": c.backend,
-            "checkpoint": c.variant,
-            "quantize_bits_at_load": c.quantize_bits,
-            "failed_rounds": len(runs[c.name]) - len(ok),
-            "error": errors.get(c.name),
-        }
-        results.add(
-            f"load.{size}.{c.name}",
-            f"load time, {c.name} ({size})",
-            [x["load_s"] for x in ok],
-            "s",
-            context={**ctx, "note": "backend package imported before the timer starts"},
+        ctx: dict[str, Any] = {"impl": c.impl, "backend": c.backend, "checkpoint": c.variant}
+        ctx.update(quantize_bits_at_load=c.quantize_bits, failed_rounds=len(runs[c.name]) - len(ok))
+        ctx.update(
+            error=errors.get(c.name), note="backend package imported before the timer starts"
         )
+        label = f"load time, {c.name} ({size})"
+        results.add(f"load.{size}.{c.name}", label, [x["load_s"] for x in ok], "s", None, ctx)
     _overhead(results, size, runs)
     _memory(results, size, configs, runs)
     _throughput(results, size, configs, runs, stats, bandwidth)
 
 
-def _overhead(results: Results, size: str, runs: dict[str, list[dict[str, Any] | None]]) -> None:
+def _overhead(results: Results, size: str, runs: Runs) -> None:
+    add = results.add
     for athena, raw in PAIRS:
         if athena not in runs or raw not in runs:
             continue
-        pairs = [
-            (a, b)
-            for a, b in zip(runs[athena], runs[raw], strict=True)
-            if a is not None and b is not None
-        ]
-        backend = BY_NAME[raw].backend
-        if not pairs:
-            results.skip(
-                f"overhead.{size}.{backend}.load_ratio",
-                f"{athena} / {raw} ({size})",
-                "no round where both ran",
-            )
+        fid, names = f"overhead.{size}.{BY_NAME[raw].backend}", f"{athena} / {raw} ({size})"
+        if not (pairs := _pairs(runs[athena], runs[raw])):
+            results.skip(f"{fid}.load_ratio", names, "no round where both ran")
             continue
-        same_text = all(a["text"] == b["text"] for a, b in pairs)
         tokens = [b["e2e_tokens"] for _, b in pairs]
-        ctx = {
+        same_text = all(a["text"] == b["text"] for a, b in pairs)
+        ctx: dict[str, Any] = {
             "athena": athena,
             "raw": raw,
             "rounds": len(pairs),
             "same_text": same_text,
-            "tokens": tokens,
         }
-        results.add(
-            f"overhead.{size}.{backend}.load_ratio",
-            f"load time {athena} / {raw} ({size})",
-            [a["load_s"] / b["load_s"] for a, b in pairs],
-            "ratio",
-            target=LOAD_TARGET,
-            context=ctx,
-        )
-        results.add(
-            f"overhead.{size}.{backend}.generate_ratio",
-            f"generation tokens/s {athena} / {raw} ({size})",
-            [b["e2e_s"] / a["e2e_s"] for a, b in pairs],
-            "ratio",
-            target=GENERATE_TARGET,
-            context={
-                **ctx,
-                "note": "same prompt, same greedy tokens (same_text), so tokens/s ratio = "
-                "raw time / athena time for one generate call",
-            },
-        )
+        ctx["tokens"] = tokens
+        ratios = [a["load_s"] / b["load_s"] for a, b in pairs]
+        add(f"{fid}.load_ratio", f"load time {names}", ratios, "ratio", LOAD_TARGET, ctx)
+        note = "same prompt, same greedy tokens (same_text), so tokens/s ratio = "
+        note += "raw time / athena time for one generate call"
+        ratios = [b["e2e_s"] / a["e2e_s"] for a, b in pairs]
+        label = f"generation tokens/s {names}"
+        add(f"{fid}.generate_ratio", label, ratios, "ratio", GENERATE_TARGET, {**ctx, "note": note})
+        ctx = {"tokens": tokens, "includes": "prefill of the prompt + decode"}
         for name, side in ((raw, 1), (athena, 0)):
-            results.add(
-                f"generate.{size}.{name}",
-                f"generation tokens/s, {name} ({size})",
-                [p[1]["e2e_tokens"] / p[side]["e2e_s"] for p in pairs],
-                "tokens/s",
-                group="overhead",
-                context={"tokens": tokens, "includes": "prefill of the prompt + decode"},
-            )
+            rates = [p[1]["e2e_tokens"] / p[side]["e2e_s"] for p in pairs]
+            label = f"generation tokens/s, {name} ({size})"
+            add(f"generate.{size}.{name}", label, rates, "tokens/s", None, ctx, group="overhead")
 
 
-def _memory(
-    results: Results,
-    size: str,
-    configs: list[Config],
-    runs: dict[str, list[dict[str, Any] | None]],
-) -> None:
+def _memory(results: Results, size: str, configs: list[Config], runs: Runs) -> None:
     names = {c.name for c in configs}
     for c in configs:
-        ok = _ok(runs[c.name])
-        if not ok or c.name in ("athena-mlx", "athena-hf"):
+        if not (ok := _ok(runs[c.name])) or c.name in ("athena-mlx", "athena-hf"):
             continue
+        fid = f"memory.{size}.{c.name}"
         if c.backend == "mlx":
-            results.add(
-                f"memory.{size}.{c.name}.mx_peak",
-                f"mx.get_peak_memory, {c.name} ({size})",
-                [x["mx_peak"] / MiB for x in ok],
-                "MiB",
-                context={"after": "load + warm-up + one generation"},
-            )
-        results.add(
-            f"memory.{size}.{c.name}.rss_growth",
-            f"peak RSS - RSS after imports, {c.name} ({size})",
-            [(x["peak_rss"] - x["rss_after_import"]) / MiB for x in ok],
-            "MiB",
-            context={
-                "peak_rss_MiB": [x["peak_rss"] / MiB for x in ok],
-                "peak_method": sorted({x.get("peak_method", "ru_maxrss") for x in ok}),
-            },
-        )
+            label = f"mx.get_peak_memory, {c.name} ({size})"
+            peaks = [x["mx_peak"] / MiB for x in ok]
+            ctx: dict[str, Any] = {"after": "load + warm-up + one generation"}
+            results.add(f"{fid}.mx_peak", label, peaks, "MiB", None, ctx)
+        growth = [(x["peak_rss"] - x["rss_after_import"]) / MiB for x in ok]
+        methods = sorted({x.get("peak_method", "ru_maxrss") for x in ok})
+        ctx = {"peak_rss_MiB": [x["peak_rss"] / MiB for x in ok], "peak_method": methods}
+        label = f"peak RSS - RSS after imports, {c.name} ({size})"
+        results.add(f"{fid}.rss_growth", label, growth, "MiB", None, ctx)
     if "mlx_lm" not in names:
         return
-    for quantized, target in (
-        ("mlx_lm-q4", MEMORY_TARGET),
-        ("mlx_lm-q8", None),
-        ("athena-mlx-q4", MEMORY_TARGET),
-    ):
-        if quantized not in names:
-            continue
-        pairs = [
-            (q, f)
-            for q, f in zip(runs[quantized], runs["mlx_lm"], strict=True)
-            if q is not None and f is not None
-        ]
-        if not pairs:
+    targets = {"mlx_lm-q4": MEMORY_TARGET, "mlx_lm-q8": None, "athena-mlx-q4": MEMORY_TARGET}
+    for quantized, target in targets.items():
+        if quantized not in names or not (pairs := _pairs(runs[quantized], runs["mlx_lm"])):
             continue
         note = (
             "quantized after a float32 load: the peak holds both"
             if quantized.startswith("athena")
             else "checkpoint converted by mlx_lm.convert"
         )
-        measured_by = {
-            "mx_peak": "mx.get_peak_memory() in the measured process",
-            "rss_growth": sorted(
-                {x.get("peak_method", "ru_maxrss") for pair in pairs for x in pair}
-            ),
-        }
-        for key, label, get in (
-            ("mx_peak", "mx peak", lambda x: x["mx_peak"]),
-            ("rss_growth", "RSS growth", lambda x: x["peak_rss"] - x["rss_after_import"]),
+        methods = sorted({x.get("peak_method", "ru_maxrss") for pair in pairs for x in pair})
+        for key, label, measured_by, get in (
+            ("mx_peak", "mx peak", "mx.get_peak_memory() in the measured process", mx_peak),
+            ("rss_growth", "RSS growth", methods, rss_growth),
         ):
-            results.add(
-                f"memory.{size}.{quantized}_over_fp32.{key}",
-                f"{label} {quantized} / mlx_lm float32 ({size})",
-                [get(q) / get(f) for q, f in pairs],
-                "ratio",
-                target=target,
-                context={"note": note, "measured_by": measured_by[key]},
-            )
+            ratios = [get(q) / get(f) for q, f in pairs]
+            ctx = {"note": note, "measured_by": measured_by}
+            label = f"{label} {quantized} / mlx_lm float32 ({size})"
+            fid = f"memory.{size}.{quantized}_over_fp32.{key}"
+            results.add(fid, label, ratios, "ratio", target, ctx)
 
 
 def _throughput(
     results: Results,
     size: str,
     configs: list[Config],
-    runs: dict[str, list[dict[str, Any] | None]],
+    runs: Runs,
     stats: dict[str, dict[str, Any]],
     bandwidth: dict[str, Any],
 ) -> None:
+    add = results.add
     for c in configs:
         ok = [x for x in _ok(runs[c.name]) if x.get("decode_tokens")]
         if c.impl == "athena" or not ok:
             continue
-        results.add(
-            f"throughput.{size}.{c.name}.prefill",
-            f"prefill tokens/s, {c.name} ({size})",
-            [x["prompt_tokens"] / x["prefill_s"] for x in ok],
-            "tokens/s",
-            context={"prompt_tokens": ok[0]["prompt_tokens"], "measured": "call to first token"},
-        )
-        decode = results.add(
-            f"throughput.{size}.{c.name}.decode",
-            f"decode tokens/s, {c.name} ({size})",
-            [x["decode_tokens"] / x["decode_s"] for x in ok],
-            "tokens/s",
-            context={"decode_tokens": ok[0]["decode_tokens"], "measured": "first token to last"},
-        )
+        fid, of = f"throughput.{size}.{c.name}", f"{c.name} ({size})"
+        rates = [x["prompt_tokens"] / x["prefill_s"] for x in ok]
+        ctx = {"prompt_tokens": ok[0]["prompt_tokens"], "measured": "call to first token"}
+        add(f"{fid}.prefill", f"prefill tokens/s, {of}", rates, "tokens/s", None, ctx)
+        rates = [x["decode_tokens"] / x["decode_s"] for x in ok]
+        ctx = {"decode_tokens": ok[0]["decode_tokens"], "measured": "first token to last"}
+        decode = add(f"{fid}.decode", f"decode tokens/s, {of}", rates, "tokens/s", None, ctx)
         device = bandwidth.get("mlx_device" if c.backend == "mlx" else "torch_device")
-        best = bandwidth.get("best", {}).get(device)
-        if best is None:
+        if (best := bandwidth.get("best", {}).get(device)) is None:
             continue
         per_token = stats[c.variant]["bytes_per_token"]
         bound = [gbs * 1e9 / per_token for gbs in best["values"]]
-        bound_figure = results.add(
-            f"throughput.{size}.{c.name}.decode_bound",
-            f"decode bound, {c.name} ({size})",
-            bound,
-            "tokens/s",
-            context={
-                "bandwidth_figure": best["id"],
-                "bytes_per_token": per_token,
-                "memory": device,
-            },
+        ctx = {"bandwidth_figure": best["id"], "bytes_per_token": per_token, "memory": device}
+        bound_figure = add(
+            f"{fid}.decode_bound", f"decode bound, {of}", bound, "tokens/s", None, ctx
         )
-        results.add(
-            f"throughput.{size}.{c.name}.decode_over_bound",
-            f"decode / bound, {c.name} ({size})",
-            [v / bound_figure["median"] for v in decode["values"]],
-            "ratio",
-            context={"bound_tokens_per_s": bound_figure["median"]},
-        )
+        median = bound_figure["median"]
+        shares = [v / median for v in decode["values"]]
+        ctx = {"bound_tokens_per_s": median}
+        add(f"{fid}.decode_over_bound", f"decode / bound, {of}", shares, "ratio", None, ctx)

@@ -1,12 +1,5 @@
-"""The model lock's cost at a load (#29): the first load of a locked model hashes every file,
-a later one only stats them (athena.modellock remembers each verified file by device, inode,
-size and mtime_ns).
-
-    nox -s bench -- --only files
-
-The files are sparse (holes read as zeros without touching the disk), so the first load's
-figure is sha256's throughput on this CPU, a floor for a real disk; the later load's is the
-stat calls. Full run: 6 shards of 2.3 GB, OLMoE-1B-7B's 13.8 GB in bf16; --quick: 6 x 8 MiB.
+"""The model lock's cost at a load (#29): the first load of a locked model hashes every file
+(sparse, so sha256's throughput on this CPU), a later one only stats them.
 """
 
 from __future__ import annotations
@@ -21,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from athena import modellock
 from bench.common import Results
 
-GROUP = "files"
 SHARDS = 6
 SHARD_BYTES = 2_300_000_000
 
@@ -46,16 +38,11 @@ def measure(results: Results, work: Path, *, quick: bool) -> None:
     total = SHARDS * shard_bytes
     context = {"what": f"{SHARDS} sparse shards, {total / 1e9:.2f} GB", "bytes": total}
     label = f"model lock, first load: hash {total / 1e9:.2f} GB"
-    results.add("files.model_lock_first", label, first, "s", group=GROUP, context=context)
+    results.add("files.model_lock_first", label, first, "s", None, context)
     label = "model lock, later load: stat the remembered files"
-    results.add("files.model_lock_later", label, later, "s", group=GROUP, context=context)
-    results.add(
-        "files.model_lock_hash_rate",
-        "sha256 throughput",
-        [total / 1e9 / min(first)],
-        "GB/s",
-        group=GROUP,
-    )
+    results.add("files.model_lock_later", label, later, "s", None, context)
+    rate = [total / 1e9 / min(first)]
+    results.add("files.model_lock_hash_rate", "sha256 throughput", rate, "GB/s")
 
 
 def _first_and_later(project: Path, *, repeats: int) -> tuple[list[float], list[float]]:

@@ -1,10 +1,8 @@
 """Loader overhead, load time, peak memory, and decode/prefill speed on generated OLMoE checkpoints.
 
-Per checkpoint size, every configuration of CONFIGS runs in its own fresh interpreter
-(bench/worker.py), once per round; rounds alternate the order inside each athena/raw pair, so
-slow drift on a shared machine hits both sides alike. athena-mlx-q4 quantizes after loading
-(its peak holds the float32 weights too). Targets (issue #6): bench/model_figures.py, which
-makes the figures; bench/README.md says how each is measured.
+Every configuration of CONFIGS runs in its own fresh interpreter once per round; rounds alternate
+the order inside each athena/raw pair. bench/model_figures.py makes the figures; bench/README.md
+says how each is measured.
 """
 
 from __future__ import annotations
@@ -53,31 +51,24 @@ BY_NAME = {c.name: c for c in CONFIGS}
 
 
 def checkpoint_stats(folder: Path) -> dict[str, Any]:
-    """Bytes and parameters of a checkpoint, and the bytes a decode step reads.
-
-    Expert tensors (`.experts.` in Hugging Face naming, `.switch_mlp.` after mlx_lm.convert)
-    are read for top_k of num_experts experts per token; the input embedding table for one
-    row; every other tensor in full. `active_params` is the issue's count (non-expert params
-    + top_k experts' params per layer); `bytes_per_token` is what the bandwidth bound uses.
-    """
+    """Bytes and parameters of a checkpoint, and the bytes a decode step reads (bench/README.md:
+    experts `.experts.` / `.switch_mlp.` at top_k / num_experts, one row of the embedding)."""
     from athena.source import read_safetensors_header
 
     config = json.loads((folder / "config.json").read_text())
     top_k, experts, vocab = (
-        config[k] for k in ("num_experts_per_tok", "num_experts", "vocab_size")
+        config["num_experts_per_tok"],
+        config["num_experts"],
+        config["vocab_size"],
     )
-    total_bytes = expert_bytes = embed_bytes = 0
-    total_params = expert_params = 0
+    total_bytes = expert_bytes = embed_bytes = total_params = expert_params = 0
     for file in sorted(folder.glob("*.safetensors")):
         for name, info in read_safetensors_header(file).items():
             start, end = info["data_offsets"]
-            nbytes = end - start
-            count = math.prod(info["shape"])
-            total_bytes += nbytes
-            total_params += count
+            nbytes, count = end - start, math.prod(info["shape"])
+            total_bytes, total_params = total_bytes + nbytes, total_params + count
             if ".experts." in name or ".switch_mlp." in name:
-                expert_bytes += nbytes
-                expert_params += count
+                expert_bytes, expert_params = expert_bytes + nbytes, expert_params + count
             elif "embed_tokens" in name:
                 embed_bytes += nbytes
     fraction = top_k / experts
@@ -111,36 +102,28 @@ def measure(
     bandwidth: dict[str, Any],
     quick: bool = False,
 ) -> dict[str, Any]:
-    """Run every available configuration on every size; return the checkpoints' stats.
-
-    `quick` leaves out QUICK_LEAVES_OUT (the smoke run keeps one configuration of each kind)."""
+    """Run every available configuration (`quick`: but QUICK_LEAVES_OUT) on every size; return
+    the checkpoints' stats."""
     have = {m: importable(m) for m in ("mlx", "mlx_lm", "torch", "transformers")}
     have["athena.models.olmoe"] = importable("athena.models.olmoe")
-    wanted = [c for c in CONFIGS if not (quick and c.name in QUICK_LEAVES_OUT)]
-    configs = [c for c in wanted if all(have[m] for m in c.needs())]
-    for c in wanted:
-        if c not in configs:
-            missing = ", ".join(m for m in c.needs() if not have[m])
+    configs = []
+    for c in CONFIGS:
+        if quick and c.name in QUICK_LEAVES_OUT:
+            continue
+        if missing := ", ".join(m for m in c.needs() if not have[m]):
+            reason = f"{missing} not importable here (install the torch / mlx-cpu groups)"
             for size in sizes:
-                results.skip(
-                    f"load.{size}.{c.name}",
-                    f"{c.name} ({size})",
-                    f"{missing} not importable here (install the torch / mlx-cpu groups)",
-                )
+                results.skip(f"load.{size}.{c.name}", f"{c.name} ({size})", reason)
+        else:
+            configs.append(c)
     checkpoints: dict[str, Any] = {}
     for size in sizes:
         folder = Path(tempfile.mkdtemp(dir=work, prefix=f"ckpt-{size}-"))
         try:
             checkpoints[size] = _measure_size(
-                results,
-                folder,
-                size,
-                configs,
-                rounds[size],
-                max_tokens[size],
-                generate_repeats[size],
-                bandwidth,
-            )
+                results, folder, size, configs, rounds[size], max_tokens[size],
+                generate_repeats[size], bandwidth,
+            )  # fmt: skip
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     return checkpoints
@@ -159,8 +142,7 @@ def _measure_size(
     print(f"checkpoint {size}: writing and converting", flush=True)
     bits = [b for b in (8, 4) if any(c.variant == f"q{b}" for c in configs)]
     prepared = run_worker({"task": "prepare", "size": size, "out": str(folder), "bits": bits})
-    variants: tuple[str, ...] = ("fp32", "q8", "q4")
-    paths: dict[str, str] = {k: prepared[k] for k in variants if k in prepared}
+    paths: dict[str, str] = {k: prepared[k] for k in ("fp32", "q8", "q4") if k in prepared}
     stats = {variant: checkpoint_stats(Path(p)) for variant, p in paths.items()}
     configs = [c for c in configs if c.variant in paths]
     print(
@@ -173,16 +155,14 @@ def _measure_size(
     errors: dict[str, str] = {}
     for r in range(rounds):
         for c in _round_order(configs, r):
-            spec = {
+            spec: dict[str, Any] = {
                 "task": "generate",
                 "impl": c.impl,
                 "backend": c.backend,
-                "model": paths[c.variant],
-                "quantize_bits": c.quantize_bits,
                 "prompt": PROMPT,
-                "max_tokens": max_tokens,
-                "generate_repeats": generate_repeats,
             }
+            spec.update(model=paths[c.variant], quantize_bits=c.quantize_bits)
+            spec.update(max_tokens=max_tokens, generate_repeats=generate_repeats)
             try:
                 runs[c.name].append(run_worker(spec))
             except (WorkerError, TimeoutError) as error:
@@ -191,7 +171,12 @@ def _measure_size(
         print(f"  round {r + 1}/{rounds} done", flush=True)
     from bench.model_figures import add_figures  # it imports this module's configurations
 
-    add_figures(results, size, configs, runs, errors, stats, bandwidth, max_tokens)
+    add_figures(results, size, configs, runs, errors, stats, bandwidth)
+    texts = {name: next((x["text"] for x in rs if x), None) for name, rs in runs.items()}
+    kept = {
+        name: [None if x is None else {k: v for k, v in x.items() if k != "text"} for x in rs]
+        for name, rs in runs.items()
+    }
     return {
         "variants": stats,
         "write_s": prepared.get("write_s"),
@@ -199,13 +184,8 @@ def _measure_size(
         "max_tokens": max_tokens,
         "generate_repeats": generate_repeats,
         "rounds": rounds,
-        "generated_text": {
-            name: next((x["text"] for x in rs if x), None) for name, rs in runs.items()
-        },
-        "runs": {
-            name: [None if x is None else {k: v for k, v in x.items() if k != "text"} for x in rs]
-            for name, rs in runs.items()
-        },
+        "generated_text": texts,
+        "runs": kept,
     }
 
 

@@ -1,10 +1,5 @@
-"""The preflight's peak-memory estimate against the measured peak RSS of a real load (#16).
-
-    nox -s bench -- --only preflight            # tiny, small and medium (or --sizes ...)
-
-Each row of ROWS loads in a fresh child (`python bench/preflight.py '<spec>'`) that reports its
-own peak RSS; the parent estimates the same load from the headers alone. Target: estimate /
-measured within 0.8-1.25. How the peak is read, per OS: bench/README.md, "Preflight".
+"""The preflight's peak-memory estimate against the measured peak RSS of a real load (#16): each
+row of ROWS loads in a fresh child (this file) that reports its own peak RSS (bench/README.md).
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     RESULT_MARK,
+    MiB,
     Results,
     Target,
     WorkerError,
@@ -31,7 +27,6 @@ from bench.common import (
 )
 from bench.runners import import_backend
 
-MiB = 1 << 20
 TARGET = Target("<=", 1.25, "estimate within 0.8-1.25x of the measured peak RSS")
 SIZES = ("tiny", "small", "medium")
 
@@ -61,8 +56,7 @@ QUICK_ROWS = ("mlx-float32", "transformers-bfloat16", "mlx-q4-converted")
 def measure(
     results: Results, work: Path, *, sizes: list[str], quick: bool = False
 ) -> dict[str, Any]:
-    """Every row (QUICK_ROWS if `quick`) on every size; returns the per-row estimates and
-    measurements."""
+    """Every row (QUICK_ROWS if `quick`) on every size; the per-row estimates and measurements."""
     from athena import preflight
     from athena.checkpoints import write_tiny_olmoe
 
@@ -79,50 +73,35 @@ def measure(
         for row in ROWS:
             if quick and row.name not in QUICK_ROWS:
                 continue
-            fid = f"preflight.{size}.{row.name}"
-            path = paths.get(row.checkpoint)
-            if not have[row.backend] or path is None:
-                results.skip(fid, f"{row.name} ({size})", f"{row.backend} not here")
+            fid, of = f"preflight.{size}.{row.name}", f"{row.name} ({size})"
+            if not have[row.backend] or (path := paths.get(row.checkpoint)) is None:
+                results.skip(fid, of, f"{row.backend} not here")
                 continue
             info = preflight.inspect_model(path)
             estimate = preflight.estimate_peak(
                 info, backend=row.backend, dtype=row.dtype, quantize_bits=row.quantize_bits
             )
             spec = {"model": path, "backend": row.backend, "dtype": row.dtype}
-            spec["quantize_bits"] = row.quantize_bits
             try:
-                measured = run_worker(spec, script=Path(__file__))
+                measured = run_worker(
+                    {**spec, "quantize_bits": row.quantize_bits}, script=Path(__file__)
+                )
             except (WorkerError, TimeoutError) as error:
-                results.skip(fid, f"{row.name} ({size})", str(error))
+                results.skip(fid, of, str(error))
                 continue
             ratio = estimate.peak / measured["peak_rss"]
             growth = measured["peak_rss"] - measured["rss_after_import"]
-            context = {
-                "checkpoint": row.checkpoint,
-                "weight_bytes": info.weight_bytes,
-                "estimate": estimate_parts(estimate),
-                "measured": measured,
-                "estimate_without_runtime_over_rss_growth": (estimate.peak - estimate.runtime)
-                / max(growth, 1),
-            }
+            context = {"checkpoint": row.checkpoint, "weight_bytes": info.weight_bytes}
+            context.update(estimate=estimate_parts(estimate), measured=measured)
+            context["estimate_without_runtime_over_rss_growth"] = (
+                estimate.peak - estimate.runtime
+            ) / max(growth, 1)
+            label = f"estimate / measured peak RSS, {of}"
+            results.add(f"{fid}.ratio", label, [ratio], "ratio", None, context)
+            ctx = {"estimate_MiB": estimate.peak / MiB, "peak_MiB": measured["peak_rss"] / MiB}
+            ctx["peak_method"] = measured["peak_method"]
             results.add(
-                f"{fid}.ratio",
-                f"estimate / measured peak RSS, {row.name} ({size})",
-                [ratio],
-                "ratio",
-                context=context,
-            )
-            results.add(
-                f"{fid}.off_by",
-                f"max(r, 1/r), {row.name} ({size})",
-                [max(ratio, 1 / ratio)],
-                "ratio",
-                target=TARGET,
-                context={
-                    "estimate_MiB": estimate.peak / MiB,
-                    "peak_MiB": measured["peak_rss"] / MiB,
-                    "peak_method": measured["peak_method"],
-                },
+                f"{fid}.off_by", f"max(r, 1/r), {of}", [max(ratio, 1 / ratio)], "ratio", TARGET, ctx
             )
             rows[row.name] = context
         out[size] = rows

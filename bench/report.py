@@ -45,21 +45,11 @@ def summary(run: dict[str, Any]) -> str:
         f", at end {run.get('load_average_at_end')}. Took {run['duration_s']:.0f} s.",
         "",
     ]
-    for note in run.get("notes", []):
-        lines.append(f"- {note}")
-    if run.get("notes"):
-        lines.append("")
-    targeted = [f for f in run["figures"] if f["target"]]
-    summary = run["targets_summary"]
-    lines += [
-        f"## Targets ({summary['met']} met, {summary['not_met']} not met)",
-        "",
-        HEADER,
-        *[_row(f) for f in targeted],
-        "",
-    ]
-    headline = _headline(run)
-    if headline:
+    lines += [f"- {note}" for note in run.get("notes", [])] + ([""] if run.get("notes") else [])
+    targeted = [_row(f) for f in run["figures"] if f["target"]]
+    met = run["targets_summary"]
+    lines += [f"## Targets ({met['met']} met, {met['not_met']} not met)", "", HEADER, *targeted, ""]
+    if headline := _headline(run):
         lines += ["## Headline figures", "", HEADER, *[_row(f) for f in headline], ""]
     return "\n".join(lines)
 
@@ -105,54 +95,45 @@ def plot(run: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figures = run["figures"]
+    def pick(keep: Any) -> list[dict[str, Any]]:
+        return [f for f in run["figures"] if keep(f)]
+
+    decode = (".decode", ".decode_bound")
     panels = [
-        ("Targets: median, min-max, threshold (|)", [f for f in figures if f["target"]], True),
+        ("Targets: median, min-max, threshold (|)", pick(lambda f: f["target"])),
         (
             "Decode tokens/s: measured vs bandwidth bound",
-            [
-                f
-                for f in figures
-                if f["group"] == "throughput"
-                and (f["id"].endswith(".decode") or f["id"].endswith(".decode_bound"))
-            ],
-            True,
+            pick(lambda f: f["group"] == "throughput" and f["id"].endswith(decode)),
         ),
-        ("Load time (s)", [f for f in figures if f["group"] == "load"], True),
+        ("Load time (s)", pick(lambda f: f["group"] == "load")),
         (
             "Import and environment set-up (s)",
-            [f for f in figures if f["group"] in ("import", "env") and f["unit"] == "s"],
-            True,
+            pick(lambda f: f["group"] in ("import", "env") and f["unit"] == "s"),
         ),
     ]
-    heights = [max(2.0, 0.28 * len(fs) + 0.8) for _, fs, _ in panels]
+    heights = [max(2.0, 0.28 * len(fs) + 0.8) for _, fs in panels]
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, sum(heights)), squeeze=False)
     fig.subplots_adjust(hspace=0.6)
-    for ax, (title, fs, log) in zip(axes[:, 0], panels, strict=True):
+    for ax, (title, fs) in zip(axes[:, 0], panels, strict=True):
         ax.set_title(title, fontsize=10, loc="left")
         if not fs:
             ax.text(0.5, 0.5, "nothing measured", ha="center", va="center")
             ax.set_axis_off()
             continue
-        ys = list(range(len(fs)))
-        med = [f["median"] for f in fs]
-        lo = [f["median"] - f["min"] for f in fs]
-        hi = [f["max"] - f["median"] for f in fs]
-        colors = [
-            "tab:gray" if f["passed"] is None else ("tab:green" if f["passed"] else "tab:red")
-            for f in fs
-        ]
+        ys, med = list(range(len(fs))), [f["median"] for f in fs]
+        err = [[f["median"] - f["min"] for f in fs], [f["max"] - f["median"] for f in fs]]
+        passed = {None: "tab:gray", True: "tab:green", False: "tab:red"}
+        colors = [passed[f["passed"]] for f in fs]
         if title.startswith("Decode"):
             colors = ["tab:orange" if f["id"].endswith("bound") else "tab:blue" for f in fs]
-        ax.barh(ys, med, xerr=[lo, hi], color=colors, alpha=0.8, capsize=2)
+        ax.barh(ys, med, xerr=err, color=colors, alpha=0.8, capsize=2)
         for y, f in zip(ys, fs, strict=True):
             if f["target"]:
                 ax.plot([f["target"]["threshold"]] * 2, [y - 0.4, y + 0.4], color="black", lw=2)
         ax.set_yticks(ys)
         ax.set_yticklabels([f["label"] for f in fs], fontsize=7)
         ax.invert_yaxis()
-        if log:
-            ax.set_xscale("log")
+        ax.set_xscale("log")
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
     m = run["machine"]

@@ -1,11 +1,7 @@
 """athena's benchmarks: `nox -s bench` (or `python bench/run.py`), `--quick` for a smoke run.
 
-Writes <out>/<UTC timestamp>-<host>.json (machine description, every figure with median, min,
-max, quartiles over repeats, its unit, and its target with `passed` as a reported field),
-plus a Markdown table (.md) and a plot (.png) with the same name; <out> is bench/results/runs/
-(ignored by git) unless --out says otherwise. `--save-reference` also makes a full run the
-committed reference for this kind of machine (`save_reference`). Targets are never asserted:
-the exit code is 0 whenever the run completed. See bench/README.md.
+Writes <out>/<UTC time>-<host>.{json,md,png}; targets are reported, never asserted (exit code 0
+whenever the run completed). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -42,60 +38,25 @@ from bench.machine import describe, load_average, machine_kind
 RESULTS = ROOT / "bench" / "results"  # the committed references, one per kind of machine
 RUNS = RESULTS / "runs"  # every run (ignored by git)
 SCHEMA_VERSION = 1
-GROUPS = (
-    "import",
-    "bandwidth",
-    "models",
-    "env",
-    "train",
-    "preflight",
-    "encode",
-    "files",
-    "fit",
-    "router",
-)
+GROUPS: tuple[str, ...] = ("import", "bandwidth", "models", "env", "train", "preflight")
+GROUPS += ("encode", "files", "fit", "router")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke mode: the tiny checkpoint only, 1-2 repeats, pip and nox skipped (~1 min)",
+    add = parser.add_argument
+    add("--quick", action="store_true", help="smoke mode: tiny checkpoint, 1-2 repeats, no pip/nox")
+    add("--out", type=Path, default=RUNS, help="where results go (bench/results/runs/)")
+    add("--sizes", help="checkpoint sizes, comma-separated (default: tiny,medium; --quick: tiny)")
+    add("--rounds", type=int, help="rounds per checkpoint size (default 3; --quick: 1)")
+    add("--only", help=f"run only these groups, comma-separated, of {','.join(GROUPS)}")
+    add(
+        "--fit-shape", choices=("real", "like"), help="fit's checkpoint (default real; quick: like)"
     )
-    parser.add_argument(
-        "--out", type=Path, default=RUNS, help="where results go (bench/results/runs/)"
-    )
-    parser.add_argument(
-        "--sizes",
-        help="checkpoint sizes, comma-separated (default: tiny,medium, and small,medium for "
-        "encode; --quick: tiny)",
-    )
-    parser.add_argument("--rounds", type=int, help="rounds per checkpoint size (default 3; 1)")
-    parser.add_argument(
-        "--only", help=f"run only these groups, comma-separated, of {','.join(GROUPS)}"
-    )
-    parser.add_argument(
-        "--fit-shape",
-        choices=("real", "like"),
-        help="the fit group's checkpoint: OLMoE-1B-7B's real shape (default; --quick: like, "
-        "a small shape with its 64 experts and six shards)",
-    )
-    parser.add_argument(
-        "--fit-options",
-        help="the fit group's options, comma-separated, of "
-        + ",".join(o[0] for o in fit.OPTIONS)
-        + " (default: every one that fits; --quick: mlx-q4,transformers-bfloat16)",
-    )
-    parser.add_argument(
-        "--note", action="append", default=[], help="a note stored in the JSON (repeatable)"
-    )
-    parser.add_argument(
-        "--save-reference",
-        action="store_true",
-        help="also make this full run the committed reference for this kind of machine "
-        "(bench/results/reference-<machine>.*)",
-    )
+    options = ",".join(o[0] for o in fit.OPTIONS)
+    add("--fit-options", help=f"fit's options, comma-separated, of {options} (default: all)")
+    add("--note", action="append", default=[], help="a note stored in the JSON (repeatable)")
+    add("--save-reference", action="store_true", help="also make this full run the reference")
     return parser.parse_args(argv)
 
 
@@ -118,10 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/run.py: unknown group(s) {sorted(unknown)}; use {GROUPS}", file=sys.stderr)
         return 2
     if args.save_reference and (args.quick or args.only):
-        print(
-            "bench/run.py: --save-reference needs a full run of every group; drop --quick/--only",
-            file=sys.stderr,
-        )
+        message = "--save-reference needs a full run of every group; drop --quick/--only"
+        print(f"bench/run.py: {message}", file=sys.stderr)
         return 2
     quick = args.quick
     sizes = args.sizes.split(",") if args.sizes else (["tiny"] if quick else ["tiny", "medium"])
@@ -138,10 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results = Results(notes=list(args.note))
     if quick:
-        results.notes.append(
-            "--quick: smoke mode (tiny checkpoint, 1-2 repeats, pip and nox skipped); "
-            "not figures to quote"
-        )
+        note = "--quick: smoke mode (tiny checkpoint, 1-2 repeats, pip and nox skipped); "
+        results.notes.append(note + "not figures to quote")
     machine = describe()
     print(f"athena bench ({'quick' if quick else 'full'}) on {machine['cpu_model']}", flush=True)
     run: dict[str, Any] = {
@@ -150,15 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         "started_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": [Path(sys.executable).name, *sys.argv],
         "machine": machine,
-        "settings": {
-            "sizes": sizes,
-            "rounds": rounds,
-            "max_tokens": max_tokens,
-            "generate_repeats": generate_repeats,
-            "prompt": models.PROMPT,
-            "groups": sorted(only),
-        },
+        "settings": dict(sizes=sizes, rounds=rounds, max_tokens=max_tokens),
     }
+    run["settings"].update(generate_repeats=generate_repeats, prompt=models.PROMPT)
+    run["settings"]["groups"] = sorted(only)
     bw: dict[str, Any] = {"best": {}, "mlx_device": None, "torch_device": None}
     try:
         if "import" in only:
@@ -168,37 +120,22 @@ def main(argv: list[str] | None = None) -> int:
         run["mlx_device"] = (bw.get("mlx_device_info") or {}).get("default_device")
         if "models" in only:
             run["checkpoints"] = models.measure(
-                results,
-                work,
-                sizes=sizes,
-                rounds=rounds,
-                max_tokens=max_tokens,
-                generate_repeats=generate_repeats,
-                bandwidth=bw,
-                quick=quick,
-            )
+                results, work, sizes=sizes, rounds=rounds, max_tokens=max_tokens,
+                generate_repeats=generate_repeats, bandwidth=bw, quick=quick,
+            )  # fmt: skip
         if "env" in only:
             envsetup.measure(results, work, quick=quick)
         if "train" in only:
             train_bench.measure(results, quick=quick)
         if "preflight" in only:  # issue 16: estimated vs measured peak memory of a load
             preflight_sizes = args.sizes.split(",") if args.sizes else list(preflight.SIZES)
-            run["preflight"] = preflight.measure(
-                results,
-                work,
-                sizes=["tiny"] if quick and not args.sizes else preflight_sizes,
-                quick=quick,
-            )
+            preflight_sizes = ["tiny"] if quick and not args.sizes else preflight_sizes
+            run["preflight"] = preflight.measure(results, work, sizes=preflight_sizes, quick=quick)
         if "fit" in only:  # issue 20: the preflight at real scale
             shape = args.fit_shape or ("like" if quick else "real")
-            run["fit"] = fit.measure(
-                results,
-                work,
-                shape=shape,
-                only=args.fit_options.split(",")
-                if args.fit_options
-                else (["mlx-q4", "transformers-bfloat16"] if quick else None),
-            )
+            options = ["mlx-q4", "transformers-bfloat16"] if quick else None
+            options = args.fit_options.split(",") if args.fit_options else options
+            run["fit"] = fit.measure(results, work, shape=shape, only=options)
         if "router" in only:  # issue 20: the router-safe 4-bit
             router_sizes = args.sizes.split(",") if args.sizes else ["small", "medium"]
             run["router"] = fit.measure_router(

@@ -1,8 +1,7 @@
 """The `generate` task of bench/worker.py: import a backend, load a checkpoint, time generation.
 
-One runner per `impl`: "athena" (OLMoEModel, with `backend` "mlx" or "transformers"),
-"mlx_lm" (raw `mlx_lm.load` + `stream_generate`) or "transformers" (raw
-`AutoModelForCausalLM` + `generate`). Runs in the worker's fresh interpreter only.
+One runner per `impl`: "athena" (OLMoEModel, `backend` "mlx" or "transformers"), "mlx_lm" (raw
+`mlx_lm.load` + `stream_generate`), "transformers" (raw `AutoModelForCausalLM` + `generate`).
 """
 
 from __future__ import annotations
@@ -11,37 +10,24 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import mx_memory, peak_rss, peak_rss_bytes, reset_mx_peak, rss_bytes, torch_device
+from bench.common import mx_memory, peak_rss, reset_mx_peak, rss_bytes, torch_device
 
 
 def generate(spec: dict[str, Any]) -> dict[str, Any]:
-    """Import, load, warm up, time one generation, and report memory at each step.
-
-    Fields: import_s, load_s; e2e_s/e2e_tokens/text: a greedy generation of `max_tokens`
-    from `prompt`, timed from the call to the last token (the figure the overhead targets
-    compare); with `generate_repeats` > 1 the fastest call of that many. Raw impls also give,
-    from per-token timestamps of that same call:
-    prompt_tokens, prefill_s (call to first token) and decode_tokens/decode_s (first token to
-    last). Memory: rss_* (current RSS after each step), peak_rss (this worker's own peak
-    RSS at the end: VmHWM on Linux, ru_maxrss on macOS; peak_method says which),
-    mx_peak_load/mx_peak (mx.get_peak_memory() after load / at the end; None without mlx).
-    """
-    impl = spec["impl"]
-    out: dict[str, Any] = {"impl": impl, "rss_start": rss_bytes()}
+    """Import, load, warm up, time `generate_repeats` greedy generations (the fastest counts),
+    and report memory after each step (bench/README.md says what each figure takes)."""
+    out: dict[str, Any] = {"impl": spec["impl"], "rss_start": rss_bytes()}
     start = time.perf_counter()
-    runner = _RUNNERS[impl](spec)
+    runner = RUNNERS[spec["impl"]](spec)
     out["import_s"] = time.perf_counter() - start
-    out["rss_after_import"] = rss_bytes()
-    out["peak_rss_after_import"] = peak_rss_bytes()
+    out.update(rss_after_import=rss_bytes(), peak_rss_after_import=peak_rss()[0])
     reset_mx_peak()
 
     start = time.perf_counter()
     runner.load()
     out["load_s"] = time.perf_counter() - start
-    out["rss_after_load"] = rss_bytes()
-    out["peak_rss_after_load"] = peak_rss_bytes()
-    out["mx_peak_load"] = mx_memory("peak")
-    out["mx_active_after_load"] = mx_memory("active")
+    out.update(rss_after_load=rss_bytes(), peak_rss_after_load=peak_rss()[0])
+    out.update(mx_peak_load=mx_memory("peak"), mx_active_after_load=mx_memory("active"))
     out["backend"] = runner.backend
 
     # The first call pays one-off costs (kernel set-up, lazy imports inside generate).
@@ -53,9 +39,7 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
         calls.append((time.perf_counter() - start, start, timing))
     # The fastest call: on a shared machine slower calls carry interference (timeit's rule).
     e2e_s, start, timing = min(calls, key=lambda call: call[0])
-    out["e2e_s"] = e2e_s
-    out["e2e_s_all"] = [call[0] for call in calls]
-    out.update(timing.fields(start))
+    out.update(e2e_s=e2e_s, e2e_s_all=[call[0] for call in calls], **timing.fields(start))
     out["rss_end"] = rss_bytes()
     out["peak_rss"], out["peak_method"] = peak_rss()
     out["mx_peak"] = mx_memory("peak")
@@ -84,12 +68,8 @@ class Timing:
 
 
 def import_backend(backend: str) -> None:
-    """Import a backend and its OLMoE model code before load() is timed.
-
-    transformers imports lazily: its OLMoE modeling module alone takes seconds on first use,
-    which would otherwise land in whichever load() runs first. Both athena and the raw runs
-    import the same modules here, so load_s is reading and building the model only.
-    """
+    """Import a backend and its OLMoE model code before load() is timed: transformers imports
+    lazily, and its OLMoE module alone takes seconds, which would land in the first load()."""
     if backend == "mlx":
         import mlx.core  # noqa: F401
         import mlx_lm
@@ -102,35 +82,19 @@ def import_backend(backend: str) -> None:
         transformers.AutoModelForCausalLM, transformers.AutoTokenizer  # noqa: B018
 
 
-class _Runner:
-    backend = "?"
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = spec
-        self.path = spec["model"]
-
-    def load(self) -> None:
-        raise NotImplementedError
-
-    def generate(self, prompt: str, max_tokens: int) -> Timing:
-        raise NotImplementedError
-
-
-class _MlxLm(_Runner):
+class MlxLm:
     """Raw mlx-lm: `mlx_lm.load` + `stream_generate` (greedy: its default sampler is argmax)."""
 
     backend = "mlx"
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        super().__init__(spec)
         import_backend("mlx")
         import mlx_lm
 
-        self.mlx_lm = mlx_lm
+        self.mlx_lm, self.path = mlx_lm, spec["model"]
 
     def load(self) -> None:
-        loaded = self.mlx_lm.load(self.path)
-        self.model, self.tokenizer = loaded[0], loaded[1]
+        self.model, self.tokenizer = self.mlx_lm.load(self.path)[:2]
 
     def generate(self, prompt: str, max_tokens: int) -> Timing:
         text, stamps, prompt_tokens = [], [], None
@@ -143,22 +107,18 @@ class _MlxLm(_Runner):
         return Timing("".join(text), stamps, prompt_tokens)
 
 
-class _Transformers(_Runner):
-    """Raw transformers: `AutoModelForCausalLM.from_pretrained` (float32) + greedy `generate`.
-
-    A streamer records one timestamp per token (its put() is a list append: microseconds
-    against tens of milliseconds per token)."""
+class Transformers:
+    """Raw transformers: `AutoModelForCausalLM.from_pretrained` (float32) + greedy `generate`;
+    a streamer's put() (a list append) stamps each token."""
 
     backend = "transformers"
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        super().__init__(spec)
         import_backend("transformers")
         import torch
         import transformers
 
-        self.torch = torch
-        self.transformers = transformers
+        self.torch, self.transformers, self.path = torch, transformers, spec["model"]
         self.device = torch_device()
 
     def load(self) -> None:
@@ -171,9 +131,8 @@ class _Transformers(_Runner):
 
     def generate(self, prompt: str, max_tokens: int) -> Timing:
         stamps: list[float] = []
-        base = self.transformers.generation.streamers.BaseStreamer
 
-        class Stamps(base):  # type: ignore[misc,valid-type]
+        class Stamps(self.transformers.generation.streamers.BaseStreamer):  # type: ignore[name-defined]
             def put(self, value: Any) -> None:
                 stamps.append(time.perf_counter())
 
@@ -181,36 +140,27 @@ class _Transformers(_Runner):
                 pass
 
         ids = self.tokenizer(prompt, return_tensors="pt").input_ids.to(self.device)
+        pad = self.tokenizer.pad_token_id
         with self.torch.inference_mode():
             out = self.model.generate(
-                ids,
-                max_new_tokens=max_tokens,
-                do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id,
-                streamer=Stamps(),
+                ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=pad, streamer=Stamps()
             )
-        new = out[0, ids.shape[1] :]
+        text = self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
         # put() is called once with the prompt, then once per new token.
-        return Timing(
-            self.tokenizer.decode(new, skip_special_tokens=True), stamps[1:], int(ids.shape[1])
-        )
+        return Timing(text, stamps[1:], int(ids.shape[1]))
 
 
-class _Athena(_Runner):
+class Athena:
     """athena's `OLMoEModel.load()` + `generate()`; the backend's package is imported first
     (and timed as import), so load_s compares with the raw load alone."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        super().__init__(spec)
-        self.backend = spec["backend"]
+        self.backend, self.path = spec["backend"], spec["model"]
         import_backend(self.backend)
         from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
-        fields: dict[str, Any] = {
-            "model_name": self.path,
-            "use_mlx": self.backend == "mlx",
-            "temperature": 0.0,
-        }
+        fields: dict[str, Any] = {"model_name": self.path, "use_mlx": self.backend == "mlx"}
+        fields["temperature"] = 0.0
         if self.backend == "mlx":
             fields["mlx_model_path"] = self.path
         if spec.get("quantize_bits"):
@@ -228,8 +178,4 @@ class _Athena(_Runner):
         return Timing(text, None, None)
 
 
-_RUNNERS: dict[str, type[_Runner]] = {
-    "mlx_lm": _MlxLm,
-    "transformers": _Transformers,
-    "athena": _Athena,
-}
+RUNNERS: dict[str, Any] = {"mlx_lm": MlxLm, "transformers": Transformers, "athena": Athena}

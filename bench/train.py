@@ -1,11 +1,5 @@
-"""GRPO training of the MemoryActionHead: steps/s and states/s on 1 and 2 ranks (issue #13).
-
-Each measurement is `python -m athena.heads.ring_check` in fresh processes: one rank plainly,
-two ranks with `mlx.launch -n 2 --backend ring` on loopback (both on this machine, sharing
-its cores: what two Macs would gain is the 1-rank figure per Mac minus the communication).
-The head has OLMoE-1B-7B's input size (2048), so the gradients averaged per step are the
-real head's (about 2.1 MB in float32). The share of time in communication is the all_sum's
-wall time over the step's.
+"""GRPO training of the MemoryActionHead: steps/s and states/s on 1 and 2 ranks (issue #13),
+each a `python -m athena.heads.ring_check` in fresh processes (bench/README.md, "train").
 """
 
 from __future__ import annotations
@@ -20,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Results, tail
+from bench.common import ROOT, Results, importable, tail
 
 HIDDEN_SIZE = 2048
 BATCH_SIZE = 32
@@ -65,35 +59,23 @@ def run_check(ranks: int, steps: int, timeout: float = 600.0) -> dict[str, Any]:
 def measure(results: Results, *, quick: bool) -> None:
     rounds, steps = (1, 5) if quick else (3, 30)
     print(f"train: GRPO on the head, {rounds} round(s) of {steps} steps per rank count", flush=True)
-    try:
-        import mlx.core  # noqa: F401
-    except ImportError:
+    if not importable("mlx.core"):
+        reason = "mlx is not installed (the mlx-cpu group on Linux)"
         for ranks in (1, 2):
-            results.skip(
-                f"train.{ranks}rank.steps_per_s",
-                f"GRPO steps/s, {ranks} rank(s)",
-                "mlx is not installed (the mlx-cpu group on Linux)",
-            )
+            results.skip(f"train.{ranks}rank.steps_per_s", f"GRPO steps/s, {ranks} rank(s)", reason)
         return
     runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     for _ in range(rounds):  # interleaved, so load changes hit both alike
         runs[1].append(run_check(1, steps))
         if _launcher() is not None:
             runs[2].append(run_check(2, steps))
-    context = {
-        "hidden_size": HIDDEN_SIZE,
-        "batch_size": BATCH_SIZE,
-        "group_size": GROUP_SIZE,
-        "steps": steps,
-        "transport": "ring on loopback, both ranks on this machine",
-    }
+    context: dict[str, Any] = {"hidden_size": HIDDEN_SIZE, "batch_size": BATCH_SIZE}
+    context["group_size"] = GROUP_SIZE
+    context.update(steps=steps, transport="ring on loopback, both ranks on this machine")
     for ranks, found in runs.items():
         if not found:
-            results.skip(
-                f"train.{ranks}rank.steps_per_s",
-                f"GRPO steps/s, {ranks} ranks",
-                "mlx.launch not found",
-            )
+            label = f"GRPO steps/s, {ranks} ranks"
+            results.skip(f"train.{ranks}rank.steps_per_s", label, "mlx.launch not found")
             continue
         label = f"{ranks} rank" + ("s" if ranks > 1 else "")
         figures = [
@@ -106,6 +88,6 @@ def measure(results: Results, *, quick: bool) -> None:
                 ("allreduce_bytes_per_update", "bytes averaged per update", "bytes"),
             ]
         for key, name, unit in figures:
-            values = [r[key] for r in found]
-            fid = f"train.{ranks}rank.{key}"
-            results.add(fid, name, values, unit, context=context)
+            results.add(
+                f"train.{ranks}rank.{key}", name, [r[key] for r in found], unit, None, context
+            )

@@ -1,11 +1,5 @@
-"""`athena doctor --verify-files` on the whole environment (#21): every installed file of every
-distribution of this Python hashed against its RECORD, in the doctor's child process.
-
-    nox -s bench -- --only files
-
-Figures: the wall time of the check (seconds), and the files and bytes it read. The first
-repeat may read from disk, the later ones from the page cache: the median is the warm figure,
-the max the cold one (as cold as this machine's cache allows).
+"""`athena doctor --verify-files` on the whole environment (#21), in the doctor's child process:
+its wall time (the median warm, the max as cold as this machine's cache allows) and the files.
 """
 
 from __future__ import annotations
@@ -59,5 +53,5 @@ def measure(results: Results, *, quick: bool) -> None:
         "bytes": installed_bytes(names),
         "packages_that_differ": differences,
     }
-    results.add("files.verify_all", label, seconds, "s", context=context)
+    results.add("files.verify_all", label, seconds, "s", None, context)
     results.add("files.count", "files verified", [files], "files")
