@@ -27,6 +27,7 @@ from athena.doctor.sections.audit import audit_checks
 from athena.doctor.sections.memory import memory_checks
 from athena.doctor.sections.mlx import MLX_STEP_NAMES, mlx_checks, mlx_policy
 from athena.doctor.sections.model import model_checks
+from athena.doctor.sections.models import models_checks
 from athena.doctor.sections.packages import PACKAGES, distributions, files_check, package_checks
 from athena.doctor.sections.smoke import smoke_checks
 from athena.doctor.sections.system import (
@@ -50,11 +51,13 @@ def run_doctor(
     timeout: float = DEFAULT_TIMEOUT,
     model: str | None = None,
     verify_files: list[str] | None = None,
+    action_head: Path | None = None,
 ) -> Report:
     """Every check, on `python` (default: this interpreter) and the checkout at `root`
     (default: found from this file or the working directory). `host` replaces the real
     machine (the simulated-Mac tests). `verify_files`: check the installed files of these
-    packages ([]: every locked one) against their RECORD."""
+    packages ([]: every locked one) against their RECORD. `action_head`: the head file whose
+    sha256 goes into the fingerprint."""
     root = root or find_project_root()
     env = run_probe(python, ("env",), timeout=timeout)
     python_info = env_info(env, root)
@@ -109,6 +112,7 @@ def run_doctor(
     memory_checks(report, host)
     if model is not None:
         model_checks(report, host, model)
+    models, head = models_checks(report, root, action_head)
     if audit:
         audit_checks(report, host, root, installed, python_info["executable"])
     if smoke:
@@ -122,6 +126,8 @@ def run_doctor(
         probe=probe,
         pin=pin,
         flake=flake,
+        models=models,
+        action_head=head,
     )
     return report
 
@@ -173,6 +179,13 @@ def add_arguments(parser: Any) -> None:
         "against the sha256 its wheel's RECORD lists: changed, missing and added files",
     )
     parser.add_argument(
+        "--action-head",
+        metavar="FILE",
+        type=Path,
+        help="the action head file the runs attach (OLMoEConfig.action_head_path): its sha256 "
+        "goes into the fingerprint",
+    )
+    parser.add_argument(
         "--timeout",
         default=DEFAULT_TIMEOUT,
         help="seconds allowed for each probe process (default %(default)s)",
@@ -212,6 +225,7 @@ def run(args: Any) -> int:
         timeout=float(args.timeout),
         model=args.model,
         verify_files=getattr(args, "verify_files", None),
+        action_head=getattr(args, "action_head", None),
     )
     print(report.to_json() if args.json else report.render())
     return report.exit_code
@@ -231,7 +245,11 @@ def run_compare(args: Any) -> int:
         (a, b), names = others, (str(args.compare[0]), str(args.compare[1]))
     else:
         here = run_doctor(
-            python=args.python, root=args.project, timeout=float(args.timeout), audit=False
+            python=args.python,
+            root=args.project,
+            timeout=float(args.timeout),
+            audit=False,
+            action_head=getattr(args, "action_head", None),
         )
         host = here.fingerprint.get("hostname") or "here"
         names = (f"this machine ({host})", str(args.compare[0]))

@@ -4,13 +4,13 @@ that `athena doctor --compare` diffs (compare.py).
 It holds the sha256 of uv.lock, each locked package's installed version (whether the lock pins
 it) and build (the wheel's tags; the locked wheel's file and sha256), the Python, the OS, the
 chip, Metal, mlx's default device, the wired limit, the nixpkgs revision flake.lock pins, and
-the environment variables that change how uv, athena, mlx, the hub client and Python behave:
-a fixed list, with the credentials taken out, so that the report is safe to send.
+the environment variables that change how uv, athena, mlx, the hub client and Python behave
+(a fixed list, with the credentials taken out, so that the report is safe to send), the sha256
+of models.lock, each locked model's commit and state, and the action head's sha256.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -23,6 +23,7 @@ from athena.doctor.names import normalize
 from athena.doctor.probe import ProbeResult
 from athena.doctor.report import SCHEMA_PATH, shareable
 from athena.doctor.sections.memory import WIRED_LIMIT_MACOS
+from athena.doctor.sections.models import file_sha256
 from athena.doctor.sections.system import python_minor
 from athena.host import Host
 
@@ -31,9 +32,9 @@ FINGERPRINT = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))["properties"][
 ENV_NAMES = tuple(FINGERPRINT["properties"]["env"]["required"])
 
 
-def file_sha256(path: Path) -> str | None:
+def lock_sha256(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 
@@ -112,10 +113,15 @@ def fingerprint(
     pin: str | None,
     flake: str | None = None,
     environ: Mapping[str, str] | None = None,
+    models: Mapping[str, Any] | None = None,
+    action_head: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The fingerprint block of a report (schema.json's `fingerprint`)."""
     return {
-        "uv_lock_sha256": file_sha256(root / "uv.lock") if root else None,
+        "uv_lock_sha256": lock_sha256(root / "uv.lock") if root else None,
+        "models_lock_sha256": lock_sha256(root / "models.lock") if root else None,
+        "models": dict(models or {}),
+        "action_head": None if action_head is None else dict(action_head),
         "packages": locked_packages(lock, distributions),
         "python": {
             "version": python.get("version"),
