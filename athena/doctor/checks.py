@@ -1,12 +1,5 @@
-"""Build the doctor's report: system and the checkout's files, packages (and, with
---verify-files, their installed files), the four imports, MLX core, memory, the CUDA audit,
-and an optional smoke generation (one module each in athena/doctor/sections/), and the
-command line of `athena doctor` and scripts/verify_env.py.
-
-What cannot exist on Linux comes from `athena.host.Host` (tests replace it to simulate a Mac); the
-rest is real: the packages and imports are read from the Python being checked, and the MLX
-checks run in a child process of it (see probe.py).
-"""
+"""`athena doctor` and scripts/verify_env.py: the sections composed into a report
+(docs/doctor.md); the Host seam is the only thing tests replace."""
 
 from __future__ import annotations
 

@@ -1,17 +1,5 @@
-"""`athena doctor --compare`: two reports' fingerprints, side by side, differences only.
-
-Each difference has a severity and, where one exists, the command that aligns the two
-machines: what breaks reproducibility (uv.lock, a package's version or build, the Python
-minor version or implementation, the platform, mlx's default device, a behaviour variable,
-models.lock, a locked model's commit or unverified files, the action head),
-what may change numerics (chip, OS release, Metal, the nixpkgs pin) and what is informational
-(memory, hostname, Python patch version, the wired limit). The exit code is 1 when something
-that breaks reproducibility differs.
-
-A report is read bounded, checked against schema.json and for what a verdict needs before it
-is compared; every value from it is shown through `report.shown` (escaped, bounded), and only
-names of the right grammar go into a command, through `shlex.quote`.
-"""
+"""`athena doctor --compare`: two reports' fingerprints, differences only, by severity, each
+with its fix (docs/doctor.md, "Two machines"). Reports are read bounded, checked, shown escaped."""
 
 from __future__ import annotations
 

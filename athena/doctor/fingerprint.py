@@ -1,13 +1,5 @@
-"""The report's fingerprint: everything that makes two machines compute alike, in one block
-that `athena doctor --compare` diffs (compare.py).
-
-It holds the sha256 of uv.lock, each locked package's installed version (whether the lock pins
-it) and build (the wheel's tags; the locked wheel's file and sha256), the Python, the OS, the
-chip, Metal, mlx's default device, the wired limit, the nixpkgs revision flake.lock pins, and
-the environment variables that change how uv, athena, mlx, the hub client and Python behave
-(a fixed list, with the credentials taken out, so that the report is safe to send), the sha256
-of models.lock, each locked model's commit and state, and the action head's sha256.
-"""
+"""The report's fingerprint: what makes two machines compute alike (docs/doctor.md, "Two
+machines"), diffed by compare.py."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""Reference numerics: does this machine compute the team's numbers?
-
-The canonical tiny checkpoint (`write_tiny_olmoe(size="tiny", seed=0, dtype="float32")`, the
-same bytes everywhere) has a committed reference, reference/tiny.json, made by
-scripts/make_smoke_reference.py with plain transformers in float32: the prompt's token ids,
-the logits at fixed positions, and the greedy continuation. `athena doctor --smoke` loads the
-checkpoint on the mlx path (and on the transformers path when torch is installed) and compares.
-
-Importing this module is cheap: numpy, mlx, transformers and torch are imported when used.
-"""
+"""Reference numerics (`--smoke`): the canonical tiny checkpoint against reference/tiny.json
+(docs/doctor.md). numpy, mlx, transformers and torch are imported when used."""
 
 from __future__ import annotations
 

@@ -8,8 +8,7 @@ from typing import Any
 
 from athena.doctor import audit as cuda_audit
 from athena.doctor.report import Check, Report
-from athena.doctor.targets import TARGETS
-from athena.doctor.uvtree import uv_executable
+from athena.doctor.uvtree import TARGETS, uv_executable
 from athena.host import Host
 
 

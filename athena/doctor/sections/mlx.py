@@ -1,6 +1,4 @@
-"""The imports and mlx sections, from the probe's child process (probe_child.MLX_STEPS: the
-four imports, then array ops, eval, laziness, default device, device info, quantization),
-whether mlx must work here, and Metal."""
+"""The imports and mlx sections, from the probe (probe_child.MLX_STEPS), and Metal."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""The smoke section (`--smoke`): the canonical tiny OLMoE checkpoint (numerics.py), written
-once, loaded with the chosen backend to generate 4 tokens (`smoke.generate`), then on the mlx
-path and, when torch is installed, the transformers path, with its logits and greedy ids
-compared to the committed reference (`smoke.reference_mlx`, `smoke.reference_transformers`)."""
+"""The smoke section (`--smoke`): generate 4 tokens from the tiny checkpoint, then compare
+the mlx (and transformers) logits and greedy ids with the reference (numerics.py)."""
 
 from __future__ import annotations
 
