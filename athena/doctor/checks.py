@@ -231,26 +231,22 @@ def run_compare(args: Any) -> int:
 
     try:
         others = [compare.load_report(path) for path in args.compare]
+        names = (str(args.compare[0]), str(args.compare[-1]))
+        if len(others) == 1:
+            head, timeout = getattr(args, "action_head", None), float(args.timeout)
+            here = run_doctor(
+                python=args.python,
+                root=args.project,
+                timeout=timeout,
+                audit=False,
+                action_head=head,
+            )
+            names = (f"this machine ({here.fingerprint.get('hostname') or 'here'})", names[0])
+            others.insert(0, compare.check_report(json.loads(here.to_json()), names[0]))
     except compare.CompareError as error:
         print(f"athena doctor --compare: {error}", file=sys.stderr)
         return 2
-    if len(others) == 2:
-        (a, b), names = others, (str(args.compare[0]), str(args.compare[1]))
-    else:
-        here = run_doctor(
-            python=args.python,
-            root=args.project,
-            timeout=float(args.timeout),
-            audit=False,
-            action_head=getattr(args, "action_head", None),
-        )
-        host = here.fingerprint.get("hostname") or "here"
-        names = (f"this machine ({host})", str(args.compare[0]))
-        try:
-            a, b = compare.check_report(json.loads(here.to_json()), names[0]), others[0]
-        except compare.CompareError as error:
-            print(f"athena doctor --compare: {error}", file=sys.stderr)
-            return 2
+    a, b = others
     breaking, expected = compare.compare(a, b)
     if args.json:
         print(json.dumps(compare.to_dict(names, breaking, expected), indent=2, default=str))

@@ -76,24 +76,6 @@ def locked_packages(
     return packages
 
 
-def mlx_device(probe: ProbeResult | None) -> str | None:
-    """mlx's default device as the probe saw it ("Device(gpu, 0)"), or None when not probed."""
-    if probe is None:
-        return None
-    step = probe.step("mlx.default_device") or {}
-    return str(step["device"]) if step.get("ok") and step.get("device") else None
-
-
-def wired_limit(host: Host) -> dict[str, Any] | None:
-    """macOS only: whether mx.set_wired_limit works (15+) and sysctl iogpu.wired_limit_mb."""
-    if not host.is_mac:
-        return None
-    return {
-        "supported": (host.macos_version or ()) >= WIRED_LIMIT_MACOS,
-        "iogpu_wired_limit_mb": host.sysctl.get("iogpu.wired_limit_mb"),
-    }
-
-
 def fingerprint(
     *,
     host: Host,
@@ -109,6 +91,8 @@ def fingerprint(
     action_head: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The fingerprint block of a report (schema.json's `fingerprint`)."""
+    device = (probe.step("mlx.default_device") or {}) if probe else {}  # as the probe saw it
+    wired = (host.macos_version or ()) >= WIRED_LIMIT_MACOS  # mx.set_wired_limit works
     return {
         "uv_lock_sha256": lock_sha256(root / "uv.lock") if root else None,
         "models_lock_sha256": lock_sha256(root / "models.lock") if root else None,
@@ -131,8 +115,13 @@ def fingerprint(
         "hostname": platform.node() or None,
         "total_memory": host.total_memory,
         "metal": None if host.metal is None else host.metal.available,
-        "mlx_device": mlx_device(probe),
-        "wired_limit": wired_limit(host),
+        "mlx_device": str(device["device"]) if device.get("ok") and device.get("device") else None,
+        "wired_limit": {
+            "supported": wired,
+            "iogpu_wired_limit_mb": host.sysctl.get("iogpu.wired_limit_mb"),
+        }
+        if host.is_mac
+        else None,
         "env": behaviour_env(os.environ if environ is None else environ, root),
         "flake_nixpkgs": flake,
     }

@@ -70,11 +70,8 @@ def run_probe(
             env=env,
             check=False,
         )
-        stdout, result.stderr, result.returncode = (
-            completed.stdout,
-            completed.stderr,
-            completed.returncode,
-        )
+        stdout, result.stderr = completed.stdout, completed.stderr
+        result.returncode = completed.returncode
     except subprocess.TimeoutExpired as error:
         stdout = _text(error.stdout)
         result.stderr = _text(error.stderr)

@@ -9,7 +9,6 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
 
 STEP_PREFIX = "ATHENA-PROBE "
 
@@ -235,7 +234,6 @@ def default_device() -> dict:
     import mlx.core as mx
 
     device = mx.default_device()
-    metal = None
     try:
         metal = bool(mx.metal.is_available())
     except Exception:
@@ -255,10 +253,6 @@ def device_info() -> dict:
     return {"info": {str(key): value for key, value in dict(info).items()}}
 
 
-def scalar(array: Any) -> float:
-    return float(array.item())
-
-
 def quantize_round_trip() -> dict:
     """4-bit affine quantization, group 64: each value comes back within one step of its group."""
     import mlx.core as mx
@@ -268,8 +262,8 @@ def quantize_round_trip() -> dict:
     packed, scales, biases = mx.quantize(w, group_size=group_size, bits=bits)
     restored = mx.dequantize(packed, scales, biases, group_size=group_size, bits=bits)
     error = mx.abs(w - restored).reshape(128, 256 // group_size, group_size).max(axis=-1)
-    ratio = scalar((error / mx.abs(scales)).max())
-    relative = scalar(mx.abs(w - restored).mean() / mx.abs(w).mean())
+    ratio = float((error / mx.abs(scales)).max().item())  # type: ignore[arg-type]
+    relative = float((mx.abs(w - restored).mean() / mx.abs(w).mean()).item())  # type: ignore[arg-type]
     result = {
         "bits": bits,
         "group_size": group_size,

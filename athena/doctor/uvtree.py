@@ -132,19 +132,8 @@ def run_uv_tree(root: Path, target: Target, *extra: str, uv: str | None = None) 
     uv = uv or uv_executable()
     if uv is None:
         raise UvError("uv is not on PATH; install uv (https://docs.astral.sh/uv/) to audit uv.lock")
-    command = [
-        uv,
-        "tree",
-        "--locked",
-        "--offline",
-        "--no-progress",
-        "--color",
-        "never",
-        "--python-platform",
-        target.python_platform,
-        *target.group_args,
-        *extra,
-    ]
+    command = [uv, "tree", "--locked", "--offline", "--no-progress", "--color", "never"]
+    command += ["--python-platform", target.python_platform, *target.group_args, *extra]
     # without credentials (it works offline), so that its messages cannot repeat them
     shared = {name: shareable(name, value) for name, value in os.environ.items()}
     env = {name: value for name, value in shared.items() if value is not None}
