@@ -46,11 +46,9 @@ def run_doctor(
     verify_files: list[str] | None = None,
     action_head: Path | None = None,
 ) -> Report:
-    """Every check, on `python` (default: this interpreter) and the checkout at `root`
-    (default: found from this file or the working directory). `host` replaces the real
-    machine (the simulated-Mac tests). `verify_files`: check the installed files of these
-    packages ([]: every locked one) against their RECORD. `action_head`: the head file whose
-    sha256 goes into the fingerprint."""
+    """Every check, on `python` (default: this one) and the checkout `root` (default: found).
+    `host` replaces the real machine (the simulated-Mac tests); `verify_files`: these packages'
+    files against RECORD ([]: every locked one); `action_head`: a head file to fingerprint."""
     root = root or find_project_root()
     env = run_probe(python, ("env",), timeout=timeout)
     python_info = env_info(env, root)
