@@ -1,16 +1,5 @@
-"""The CUDA-package audit: a Mac (and the default Linux install) must never pull CUDA.
-
-Two levels:
-- lock: for each target, the packages uv itself says it would install from uv.lock
-  (`uv tree --locked --python-platform ...`), checked against CUDA_PATTERNS; each offender
-  comes with the chains that pull it in (`uv tree --invert --package NAME`; uvtree.py runs uv).
-- installed: the distributions of an environment (importlib.metadata), same patterns.
-
-Targets: darwin-arm64 with every dependency group, and Linux x86_64 with every group except
-torch (the default groups plus mlx-cpu). The torch group is opt-in, never default, because
-PyPI's Linux torch is a CUDA build (nvidia-*, triton): pulling CUDA there is by design, so
-that group is not part of the Linux lock audit. Extras: uv tree shows every extra.
-"""
+"""The CUDA-package audit of uv.lock per target (`uv tree`) and of the installed
+distributions (docs/doctor.md, "The CUDA audit")."""
 
 from __future__ import annotations
 
@@ -24,8 +13,14 @@ from typing import Any
 from athena.doctor.lock import damaged_file
 from athena.doctor.names import normalize, requirement_name
 from athena.doctor.probe_child import distributions as installed_distributions
-from athena.doctor.targets import TARGETS, Target
-from athena.doctor.uvtree import UvError, chains_from_inverted, parse_tree, run_uv_tree
+from athena.doctor.uvtree import (
+    TARGETS,
+    Target,
+    UvError,
+    chains_from_inverted,
+    parse_tree,
+    run_uv_tree,
+)
 
 # Package names (PEP 503 normalized) that only make sense with an NVIDIA GPU.
 CUDA_PATTERNS = (

@@ -1,12 +1,5 @@
-"""Build the doctor's report: system and the checkout's files, packages (and, with
---verify-files, their installed files), the four imports, MLX core, memory, the CUDA audit,
-and an optional smoke generation (one module each in athena/doctor/sections/), and the
-command line of `athena doctor` and scripts/verify_env.py.
-
-What cannot exist on Linux comes from `athena.host.Host` (tests replace it to simulate a Mac); the
-rest is real: the packages and imports are read from the Python being checked, and the MLX
-checks run in a child process of it (see probe.py).
-"""
+"""`athena doctor` and scripts/verify_env.py: the sections composed into a report
+(docs/doctor.md); the Host seam is the only thing tests replace."""
 
 from __future__ import annotations
 
@@ -27,6 +20,7 @@ from athena.doctor.sections.audit import audit_checks
 from athena.doctor.sections.memory import memory_checks
 from athena.doctor.sections.mlx import MLX_STEP_NAMES, mlx_checks, mlx_policy
 from athena.doctor.sections.model import model_checks
+from athena.doctor.sections.models import models_checks
 from athena.doctor.sections.packages import PACKAGES, distributions, files_check, package_checks
 from athena.doctor.sections.smoke import smoke_checks
 from athena.doctor.sections.system import (
@@ -50,11 +44,11 @@ def run_doctor(
     timeout: float = DEFAULT_TIMEOUT,
     model: str | None = None,
     verify_files: list[str] | None = None,
+    action_head: Path | None = None,
 ) -> Report:
-    """Every check, on `python` (default: this interpreter) and the checkout at `root`
-    (default: found from this file or the working directory). `host` replaces the real
-    machine (the simulated-Mac tests). `verify_files`: check the installed files of these
-    packages ([]: every locked one) against their RECORD."""
+    """Every check, on `python` (default: this one) and the checkout `root` (default: found).
+    `host` replaces the real machine (the simulated-Mac tests); `verify_files`: these packages'
+    files against RECORD ([]: every locked one); `action_head`: a head file to fingerprint."""
     root = root or find_project_root()
     env = run_probe(python, ("env",), timeout=timeout)
     python_info = env_info(env, root)
@@ -109,6 +103,7 @@ def run_doctor(
     memory_checks(report, host)
     if model is not None:
         model_checks(report, host, model)
+    models, head = models_checks(report, root, action_head)
     if audit:
         audit_checks(report, host, root, installed, python_info["executable"])
     if smoke:
@@ -122,6 +117,8 @@ def run_doctor(
         probe=probe,
         pin=pin,
         flake=flake,
+        models=models,
+        action_head=head,
     )
     return report
 
@@ -173,6 +170,13 @@ def add_arguments(parser: Any) -> None:
         "against the sha256 its wheel's RECORD lists: changed, missing and added files",
     )
     parser.add_argument(
+        "--action-head",
+        metavar="FILE",
+        type=Path,
+        help="the action head file the runs attach (OLMoEConfig.action_head_path): its sha256 "
+        "goes into the fingerprint",
+    )
+    parser.add_argument(
         "--timeout",
         default=DEFAULT_TIMEOUT,
         help="seconds allowed for each probe process (default %(default)s)",
@@ -212,6 +216,7 @@ def run(args: Any) -> int:
         timeout=float(args.timeout),
         model=args.model,
         verify_files=getattr(args, "verify_files", None),
+        action_head=getattr(args, "action_head", None),
     )
     print(report.to_json() if args.json else report.render())
     return report.exit_code
@@ -224,22 +229,22 @@ def run_compare(args: Any) -> int:
 
     try:
         others = [compare.load_report(path) for path in args.compare]
+        names = (str(args.compare[0]), str(args.compare[-1]))
+        if len(others) == 1:
+            head, timeout = getattr(args, "action_head", None), float(args.timeout)
+            here = run_doctor(
+                python=args.python,
+                root=args.project,
+                timeout=timeout,
+                audit=False,
+                action_head=head,
+            )
+            names = (f"this machine ({here.fingerprint.get('hostname') or 'here'})", names[0])
+            others.insert(0, compare.check_report(json.loads(here.to_json()), names[0]))
     except compare.CompareError as error:
         print(f"athena doctor --compare: {error}", file=sys.stderr)
         return 2
-    if len(others) == 2:
-        (a, b), names = others, (str(args.compare[0]), str(args.compare[1]))
-    else:
-        here = run_doctor(
-            python=args.python, root=args.project, timeout=float(args.timeout), audit=False
-        )
-        host = here.fingerprint.get("hostname") or "here"
-        names = (f"this machine ({host})", str(args.compare[0]))
-        try:
-            a, b = compare.check_report(json.loads(here.to_json()), names[0]), others[0]
-        except compare.CompareError as error:
-            print(f"athena doctor --compare: {error}", file=sys.stderr)
-            return 2
+    a, b = others
     breaking, expected = compare.compare(a, b)
     if args.json:
         print(json.dumps(compare.to_dict(names, breaking, expected), indent=2, default=str))

@@ -1,16 +1,5 @@
-"""`athena doctor --compare`: two reports' fingerprints, side by side, differences only.
-
-Each difference has a severity and, where one exists, the command that aligns the two
-machines: what breaks reproducibility (uv.lock, a package's version or build, the Python
-minor version or implementation, the platform, mlx's default device, a behaviour variable),
-what may change numerics (chip, OS release, Metal, the nixpkgs pin) and what is informational
-(memory, hostname, Python patch version, the wired limit). The exit code is 1 when something
-that breaks reproducibility differs.
-
-A report is read bounded, checked against schema.json and for what a verdict needs before it
-is compared; every value from it is shown through `report.shown` (escaped, bounded), and only
-names of the right grammar go into a command, through `shlex.quote`.
-"""
+"""`athena doctor --compare`: two reports' fingerprints, differences only, by severity, each
+with its fix (docs/doctor.md, "Two machines"). Reports are read bounded, checked, shown escaped."""
 
 from __future__ import annotations
 
@@ -31,9 +20,13 @@ SYNC = "`uv sync --locked` on both (it makes .venv with the Python .python-versi
 COMMIT = "check out the same commit on both, then `uv sync --locked`"
 DEVICE = "set ATHENA_MLX_DEVICE alike on both (or unset it on both)"
 FLAKE = "check out the same flake.lock on both, then `nix develop`"
+MODELS = "check out the same models.lock on both, then `athena models sync`"
+HEAD = "copy the same action head file to both (the one OLMoEConfig.action_head_path names)"
 # (label, dotted path in the fingerprint, severity, the command that aligns the two machines)
 FIELDS = (
     ("uv.lock sha256", "uv_lock_sha256", BREAKS, COMMIT),
+    ("models.lock sha256", "models_lock_sha256", BREAKS, MODELS),
+    ("action head sha256", "action_head.sha256", BREAKS, HEAD),
     ("Python minor version", "python.minor", BREAKS, SYNC),
     ("Python implementation", "python.implementation", BREAKS, SYNC),
     ("platform", "os.target", BREAKS, None),
@@ -162,10 +155,30 @@ def _variable(name: str, a: Any, b: Any, fa: Any, fb: Any) -> list[Difference]:
     return [Difference(f"${name}", a, b, "(unset)", BREAKS, fix if quoted else NOT_A_NAME)]
 
 
+def _model(name: str, a: Any, b: Any, fa: Any, fb: Any) -> list[Difference]:
+    """Another commit (or the model on one side only), or its files not verified on a side.
+    The commands take no name: `athena models verify` and `sync` check every locked model."""
+    a, b = _map(a), _map(b)
+    if a.get("commit") != b.get("commit"):
+        fix = "`athena models sync` on both after aligning models.lock"
+        return [
+            Difference(f"model {name}", a.get("commit"), b.get("commit"), "(not locked)", fix=fix)
+        ]
+    fixes = [
+        f"`athena models {'verify' if m.get('state') == 'unverified' else 'sync'}` on {side}"
+        for side, m in (("A", a), ("B", b))
+        if m.get("state") != "verified"
+    ]
+    if not fixes:
+        return []
+    return [Difference(f"model {name} files", a.get("state"), b.get("state"), fix="; ".join(fixes))]
+
+
 # The keyed sections of a fingerprint: (its key, the rows for one name found on either side).
 SECTIONS: tuple[tuple[str, Callable[[str, Any, Any, Any, Any], list[Difference]]], ...] = (
     ("packages", _package),
     ("env", _variable),
+    ("models", _model),
 )
 
 

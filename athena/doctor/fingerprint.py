@@ -1,16 +1,8 @@
-"""The report's fingerprint: everything that makes two machines compute alike, in one block
-that `athena doctor --compare` diffs (compare.py).
-
-It holds the sha256 of uv.lock, each locked package's installed version (whether the lock pins
-it) and build (the wheel's tags; the locked wheel's file and sha256), the Python, the OS, the
-chip, Metal, mlx's default device, the wired limit, the nixpkgs revision flake.lock pins, and
-the environment variables that change how uv, athena, mlx, the hub client and Python behave:
-a fixed list, with the credentials taken out, so that the report is safe to send.
-"""
+"""The report's fingerprint: what makes two machines compute alike (docs/doctor.md, "Two
+machines"), diffed by compare.py."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -23,6 +15,7 @@ from athena.doctor.names import normalize
 from athena.doctor.probe import ProbeResult
 from athena.doctor.report import SCHEMA_PATH, shareable
 from athena.doctor.sections.memory import WIRED_LIMIT_MACOS
+from athena.doctor.sections.models import file_sha256
 from athena.doctor.sections.system import python_minor
 from athena.host import Host
 
@@ -31,9 +24,9 @@ FINGERPRINT = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))["properties"][
 ENV_NAMES = tuple(FINGERPRINT["properties"]["env"]["required"])
 
 
-def file_sha256(path: Path) -> str | None:
+def lock_sha256(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 
@@ -83,24 +76,6 @@ def locked_packages(
     return packages
 
 
-def mlx_device(probe: ProbeResult | None) -> str | None:
-    """mlx's default device as the probe saw it ("Device(gpu, 0)"), or None when not probed."""
-    if probe is None:
-        return None
-    step = probe.step("mlx.default_device") or {}
-    return str(step["device"]) if step.get("ok") and step.get("device") else None
-
-
-def wired_limit(host: Host) -> dict[str, Any] | None:
-    """macOS only: whether mx.set_wired_limit works (15+) and sysctl iogpu.wired_limit_mb."""
-    if not host.is_mac:
-        return None
-    return {
-        "supported": (host.macos_version or ()) >= WIRED_LIMIT_MACOS,
-        "iogpu_wired_limit_mb": host.sysctl.get("iogpu.wired_limit_mb"),
-    }
-
-
 def fingerprint(
     *,
     host: Host,
@@ -112,10 +87,17 @@ def fingerprint(
     pin: str | None,
     flake: str | None = None,
     environ: Mapping[str, str] | None = None,
+    models: Mapping[str, Any] | None = None,
+    action_head: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The fingerprint block of a report (schema.json's `fingerprint`)."""
+    device = (probe.step("mlx.default_device") or {}) if probe else {}  # as the probe saw it
+    wired = (host.macos_version or ()) >= WIRED_LIMIT_MACOS  # mx.set_wired_limit works
     return {
-        "uv_lock_sha256": file_sha256(root / "uv.lock") if root else None,
+        "uv_lock_sha256": lock_sha256(root / "uv.lock") if root else None,
+        "models_lock_sha256": lock_sha256(root / "models.lock") if root else None,
+        "models": dict(models or {}),
+        "action_head": None if action_head is None else dict(action_head),
         "packages": locked_packages(lock, distributions),
         "python": {
             "version": python.get("version"),
@@ -133,8 +115,13 @@ def fingerprint(
         "hostname": platform.node() or None,
         "total_memory": host.total_memory,
         "metal": None if host.metal is None else host.metal.available,
-        "mlx_device": mlx_device(probe),
-        "wired_limit": wired_limit(host),
+        "mlx_device": str(device["device"]) if device.get("ok") and device.get("device") else None,
+        "wired_limit": {
+            "supported": wired,
+            "iogpu_wired_limit_mb": host.sysctl.get("iogpu.wired_limit_mb"),
+        }
+        if host.is_mac
+        else None,
         "env": behaviour_env(os.environ if environ is None else environ, root),
         "flake_nixpkgs": flake,
     }

@@ -1,9 +1,5 @@
-"""The checkout and the files that pin it: pyproject.toml, uv.lock (each package's versions
-and wheels), .python-version and flake.lock.
-
-Every reader either returns what it read or raises ProjectFileError: one sentence that names
-the file, says what is wrong with it and what to do. Nothing else escapes, whatever the bytes.
-"""
+"""The checkout's pinning files (pyproject.toml, uv.lock, .python-version, flake.lock): each
+reader returns what it read or raises ProjectFileError, one sentence with the fix."""
 
 from __future__ import annotations
 

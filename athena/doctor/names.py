@@ -1,9 +1,5 @@
-"""Package names, requirement names, versions and wheel tags, parsed by `packaging` (in every
-synced env: transformers and huggingface-hub depend on it).
-
-scripts/verify_env.py also runs under a bare Python >= 3.9 that has no `packaging`: for that
-case only, the few lines below the ImportError do the same for well-formed input.
-"""
+"""Package names, versions and wheel tags via `packaging`; below each ImportError fallback,
+the same for well-formed input under a bare Python >= 3.9 (scripts/verify_env.py)."""
 
 from __future__ import annotations
 

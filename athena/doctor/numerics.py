@@ -1,13 +1,5 @@
-"""Reference numerics: does this machine compute the team's numbers?
-
-The canonical tiny checkpoint (`write_tiny_olmoe(size="tiny", seed=0, dtype="float32")`, the
-same bytes everywhere) has a committed reference, reference/tiny.json, made by
-scripts/make_smoke_reference.py with plain transformers in float32: the prompt's token ids,
-the logits at fixed positions, and the greedy continuation. `athena doctor --smoke` loads the
-checkpoint on the mlx path (and on the transformers path when torch is installed) and compares.
-
-Importing this module is cheap: numpy, mlx, transformers and torch are imported when used.
-"""
+"""Reference numerics (`--smoke`): the canonical tiny checkpoint against reference/tiny.json
+(docs/doctor.md). numpy, mlx, transformers and torch are imported when used."""
 
 from __future__ import annotations
 
@@ -23,7 +15,6 @@ CHECKPOINT = {"size": "tiny", "seed": 0, "dtype": "float32"}
 PROMPT = "The quick brown fox jumps over the lazy dog"
 GREEDY_TOKENS = 8
 TOLERANCE = 1e-4  # max |logit - reference| allowed
-DIGITS = 7  # decimals kept in the JSON (rounding adds < 1e-7)
 # The one command that rewrites reference/tiny.json (after a change to athena/checkpoints/).
 REGENERATE = "uv run --locked --group torch python scripts/make_smoke_reference.py"
 
@@ -46,83 +37,6 @@ def checkpoint_hashes(path: Path) -> dict[str, str]:
         for file in sorted(Path(path).iterdir())
         if file.is_file()
     }
-
-
-def positions(count: int) -> list[int]:
-    """The fixed positions whose logits are compared: first, middle, last token."""
-    return sorted({0, count // 2, count - 1})
-
-
-def make_reference(path: Path) -> dict[str, Any]:
-    """The reference for the checkpoint at `path`, from plain transformers in float32."""
-    import torch
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
-    ).eval()
-    ids = [int(i) for i in tokenizer(PROMPT)["input_ids"]]
-    with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0].float()
-        output = model.generate(
-            torch.tensor([ids]),
-            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-            max_new_tokens=GREEDY_TOKENS,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    greedy = [int(i) for i in output[0, len(ids) :].tolist()]
-    if tokenizer.eos_token_id in greedy:  # athena's backends stop before the eos token
-        greedy = greedy[: greedy.index(tokenizer.eos_token_id)]
-    return {
-        "schema": REFERENCE_SCHEMA,
-        "made_by": "scripts/make_smoke_reference.py (transformers, float32, CPU)",
-        "regenerate": REGENERATE,
-        "checkpoint": {**CHECKPOINT, "sha256": checkpoint_hashes(path)},
-        "made_with": {"transformers": transformers.__version__, "torch": torch.__version__},
-        "tolerance": TOLERANCE,
-        "prompt": PROMPT,
-        "prompt_ids": ids,
-        "logits": {
-            str(p): [round(float(x), DIGITS) for x in logits[p].tolist()]
-            for p in positions(len(ids))
-        },
-        "greedy_tokens": GREEDY_TOKENS,
-        "greedy_ids": greedy,
-    }
-
-
-def to_json(reference: Mapping[str, Any]) -> str:
-    """The file's text: one line per field and per logits row, so a diff shows what moved."""
-    items = []
-    for key, value in reference.items():
-        if key == "logits":
-            rows = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items())
-            items.append(f'  "logits": {{\n{rows}\n  }}')
-        else:
-            items.append(f"  {json.dumps(key)}: {json.dumps(value)}")
-    return "{\n" + ",\n".join(items) + "\n}\n"
-
-
-def stale_fields(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> list[str]:
-    """What differs between two references: every field exactly, but `made_with` (versions,
-    informational) and the logits, which may move in the last digits with another torch build
-    or CPU (by at most 1e-5, ten times below the doctor's tolerance)."""
-    stale = [
-        key
-        for key in sorted(set(committed) | set(fresh))
-        if key not in ("made_with", "logits") and committed.get(key) != fresh.get(key)
-    ]
-    rows_a, rows_b = committed.get("logits") or {}, fresh.get("logits") or {}
-    if set(rows_a) != set(rows_b) or any(
-        len(rows_a[k]) != len(rows_b[k])
-        or max(abs(a - b) for a, b in zip(rows_a[k], rows_b[k], strict=True)) > 1e-5
-        for k in rows_a
-    ):
-        stale.append("logits")
-    return stale
 
 
 def load_reference(path: Path | None = None) -> dict[str, Any]:

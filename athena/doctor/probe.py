@@ -1,9 +1,5 @@
-"""Run probe_child.py in a child process of the Python being checked and read its lines.
-
-A child process because a broken mlx install can take its interpreter down (a segfault or an
-abort in libmlx): the doctor then reports the step that crashed and the error text instead of
-crashing itself.
-"""
+"""Run probe_child.py in a child of the checked Python: a broken mlx that kills its
+interpreter becomes a failed step, not a crashed doctor."""
 
 from __future__ import annotations
 
@@ -74,11 +70,8 @@ def run_probe(
             env=env,
             check=False,
         )
-        stdout, result.stderr, result.returncode = (
-            completed.stdout,
-            completed.stderr,
-            completed.returncode,
-        )
+        stdout, result.stderr = completed.stdout, completed.stderr
+        result.returncode = completed.returncode
     except subprocess.TimeoutExpired as error:
         stdout = _text(error.stdout)
         result.stderr = _text(error.stderr)

@@ -1,15 +1,6 @@
-"""The probe that runs in a child process of the Python being checked.
-
-Self-contained on purpose: it is run as `python path/to/probe_child.py MODE`, with neither
-athena nor the working folder on sys.path, by any Python >= 3.9. It prints one JSON object per
-line and flushes after each, so when a broken mlx install kills the process (a segfault, an
-abort in a native library), the lines already printed survive and the parent knows which step
-crashed.
-
-Modes: `env` (interpreter facts and installed distributions), `mlx` (the four imports and
-the MLX core checks; each step catches its own exception and reports its text) and `files
-[NAME...]` (each distribution's installed files against its RECORD).
-"""
+"""The probe, run as `python probe_child.py MODE` in a child of the checked Python (>= 3.9),
+without athena on sys.path: self-contained. One JSON line per step, flushed, so the lines
+before a crash survive. Modes: `env`, `mlx`, `files [NAME...]`."""
 
 from __future__ import annotations
 
@@ -18,7 +9,6 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
 
 STEP_PREFIX = "ATHENA-PROBE "
 
@@ -163,28 +153,20 @@ def run_step(step: str, function: Callable[[], dict]) -> dict | None:
     return fields
 
 
-def import_mlx() -> dict:
-    import mlx
+def imported(module: str, *names: str) -> Callable[[], dict]:
+    """A step that imports `module` and reports its `__path__`/`__version__` or `names`."""
 
-    return {"path": getattr(mlx, "__path__", [None])[0]}
+    def step() -> dict:
+        import importlib
 
+        found = importlib.import_module(module)
+        if names:
+            return {name: callable(getattr(found, name)) for name in names}
+        if module == "mlx":
+            return {"path": getattr(found, "__path__", [None])[0]}
+        return {"version": getattr(found, "__version__", None)}
 
-def import_mlx_core() -> dict:
-    import mlx.core as mx
-
-    return {"version": getattr(mx, "__version__", None)}
-
-
-def import_mlx_lm() -> dict:
-    import mlx_lm
-
-    return {"version": getattr(mlx_lm, "__version__", None)}
-
-
-def import_load_generate() -> dict:
-    from mlx_lm import generate, load
-
-    return {"load": callable(load), "generate": callable(generate)}
+    return step
 
 
 def array_ops() -> dict:
@@ -252,7 +234,6 @@ def default_device() -> dict:
     import mlx.core as mx
 
     device = mx.default_device()
-    metal = None
     try:
         metal = bool(mx.metal.is_available())
     except Exception:
@@ -272,10 +253,6 @@ def device_info() -> dict:
     return {"info": {str(key): value for key, value in dict(info).items()}}
 
 
-def scalar(array: Any) -> float:
-    return float(array.item())
-
-
 def quantize_round_trip() -> dict:
     """4-bit affine quantization, group 64: each value comes back within one step of its group."""
     import mlx.core as mx
@@ -285,8 +262,8 @@ def quantize_round_trip() -> dict:
     packed, scales, biases = mx.quantize(w, group_size=group_size, bits=bits)
     restored = mx.dequantize(packed, scales, biases, group_size=group_size, bits=bits)
     error = mx.abs(w - restored).reshape(128, 256 // group_size, group_size).max(axis=-1)
-    ratio = scalar((error / mx.abs(scales)).max())
-    relative = scalar(mx.abs(w - restored).mean() / mx.abs(w).mean())
+    ratio = float((error / mx.abs(scales)).max().item())  # type: ignore[arg-type]
+    relative = float((mx.abs(w - restored).mean() / mx.abs(w).mean()).item())  # type: ignore[arg-type]
     result = {
         "bits": bits,
         "group_size": group_size,
@@ -301,18 +278,14 @@ def quantize_round_trip() -> dict:
     return result
 
 
+LOAD = "from mlx_lm import load, generate"
 # The mlx probe's steps, named once: (step, check id, title, function). The probe runs them
 # in order; the doctor's imports and mlx sections, its checks and the fingerprint read them.
 MLX_STEPS = (
-    ("import mlx", "imports.mlx", "import mlx", import_mlx),
-    ("import mlx.core", "imports.mlx_core", "import mlx.core", import_mlx_core),
-    ("import mlx_lm", "imports.mlx_lm", "import mlx_lm", import_mlx_lm),
-    (
-        "from mlx_lm import load, generate",
-        "imports.mlx_lm_load_generate",
-        "from mlx_lm import load, generate",
-        import_load_generate,
-    ),
+    ("import mlx", "imports.mlx", "import mlx", imported("mlx")),
+    ("import mlx.core", "imports.mlx_core", "import mlx.core", imported("mlx.core")),
+    ("import mlx_lm", "imports.mlx_lm", "import mlx_lm", imported("mlx_lm")),
+    (LOAD, "imports.mlx_lm_load_generate", LOAD, imported("mlx_lm", "load", "generate")),
     ("mlx.array_ops", "mlx.array_ops", "array ops (matmul, sum)", array_ops),
     ("mlx.eval", "mlx.eval", "mx.eval", evaluate),
     ("mlx.lazy", "mlx.lazy", "lazy evaluation deferred", lazy),

@@ -26,7 +26,7 @@ JSON_TYPES: dict[str, Any] = {
     "null": type(None),
 }
 STATUSES = ("pass", "warn", "fail", "skip", "info")
-SECTIONS = ("system", "packages", "imports", "mlx", "memory", "model", "audit", "smoke")
+SECTIONS = ("system", "packages", "imports", "mlx", "memory", "model", "models", "audit", "smoke")
 
 
 @dataclass

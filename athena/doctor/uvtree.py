@@ -1,5 +1,5 @@
-"""`uv tree` for the CUDA audit (audit.py): run it for one target of uv.lock, parse its text,
-and turn `uv tree --invert` into the chains that pull a package in."""
+"""`uv tree` for the CUDA audit (audit.py): the platform views of uv.lock it checks, running
+uv for one, parsing its text, and the chains of `uv tree --invert`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,37 @@ from pathlib import Path
 from athena.doctor.lock import FIXES
 from athena.doctor.names import normalize
 from athena.doctor.report import shareable, shown
-from athena.doctor.targets import Target
+
+# Groups allowed to pull CUDA on Linux: PyPI's Linux torch wheel depends on nvidia-* and triton.
+LINUX_CUDA_GROUPS = ("torch",)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One platform view of uv.lock."""
+
+    name: str  # darwin-arm64, linux-x86_64
+    python_platform: str  # uv's --python-platform
+    group_args: tuple[str, ...]  # which dependency groups uv includes
+    scope: str  # said in the report
+
+
+TARGETS = (
+    Target(
+        "darwin-arm64",
+        "aarch64-apple-darwin",
+        ("--all-groups",),
+        "every dependency group and extra",
+    ),
+    Target(
+        "linux-x86_64",
+        "x86_64-unknown-linux-gnu",
+        ("--all-groups", *(f"--no-group={group}" for group in LINUX_CUDA_GROUPS)),
+        "every group but torch, and every extra: the opt-in torch group is left out because "
+        "PyPI's Linux torch is a CUDA build (nvidia-*, triton) by design",
+    ),
+)
+TARGETS_BY_NAME = {target.name: target for target in TARGETS}
 
 
 @dataclass(frozen=True)
@@ -102,19 +132,8 @@ def run_uv_tree(root: Path, target: Target, *extra: str, uv: str | None = None) 
     uv = uv or uv_executable()
     if uv is None:
         raise UvError("uv is not on PATH; install uv (https://docs.astral.sh/uv/) to audit uv.lock")
-    command = [
-        uv,
-        "tree",
-        "--locked",
-        "--offline",
-        "--no-progress",
-        "--color",
-        "never",
-        "--python-platform",
-        target.python_platform,
-        *target.group_args,
-        *extra,
-    ]
+    command = [uv, "tree", "--locked", "--offline", "--no-progress", "--color", "never"]
+    command += ["--python-platform", target.python_platform, *target.group_args, *extra]
     # without credentials (it works offline), so that its messages cannot repeat them
     shared = {name: shareable(name, value) for name, value in os.environ.items()}
     env = {name: value for name, value in shared.items() if value is not None}

@@ -27,10 +27,20 @@ def reference() -> dict[str, Any]:
     return numerics.load_reference()
 
 
+@pytest.fixture(scope="module")
+def script() -> Any:
+    """scripts/make_smoke_reference.py, imported from its path."""
+    spec = importlib.util.spec_from_file_location("make_smoke_reference", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.torch
 @pytest.mark.slow
 def test_the_committed_reference_is_what_the_script_makes_today(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    script: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Regenerates it; after a change to the tiny checkpoint this fails until the one command
     (numerics.REGENERATE) is run and its output committed."""
@@ -40,10 +50,6 @@ def test_the_committed_reference_is_what_the_script_makes_today(
     )
     assert check.returncode == 0, check.stderr
     # The same script, in this process, on a stale copy: exit 1 and the command to run.
-    spec = importlib.util.spec_from_file_location("make_smoke_reference", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     stale = tmp_path / "stale.json"
     text = numerics.REFERENCE_PATH.read_text().replace('"greedy_tokens": 8', '"greedy_tokens": 9')
     stale.write_text(text)
@@ -52,22 +58,22 @@ def test_the_committed_reference_is_what_the_script_makes_today(
         capsys.readouterr().err
     )
     assert script.main(["--output", str(stale)]) == 0
-    assert numerics.stale_fields(numerics.load_reference(), numerics.load_reference(stale)) == []
+    assert script.stale_fields(numerics.load_reference(), numerics.load_reference(stale)) == []
 
 
-def test_stale_fields_allows_only_last_digit_noise(reference: dict[str, Any]) -> None:
+def test_stale_fields_allows_only_last_digit_noise(reference: dict[str, Any], script: Any) -> None:
     noisy = copy.deepcopy(reference)
     first = next(iter(noisy["logits"]))
     noisy["logits"][first][0] += 5e-6
     noisy["made_with"] = {"torch": "another build"}
-    assert numerics.stale_fields(reference, noisy) == []
+    assert script.stale_fields(reference, noisy) == []
     noisy["logits"][first][0] += 5e-5
     noisy["prompt_ids"] = noisy["prompt_ids"][:-1]
-    assert numerics.stale_fields(reference, noisy) == ["prompt_ids", "logits"]
+    assert script.stale_fields(reference, noisy) == ["prompt_ids", "logits"]
 
 
 def test_the_reference_is_for_todays_canonical_checkpoint(
-    reference: dict[str, Any], tmp_path: Path
+    reference: dict[str, Any], script: Any, tmp_path: Path
 ) -> None:
     path = numerics.write_checkpoint(tmp_path)
     numerics.check_checkpoint(reference, path)  # raises when the bytes changed
@@ -75,7 +81,7 @@ def test_the_reference_is_for_todays_canonical_checkpoint(
     assert reference["prompt"] == numerics.PROMPT
     assert reference["regenerate"] == numerics.REGENERATE
     count = len(reference["prompt_ids"])
-    assert [int(p) for p in reference["logits"]] == numerics.positions(count)
+    assert [int(p) for p in reference["logits"]] == script.positions(count)
     assert 0 < len(reference["greedy_ids"]) <= reference["greedy_tokens"]
     (path / "tokenizer.json").write_text("{}")
     with pytest.raises(numerics.ReferenceError, match=r"tokenizer\.json differ") as error:
@@ -148,7 +154,7 @@ def test_smoke_matches_the_reference_on_mlx_and_transformers() -> None:
 @pytest.mark.mlx
 @pytest.mark.slow
 def test_smoke_fails_with_the_hint_when_the_numbers_differ(
-    reference: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    reference: dict[str, Any], script: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A reference 1e-3 away (what a broken kernel or another device looks like) fails."""
     require_mlx()
@@ -156,7 +162,7 @@ def test_smoke_fails_with_the_hint_when_the_numbers_differ(
     position = next(iter(shifted["logits"]))
     shifted["logits"][position] = [x + 1e-3 for x in shifted["logits"][position]]
     path = tmp_path / "tiny.json"
-    path.write_text(numerics.to_json(shifted))
+    path.write_text(script.to_json(shifted))
     monkeypatch.setattr(numerics, "REFERENCE_PATH", path)
     report = Report("0", {}, {}, {})
     smoke_checks(report, generate=False)

@@ -8,8 +8,7 @@ from typing import Any
 
 from athena.doctor import audit as cuda_audit
 from athena.doctor.report import Check, Report
-from athena.doctor.targets import TARGETS
-from athena.doctor.uvtree import uv_executable
+from athena.doctor.uvtree import TARGETS, uv_executable
 from athena.host import Host
 
 
@@ -38,21 +37,14 @@ def audit_checks(
         if result.offenders:
             chains = [" -> ".join(o.chains[0]) if o.chains else o.name for o in result.offenders]
             detail += f"; pulled in by: {'; '.join(chains)}"
-        status, hint, data = (
-            "pass" if result.ok else "fail",
-            cuda_audit.hint(result),
-            result.to_dict(),
-        )
-        report.add(Check(check_id, title, status, detail, True, hint=hint, data=data))
+        status, hint = "pass" if result.ok else "fail", cuda_audit.hint(result)
+        report.add(Check(check_id, title, status, detail, True, hint, result.to_dict()))
     installed = cuda_audit.audit_installed(distributions, environment=environment)
     data = installed.to_dict()
     detail, hint = installed.summary(), cuda_audit.hint(installed)
     status = "pass" if installed.ok else "fail"
-    if (
-        not installed.ok
-        and host.is_linux
-        and cuda_audit.explained_by_torch(installed, distributions)
-    ):
+    torch = host.is_linux and cuda_audit.explained_by_torch(installed, distributions)
+    if not installed.ok and torch:
         data["explained_by_torch"] = True
         status = "warn"
         detail = (
@@ -65,5 +57,4 @@ def audit_checks(
             "on this environment on purpose"
         )
     required = status != "warn"
-    check = Check("audit.installed", "installed packages", status, detail, required, hint, data)
-    report.add(check)
+    report.add(Check("audit.installed", "installed packages", status, detail, required, hint, data))

@@ -1,6 +1,4 @@
-"""The imports and mlx sections, from the probe's child process (probe_child.MLX_STEPS: the
-four imports, then array ops, eval, laziness, default device, device info, quantization),
-whether mlx must work here, and Metal."""
+"""The imports and mlx sections, from the probe (probe_child.MLX_STEPS), and Metal."""
 
 from __future__ import annotations
 
@@ -72,33 +70,26 @@ def _detail(step: str, result: Mapping[str, Any], host: Host) -> tuple[str, str,
         return f"ok ({result.get('version')})", "pass", None
     if step == "mlx.lazy":
         before = result["active_before"]
-        return (
-            f"building the graph allocated {result['active_after_graph'] - before} B, mx.eval "
-            f"{result['active_after_eval'] - before} B (result {result['bytes_result']} B)",
-            "pass",
-            None,
+        graph, evaluated = (
+            result["active_after_graph"] - before,
+            result["active_after_eval"] - before,
         )
+        text = f"building the graph allocated {graph} B, mx.eval {evaluated} B"
+        return f"{text} (result {result['bytes_result']} B)", "pass", None
     if step == "mlx.default_device":
         device = str(result.get("device"))
         metal = host.metal.available if host.metal else result.get("metal_available")
         if host.is_mac and metal and result.get("device_type") != "gpu":
-            return (
-                device,
-                "warn",
-                "Metal is available but mlx defaults to the CPU: is MLX_DEFAULT_DEVICE or "
-                "mx.set_default_device set?",
-            )
+            hint = "Metal is available but mlx defaults to the CPU: is MLX_DEFAULT_DEVICE or "
+            return device, "warn", hint + "mx.set_default_device set?"
         return device, "pass", None
     if step == "mlx.device_info":
         info = result.get("info") or {}
         return ", ".join(f"{k}={v}" for k, v in sorted(info.items())) or "empty", "pass", None
     if step == "mlx.quantize":
-        return (
-            f"max error {result['max_error_in_steps']:.3f} quantization steps (bound 1.05), mean "
-            f"relative {result['mean_relative_error']:.3f}",
-            "pass",
-            None,
-        )
+        steps, mean = result["max_error_in_steps"], result["mean_relative_error"]
+        text = f"max error {steps:.3f} quantization steps (bound 1.05), mean relative {mean:.3f}"
+        return text, "pass", None
     if step == "mlx.array_ops":
         return f"a @ b = {result.get('matmul')}", "pass", None
     if step == "mlx.eval":
@@ -112,21 +103,16 @@ def _metal_check(report: Report, host: Host, probed: bool) -> None:
         report.add(Check("mlx.metal", "Metal", "skip", detail))
     elif host.metal is None:
         status, hint = ("warn", "see the import checks above") if probed else ("skip", None)
-        report.add(
-            Check("mlx.metal", "Metal", status, "unknown: mlx could not be asked", hint=hint)
-        )
+        detail = "unknown: mlx could not be asked"
+        report.add(Check("mlx.metal", "Metal", status, detail, hint=hint))
     elif host.metal.available:
         name = host.metal.device_info.get("device_name", "a Metal device")
         data = {"device_info": dict(host.metal.device_info)}
         report.add(Check("mlx.metal", "Metal", "pass", f"available ({name})", data=data))
     else:
-        report.add(
-            Check(
-                "mlx.metal",
-                "Metal",
-                "warn",
-                "not available: mlx runs on the CPU",
-                hint="expected in a VM (GitHub's hosted macOS runners); on a real Mac "
-                "reinstall mlx-metal: `uv sync --locked --reinstall-package mlx-metal`",
-            )
+        hint = (
+            "expected in a VM (GitHub's hosted macOS runners); on a real Mac reinstall "
+            "mlx-metal: `uv sync --locked --reinstall-package mlx-metal`"
         )
+        detail = "not available: mlx runs on the CPU"
+        report.add(Check("mlx.metal", "Metal", "warn", detail, hint=hint))

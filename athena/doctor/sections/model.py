@@ -1,10 +1,4 @@
-"""`athena doctor --model MODEL`: the preflight's view of one model folder (issue 16).
-
-The same facts as `athena inspect` (athena/preflight/: headers only, standard library only),
-as doctor checks: `model.folder`, `model.config`, `model.tokenizer`, `model.load` (this
-machine's default load) and `model.memory.<option>` (float32, bfloat16, 8-bit, 4-bit). The
-memory of "this machine" comes from the doctor's Host (simulated in the Mac tests).
-"""
+"""`athena doctor --model MODEL`: the preflight's view of one model folder as checks."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""The smoke section (`--smoke`): the canonical tiny OLMoE checkpoint (numerics.py), written
-once, loaded with the chosen backend to generate 4 tokens (`smoke.generate`), then on the mlx
-path and, when torch is installed, the transformers path, with its logits and greedy ids
-compared to the committed reference (`smoke.reference_mlx`, `smoke.reference_transformers`)."""
+"""The smoke section (`--smoke`): generate 4 tokens from the tiny checkpoint, then compare
+the mlx (and transformers) logits and greedy ids with the reference (numerics.py)."""
 
 from __future__ import annotations
 
@@ -31,10 +29,8 @@ def smoke_checks(report: Report, generate: bool = True) -> None:
         try:
             path = numerics.write_checkpoint(Path(tmp))
         except Exception as error:
-            path, problem = (
-                None,
-                f"cannot write the tiny checkpoint: {type(error).__name__}: {error}",
-            )
+            path, why = None, f"{type(error).__name__}: {error}"
+            problem = f"cannot write the tiny checkpoint: {why}"
         if generate:
             _generate_check(report, path)
         try:
@@ -88,19 +84,11 @@ def _check(backend: str, status: str, detail: str, **fields: Any) -> Check:
 def _reference_check(report: Report, backend: str, path: Path, reference: dict[str, Any]) -> None:
     from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
-    model = OLMoEModel(
-        OLMoEConfig(
-            model_name=str(path),
-            mlx_model_path=str(path),
-            use_mlx=backend == "mlx",
-            allow_fallback=False,
-            dtype="float32",
-        )
-    )
+    options: dict[str, Any] = {"use_mlx": backend == "mlx", "allow_fallback": False}
+    model = OLMoEModel(OLMoEConfig(str(path), mlx_model_path=str(path), dtype="float32", **options))
     if not model.load():
-        report.add(
-            _check(backend, "fail", f"load() failed: {model.load_error}", hint=REFERENCE_HINT)
-        )
+        detail = f"load() failed: {model.load_error}"
+        report.add(_check(backend, "fail", detail, hint=REFERENCE_HINT))
         return
     try:
         result = numerics.compare(reference, numerics.measure(model))
@@ -110,9 +98,8 @@ def _reference_check(report: Report, backend: str, path: Path, reference: dict[s
     worst = result["max_difference"]
     data = {**result, "tolerance": reference["tolerance"], "greedy_ids": reference["greedy_ids"]}
     if result["problems"]:
-        report.add(
-            _check(backend, "fail", "; ".join(result["problems"]), hint=REFERENCE_HINT, data=data)
-        )
+        detail = "; ".join(result["problems"])
+        report.add(_check(backend, "fail", detail, hint=REFERENCE_HINT, data=data))
         return
     detail = (
         f"max |logit - reference| {worst:.1e} <= {reference['tolerance']} at positions "

@@ -93,14 +93,11 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
             "athena needs Python >= 3.11 (this one can run the doctor only); use the project's "
             "venv: `uv sync --locked`"
         )
-        detail = f"{python_version} at {python['executable']}"
-        add(
-            "python",
-            "Python",
+        detail, status = (
+            f"{python_version} at {python['executable']}",
             "warn" if too_old else "pass",
-            detail,
-            hint=hint if too_old else None,
         )
+        add("python", "Python", status, detail, hint=hint if too_old else None)
     else:
         detail = f"cannot run {python['executable']}: {python.get('probe_error')}"
         hint = "pass a working interpreter with --python"
@@ -116,9 +113,8 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
             "create the locked env and use it: `uv sync --locked`, then "
             "`.venv/bin/python scripts/verify_env.py` (or `uv run athena doctor`)"
         )
-        add(
-            "venv", "Virtualenv", "warn", f"not inside a virtualenv ({python['prefix']})", hint=hint
-        )
+        detail = f"not inside a virtualenv ({python['prefix']})"
+        add("venv", "Virtualenv", "warn", detail, hint=hint)
 
     nix = []
     if python.get("nix_shell"):
