@@ -64,6 +64,9 @@ def test_a_stale_user_goes_with_its_running_process_and_its_acl(
     granted = tmp_path / "granted"
     granted.mkdir()
     subprocess.run(["setfacl", "-m", f"u:{USER}:x", str(granted)], check=True)
+    # What its pytest left in /tmp (a next user of the name could not use it).
+    left_in_tmp = Path(f"/tmp/pytest-of-{USER}")
+    subprocess.run(["runuser", "-u", USER, "--", "mkdir", "-p", f"{left_in_tmp}/x"], check=True)
     # A process of the user, left running (it says "up" once it runs as the user).
     leftover = subprocess.Popen(
         ["runuser", "-u", USER, "--", "sh", "-c", "echo up; exec tail -f /dev/null"],
@@ -80,6 +83,7 @@ def test_a_stale_user_goes_with_its_running_process_and_its_acl(
         leftover.wait()
     assert not _exists(USER)
     assert not Path(stale_user.pw_dir).exists()
+    assert not left_in_tmp.exists()
     acl = subprocess.run(
         ["getfacl", "-n", "-p", str(granted)], capture_output=True, text=True, check=True
     )
