@@ -1,15 +1,7 @@
 """Where a model comes from, resolved once (floor 0): a local folder, or a Hugging Face hub id
-whose snapshot is fetched into the local cache first.
-
-mlx-lm treats any path that does not exist as a hub id, so a mistyped folder becomes a hub
-lookup. `resolve_source` decides first, without the network: an existing path, or anything
-that looks like a path, is a folder; only `org/name` (whose `org` is not a local folder) is a
-hub id. A bare `name` is a folder too: hub ids of today have an owner.
-
-`locate` turns a name into a `ModelSource` whose `path` is a local folder: the folder itself,
-or the hub snapshot (downloaded by huggingface_hub when allowed, else taken from the cache,
-which huggingface_hub resolves through `refs/main`). The preflight and the backends all take
-that one object, so the name is never resolved twice and a backend never downloads.
+whose snapshot is fetched into the local cache first. `resolve_source` tells them apart without
+the network (mlx-lm would take a mistyped folder for a hub id); `locate` gives the one
+`ModelSource` with a local folder that the preflight and the backends all take.
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """What both backends' `encode` share: tokenize once, check lengths, sort, batch, unsort.
 
-Texts are tokenized once (in chunks, into int32 arrays: 4 bytes a token, not a Python int),
-checked against the model's `max_position_embeddings`, sorted by length (longest first, so a
-batch that does not fit in memory fails at once) and run in batches of at most `batch_size`
-texts, right-padded: exact for a causal model (a real token never attends to a later position,
-MoE routing is per token), so pooling over the real tokens gives the vector the text gets
-alone. The vectors land in one (n, hidden) float32 array in input order.
-
-A padded token costs as much as a real one, so a batch also stops growing before its padding
-passes `max_padding` of its real tokens, and before its padded tokens (rows x longest) pass
-`max_tokens`. The defaults are measured (bench/README.md, "Encode: the batch shape"): on mlx's
-CPU build an equal-length batch saves at most ~9% per token and mixed batches of 8-32 texts
-(11-62% padding) ran at 0.92-0.60x the speed of one at a time, so it batches only texts of
-equal length (MAX_PADDING = 0, no token budget); transformers + torch gains 1.4-2x from a
-batch, up to ~2k tokens, past which the experts' activations leave the L3 cache
-(TRANSFORMERS_MAX_PADDING = 1, TRANSFORMERS_MAX_BATCH_TOKENS = 2048).
+Texts run longest first in right-padded batches of at most `batch_size` (exact for a causal
+model: pooling over the real tokens gives the vector the text gets alone), each batch stopped
+before its padding passes `max_padding` of its real tokens or its padded tokens pass
+`max_tokens`; the defaults are measured in bench/README.md ("Encode: the batch shape").
 """
 
 from __future__ import annotations

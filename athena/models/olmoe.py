@@ -1,16 +1,6 @@
-"""OLMoE for ATHENA: mlx-lm first (Apple Silicon), transformers + torch as the fallback.
-
-    from athena.models.olmoe import OLMoEConfig, OLMoEModel
-
-    model = OLMoEModel(OLMoEConfig(model_name="path/to/olmoe"))
-    if model.load():                       # False (and a logged reason) if it could not load
-        print(model.backend)               # "mlx" or "transformers"
-        print(model.generate("Hello", max_tokens=20, temperature=0.0))
-        vector = model.encode("Hello")     # numpy (hidden,), mean-pooled final hidden state
-
-Importing this module imports neither mlx, mlx_lm, transformers nor torch: `load()` finds the
-installed backends without importing them, then imports the one it uses. `MemoryActionHead`
-(a torch.nn.Module) is built on first access of the name.
+"""OLMoE for ATHENA: mlx-lm first (Apple Silicon), transformers + torch as the fallback (usage:
+README.md). Importing it imports no backend: `load()` imports the one it uses, and
+`MemoryActionHead` (a torch.nn.Module) is built on first access of the name.
 """
 
 from __future__ import annotations
@@ -147,8 +137,7 @@ class OLMoEModel:
     def _load_with(
         self, backend: BackendName, name: str, adapter: Path | None, mlx_installed: bool
     ) -> None:
-        """The one load pipeline: the name is located once (a hub id fetched into the cache),
-        the preflight checks that folder, then the backend builds it."""
+        """Locate the name once, preflight that folder, then let the backend build it."""
         from athena import preflight
         from athena.backends import backend_module
         from athena.backends.base import LoadOptions
@@ -179,8 +168,7 @@ class OLMoEModel:
         self.backend, self.is_loaded = backend, True
 
     def unload(self) -> None:
-        """Drop the model, its tokenizer and head, and give their memory back to the system
-        (the framework's cache of freed buffers included); `load()` may be called again."""
+        """Drop the model, tokenizer and head and give their memory back; `load()` may follow."""
         backend = self.backend
         self._reset()
         gc.collect()
@@ -201,9 +189,8 @@ class OLMoEModel:
         return False
 
     def _make_action_head(self, backend: BackendName, name: str) -> tuple[Any, str | None]:
-        """The head to attach and its file's sha256: the one saved at action_head_path, made
-        for `backend` and checked against the model (SourceError: one sentence), else on
-        transformers heads.new_head(seed) (the weights an MLX head of that seed has)."""
+        """The head and its file's sha256: the one at action_head_path, checked against the
+        model, else on transformers a new seeded one."""
         config, path = self.config, self.config.action_head_path
         assert self.preflight is not None
         hidden_size = int(self.preflight.info.config["hidden_size"])
@@ -245,10 +232,8 @@ class OLMoEModel:
         temperature: float | None,
         seed: int | None,
     ) -> tuple[Backend, list[int], Sampling]:
-        """The backend, the prompt's ids and the sampling of one generate/stream call, checked
-        once for every path (the CLI too): the config's values overridden by the call's, the
-        prompt a non-empty str within the model's positions, whose working memory (with the
-        tokens to generate) fits beside the model. ValueError/TypeError: one sentence."""
+        """The backend, prompt ids and sampling of one generate/stream call (the config's
+        values overridden by the call's), checked once: ValueError/TypeError, one sentence."""
         from athena.backends.base import Sampling
 
         backend, checked = self._loaded()
@@ -390,8 +375,7 @@ def _check_text(name: str, value: object) -> str:
 
 
 def _texts(text: object) -> list[str]:
-    """encode()'s input as a list of non-empty str: a str, or an ordered collection of str
-    (a list, a tuple, a generator). A dict, a set, bytes or None is a TypeError that says so."""
+    """encode()'s input (a str or an ordered collection of str) as a list of non-empty str."""
     if isinstance(text, str):
         texts: list[object] = [text]
     elif isinstance(text, bytes | bytearray | memoryview):
@@ -433,8 +417,7 @@ def _token_ids(token_ids: object, vocab: int) -> list[int]:
 
 
 def _adapter_folder(value: object) -> Path | None:
-    """The LoRA adapter folder to use (None: none), checked: a path to an existing folder.
-    (A value from OLMoEConfig has had its type checked; load()'s argument has not.)"""
+    """The LoRA adapter folder to use (None: none), checked to be an existing folder."""
     if value is None:
         return None
     if isinstance(value, os.PathLike):

@@ -75,12 +75,9 @@ def check_load(
     budget: MemoryBudget | None = None,
     router_bits: int | None = None,
 ) -> Preflight:
-    """Before `backend` builds `name` (a located source; a folder or a cached hub id by name):
-    check the folder (source.check_model_folder), its agreement with itself and its
-    tokenizer, and that the estimated peak fits this machine.
-
-    Raises SourceError for a folder no backend can load, OversizeError for one that does
-    not fit (unless `allow_oversize`); logs a warning for a tight fit."""
+    """Check the folder `backend` is to build and that its estimated peak fits this machine:
+    SourceError (no backend can load it), OversizeError (unless `allow_oversize`), a warning
+    logged for a tight fit."""
     info = inspect_model(name)
     if info.problems:
         raise SourceError(info.problems[0])
@@ -195,10 +192,9 @@ def check_sequence(
     rows: int = 1,
     itemsize: int = 4,
 ) -> None:
-    """Raise ValueError (one sentence) when `tokens` tokens are beyond the model's
-    max_position_embeddings, or when running the model over `rows` sequences of them (and
-    `new_tokens` more, generated) would not fit in this machine's memory next to the loaded
-    model (`loaded_bytes`): the sentence names the length, or the batch size, that fits."""
+    """ValueError (one sentence, naming the length or batch size that fits) when `tokens` (plus
+    `new_tokens`) are beyond max_position_embeddings or, over `rows` sequences, do not fit in
+    memory beside the loaded model (`loaded_bytes`)."""
     limit = config.get("max_position_embeddings")
     check_positions(tokens, limit if isinstance(limit, int) else None, what=what)
     if isinstance(limit, int) and tokens + new_tokens > limit:

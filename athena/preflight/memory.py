@@ -56,11 +56,9 @@ class MemoryBudget:
 
 
 def machine_budget(host: Host | None = None) -> MemoryBudget:
-    """The budget of this machine (or of `host`, a doctor `Host`: the seam tests simulate).
-
-    On a Mac the recommended working set is Metal's (`mx.device_info()`, when the doctor's
-    probe has it), else `sysctl iogpu.wired_limit_mb` when set, else macOS's default share
-    of RAM (2/3, and 3/4 above 36 GiB): importing mlx to ask would cost a backend import."""
+    """The budget of this machine (or `host`). On a Mac the recommended working set is Metal's
+    (when the doctor's probe has it), else `sysctl iogpu.wired_limit_mb`, else macOS's default
+    share of RAM: importing mlx to ask would cost a backend import."""
     if host is None:
         host = probe_host()
     physical = host.total_memory
@@ -117,13 +115,8 @@ def mlx_on_cpu(host: Host | None = None) -> bool:
 
 @dataclass(frozen=True)
 class Estimate:
-    """The estimated memory of one load, and what it is made of (bytes).
-
-    `resident` is what must stay in memory (anonymous: the model's arrays, the temporaries of
-    loading, the runtime, and `context`'s working set): it decides fits / tight / does not
-    fit. `file_pages` are memory-mapped pages of the weight files (transformers), which the
-    kernel reclaims under pressure: reported beside it, not added to it. `peak` is what an
-    unconstrained process reaches (both), what VmHWM shows on a machine with memory to spare."""
+    """The estimated memory of one load, in bytes (docs/preflight.md): `resident` (anonymous,
+    it decides the fit), `file_pages` (mapped, reclaimable, beside it) and `peak` (both)."""
 
     backend: str
     dtype: str  # the dtype the weights end in
@@ -153,11 +146,6 @@ class Estimate:
         """ " (router 8-bit)" when the router's bits differ from the rest's, else ""."""
         router, bits = self.router_bits, self.quantize_bits
         return f" (router {router}-bit)" if bits and router and router != bits else ""
-
-
-def _quantized_bytes(elements: int, bits: int, group_size: int, itemsize: int) -> int:
-    """Packed weights plus one scale and one bias per group (in the model's float dtype)."""
-    return elements * bits // 8 + 2 * (elements // group_size) * itemsize
 
 
 def estimate_peak(
@@ -263,7 +251,8 @@ def _mlx_estimate(
             assert bits is not None
             router = group is None and is_router(unit[0].name)
             unit_bits = router_bits if router and router_bits else bits
-            model += _quantized_bytes(elements, unit_bits, group_size, size)
+            # packed weights plus one scale and one bias per group (in the float dtype)
+            model += elements * unit_bits // 8 + 2 * (elements // group_size) * size
         else:
             model += elements * size if floating else stored
         # While one array is evaluated: its sources as read, the stacked copy when it is not

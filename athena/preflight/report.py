@@ -123,21 +123,14 @@ def _estimate_row(
     info: ModelInfo, estimate: Estimate, budget: MemoryBudget, bandwidth: Bandwidth | None
 ) -> dict[str, Any]:
     ceiling = decode_ceiling(info, estimate, bandwidth)
+    fields = "backend dtype quantize_bits router_bits resident peak model transient file_pages "
     return {
         "option": estimate.label(),
         "router": estimate.router_note().strip(" ()") or None,
-        "backend": estimate.backend,
-        "dtype": estimate.dtype,
-        "quantize_bits": estimate.quantize_bits,
-        "router_bits": estimate.router_bits,
-        "resident": estimate.resident,  # decides "status"
-        "peak": estimate.peak,  # resident + file pages: an unconstrained process's peak
-        "model": estimate.model,
-        "transient": estimate.transient,
-        "file_pages": estimate.file_pages,
-        "runtime": estimate.runtime,
-        "context": estimate.context,
-        "context_tokens": estimate.context_tokens,
+        **{
+            key: getattr(estimate, key)
+            for key in (fields + "runtime context context_tokens").split()
+        },
         "status": _status(info, estimate, budget),
         "decode_ceiling": ceiling,
     }
