@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from athena.errors import SourceError, first_line
 from athena.source import (
     HUB_FILES,
     ModelSource,
+    file_digest,
     hub_cache_dir,
     hub_offline,
     read_json,
@@ -203,7 +203,7 @@ def lock(project: Path, *, upgrade: bool = False) -> dict[str, LockedModel]:
             if not folder.is_dir():
                 raise SourceError(f"[tool.athena.models] {name!r}: {folder} is not a folder")
             files = [p for p in sorted(folder.iterdir()) if p.is_file() and _needed(p.name)]
-            locked_files = tuple(LockedFile(p.name, p.stat().st_size, _sha256(p)) for p in files)
+            locked_files = tuple(LockedFile(p.name, **file_digest(p)) for p in files)
             models[name] = LockedModel(name, locked_files, path=spec["path"])
         else:
             models[name] = _lock_hub(name, spec["revision"])
@@ -248,8 +248,9 @@ def _lock_hub(name: str, revision: str) -> LockedModel:
             if f.lfs is not None:
                 files.append(LockedFile(f.path, f.lfs.size, f.lfs.sha256))
             else:  # a small git file: the hub gives its git sha1 only, so hash it here
-                path = Path(_download(name, f.path, commit))
-                files.append(LockedFile(f.path, path.stat().st_size, _sha256(path)))
+                files.append(
+                    LockedFile(f.path, **file_digest(Path(_download(name, f.path, commit))))
+                )
     except Exception as error:
         raise _hub_error(name, revision, error) from None
     return LockedModel(name, tuple(files), revision=revision, commit=commit)
@@ -353,11 +354,6 @@ def _model_problems(model: LockedModel, project: Path, state: State) -> list[str
     return problems
 
 
-def _sha256(file: Path) -> str:
-    with file.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _stamp(stat: os.stat_result) -> list[int]:
     return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
@@ -370,7 +366,7 @@ def _remembered(file: Path, stat: os.stat_result, state: State) -> str | None:
 
 
 def _hash_and_remember(file: Path, stat: os.stat_result, state: State) -> str:
-    digest = _sha256(file)
+    digest = str(file_digest(file)["sha256"])
     if _stamp(os.stat(file)) == _stamp(stat):  # unchanged while it was read
         state[os.path.realpath(file)] = [*_stamp(stat), digest]
     return digest

@@ -6,6 +6,7 @@ the network (mlx-lm would take a mistyped folder for a hub id); `locate` gives t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -160,6 +161,16 @@ def _hub_failure(name: str, error: BaseException) -> SourceError:
         f"could not get {name!r} from the Hugging Face hub ({why}); check the network and the "
         "id, or pass a local model folder"
     )
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """{size, sha256} of a file, read 1 MiB at a time."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": digest.hexdigest()}
 
 
 def unreadable(path: Path, error: OSError) -> SourceError:

@@ -68,17 +68,10 @@ def write_tiny_olmoe(
     dtype: str = "float32",
     overwrite: bool = False,
 ) -> Path:
-    """Write a deterministic OLMoE checkpoint folder to `out_dir` and return its path.
-
-    The same (size, seed, dtype) always gives the same bytes. A folder that exists and is not
-    empty is refused (`FolderNotEmpty`) unless `overwrite=True`, which replaces only the files
-    this function writes (`FILES`) and leaves every other file in the folder alone.
-
-    Written as `athena.atomic.replacing_folder` writes a folder: into a temporary folder beside
-    `out_dir`, under a lock (a second writer gets `FolderBusy`), then swapped in whole, so the
-    folder is the old checkpoint or the new one at every moment, even if the process is
-    killed; what a kill leaves beside it, the next write removes.
-    """
+    """Write a deterministic OLMoE checkpoint folder to `out_dir` and return its path: the same
+    (size, seed, dtype), the same bytes. A non-empty folder is refused (`FolderNotEmpty`)
+    unless `overwrite=True`, which replaces only `FILES`. Written whole under a lock, as
+    `athena.atomic.replacing_folder` writes (a second writer gets `FolderBusy`)."""
     shape = preset(size)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")

@@ -26,7 +26,6 @@ from athena.models.head import (
     load_weights,
     new_head,
 )
-from athena.preflight.provenance import file_digest
 
 if TYPE_CHECKING:  # numpy and the backends are imported where used: the import stays cheap
     import numpy as np
@@ -213,7 +212,7 @@ class OLMoEModel:
                 "on this model (athena train-head --model ...) with that many actions"
             )
         head = head_from_weights(weights, framework).eval()
-        return head, file_digest(Path(path))["sha256"]
+        return head, source.file_digest(Path(path))["sha256"]
 
     # -- inference -----------------------------------------------------------------------
 
