@@ -329,12 +329,14 @@ def _model_problems(model: LockedModel, project: Path, state: State) -> list[str
             raise unreadable(file, error) from None
         if stat.st_size != f.size:
             why = f"is {stat.st_size} bytes, the lock says {f.size}"
-        elif (
-            _remembered(file, stat, state) == f.sha256
-            or _hash_and_remember(file, stat, state) == f.sha256
-        ):
+        elif _remembered(file, stat, state) == f.sha256:
             continue
         else:
+            digest = str(file_digest(file)["sha256"])
+            if _stamp(os.stat(file)) == _stamp(stat):  # unchanged while it was read
+                state[os.path.realpath(file)] = [*_stamp(stat), digest]
+            if digest == f.sha256:
+                continue
             why = "has a sha256 other than the lock's"
         if model.commit:  # a blob in the cache: remove it, so that sync fetches it again
             why += f"; run `rm {shlex.quote(os.path.realpath(file))}` and `athena models sync`"
@@ -363,13 +365,6 @@ def _remembered(file: Path, stat: os.stat_result, state: State) -> str | None:
     if isinstance(record, list) and len(record) == 5 and record[:4] == _stamp(stat):
         return str(record[4])
     return None
-
-
-def _hash_and_remember(file: Path, stat: os.stat_result, state: State) -> str:
-    digest = str(file_digest(file)["sha256"])
-    if _stamp(os.stat(file)) == _stamp(stat):  # unchanged while it was read
-        state[os.path.realpath(file)] = [*_stamp(stat), digest]
-    return digest
 
 
 def state_file() -> Path:

@@ -16,7 +16,8 @@ from athena.commands.common import CommandError, add_model_arguments, load_model
 if TYPE_CHECKING:
     from athena.heads.train import TrainSettings
 
-MODEL_ARGUMENTS = ("model", "backend", "dtype", "quantize_bits", "router_bits", "allow_oversize")
+MODEL_ARGUMENTS = ("model", "revision", "backend", "dtype", "quantize_bits", "router_bits",
+                   "allow_oversize")  # fmt: skip
 
 
 def add_train_head_command(sub: argparse._SubParsersAction) -> None:

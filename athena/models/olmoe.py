@@ -39,16 +39,10 @@ NO_BACKEND = "No inference backend available (mlx-lm and transformers both missi
 
 
 class OLMoEModel:
-    """OLMoE behind one interface, on mlx-lm or transformers.
-
-    After `load()`: `backend` is "mlx" or "transformers", `is_loaded` is True, `model` and
-    `tokenizer` are the backend's objects, and `action_head` is a MemoryActionHead: the one
-    saved at `config.action_head_path` (torch on transformers, MLX on mlx; its file's sha256
-    in `action_head_sha256`), else a fresh seeded one on transformers and none on mlx
-    (`action_head_sha256` None). If loading fails, `load()` returns False, logs why and
-    keeps the sentence in `load_error`. (`_backend` and `_is_loaded` are the seed's names of
-    `backend` and `is_loaded`.)
-    """
+    """OLMoE behind one interface, on mlx-lm or transformers. After `load()`: `backend`
+    ("mlx" or "transformers"), `model` and `tokenizer` (the backend's), `action_head` (the one
+    at `config.action_head_path`, its sha256 in `action_head_sha256`; else a seeded one on
+    transformers, none on mlx); a failed load keeps its sentence in `load_error`."""
 
     def __init__(self, config: OLMoEConfig | None = None) -> None:
         if config is not None and not isinstance(config, OLMoEConfig):
@@ -80,9 +74,7 @@ class OLMoEModel:
 
     def load(self, lora_path: str | os.PathLike[str] | None = None) -> bool:
         """Load with mlx-lm if available and wanted, else (or if that fails) transformers.
-
-        Never raises for a bad model, folder, adapter or argument: False, with the one
-        sentence that says why logged and kept in `load_error`."""
+        Never raises for bad input: False, the sentence why logged and kept in `load_error`."""
         self._reset()
         try:
             self._load(lora_path)
@@ -287,9 +279,7 @@ class OLMoEModel:
         temperature: float | None = None,
         seed: int | None = None,
     ) -> Iterator[str]:
-        """Yield the completion in pieces as it is generated; "".join() equals generate().
-
-        The arguments are checked here, before the first piece is asked for."""
+        """Yield the completion in pieces (checked before the first); "".join() is generate()."""
         from athena.backends import base
 
         backend, ids, sampling = self._prepare("stream", prompt, max_tokens, temperature, seed)
@@ -336,19 +326,15 @@ class OLMoEModel:
             vectors = base.encode(
                 backend, self.model, self.tokenizer, ids, batch_size=batch_size, on_batch=report
             )
-        if self.action_head is not None:
-            actions = self._action_logits(vectors, batch_size)
+        if self.action_head is not None:  # its logits, `batch_size` rows at a time
+            import numpy as np
+
+            rows = range(0, len(vectors), batch_size)
+            actions = np.concatenate(
+                [head_logits(self.action_head, vectors[i : i + batch_size]) for i in rows]
+            )
             self.last_action_logits = actions[0] if single else actions
         return vectors[0] if single else vectors
-
-    def _action_logits(self, vectors: np.ndarray, batch_size: int) -> np.ndarray:
-        """The MemoryActionHead's logits of pooled vectors, `batch_size` rows at a time."""
-        import numpy as np
-
-        batches = range(0, len(vectors), batch_size)
-        return np.concatenate(
-            [head_logits(self.action_head, vectors[i : i + batch_size]) for i in batches]
-        )
 
     def logits(self, token_ids: Iterable[int]) -> np.ndarray:
         """(len(token_ids), vocab) float32 next-token logits of one sequence (for checks)."""

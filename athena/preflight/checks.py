@@ -45,9 +45,8 @@ class Preflight:
         chunked: bool = False,
         rows: int = 1,
     ) -> None:
-        """`check_sequence` for this model next to its loaded weights; `chunked`: mlx-lm's
-        generate prefills MLX_PREFILL_CHUNK tokens at a time (encode does not); `rows`: the
-        sequences run together (an encode batch: `tokens` is its longest text)."""
+        """`check_sequence` beside the loaded weights; `chunked`: mlx-lm's generate prefills
+        in chunks; `rows`: an encode batch whose longest text is `tokens`."""
         oversize = self.budget.status(self.estimate.resident) == "does not fit"
         check_sequence(
             self.info.config,
@@ -125,9 +124,8 @@ def check_load(
 
 
 def unmappable(info: ModelInfo, budget: MemoryBudget) -> str | None:
-    """The sentence for a weights file larger than the largest private mapping the kernel
-    grants (Linux's overcommit rule): torch memory-maps each safetensors file whole, so the
-    transformers load fails at once with `unable to mmap ... Cannot allocate memory`."""
+    """The sentence for a weights file larger than the largest private mapping Linux grants:
+    torch maps each file whole, so transformers would fail with `unable to mmap`."""
     if budget.map_limit is None:
         return None
     files = sorted(info.path.glob("model*.safetensors"), key=lambda f: -f.stat().st_size)
@@ -173,9 +171,8 @@ def oversize_sentence(
 def check_positions(
     tokens: int, limit: int | None, *, index: int | None = None, what: str | None = None
 ) -> None:
-    """TextTooLong when `tokens` are more than `limit` positions (None: no limit known).
-    `what` names a prompt ("the prompt"); without it the input is an encode text (`index`:
-    its place in the list, None: the only one), which `truncate=True` may cut instead."""
+    """TextTooLong when `tokens` are more than `limit` positions (None: no limit known);
+    `what` names a prompt, else it is encode's text `index` (None: the only one)."""
     if limit is not None and tokens > limit:
         raise TextTooLong(index, tokens, limit, what=what)
 

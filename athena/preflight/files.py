@@ -36,9 +36,11 @@ def _inspect_folder(name: str, folder: Path) -> ModelInfo:
     files = source.weight_files_of(folder)
     problems: list[str] = []
     problems += _index_problems(folder, files)
-    tensors: list[Tensor] = []
+    tensors = []
     for file in files:
-        tensors += _read_tensors(file)
+        for key, entry in source.read_safetensors_header(file).items():
+            start, end = entry["data_offsets"]
+            tensors.append(Tensor(key, str(entry["dtype"]), tuple(entry["shape"]), end - start))
     quantization = config.get("quantization") or None
     tokenizer, tokenizer_problem = _inspect_tokenizer(folder)
     info = ModelInfo(
@@ -63,14 +65,6 @@ def _inspect_folder(name: str, folder: Path) -> ModelInfo:
     info.problems, info.config_problem = problems, config_problem
     info.tokenizer_problem = tokenizer_problem
     return info
-
-
-def _read_tensors(file: Path) -> list[Tensor]:
-    out = []
-    for name, entry in source.read_safetensors_header(file).items():
-        start, end = entry["data_offsets"]
-        out.append(Tensor(name, str(entry["dtype"]), tuple(entry["shape"]), int(end) - int(start)))
-    return out
 
 
 def _index_problems(folder: Path, files: list[Path]) -> list[str]:

@@ -82,10 +82,9 @@ def machine_budget(host: Host | None = None) -> MemoryBudget:
 def linux_map_limit(
     physical: int, meminfo: str | None = None, overcommit: str | None = None
 ) -> tuple[int | None, str | None]:
-    """The largest private file mapping Linux grants here, and why: with the default
-    `vm.overcommit_memory=0` its heuristic refuses one mapping larger than RAM plus swap
-    (torch memory-maps each safetensors file privately); with 2, the CommitLimit; with 1,
-    none. `meminfo`/`overcommit`: the texts of /proc/meminfo and the sysctl (read if None)."""
+    """The largest private file mapping Linux grants (torch maps each safetensors file), and
+    why: RAM plus swap with `vm.overcommit_memory=0`, the CommitLimit with 2, none with 1.
+    `meminfo`/`overcommit`: the texts of /proc/meminfo and the sysctl (read if None)."""
     try:
         meminfo = meminfo if meminfo is not None else Path("/proc/meminfo").read_text()
         mode = overcommit or Path("/proc/sys/vm/overcommit_memory").read_text()
@@ -185,10 +184,9 @@ def sequence_memory(
     rows: int = 1,
     itemsize: int = 4,
 ) -> int:
-    """Working memory of one forward pass over `rows` sequences of `tokens` tokens (bytes, in
-    `itemsize`-byte floats): attention scores of one layer (all heads, `query_chunk` queries at
-    a time if chunked; kept in float32), the key/value cache of every layer, and the per-token
-    activations of one layer (top-k experts)."""
+    """Working memory (bytes) of one forward pass over `rows` sequences of `tokens` tokens:
+    one layer's float32 attention scores (`query_chunk` queries at a time), every layer's
+    key/value cache, one layer's per-token activations (docs/preflight.md)."""
     heads = int(config.get("num_attention_heads") or 1)
     kv_heads = int(config.get("num_key_value_heads") or heads)
     hidden = int(config.get("hidden_size") or 1)
@@ -204,9 +202,8 @@ def sequence_memory(
 
 
 def _units(info: ModelInfo) -> list[tuple[str | None, list[Tensor]]]:
-    """Tensors grouped as they are evaluated: (None, [tensor]) for a plain tensor, and
-    ("<layer>.experts", [...]) for the per-expert tensors of one layer and projection, which
-    both backends stack into one array."""
+    """Tensors grouped as they are evaluated: (None, [tensor]), or (group, [...]) for the
+    per-expert tensors of one layer and projection, which both backends stack."""
     stacked: dict[tuple[str, str], list[Tensor]] = {}
     units: list[tuple[str | None, list[Tensor]]] = []
     for tensor in info.tensors:

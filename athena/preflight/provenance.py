@@ -1,7 +1,6 @@
-"""A derived folder's provenance (`athena-provenance.json`, written by `athena convert`): where
-it came from, the recipe, the versions, and each output file's {size, sha256}. `check` reads it
-for `athena inspect`: bounded (a crafted file is refused, not parsed whole) and compared with
-the folder as it is now: sizes for the weights (no weight is read), hashes for the rest."""
+"""A derived folder's provenance (`athena-provenance.json`, written by `athena convert`):
+source, recipe, versions and each file's {size, sha256}. `check` reads it bounded and compares
+it with the folder now (sizes for the weights, hashes for the rest)."""
 
 from __future__ import annotations
 

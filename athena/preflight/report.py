@@ -40,12 +40,9 @@ def describe(
     router_bits: int | None = None,
     bandwidth: Bandwidth | None = None,
 ) -> dict[str, Any]:
-    """Everything the preflight knows about `info`, as JSON-ready data (schema
-    athena-inspect/1): what `athena inspect --json` prints and the doctor's model section.
-
-    Each option's row is at `context` tokens (prompt + generated; default the model's
-    max_position_embeddings, 0 for the weights alone) with its decode ceiling from
-    `bandwidth` (`athena.host.machine_bandwidth()`; None: no ceiling)."""
+    """Everything the preflight knows about `info`, JSON-ready (athena-inspect/1): each option
+    at `context` tokens (default max_position_embeddings; 0: the weights alone), its decode
+    ceiling from `bandwidth` (None: no ceiling)."""
     budget = budget or machine_budget()
     cpu = mlx_on_cpu() if on_cpu is None else on_cpu
     backends = installed_backends()
