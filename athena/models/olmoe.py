@@ -70,8 +70,6 @@ class OLMoEModel:
     def _is_loaded(self) -> bool:
         return self.is_loaded
 
-    # -- loading -------------------------------------------------------------------------
-
     def load(self, lora_path: str | os.PathLike[str] | None = None) -> bool:
         """Load with mlx-lm if available and wanted, else (or if that fails) transformers.
         Never raises for bad input: False, the sentence why logged and kept in `load_error`."""
@@ -205,8 +203,6 @@ class OLMoEModel:
             )
         head = head_from_weights(weights, framework).eval()
         return head, source.file_digest(Path(path))["sha256"]
-
-    # -- inference -----------------------------------------------------------------------
 
     def _loaded(self) -> tuple[Backend, Preflight]:
         if not self.is_loaded or self.backend is None or self.preflight is None:
