@@ -314,33 +314,29 @@ def read_safetensors_header(file: Path) -> dict[str, Any]:
     a weight. Raises SourceError (one sentence) unless the header parses, every tensor's dtype
     is one safetensors knows, its bytes are what its dtype and shape need, and the file is as
     long as the header says (catches truncation)."""
-    try:
-        return _read_safetensors_header(file)
-    except OSError as error:
-        raise unreadable(file, error) from None
-
-
-def _read_safetensors_header(file: Path) -> dict[str, Any]:
     damaged = f"{file.name} in {file.parent} is damaged"
     advice = "re-download or re-create the checkpoint"
-    with file.open("rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < 8:
-            raise SourceError(
-                f"{damaged} ({size} bytes, too short for a safetensors file); {advice}"
-            )
-        (header_length,) = struct.unpack("<Q", f.read(8))
-        if header_length > HEADER_LIMIT:
-            raise SourceError(
-                f"{damaged} (its header claims {header_length:,} bytes, more than the "
-                f"{HEADER_LIMIT:,} safetensors allows); {advice}"
-            )
-        if 8 + header_length > size:
-            raise SourceError(
-                f"{file.name} in {file.parent} is truncated ({size} bytes, its header alone "
-                f"needs {8 + header_length}); {advice}"
-            )
-        header, problem = parse_json(f.read(header_length))
+    try:
+        with file.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 8:
+                raise SourceError(
+                    f"{damaged} ({size} bytes, too short for a safetensors file); {advice}"
+                )
+            (header_length,) = struct.unpack("<Q", f.read(8))
+            if header_length > HEADER_LIMIT:
+                raise SourceError(
+                    f"{damaged} (its header claims {header_length:,} bytes, more than the "
+                    f"{HEADER_LIMIT:,} safetensors allows); {advice}"
+                )
+            if 8 + header_length > size:
+                raise SourceError(
+                    f"{file.name} in {file.parent} is truncated ({size} bytes, its header alone "
+                    f"needs {8 + header_length}); {advice}"
+                )
+            header, problem = parse_json(f.read(header_length))
+    except OSError as error:
+        raise unreadable(file, error) from None
     if problem is not None:
         raise SourceError(f"{damaged} (its header is not valid JSON); {advice}")
     if not isinstance(header, dict):
