@@ -1,10 +1,7 @@
-"""Machine facts, and the one seam for what cannot exist on Linux: the OS, the Mac's version,
-Rosetta, sysctl values and Metal.
-
-`probe_host()` reads the real machine. Tests replace the `Host` it returns to simulate a Mac
-(their names say "simulated"); everything else the doctor checks is real. Also here: which
-backends are installed, and the memory bandwidth (Apple's published figure for the chip, or
-a copy measured here and cached in `$ATHENA_CACHE_DIR`, default `~/.cache/athena`).
+"""Machine facts, and the one seam for what cannot exist on Linux (the OS, the Mac's
+version, Rosetta, sysctl, Metal): tests replace the `Host` that `probe_host()` returns to
+simulate a Mac. Also: the installed backends, and the memory bandwidth (Apple's published
+figure, or a copy measured here and cached in `$ATHENA_CACHE_DIR`, default ~/.cache/athena).
 """
 
 from __future__ import annotations
@@ -28,12 +25,8 @@ from athena.errors import SourceError
 from athena.source import read_json
 
 # sysctl names read on a Mac: Rosetta, physical memory, the GPU's wired-memory ceiling, the chip.
-SYSCTL_NAMES = (
-    "sysctl.proc_translated",
-    "hw.memsize",
-    "iogpu.wired_limit_mb",
-    "machdep.cpu.brand_string",
-)
+SYSCTL_NAMES = ("sysctl.proc_translated", "hw.memsize", "iogpu.wired_limit_mb",
+                "machdep.cpu.brand_string")  # fmt: skip
 
 
 # The device mlx computes on, as the user asks: "cpu" or "gpu" (CPU on GitHub's macOS VMs,

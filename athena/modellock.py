@@ -1,18 +1,11 @@
-"""The model lock: which commit and files of each model a project loads, as uv.lock pins wheels.
-
-pyproject.toml declares the models (`[tool.athena.models]`: `"org/name" = {}`, or
-`{ revision = "v1.0" }`, or `{ path = "models/mine" }` for a local folder); `lock` resolves
-each to a 40-hex commit and writes `models.lock` beside it with every file a load needs (path,
-size, sha256). A load of a locked name takes exactly that commit from the Hugging Face cache
-(never `refs/main`) and refuses a file whose size or hash differs. A file is hashed once and
-remembered by (device, inode, size, mtime_ns) in `.athena-verified.json` in the hub cache,
-re-hashed when any of them changes, as git's index and uv's cache do.
+"""The model lock: which commit and files of each model a project loads, as uv.lock pins wheels
+(docs/environment.md). A file's sha256 is remembered by (device, inode, size, mtime_ns) in
+`.athena-verified.json` in the hub cache and hashed again when any of them changes.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import re
@@ -22,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from athena.atomic import replacing
+from athena.atomic import write_file
 from athena.errors import SourceError, first_line
 from athena.source import (
     HUB_FILES,
     ModelSource,
+    file_digest,
     hub_cache_dir,
     hub_offline,
+    read_json,
     resolve_source,
     unreadable,
 )
@@ -139,26 +134,22 @@ def read_lock(project: Path) -> dict[str, LockedModel]:
                 f"{file} has an entry without {error} ({str(entry)[:200]}); run `athena models "
                 "lock --upgrade` to write it anew"
             ) from None
-        bad = _lock_entry_problem(model)
+        bad = None
+        if (model.path is None) == (model.commit is None):
+            bad = "needs either a commit (a hub model) or a path (a local folder)"
+        elif model.commit is not None and not _COMMIT.match(str(model.commit)):
+            bad = f"has commit {str(model.commit)[:80]!r}, which is not 40 hex digits"
+        for f in model.files:
+            if not (isinstance(f.size, int) and f.size >= 0 and _SHA256.match(str(f.sha256))):
+                bad = bad or f"has file {str(f.path)[:80]!r} without a size and a 64-hex sha256"
+            if not isinstance(f.path, str) or "/" in f.path or f.path.startswith("."):
+                bad = bad or f"has file {str(f.path)[:80]!r}, which is not a top-level file name"
         if bad:
             raise SourceError(
                 f"{file}: {model.name!r} {bad}; run `athena models lock --upgrade` to write it anew"
             )
         models[model.name] = model
     return models
-
-
-def _lock_entry_problem(model: LockedModel) -> str | None:
-    if (model.path is None) == (model.commit is None):
-        return "needs either a commit (a hub model) or a path (a local folder)"
-    if model.commit is not None and not _COMMIT.match(str(model.commit)):
-        return f"has commit {str(model.commit)[:80]!r}, which is not 40 hex digits"
-    for f in model.files:
-        if not (isinstance(f.size, int) and f.size >= 0 and _SHA256.match(str(f.sha256))):
-            return f"has file {str(f.path)[:80]!r} without a size and a 64-hex sha256"
-        if not isinstance(f.path, str) or "/" in f.path or f.path.startswith("."):
-            return f"has file {str(f.path)[:80]!r}, which is not a top-level file name"
-    return None
 
 
 def write_lock(project: Path, models: dict[str, LockedModel]) -> None:
@@ -179,8 +170,7 @@ def write_lock(project: Path, models: dict[str, LockedModel]) -> None:
         for f in sorted(model.files, key=lambda f: f.path):
             lines.append(f"    {{ path = {q(f.path)}, size = {f.size}, sha256 = {q(f.sha256)} }},")
         lines.append("]")
-    with replacing(project / LOCK_FILE) as temporary:
-        temporary.write_text("\n".join(lines) + "\n")
+    write_file(project / LOCK_FILE, "\n".join(lines) + "\n")
 
 
 def lock_problems(project: Path) -> list[str]:
@@ -213,7 +203,7 @@ def lock(project: Path, *, upgrade: bool = False) -> dict[str, LockedModel]:
             if not folder.is_dir():
                 raise SourceError(f"[tool.athena.models] {name!r}: {folder} is not a folder")
             files = [p for p in sorted(folder.iterdir()) if p.is_file() and _needed(p.name)]
-            locked_files = tuple(LockedFile(p.name, p.stat().st_size, _sha256(p)) for p in files)
+            locked_files = tuple(LockedFile(p.name, **file_digest(p)) for p in files)
             models[name] = LockedModel(name, locked_files, path=spec["path"])
         else:
             models[name] = _lock_hub(name, spec["revision"])
@@ -245,7 +235,7 @@ def _lock_hub(name: str, revision: str) -> LockedModel:
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
-    api = HfApi(endpoint=_endpoint())
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)  # read now, not at its import
     try:
         commit = str(api.model_info(name, revision=revision).sha)
         tree = [
@@ -258,22 +248,20 @@ def _lock_hub(name: str, revision: str) -> LockedModel:
             if f.lfs is not None:
                 files.append(LockedFile(f.path, f.lfs.size, f.lfs.sha256))
             else:  # a small git file: the hub gives its git sha1 only, so hash it here
-                path = Path(_download(name, f.path, commit))
-                files.append(LockedFile(f.path, path.stat().st_size, _sha256(path)))
+                files.append(
+                    LockedFile(f.path, **file_digest(Path(_download(name, f.path, commit))))
+                )
     except Exception as error:
         raise _hub_error(name, revision, error) from None
     return LockedModel(name, tuple(files), revision=revision, commit=commit)
 
 
-def _endpoint() -> str | None:
-    return os.environ.get("HF_ENDPOINT") or None  # read now, not at huggingface_hub's import
-
-
 def _download(name: str, filename: str, commit: str) -> str:
     from huggingface_hub import hf_hub_download
 
+    endpoint = os.environ.get("HF_ENDPOINT") or None
     return hf_hub_download(
-        name, filename, revision=commit, cache_dir=hub_cache_dir(), endpoint=_endpoint()
+        name, filename, revision=commit, cache_dir=hub_cache_dir(), endpoint=endpoint
     )
 
 
@@ -341,12 +329,14 @@ def _model_problems(model: LockedModel, project: Path, state: State) -> list[str
             raise unreadable(file, error) from None
         if stat.st_size != f.size:
             why = f"is {stat.st_size} bytes, the lock says {f.size}"
-        elif (
-            _remembered(file, stat, state) == f.sha256
-            or _hash_and_remember(file, stat, state) == f.sha256
-        ):
+        elif _remembered(file, stat, state) == f.sha256:
             continue
         else:
+            digest = str(file_digest(file)["sha256"])
+            if _stamp(os.stat(file)) == _stamp(stat):  # unchanged while it was read
+                state[os.path.realpath(file)] = [*_stamp(stat), digest]
+            if digest == f.sha256:
+                continue
             why = "has a sha256 other than the lock's"
         if model.commit:  # a blob in the cache: remove it, so that sync fetches it again
             why += f"; run `rm {shlex.quote(os.path.realpath(file))}` and `athena models sync`"
@@ -366,11 +356,6 @@ def _model_problems(model: LockedModel, project: Path, state: State) -> list[str
     return problems
 
 
-def _sha256(file: Path) -> str:
-    with file.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _stamp(stat: os.stat_result) -> list[int]:
     return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
@@ -382,13 +367,6 @@ def _remembered(file: Path, stat: os.stat_result, state: State) -> str | None:
     return None
 
 
-def _hash_and_remember(file: Path, stat: os.stat_result, state: State) -> str:
-    digest = _sha256(file)
-    if _stamp(os.stat(file)) == _stamp(stat):  # unchanged while it was read
-        state[os.path.realpath(file)] = [*_stamp(stat), digest]
-    return digest
-
-
 def state_file() -> Path:
     return Path(hub_cache_dir()) / STATE_FILE
 
@@ -396,20 +374,16 @@ def state_file() -> Path:
 def read_state() -> State:
     """The remembered hashes (empty when the file is missing, too big or not ours)."""
     try:
-        with state_file().open("rb") as f:
-            data = json.loads(f.read(_MAX_READ))
-    except (OSError, ValueError):
+        return read_json(state_file(), _MAX_READ)
+    except SourceError:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def write_state(state: State) -> None:
-    file = state_file()
+    kept = {path: record for path, record in state.items() if os.path.exists(path)}
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        with replacing(file) as temporary:
-            kept = {path: record for path, record in state.items() if os.path.exists(path)}
-            temporary.write_text(json.dumps(kept, sort_keys=True))
+        state_file().parent.mkdir(parents=True, exist_ok=True)
+        write_file(state_file(), json.dumps(kept, sort_keys=True))
     except OSError:
         pass  # a read-only cache: the next load hashes again
 

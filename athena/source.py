@@ -1,19 +1,12 @@
 """Where a model comes from, resolved once (floor 0): a local folder, or a Hugging Face hub id
-whose snapshot is fetched into the local cache first.
-
-mlx-lm treats any path that does not exist as a hub id, so a mistyped folder becomes a hub
-lookup. `resolve_source` decides first, without the network: an existing path, or anything
-that looks like a path, is a folder; only `org/name` (whose `org` is not a local folder) is a
-hub id. A bare `name` is a folder too: hub ids of today have an owner.
-
-`locate` turns a name into a `ModelSource` whose `path` is a local folder: the folder itself,
-or the hub snapshot (downloaded by huggingface_hub when allowed, else taken from the cache,
-which huggingface_hub resolves through `refs/main`). The preflight and the backends all take
-that one object, so the name is never resolved twice and a backend never downloads.
+whose snapshot is fetched into the local cache first. `resolve_source` tells them apart without
+the network (mlx-lm would take a mistyped folder for a hub id); `locate` gives the one
+`ModelSource` with a local folder that the preflight and the backends all take.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -170,6 +163,16 @@ def _hub_failure(name: str, error: BaseException) -> SourceError:
     )
 
 
+def file_digest(path: Path) -> dict[str, Any]:
+    """{size, sha256} of a file, read 1 MiB at a time."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
 def unreadable(path: Path, error: OSError) -> SourceError:
     """One sentence for a file or folder the operating system would not let us read."""
     reason = error.strerror or first_line(error)
@@ -311,33 +314,29 @@ def read_safetensors_header(file: Path) -> dict[str, Any]:
     a weight. Raises SourceError (one sentence) unless the header parses, every tensor's dtype
     is one safetensors knows, its bytes are what its dtype and shape need, and the file is as
     long as the header says (catches truncation)."""
-    try:
-        return _read_safetensors_header(file)
-    except OSError as error:
-        raise unreadable(file, error) from None
-
-
-def _read_safetensors_header(file: Path) -> dict[str, Any]:
     damaged = f"{file.name} in {file.parent} is damaged"
     advice = "re-download or re-create the checkpoint"
-    with file.open("rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < 8:
-            raise SourceError(
-                f"{damaged} ({size} bytes, too short for a safetensors file); {advice}"
-            )
-        (header_length,) = struct.unpack("<Q", f.read(8))
-        if header_length > HEADER_LIMIT:
-            raise SourceError(
-                f"{damaged} (its header claims {header_length:,} bytes, more than the "
-                f"{HEADER_LIMIT:,} safetensors allows); {advice}"
-            )
-        if 8 + header_length > size:
-            raise SourceError(
-                f"{file.name} in {file.parent} is truncated ({size} bytes, its header alone "
-                f"needs {8 + header_length}); {advice}"
-            )
-        header, problem = parse_json(f.read(header_length))
+    try:
+        with file.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 8:
+                raise SourceError(
+                    f"{damaged} ({size} bytes, too short for a safetensors file); {advice}"
+                )
+            (header_length,) = struct.unpack("<Q", f.read(8))
+            if header_length > HEADER_LIMIT:
+                raise SourceError(
+                    f"{damaged} (its header claims {header_length:,} bytes, more than the "
+                    f"{HEADER_LIMIT:,} safetensors allows); {advice}"
+                )
+            if 8 + header_length > size:
+                raise SourceError(
+                    f"{file.name} in {file.parent} is truncated ({size} bytes, its header alone "
+                    f"needs {8 + header_length}); {advice}"
+                )
+            header, problem = parse_json(f.read(header_length))
+    except OSError as error:
+        raise unreadable(file, error) from None
     if problem is not None:
         raise SourceError(f"{damaged} (its header is not valid JSON); {advice}")
     if not isinstance(header, dict):

@@ -1,7 +1,5 @@
 """The two inference backends of OLMoEModel behind one contract (`athena.backends.base`):
-`mlx_backend` (mlx-lm; Apple Silicon, or mlx's CPU build on Linux) and `transformers_backend`
-(transformers + torch) each provide only what differs between them. Nothing here imports mlx,
-transformers or torch at import time."""
+`mlx_backend` and `transformers_backend`; nothing here imports a framework at import time."""
 
 from __future__ import annotations
 

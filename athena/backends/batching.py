@@ -1,20 +1,9 @@
 """What both backends' `encode` share: tokenize once, check lengths, sort, batch, unsort.
 
-Texts are tokenized once (in chunks, into int32 arrays: 4 bytes a token, not a Python int),
-checked against the model's `max_position_embeddings`, sorted by length (longest first, so a
-batch that does not fit in memory fails at once) and run in batches of at most `batch_size`
-texts, right-padded: exact for a causal model (a real token never attends to a later position,
-MoE routing is per token), so pooling over the real tokens gives the vector the text gets
-alone. The vectors land in one (n, hidden) float32 array in input order.
-
-A padded token costs as much as a real one, so a batch also stops growing before its padding
-passes `max_padding` of its real tokens, and before its padded tokens (rows x longest) pass
-`max_tokens`. The defaults are measured (bench/README.md, "Encode: the batch shape"): on mlx's
-CPU build an equal-length batch saves at most ~9% per token and mixed batches of 8-32 texts
-(11-62% padding) ran at 0.92-0.60x the speed of one at a time, so it batches only texts of
-equal length (MAX_PADDING = 0, no token budget); transformers + torch gains 1.4-2x from a
-batch, up to ~2k tokens, past which the experts' activations leave the L3 cache
-(TRANSFORMERS_MAX_PADDING = 1, TRANSFORMERS_MAX_BATCH_TOKENS = 2048).
+Texts run longest first in right-padded batches of at most `batch_size` (exact for a causal
+model: pooling over the real tokens gives the vector the text gets alone), each batch stopped
+before its padding passes `max_padding` of its real tokens or its padded tokens pass
+`max_tokens`; the defaults are measured in bench/README.md ("Encode: the batch shape").
 """
 
 from __future__ import annotations
@@ -63,18 +52,6 @@ def token_ids(
     return ids
 
 
-def right_pad(rows: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens, mask), both (len(rows), longest): rows right-padded with `pad_id`; mask 1 on
-    real tokens, 0 on padding."""
-    longest = max(len(row) for row in rows)
-    tokens = np.full((len(rows), longest), pad_id, dtype=np.int32)
-    mask = np.zeros((len(rows), longest), dtype=np.float32)
-    for i, row in enumerate(rows):
-        tokens[i, : len(row)] = row
-        mask[i, : len(row)] = 1.0
-    return tokens, mask
-
-
 def pad_id(tokenizer: Any) -> int:
     """Any valid id will do (padded positions are never pooled nor attended to by real ones)."""
     for name in ("pad_token_id", "eos_token_id"):
@@ -98,11 +75,9 @@ def plan_batches(
     max_padding: float | None = None,
     max_tokens: int | None = None,
 ) -> list[np.ndarray]:
-    """The batches, as index arrays into `lengths`: longest first, at most `batch_size` texts
-    each, and each batch's padded size (rows x its longest) at most (1 + `max_padding`) x its
-    real tokens and at most `max_tokens`. `max_padding=None` means MAX_PADDING; `math.inf` and
-    `max_tokens=None` give plain batches of `batch_size`. A text alone is never padded and
-    always runs (however long), so a batch of one always fits."""
+    """The batches, as index arrays into `lengths`: longest first, at most `batch_size` texts,
+    padded size (rows x longest) at most (1 + `max_padding`, default MAX_PADDING) x the real
+    tokens and at most `max_tokens`; a text alone always runs."""
     limit = MAX_PADDING if max_padding is None else max_padding
     budget = math.inf if max_tokens is None else max_tokens
     order = np.argsort(-lengths, kind="stable")
@@ -142,7 +117,12 @@ def run_batches(
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     out = np.empty((len(ids), hidden_size), dtype=np.float32)
     for index in plan_batches(lengths, batch_size, max_padding=max_padding, max_tokens=max_tokens):
-        tokens, mask = right_pad([ids[i] for i in index], pad)
+        longest = max(len(ids[i]) for i in index)  # right-padded with `pad`, mask 0 there
+        tokens = np.full((len(index), longest), pad, dtype=np.int32)
+        mask = np.zeros((len(index), longest), dtype=np.float32)
+        for row, i in enumerate(index):
+            tokens[row, : len(ids[i])] = ids[i]
+            mask[row, : len(ids[i])] = 1.0
         out[index] = run_batch(tokens, mask)
         if on_batch is not None:
             on_batch(len(index))
@@ -153,11 +133,9 @@ def run_batches(
 def progress(
     total: int | None, show: bool, on_batch: Callable[[int], None] | None = None
 ) -> Iterator[Callable[[int], None] | None]:
-    """A callback to tell after each batch how many texts it finished: the caller's `on_batch`
-    and, if `show` and stderr is a terminal, a tqdm bar of `total` texts on stderr (`total`
-    None: a count without an end). The bar starts after the first batch, and only if that
-    batch left texts to do: the batches are planned by length and tokens, so their number is
-    known only as they come (tqdm is imported only then)."""
+    """A callback told after each batch how many texts it finished: the caller's `on_batch`
+    and, if `show` on a terminal, a tqdm bar of `total` texts (None: no end) on stderr, started
+    after the first batch if that left texts to do."""
     if not (show and sys.stderr.isatty()):
         yield on_batch
         return

@@ -1,18 +1,7 @@
-"""Generated token ids to text, the same way on both backends.
-
-The completion text is exactly `tokenizer.decode(completion_ids)`: the generated ids without
-the end-of-sequence token, special tokens kept, nothing trimmed. So `prompt + completion`
-reads as the decode of the prompt's and the completion's ids together wherever the tokenizer
-round-trips. (mlx-lm's own streaming text is not used: its BPE detokenizer drops the leading
-space of a completion, `BPEStreamingDetokenizer._maybe_trim_space`.)
-
-Streaming decodes the ids so far after each token and gives out only what is final: a
-character whose bytes are split across tokens (emoji, accented letters) is held back while its
-decode still ends in U+FFFD, so `"".join(pieces) == decode(ids)` and no piece carries a
-replacement character that the full text does not have. This holds for every tokenizer whose
-decode of a prefix of the ids is a prefix of the full decode (byte-level BPE as in GPT-NeoX /
-OLMo, SentencePiece, WordPiece without clean-up); for any other, pieces wait until the text is
-consistent again, and a warning is logged if the end does not match.
+"""Generated token ids to text, the same way on both backends: exactly
+`tokenizer.decode(completion_ids)` (end-of-sequence dropped, special tokens kept, nothing
+trimmed; mlx-lm's streaming detokenizer drops a leading space, so it is not used). A stream
+holds back a character while its decode still ends in U+FFFD, so the pieces join to the decode.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""The mlx-lm backend (athena.backends.base.Backend): load, generate_ids, pooled, logits.
-
-mlx and mlx_lm are imported inside the functions (importing mlx_lm costs seconds and pulls in
-transformers). On mlx's CPU backend the MoE experts run through `gather_mm`, which accepts
-float32 only, so `load` upcasts half-precision MoE checkpoints there.
-"""
+"""The mlx-lm backend (athena.backends.base.Backend); mlx and mlx_lm are imported inside the
+functions. On mlx's CPU backend MoE experts run through `gather_mm` (float32 only), so `load`
+upcasts half-precision MoE checkpoints there."""
 
 from __future__ import annotations
 
@@ -213,10 +210,7 @@ def pooled(model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
     hidden = model.model(mx.array(tokens)).astype(mx.float32)  # (b, length, hidden)
     weights = mx.array(mask)[..., None]
     out = np.array((hidden * weights).sum(axis=1) / weights.sum(axis=1))
-    # Every batch has its own (rows, longest) shape, so its freed buffers rarely fit the
-    # next one: kept in mlx's cache they piled up with the number of batches (peak RSS
-    # growth on `small`, batches of 32: 78 MiB at N=256, 89 at 1,024). Cleared per batch:
-    # 60 and 64 MiB, while mx.get_peak_memory() is the same.
+    # Each batch's shape differs, so its freed buffers rarely fit the next: cleared, not piled.
     mx.clear_cache()
     return out
 

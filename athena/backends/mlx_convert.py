@@ -26,11 +26,9 @@ def convert_model(
     group_size: int = 64,
     router_bits: int | None = DEFAULT_ROUTER_BITS,
 ) -> Path:
-    """Write an mlx-quantized copy of `model` (a folder, or a hub id mlx-lm can fetch) to
-    `out` through `mlx_lm.convert`, with the router at `router_bits`. Atomic like
-    `write_tiny_olmoe` (athena.atomic.replacing_folder): written into a temporary folder
-    beside `out` under a lock, then renamed into place in one step; `out` must not exist or be
-    empty. Raises ValueError, SourceError, LoadError (one sentence)."""
+    """Write an mlx-quantized copy of `model` to `out` (new or empty; written whole, as
+    `write_tiny_olmoe` writes) with the router at `router_bits`. Raises ValueError,
+    SourceError, LoadError (one sentence)."""
     from athena.atomic import FolderBusy, FolderNotEmpty, replacing_folder
     from athena.errors import LoadError
 

@@ -1,10 +1,7 @@
-"""Router-safe quantization of OLMoE on mlx: the one predicate athena quantizes by, at load
-(`mlx_backend.load`) and in `athena convert` (`mlx_convert.convert_model`, through
-`mlx_lm.convert`).
-
-OLMoE's router (`mlp.gate`, 64 logits per token from which the top 8 experts are picked) stays
-at `router_bits` (8 by default, as mlx-lm's own qwen3_moe recipe keeps its routers) while
-everything else takes `bits`: at 4 bits the router's rounding changes which experts run.
+"""Router-safe quantization of OLMoE on mlx, at load and in `athena convert`: the router
+(`mlp.gate`, which picks the experts) stays at `router_bits` (default 8, as mlx-lm's qwen3_moe
+recipe keeps its routers) while the rest takes `bits`: at 4 bits its rounding changes which
+experts run.
 """
 
 from __future__ import annotations

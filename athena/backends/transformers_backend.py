@@ -30,17 +30,6 @@ MAX_PADDING: float | None = batching.TRANSFORMERS_MAX_PADDING
 MAX_BATCH_TOKENS: int | None = batching.TRANSFORMERS_MAX_BATCH_TOKENS
 
 
-def import_transformers() -> tuple[Any, Any]:
-    """Import (torch, transformers), turning ImportError into a LoadError that says what to do."""
-    torch, transformers = import_framework(
-        ("torch", "transformers"),
-        "install the torch group: uv sync --group torch",
-        "transformers or torch is",
-        "reinstall them (uv sync --group torch)",
-    )
-    return torch, transformers
-
-
 def _quantization_config(transformers: Any, torch: Any, bits: int | None) -> Any:
     if bits is None:
         return None
@@ -57,7 +46,12 @@ def _quantization_config(transformers: Any, torch: Any, bits: int | None) -> Any
 def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
     """AutoTokenizer + AutoModelForCausalLM (eval mode) from the local folder, with a PEFT LoRA
     adapter merged if given. Raises LoadError (one sentence)."""
-    torch, transformers = import_transformers()
+    torch, transformers = import_framework(
+        ("torch", "transformers"),
+        "install the torch group: uv sync --group torch",
+        "transformers or torch is",
+        "reinstall them (uv sync --group torch)",
+    )
     name, folder = source.name, str(source.folder)
     common = {"trust_remote_code": False, "local_files_only": True}
     try:

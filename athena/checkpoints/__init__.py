@@ -1,25 +1,10 @@
 """Tiny OLMoE checkpoints made locally, for tests, guides and benchmarks (no hub, no torch).
 
-`write_tiny_olmoe(out_dir)` writes a deterministic OLMoE folder that both `mlx_lm.load` and
-transformers' `AutoModelForCausalLM.from_pretrained` load:
-
-- config.json: `model_type` "olmoe" with the fields mlx_lm/models/olmoe.py and transformers'
-  OlmoeConfig read (untied embeddings, no explicit head_dim, so both agree on the q/k norms);
-- model.safetensors: weights in Hugging Face naming, one tensor per expert
-  (`model.layers.L.mlp.experts.E.{gate,up,down}_proj.weight`; mlx-lm's `sanitize()` stacks
-  them, transformers' conversion mapping packs them);
-- tokenizer.json, tokenizer_config.json, special_tokens_map.json: a byte-level BPE shaped like
-  the GPT-NeoX/OLMo one: `<|endoftext|>` (id 0, eos), `<|padding|>` (id 1, pad), the 256
-  bytes, then merges learnt from a fixed built-in corpus (`Ġthe`, `Ġmemory`, ...: word tokens
-  that start with a space, like the real vocabulary). Every text encodes, and decodes back
-  exactly; mlx-lm picks its BPE streaming detokenizer for it, as for real OLMoE.
-- generation_config.json.
-
-The package, by concern: tokenizer (the BPE and its files), presets (shapes, config.json),
-weights (drawing and writing model.safetensors), sparse (`write_sparse_olmoe`); this module
-composes them into `write_tiny_olmoe`, written as athena.atomic writes a folder.
-Only numpy and `tokenizers` are imported. Weights are scaled so activations stay O(1) and
-logits are well separated, so greedy decoding is not decided by rounding noise.
+`write_tiny_olmoe(out_dir)` writes a deterministic OLMoE folder that mlx-lm and transformers
+both load: config.json, model.safetensors (Hugging Face naming, one tensor per expert), a
+byte-level BPE tokenizer shaped like OLMo's (tokenizer module), generation_config.json; as
+athena.atomic writes a folder. Weights are scaled so greedy decoding is not decided by
+rounding noise.
 """
 
 from __future__ import annotations
@@ -83,17 +68,10 @@ def write_tiny_olmoe(
     dtype: str = "float32",
     overwrite: bool = False,
 ) -> Path:
-    """Write a deterministic OLMoE checkpoint folder to `out_dir` and return its path.
-
-    The same (size, seed, dtype) always gives the same bytes. A folder that exists and is not
-    empty is refused (`FolderNotEmpty`) unless `overwrite=True`, which replaces only the files
-    this function writes (`FILES`) and leaves every other file in the folder alone.
-
-    Written as `athena.atomic.replacing_folder` writes a folder: into a temporary folder beside
-    `out_dir`, under a lock (a second writer gets `FolderBusy`), then swapped in whole, so the
-    folder is the old checkpoint or the new one at every moment, even if the process is
-    killed; what a kill leaves beside it, the next write removes.
-    """
+    """Write a deterministic OLMoE checkpoint folder to `out_dir` and return its path: the same
+    (size, seed, dtype), the same bytes. A non-empty folder is refused (`FolderNotEmpty`)
+    unless `overwrite=True`, which replaces only `FILES`. Written whole under a lock, as
+    `athena.atomic.replacing_folder` writes (a second writer gets `FolderBusy`)."""
     shape = preset(size)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")

@@ -7,36 +7,16 @@ from typing import Any
 from athena.checkpoints.tokenizer import VOCAB_SIZE
 from athena.source import DTYPES as DTYPES  # re-exported: what tiny-model can write
 
-# Presets: the architecture knobs of an OLMoE. Parameter counts (float32 bytes = 4x):
-# tiny ~0.3 M (tests), small ~4 M, medium ~330 M (benchmarks; 1.3 GB in float32).
+# The architecture knobs of an OLMoE, and the presets' values of them.
+KNOBS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+         "num_key_value_heads", "num_experts", "num_experts_per_tok")  # fmt: skip
 SIZES: dict[str, dict[str, int]] = {
-    "tiny": {
-        "hidden_size": 64,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 4,
-        "num_experts": 8,
-        "num_experts_per_tok": 2,
-    },
-    "small": {
-        "hidden_size": 256,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 8,
-        "num_key_value_heads": 8,
-        "num_experts": 16,
-        "num_experts_per_tok": 4,
-    },
-    "medium": {
-        "hidden_size": 1024,
-        "intermediate_size": 256,
-        "num_hidden_layers": 6,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 16,
-        "num_experts": 64,
-        "num_experts_per_tok": 8,
-    },
+    size: dict(zip(KNOBS, values, strict=True))
+    for size, values in (
+        ("tiny", (64, 64, 2, 4, 4, 8, 2)),  # ~0.3 M parameters (tests)
+        ("small", (256, 128, 2, 8, 8, 16, 4)),  # ~4 M (benchmarks)
+        ("medium", (1024, 256, 6, 16, 16, 64, 8)),  # ~330 M (benchmarks; 1.3 GB in float32)
+    )
 }
 
 SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}

@@ -6,20 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from athena.atomic import replacing, write_file
-from athena.checkpoints.presets import DTYPES, olmoe_config
+from athena.checkpoints.presets import DTYPES, KNOBS, olmoe_config
 from athena.checkpoints.tokenizer import json_bytes, tokenizer_files
-from athena.checkpoints.weights import safetensors_header
+from athena.checkpoints.weights import safetensors_header, tensor_shapes
 
 # OLMoE-1B-7B-0924's shape (6.92 B parameters; 27.7 GB in float32, 13.8 GB in bfloat16).
 OLMOE_1B_7B: dict[str, int] = {
     "vocab_size": 50304,
-    "hidden_size": 2048,
-    "intermediate_size": 1024,
-    "num_hidden_layers": 16,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 16,
-    "num_experts": 64,
-    "num_experts_per_tok": 8,
+    **dict(zip(KNOBS, (2048, 1024, 16, 16, 16, 64, 8), strict=True)),
 }
 
 
@@ -31,12 +25,9 @@ def write_sparse_olmoe(
     shards: int = 1,
 ) -> Path:
     """A structurally valid OLMoE folder of any shape (default: OLMoE-1B-7B's) whose weights
-    take no disk: each safetensors header is written, then the file is extended to its full
-    length as a sparse file (its data reads as zeros). For checks that read headers only
-    (athena.preflight) and loads in a memory-limited child. `shards` > 1 splits the tensors,
-    in name order, into that many files of about equal size with a
-    model.safetensors.index.json, as the hub ships large checkpoints
-    (model-00001-of-00006.safetensors, ...). The tokenizer is the tiny checkpoints'."""
+    are sparse files (zeros, no disk), with the tiny checkpoints' tokenizer. `shards` > 1
+    splits the tensors, in name order, into that many files of about equal size with a
+    model.safetensors.index.json, as the hub ships large checkpoints."""
     shape = dict(OLMOE_1B_7B if shape is None else shape)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
@@ -49,7 +40,7 @@ def write_sparse_olmoe(
     write_file(out / "config.json", json_bytes(config))
     itemsize = 4 if dtype == "float32" else 2
     tensors = []
-    for name, tensor_shape in sorted(_tensor_shapes(shape, vocab).items()):
+    for name, tensor_shape in sorted(tensor_shapes(shape, vocab).items()):
         nbytes = itemsize
         for dim in tensor_shape:
             nbytes *= dim
@@ -78,35 +69,3 @@ def write_sparse_olmoe(
     for name, content in tokenizer_files().items():
         write_file(out / name, content)
     return out
-
-
-def _tensor_shapes(shape: dict[str, int], vocab: int) -> dict[str, tuple[int, ...]]:
-    """Hugging Face names and shapes of an OLMoE's tensors (what `make_weights` writes)."""
-    h, i = shape["hidden_size"], shape["intermediate_size"]
-    kv = shape["num_key_value_heads"] * (h // shape["num_attention_heads"])
-    shapes: dict[str, tuple[int, ...]] = {
-        "model.embed_tokens.weight": (vocab, h),
-        "model.norm.weight": (h,),
-        "lm_head.weight": (vocab, h),
-    }
-    for layer in range(shape["num_hidden_layers"]):
-        p = f"model.layers.{layer}"
-        shapes |= {
-            f"{p}.input_layernorm.weight": (h,),
-            f"{p}.post_attention_layernorm.weight": (h,),
-            f"{p}.self_attn.q_proj.weight": (h, h),
-            f"{p}.self_attn.k_proj.weight": (kv, h),
-            f"{p}.self_attn.v_proj.weight": (kv, h),
-            f"{p}.self_attn.o_proj.weight": (h, h),
-            f"{p}.self_attn.q_norm.weight": (h,),
-            f"{p}.self_attn.k_norm.weight": (kv,),
-            f"{p}.mlp.gate.weight": (shape["num_experts"], h),
-        }
-        for expert in range(shape["num_experts"]):
-            e = f"{p}.mlp.experts.{expert}"
-            shapes |= {
-                f"{e}.gate_proj.weight": (i, h),
-                f"{e}.up_proj.weight": (i, h),
-                f"{e}.down_proj.weight": (h, i),
-            }
-    return shapes

@@ -13,41 +13,56 @@ import numpy as np
 from athena.checkpoints.presets import SAFETENSORS_DTYPE
 from athena.checkpoints.tokenizer import SPECIAL_TOKENS, VOCAB_SIZE
 
+# The gain of a Linear's init by the end of its name (1 for the rest).
+GAINS = {
+    "o_proj.weight": 0.5,
+    "down_proj.weight": 0.5,
+    "mlp.gate.weight": 2.0,
+    "lm_head.weight": 3.0,
+}
+
+
+def tensor_shapes(shape: dict[str, int], vocab: int) -> dict[str, tuple[int, ...]]:
+    """Hugging Face names and shapes of an OLMoE's tensors, in the order `make_weights` draws."""
+    h, i = shape["hidden_size"], shape["intermediate_size"]
+    kv = shape["num_key_value_heads"] * (h // shape["num_attention_heads"])
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, h)}
+    for layer in range(shape["num_hidden_layers"]):
+        p = f"model.layers.{layer}"
+        shapes |= {
+            f"{p}.input_layernorm.weight": (h,),
+            f"{p}.post_attention_layernorm.weight": (h,),
+            f"{p}.self_attn.q_proj.weight": (h, h),
+            f"{p}.self_attn.k_proj.weight": (kv, h),
+            f"{p}.self_attn.v_proj.weight": (kv, h),
+            f"{p}.self_attn.o_proj.weight": (h, h),
+            f"{p}.self_attn.q_norm.weight": (h,),
+            f"{p}.self_attn.k_norm.weight": (kv,),
+            f"{p}.mlp.gate.weight": (shape["num_experts"], h),
+        }
+        for expert in range(shape["num_experts"]):
+            e = f"{p}.mlp.experts.{expert}"
+            shapes |= {
+                f"{e}.gate_proj.weight": (i, h),
+                f"{e}.up_proj.weight": (i, h),
+                f"{e}.down_proj.weight": (h, i),
+            }
+    return shapes | {"model.norm.weight": (h,), "lm_head.weight": (vocab, h)}
+
 
 def make_weights(preset: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """HF-named float32 weights, drawn in a fixed order from `rng`."""
-    h, i = preset["hidden_size"], preset["intermediate_size"]
-    head_dim = h // preset["num_attention_heads"]
-    kv = preset["num_key_value_heads"] * head_dim
-
-    def linear(out_features: int, in_features: int, gain: float = 1.0) -> np.ndarray:
-        std = gain / np.sqrt(in_features)
-        return (rng.standard_normal((out_features, in_features)) * std).astype(np.float32)
-
-    def norm(n: int) -> np.ndarray:
-        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
-
-    w: dict[str, np.ndarray] = {
-        "model.embed_tokens.weight": rng.standard_normal((VOCAB_SIZE, h)).astype(np.float32)
-    }
-    for layer in range(preset["num_hidden_layers"]):
-        p = f"model.layers.{layer}"
-        w[f"{p}.input_layernorm.weight"] = norm(h)
-        w[f"{p}.post_attention_layernorm.weight"] = norm(h)
-        w[f"{p}.self_attn.q_proj.weight"] = linear(h, h)
-        w[f"{p}.self_attn.k_proj.weight"] = linear(kv, h)
-        w[f"{p}.self_attn.v_proj.weight"] = linear(kv, h)
-        w[f"{p}.self_attn.o_proj.weight"] = linear(h, h, gain=0.5)
-        w[f"{p}.self_attn.q_norm.weight"] = norm(h)
-        w[f"{p}.self_attn.k_norm.weight"] = norm(kv)
-        w[f"{p}.mlp.gate.weight"] = linear(preset["num_experts"], h, gain=2.0)
-        for expert in range(preset["num_experts"]):
-            e = f"{p}.mlp.experts.{expert}"
-            w[f"{e}.gate_proj.weight"] = linear(i, h)
-            w[f"{e}.up_proj.weight"] = linear(i, h)
-            w[f"{e}.down_proj.weight"] = linear(h, i, gain=0.5)
-    w["model.norm.weight"] = norm(h)
-    lm_head = linear(VOCAB_SIZE, h, gain=3.0)
+    w: dict[str, np.ndarray] = {}
+    for name, dims in tensor_shapes(preset, VOCAB_SIZE).items():
+        if name == "model.embed_tokens.weight":
+            w[name] = rng.standard_normal(dims).astype(np.float32)
+        elif len(dims) == 1:  # a norm
+            w[name] = (1.0 + 0.1 * rng.standard_normal(dims[0])).astype(np.float32)
+        else:
+            gain = next((g for end, g in GAINS.items() if name.endswith(end)), 1.0)
+            std = gain / np.sqrt(dims[1])
+            w[name] = (rng.standard_normal(dims) * std).astype(np.float32)
+    lm_head = w["lm_head.weight"]
     # Damp the rows of non-printable bytes and specials so that greedy text is mostly
     # printable ASCII (readable gibberish in guides) rather than broken UTF-8. The merged
     # tokens (ids after the bytes) are all printable: the corpus is ASCII.

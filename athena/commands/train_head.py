@@ -1,8 +1,5 @@
-"""`athena train-head`: GRPO for the MemoryActionHead (athena/heads/train.py).
-
-`--ranks N` and `--hostfile` start one process per rank with mlx.launch, each running
-`python -m athena.commands.train_head SETTINGS_JSON` (`main` below): the run's TrainSettings
-as JSON, the same on every rank.
+"""`athena train-head`: GRPO for the MemoryActionHead (athena/heads/train.py). `--ranks N` and
+`--hostfile` start one rank each with mlx.launch, running `main` below on the settings' JSON.
 """
 
 from __future__ import annotations
@@ -19,15 +16,8 @@ from athena.commands.common import CommandError, add_model_arguments, load_model
 if TYPE_CHECKING:
     from athena.heads.train import TrainSettings
 
-MODEL_ARGUMENTS = (
-    "model",
-    "revision",
-    "backend",
-    "dtype",
-    "quantize_bits",
-    "router_bits",
-    "allow_oversize",
-)
+MODEL_ARGUMENTS = ("model", "revision", "backend", "dtype", "quantize_bits", "router_bits",
+                   "allow_oversize")  # fmt: skip
 
 
 def add_train_head_command(sub: argparse._SubParsersAction) -> None:

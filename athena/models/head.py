@@ -1,20 +1,7 @@
-"""The MemoryActionHead, framework-neutral: make one, read and write its weights.
-
-    from athena.models.head import load_head, new_head, save_head
-
-    head = new_head(2048, seed=0, framework="mlx")        # or framework="torch": same weights
-    save_head(head, "head.safetensors")
-    same = load_head("head.safetensors", framework="torch")  # the same logits, within 1e-5
-
-Both heads are LayerNorm -> Linear -> GELU (exact, erf) -> Linear with the parameter names
-`net.0.weight`, `net.0.bias`, `net.1.*`, `net.3.*` (torch's `nn.Sequential` numbering; the MLX
-head keeps its layers in a list called `net`, which gives the same names). A head file is
-safetensors with those six float32 tensors and the shape in its metadata.
-
-The networks are `athena.models.head_torch.MemoryActionHead` (also
-`athena.models.olmoe.MemoryActionHead`) and `athena.models.head_mlx.MemoryActionHead`; this
-module imports mlx, torch or numpy only inside the functions that need them. The learners
-(GRPO) are in athena/heads/.
+"""The MemoryActionHead, framework-neutral: make one, read and write its weights
+(docs/training-head.md). Both heads are LayerNorm -> Linear -> GELU (erf) -> Linear, named as
+torch's `nn.Sequential` numbers them (PARAMETER_NAMES); a head file is safetensors with those
+six float32 tensors and the shape in its metadata. mlx, torch and numpy are imported inside.
 """
 
 from __future__ import annotations
@@ -35,14 +22,7 @@ if TYPE_CHECKING:
 
 FRAMEWORKS = ("mlx", "torch")
 HEAD_FORMAT = "athena.MemoryActionHead"
-PARAMETER_NAMES = (
-    "net.0.weight",
-    "net.0.bias",
-    "net.1.weight",
-    "net.1.bias",
-    "net.3.weight",
-    "net.3.bias",
-)
+PARAMETER_NAMES = tuple(f"net.{i}.{kind}" for i in (0, 1, 3) for kind in ("weight", "bias"))
 
 
 class HeadError(ValueError):
@@ -212,10 +192,7 @@ def save_weights(weights: dict[str, np.ndarray], path: str | os.PathLike[str]) -
     _check_weights(weights, "the weights")
     shape = HeadShape.of(weights)
     target = Path(path)
-    metadata = {
-        "format": HEAD_FORMAT,
-        "shape": json.dumps(asdict(shape)),
-    }
+    metadata = {"format": HEAD_FORMAT, "shape": json.dumps(asdict(shape))}
     with replacing(target) as temporary:
         save_file({name: weights[name] for name in PARAMETER_NAMES}, str(temporary), metadata)
     return target

@@ -1,10 +1,6 @@
-"""The MemoryActionHead network in MLX (only the network; the learners are in athena/heads/).
-
-Same architecture and parameter names as the torch head (athena/models/head_torch.py):
-LayerNorm(eps 1e-5) -> Linear -> GELU (exact erf: mlx.nn.GELU's default approx="none"; its
-"precise" is the tanh approximation) -> Linear. The layers are a plain list named `net`, so
-MLX names the parameters `net.0.weight` ... `net.3.bias`, as torch's nn.Sequential does.
-Imported lazily, like the torch one.
+"""The MemoryActionHead network in MLX, the torch head's twin (head_torch.py): the same
+layers (GELU exact erf: mlx's default approx="none") in a list named `net`, so the parameter
+names are torch's nn.Sequential ones. Imported lazily.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""The MemoryActionHead network in torch (only the network; the learners are in athena/heads/).
-
-Imported lazily (by athena.models.head and athena.models.olmoe's `MemoryActionHead`), so
-importing athena never imports torch. The MLX twin is athena/models/head_mlx.py: the same
-layers and parameter names.
+"""The MemoryActionHead network in torch (the learners are in athena/heads/), imported
+lazily so that importing athena never imports torch; its MLX twin is head_mlx.py.
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
-"""OLMoE for ATHENA: mlx-lm first (Apple Silicon), transformers + torch as the fallback.
-
-    from athena.models.olmoe import OLMoEConfig, OLMoEModel
-
-    model = OLMoEModel(OLMoEConfig(model_name="path/to/olmoe"))
-    if model.load():                       # False (and a logged reason) if it could not load
-        print(model.backend)               # "mlx" or "transformers"
-        print(model.generate("Hello", max_tokens=20, temperature=0.0))
-        vector = model.encode("Hello")     # numpy (hidden,), mean-pooled final hidden state
-
-Importing this module imports neither mlx, mlx_lm, transformers nor torch: `load()` finds the
-installed backends without importing them, then imports the one it uses. `MemoryActionHead`
-(a torch.nn.Module) is built on first access of the name.
+"""OLMoE for ATHENA: mlx-lm first (Apple Silicon), transformers + torch as the fallback (usage:
+README.md). Importing it imports no backend: `load()` imports the one it uses, and
+`MemoryActionHead` (a torch.nn.Module) is built on first access of the name.
 """
 
 from __future__ import annotations
@@ -36,7 +26,6 @@ from athena.models.head import (
     load_weights,
     new_head,
 )
-from athena.preflight.provenance import file_digest
 
 if TYPE_CHECKING:  # numpy and the backends are imported where used: the import stays cheap
     import numpy as np
@@ -50,16 +39,10 @@ NO_BACKEND = "No inference backend available (mlx-lm and transformers both missi
 
 
 class OLMoEModel:
-    """OLMoE behind one interface, on mlx-lm or transformers.
-
-    After `load()`: `backend` is "mlx" or "transformers", `is_loaded` is True, `model` and
-    `tokenizer` are the backend's objects, and `action_head` is a MemoryActionHead: the one
-    saved at `config.action_head_path` (torch on transformers, MLX on mlx; its file's sha256
-    in `action_head_sha256`), else a fresh seeded one on transformers and none on mlx
-    (`action_head_sha256` None). If loading fails, `load()` returns False, logs why and
-    keeps the sentence in `load_error`. (`_backend` and `_is_loaded` are the seed's names of
-    `backend` and `is_loaded`.)
-    """
+    """OLMoE behind one interface, on mlx-lm or transformers. After `load()`: `backend`
+    ("mlx" or "transformers"), `model` and `tokenizer` (the backend's), `action_head` (the one
+    at `config.action_head_path`, its sha256 in `action_head_sha256`; else a seeded one on
+    transformers, none on mlx); a failed load keeps its sentence in `load_error`."""
 
     def __init__(self, config: OLMoEConfig | None = None) -> None:
         if config is not None and not isinstance(config, OLMoEConfig):
@@ -87,13 +70,9 @@ class OLMoEModel:
     def _is_loaded(self) -> bool:
         return self.is_loaded
 
-    # -- loading -------------------------------------------------------------------------
-
     def load(self, lora_path: str | os.PathLike[str] | None = None) -> bool:
         """Load with mlx-lm if available and wanted, else (or if that fails) transformers.
-
-        Never raises for a bad model, folder, adapter or argument: False, with the one
-        sentence that says why logged and kept in `load_error`."""
+        Never raises for bad input: False, the sentence why logged and kept in `load_error`."""
         self._reset()
         try:
             self._load(lora_path)
@@ -147,8 +126,7 @@ class OLMoEModel:
     def _load_with(
         self, backend: BackendName, name: str, adapter: Path | None, mlx_installed: bool
     ) -> None:
-        """The one load pipeline: the name is located once (a hub id fetched into the cache),
-        the preflight checks that folder, then the backend builds it."""
+        """Locate the name once, preflight that folder, then let the backend build it."""
         from athena import preflight
         from athena.backends import backend_module
         from athena.backends.base import LoadOptions
@@ -179,8 +157,7 @@ class OLMoEModel:
         self.backend, self.is_loaded = backend, True
 
     def unload(self) -> None:
-        """Drop the model, its tokenizer and head, and give their memory back to the system
-        (the framework's cache of freed buffers included); `load()` may be called again."""
+        """Drop the model, tokenizer and head and give their memory back; `load()` may follow."""
         backend = self.backend
         self._reset()
         gc.collect()
@@ -201,9 +178,8 @@ class OLMoEModel:
         return False
 
     def _make_action_head(self, backend: BackendName, name: str) -> tuple[Any, str | None]:
-        """The head to attach and its file's sha256: the one saved at action_head_path, made
-        for `backend` and checked against the model (SourceError: one sentence), else on
-        transformers heads.new_head(seed) (the weights an MLX head of that seed has)."""
+        """The head and its file's sha256: the one at action_head_path, checked against the
+        model, else on transformers a new seeded one."""
         config, path = self.config, self.config.action_head_path
         assert self.preflight is not None
         hidden_size = int(self.preflight.info.config["hidden_size"])
@@ -226,9 +202,7 @@ class OLMoEModel:
                 "on this model (athena train-head --model ...) with that many actions"
             )
         head = head_from_weights(weights, framework).eval()
-        return head, file_digest(Path(path))["sha256"]
-
-    # -- inference -----------------------------------------------------------------------
+        return head, source.file_digest(Path(path))["sha256"]
 
     def _loaded(self) -> tuple[Backend, Preflight]:
         if not self.is_loaded or self.backend is None or self.preflight is None:
@@ -245,10 +219,8 @@ class OLMoEModel:
         temperature: float | None,
         seed: int | None,
     ) -> tuple[Backend, list[int], Sampling]:
-        """The backend, the prompt's ids and the sampling of one generate/stream call, checked
-        once for every path (the CLI too): the config's values overridden by the call's, the
-        prompt a non-empty str within the model's positions, whose working memory (with the
-        tokens to generate) fits beside the model. ValueError/TypeError: one sentence."""
+        """The backend, prompt ids and sampling of one generate/stream call (the config's
+        values overridden by the call's), checked once: ValueError/TypeError, one sentence."""
         from athena.backends.base import Sampling
 
         backend, checked = self._loaded()
@@ -303,9 +275,7 @@ class OLMoEModel:
         temperature: float | None = None,
         seed: int | None = None,
     ) -> Iterator[str]:
-        """Yield the completion in pieces as it is generated; "".join() equals generate().
-
-        The arguments are checked here, before the first piece is asked for."""
+        """Yield the completion in pieces (checked before the first); "".join() is generate()."""
         from athena.backends import base
 
         backend, ids, sampling = self._prepare("stream", prompt, max_tokens, temperature, seed)
@@ -352,19 +322,15 @@ class OLMoEModel:
             vectors = base.encode(
                 backend, self.model, self.tokenizer, ids, batch_size=batch_size, on_batch=report
             )
-        if self.action_head is not None:
-            actions = self._action_logits(vectors, batch_size)
+        if self.action_head is not None:  # its logits, `batch_size` rows at a time
+            import numpy as np
+
+            rows = range(0, len(vectors), batch_size)
+            actions = np.concatenate(
+                [head_logits(self.action_head, vectors[i : i + batch_size]) for i in rows]
+            )
             self.last_action_logits = actions[0] if single else actions
         return vectors[0] if single else vectors
-
-    def _action_logits(self, vectors: np.ndarray, batch_size: int) -> np.ndarray:
-        """The MemoryActionHead's logits of pooled vectors, `batch_size` rows at a time."""
-        import numpy as np
-
-        batches = range(0, len(vectors), batch_size)
-        return np.concatenate(
-            [head_logits(self.action_head, vectors[i : i + batch_size]) for i in batches]
-        )
 
     def logits(self, token_ids: Iterable[int]) -> np.ndarray:
         """(len(token_ids), vocab) float32 next-token logits of one sequence (for checks)."""
@@ -390,8 +356,7 @@ def _check_text(name: str, value: object) -> str:
 
 
 def _texts(text: object) -> list[str]:
-    """encode()'s input as a list of non-empty str: a str, or an ordered collection of str
-    (a list, a tuple, a generator). A dict, a set, bytes or None is a TypeError that says so."""
+    """encode()'s input (a str or an ordered collection of str) as a list of non-empty str."""
     if isinstance(text, str):
         texts: list[object] = [text]
     elif isinstance(text, bytes | bytearray | memoryview):
@@ -433,8 +398,7 @@ def _token_ids(token_ids: object, vocab: int) -> list[int]:
 
 
 def _adapter_folder(value: object) -> Path | None:
-    """The LoRA adapter folder to use (None: none), checked: a path to an existing folder.
-    (A value from OLMoEConfig has had its type checked; load()'s argument has not.)"""
+    """The LoRA adapter folder to use (None: none), checked to be an existing folder."""
     if value is None:
         return None
     if isinstance(value, os.PathLike):

@@ -7,15 +7,8 @@ import re
 from athena.preflight.info import EXPERT, FLOAT_NAMES, ModelInfo
 from athena.preflight.quantized import quantized_problems
 
-CONFIG_SIZES = (
-    "num_hidden_layers",
-    "hidden_size",
-    "num_experts",
-    "vocab_size",
-    "intermediate_size",
-    "num_attention_heads",
-    "num_experts_per_tok",
-)
+CONFIG_SIZES = ("num_hidden_layers", "hidden_size", "num_experts", "vocab_size",
+                "intermediate_size", "num_attention_heads", "num_experts_per_tok")  # fmt: skip
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 

@@ -45,9 +45,8 @@ class Preflight:
         chunked: bool = False,
         rows: int = 1,
     ) -> None:
-        """`check_sequence` for this model next to its loaded weights; `chunked`: mlx-lm's
-        generate prefills MLX_PREFILL_CHUNK tokens at a time (encode does not); `rows`: the
-        sequences run together (an encode batch: `tokens` is its longest text)."""
+        """`check_sequence` beside the loaded weights; `chunked`: mlx-lm's generate prefills
+        in chunks; `rows`: an encode batch whose longest text is `tokens`."""
         oversize = self.budget.status(self.estimate.resident) == "does not fit"
         check_sequence(
             self.info.config,
@@ -75,12 +74,9 @@ def check_load(
     budget: MemoryBudget | None = None,
     router_bits: int | None = None,
 ) -> Preflight:
-    """Before `backend` builds `name` (a located source; a folder or a cached hub id by name):
-    check the folder (source.check_model_folder), its agreement with itself and its
-    tokenizer, and that the estimated peak fits this machine.
-
-    Raises SourceError for a folder no backend can load, OversizeError for one that does
-    not fit (unless `allow_oversize`); logs a warning for a tight fit."""
+    """Check the folder `backend` is to build and that its estimated peak fits this machine:
+    SourceError (no backend can load it), OversizeError (unless `allow_oversize`), a warning
+    logged for a tight fit."""
     info = inspect_model(name)
     if info.problems:
         raise SourceError(info.problems[0])
@@ -128,9 +124,8 @@ def check_load(
 
 
 def unmappable(info: ModelInfo, budget: MemoryBudget) -> str | None:
-    """The sentence for a weights file larger than the largest private mapping the kernel
-    grants (Linux's overcommit rule): torch memory-maps each safetensors file whole, so the
-    transformers load fails at once with `unable to mmap ... Cannot allocate memory`."""
+    """The sentence for a weights file larger than the largest private mapping Linux grants:
+    torch maps each file whole, so transformers would fail with `unable to mmap`."""
     if budget.map_limit is None:
         return None
     files = sorted(info.path.glob("model*.safetensors"), key=lambda f: -f.stat().st_size)
@@ -176,9 +171,8 @@ def oversize_sentence(
 def check_positions(
     tokens: int, limit: int | None, *, index: int | None = None, what: str | None = None
 ) -> None:
-    """TextTooLong when `tokens` are more than `limit` positions (None: no limit known).
-    `what` names a prompt ("the prompt"); without it the input is an encode text (`index`:
-    its place in the list, None: the only one), which `truncate=True` may cut instead."""
+    """TextTooLong when `tokens` are more than `limit` positions (None: no limit known);
+    `what` names a prompt, else it is encode's text `index` (None: the only one)."""
     if limit is not None and tokens > limit:
         raise TextTooLong(index, tokens, limit, what=what)
 
@@ -195,10 +189,9 @@ def check_sequence(
     rows: int = 1,
     itemsize: int = 4,
 ) -> None:
-    """Raise ValueError (one sentence) when `tokens` tokens are beyond the model's
-    max_position_embeddings, or when running the model over `rows` sequences of them (and
-    `new_tokens` more, generated) would not fit in this machine's memory next to the loaded
-    model (`loaded_bytes`): the sentence names the length, or the batch size, that fits."""
+    """ValueError (one sentence, naming the length or batch size that fits) when `tokens` (plus
+    `new_tokens`) are beyond max_position_embeddings or, over `rows` sequences, do not fit in
+    memory beside the loaded model (`loaded_bytes`)."""
     limit = config.get("max_position_embeddings")
     check_positions(tokens, limit if isinstance(limit, int) else None, what=what)
     if isinstance(limit, int) and tokens + new_tokens > limit:

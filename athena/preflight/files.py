@@ -19,11 +19,9 @@ TOKENIZER_KINDS = (
 
 
 def inspect_model(name: str | ModelSource) -> ModelInfo:
-    """Read what `name` (a folder, a hub id in the local cache, or a located source) holds,
-    without reading a weight and without the network. Raises SourceError (one sentence) when
-    it is not a model folder at all (source.check_model_folder, a filesystem error included);
-    problems that a person can still look at (config and weights disagree, no tokenizer) go
-    to `problems`."""
+    """What `name` (a folder, a cached hub id, a located source) holds, without reading a weight
+    or the network: SourceError (one sentence) when it is no model folder at all; problems a
+    person can still look at (config and weights disagree, no tokenizer) go to `problems`."""
     located = source.locate(name, download=False)
     folder = located.folder
     source.check_model_folder(folder)  # config.json, model_type, sound safetensors
@@ -38,9 +36,11 @@ def _inspect_folder(name: str, folder: Path) -> ModelInfo:
     files = source.weight_files_of(folder)
     problems: list[str] = []
     problems += _index_problems(folder, files)
-    tensors: list[Tensor] = []
+    tensors = []
     for file in files:
-        tensors += _read_tensors(file)
+        for key, entry in source.read_safetensors_header(file).items():
+            start, end = entry["data_offsets"]
+            tensors.append(Tensor(key, str(entry["dtype"]), tuple(entry["shape"]), end - start))
     quantization = config.get("quantization") or None
     tokenizer, tokenizer_problem = _inspect_tokenizer(folder)
     info = ModelInfo(
@@ -62,20 +62,9 @@ def _inspect_folder(name: str, folder: Path) -> ModelInfo:
                 "the tokenizer that belongs to these weights"
             )
     problems += [p for p in (config_problem, tokenizer_problem) if p]
-    info.problems, info.config_problem, info.tokenizer_problem = (
-        problems,
-        config_problem,
-        tokenizer_problem,
-    )
+    info.problems, info.config_problem = problems, config_problem
+    info.tokenizer_problem = tokenizer_problem
     return info
-
-
-def _read_tensors(file: Path) -> list[Tensor]:
-    out = []
-    for name, entry in source.read_safetensors_header(file).items():
-        start, end = entry["data_offsets"]
-        out.append(Tensor(name, str(entry["dtype"]), tuple(entry["shape"]), int(end) - int(start)))
-    return out
 
 
 def _index_problems(folder: Path, files: list[Path]) -> list[str]:

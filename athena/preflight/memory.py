@@ -56,11 +56,9 @@ class MemoryBudget:
 
 
 def machine_budget(host: Host | None = None) -> MemoryBudget:
-    """The budget of this machine (or of `host`, a doctor `Host`: the seam tests simulate).
-
-    On a Mac the recommended working set is Metal's (`mx.device_info()`, when the doctor's
-    probe has it), else `sysctl iogpu.wired_limit_mb` when set, else macOS's default share
-    of RAM (2/3, and 3/4 above 36 GiB): importing mlx to ask would cost a backend import."""
+    """The budget of this machine (or `host`). On a Mac the recommended working set is Metal's
+    (when the doctor's probe has it), else `sysctl iogpu.wired_limit_mb`, else macOS's default
+    share of RAM: importing mlx to ask would cost a backend import."""
     if host is None:
         host = probe_host()
     physical = host.total_memory
@@ -84,10 +82,9 @@ def machine_budget(host: Host | None = None) -> MemoryBudget:
 def linux_map_limit(
     physical: int, meminfo: str | None = None, overcommit: str | None = None
 ) -> tuple[int | None, str | None]:
-    """The largest private file mapping Linux grants here, and why: with the default
-    `vm.overcommit_memory=0` its heuristic refuses one mapping larger than RAM plus swap
-    (torch memory-maps each safetensors file privately); with 2, the CommitLimit; with 1,
-    none. `meminfo`/`overcommit`: the texts of /proc/meminfo and the sysctl (read if None)."""
+    """The largest private file mapping Linux grants (torch maps each safetensors file), and
+    why: RAM plus swap with `vm.overcommit_memory=0`, the CommitLimit with 2, none with 1.
+    `meminfo`/`overcommit`: the texts of /proc/meminfo and the sysctl (read if None)."""
     try:
         meminfo = meminfo if meminfo is not None else Path("/proc/meminfo").read_text()
         mode = overcommit or Path("/proc/sys/vm/overcommit_memory").read_text()
@@ -117,13 +114,8 @@ def mlx_on_cpu(host: Host | None = None) -> bool:
 
 @dataclass(frozen=True)
 class Estimate:
-    """The estimated memory of one load, and what it is made of (bytes).
-
-    `resident` is what must stay in memory (anonymous: the model's arrays, the temporaries of
-    loading, the runtime, and `context`'s working set): it decides fits / tight / does not
-    fit. `file_pages` are memory-mapped pages of the weight files (transformers), which the
-    kernel reclaims under pressure: reported beside it, not added to it. `peak` is what an
-    unconstrained process reaches (both), what VmHWM shows on a machine with memory to spare."""
+    """The estimated memory of one load, in bytes (docs/preflight.md): `resident` (anonymous,
+    it decides the fit), `file_pages` (mapped, reclaimable, beside it) and `peak` (both)."""
 
     backend: str
     dtype: str  # the dtype the weights end in
@@ -153,11 +145,6 @@ class Estimate:
         """ " (router 8-bit)" when the router's bits differ from the rest's, else ""."""
         router, bits = self.router_bits, self.quantize_bits
         return f" (router {router}-bit)" if bits and router and router != bits else ""
-
-
-def _quantized_bytes(elements: int, bits: int, group_size: int, itemsize: int) -> int:
-    """Packed weights plus one scale and one bias per group (in the model's float dtype)."""
-    return elements * bits // 8 + 2 * (elements // group_size) * itemsize
 
 
 def estimate_peak(
@@ -197,10 +184,9 @@ def sequence_memory(
     rows: int = 1,
     itemsize: int = 4,
 ) -> int:
-    """Working memory of one forward pass over `rows` sequences of `tokens` tokens (bytes, in
-    `itemsize`-byte floats): attention scores of one layer (all heads, `query_chunk` queries at
-    a time if chunked; kept in float32), the key/value cache of every layer, and the per-token
-    activations of one layer (top-k experts)."""
+    """Working memory (bytes) of one forward pass over `rows` sequences of `tokens` tokens:
+    one layer's float32 attention scores (`query_chunk` queries at a time), every layer's
+    key/value cache, one layer's per-token activations (docs/preflight.md)."""
     heads = int(config.get("num_attention_heads") or 1)
     kv_heads = int(config.get("num_key_value_heads") or heads)
     hidden = int(config.get("hidden_size") or 1)
@@ -216,9 +202,8 @@ def sequence_memory(
 
 
 def _units(info: ModelInfo) -> list[tuple[str | None, list[Tensor]]]:
-    """Tensors grouped as they are evaluated: (None, [tensor]) for a plain tensor, and
-    ("<layer>.experts", [...]) for the per-expert tensors of one layer and projection, which
-    both backends stack into one array."""
+    """Tensors grouped as they are evaluated: (None, [tensor]), or (group, [...]) for the
+    per-expert tensors of one layer and projection, which both backends stack."""
     stacked: dict[tuple[str, str], list[Tensor]] = {}
     units: list[tuple[str | None, list[Tensor]]] = []
     for tensor in info.tensors:
@@ -263,7 +248,8 @@ def _mlx_estimate(
             assert bits is not None
             router = group is None and is_router(unit[0].name)
             unit_bits = router_bits if router and router_bits else bits
-            model += _quantized_bytes(elements, unit_bits, group_size, size)
+            # packed weights plus one scale and one bias per group (in the float dtype)
+            model += elements * unit_bits // 8 + 2 * (elements // group_size) * size
         else:
             model += elements * size if floating else stored
         # While one array is evaluated: its sources as read, the stacked copy when it is not

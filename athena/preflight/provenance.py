@@ -1,29 +1,18 @@
-"""A derived folder's provenance (`athena-provenance.json`, written by `athena convert`): where
-it came from, the recipe, the versions, and each output file's {size, sha256}. `check` reads it
-for `athena inspect`: bounded (a crafted file is refused, not parsed whole) and compared with
-the folder as it is now: sizes for the weights (no weight is read), hashes for the rest."""
+"""A derived folder's provenance (`athena-provenance.json`, written by `athena convert`):
+source, recipe, versions and each file's {size, sha256}. `check` reads it bounded and compares
+it with the folder now (sizes for the weights, hashes for the rest)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from athena.source import file_digest
+
 FILE = "athena-provenance.json"
 SCHEMA = "athena-provenance/1"
 MAX_BYTES = 1 << 20  # a larger provenance file is not read
-CHUNK = 1 << 20
-
-
-def file_digest(path: Path) -> dict[str, Any]:
-    """{size, sha256} of a file, read 1 MiB at a time."""
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return {"size": size, "sha256": digest.hexdigest()}
 
 
 def folder_digests(folder: Path) -> dict[str, dict[str, Any]]:

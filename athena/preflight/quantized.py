@@ -1,7 +1,6 @@
 """Quantized folders (mlx_lm.convert's, config.json "quantization"): whether every packed
-weight agrees with its scales and biases and with the bits, group size and mode the config
-states (per-layer overrides included), checked from the headers before mlx builds anything;
-and the router rule athena quantizes OLMoE by (the router, `mlp.gate`, stays at 8 bits)."""
+weight agrees with its scales, biases and the config's bits, group size and mode (per-layer
+overrides included), from the headers; and the router rule (`mlp.gate` stays at 8 bits)."""
 
 from __future__ import annotations
 

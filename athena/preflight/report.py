@@ -40,12 +40,9 @@ def describe(
     router_bits: int | None = None,
     bandwidth: Bandwidth | None = None,
 ) -> dict[str, Any]:
-    """Everything the preflight knows about `info`, as JSON-ready data (schema
-    athena-inspect/1): what `athena inspect --json` prints and the doctor's model section.
-
-    Each option's row is at `context` tokens (prompt + generated; default the model's
-    max_position_embeddings, 0 for the weights alone) with its decode ceiling from
-    `bandwidth` (`athena.host.machine_bandwidth()`; None: no ceiling)."""
+    """Everything the preflight knows about `info`, JSON-ready (athena-inspect/1): each option
+    at `context` tokens (default max_position_embeddings; 0: the weights alone), its decode
+    ceiling from `bandwidth` (None: no ceiling)."""
     budget = budget or machine_budget()
     cpu = mlx_on_cpu() if on_cpu is None else on_cpu
     backends = installed_backends()
@@ -123,21 +120,14 @@ def _estimate_row(
     info: ModelInfo, estimate: Estimate, budget: MemoryBudget, bandwidth: Bandwidth | None
 ) -> dict[str, Any]:
     ceiling = decode_ceiling(info, estimate, bandwidth)
+    fields = "backend dtype quantize_bits router_bits resident peak model transient file_pages "
     return {
         "option": estimate.label(),
         "router": estimate.router_note().strip(" ()") or None,
-        "backend": estimate.backend,
-        "dtype": estimate.dtype,
-        "quantize_bits": estimate.quantize_bits,
-        "router_bits": estimate.router_bits,
-        "resident": estimate.resident,  # decides "status"
-        "peak": estimate.peak,  # resident + file pages: an unconstrained process's peak
-        "model": estimate.model,
-        "transient": estimate.transient,
-        "file_pages": estimate.file_pages,
-        "runtime": estimate.runtime,
-        "context": estimate.context,
-        "context_tokens": estimate.context_tokens,
+        **{
+            key: getattr(estimate, key)
+            for key in (fields + "runtime context context_tokens").split()
+        },
         "status": _status(info, estimate, budget),
         "decode_ceiling": ceiling,
     }

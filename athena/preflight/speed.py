@@ -1,8 +1,5 @@
 """How fast, as a ceiling: decoding one token reads every active weight once, so tokens/s
-cannot exceed memory bandwidth / bytes read per token. The active weights of OLMoE: attention,
-the router, the top-k experts of every layer, one embedding row, the norms and the output
-head, at the option's precision (see docs/preflight.md). The bandwidth is the caller's
-(`athena.host.machine_bandwidth()`)."""
+cannot exceed the memory bandwidth (the caller's) / the bytes read per token (docs/preflight.md)."""
 
 from __future__ import annotations
 
