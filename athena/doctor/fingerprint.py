@@ -15,9 +15,9 @@ from athena.doctor.names import normalize
 from athena.doctor.probe import ProbeResult
 from athena.doctor.report import SCHEMA_PATH, shareable
 from athena.doctor.sections.memory import WIRED_LIMIT_MACOS
-from athena.doctor.sections.models import file_sha256
 from athena.doctor.sections.system import python_minor
 from athena.host import Host
+from athena.source import file_digest
 
 # The behaviour variables (schema.json's fingerprint.env): each one listed, and no other.
 FINGERPRINT = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))["properties"]["fingerprint"]
@@ -26,7 +26,7 @@ ENV_NAMES = tuple(FINGERPRINT["properties"]["env"]["required"])
 
 def lock_sha256(path: Path) -> str | None:
     try:
-        return file_sha256(path)
+        return str(file_digest(path)["sha256"])
     except OSError:
         return None
 

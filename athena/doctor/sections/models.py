@@ -3,21 +3,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from athena.doctor.report import Check, Report, shown
+from athena.source import file_digest
 
 FIX = {"unverified": "run `athena models verify`", "missing": "run `athena models sync`"}
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of `path`, read in 1 MiB chunks (OSError when it cannot be read)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def models_checks(
@@ -49,7 +40,7 @@ def models_checks(
     if head is None:
         return models, None
     try:
-        sha = file_sha256(head)
+        sha = file_digest(head)["sha256"]
     except OSError as error:
         detail = f"{shown(str(head))} cannot be read ({error.strerror or error})"
         hint = "pass the head file the runs attach (OLMoEConfig.action_head_path)"
