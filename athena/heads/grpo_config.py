@@ -31,32 +31,26 @@ def _integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _whole(low: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: _integer(v) and v >= low, f"an integer >= {low}")
+
+
+_POSITIVE = (lambda v: is_number(v) and v > 0, "> 0")
+_OPTIONAL = (lambda v: v is None or (is_number(v) and v > 0), "None or a number > 0")
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "learning_rate": (lambda v: is_number(v) and v > 0, "> 0"),
-    "num_generations": (
-        lambda v: _integer(v) and v >= 2,
-        "an integer >= 2 (the advantage needs a group)",
-    ),
-    **dict.fromkeys(
-        ("batch_size", "num_iterations", "num_actions", "hidden_dim"),
-        (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    ),
-    **dict.fromkeys(
-        ("save_every", "steps_per_eval"), (lambda v: _integer(v) and v >= 0, "an integer >= 0")
-    ),
+    "num_generations": (_whole(2)[0], "an integer >= 2 (the advantage needs a group)"),
+    **dict.fromkeys(("batch_size", "num_iterations", "num_actions", "hidden_dim"), _whole(1)),
+    **dict.fromkeys(("save_every", "steps_per_eval"), _whole(0)),
     "beta": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
     "epsilon": (lambda v: is_number(v) and 0 < v < 1, "a number in (0, 1)"),
-    "epsilon_high": (lambda v: v is None or (is_number(v) and v > 0), "None or a number > 0"),
+    "epsilon_high": _OPTIONAL, "max_grad_norm": _OPTIONAL,
     "temperature": (lambda v: is_number(v) and v > 0, "a number > 0"),
-    "max_grad_norm": (lambda v: v is None or (is_number(v) and v > 0), "None or a number > 0"),
     "weight_decay": (lambda v: is_number(v) and v >= 0, ">= 0"),
-    **dict.fromkeys(
-        ("adam_beta1", "adam_beta2"), (lambda v: is_number(v) and 0 <= v < 1, "[0, 1)")
-    ),
-    "adam_epsilon": (lambda v: is_number(v) and v > 0, "> 0"),
-    "seed": (_integer, "an integer"),
+    **dict.fromkeys(("adam_beta1", "adam_beta2"), (lambda v: is_number(v) and 0 <= v < 1,
+                                                   "[0, 1)")),
+    "learning_rate": _POSITIVE, "adam_epsilon": _POSITIVE, "seed": (_integer, "an integer"),
     "collective_timeout": (lambda v: is_number(v) and v > 0, "a number of seconds > 0"),
-}
+}  # fmt: skip
 
 
 @dataclass

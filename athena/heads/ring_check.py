@@ -23,22 +23,15 @@ from athena.atomic import write_file
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m athena.heads.ring_check")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps")
-    parser.add_argument("--states", type=int, default=256, help="synthetic states")
-    parser.add_argument("--hidden-size", type=int, default=2048)
-    parser.add_argument("--hidden-dim", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=32, help="states per step, all ranks")
+    for flag, default, what in (
+        ("steps", 20, None), ("warmup", 2, "untimed first steps"), ("seed", 42, None),
+        ("states", 256, "synthetic states"), ("hidden-size", 2048, None), ("hidden-dim", 256, None),
+        ("batch-size", 32, "states per step, all ranks"), ("num-iterations", 1, None),
+    ):  # fmt: skip
+        parser.add_argument(f"--{flag}", type=int, default=default, help=what)
     parser.add_argument("--group-size", dest="num_generations", type=int, default=8)
-    parser.add_argument("--num-iterations", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--timeout",
-        dest="collective_timeout",
-        type=float,
-        default=120.0,
-        help="collective timeout (s)",
-    )
+    parser.add_argument("--timeout", dest="collective_timeout", type=float, default=120.0,
+                        help="collective timeout (s)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the JSON here (rank 0)")
     parser.add_argument("--save-head", type=Path, help="write the final head here (rank 0)")
     return parser.parse_args(argv)
