@@ -130,10 +130,7 @@ def add_doctor_commands(sub: argparse._SubParsersAction) -> None:
             )
         root = args.project.resolve() if args.project else find_project_root()
         results = audit_all(root, lock=not args.installed_only, installed=not args.lock_only)
-        if args.json:
-            print(json.dumps(audit_report(results), indent=2))
-        else:
-            print(render_audit(results))
+        print(json.dumps(audit_report(results), indent=2) if args.json else render_audit(results))
         return 0 if all(result.ok for result in results) else 1
 
     audit.set_defaults(handler=run_audit)

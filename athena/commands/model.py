@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 from collections.abc import Iterator
 
 from athena import encode_io
@@ -160,7 +161,9 @@ def _encode_command(args: argparse.Namespace) -> int:
             report = stack.enter_context(progress(None, not args.no_progress))
             count = 0
             try:
-                for numbers, texts in _chunks(lines, max(ENCODE_CHUNK, args.batch_size)):
+                size = max(ENCODE_CHUNK, args.batch_size)
+                while chunk := list(itertools.islice(lines, size)):
+                    numbers, texts = [n for n, _ in chunk], [t for _, t in chunk]
                     try:
                         vectors = model.encode(
                             texts,
@@ -205,19 +208,6 @@ def _argument_texts(texts: list[str]) -> Iterator[tuple[int, str]]:
         if not text:
             raise encode_io.BadLine(f"TEXT {number} is empty; pass at least one character")
         yield number, text
-
-
-def _chunks(lines: Iterator[tuple[int, str]], size: int) -> Iterator[tuple[list[int], list[str]]]:
-    numbers: list[int] = []
-    texts: list[str] = []
-    for number, text in lines:
-        numbers.append(number)
-        texts.append(text)
-        if len(texts) == size:
-            yield numbers, texts
-            numbers, texts = [], []
-    if texts:
-        yield numbers, texts
 
 
 def _tiny_model_command(args: argparse.Namespace) -> int:

@@ -16,9 +16,6 @@ from athena.commands.common import CommandError, add_model_arguments, load_model
 if TYPE_CHECKING:
     from athena.heads.train import TrainSettings
 
-MODEL_ARGUMENTS = ("model", "revision", "backend", "dtype", "quantize_bits", "router_bits",
-                   "allow_oversize")  # fmt: skip
-
 
 def add_train_head_command(sub: argparse._SubParsersAction) -> None:
     """`train-head` (issue #13): GRPO for the MemoryActionHead; see athena/heads/train.py."""
@@ -75,7 +72,7 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
 
     def run_train_head(args: argparse.Namespace) -> int:
         from athena.heads.launch import run_ranks
-        from athena.heads.train import check_distributed_inputs, state_features
+        from athena.heads.train import check_installed, read_inputs, state_features
 
         with _one_sentence():
             settings = settings_of(args)
@@ -83,7 +80,8 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
                 return train_once(settings)
             ranks = ranks_of(args)
             if args.hostfile is None:  # the ranks read these very files: check them once,
-                inputs = check_distributed_inputs(settings)  # and encode the states once
+                inputs = read_inputs(settings)  # and encode the states once (on MLX)
+                check_installed("mlx")
                 with loader_logging(args.verbose):  # write=True: into --out, for the ranks
                     state_features(settings, inputs, lambda: load_model(args), write=True)
             rank_command = ["-m", "athena.commands.train_head", settings.to_json()]
@@ -109,11 +107,11 @@ def _one_sentence() -> Iterator[None]:
 def settings_of(args: argparse.Namespace) -> TrainSettings:
     """The run's settings from the command line (TrainError for a knob out of range)."""
     from athena.heads.grpo import GRPOConfig
-    from athena.heads.train import TrainSettings
+    from athena.heads.train import LOAD_ARGUMENTS, TrainSettings
 
     knobs = {f.name: getattr(args, f.name, None) for f in fields(GRPOConfig)}
     config = GRPOConfig(**{name: value for name, value in knobs.items() if value is not None})
-    model = {name: getattr(args, name) for name in MODEL_ARGUMENTS}
+    model = {name: getattr(args, name) for name in (*LOAD_ARGUMENTS, "allow_oversize")}
     same = {f.name for f in fields(TrainSettings)} - {"config", "model"}  # named as the options
     return TrainSettings(config=config, model=model, **{name: getattr(args, name) for name in same})
 

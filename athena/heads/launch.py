@@ -97,9 +97,8 @@ class RankEnd:
 
     @property
     def code(self) -> int | None:
-        if self.exit_code is not None:
-            return self.exit_code
-        return None if self.status is None else int(self.status["code"])
+        status = None if self.status is None else int(self.status["code"])
+        return status if self.exit_code is None else self.exit_code
 
     @property
     def ok(self) -> bool:
@@ -118,11 +117,8 @@ class RankEnd:
     @property
     def secondary(self) -> bool:
         """Stopped because another rank failed: lost its peer, or terminated by mlx.launch."""
-        if self.malformed is not None or self.absent:
-            return False
-        if self.kind == "lost":
-            return True
-        return self.status is None and (self.exit_code == -signal.SIGTERM or self.stopped)
+        stopped = self.status is None and (self.exit_code == -signal.SIGTERM or self.stopped)
+        return self.malformed is None and not self.absent and (self.kind == "lost" or stopped)
 
     def describe(self) -> str:
         if self.malformed is not None:
@@ -134,10 +130,7 @@ class RankEnd:
             return "it never started connecting to the other ranks (not started, or stuck before)"
         code = self.code
         if code is not None and code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
+            name = next((s.name for s in signal.Signals if s == -code), f"signal {-code}")
             return f"killed by {name} before it could say why"
         if code is not None:
             return f"exited with code {code} without a message (see its output above)"
@@ -296,11 +289,8 @@ def summarize(ends: list[RankEnd], ranks: int) -> str | None:
     if not failed:
         return None
     waited = any(end.absent for end in failed)  # the others' timeouts were waits for it
-    causes = sorted(
-        (e for e in failed if not e.secondary and not (waited and e.kind == "timeout")),
-        key=lambda e: e.order,
-    )
-    causes = causes or failed
+    primary = (e for e in failed if not e.secondary and not (waited and e.kind == "timeout"))
+    causes = sorted(primary, key=lambda e: e.order) or failed
     first = causes[0]
     same = [end.rank for end in causes[1:] if end.describe() == first.describe()]
     sentence = f"rank {first.rank} of {ranks} failed: {first.describe().rstrip('.')}"

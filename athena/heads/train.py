@@ -228,20 +228,13 @@ def read_inputs(settings: TrainSettings) -> RunInputs:
     return RunInputs(out, texts, eval_texts, reward, checkpoint, head)
 
 
-def check_distributed_inputs(settings: TrainSettings) -> RunInputs:
-    """Before `--ranks` starts any rank: the inputs (returned), and mlx to run them."""
-    inputs = read_inputs(settings)
-    _check_installed("mlx")
-    return inputs
-
-
 def run(settings: TrainSettings, load_model: Callable[[], Any]) -> int:
     """The `athena train-head` command (TrainError for anything the user can fix)."""
     inputs = read_inputs(settings)
     out, eval_texts, checkpoint = inputs.out, inputs.eval_texts, inputs.checkpoint
     config, steps = settings.config, settings.steps
     framework = settings.framework or ("mlx" if importlib.util.find_spec("mlx") else "torch")
-    _check_installed(framework)
+    check_installed(framework)
     collectives = None
     if framework == "mlx":
         from athena.heads.distributed import Collectives
@@ -312,7 +305,7 @@ def run(settings: TrainSettings, load_model: Callable[[], Any]) -> int:
     return 0
 
 
-def _check_installed(framework: str) -> None:
+def check_installed(framework: str) -> None:
     if importlib.util.find_spec(framework) is None:
         group = "mlx-cpu" if framework == "mlx" else "torch"
         raise TrainError(
