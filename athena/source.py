@@ -186,64 +186,60 @@ def unreadable(path: Path, error: OSError) -> SourceError:
 
 
 def check_model_folder(path: Path) -> None:
-    """Raise SourceError (one sentence) unless `path` is an OLMoE folder with sound safetensors.
-
-    Every filesystem error (a file that is a folder, a link loop, no permission) is a
-    SourceError naming the path, never an OSError."""
+    """Raise SourceError (one sentence) unless `path` is an OLMoE folder with sound safetensors;
+    a filesystem error (a link loop, no permission) is one too, naming the path."""
     try:
-        _check_model_folder(path)
+        kind = _kind(path)  # an OSError other than "not found" (a loop, no permission) goes up
+        if kind is None:
+            if path.is_symlink():
+                raise SourceError(
+                    f"model folder {path} is a link to {os.readlink(path)}, which does not exist; "
+                    "fix the link or pass the real folder"
+                )
+            raise SourceError(
+                f"model folder not found: {path} (check the path; athena does not look up a "
+                "path on the Hugging Face hub)"
+            )
+        if kind != "folder":
+            raise SourceError(
+                f"{path} is a file, not a model folder; pass the folder that holds it"
+            )
+        os.listdir(path)  # PermissionError here names the folder, not a file in it
+        config_kind = _kind(path / "config.json")
+        if config_kind is None:
+            raise SourceError(f"config.json not found in {path} (is this a model folder?)")
+        if config_kind == "folder":
+            raise IsADirectoryError(21, "Is a directory", str(path / "config.json"))
+        config = read_config(path)
+        model_type = config.get("model_type")
+        if model_type is None:
+            raise SourceError(
+                f"config.json in {path} has no model_type; athena loads OLMoE checkpoints "
+                "(model_type 'olmoe')"
+            )
+        if model_type != "olmoe":
+            raise SourceError(
+                f"config.json in {path} has model_type {model_type!r}; athena loads OLMoE "
+                "checkpoints (model_type 'olmoe')"
+            )
+        weight_files = weight_files_of(path)
+        if not weight_files:
+            pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(
+                p.name for p in path.glob("*.pt")
+            )
+            if pickled:
+                raise SourceError(
+                    f"{path} has {pickled[0]} but no model*.safetensors; athena loads safetensors "
+                    "only (pickled weights can run code), so convert the weights to safetensors"
+                )
+            raise SourceError(
+                f"no model*.safetensors in {path}; the weights are missing (re-download or "
+                "re-create the checkpoint)"
+            )
+        for weight_file in weight_files:
+            read_safetensors_header(weight_file)
     except OSError as error:
         raise unreadable(Path(error.filename or path), error) from None
-
-
-def _check_model_folder(path: Path) -> None:
-    kind = _kind(path)  # an OSError other than "not found" (a loop, no permission) goes up
-    if kind is None:
-        if path.is_symlink():
-            raise SourceError(
-                f"model folder {path} is a link to {os.readlink(path)}, which does not exist; "
-                "fix the link or pass the real folder"
-            )
-        raise SourceError(
-            f"model folder not found: {path} (check the path; athena does not look up a "
-            "path on the Hugging Face hub)"
-        )
-    if kind != "folder":
-        raise SourceError(f"{path} is a file, not a model folder; pass the folder that holds it")
-    os.listdir(path)  # PermissionError here names the folder, not a file in it
-    config_kind = _kind(path / "config.json")
-    if config_kind is None:
-        raise SourceError(f"config.json not found in {path} (is this a model folder?)")
-    if config_kind == "folder":
-        raise IsADirectoryError(21, "Is a directory", str(path / "config.json"))
-    config = read_config(path)
-    model_type = config.get("model_type")
-    if model_type is None:
-        raise SourceError(
-            f"config.json in {path} has no model_type; athena loads OLMoE checkpoints "
-            "(model_type 'olmoe')"
-        )
-    if model_type != "olmoe":
-        raise SourceError(
-            f"config.json in {path} has model_type {model_type!r}; athena loads OLMoE "
-            "checkpoints (model_type 'olmoe')"
-        )
-    weight_files = weight_files_of(path)
-    if not weight_files:
-        pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(
-            p.name for p in path.glob("*.pt")
-        )
-        if pickled:
-            raise SourceError(
-                f"{path} has {pickled[0]} but no model*.safetensors; athena loads safetensors "
-                "only (pickled weights can run code), so convert the weights to safetensors"
-            )
-        raise SourceError(
-            f"no model*.safetensors in {path}; the weights are missing (re-download or "
-            "re-create the checkpoint)"
-        )
-    for weight_file in weight_files:
-        read_safetensors_header(weight_file)
 
 
 def _kind(path: Path) -> Literal["file", "folder"] | None:

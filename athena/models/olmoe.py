@@ -248,11 +248,14 @@ class OLMoEModel:
         temperature: float | None = None,
         seed: int | None = None,
     ) -> str:
-        """The completion of `prompt` (without the prompt). Greedy at temperature 0."""
-        from athena.backends import base
+        """The completion of `prompt` (without the prompt): exactly the tokenizer's decode of
+        the generated ids (athena.backends.completion). Greedy at temperature 0."""
+        from athena.backends import completion
 
         backend, ids, sampling = self._prepare("generate", prompt, max_tokens, temperature, seed)
-        return base.generate(backend, self.model, self.tokenizer, ids, sampling)
+        return completion.decode(
+            self.tokenizer, list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
+        )
 
     def generate_ids(
         self,
@@ -263,8 +266,9 @@ class OLMoEModel:
         seed: int | None = None,
     ) -> list[int]:
         """The generated token ids of the completion (end-of-sequence excluded)."""
-        call = "generate_ids"
-        backend, ids, sampling = self._prepare(call, prompt, max_tokens, temperature, seed)
+        backend, ids, sampling = self._prepare(
+            "generate_ids", prompt, max_tokens, temperature, seed
+        )
         return list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
 
     def stream(
@@ -276,10 +280,11 @@ class OLMoEModel:
         seed: int | None = None,
     ) -> Iterator[str]:
         """Yield the completion in pieces (checked before the first); "".join() is generate()."""
-        from athena.backends import base
+        from athena.backends import completion
 
         backend, ids, sampling = self._prepare("stream", prompt, max_tokens, temperature, seed)
-        return base.stream(backend, self.model, self.tokenizer, ids, sampling)
+        tokens = backend.generate_ids(self.model, self.tokenizer, ids, sampling)
+        return (text for text, _ in completion.stream_pieces(self.tokenizer, tokens) if text)
 
     def encode(
         self,
