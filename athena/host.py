@@ -1,8 +1,6 @@
-"""Machine facts, and the one seam for what cannot exist on Linux (the OS, the Mac's
-version, Rosetta, sysctl, Metal): tests replace the `Host` that `probe_host()` returns to
-simulate a Mac. Also: the installed backends, and the memory bandwidth (Apple's published
-figure, or a copy measured here and cached in `$ATHENA_CACHE_DIR`, default ~/.cache/athena).
-"""
+"""Machine facts, and the one seam for what cannot exist on Linux (macOS, Rosetta, sysctl,
+Metal): tests pass a `Host` to simulate a Mac. Also the installed backends and the memory
+bandwidth (docs/preflight.md)."""
 
 from __future__ import annotations
 
@@ -41,9 +39,7 @@ def mlx_device_wanted() -> str:
 
 @dataclass(frozen=True)
 class Metal:
-    """What mlx says about Metal: `available` from `mx.metal.is_available()`, `device_info`
-    from `mx.device_info()` (on Metal: device_name, architecture, memory_size,
-    max_recommended_working_set_size, ...)."""
+    """`mx.metal.is_available()` and `mx.device_info()` (max_recommended_working_set_size...)."""
 
     available: bool
     device_info: Mapping[str, Any] = field(default_factory=dict)

@@ -1,8 +1,6 @@
-"""Where a model comes from, resolved once (floor 0): a local folder, or a Hugging Face hub id
-whose snapshot is fetched into the local cache first. `resolve_source` tells them apart without
-the network (mlx-lm would take a mistyped folder for a hub id); `locate` gives the one
-`ModelSource` with a local folder that the preflight and the backends all take.
-"""
+"""Where a model comes from (floor 0): a local folder, or a hub id whose snapshot is fetched
+into the cache (`locate`); `resolve_source` tells them apart without the network. Also the
+bounded, checked reads of config.json and safetensors headers."""
 
 from __future__ import annotations
 
@@ -11,6 +9,7 @@ import json
 import logging
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,8 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja")
 # The floating-point dtypes a load can ask for (and tiny-model can write), by name.
 DTYPES = ("float32", "float16", "bfloat16")
-# The most athena reads of a JSON file (config.json and the like are kilobytes; an index of
-# 100,000 tensors about 10 MB) and of tokenizer.json (OLMoE's is 2 MB; a 256k-token vocabulary,
-# as Gemma's, is 33 MB, so twice that), and of a safetensors header (the safetensors library's
-# own limit).
+# The most athena reads of a JSON file (an index of 100,000 tensors is about 10 MB), of
+# tokenizer.json (a 256k-token vocabulary is 33 MB) and of a safetensors header (safetensors').
 JSON_LIMIT = 16 * 2**20
 TOKENIZER_LIMIT = 64 * 2**20
 HEADER_LIMIT = 100_000_000
@@ -91,12 +88,9 @@ def locate(
     download: bool = True,
     revision: str | None = None,
 ) -> ModelSource:
-    """`name` as a source with a local folder. A hub id is fetched into the Hugging Face cache
-    (only the top-level files a load needs, at `revision`, default main) when `download` and
-    not HF_HUB_OFFLINE, else taken from the cache; the commit it resolved is logged (the
-    project's models.lock pins commits: athena.modellock.locate). Raises SourceError (one
-    sentence) when a hub id cannot be had; a folder is returned as it is
-    (`check_model_folder` checks it)."""
+    """`name` with a local folder: a hub id's top-level load files at `revision` (default main)
+    fetched into the cache when `download` and not HF_HUB_OFFLINE, else taken from it, the
+    commit logged; SourceError (one sentence) when it cannot be had. A folder is as it is."""
     source = name if isinstance(name, ModelSource) else resolve_source(os.fspath(name))
     if source.kind == "folder" or source.path is not None:
         return source
@@ -243,10 +237,7 @@ def check_model_folder(path: Path) -> None:
 
 
 def _kind(path: Path) -> Literal["file", "folder"] | None:
-    """ "file", "folder" or None (not there, or a link to nothing); other OSErrors (a link
-    loop, no permission) are raised for the caller to turn into a sentence."""
-    import stat
-
+    """ "file", "folder" or None (not there, or a link to nothing); other OSErrors go up."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -265,9 +256,8 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def read_json(file: Path, limit: int = JSON_LIMIT) -> dict[str, Any]:
-    """The JSON object in `file`, read (at most `limit` bytes) and parsed; SourceError (one
-    sentence naming the file) for a file too large, not UTF-8, not JSON, with NaN or an
-    integer Python will not read, nested too deeply, or not an object."""
+    """The JSON object in `file` (at most `limit` bytes); SourceError (one sentence naming the
+    file) for one too large, not UTF-8, not JSON (NaN, huge integers, deep nesting), no object."""
     try:
         with file.open("rb") as f:
             data = f.read(limit + 1)
@@ -306,10 +296,9 @@ def parse_json(data: bytes) -> tuple[Any, str | None]:
 
 
 def read_safetensors_header(file: Path) -> dict[str, Any]:
-    """The tensors of a safetensors file (name -> dtype, shape, data_offsets), without reading
-    a weight. Raises SourceError (one sentence) unless the header parses, every tensor's dtype
-    is one safetensors knows, its bytes are what its dtype and shape need, and the file is as
-    long as the header says (catches truncation)."""
+    """The tensors of a safetensors file (name -> dtype, shape, data_offsets), no weight read;
+    SourceError (one sentence) unless the header parses, each tensor's dtype, shape and bytes
+    agree, and the file is as long as the header says."""
     damaged = f"{file.name} in {file.parent} is damaged"
     advice = "re-download or re-create the checkpoint"
     try:

@@ -1,10 +1,6 @@
 """What both backends' `encode` share: tokenize once, check lengths, sort, batch, unsort.
-
-Texts run longest first in right-padded batches of at most `batch_size` (exact for a causal
-model: pooling over the real tokens gives the vector the text gets alone), each batch stopped
-before its padding passes `max_padding` of its real tokens or its padded tokens pass
-`max_tokens`; the defaults are measured in bench/README.md ("Encode: the batch shape").
-"""
+Texts run longest first in right-padded batches (exact for a causal model), each stopped before
+its padding passes `max_padding` of its real tokens or its tokens pass `max_tokens`."""
 
 from __future__ import annotations
 
@@ -32,11 +28,8 @@ def check_batch_size(batch_size: object, *, name: str = "batch_size") -> int:
 def token_ids(
     tokenizer: Any, texts: list[str], *, limit: int | None, truncate: bool, single: bool = False
 ) -> list[np.ndarray]:
-    """Each text's ids as an int32 array, as `tokenizer.encode(text)` gives them.
-
-    A text longer than `limit` raises TextTooLong (naming its index, or "the text" when
-    `single`), unless `truncate`, which keeps its first `limit` ids.
-    """
+    """Each text's ids as an int32 array, as `tokenizer.encode(text)` gives them; beyond
+    `limit`, TextTooLong (naming its index, or "the text" when `single`) unless `truncate`."""
     # mlx-lm's TokenizerWrapper (not callable) wraps transformers' tokenizer (callable).
     hf = tokenizer if callable(tokenizer) else tokenizer._tokenizer
     ids: list[np.ndarray] = []

@@ -89,11 +89,8 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
 
 
 def merge_lora(model: Any, adapter_path: str | Path) -> int:
-    """Merge a PEFT-format LoRA adapter (adapter_config.json + adapter_model.safetensors) into
-    the model's Linear weights: W += scale * B @ A. Returns the number of layers changed.
-
-    Every A and B is checked against its layer (A: (r, in_features), B: (out_features, r),
-    r as adapter_config.json says) before any weight changes: a SourceError otherwise."""
+    """Merge a PEFT LoRA adapter into the model's Linear weights (W += scale * B @ A), every A
+    and B checked against its layer and rank first (SourceError); returns the layers changed."""
     import torch
     from safetensors.torch import load_file
 

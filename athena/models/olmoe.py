@@ -295,16 +295,11 @@ class OLMoEModel:
         show_progress: bool = True,
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
-        """Mean-pooled final hidden state: shape (hidden,) for a str, (n, hidden) for a list,
-        in input order, equal to one-at-a-time results. The texts are tokenized once and run
-        in length-sorted, right-padded batches of at most `batch_size` (memory is bounded by
-        the batch, not by len(texts)). A text beyond `max_position_embeddings` raises
-        ValueError unless `truncate=True` (its first tokens are kept). A progress bar goes to
-        stderr for more than one batch on a terminal (`show_progress=False`: never);
-        `on_batch(n)` is told the texts done after each batch. When a MemoryActionHead is
-        attached (always on transformers; on mlx with `action_head_path`) the vectors also go
-        through it: its logits are kept in `last_action_logits`.
-        """
+        """Mean-pooled final hidden state: (hidden,) for a str, (n, hidden) for a list, in
+        input order, as one at a time, in length-sorted batches of at most `batch_size`. A text
+        beyond max_position_embeddings is a ValueError unless `truncate` (first tokens kept).
+        A progress bar on a terminal unless `show_progress=False`; `on_batch(n)` after each
+        batch. An attached action head's logits are kept in `last_action_logits`."""
         from athena.backends import base, batching
 
         backend, checked = self._loaded()

@@ -91,14 +91,8 @@ def check_load(
     if backend == "transformers" and (mapping := unmappable(info, budget)):
         raise OversizeError(mapping, fallback_fits=False)
     bits = quantize_bits if backend == "mlx" else None  # transformers skips it (no CUDA)
-    estimate = estimate_peak(
-        info,
-        backend=backend,
-        dtype=dtype,
-        quantize_bits=bits,
-        group_size=group_size,
-        router_bits=router_bits,
-    )
+    estimate = estimate_peak(info, backend=backend, dtype=dtype, quantize_bits=bits,
+                             group_size=group_size, router_bits=router_bits)  # fmt: skip
     status = budget.status(estimate.resident)
     if status == "does not fit" and not allow_oversize:
         fallback = estimate_peak(info, backend="transformers", dtype=dtype)
@@ -156,11 +150,8 @@ def oversize_sentence(
             continue
         where = "" if option.backend == estimate.backend else f" with {option.backend}"
         fitting.append(f"{option.label()}{where} ({gib(option.resident)})")
-    advice = (
-        "options that fit: " + ", ".join(fitting)
-        if fitting
-        else "no dtype or quantization of it fits here"
-    )
+    advice = "no dtype or quantization of it fits here"
+    advice = "options that fit: " + ", ".join(fitting) if fitting else advice
     return (
         f"{info.name} needs about {gib(estimate.resident)} to load with {estimate.backend} "
         f"({estimate.label()}), more than this machine's {gib(budget.physical)} of memory; "
