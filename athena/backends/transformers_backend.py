@@ -1,7 +1,6 @@
 """The transformers + torch backend (athena.backends.base.Backend), a PEFT LoRA adapter merged
-at load. Safetensors only, `trust_remote_code=False` always; torch and transformers are
-imported inside the functions. quantize_bits needs bitsandbytes and CUDA (never installed
-here): otherwise it is skipped with a log line."""
+at load; safetensors only, never trust_remote_code, imports inside the functions. quantize_bits
+needs bitsandbytes and CUDA: otherwise it is skipped with a log line."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""OLMoE for ATHENA: mlx-lm first (Apple Silicon), transformers + torch as the fallback (usage:
-README.md). Importing it imports no backend: `load()` imports the one it uses, and
-`MemoryActionHead` (a torch.nn.Module) is built on first access of the name.
-"""
+"""OLMoE for ATHENA: mlx-lm first, transformers + torch as the fallback (README.md). Importing
+it imports no backend; `MemoryActionHead` (torch) is built on first access of the name."""
 
 from __future__ import annotations
 

@@ -74,9 +74,8 @@ def check_load(
     budget: MemoryBudget | None = None,
     router_bits: int | None = None,
 ) -> Preflight:
-    """Check the folder `backend` is to build and that its estimated peak fits this machine:
-    SourceError (no backend can load it), OversizeError (unless `allow_oversize`), a warning
-    logged for a tight fit."""
+    """Check the folder `backend` is to build and that it fits: SourceError (no backend can load
+    it), OversizeError (unless `allow_oversize`), a warning logged for a tight fit."""
     info = inspect_model(name)
     if info.problems:
         raise SourceError(info.problems[0])
@@ -180,9 +179,8 @@ def check_sequence(
     rows: int = 1,
     itemsize: int = 4,
 ) -> None:
-    """ValueError (one sentence, naming the length or batch size that fits) when `tokens` (plus
-    `new_tokens`) are beyond max_position_embeddings or, over `rows` sequences, do not fit in
-    memory beside the loaded model (`loaded_bytes`)."""
+    """ValueError (one sentence, naming what fits) when `tokens` + `new_tokens` are beyond the
+    positions or, over `rows` sequences, do not fit beside the loaded model (`loaded_bytes`)."""
     limit = config.get("max_position_embeddings")
     check_positions(tokens, limit if isinstance(limit, int) else None, what=what)
     if isinstance(limit, int) and tokens + new_tokens > limit:
