@@ -241,14 +241,11 @@ def _lock_hub(name: str, revision: str) -> LockedModel:
             for f in api.list_repo_tree(name, revision=commit)  # top level only
             if isinstance(f, RepoFile) and _needed(f.path)
         ]
-        files = []
-        for f in tree:
-            if f.lfs is not None:
-                files.append(LockedFile(f.path, f.lfs.size, f.lfs.sha256))
-            else:  # a small git file: the hub gives its git sha1 only, so hash it here
-                files.append(
-                    LockedFile(f.path, **file_digest(Path(_download(name, f.path, commit))))
-                )
+        files = [  # a small git file (no lfs): the hub gives its sha1 only, so hash it here
+            LockedFile(f.path, f.lfs.size, f.lfs.sha256) if f.lfs is not None
+            else LockedFile(f.path, **file_digest(Path(_download(name, f.path, commit))))
+            for f in tree
+        ]  # fmt: skip
     except Exception as error:
         raise _hub_error(name, revision, error) from None
     return LockedModel(name, tuple(files), revision=revision, commit=commit)
@@ -272,8 +269,7 @@ def folder_of(model: LockedModel, project: Path) -> Path:
 
 
 def sync(project: Path) -> list[str]:
-    """Fetch exactly the locked files of every hub model into the cache, then verify them all.
-    Returns the problems `verify` finds (empty: all is as locked)."""
+    """Fetch the locked files of every hub model into the cache, then `verify` them all."""
     for model in read_lock(project).values():
         if model.commit is not None:
             _fetch(model, project)

@@ -18,8 +18,7 @@ TOKENIZE_CHUNK = 512  # texts per tokenizer call: bounds the Python lists it ret
 
 
 def check_batch_size(batch_size: object, *, name: str = "batch_size") -> int:
-    """`batch_size` if it is an integer >= 1, else ValueError naming it (`name`: how the
-    caller spells it, e.g. the CLI's --batch-size)."""
+    """`batch_size` if it is an integer >= 1, else ValueError naming it as `name`."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"{name}={batch_size!r} is not allowed; use an integer >= 1")
     return batch_size
@@ -104,9 +103,8 @@ def run_batches(
     max_padding: float | None = None,
     max_tokens: int | None = None,
 ) -> np.ndarray:
-    """(len(ids), hidden_size) float32 in input order. `run_batch(tokens, mask)` returns the
-    (b, hidden) pooled vectors of one right-padded batch; `on_batch(b)` is told after each.
-    The batches are `plan_batches(..., max_padding=max_padding, max_tokens=max_tokens)`."""
+    """(len(ids), hidden_size) float32 in input order, `run_batch(tokens, mask)` over the
+    `plan_batches` batches; `on_batch(b)` is told after each."""
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     out = np.empty((len(ids), hidden_size), dtype=np.float32)
     for index in plan_batches(lengths, batch_size, max_padding=max_padding, max_tokens=max_tokens):

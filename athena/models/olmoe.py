@@ -217,8 +217,7 @@ class OLMoEModel:
         temperature: float | None,
         seed: int | None,
     ) -> tuple[Backend, list[int], Sampling]:
-        """The backend, prompt ids and sampling of one generate/stream call (the config's
-        values overridden by the call's), checked once: ValueError/TypeError, one sentence."""
+        """The backend, prompt ids and sampling of one generate/stream call, checked once."""
         from athena.backends.base import Sampling
 
         backend, checked = self._loaded()
