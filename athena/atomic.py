@@ -1,12 +1,7 @@
-"""Durable writes: a file or a folder is replaced whole or not at all, and survives a crash.
-
-`with replacing(path) as temporary:` hands the block a new file beside `path` (a random name
-made with O_EXCL, so nothing can be planted there); when the block succeeds it is fsynced, given
-the replaced file's mode (else the umask's), renamed over `path` (a symlink there is replaced,
-not written through) and the folder fsynced. `write_file` writes bytes so; `append_line` adds a
-whole line to a log. `replacing_folder` does the same for a folder (a checkpoint), under a lock,
-swapped in one step (renameat2 / renamex_np), so a complete folder is there at every moment.
-"""
+"""Durable writes: a file (`replacing`, `write_file`) or a folder (`replacing_folder`, swapped
+in one step under a lock) is replaced whole or not at all and survives a crash; `append_line`
+adds a whole line to a log. A temporary is made beside the target with O_EXCL, fsynced, given
+the old mode and renamed over it (a symlink there is replaced, not written through)."""
 
 from __future__ import annotations
 
@@ -47,8 +42,7 @@ class FolderBusy(BlockingIOError):
 
 
 def reason(error: OSError) -> str:
-    """What the system said (`File too large`), without the errno prefix (for an error of
-    ours, what the system said to cause it)."""
+    """What the system said (`File too large`, or what caused an error of ours), no errno."""
     if error.strerror is None and isinstance(error.__cause__, OSError):
         return reason(error.__cause__)
     return error.strerror or str(error)
@@ -61,9 +55,8 @@ def _beside(target: Path, kind: str = TEMPORARY) -> Path:
 @contextlib.contextmanager
 def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
     """A new empty file beside `target`, renamed over it (durably) when the block succeeds and
-    removed when it raises. An OSError (a full disk, a read-only folder) becomes one sentence
-    naming `target`. The temporary is flocked while it is written: the temporaries of killed
-    writers (unlocked) are removed by the next write of `target`."""
+    removed when it raises (an OSError: one sentence naming `target`). It is flocked while
+    written: killed writers' (unlocked) temporaries go at the next write of `target`."""
     target = Path(target)
     existed = os.path.lexists(target)
     temporary, lock = target, -1
@@ -164,11 +157,10 @@ def replacing_folder(
     overwrite: bool = False,
     replaces: Collection[str] | None = None,
 ) -> Iterator[Path]:
-    """A new empty folder beside `target`; when the block succeeds it takes `target`'s place
-    in one step, fsynced. Under a lock (`.NAME.athena-lock`): FolderBusy for a second writer.
-    A `target` with entries is FolderNotEmpty (naming it as `shown`) unless `overwrite`; with
-    `replaces`, only those names are replaced and the old folder's other entries are carried
-    over (hard links, else copies). The old folder's mode is kept."""
+    """A new empty folder that takes `target`'s place in one step when the block succeeds, under
+    a lock (FolderBusy for a second writer). A `target` with entries is FolderNotEmpty (named
+    as `shown`) unless `overwrite`; `replaces`: only those names are replaced, the old folder's
+    other entries carried over (hard links, else copies). The old folder's mode is kept."""
     shown = target if shown is None else shown
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = target.parent / f".{target.name}.athena-lock"  # removed after: a writer that opened
@@ -218,9 +210,8 @@ def replacing_folder(
 
 
 def _recover(target: Path) -> None:
-    """After writes of `target` that were killed (we hold the lock, so no live writer owns
-    what they left): an old folder renamed aside goes back if `target` is missing, then the
-    temporary and aside folders are removed."""
+    """After killed writes of `target` (we hold the lock): an old folder renamed aside goes
+    back if `target` is missing, then the temporary and aside folders are removed."""
     temporary, aside = f".{target.name}{TEMPORARY}", f".{target.name}{_ASIDE}"
     for leftover in sorted(target.parent.iterdir()):  # the asides first: "old" < "tmp"
         if not leftover.name.startswith((temporary, aside)) or leftover.is_symlink():

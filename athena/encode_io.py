@@ -1,9 +1,6 @@
-"""The files of `athena encode`: texts in (.txt or .jsonl, one text a line, streamed line by
-line; `-` is stdin), vectors out (.npy float32 (n, hidden), written into a temporary file beside
-the target and renamed over it only when every text is encoded, so an error or Ctrl-C never
-leaves a partial file; the header's row count is filled in at the end). An empty or bad line
-is a `BadLine` naming its number, never skipped: row i of the output is line i of the input.
-"""
+"""The files of `athena encode`: texts in (.txt or .jsonl, one a line, streamed; `-` is stdin),
+float32 (n, hidden) .npy out, renamed over the target only when every text is encoded. An empty
+or bad line is a `BadLine` naming its number, never skipped: row i is line i."""
 
 from __future__ import annotations
 

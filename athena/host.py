@@ -1,8 +1,6 @@
-"""Machine facts, and the one seam for what cannot exist on Linux (the OS, the Mac's
-version, Rosetta, sysctl, Metal): tests replace the `Host` that `probe_host()` returns to
-simulate a Mac. Also: the installed backends, and the memory bandwidth (Apple's published
-figure, or a copy measured here and cached in `$ATHENA_CACHE_DIR`, default ~/.cache/athena).
-"""
+"""Machine facts, and the one seam for what cannot exist on Linux (macOS, Rosetta, sysctl,
+Metal): tests pass a `Host` to simulate a Mac. Also the installed backends and the memory
+bandwidth (docs/preflight.md)."""
 
 from __future__ import annotations
 
@@ -41,9 +39,7 @@ def mlx_device_wanted() -> str:
 
 @dataclass(frozen=True)
 class Metal:
-    """What mlx says about Metal: `available` from `mx.metal.is_available()`, `device_info`
-    from `mx.device_info()` (on Metal: device_name, architecture, memory_size,
-    max_recommended_working_set_size, ...)."""
+    """`mx.metal.is_available()` and `mx.device_info()` (max_recommended_working_set_size...)."""
 
     available: bool
     device_info: Mapping[str, Any] = field(default_factory=dict)
@@ -136,34 +132,22 @@ def cpu_name() -> str:
 
 def probe_host(metal: Metal | None = None) -> Host:
     """The real machine; `metal` comes from the mlx probe (run in a child process)."""
-    system = platform.system()
-    machine = platform.machine()
-    if system == "Darwin":
-        values = {name: value for name in SYSCTL_NAMES if (value := read_sysctl(name))}
-        memsize = values.get("hw.memsize")
-        return Host(
-            system=system,
-            machine=machine,
-            os_version=platform.mac_ver()[0] or platform.release(),
-            total_memory=int(memsize) if memsize and memsize.isdigit() else _total_memory(),
-            rosetta=values.get("sysctl.proc_translated") == "1",
-            sysctl=values,
-            metal=metal,
-            chip=values.get("machdep.cpu.brand_string"),
-        )
+    system, machine = platform.system(), platform.machine()
+    if system != "Darwin":
+        chip = _linux_cpu() if system == "Linux" else (platform.processor() or None)
+        return Host(system, machine, platform.release(), _total_memory(), metal=metal, chip=chip)
+    values = {name: value for name in SYSCTL_NAMES if (value := read_sysctl(name))}
+    memsize = values.get("hw.memsize")
+    memory = int(memsize) if memsize and memsize.isdigit() else _total_memory()
     return Host(
-        system=system,
-        machine=machine,
-        os_version=platform.release(),
-        total_memory=_total_memory(),
-        metal=metal,
-        chip=_linux_cpu() if system == "Linux" else (platform.processor() or None),
-    )
+        system, machine, platform.mac_ver()[0] or platform.release(), memory,
+        rosetta=values.get("sysctl.proc_translated") == "1", sysctl=values, metal=metal,
+        chip=values.get("machdep.cpu.brand_string"),
+    )  # fmt: skip
 
 
 def installed_backends() -> list[str]:
-    """The backends installed here, in load() order, found without importing them (a broken
-    install counts as installed: loading it says what is wrong)."""
+    """The backends installed here, in load() order, not imported (a broken one counts)."""
 
     def found(name: str) -> bool:
         try:
@@ -206,8 +190,7 @@ def apple_bandwidth(chip: str | None) -> Bandwidth | None:
 
 
 def copy_seconds(size: int = COPY_BYTES, repeats: int = 3) -> list[float]:
-    """Seconds of each of `repeats` copies of `size` bytes (each reads and writes `size`
-    bytes), with the standard library only: `athena inspect` imports no numpy."""
+    """Seconds of each of `repeats` copies of `size` bytes (standard library: no numpy)."""
     source, target = bytearray(size), bytearray(size)
     target[:] = source  # fault both in before timing
     seconds = []
@@ -226,8 +209,8 @@ def cache_dir() -> Path:
 
 
 def machine_bandwidth(host: Host | None = None, *, measure: bool = True) -> Bandwidth | None:
-    """This machine's bandwidth: the chip's published figure on Apple Silicon, else the cached
-    copy measurement (made now, and cached, when there is none and `measure`)."""
+    """The chip's published bandwidth on Apple Silicon, else a copy measured here (now, and
+    cached, when there is none and `measure`)."""
     host = host or probe_host()
     if host.is_apple_silicon and (published := apple_bandwidth(host.chip)) is not None:
         return published

@@ -1,7 +1,5 @@
 """The model lock: which commit and files of each model a project loads, as uv.lock pins wheels
-(docs/environment.md). A file's sha256 is remembered by (device, inode, size, mtime_ns) in
-`.athena-verified.json` in the hub cache and hashed again when any of them changes.
-"""
+(docs/environment.md); verified hashes are remembered by stat in the hub cache."""
 
 from __future__ import annotations
 
@@ -243,14 +241,11 @@ def _lock_hub(name: str, revision: str) -> LockedModel:
             for f in api.list_repo_tree(name, revision=commit)  # top level only
             if isinstance(f, RepoFile) and _needed(f.path)
         ]
-        files = []
-        for f in tree:
-            if f.lfs is not None:
-                files.append(LockedFile(f.path, f.lfs.size, f.lfs.sha256))
-            else:  # a small git file: the hub gives its git sha1 only, so hash it here
-                files.append(
-                    LockedFile(f.path, **file_digest(Path(_download(name, f.path, commit))))
-                )
+        files = [  # a small git file (no lfs): the hub gives its sha1 only, so hash it here
+            LockedFile(f.path, f.lfs.size, f.lfs.sha256) if f.lfs is not None
+            else LockedFile(f.path, **file_digest(Path(_download(name, f.path, commit))))
+            for f in tree
+        ]  # fmt: skip
     except Exception as error:
         raise _hub_error(name, revision, error) from None
     return LockedModel(name, tuple(files), revision=revision, commit=commit)
@@ -274,8 +269,7 @@ def folder_of(model: LockedModel, project: Path) -> Path:
 
 
 def sync(project: Path) -> list[str]:
-    """Fetch exactly the locked files of every hub model into the cache, then verify them all.
-    Returns the problems `verify` finds (empty: all is as locked)."""
+    """Fetch the locked files of every hub model into the cache, then `verify` them all."""
     for model in read_lock(project).values():
         if model.commit is not None:
             _fetch(model, project)
@@ -392,9 +386,8 @@ ModelState = Literal["verified", "unverified", "missing"]
 
 
 def locked_status(project: Path | None = None) -> list[tuple[str, str, ModelState]]:
-    """Each locked model's (name, commit or folder, state) from the remembered hashes only,
-    without hashing: "verified" (every file as last verified), "missing" (a file is not
-    there), or "unverified" (never verified, or changed since). For the doctor."""
+    """Each locked model's (name, commit or folder, state) from the remembered hashes only (for
+    the doctor): "verified", "missing" (a file), or "unverified" (never, or changed since)."""
     project = project or find_project()
     if project is None:
         return []
@@ -421,9 +414,8 @@ def locate(
     download: bool = True,
     project: Path | None = None,
 ) -> ModelSource:
-    """`source.locate`, but a name the project's models.lock pins (the project found from the
-    current folder upward) is the locked commit's snapshot, fetched if allowed and missing, and
-    verified against the lock; `revision` serves names outside the lock."""
+    """`source.locate`, but a name the project's models.lock pins is the locked snapshot,
+    fetched if allowed and missing, and verified; `revision` serves names outside the lock."""
     source = name if isinstance(name, ModelSource) else resolve_source(os.fspath(name))
     project = project or find_project()
     model = _pinned(source, project) if project is not None else None

@@ -1,8 +1,6 @@
-"""Where a model comes from, resolved once (floor 0): a local folder, or a Hugging Face hub id
-whose snapshot is fetched into the local cache first. `resolve_source` tells them apart without
-the network (mlx-lm would take a mistyped folder for a hub id); `locate` gives the one
-`ModelSource` with a local folder that the preflight and the backends all take.
-"""
+"""Where a model comes from (floor 0): a local folder, or a hub id whose snapshot is fetched
+into the cache (`locate`); `resolve_source` tells them apart without the network. Also the
+bounded, checked reads of config.json and safetensors headers."""
 
 from __future__ import annotations
 
@@ -11,6 +9,7 @@ import json
 import logging
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,8 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja")
 # The floating-point dtypes a load can ask for (and tiny-model can write), by name.
 DTYPES = ("float32", "float16", "bfloat16")
-# The most athena reads of a JSON file (config.json and the like are kilobytes; an index of
-# 100,000 tensors about 10 MB) and of tokenizer.json (OLMoE's is 2 MB; a 256k-token vocabulary,
-# as Gemma's, is 33 MB, so twice that), and of a safetensors header (the safetensors library's
-# own limit).
+# The most athena reads of a JSON file (an index of 100,000 tensors is about 10 MB), of
+# tokenizer.json (a 256k-token vocabulary is 33 MB) and of a safetensors header (safetensors').
 JSON_LIMIT = 16 * 2**20
 TOKENIZER_LIMIT = 64 * 2**20
 HEADER_LIMIT = 100_000_000
@@ -91,12 +88,9 @@ def locate(
     download: bool = True,
     revision: str | None = None,
 ) -> ModelSource:
-    """`name` as a source with a local folder. A hub id is fetched into the Hugging Face cache
-    (only the top-level files a load needs, at `revision`, default main) when `download` and
-    not HF_HUB_OFFLINE, else taken from the cache; the commit it resolved is logged (the
-    project's models.lock pins commits: athena.modellock.locate). Raises SourceError (one
-    sentence) when a hub id cannot be had; a folder is returned as it is
-    (`check_model_folder` checks it)."""
+    """`name` with a local folder: a hub id's top-level load files at `revision` (default main)
+    fetched into the cache when `download` and not HF_HUB_OFFLINE, else taken from it, the
+    commit logged; SourceError (one sentence) when it cannot be had. A folder is as it is."""
     source = name if isinstance(name, ModelSource) else resolve_source(os.fspath(name))
     if source.kind == "folder" or source.path is not None:
         return source
@@ -186,71 +180,64 @@ def unreadable(path: Path, error: OSError) -> SourceError:
 
 
 def check_model_folder(path: Path) -> None:
-    """Raise SourceError (one sentence) unless `path` is an OLMoE folder with sound safetensors.
-
-    Every filesystem error (a file that is a folder, a link loop, no permission) is a
-    SourceError naming the path, never an OSError."""
+    """Raise SourceError (one sentence) unless `path` is an OLMoE folder with sound safetensors;
+    a filesystem error (a link loop, no permission) is one too, naming the path."""
     try:
-        _check_model_folder(path)
+        kind = _kind(path)  # an OSError other than "not found" (a loop, no permission) goes up
+        if kind is None:
+            if path.is_symlink():
+                raise SourceError(
+                    f"model folder {path} is a link to {os.readlink(path)}, which does not exist; "
+                    "fix the link or pass the real folder"
+                )
+            raise SourceError(
+                f"model folder not found: {path} (check the path; athena does not look up a "
+                "path on the Hugging Face hub)"
+            )
+        if kind != "folder":
+            raise SourceError(
+                f"{path} is a file, not a model folder; pass the folder that holds it"
+            )
+        os.listdir(path)  # PermissionError here names the folder, not a file in it
+        config_kind = _kind(path / "config.json")
+        if config_kind is None:
+            raise SourceError(f"config.json not found in {path} (is this a model folder?)")
+        if config_kind == "folder":
+            raise IsADirectoryError(21, "Is a directory", str(path / "config.json"))
+        config = read_config(path)
+        model_type = config.get("model_type")
+        if model_type is None:
+            raise SourceError(
+                f"config.json in {path} has no model_type; athena loads OLMoE checkpoints "
+                "(model_type 'olmoe')"
+            )
+        if model_type != "olmoe":
+            raise SourceError(
+                f"config.json in {path} has model_type {model_type!r}; athena loads OLMoE "
+                "checkpoints (model_type 'olmoe')"
+            )
+        weight_files = weight_files_of(path)
+        if not weight_files:
+            pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(
+                p.name for p in path.glob("*.pt")
+            )
+            if pickled:
+                raise SourceError(
+                    f"{path} has {pickled[0]} but no model*.safetensors; athena loads safetensors "
+                    "only (pickled weights can run code), so convert the weights to safetensors"
+                )
+            raise SourceError(
+                f"no model*.safetensors in {path}; the weights are missing (re-download or "
+                "re-create the checkpoint)"
+            )
+        for weight_file in weight_files:
+            read_safetensors_header(weight_file)
     except OSError as error:
         raise unreadable(Path(error.filename or path), error) from None
 
 
-def _check_model_folder(path: Path) -> None:
-    kind = _kind(path)  # an OSError other than "not found" (a loop, no permission) goes up
-    if kind is None:
-        if path.is_symlink():
-            raise SourceError(
-                f"model folder {path} is a link to {os.readlink(path)}, which does not exist; "
-                "fix the link or pass the real folder"
-            )
-        raise SourceError(
-            f"model folder not found: {path} (check the path; athena does not look up a "
-            "path on the Hugging Face hub)"
-        )
-    if kind != "folder":
-        raise SourceError(f"{path} is a file, not a model folder; pass the folder that holds it")
-    os.listdir(path)  # PermissionError here names the folder, not a file in it
-    config_kind = _kind(path / "config.json")
-    if config_kind is None:
-        raise SourceError(f"config.json not found in {path} (is this a model folder?)")
-    if config_kind == "folder":
-        raise IsADirectoryError(21, "Is a directory", str(path / "config.json"))
-    config = read_config(path)
-    model_type = config.get("model_type")
-    if model_type is None:
-        raise SourceError(
-            f"config.json in {path} has no model_type; athena loads OLMoE checkpoints "
-            "(model_type 'olmoe')"
-        )
-    if model_type != "olmoe":
-        raise SourceError(
-            f"config.json in {path} has model_type {model_type!r}; athena loads OLMoE "
-            "checkpoints (model_type 'olmoe')"
-        )
-    weight_files = weight_files_of(path)
-    if not weight_files:
-        pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(
-            p.name for p in path.glob("*.pt")
-        )
-        if pickled:
-            raise SourceError(
-                f"{path} has {pickled[0]} but no model*.safetensors; athena loads safetensors "
-                "only (pickled weights can run code), so convert the weights to safetensors"
-            )
-        raise SourceError(
-            f"no model*.safetensors in {path}; the weights are missing (re-download or "
-            "re-create the checkpoint)"
-        )
-    for weight_file in weight_files:
-        read_safetensors_header(weight_file)
-
-
 def _kind(path: Path) -> Literal["file", "folder"] | None:
-    """ "file", "folder" or None (not there, or a link to nothing); other OSErrors (a link
-    loop, no permission) are raised for the caller to turn into a sentence."""
-    import stat
-
+    """ "file", "folder" or None (not there, or a link to nothing); other OSErrors go up."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -269,9 +256,8 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def read_json(file: Path, limit: int = JSON_LIMIT) -> dict[str, Any]:
-    """The JSON object in `file`, read (at most `limit` bytes) and parsed; SourceError (one
-    sentence naming the file) for a file too large, not UTF-8, not JSON, with NaN or an
-    integer Python will not read, nested too deeply, or not an object."""
+    """The JSON object in `file` (at most `limit` bytes); SourceError (one sentence naming the
+    file) for one too large, not UTF-8, not JSON (NaN, huge integers, deep nesting), no object."""
     try:
         with file.open("rb") as f:
             data = f.read(limit + 1)
@@ -310,10 +296,9 @@ def parse_json(data: bytes) -> tuple[Any, str | None]:
 
 
 def read_safetensors_header(file: Path) -> dict[str, Any]:
-    """The tensors of a safetensors file (name -> dtype, shape, data_offsets), without reading
-    a weight. Raises SourceError (one sentence) unless the header parses, every tensor's dtype
-    is one safetensors knows, its bytes are what its dtype and shape need, and the file is as
-    long as the header says (catches truncation)."""
+    """The tensors of a safetensors file (name -> dtype, shape, data_offsets), no weight read;
+    SourceError (one sentence) unless the header parses, each tensor's dtype, shape and bytes
+    agree, and the file is as long as the header says."""
     damaged = f"{file.name} in {file.parent} is damaged"
     advice = "re-download or re-create the checkpoint"
     try:

@@ -1,5 +1,5 @@
-"""The backend contract (`Backend`: what differs between frameworks), and what is the same
-on every backend, written once on top of it: generation, streaming, batched encoding."""
+"""The backend contract (`Backend`: what differs between frameworks) and batched encoding,
+written once on top of it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from athena.backends import batching, completion
+from athena.backends import batching
 from athena.errors import BackendMissing, LoadError, first_line
 from athena.source import ModelSource
 
@@ -87,24 +87,6 @@ def import_framework(names: tuple[str, ...], install: str, what: str, reinstall:
     raise LoadError(
         f"{what} installed but failed to import ({first_line(broken)}); {reinstall}"
     ) from None
-
-
-def generate(
-    backend: Backend, model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
-) -> str:
-    """The completion: exactly `tokenizer.decode` of the generated ids (see completion)."""
-    ids = backend.generate_ids(model, tokenizer, prompt_ids, sampling)
-    return completion.decode(tokenizer, list(ids))
-
-
-def stream(
-    backend: Backend, model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
-) -> Iterator[str]:
-    """The completion in pieces as it is generated; "".join() equals `generate`."""
-    ids = backend.generate_ids(model, tokenizer, prompt_ids, sampling)
-    for text, _ in completion.stream_pieces(tokenizer, ids):
-        if text:
-            yield text
 
 
 def encode(

@@ -1,10 +1,6 @@
 """What both backends' `encode` share: tokenize once, check lengths, sort, batch, unsort.
-
-Texts run longest first in right-padded batches of at most `batch_size` (exact for a causal
-model: pooling over the real tokens gives the vector the text gets alone), each batch stopped
-before its padding passes `max_padding` of its real tokens or its padded tokens pass
-`max_tokens`; the defaults are measured in bench/README.md ("Encode: the batch shape").
-"""
+Texts run longest first in right-padded batches (exact for a causal model), each stopped before
+its padding passes `max_padding` of its real tokens or its tokens pass `max_tokens`."""
 
 from __future__ import annotations
 
@@ -22,8 +18,7 @@ TOKENIZE_CHUNK = 512  # texts per tokenizer call: bounds the Python lists it ret
 
 
 def check_batch_size(batch_size: object, *, name: str = "batch_size") -> int:
-    """`batch_size` if it is an integer >= 1, else ValueError naming it (`name`: how the
-    caller spells it, e.g. the CLI's --batch-size)."""
+    """`batch_size` if it is an integer >= 1, else ValueError naming it as `name`."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"{name}={batch_size!r} is not allowed; use an integer >= 1")
     return batch_size
@@ -32,11 +27,8 @@ def check_batch_size(batch_size: object, *, name: str = "batch_size") -> int:
 def token_ids(
     tokenizer: Any, texts: list[str], *, limit: int | None, truncate: bool, single: bool = False
 ) -> list[np.ndarray]:
-    """Each text's ids as an int32 array, as `tokenizer.encode(text)` gives them.
-
-    A text longer than `limit` raises TextTooLong (naming its index, or "the text" when
-    `single`), unless `truncate`, which keeps its first `limit` ids.
-    """
+    """Each text's ids as an int32 array, as `tokenizer.encode(text)` gives them; beyond
+    `limit`, TextTooLong (naming its index, or "the text" when `single`) unless `truncate`."""
     # mlx-lm's TokenizerWrapper (not callable) wraps transformers' tokenizer (callable).
     hf = tokenizer if callable(tokenizer) else tokenizer._tokenizer
     ids: list[np.ndarray] = []
@@ -111,9 +103,8 @@ def run_batches(
     max_padding: float | None = None,
     max_tokens: int | None = None,
 ) -> np.ndarray:
-    """(len(ids), hidden_size) float32 in input order. `run_batch(tokens, mask)` returns the
-    (b, hidden) pooled vectors of one right-padded batch; `on_batch(b)` is told after each.
-    The batches are `plan_batches(..., max_padding=max_padding, max_tokens=max_tokens)`."""
+    """(len(ids), hidden_size) float32 in input order, `run_batch(tokens, mask)` over the
+    `plan_batches` batches; `on_batch(b)` is told after each."""
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     out = np.empty((len(ids), hidden_size), dtype=np.float32)
     for index in plan_batches(lengths, batch_size, max_padding=max_padding, max_tokens=max_tokens):

@@ -82,8 +82,7 @@ def floating_dtypes(model: Any) -> set[str]:
 
 
 def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
-    """`mlx_lm.load(folder)`, then dtype and quantization; LoadError (one sentence) on any
-    failure."""
+    """`mlx_lm.load(folder)`, then dtype and quantization; LoadError (one sentence) on failure."""
     mlx_lm = import_mlx_lm()
     import mlx.core as mx
     import mlx.nn as nn
@@ -135,12 +134,8 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         else:
             from athena.backends.quantize import olmoe_predicate
 
-            nn.quantize(  # the router (mlp.gate) at router_bits: athena/backends/quantize.py
-                model,
-                group_size=group_size,
-                bits=bits,
-                class_predicate=olmoe_predicate(bits, group_size, options.router_bits),
-            )
+            predicate = olmoe_predicate(bits, group_size, options.router_bits)  # router apart
+            nn.quantize(model, group_size=group_size, bits=bits, class_predicate=predicate)
             logger.info("Quantized %s to %s bits (group size %s)", name, bits, group_size)
     try:
         # One array at a time: each float32 source weight is freed as soon as its (quantized,
@@ -156,8 +151,7 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
 def generate_ids(
     model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
 ) -> Iterator[int]:
-    """Yield the generated token ids (end-of-sequence excluded) as mlx-lm's stream_generate
-    produces them. Greedy (argmax) at temperature 0."""
+    """The ids mlx-lm's stream_generate makes (end-of-sequence excluded); greedy at 0."""
     import mlx.core as mx
     from mlx_lm import stream_generate
     from mlx_lm.sample_utils import make_sampler
@@ -202,9 +196,8 @@ def release() -> None:
 
 
 def pooled(model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """mlx-lm's `model.model` takes no padding mask, and needs none here: batches are
-    right-padded, which is exact for a causal model, and the pooling masks the padding out.
-    The batch is evaluated before the next is built, so no graph outlives it."""
+    """mlx-lm's `model.model` takes no padding mask and needs none: batches are right-padded
+    (exact for a causal model) and the pooling masks the padding out."""
     import mlx.core as mx
 
     hidden = model.model(mx.array(tokens)).astype(mx.float32)  # (b, length, hidden)

@@ -26,9 +26,8 @@ def convert_model(
     group_size: int = 64,
     router_bits: int | None = DEFAULT_ROUTER_BITS,
 ) -> Path:
-    """Write an mlx-quantized copy of `model` to `out` (new or empty; written whole, as
-    `write_tiny_olmoe` writes) with the router at `router_bits`. Raises ValueError,
-    SourceError, LoadError (one sentence)."""
+    """Write an mlx-quantized copy of `model` to `out` (new or empty; written whole), the router
+    at `router_bits`. Raises ValueError, SourceError, LoadError (one sentence)."""
     from athena.atomic import FolderBusy, FolderNotEmpty, replacing_folder
     from athena.errors import LoadError
 
@@ -81,9 +80,8 @@ def convert_model(
 def write_provenance(
     folder: Path, located: ModelSource, bits: int, group_size: int, router_bits: int | None
 ) -> Path:
-    """Write `athena-provenance.json` into the converted `folder`: the source (a hub id and the
-    commit of its cached snapshot, or a local folder's files' {size, sha256}), the recipe, the
-    athena / mlx / mlx-lm versions and the output files' {size, sha256}."""
+    """Write `athena-provenance.json` into the converted `folder`: the source (hub id and commit,
+    or a folder's files' digests), the recipe, the versions and the output files' digests."""
     snapshot = located.folder
     if located.kind == "hub":
         commit = snapshot.name  # huggingface_hub's cache: .../snapshots/<commit>

@@ -1,7 +1,6 @@
 """The transformers + torch backend (athena.backends.base.Backend), a PEFT LoRA adapter merged
-at load. Safetensors only, `trust_remote_code=False` always; torch and transformers are
-imported inside the functions. quantize_bits needs bitsandbytes and CUDA (never installed
-here): otherwise it is skipped with a log line."""
+at load; safetensors only, never trust_remote_code, imports inside the functions. quantize_bits
+needs bitsandbytes and CUDA: otherwise it is skipped with a log line."""
 
 from __future__ import annotations
 
@@ -89,11 +88,8 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
 
 
 def merge_lora(model: Any, adapter_path: str | Path) -> int:
-    """Merge a PEFT-format LoRA adapter (adapter_config.json + adapter_model.safetensors) into
-    the model's Linear weights: W += scale * B @ A. Returns the number of layers changed.
-
-    Every A and B is checked against its layer (A: (r, in_features), B: (out_features, r),
-    r as adapter_config.json says) before any weight changes: a SourceError otherwise."""
+    """Merge a PEFT LoRA adapter into the model's Linear weights (W += scale * B @ A), every A
+    and B checked against its layer and rank first (SourceError); returns the layers changed."""
     import torch
     from safetensors.torch import load_file
 

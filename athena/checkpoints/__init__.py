@@ -1,11 +1,6 @@
-"""Tiny OLMoE checkpoints made locally, for tests, guides and benchmarks (no hub, no torch).
-
-`write_tiny_olmoe(out_dir)` writes a deterministic OLMoE folder that mlx-lm and transformers
-both load: config.json, model.safetensors (Hugging Face naming, one tensor per expert), a
-byte-level BPE tokenizer shaped like OLMo's (tokenizer module), generation_config.json; as
-athena.atomic writes a folder. Weights are scaled so greedy decoding is not decided by
-rounding noise.
-"""
+"""Tiny OLMoE checkpoints made locally, for tests, guides and benchmarks (no hub, no torch):
+deterministic folders mlx-lm and transformers both load (config, safetensors in Hugging Face
+naming, an OLMo-like byte-level BPE tokenizer), weights scaled so rounding never decides."""
 
 from __future__ import annotations
 
@@ -68,10 +63,9 @@ def write_tiny_olmoe(
     dtype: str = "float32",
     overwrite: bool = False,
 ) -> Path:
-    """Write a deterministic OLMoE checkpoint folder to `out_dir` and return its path: the same
-    (size, seed, dtype), the same bytes. A non-empty folder is refused (`FolderNotEmpty`)
-    unless `overwrite=True`, which replaces only `FILES`. Written whole under a lock, as
-    `athena.atomic.replacing_folder` writes (a second writer gets `FolderBusy`)."""
+    """Write an OLMoE checkpoint folder (same arguments, same bytes) whole, as
+    `athena.atomic.replacing_folder` does; a non-empty folder is `FolderNotEmpty` unless
+    `overwrite=True`, which replaces only `FILES`. Returns its path."""
     shape = preset(size)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")

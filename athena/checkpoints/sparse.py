@@ -24,10 +24,8 @@ def write_sparse_olmoe(
     dtype: str = "float32",
     shards: int = 1,
 ) -> Path:
-    """A structurally valid OLMoE folder of any shape (default: OLMoE-1B-7B's) whose weights
-    are sparse files (zeros, no disk), with the tiny checkpoints' tokenizer. `shards` > 1
-    splits the tensors, in name order, into that many files of about equal size with a
-    model.safetensors.index.json, as the hub ships large checkpoints."""
+    """A valid OLMoE folder of any shape (default: OLMoE-1B-7B's) whose weights are sparse files
+    (zeros, no disk); `shards` > 1 splits them into that many files with an index, as the hub."""
     shape = dict(OLMOE_1B_7B if shape is None else shape)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")

@@ -1,6 +1,5 @@
 """The tiny checkpoints' tokenizer: a byte-level BPE shaped like the GPT-NeoX/OLMo one, its
-merges learnt from a fixed built-in corpus (tokenizer.json, tokenizer_config.json,
-special_tokens_map.json)."""
+merges learnt from a fixed built-in corpus."""
 
 from __future__ import annotations
 
@@ -51,10 +50,8 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 @functools.cache
 def bpe_merges() -> tuple[tuple[str, str], ...]:
-    """NUM_MERGES byte-level BPE merges learnt from CORPUS, the classic way: split the text
-    as the tokenizer does (ByteLevel, GPT-2's regex, so words keep their leading space `Ġ`),
-    then repeatedly merge the most frequent adjacent pair (ties: the smallest pair), a fixed
-    computation with no randomness, hence the same merges everywhere."""
+    """NUM_MERGES byte-level BPE merges learnt from CORPUS, deterministically: split as the
+    tokenizer does, then merge the most frequent adjacent pair (ties: the smallest) again."""
     from collections import Counter
     from itertools import pairwise
 

@@ -96,17 +96,13 @@ def safetensors_header(tensors: list[tuple[str, tuple[int, ...], int]], dtype: s
 
 
 def save_safetensors(path: Path, weights: dict[str, np.ndarray], dtype: str) -> None:
-    """The safetensors format written directly (numpy has no bfloat16): the header, then the
-    raw little-endian data, one tensor at a time (so the peak is the weights plus one
-    converted tensor)."""
+    """The safetensors format written directly (numpy has no bfloat16), one tensor at a time
+    (the peak: the weights plus one converted tensor)."""
     itemsize = 4 if dtype == "float32" else 2
     names = sorted(weights)
+    entries = [(n, weights[n].shape, weights[n].size * itemsize) for n in names]
     with path.open("wb") as f:
-        f.write(
-            safetensors_header(
-                [(n, weights[n].shape, weights[n].size * itemsize) for n in names], dtype
-            )
-        )
+        f.write(safetensors_header(entries, dtype))
         for name in names:
             if dtype == "bfloat16":
                 f.write(to_bfloat16_bytes(weights[name]))

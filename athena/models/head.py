@@ -1,8 +1,6 @@
-"""The MemoryActionHead, framework-neutral: make one, read and write its weights
-(docs/training-head.md). Both heads are LayerNorm -> Linear -> GELU (erf) -> Linear, named as
-torch's `nn.Sequential` numbers them (PARAMETER_NAMES); a head file is safetensors with those
-six float32 tensors and the shape in its metadata. mlx, torch and numpy are imported inside.
-"""
+"""The MemoryActionHead, framework-neutral: make one, read and write its weights (a
+safetensors file of six float32 tensors named as torch's nn.Sequential numbers them, the shape
+in its metadata: docs/training-head.md). mlx, torch and numpy are imported inside."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""The MemoryActionHead network in MLX, the torch head's twin (head_torch.py): the same
-layers (GELU exact erf: mlx's default approx="none") in a list named `net`, so the parameter
-names are torch's nn.Sequential ones. Imported lazily.
-"""
+"""The MemoryActionHead in MLX, head_torch.py's twin: the same layers (exact-erf GELU) in a
+list named `net`, so the parameter names are torch's nn.Sequential ones. Imported lazily."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""The MemoryActionHead network in torch (the learners are in athena/heads/), imported
-lazily so that importing athena never imports torch; its MLX twin is head_mlx.py.
-"""
+"""The MemoryActionHead in torch, imported lazily (importing athena never imports torch)."""
 
 from __future__ import annotations
 

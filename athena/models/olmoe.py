@@ -1,7 +1,5 @@
-"""OLMoE for ATHENA: mlx-lm first (Apple Silicon), transformers + torch as the fallback (usage:
-README.md). Importing it imports no backend: `load()` imports the one it uses, and
-`MemoryActionHead` (a torch.nn.Module) is built on first access of the name.
-"""
+"""OLMoE for ATHENA: mlx-lm first, transformers + torch as the fallback (README.md). Importing
+it imports no backend; `MemoryActionHead` (torch) is built on first access of the name."""
 
 from __future__ import annotations
 
@@ -219,8 +217,7 @@ class OLMoEModel:
         temperature: float | None,
         seed: int | None,
     ) -> tuple[Backend, list[int], Sampling]:
-        """The backend, prompt ids and sampling of one generate/stream call (the config's
-        values overridden by the call's), checked once: ValueError/TypeError, one sentence."""
+        """The backend, prompt ids and sampling of one generate/stream call, checked once."""
         from athena.backends.base import Sampling
 
         backend, checked = self._loaded()
@@ -248,11 +245,14 @@ class OLMoEModel:
         temperature: float | None = None,
         seed: int | None = None,
     ) -> str:
-        """The completion of `prompt` (without the prompt). Greedy at temperature 0."""
-        from athena.backends import base
+        """The completion of `prompt` (without the prompt): exactly the tokenizer's decode of
+        the generated ids (athena.backends.completion). Greedy at temperature 0."""
+        from athena.backends import completion
 
         backend, ids, sampling = self._prepare("generate", prompt, max_tokens, temperature, seed)
-        return base.generate(backend, self.model, self.tokenizer, ids, sampling)
+        return completion.decode(
+            self.tokenizer, list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
+        )
 
     def generate_ids(
         self,
@@ -263,8 +263,9 @@ class OLMoEModel:
         seed: int | None = None,
     ) -> list[int]:
         """The generated token ids of the completion (end-of-sequence excluded)."""
-        call = "generate_ids"
-        backend, ids, sampling = self._prepare(call, prompt, max_tokens, temperature, seed)
+        backend, ids, sampling = self._prepare(
+            "generate_ids", prompt, max_tokens, temperature, seed
+        )
         return list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
 
     def stream(
@@ -276,10 +277,11 @@ class OLMoEModel:
         seed: int | None = None,
     ) -> Iterator[str]:
         """Yield the completion in pieces (checked before the first); "".join() is generate()."""
-        from athena.backends import base
+        from athena.backends import completion
 
         backend, ids, sampling = self._prepare("stream", prompt, max_tokens, temperature, seed)
-        return base.stream(backend, self.model, self.tokenizer, ids, sampling)
+        tokens = backend.generate_ids(self.model, self.tokenizer, ids, sampling)
+        return (text for text, _ in completion.stream_pieces(self.tokenizer, tokens) if text)
 
     def encode(
         self,
@@ -290,16 +292,11 @@ class OLMoEModel:
         show_progress: bool = True,
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
-        """Mean-pooled final hidden state: shape (hidden,) for a str, (n, hidden) for a list,
-        in input order, equal to one-at-a-time results. The texts are tokenized once and run
-        in length-sorted, right-padded batches of at most `batch_size` (memory is bounded by
-        the batch, not by len(texts)). A text beyond `max_position_embeddings` raises
-        ValueError unless `truncate=True` (its first tokens are kept). A progress bar goes to
-        stderr for more than one batch on a terminal (`show_progress=False`: never);
-        `on_batch(n)` is told the texts done after each batch. When a MemoryActionHead is
-        attached (always on transformers; on mlx with `action_head_path`) the vectors also go
-        through it: its logits are kept in `last_action_logits`.
-        """
+        """Mean-pooled final hidden state: (hidden,) for a str, (n, hidden) for a list, in
+        input order, as one at a time, in length-sorted batches of at most `batch_size`. A text
+        beyond max_position_embeddings is a ValueError unless `truncate` (first tokens kept).
+        A progress bar on a terminal unless `show_progress=False`; `on_batch(n)` after each
+        batch. An attached action head's logits are kept in `last_action_logits`."""
         from athena.backends import base, batching
 
         backend, checked = self._loaded()

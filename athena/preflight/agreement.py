@@ -52,8 +52,8 @@ def config_disagreement(info: ModelInfo) -> str | None:
 
 
 def _dtype_problem(info: ModelInfo) -> str | None:
-    """A weight stored as integers where the model computes in floating point. Integers are
-    right only for the packed weights of an mlx-quantized folder (those with `.scales`)."""
+    """A weight stored as integers where the model computes in floating point (right only for
+    an mlx-quantized folder's packed weights, those with `.scales`)."""
     names = {t.name for t in info.tensors}
     for tensor in info.tensors:
         if tensor.dtype in FLOAT_NAMES:

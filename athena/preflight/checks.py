@@ -74,9 +74,8 @@ def check_load(
     budget: MemoryBudget | None = None,
     router_bits: int | None = None,
 ) -> Preflight:
-    """Check the folder `backend` is to build and that its estimated peak fits this machine:
-    SourceError (no backend can load it), OversizeError (unless `allow_oversize`), a warning
-    logged for a tight fit."""
+    """Check the folder `backend` is to build and that it fits: SourceError (no backend can load
+    it), OversizeError (unless `allow_oversize`), a warning logged for a tight fit."""
     info = inspect_model(name)
     if info.problems:
         raise SourceError(info.problems[0])
@@ -91,14 +90,8 @@ def check_load(
     if backend == "transformers" and (mapping := unmappable(info, budget)):
         raise OversizeError(mapping, fallback_fits=False)
     bits = quantize_bits if backend == "mlx" else None  # transformers skips it (no CUDA)
-    estimate = estimate_peak(
-        info,
-        backend=backend,
-        dtype=dtype,
-        quantize_bits=bits,
-        group_size=group_size,
-        router_bits=router_bits,
-    )
+    estimate = estimate_peak(info, backend=backend, dtype=dtype, quantize_bits=bits,
+                             group_size=group_size, router_bits=router_bits)  # fmt: skip
     status = budget.status(estimate.resident)
     if status == "does not fit" and not allow_oversize:
         fallback = estimate_peak(info, backend="transformers", dtype=dtype)
@@ -156,11 +149,8 @@ def oversize_sentence(
             continue
         where = "" if option.backend == estimate.backend else f" with {option.backend}"
         fitting.append(f"{option.label()}{where} ({gib(option.resident)})")
-    advice = (
-        "options that fit: " + ", ".join(fitting)
-        if fitting
-        else "no dtype or quantization of it fits here"
-    )
+    advice = "no dtype or quantization of it fits here"
+    advice = "options that fit: " + ", ".join(fitting) if fitting else advice
     return (
         f"{info.name} needs about {gib(estimate.resident)} to load with {estimate.backend} "
         f"({estimate.label()}), more than this machine's {gib(budget.physical)} of memory; "
@@ -189,9 +179,8 @@ def check_sequence(
     rows: int = 1,
     itemsize: int = 4,
 ) -> None:
-    """ValueError (one sentence, naming the length or batch size that fits) when `tokens` (plus
-    `new_tokens`) are beyond max_position_embeddings or, over `rows` sequences, do not fit in
-    memory beside the loaded model (`loaded_bytes`)."""
+    """ValueError (one sentence, naming what fits) when `tokens` + `new_tokens` are beyond the
+    positions or, over `rows` sequences, do not fit beside the loaded model (`loaded_bytes`)."""
     limit = config.get("max_position_embeddings")
     check_positions(tokens, limit if isinstance(limit, int) else None, what=what)
     if isinstance(limit, int) and tokens + new_tokens > limit:

@@ -19,9 +19,8 @@ TOKENIZER_KINDS = (
 
 
 def inspect_model(name: str | ModelSource) -> ModelInfo:
-    """What `name` (a folder, a cached hub id, a located source) holds, without reading a weight
-    or the network: SourceError (one sentence) when it is no model folder at all; problems a
-    person can still look at (config and weights disagree, no tokenizer) go to `problems`."""
+    """What `name` (a folder, cached hub id, located source) holds, no weight or network read:
+    SourceError when it is no model folder; what a person can still look at goes to problems."""
     located = source.locate(name, download=False)
     folder = located.folder
     source.check_model_folder(folder)  # config.json, model_type, sound safetensors
@@ -120,9 +119,8 @@ def _inspect_tokenizer(folder: Path) -> tuple[TokenizerInfo, str | None]:
     except SourceError as error:
         return TokenizerInfo(kind), str(error)
     except (ValueError, KeyError, TypeError, AttributeError):
-        return TokenizerInfo(
-            kind
-        ), f"{broken} (not a tokenizer's JSON); re-download or re-create it"
+        why = f"{broken} (not a tokenizer's JSON); re-download or re-create it"
+        return TokenizerInfo(kind), why
     if not ids:
         return TokenizerInfo(kind, 0), f"{broken} (its vocabulary is empty); re-create it"
     return TokenizerInfo(kind, len(set(ids)), max(ids)), None

@@ -1,6 +1,5 @@
-"""What a model folder holds, as the preflight reads it: its tensors (name, dtype, shape,
-bytes, from the safetensors headers), its tokenizer, and what follows from them (parameters,
-stored dtypes, packed quantized weights). Standard library only."""
+"""What a model folder holds, as the preflight reads it from the headers (tensors, tokenizer)
+and what follows (parameters, stored dtypes, packed quantized weights). Standard library only."""
 
 from __future__ import annotations
 
@@ -62,8 +61,7 @@ class ModelInfo:
 
     @property
     def parameters(self) -> int:
-        """Parameters of the model: packed (U32) weights counted unpacked, their quantization
-        scales and biases not counted."""
+        """Parameters: packed (U32) weights counted unpacked, quantization scales not at all."""
         names = {t.name for t in self.tensors}
         total = 0
         for tensor in self.tensors:

@@ -56,9 +56,8 @@ class MemoryBudget:
 
 
 def machine_budget(host: Host | None = None) -> MemoryBudget:
-    """The budget of this machine (or `host`). On a Mac the recommended working set is Metal's
-    (when the doctor's probe has it), else `sysctl iogpu.wired_limit_mb`, else macOS's default
-    share of RAM: importing mlx to ask would cost a backend import."""
+    """The budget of this machine (or `host`); on a Mac the recommended working set is Metal's,
+    else `sysctl iogpu.wired_limit_mb`, else macOS's default share (importing mlx would cost)."""
     if host is None:
         host = probe_host()
     physical = host.total_memory
@@ -83,8 +82,7 @@ def linux_map_limit(
     physical: int, meminfo: str | None = None, overcommit: str | None = None
 ) -> tuple[int | None, str | None]:
     """The largest private file mapping Linux grants (torch maps each safetensors file), and
-    why: RAM plus swap with `vm.overcommit_memory=0`, the CommitLimit with 2, none with 1.
-    `meminfo`/`overcommit`: the texts of /proc/meminfo and the sysctl (read if None)."""
+    why, from /proc/meminfo and vm.overcommit_memory (their texts: read if None)."""
     try:
         meminfo = meminfo if meminfo is not None else Path("/proc/meminfo").read_text()
         mode = overcommit or Path("/proc/sys/vm/overcommit_memory").read_text()
@@ -158,9 +156,8 @@ def estimate_peak(
     router_bits: int | None = None,
     context: int = 0,
 ) -> Estimate:
-    """The memory of loading `info` with `backend` ("mlx" or "transformers") and these
-    options, as athena's load does it; with `context` > 0, plus the KV cache and attention's
-    working set of one sequence of that many tokens (prompt + generated)."""
+    """The memory of loading `info` with `backend` and these options, as athena's load does;
+    with `context` > 0, plus the working memory of one sequence of that many tokens."""
     if backend == "mlx":
         cpu = mlx_on_cpu() if on_cpu is None else on_cpu
         router = (router_bits or DEFAULT_ROUTER_BITS) if quantize_bits else None
@@ -307,8 +304,7 @@ def load_options(
     router_bits: int | None = None,
     context: int = 0,
 ) -> list[Estimate]:
-    """The estimates of every way to load `info` here: float32, bfloat16, 8-bit, 4-bit (at
-    `context` tokens when > 0)."""
+    """The estimates of every way to load `info` here: float32, bfloat16, 8-bit, 4-bit."""
     cpu = mlx_on_cpu() if on_cpu is None else on_cpu
     if info.quantization is not None:  # already quantized: loads as stored, on mlx only
         return [estimate_peak(info, backend="mlx", on_cpu=cpu, context=context)] if mlx else []

@@ -28,9 +28,8 @@ def folder_digests(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def check(folder: Path) -> dict[str, Any] | None:
-    """The folder's provenance as recorded, with `changed` (the recorded files that are
-    missing or differ now, each "NAME (why)") and `problem` (why it cannot be read, else
-    None); None when the folder has no provenance file."""
+    """The folder's provenance (None: none) with `changed` (recorded files missing or differing
+    now, "NAME (why)") and `problem` (why it cannot be read, else None)."""
     path = folder / FILE
     if not path.is_file():
         return None

@@ -43,10 +43,8 @@ def quant_params(quantization: dict[str, Any], base: str) -> dict[str, Any]:
 
 
 def quantized_problems(info: ModelInfo) -> list[str]:
-    """One sentence per quantized layer that mlx would refuse or misread (first few only):
-    a mode or bits/group size this mlx cannot load, a packed weight without scales (or,
-    affine, biases), scales or biases whose shape disagrees with the weight, the bits and the
-    group size. [] for a folder that is not quantized."""
+    """One sentence per quantized layer mlx would refuse or misread (the first few): a mode,
+    bits or group size it cannot load, missing scales or biases, or shapes that disagree."""
     quant = info.quantization
     if quant is None:
         return []

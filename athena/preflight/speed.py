@@ -12,9 +12,8 @@ from athena.preflight.quantized import is_router
 
 
 def bytes_per_token(info: ModelInfo, estimate: Estimate, group_size: int = 64) -> int:
-    """Bytes of weights read to generate one token with this option: every weight except the
-    experts (only top-k of them run) and the embedding (one row), at the option's
-    precision; a quantized folder as stored."""
+    """Bytes of weights read per token with this option: all but the experts (top-k run) and
+    the embedding (one row), at the option's precision; a quantized folder as stored."""
     config = info.config
     experts = int(config.get("num_experts") or 1)
     top_k = min(int(config.get("num_experts_per_tok") or experts), experts)
@@ -31,9 +30,7 @@ def bytes_per_token(info: ModelInfo, estimate: Estimate, group_size: int = 64) -
         if info.quantization is not None:
             nbytes = float(tensor.nbytes)
         elif estimate.quantize_bits and len(tensor.shape) > 1 and not tensor.shape[-1] % group_size:
-            bits = estimate.quantize_bits
-            if is_router(name) and estimate.router_bits:
-                bits = estimate.router_bits
+            bits = (is_router(name) and estimate.router_bits) or estimate.quantize_bits
             nbytes = tensor.elements * (bits / 8 + 2 * size / group_size)
         elif tensor.dtype.startswith("F") or tensor.dtype == "BF16":
             nbytes = float(tensor.elements * size)
