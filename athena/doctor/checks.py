@@ -109,17 +109,9 @@ def run_doctor(
     if smoke:
         smoke_checks(report)
     report.fingerprint = fingerprint(
-        host=host,
-        python=python_info,
-        root=root,
-        lock=lock,
-        distributions=installed,
-        probe=probe,
-        pin=pin,
-        flake=flake,
-        models=models,
-        action_head=head,
-    )
+        host=host, python=python_info, root=root, lock=lock, distributions=installed,
+        probe=probe, pin=pin, flake=flake, models=models, action_head=head
+    )  # fmt: skip
     return report
 
 
