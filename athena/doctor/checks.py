@@ -224,13 +224,8 @@ def run_compare(args: Any) -> int:
         names = (str(args.compare[0]), str(args.compare[-1]))
         if len(others) == 1:
             head, timeout = getattr(args, "action_head", None), float(args.timeout)
-            here = run_doctor(
-                python=args.python,
-                root=args.project,
-                timeout=timeout,
-                audit=False,
-                action_head=head,
-            )
+            here = run_doctor(python=args.python, root=args.project, timeout=timeout, audit=False,
+                              action_head=head)  # fmt: skip
             names = (f"this machine ({here.fingerprint.get('hostname') or 'here'})", names[0])
             others.insert(0, compare.check_report(json.loads(here.to_json()), names[0]))
     except compare.CompareError as error:
