@@ -23,20 +23,8 @@ from athena.doctor.uvtree import (
 )
 
 # Package names (PEP 503 normalized) that only make sense with an NVIDIA GPU.
-CUDA_PATTERNS = (
-    "nvidia-*",
-    "bitsandbytes",
-    "triton",
-    "cuda-*",
-    "cupy-cuda*",
-    "*-cu11",
-    "*-cu12",
-    "*-cu13",
-    "mlx-cuda*",
-    "jax-cuda*",
-    "onnxruntime-gpu",
-    "tensorrt*",
-)
+CUDA_PATTERNS = ("nvidia-*", "bitsandbytes", "triton", "cuda-*", "cupy-cuda*", "*-cu11", "*-cu12",
+                 "*-cu13", "mlx-cuda*", "jax-cuda*", "onnxruntime-gpu", "tensorrt*")  # fmt: skip
 CUDA_LOCAL_VERSION = re.compile(r"\+cu(da)?\d", re.IGNORECASE)  # torch 2.6.0+cu124
 MAX_CHAINS = 3
 
@@ -104,12 +92,12 @@ def audit_lock(root: Path, target: Target, *, uv: str | None = None) -> AuditRes
             reason = cuda_reason(name, version)
             if reason is None:
                 continue
-            inverted = parse_tree(
-                run_uv_tree(root, target, "--invert", "--no-dedupe", "--package", name, uv=uv)
+            inverted = run_uv_tree(
+                root, target, "--invert", "--no-dedupe", "--package", name, uv=uv
             )
-            chains = chains_from_inverted(inverted)
+            chains = chains_from_inverted(parse_tree(inverted))
             result.offenders.append(
-                Offender(name, version, reason, chains[:MAX_CHAINS], chain_count=len(chains))
+                Offender(name, version, reason, chains[:MAX_CHAINS], len(chains))
             )
     except UvError as error:
         result.error = damaged_file(root) or str(error)
@@ -139,17 +127,9 @@ def audit_installed(
         reason = cuda_reason(name, str(dist.get("version") or ""))
         if reason:
             required_by = sorted(d for d in dependents.get(name, []) if d in dists)
-            offenders.append(
-                Offender(name, str(dist.get("version")), reason, required_by=required_by)
-            )
-    return AuditResult(
-        level="installed",
-        target=environment,
-        scope="every installed distribution",
-        ok=not offenders,
-        packages=len(dists),
-        offenders=offenders,
-    )
+            offenders.append(Offender(name, str(dist.get("version")), reason, [], 0, required_by))
+    scope = "every installed distribution"
+    return AuditResult("installed", environment, scope, not offenders, len(dists), offenders)
 
 
 def explained_by_torch(result: AuditResult, distributions: Iterable[Mapping[str, Any]]) -> bool:
@@ -198,8 +178,7 @@ def run_audit(
 def format_result(result: AuditResult) -> list[str]:
     """Human-readable lines for one result."""
     status = "ok  " if result.ok else "FAIL"
-    head = f"{status} {result.level} {result.target} ({result.scope}): {result.summary()}"
-    lines = [head]
+    lines = [f"{status} {result.level} {result.target} ({result.scope}): {result.summary()}"]
     for offender in result.offenders:
         lines.append(f"     - {offender.name} {offender.version}: {offender.reason}")
         for chain in offender.chains:
@@ -248,8 +227,5 @@ def render_audit(results: Sequence[AuditResult]) -> str:
         text = hint(result)
         if text and not result.error:
             lines.append(f"     -> {text}")
-    if all(result.ok for result in results):
-        lines.append("OK: no CUDA package.")
-    else:
-        lines.append("FAILED: see above.")
+    lines.append("OK: no CUDA package." if all(r.ok for r in results) else "FAILED: see above.")
     return "\n".join(lines)

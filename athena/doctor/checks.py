@@ -109,17 +109,9 @@ def run_doctor(
     if smoke:
         smoke_checks(report)
     report.fingerprint = fingerprint(
-        host=host,
-        python=python_info,
-        root=root,
-        lock=lock,
-        distributions=installed,
-        probe=probe,
-        pin=pin,
-        flake=flake,
-        models=models,
-        action_head=head,
-    )
+        host=host, python=python_info, root=root, lock=lock, distributions=installed,
+        probe=probe, pin=pin, flake=flake, models=models, action_head=head
+    )  # fmt: skip
     return report
 
 
@@ -232,13 +224,8 @@ def run_compare(args: Any) -> int:
         names = (str(args.compare[0]), str(args.compare[-1]))
         if len(others) == 1:
             head, timeout = getattr(args, "action_head", None), float(args.timeout)
-            here = run_doctor(
-                python=args.python,
-                root=args.project,
-                timeout=timeout,
-                audit=False,
-                action_head=head,
-            )
+            here = run_doctor(python=args.python, root=args.project, timeout=timeout, audit=False,
+                              action_head=head)  # fmt: skip
             names = (f"this machine ({here.fingerprint.get('hostname') or 'here'})", names[0])
             others.insert(0, compare.check_report(json.loads(here.to_json()), names[0]))
     except compare.CompareError as error:

@@ -121,10 +121,8 @@ def _package(name: str, a: Any, b: Any, fa: Any, fb: Any) -> list[Difference]:
         off = [side for side, p in (("A", a), ("B", b)) if p.get("matches_lock") is False]
         where = f" on {' and '.join(off)}" if off else " on both"
         fix = reinstall + where if quoted else NOT_A_NAME
-        missing = "(not installed)"
-        return [
-            Difference(f"package {name}", a.get("installed"), b.get("installed"), missing, fix=fix)
-        ]
+        installed = a.get("installed"), b.get("installed")
+        return [Difference(f"package {name}", *installed, "(not installed)", fix=fix)]
     tags_a, tags_b = a.get("tags") or [], b.get("tags") or []
     wheel_a, wheel_b = _map(a.get("wheel")).get("sha256"), _map(b.get("wheel")).get("sha256")
     if set(tags_a) == set(tags_b) and wheel_a == wheel_b:
@@ -160,10 +158,9 @@ def _model(name: str, a: Any, b: Any, fa: Any, fb: Any) -> list[Difference]:
     The commands take no name: `athena models verify` and `sync` check every locked model."""
     a, b = _map(a), _map(b)
     if a.get("commit") != b.get("commit"):
+        commits = a.get("commit"), b.get("commit")
         fix = "`athena models sync` on both after aligning models.lock"
-        return [
-            Difference(f"model {name}", a.get("commit"), b.get("commit"), "(not locked)", fix=fix)
-        ]
+        return [Difference(f"model {name}", *commits, "(not locked)", fix=fix)]
     fixes = [
         f"`athena models {'verify' if m.get('state') == 'unverified' else 'sync'}` on {side}"
         for side, m in (("A", a), ("B", b))
@@ -225,17 +222,9 @@ def render(names: tuple[str, str], breaking: list[Difference], expected: list[Di
             lines.append(f"  {shown(d.what):{width}}  {a:{left}}  |  {b}")
             if d.fix:
                 lines.append(f"  {'':{width}}  -> {d.fix}")
-    lines.append("")
-    if breaking:
-        lines.append(
-            "NOT REPRODUCIBLE: run the -> commands above on the machine that differs; then "
-            "compare again."
-        )
-    else:
-        lines.append(
-            "REPRODUCIBLE: the lock, the packages and their builds, Python, mlx's device and "
-            "the behaviour variables agree."
-        )
+    bad = "NOT REPRODUCIBLE: run the -> commands above on the machine that differs; then compare "
+    good = "REPRODUCIBLE: the lock, the packages and their builds, Python, mlx's device and the "
+    lines += ["", bad + "again." if breaking else good + "behaviour variables agree."]
     return "\n".join(lines)
 
 

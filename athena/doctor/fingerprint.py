@@ -35,9 +35,8 @@ def behaviour_env(
     environ: Mapping[str, str], root: Path | None, home: str | None = None
 ) -> dict[str, str | None]:
     """The behaviour variables, set (value) or unset (None), safe to share (`shareable`; a
-    secret is "(set)"). The checkout's path
-    is written `$PROJECT` and the home folder `~`, so two machines' values compare as what
-    they mean."""
+    secret is "(set)"). The checkout's path is written `$PROJECT` and the home folder `~`,
+    so two machines' values compare as what they mean."""
     home = home if home is not None else os.path.expanduser("~")
     result: dict[str, str | None] = {}
     for name in ENV_NAMES:
@@ -92,7 +91,8 @@ def fingerprint(
 ) -> dict[str, Any]:
     """The fingerprint block of a report (schema.json's `fingerprint`)."""
     device = (probe.step("mlx.default_device") or {}) if probe else {}  # as the probe saw it
-    wired = (host.macos_version or ()) >= WIRED_LIMIT_MACOS  # mx.set_wired_limit works
+    wired: dict[str, Any] = {"supported": (host.macos_version or ()) >= WIRED_LIMIT_MACOS}
+    wired["iogpu_wired_limit_mb"] = host.sysctl.get("iogpu.wired_limit_mb")
     return {
         "uv_lock_sha256": lock_sha256(root / "uv.lock") if root else None,
         "models_lock_sha256": lock_sha256(root / "models.lock") if root else None,
@@ -116,12 +116,7 @@ def fingerprint(
         "total_memory": host.total_memory,
         "metal": None if host.metal is None else host.metal.available,
         "mlx_device": str(device["device"]) if device.get("ok") and device.get("device") else None,
-        "wired_limit": {
-            "supported": wired,
-            "iogpu_wired_limit_mb": host.sysctl.get("iogpu.wired_limit_mb"),
-        }
-        if host.is_mac
-        else None,
+        "wired_limit": wired if host.is_mac else None,
         "env": behaviour_env(os.environ if environ is None else environ, root),
         "flake_nixpkgs": flake,
     }

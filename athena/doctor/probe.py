@@ -63,23 +63,14 @@ def run_probe(
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         completed = subprocess.run(
-            [python, str(CHILD), *modes],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            check=False,
+            [python, str(CHILD), *modes], capture_output=True, text=True, timeout=timeout, env=env
         )
         stdout, result.stderr = completed.stdout, completed.stderr
         result.returncode = completed.returncode
-    except subprocess.TimeoutExpired as error:
-        stdout = _text(error.stdout)
-        result.stderr = _text(error.stderr)
-        result.returncode = None
+    except subprocess.TimeoutExpired as error:  # returncode stays None
+        stdout, result.stderr = _text(error.stdout), _text(error.stderr)
     except OSError as error:
-        result.stderr = f"could not run {python}: {error}"
-        result.returncode = 127
-        stdout = ""
+        stdout, result.stderr, result.returncode = "", f"could not run {python}: {error}", 127
     started: list[str] = []
     for line in stdout.splitlines():
         if not line.startswith(STEP_PREFIX):
@@ -106,8 +97,4 @@ def run_probe(
 
 
 def _text(value: str | bytes | None) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value or ""

@@ -169,18 +169,21 @@ def imported(module: str, *names: str) -> Callable[[], dict]:
     return step
 
 
+def check(ok: object, message: str) -> None:
+    """Fail the step with `message` unless `ok`."""
+    if not ok:
+        raise AssertionError(message)
+
+
 def array_ops() -> dict:
     import mlx.core as mx
 
-    a = mx.array([[1.0, 2.0], [3.0, 4.0]])
-    b = mx.array([[5.0, 6.0], [7.0, 8.0]])
-    product = (a @ b).tolist()
-    total = (a + b).sum().item()
-    expected_product = [[19.0, 22.0], [43.0, 50.0]]
-    if product != expected_product or total != 36.0:
-        raise AssertionError(
-            f"a @ b = {product}, sum(a + b) = {total}; expected {expected_product} and 36.0"
-        )
+    a, b = mx.array([[1.0, 2.0], [3.0, 4.0]]), mx.array([[5.0, 6.0], [7.0, 8.0]])
+    product, total, expected = (a @ b).tolist(), (a + b).sum().item(), [[19.0, 22.0], [43.0, 50.0]]
+    check(
+        product == expected and total == 36.0,
+        f"a @ b = {product}, sum(a + b) = {total}; expected {expected} and 36.0",
+    )
     return {"matmul": product, "sum": total}
 
 
@@ -191,8 +194,7 @@ def evaluate() -> dict:
     y = mx.exp(mx.zeros_like(x)) * x
     mx.eval(y)
     values = y.tolist()
-    if values != [float(i) for i in range(10)]:
-        raise AssertionError(f"mx.eval gave {values}, expected 0..9")
+    check(values == [float(i) for i in range(10)], f"mx.eval gave {values}, expected 0..9")
     return {"values": values}
 
 
@@ -200,34 +202,29 @@ def lazy() -> dict:
     """A graph that describes 8 MiB of results allocates nothing until mx.eval."""
     import mlx.core as mx
 
-    count = 1 << 21  # float32: 8 MiB
+    count, size = 1 << 21, 4 << 21  # float32: 8 MiB
     active = getattr(mx, "get_active_memory", None) or mx.metal.get_active_memory
     before = active()
-    x = mx.arange(count, dtype=mx.float32)
-    y = x * 3.0 + 1.0
+    y = mx.arange(count, dtype=mx.float32) * 3.0 + 1.0
     after_graph = active()
     mx.eval(y)
     after_eval = active()
-    deferred = after_graph - before < count * 4
-    computed = after_eval - before >= count * 4
-    result = {
-        "bytes_result": count * 4,
+    check(
+        after_graph - before < size,
+        f"building the graph allocated {after_graph - before} bytes before mx.eval "
+        f"(expected < {size}): evaluation is not lazy",
+    )
+    check(
+        after_eval - before >= size,
+        f"mx.eval allocated only {after_eval - before} bytes for a {size}-byte result",
+    )
+    check(y[count - 1].item() == 3.0 * (count - 1) + 1.0, "the evaluated values are wrong")
+    return {
+        "bytes_result": size,
         "active_before": before,
         "active_after_graph": after_graph,
         "active_after_eval": after_eval,
     }
-    if not deferred:
-        raise AssertionError(
-            f"building the graph allocated {after_graph - before} bytes before mx.eval "
-            f"(expected < {count * 4}): evaluation is not lazy"
-        )
-    if not computed:
-        raise AssertionError(
-            f"mx.eval allocated only {after_eval - before} bytes for a {count * 4}-byte result"
-        )
-    if y[count - 1].item() != 3.0 * (count - 1) + 1.0:
-        raise AssertionError("the evaluated values are wrong")
-    return result
 
 
 def default_device() -> dict:
@@ -248,8 +245,7 @@ def default_device() -> dict:
 def device_info() -> dict:
     import mlx.core as mx
 
-    info_function = getattr(mx, "device_info", None) or mx.metal.device_info
-    info = info_function()
+    info = (getattr(mx, "device_info", None) or mx.metal.device_info)()
     return {"info": {str(key): value for key, value in dict(info).items()}}
 
 
@@ -264,18 +260,17 @@ def quantize_round_trip() -> dict:
     error = mx.abs(w - restored).reshape(128, 256 // group_size, group_size).max(axis=-1)
     ratio = float((error / mx.abs(scales)).max().item())  # type: ignore[arg-type]
     relative = float((mx.abs(w - restored).mean() / mx.abs(w).mean()).item())  # type: ignore[arg-type]
-    result = {
+    check(
+        ratio <= 1.05 and relative < 0.2,
+        f"round-trip error {ratio:.3f} quantization steps (bound 1.05), mean relative "
+        f"{relative:.3f} (bound 0.2)",
+    )
+    return {
         "bits": bits,
         "group_size": group_size,
         "max_error_in_steps": ratio,
         "mean_relative_error": relative,
     }
-    if not ratio <= 1.05 or not relative < 0.2:
-        raise AssertionError(
-            f"round-trip error {ratio:.3f} quantization steps (bound 1.05), mean relative "
-            f"{relative:.3f} (bound 0.2)"
-        )
-    return result
 
 
 LOAD = "from mlx_lm import load, generate"

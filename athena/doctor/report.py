@@ -16,15 +16,8 @@ SHOWN_LIMIT = 120
 SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL|AUTH")
 USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")  # https://user:token@host -> https://host
 QUERY = re.compile(r"[?#][^\s,]*")  # ?token=...#... up to the next space or comma
-JSON_TYPES: dict[str, Any] = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "integer": int,
-    "number": (int, float),
-    "boolean": bool,
-    "null": type(None),
-}
+JSON_TYPES: dict[str, Any] = {"object": dict, "array": list, "string": str, "integer": int}
+JSON_TYPES |= {"number": (int, float), "boolean": bool, "null": type(None)}
 STATUSES = ("pass", "warn", "fail", "skip", "info")
 SECTIONS = ("system", "packages", "imports", "mlx", "memory", "model", "models", "audit", "smoke")
 
@@ -114,8 +107,7 @@ class Report:
             checks = [c for c in self.checks if c.section == section]
             if not checks:
                 continue
-            lines.append("")
-            lines.append(section.upper())
+            lines += ["", section.upper()]
             previous = None
             for check in checks:
                 mark = check.status.upper() + ("*" if check.required else " ")
@@ -127,14 +119,10 @@ class Report:
                 if check.hint and check.status in ("fail", "warn", "skip"):
                     lines.append(f"  {'':5} {'':{width}}  -> {check.hint}")
         counts = ", ".join(f"{n} {s}" for s, n in self.summary().items() if n)
-        lines.append("")
-        lines.append(f"{counts}  (* = required on this platform)")
-        if self.ok:
-            lines.append("OK: every required check passes.")
-        else:
-            names = ", ".join(c.id for c in self.failed_required)
-            lines.append(f"FAILED: {names}. Follow the -> hints above.")
-        return "\n".join(lines)
+        names = ", ".join(c.id for c in self.failed_required)
+        lines += ["", f"{counts}  (* = required on this platform)"]
+        lines.append(f"FAILED: {names}. Follow the -> hints above." if names else "")
+        return "\n".join(lines) + ("OK: every required check passes." if self.ok else "")
 
 
 def shareable(name: str, value: str) -> str | None:

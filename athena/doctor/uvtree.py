@@ -30,12 +30,7 @@ class Target:
 
 
 TARGETS = (
-    Target(
-        "darwin-arm64",
-        "aarch64-apple-darwin",
-        ("--all-groups",),
-        "every dependency group and extra",
-    ),
+    Target("darwin-arm64", "aarch64-apple-darwin", ("--all-groups",), "every group and extra"),
     Target(
         "linux-x86_64",
         "x86_64-unknown-linux-gnu",
@@ -75,15 +70,8 @@ def parse_tree(text: str) -> list[TreeLine]:
         if not stripped or not match:
             continue
         depth = (len(raw) - len(stripped)) // 4
-        lines.append(
-            TreeLine(
-                depth,
-                normalize(match["name"]),
-                match["version"],
-                match["rest"].strip(),
-                match["extras"] or "",
-            )
-        )
+        name, rest = normalize(match["name"]), match["rest"].strip()
+        lines.append(TreeLine(depth, name, match["version"], rest, match["extras"] or ""))
     return lines
 
 
@@ -110,14 +98,9 @@ def pyenv_uv() -> str | None:
     env = {k: v for k, v in os.environ.items() if k != "PYENV_VERSION"}
     try:
         completed = subprocess.run(
-            [pyenv, "which", "uv"],
-            cwd=Path.home(),
-            env=env,
-            capture_output=True,
-            text=True,
+            [pyenv, "which", "uv"], cwd=Path.home(), env=env, capture_output=True, text=True,
             timeout=30,
-            check=False,
-        )
+        )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
     path = completed.stdout.strip()

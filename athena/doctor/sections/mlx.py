@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from athena.doctor.probe import ProbeResult
@@ -54,7 +54,12 @@ def mlx_checks(
         result = probe.step(step) or {"ok": False, "error": "no result from the probe"}
         data = {k: v for k, v in result.items() if k not in ("ok", "error")}
         if result.get("ok"):
-            text, status, hint = _detail(step, result, host)
+            text, status, hint = DETAILS.get(step, lambda r: "ok")(result), "pass", None
+            metal = host.metal.available if host.metal else result.get("metal_available")
+            gpu = result.get("device_type") == "gpu"
+            if step == "mlx.default_device" and host.is_mac and metal and not gpu:
+                status, hint = "warn", "Metal is available but mlx defaults to the CPU: is "
+                hint += "MLX_DEFAULT_DEVICE or mx.set_default_device set?"
         else:
             text, status = str(result.get("error")), "fail" if required else "warn"
             hint = mlx_hint(step, text, host)
@@ -62,39 +67,27 @@ def mlx_checks(
     _metal_check(report, host, probe is not None)
 
 
-def _detail(step: str, result: Mapping[str, Any], host: Host) -> tuple[str, str, str | None]:
-    """(detail, status, hint) of a step that worked."""
-    if step == "import mlx":
-        return f"ok ({result.get('path')})", "pass", None
-    if step in ("import mlx.core", "import mlx_lm"):
-        return f"ok ({result.get('version')})", "pass", None
-    if step == "mlx.lazy":
-        before = result["active_before"]
-        graph, evaluated = (
-            result["active_after_graph"] - before,
-            result["active_after_eval"] - before,
-        )
-        text = f"building the graph allocated {graph} B, mx.eval {evaluated} B"
-        return f"{text} (result {result['bytes_result']} B)", "pass", None
-    if step == "mlx.default_device":
-        device = str(result.get("device"))
-        metal = host.metal.available if host.metal else result.get("metal_available")
-        if host.is_mac and metal and result.get("device_type") != "gpu":
-            hint = "Metal is available but mlx defaults to the CPU: is MLX_DEFAULT_DEVICE or "
-            return device, "warn", hint + "mx.set_default_device set?"
-        return device, "pass", None
-    if step == "mlx.device_info":
-        info = result.get("info") or {}
-        return ", ".join(f"{k}={v}" for k, v in sorted(info.items())) or "empty", "pass", None
-    if step == "mlx.quantize":
-        steps, mean = result["max_error_in_steps"], result["mean_relative_error"]
-        text = f"max error {steps:.3f} quantization steps (bound 1.05), mean relative {mean:.3f}"
-        return text, "pass", None
-    if step == "mlx.array_ops":
-        return f"a @ b = {result.get('matmul')}", "pass", None
-    if step == "mlx.eval":
-        return "evaluated arange * exp(0)", "pass", None
-    return "ok", "pass", None
+# The text of a step that worked, by step (default "ok").
+DETAILS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "import mlx": lambda r: f"ok ({r.get('path')})",
+    "import mlx.core": lambda r: f"ok ({r.get('version')})",
+    "import mlx_lm": lambda r: f"ok ({r.get('version')})",
+    "mlx.array_ops": lambda r: f"a @ b = {r.get('matmul')}",
+    "mlx.eval": lambda r: "evaluated arange * exp(0)",
+    "mlx.lazy": lambda r: (
+        f"building the graph allocated "
+        f"{r['active_after_graph'] - r['active_before']} B, mx.eval "
+        f"{r['active_after_eval'] - r['active_before']} B (result {r['bytes_result']} B)"
+    ),
+    "mlx.default_device": lambda r: str(r.get("device")),
+    "mlx.device_info": lambda r: (
+        ", ".join(f"{k}={v}" for k, v in sorted((r.get("info") or {}).items())) or "empty"
+    ),
+    "mlx.quantize": lambda r: (
+        f"max error {r['max_error_in_steps']:.3f} quantization steps "
+        f"(bound 1.05), mean relative {r['mean_relative_error']:.3f}"
+    ),
+}
 
 
 def _metal_check(report: Report, host: Host, probed: bool) -> None:

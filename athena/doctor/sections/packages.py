@@ -71,8 +71,7 @@ def package_checks(
             required = project_env or (mlx_required and name in MLX_DISTRIBUTIONS)
             status, detail = "fail" if required else "warn", f"{version}, but uv.lock pins {pinned}"
             hint = f"reinstall from the lock: `{sync}`"
-        check = Check(f"packages.{name}", name, status, detail, required, hint=hint, data=data)
-        report.add(check)
+        report.add(Check(f"packages.{name}", name, status, detail, required, hint=hint, data=data))
 
 
 def files_check(

@@ -78,26 +78,19 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
         add("rosetta", "Rosetta", "skip", "not a Mac")
     elif host.rosetta:
         detail = f"this Python is an x86_64 build translated by Rosetta 2 ({python['executable']})"
-        hint = (
-            "install a native arm64 Python (`uv python install` or `nix develop`), then "
-            "recreate the venv: `rm -rf .venv && uv sync --locked`"
-        )
+        hint = "install a native arm64 Python (`uv python install` or `nix develop`), then "
+        hint += "recreate the venv: `rm -rf .venv && uv sync --locked`"
         add("rosetta", "Rosetta", "fail", detail, required=True, hint=hint)
     else:
         add("rosetta", "Rosetta", "pass", "native arm64 process", required=True)
 
     python_version = str(python.get("version") or "unknown")
     if python.get("probe_ok"):
-        too_old = (release(python_version) or ()) < (3, 11)
-        hint = (
-            "athena needs Python >= 3.11 (this one can run the doctor only); use the project's "
-            "venv: `uv sync --locked`"
-        )
-        detail, status = (
-            f"{python_version} at {python['executable']}",
-            "warn" if too_old else "pass",
-        )
-        add("python", "Python", status, detail, hint=hint if too_old else None)
+        old = (release(python_version) or ()) < (3, 11)
+        hint = "athena needs Python >= 3.11 (this one can run the doctor only); use the "
+        hint += "project's venv: `uv sync --locked`"
+        detail = f"{python_version} at {python['executable']}"
+        add("python", "Python", "warn" if old else "pass", detail, hint=hint if old else None)
     else:
         detail = f"cannot run {python['executable']}: {python.get('probe_error')}"
         hint = "pass a working interpreter with --python"
@@ -109,10 +102,8 @@ def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None
         detail = f"a venv that is not the project's .venv ({python['prefix']})"
         add("venv", "Virtualenv", "info", detail)
     else:
-        hint = (
-            "create the locked env and use it: `uv sync --locked`, then "
-            "`.venv/bin/python scripts/verify_env.py` (or `uv run athena doctor`)"
-        )
+        hint = "create the locked env and use it: `uv sync --locked`, then "
+        hint += "`.venv/bin/python scripts/verify_env.py` (or `uv run athena doctor`)"
         detail = f"not inside a virtualenv ({python['prefix']})"
         add("venv", "Virtualenv", "warn", detail, hint=hint)
 
@@ -165,20 +156,12 @@ def python_pin_check(report: Report, python: Mapping[str, Any], pin: str | None)
     elif not python.get("probe_ok") or minor is None:
         status, detail = "skip", "the checked Python could not be run (see system.python)"
     elif minor == pin or minor.split(".")[0] == pin:  # a pin of "3": any Python 3
-        status = "pass"
-        detail = (
-            f"{minor} = {PIN_FILE} (and the flake's Python)"
-            if minor == pin
-            else f"{minor}: {PIN_FILE} pins any Python {pin}"
-        )
+        status, detail = "pass", f"{minor} = {PIN_FILE} (and the flake's Python)"
+        if minor != pin:
+            detail = f"{minor}: {PIN_FILE} pins any Python {pin}"
     else:
-        status = "warn"
-        detail = (
-            f"Python {minor}, but {PIN_FILE} pins {pin} (the flake's Python, what every "
-            "teammate and CI's checks run)"
-        )
-        hint = (
-            f"`uv sync --locked` replaces .venv with a Python {pin} one (if uv finds none: "
-            f"`uv python install {pin}`), or use `nix develop`"
-        )
+        status, detail = "warn", f"Python {minor}, but {PIN_FILE} pins {pin} (the flake's Python, "
+        detail += "what every teammate and CI's checks run)"
+        hint = f"`uv sync --locked` replaces .venv with a Python {pin} one (if uv finds none: "
+        hint += f"`uv python install {pin}`), or use `nix develop`"
     report.add(Check("system.python_pin", "Python pin", status, detail, hint=hint, data=data))
