@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from athena.heads.grpo_config import TrainError
+from athena.source import parse_json
 
 STATUS_ENV = "ATHENA_RANK_STATUS"
 STATUS_PREFIX = "athena-rank-status: "
@@ -167,11 +168,20 @@ def free_ports(count: int, host: str = "127.0.0.1", tries: int = 50) -> int:
     raise TrainError(f"found no {count} free consecutive ports on {host} for the ring")
 
 
+HOSTFILE_LIMIT = 2**20
+
+
 def hostfile_ranks(hostfile: str | os.PathLike[str]) -> int:
     """How many ranks an mlx.launch hostfile starts (one per host)."""
     path = Path(hostfile)
     try:
-        data = json.loads(path.read_text())
+        with path.open("rb") as f:  # a hostfile is a few lines: at most 1 MiB is read
+            raw = f.read(HOSTFILE_LIMIT + 1)
+        data, problem = parse_json(raw)
+        if len(raw) > HOSTFILE_LIMIT:
+            problem = f"is larger than {HOSTFILE_LIMIT // 2**20} MiB"
+        if problem:
+            raise ValueError(f"it {problem}")
         hosts = data["hosts"] if isinstance(data, dict) else data
         if not isinstance(hosts, list) or not hosts:
             raise ValueError("it lists no hosts")

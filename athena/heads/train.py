@@ -29,6 +29,7 @@ from athena.heads.grpo import (
 )
 from athena.heads.grpo_config import Weights, is_number
 from athena.models.head import load_weights, save_weights
+from athena.source import parse_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -102,6 +103,9 @@ def state_features(
     return found[FEATURES_NAME], found.get(EVAL_FEATURES_NAME)
 
 
+LINE_LIMIT = 2**20  # a state's line in --data: far more than a model's context of text
+
+
 def read_states(path: str | os.PathLike[str], what: str = "--data") -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file, each with a non-empty "text" (blank lines skipped)."""
     source = Path(path)
@@ -109,30 +113,39 @@ def read_states(path: str | os.PathLike[str], what: str = "--data") -> list[dict
         raise TrainError(f'{what} {source} not found; pass a JSONL file of {{"text": ...}} lines')
     records: list[dict[str, Any]] = []
     try:
-        lines = source.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise TrainError(f"{what} {source} cannot be read as UTF-8 text ({error})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise TrainError(
-                f"{source} line {number} is not JSON ({error.msg}); each line must be an "
-                'object like {"text": "..."}'
-            ) from None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise TrainError(
-                f'{source} line {number} has no "text" string; each line must be an object '
-                'like {"text": "..."}'
-            )
-        if not record["text"].strip():
-            raise TrainError(f'{source} line {number} has an empty "text"; remove the line')
-        records.append(record)
+        with source.open("rb") as f:  # streamed, each line at most LINE_LIMIT bytes
+            for number, line in enumerate(iter(lambda: f.readline(LINE_LIMIT + 1), b""), 1):
+                if record := _state(source, number, line):
+                    records.append(record)
+    except OSError as error:
+        raise TrainError(f"{what} {source} cannot be read ({error.strerror})") from None
     if not records:
         raise TrainError(f'{source} has no states; add lines like {{"text": "..."}}')
     return records
+
+
+def _state(source: Path, number: int, line: bytes) -> dict[str, Any] | None:
+    """Line `number` of a states file as its JSON object; None for a blank line."""
+    if len(line) > LINE_LIMIT:
+        raise TrainError(
+            f"{source} line {number} is longer than {LINE_LIMIT // 2**20} MiB; "
+            "a state is a text of at most a model's context"
+        )
+    if not line.strip():
+        return None
+    record, problem = parse_json(line)
+    if problem:
+        raise TrainError(
+            f'{source} line {number} {problem}; each line must be an object like {{"text": "..."}}'
+        )
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        raise TrainError(
+            f'{source} line {number} has no "text" string; each line must be an object '
+            'like {"text": "..."}'
+        )
+    if not record["text"].strip():
+        raise TrainError(f'{source} line {number} has an empty "text"; remove the line')
+    return record
 
 
 def load_reward(spec: str, num_actions: int) -> Reward:

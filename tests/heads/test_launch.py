@@ -132,6 +132,9 @@ def test_a_hostfile_starts_one_rank_per_host_and_a_bad_one_gets_one_sentence(
     assert cli.main([*argv, str(tmp_path / "junk.json")]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"athena train-head: --hostfile {tmp_path / 'junk.json'} is not an ")
+    (tmp_path / "huge.json").write_text(json.dumps(hosts * 20000))  # over 1 MiB: not read whole
+    with pytest.raises(TrainError, match=r"huge.json is not an mlx.launch hostfile .it is larger"):
+        launch.hostfile_ranks(tmp_path / "huge.json")
     assert cli.main([*argv, str(tmp_path / "hosts.json"), "--ranks", "3"]) == 1
     assert "--ranks 3 but --hostfile" in capsys.readouterr().err
 

@@ -142,9 +142,11 @@ def test_cached_features_are_read_without_loading_the_model_until_the_load_chang
     ("change", "expected"),
     [
         ({"--data": "missing.jsonl"}, "--data missing.jsonl not found"),
-        ({"--data": "bad.jsonl"}, "bad.jsonl line 2 is not JSON"),
+        ({"--data": "bad.jsonl"}, "bad.jsonl line 2 is not valid JSON"),
         ({"--data": "notext.jsonl"}, 'notext.jsonl line 1 has no "text" string'),
         ({"--data": "empty.jsonl"}, "empty.jsonl has no states"),
+        ({"--data": "long.jsonl"}, "long.jsonl line 2 is longer than 1 MiB"),
+        ({"--data": "digits.jsonl"}, "digits.jsonl line 1 holds an integer too long to read"),
         ({"--reward": "nosuchmodule:score"}, "reward module 'nosuchmodule' not found"),
         ({"--reward": "myrewards:absent"}, "reward module 'myrewards' has no function 'absent'"),
         ({"--reward": "myrewards"}, "is neither module:function"),
@@ -165,6 +167,8 @@ def test_bad_input_is_one_sentence_and_exit_1(
     (workdir / "bad.jsonl").write_text('{"text": "save"}\n{"text": oops}\n')
     (workdir / "notext.jsonl").write_text('{"prompt": "save"}\n')
     (workdir / "empty.jsonl").write_text("\n")
+    (workdir / "long.jsonl").write_text('{"text": "save"}\n{"text": "' + "x" * 2**20 + '"}\n')
+    (workdir / "digits.jsonl").write_text('{"text": "save", "n": ' + "9" * 5000 + "}\n")
     argv = _train(tiny_olmoe, steps=2)
     for flag, value in change.items():
         if flag in argv:
