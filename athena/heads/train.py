@@ -28,7 +28,7 @@ from athena.heads.grpo import (
     latest_checkpoint,
 )
 from athena.heads.grpo_config import Weights, is_number
-from athena.models.head import load_weights, save_weights
+from athena.models.head import load_weights, save_tensors, save_weights
 from athena.source import parse_json
 
 if TYPE_CHECKING:
@@ -76,7 +76,6 @@ def state_features(
     them (a rank of --ranks never loads the model), else encoded and cached when `write`."""
     import numpy as np
     from safetensors import SafetensorError, safe_open
-    from safetensors.numpy import save_file
 
     wanted = {FEATURES_NAME: inputs.texts}
     if inputs.eval_texts:
@@ -97,8 +96,7 @@ def state_features(
         for name in missing:
             found[name] = np.asarray(model.encode(wanted[name]), dtype=np.float32)
             if write:  # whole, or not at all
-                with replacing(inputs.out / name) as temporary:
-                    save_file({"features": found[name]}, str(temporary), {"key": keys[name]})
+                save_tensors({"features": found[name]}, inputs.out / name, {"key": keys[name]})
         model.unload()  # the ranks train next: the model's memory goes back first
     return found[FEATURES_NAME], found.get(EVAL_FEATURES_NAME)
 

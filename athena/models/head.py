@@ -185,15 +185,27 @@ def save_head(head: Any, path: str | os.PathLike[str]) -> Path:
 
 def save_weights(weights: dict[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
     """Write head weights (numpy, by parameter name) to a safetensors file, atomically."""
-    from safetensors.numpy import save_file
-
     _check_weights(weights, "the weights")
     shape = HeadShape.of(weights)
     target = Path(path)
     metadata = {"format": HEAD_FORMAT, "shape": json.dumps(asdict(shape))}
-    with replacing(target) as temporary:
-        save_file({name: weights[name] for name in PARAMETER_NAMES}, str(temporary), metadata)
+    save_tensors({name: weights[name] for name in PARAMETER_NAMES}, target, metadata)
     return target
+
+
+def save_tensors(
+    tensors: dict[str, np.ndarray], target: Path, metadata: dict[str, str] | None = None
+) -> None:
+    """A safetensors file written as athena.atomic writes (whole or not at all); a full disk or
+    a read-only folder is an OSError of one sentence (safetensors raises its own error type)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import save_file
+
+    with replacing(target) as temporary:
+        try:
+            save_file(tensors, str(temporary), metadata)
+        except SafetensorError as error:
+            raise OSError(str(error).splitlines()[0]) from error
 
 
 def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

@@ -116,6 +116,42 @@ def test_bad_head_files_get_one_sentence(tmp_path: Path, framework: str) -> None
         load_head(tmp_path / "bent.safetensors", framework="jax")
 
 
+def test_a_full_disk_while_saving_a_head_is_one_sentence_and_keeps_the_old_file(
+    tmp_path: Path,
+) -> None:
+    """A file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails the write as a full disk would:
+    safetensors' own error becomes one OSError sentence, and the old head is as it was."""
+    weights = {
+        name: np.ones(shape, np.float32)
+        for name, shape in HeadShape(8, 4, 4).parameter_shapes().items()
+    }
+    old = tmp_path / "head.safetensors"
+    head_api.save_weights(weights, old)
+    before = old.read_bytes()
+    script = (
+        "import resource, signal, sys\n"
+        "import numpy as np\n"
+        "from athena.models import head\n"
+        "shapes = head.HeadShape(512, 4, 512).parameter_shapes()\n"
+        "weights = {n: np.zeros(s, np.float32) for n, s in shapes.items()}\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        f"    head.save_weights(weights, {str(old)!r})\n"
+        "except OSError as error:\n"
+        "    sys.exit(str(error))\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert child.returncode == 1
+    assert child.stderr.startswith(f"could not write {old} (Error while serializing")
+    assert child.stderr.rstrip().endswith("; it is as it was")
+    assert len(child.stderr.splitlines()) == 1
+    assert old.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["head.safetensors"]
+
+
 def test_encode_vectors_are_the_heads_input_and_mlx_load_keeps_action_head_none(
     encoder: OLMoEModel, framework: str
 ) -> None:
