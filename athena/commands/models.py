@@ -61,6 +61,8 @@ def _models_command(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
     for problem in problems:
         print(problem, file=sys.stderr)
-    if not problems:
+    if not problems and not modellock.declared(project):
+        print(f"no model in [tool.athena.models] of {project / 'pyproject.toml'}: nothing locked")
+    elif not problems:
         print(f"{project / modellock.LOCK_FILE}: every model as locked")
     return 1 if problems else 0

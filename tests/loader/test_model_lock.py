@@ -128,6 +128,7 @@ def test_the_repositorys_own_pyproject_and_models_lock_agree() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("no model in [tool.athena.models]"), result.stdout
 
 
 def test_lock_pins_the_commit_and_every_top_level_file_a_load_needs(
