@@ -149,9 +149,10 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
 
 
 def generate_ids(
-    model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
+    model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling, *, stream: bool = False
 ) -> Iterator[int]:
-    """The ids mlx-lm's stream_generate makes (end-of-sequence excluded); greedy at 0."""
+    """The ids mlx-lm's stream_generate makes (end-of-sequence excluded), in this thread
+    whether or not `stream`; greedy at 0."""
     import mlx.core as mx
     from mlx_lm import stream_generate
     from mlx_lm.sample_utils import make_sampler
@@ -176,6 +177,12 @@ def max_positions(model: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
+def device(model: Any) -> str:
+    import mlx.core as mx
+
+    return str(mx.default_device().type.name)  # "cpu" or "gpu" (Metal)
+
+
 def hidden_size(model: Any) -> int:
     return int(model.args.hidden_size)
 
@@ -188,7 +195,7 @@ def forward_context(model: Any) -> AbstractContextManager[Any]:
     return wired_limit(model)
 
 
-def release() -> None:
+def release(device: str) -> None:
     """mlx keeps freed buffers in its cache for reuse; without this the process holds them."""
     import mlx.core as mx
 

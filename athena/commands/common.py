@@ -32,6 +32,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="force a backend (default: mlx-lm if installed, else transformers)",
     )
     parser.add_argument("--dtype", help=f"{DTYPE_NAMES} (default: the model's)")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "mps"),
+        default="auto",
+        help="transformers' device (default auto: the Mac's GPU (mps) where torch has it)",
+    )
     parser.add_argument("--quantize-bits", type=int, help="4 or 8: quantize after loading (mlx)")
     parser.add_argument(
         "--router-bits",
@@ -93,6 +99,7 @@ def load_model(args: argparse.Namespace) -> Any:
             use_mlx=args.backend != "transformers",
             allow_fallback=args.backend is None,
             dtype=args.dtype,
+            device=args.device,
             quantize_bits=args.quantize_bits,
             router_bits=args.router_bits,
             allow_oversize=args.allow_oversize,

@@ -66,7 +66,7 @@ class TrainSettings:
         return cls(**{**values, "config": GRPOConfig.from_dict(values["config"])})
 
 
-LOAD_ARGUMENTS = ("model", "revision", "backend", "dtype", "quantize_bits", "router_bits")
+LOAD_ARGUMENTS = ("model", "revision", "backend", "dtype", "device", "quantize_bits", "router_bits")
 
 
 def state_features(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from athena import modellock, source
 from athena.errors import BackendMissing, LoadError, OversizeError, SourceError, first_line
-from athena.host import installed_backends
+from athena.host import installed_backends, mps_dtype_problem, torch_device
 from athena.models.config import SEED_RANGE, OLMoEConfig, is_int, is_number, is_seed
 from athena.models.head import (
     HeadError,
@@ -38,7 +38,8 @@ NO_BACKEND = "No inference backend available (mlx-lm and transformers both missi
 
 class OLMoEModel:
     """OLMoE behind one interface, on mlx-lm or transformers. After `load()`: `backend`
-    ("mlx" or "transformers"), `model` and `tokenizer` (the backend's), `action_head` (the one
+    ("mlx" or "transformers"), `device` (torch's "cpu" or "mps", mlx's "cpu" or "gpu"),
+    `model` and `tokenizer` (the backend's), `action_head` (the one
     at `config.action_head_path`, its sha256 in `action_head_sha256`; else a seeded one on
     transformers, none on mlx); a failed load keeps its sentence in `load_error`."""
 
@@ -54,6 +55,7 @@ class OLMoEModel:
         self.action_head: Any = None
         self.action_head_sha256: str | None = None
         self.backend: str | None = None
+        self.device: str | None = None  # where the model computes: "cpu" or "mps" (torch)
         self.is_loaded = False
         self.load_error: str | None = None
         self.last_action_logits: np.ndarray | None = None
@@ -132,6 +134,7 @@ class OLMoEModel:
         config = self.config
         revision = config.revision if name == config.model_name else None
         located = modellock.locate(name, revision=revision)  # what models.lock pins, verified
+        device = torch_device(config.device) if backend == "transformers" else "cpu"
         self.preflight = preflight.check_load(
             located,
             backend=backend,
@@ -141,32 +144,38 @@ class OLMoEModel:
             router_bits=config.router_bits,
             allow_oversize=config.allow_oversize,
             mlx_available=mlx_installed,  # its options are worth naming on either path
+            device=device,
         )
-        head, sha256 = self._make_action_head(backend, name)
+        dtype = self.preflight.estimate.dtype
+        if device == "mps" and (problem := mps_dtype_problem(dtype)) is not None:
+            raise LoadError(problem)
+        head, sha256 = self._make_action_head(backend, name, device)
         options = LoadOptions(
             dtype=config.dtype,
             quantize_bits=config.quantize_bits,
             group_size=config.quantize_group_size,
             router_bits=config.router_bits,
             adapter=adapter,
+            device=device,
         )
-        self.model, self.tokenizer = backend_module(backend).load(located, options)
+        module = backend_module(backend)
+        self.model, self.tokenizer = module.load(located, options)
         self.action_head, self.action_head_sha256 = head, sha256
-        self.backend, self.is_loaded = backend, True
+        self.backend, self.device, self.is_loaded = backend, module.device(self.model), True
 
     def unload(self) -> None:
         """Drop the model, tokenizer and head and give their memory back; `load()` may follow."""
-        backend = self.backend
+        backend, device = self.backend, self.device
         self._reset()
         gc.collect()
         if backend is not None:
             from athena.backends import backend_module
 
-            backend_module(backend).release()  # type: ignore[arg-type]
+            backend_module(backend).release(device or "cpu")  # type: ignore[arg-type]
 
     def _reset(self) -> None:
         self.model = self.tokenizer = self.action_head = self.action_head_sha256 = None
-        self.backend, self.is_loaded, self.load_error = None, False, None
+        self.backend, self.device, self.is_loaded, self.load_error = None, None, False, None
         self.last_action_logits = self.preflight = None
 
     def _fail(self, reason: str) -> bool:
@@ -175,9 +184,11 @@ class OLMoEModel:
         logger.error("%s", reason)
         return False
 
-    def _make_action_head(self, backend: BackendName, name: str) -> tuple[Any, str | None]:
+    def _make_action_head(
+        self, backend: BackendName, name: str, device: str
+    ) -> tuple[Any, str | None]:
         """The head and its file's sha256: the one at action_head_path, checked against the
-        model, else on transformers a new seeded one."""
+        model, else on transformers a new seeded one; on the model's `device`."""
         config, path = self.config, self.config.action_head_path
         assert self.preflight is not None
         hidden_size = int(self.preflight.info.config["hidden_size"])
@@ -186,7 +197,8 @@ class OLMoEModel:
             if backend == "mlx":
                 return None, None
             shape = HeadShape(hidden_size, config.num_memory_actions, config.action_head_hidden)
-            return new_head(**vars(shape), seed=config.seed, framework="torch").eval(), None
+            head = new_head(**vars(shape), seed=config.seed, framework="torch")
+            return head.to(device).eval(), None
         try:
             weights = load_weights(path)
         except HeadError as error:
@@ -199,7 +211,8 @@ class OLMoEModel:
                 f"and num_memory_actions is {config.num_memory_actions}; pass a head trained "
                 "on this model (athena train-head --model ...) with that many actions"
             )
-        head = head_from_weights(weights, framework).eval()
+        head = head_from_weights(weights, framework)
+        head = head.eval() if framework == "mlx" else head.to(device).eval()
         return head, source.file_digest(Path(path))["sha256"]
 
     def _loaded(self) -> tuple[Backend, Preflight]:
@@ -280,7 +293,7 @@ class OLMoEModel:
         from athena.backends import completion
 
         backend, ids, sampling = self._prepare("stream", prompt, max_tokens, temperature, seed)
-        tokens = backend.generate_ids(self.model, self.tokenizer, ids, sampling)
+        tokens = backend.generate_ids(self.model, self.tokenizer, ids, sampling, stream=True)
         return (text for text, _ in completion.stream_pieces(self.tokenizer, tokens) if text)
 
     def encode(
