@@ -179,9 +179,10 @@ def unreadable(path: Path, error: OSError) -> SourceError:
     return SourceError(f"cannot read {path} ({reason}); {advice}")
 
 
-def check_model_folder(path: Path) -> None:
-    """Raise SourceError (one sentence) unless `path` is an OLMoE folder with sound safetensors;
-    a filesystem error (a link loop, no permission) is one too, naming the path."""
+def check_model_folder(path: Path) -> tuple[dict[str, Any], dict[Path, dict[str, Any]]]:
+    """Its config.json and each weights file's header (read once), or SourceError (one sentence)
+    unless `path` is an OLMoE folder with sound safetensors; a filesystem error (a link loop,
+    no permission) is one too, naming the path."""
     try:
         kind = _kind(path)  # an OSError other than "not found" (a loop, no permission) goes up
         if kind is None:
@@ -230,8 +231,7 @@ def check_model_folder(path: Path) -> None:
                 f"no model*.safetensors in {path}; the weights are missing (re-download or "
                 "re-create the checkpoint)"
             )
-        for weight_file in weight_files:
-            read_safetensors_header(weight_file)
+        return config, {file: read_safetensors_header(file) for file in weight_files}
     except OSError as error:
         raise unreadable(Path(error.filename or path), error) from None
 

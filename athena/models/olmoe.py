@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from athena import modellock, source
+from athena import modellock, preflight, source
 from athena.errors import BackendMissing, LoadError, OversizeError, SourceError, first_line
 from athena.host import installed_backends, mps_dtype_problem, torch_device
 from athena.models.config import SEED_RANGE, OLMoEConfig, is_int, is_number, is_seed
@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # numpy and the backends are imported where used: the import 
     import numpy as np
 
     from athena.backends.base import Backend, BackendName, Sampling
-    from athena.preflight import Preflight
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class OLMoEModel:
         self.is_loaded = False
         self.load_error: str | None = None
         self.last_action_logits: np.ndarray | None = None
-        self.preflight: Preflight | None = None  # what the preflight found for this load
+        self.preflight: preflight.Preflight | None = None  # what the preflight found for this load
 
     # The seed's private names, kept as the same values.
     @property
@@ -127,7 +126,6 @@ class OLMoEModel:
         self, backend: BackendName, name: str, adapter: Path | None, mlx_installed: bool
     ) -> None:
         """Locate the name once, preflight that folder, then let the backend build it."""
-        from athena import preflight
         from athena.backends import backend_module
         from athena.backends.base import LoadOptions
 
@@ -215,7 +213,7 @@ class OLMoEModel:
         head = head.eval() if framework == "mlx" else head.to(device).eval()
         return head, source.file_digest(Path(path))["sha256"]
 
-    def _loaded(self) -> tuple[Backend, Preflight]:
+    def _loaded(self) -> tuple[Backend, preflight.Preflight]:
         if not self.is_loaded or self.backend is None or self.preflight is None:
             raise RuntimeError("OLMoEModel is not loaded; call load() and check that it is True")
         from athena.backends import backend_module
