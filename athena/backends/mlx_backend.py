@@ -7,14 +7,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from athena.backends.base import LoadOptions, Sampling, import_framework
 from athena.errors import LoadError, SourceError, first_line
 from athena.host import MLX_DEVICE_ENV, mlx_device_wanted
 from athena.source import ModelSource
+
+if TYPE_CHECKING:  # numpy is imported where used: athena.models.olmoe imports this module
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ def pooled(model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """mlx-lm's `model.model` takes no padding mask and needs none: batches are right-padded
     (exact for a causal model) and the pooling masks the padding out."""
     import mlx.core as mx
+    import numpy as np
 
     hidden = model.model(mx.array(tokens)).astype(mx.float32)  # (b, length, hidden)
     weights = mx.array(mask)[..., None]
@@ -218,6 +220,7 @@ def pooled(model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def logits(model: Any, token_ids: list[int]) -> np.ndarray:
     """(len(token_ids), vocab) float32 logits of one sequence (wired like `pooled`)."""
     import mlx.core as mx
+    import numpy as np
 
     with forward_context(model):
         return np.array(model(mx.array([token_ids]))[0].astype(mx.float32))

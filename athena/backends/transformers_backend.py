@@ -12,14 +12,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from athena.backends import batching
 from athena.backends.base import LoadOptions, Sampling, import_framework
 from athena.errors import LoadError, SourceError, first_line
 from athena.source import ModelSource, read_json, read_safetensors_header
+
+if TYPE_CHECKING:  # numpy and torch are imported where used (athena.backends imports this)
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -259,6 +260,7 @@ def release(device: str) -> None:
 
 
 def pooled(model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    import numpy as np
     import torch
 
     weights = torch.from_numpy(mask).to(model.device)
@@ -271,6 +273,7 @@ def pooled(model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def logits(model: Any, token_ids: list[int]) -> np.ndarray:
     """(len(token_ids), vocab) float32 logits of one sequence."""
+    import numpy as np
     import torch
 
     with torch.inference_mode():

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from athena import modellock, preflight, source
+from athena.backends import backend_module, base, batching, completion
+from athena.backends.base import LoadOptions, Sampling
 from athena.errors import BackendMissing, LoadError, OversizeError, SourceError, first_line
 from athena.host import installed_backends, mps_dtype_problem, torch_device
 from athena.models.config import SEED_RANGE, OLMoEConfig, is_int, is_number, is_seed
@@ -28,7 +30,7 @@ from athena.models.head import (
 if TYPE_CHECKING:  # numpy and the backends are imported where used: the import stays cheap
     import numpy as np
 
-    from athena.backends.base import Backend, BackendName, Sampling
+    from athena.backends.base import Backend, BackendName
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +128,6 @@ class OLMoEModel:
         self, backend: BackendName, name: str, adapter: Path | None, mlx_installed: bool
     ) -> None:
         """Locate the name once, preflight that folder, then let the backend build it."""
-        from athena.backends import backend_module
-        from athena.backends.base import LoadOptions
-
         config = self.config
         revision = config.revision if name == config.model_name else None
         located = modellock.locate(name, revision=revision)  # what models.lock pins, verified
@@ -167,8 +166,6 @@ class OLMoEModel:
         self._reset()
         gc.collect()
         if backend is not None:
-            from athena.backends import backend_module
-
             backend_module(backend).release(device or "cpu")  # type: ignore[arg-type]
 
     def _reset(self) -> None:
@@ -216,8 +213,6 @@ class OLMoEModel:
     def _loaded(self) -> tuple[Backend, preflight.Preflight]:
         if not self.is_loaded or self.backend is None or self.preflight is None:
             raise RuntimeError("OLMoEModel is not loaded; call load() and check that it is True")
-        from athena.backends import backend_module
-
         return backend_module(self.backend), self.preflight  # type: ignore[arg-type]
 
     def _prepare(
@@ -229,8 +224,6 @@ class OLMoEModel:
         seed: int | None,
     ) -> tuple[Backend, list[int], Sampling]:
         """The backend, prompt ids and sampling of one generate/stream call, checked once."""
-        from athena.backends.base import Sampling
-
         backend, checked = self._loaded()
         max_tokens = self.config.max_tokens if max_tokens is None else max_tokens
         temperature = self.config.temperature if temperature is None else temperature
@@ -258,8 +251,6 @@ class OLMoEModel:
     ) -> str:
         """The completion of `prompt` (without the prompt): exactly the tokenizer's decode of
         the generated ids (athena.backends.completion). Greedy at temperature 0."""
-        from athena.backends import completion
-
         backend, ids, sampling = self._prepare("generate", prompt, max_tokens, temperature, seed)
         return completion.decode(
             self.tokenizer, list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
@@ -288,8 +279,6 @@ class OLMoEModel:
         seed: int | None = None,
     ) -> Iterator[str]:
         """Yield the completion in pieces (checked before the first); "".join() is generate()."""
-        from athena.backends import completion
-
         backend, ids, sampling = self._prepare("stream", prompt, max_tokens, temperature, seed)
         tokens = backend.generate_ids(self.model, self.tokenizer, ids, sampling, stream=True)
         return (text for text, _ in completion.stream_pieces(self.tokenizer, tokens) if text)
@@ -308,8 +297,6 @@ class OLMoEModel:
         beyond max_position_embeddings is a ValueError unless `truncate` (first tokens kept).
         A progress bar on a terminal unless `show_progress=False`; `on_batch(n)` after each
         batch. An attached action head's logits are kept in `last_action_logits`."""
-        from athena.backends import base, batching
-
         backend, checked = self._loaded()
         single = isinstance(text, str)
         texts = _texts(text)
