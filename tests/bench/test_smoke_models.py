@@ -28,7 +28,7 @@ def test_measures_what_this_environment_can(quick_run: Any) -> None:
     assert {"env.pip_install", "env.nox_verify_reused"} <= skipped  # --quick says so
     if quick_run.importable("mlx_lm"):
         assert {"import.mlx_lm", "import.athena.ratio_to_mlx_lm", "bandwidth.mlx"} <= ids
-        assert {"throughput.tiny.mlx_lm.decode", "throughput.tiny.mlx_lm.decode_bound"} <= ids
+        assert {"throughput.tiny.mlx_lm.decode", "throughput.tiny.mlx_lm.decode_share_of_ceiling"} <= ids
         assert "memory.tiny.mlx_lm-q4_over_fp32.mx_peak" in ids
         assert {"overhead.tiny.mlx.load_ratio", "overhead.tiny.mlx.generate_ratio"} <= ids
     if quick_run.importable("torch", "transformers"):
