@@ -1,5 +1,4 @@
-"""The machine's copy bandwidth (athena's, mlx's, torch's): headline figures (bench/README.md).
-"""
+"""The machine's copy bandwidth (athena's, mlx's, torch's): headline figures (bench/README.md)."""
 
 from __future__ import annotations
 
