@@ -130,6 +130,7 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         model.set_dtype(mx.float32)
 
     bits, group_size = options.quantize_bits, options.group_size
+    batch_bytes = EVAL_BYTES
     if bits is not None:
         if is_quantized(model):
             logger.info("%s is already quantized; quantize_bits=%s ignored", name, bits)
@@ -138,16 +139,17 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
 
             predicate = olmoe_predicate(bits, group_size, options.router_bits)  # router apart
             nn.quantize(model, group_size=group_size, bits=bits, class_predicate=predicate)
+            batch_bytes = 0  # a packed result's source is up to 8x its size: one at a time
             logger.info("Quantized %s to %s bits (group size %s)", name, bits, group_size)
     try:
-        # A few MiB of arrays at a time: each source weight is freed as soon as its (quantized,
-        # upcast) result exists, so the peak stays near the size of the final model; small
-        # arrays share one call (a call costs ~50 us: a tiny model's 27 arrays took 1.4 ms).
+        # A few MiB of arrays at a time (one at a time when quantizing): each source weight is
+        # freed as soon as its (quantized, upcast) result exists, so the peak stays near the
+        # final model's size; small arrays share a call (~50 us each: 1.4 ms for tiny's 27).
         parameters: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
         batch: list[Any] = []
         for _, array in parameters:
             batch.append(array)
-            if sum(a.nbytes for a in batch) >= EVAL_BYTES:
+            if sum(a.nbytes for a in batch) >= batch_bytes:
                 mx.eval(batch)
                 batch = []
         mx.eval(batch)
