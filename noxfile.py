@@ -73,7 +73,8 @@ ENV_TESTS = {
 }
 # What `tests` runs on the pinned Python only, not on each of the three (~3 minutes a Python):
 # tests that drive commands rather than Python code (the benchmarks' smoke runs are
-# bench/run.py in child processes; the audit mutations run `uv lock` on altered copies), and
+# bench/run.py in child processes; the audit mutations run `uv lock` on altered copies; the
+# reasons of the others are beside them), and
 # the guides, whose code blocks run on the pinned Python as a teammate reads them. The guides
 # run among the tests, not in a session of their own: on one worker they left the other idle.
 GUIDES = "docs"
@@ -83,6 +84,15 @@ PIN_ONLY_TESTS = (
     "tests/bench/test_smoke_encode.py",
     "tests/bench/test_smoke_memory.py",
     "tests/doctor/test_audit_mutations.py",
+    # A real ring of ranks (mlx.launch on loopback, ranks killed, stalled and timed out): what
+    # it shows is MLX's ring and the OS's process supervision. athena's own part, the status
+    # lines, the closing sentence and each rank's settings, runs on every Python in
+    # tests/heads/test_launch.py, without processes (the ring: ~115 s of a worker here).
+    "tests/heads/test_distributed.py",
+    # bench/fit.py measuring a child's peak anonymous memory while mlx loads a model (a
+    # benchmark, like the smoke runs): MLX's allocations and the kernel's accounting. The
+    # preflight's estimates it is held to are tested on every Python in tests/loader/test_fit.py.
+    "tests/bench/test_fit_bench.py",
 )
 
 
