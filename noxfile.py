@@ -50,7 +50,10 @@ PYTEST = ("pytest", "--strict-markers", "--strict-config")
 # The test sessions run on every core (pytest-xdist), a test file to a worker: a file's module
 # fixtures (a bench run, a model written once) run once. Most of a test's time is CPU-bound
 # (a child process importing mlx or torch, a tiny model running), so a worker per core pays.
-PARALLEL = ("-n", "auto", "--dist", "loadfile")
+# The files are handed out in the order tests/conftest.py collects them, those with a `slow`
+# test first; xdist's own order (most tests first) left the few-test, minutes-long files (the
+# bench smoke runs) to the end, one worker running two of them while the other idled (~45 s).
+PARALLEL = ("-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder")
 # ... and each worker (and every child process it starts) on one thread: the workers are the
 # parallelism. torch's OpenMP threads on a tiny model only spin: tests/loader took 73 s of CPU
 # with them and 44 s without, on 2 cores (OpenBLAS and MKL read the same variable).
