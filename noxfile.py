@@ -7,8 +7,8 @@ versions it runs on, and runs pytest with --strict-markers --strict-config.
 
   tests    on each supported Python: tests/ but tests/env (the loader, the doctor, the heads,
            the CLI), the code whose behaviour can depend on the Python; PIN_ONLY_TESTS (the
-           guides in docs/, the benchmarks' smoke runs, the audit mutations) on the pinned
-           Python only;
+           guides in docs/, the benchmarks' runs, the audit mutations, the ring of ranks) on
+           the pinned Python only;
   lint     ruff, mypy, import-linter (the floors), and tests/env's checks of CI's own files;
   lock     `uv lock --check` and tests/env/test_lock.py;
   nix      tests/env/test_flake.py;
