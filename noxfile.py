@@ -52,7 +52,8 @@ PYTEST = ("pytest", "--strict-markers", "--strict-config")
 # (a child process importing mlx or torch, a tiny model running), so a worker per core pays.
 # The files are handed out in the order tests/conftest.py collects them, those with a `slow`
 # test first; xdist's own order (most tests first) left the few-test, minutes-long files (the
-# bench smoke runs) to the end, one worker running two of them while the other idled (~45 s).
+# bench smoke runs) to the end, one worker running two of them while the other idled (~45 s
+# of the 3.12 session on 2 cores, simulated from measured durations).
 PARALLEL = ("-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder")
 # ... and each worker (and every child process it starts) on one thread: the workers are the
 # parallelism. torch's OpenMP threads on a tiny model only spin: tests/loader took 73 s of CPU
