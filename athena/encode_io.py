@@ -86,13 +86,9 @@ class NpyWriter:
     `target`, `discard()` (or leaving the `with` block on an error) removes it."""
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
-        self.target = Path(target)
-        self.rows = 0
-        self.width: int | None = None
-        self._header_length = 0
-        self._writing = replacing(self.target)
-        self.temporary = self._writing.__enter__()
-        self._file = open(self.temporary, "wb")  # noqa: SIM115 (closed by commit or discard)
+        self.rows, self.width = 0, 0
+        self._writing = replacing(target)
+        self._file = open(self._writing.__enter__(), "wb")  # noqa: SIM115 (commit/discard close it)
 
     def __enter__(self) -> NpyWriter:
         return self
@@ -101,35 +97,26 @@ class NpyWriter:
         if not self._file.closed:
             self.discard()
 
-    def _header(self, rows: int) -> bytes:
-        import io
-
+    def _write_header(self) -> None:
+        """At the start of the file; as long for any row count (numpy pads it for growth)."""
         import numpy as np
 
-        buffer = io.BytesIO()
-        np.lib.format.write_array_header_1_0(
-            buffer, {"descr": "<f4", "fortran_order": False, "shape": (rows, self.width)}
-        )
-        return buffer.getvalue()
+        self._file.seek(0)
+        header = {"descr": "<f4", "fortran_order": False, "shape": (self.rows, self.width)}
+        np.lib.format.write_array_header_1_0(self._file, header)
 
     def append(self, vectors: np.ndarray) -> None:
         import numpy as np
 
         rows = np.ascontiguousarray(vectors, dtype="<f4")
-        if self.width is None:
+        if not self.width:
             self.width = int(rows.shape[1])
-            header = self._header(0)
-            self._header_length = len(header)
-            self._file.write(header)
+            self._write_header()
         self._file.write(rows.tobytes())
         self.rows += len(rows)
 
     def commit(self) -> None:
-        header = self._header(self.rows)
-        if len(header) != self._header_length:  # numpy pads the header so this cannot happen
-            raise RuntimeError("the .npy header changed length; the output was not written")
-        self._file.seek(0)
-        self._file.write(header)
+        self._write_header()
         self._file.close()
         self._writing.__exit__(None, None, None)  # fsync, rename over the target
 

@@ -7,19 +7,8 @@ import platform
 import sys
 from importlib import metadata
 
-PACKAGES = (
-    "athena",
-    "mlx",
-    "mlx-metal",
-    "mlx-cpu",
-    "mlx-lm",
-    "transformers",
-    "torch",
-    "tokenizers",
-    "safetensors",
-    "huggingface-hub",
-    "numpy",
-)
+PACKAGES = ("athena", "mlx", "mlx-metal", "mlx-cpu", "mlx-lm", "transformers", "torch",
+            "tokenizers", "safetensors", "huggingface-hub", "numpy")  # fmt: skip
 
 
 def installed_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:

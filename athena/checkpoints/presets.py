@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from athena.checkpoints.tokenizer import VOCAB_SIZE
-from athena.source import DTYPES as DTYPES  # re-exported: what tiny-model can write
+from athena.source import DTYPES
 
 # The architecture knobs of an OLMoE, and the presets' values of them.
 KNOBS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -36,11 +36,14 @@ def count_parameters(size: str = "tiny") -> int:
 
 def olmoe_config(size: str = "tiny", *, dtype: str = "float32") -> dict[str, Any]:
     """config.json of a preset: what mlx-lm's ModelArgs and transformers' OlmoeConfig read."""
+    shape = preset(size)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
     return {
         "architectures": ["OlmoeForCausalLM"],
         "model_type": "olmoe",
         "vocab_size": VOCAB_SIZE,
-        **preset(size),
+        **shape,
         "hidden_act": "silu",
         "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-5,

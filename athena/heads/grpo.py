@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from athena.atomic import reason, replacing_folder
 from athena.errors import SourceError
-from athena.heads.grpo_config import GRPOConfig, Learner, Metrics, TrainError, Weights, is_number
+from athena.heads.grpo_config import GRPOConfig, Metrics, TrainError, Weights, is_number
 from athena.models.head import (
     HeadError,
     HeadShape,
@@ -27,6 +27,9 @@ from athena.source import read_json, read_safetensors_header
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from athena.heads.mlx_learner import MLXLearner
+    from athena.heads.torch_learner import TorchLearner
 
 ADVANTAGE_EPSILON = 1e-4  # TRL's: advantages / (std + 1e-4)
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -67,7 +70,7 @@ def make_learner(
     *,
     reference: Weights | None = None,
     collectives: Any = None,
-) -> Learner:
+) -> MLXLearner | TorchLearner:
     """The MLX or torch learner for a head holding `weights`."""
     if check_framework(framework) == "mlx":
         from athena.heads.mlx_learner import MLXLearner

@@ -1,6 +1,6 @@
-"""What GRPO's trainer (athena.heads.grpo, which re-exports the first two) and its learners
-share: GRPOConfig (TRL's names and defaults but learning_rate and beta: docs/training-head.md),
-TrainError, the GRPO objective and the Learner base of MLXLearner and TorchLearner."""
+"""What GRPO's trainer (athena.heads.grpo) and its learners share: GRPOConfig (TRL's names and
+defaults but learning_rate and beta: docs/training-head.md), TrainError, the objective and the
+Learner base."""
 
 from __future__ import annotations
 
@@ -114,9 +114,10 @@ def grpo_terms(
 
 
 class Learner:
-    """The trainable head, its frozen reference and AdamW, on `framework`. update() takes
-    sampled actions and their advantages, so both frameworks can be fed the same batch;
-    optimizer_state() is {"exp_avg.<param>", "exp_avg_sq.<param>"} and the step on both."""
+    """The trainable head, its frozen reference and AdamW, on `framework`. The learners add
+    update() (of sampled actions and their advantages, so both frameworks can be fed the same
+    batch), optimizer_state() ({"exp_avg.<param>", "exp_avg_sq.<param>"} and the step) and
+    load_state()."""
 
     framework = ""
 
@@ -134,6 +135,9 @@ class Learner:
         )
         self.optimizer: Any = self.new_optimizer()
 
+    def new_optimizer(self) -> Any:
+        raise NotImplementedError
+
     def logits(self, features: np.ndarray) -> np.ndarray:
         return head_logits(self.head, features)
 
@@ -142,15 +146,3 @@ class Learner:
 
     def reference_weights(self) -> Weights:
         return head_weights(self.reference)
-
-    def new_optimizer(self) -> Any:
-        raise NotImplementedError
-
-    def update(self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> Metrics:
-        raise NotImplementedError
-
-    def optimizer_state(self) -> tuple[Weights, int]:
-        raise NotImplementedError
-
-    def load_state(self, weights: Weights, moments: Weights, step: int) -> None:
-        raise NotImplementedError

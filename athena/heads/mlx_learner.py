@@ -22,9 +22,7 @@ def action_logp(
     head: MemoryActionHead, features: mx.array, actions: mx.array, temperature: float
 ) -> mx.array:
     """log pi(action | state) at `temperature` for actions (B, G) of states features (B, H)."""
-    logits = head(features) / temperature
-    logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    return mx.take_along_axis(logp, actions, axis=1)
+    return mx.take_along_axis(nn.log_softmax(head(features) / temperature), actions, axis=1)
 
 
 class MLXLearner(Learner):
@@ -45,8 +43,7 @@ class MLXLearner(Learner):
         return optimizer
 
     def update(self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> Metrics:
-        """num_iterations AdamW steps on one sampled batch; loss, KL and clip ratio averaged
-        over them (and over the ranks)."""
+        """num_iterations AdamW steps on one batch; their mean loss, KL and clip ratio."""
         config = self.config
         x = mx.array(features)
         a = mx.array(actions.astype("int32"))

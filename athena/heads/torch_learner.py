@@ -32,9 +32,7 @@ def action_logp(
     head: torch.nn.Module, features: torch.Tensor, actions: torch.Tensor, temperature: float
 ) -> torch.Tensor:
     """log pi(action | state) at `temperature` for actions (B, G) of states features (B, H)."""
-    logits = head(features) / temperature
-    logp = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
-    return torch.gather(logp, 1, actions)
+    return torch.gather(torch.log_softmax(head(features) / temperature, dim=-1), 1, actions)
 
 
 class TorchLearner(Learner):
@@ -57,8 +55,7 @@ class TorchLearner(Learner):
             return super().logits(features)
 
     def update(self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> Metrics:
-        """num_iterations AdamW steps on one sampled batch; loss, KL and clip ratio averaged
-        over them."""
+        """num_iterations AdamW steps on one batch; their mean loss, KL and clip ratio."""
         config = self.config
         start = time.perf_counter()
         x = torch.from_numpy(features.astype("float32", copy=False))
