@@ -91,13 +91,8 @@ def declared(project: Path) -> dict[str, dict[str, str]]:
         raise SourceError(f"[tool.athena.models] in {project / 'pyproject.toml'} is not a table")
     result = {}
     for name, spec in models.items():
-        keys = set(spec) if isinstance(spec, dict) else {"?"}
-        values = spec.values() if isinstance(spec, dict) else ()
-        if (
-            len(keys) > 1
-            or not keys <= {"revision", "path"}
-            or not all(isinstance(v, str) and v for v in values)
-        ):
+        ok = isinstance(spec, dict) and len(spec) <= 1 and set(spec) <= {"revision", "path"}
+        if not ok or not all(isinstance(v, str) and v for v in spec.values()):
             raise SourceError(
                 f"[tool.athena.models] {name!r} = {str(spec)[:200]} is not allowed; use {{}}, "
                 '{ revision = "a branch, tag or commit" } or { path = "a folder" }'

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import stat
@@ -199,12 +200,9 @@ def check_model_folder(path: Path) -> None:
                 f"{path} is a file, not a model folder; pass the folder that holds it"
             )
         os.listdir(path)  # PermissionError here names the folder, not a file in it
-        config_kind = _kind(path / "config.json")
-        if config_kind is None:
+        if _kind(path / "config.json") is None:
             raise SourceError(f"config.json not found in {path} (is this a model folder?)")
-        if config_kind == "folder":
-            raise IsADirectoryError(21, "Is a directory", str(path / "config.json"))
-        config = read_config(path)
+        config = read_config(path)  # a folder named config.json: IsADirectoryError, unreadable
         model_type = config.get("model_type")
         if model_type is None:
             raise SourceError(
@@ -218,9 +216,7 @@ def check_model_folder(path: Path) -> None:
             )
         weight_files = weight_files_of(path)
         if not weight_files:
-            pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(
-                p.name for p in path.glob("*.pt")
-            )
+            pickled = [p.name for ext in ("*.bin", "*.pt") for p in sorted(path.glob(ext))]
             if pickled:
                 raise SourceError(
                     f"{path} has {pickled[0]} but no model*.safetensors; athena loads safetensors "
@@ -353,10 +349,7 @@ def _entry_problem(entry: object) -> str | None:
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_natural, offsets))):
         return f"data_offsets {offsets!r} are not two byte offsets"
     start, end = offsets
-    elements = 1
-    for n in shape:
-        elements *= n
-    need = elements * SAFETENSORS_ITEMSIZE[dtype]
+    need = math.prod(shape) * SAFETENSORS_ITEMSIZE[dtype]
     if end - start != need:
         return (
             f"{end - start} bytes, but dtype {dtype} and shape {shape} need {need}; the header "
