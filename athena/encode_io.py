@@ -45,8 +45,7 @@ def open_input(path: str) -> Iterator[IO[bytes]]:
 def read_texts(stream: IO[bytes], fmt: str, name: str) -> Iterator[tuple[int, str]]:
     """Yield (line number, text) for each line of `stream`, one line in memory at a time."""
     for number, raw in enumerate(stream, 1):
-        line = raw[:-1] if raw.endswith(b"\n") else raw
-        line = line[:-1] if line.endswith(b"\r") else line
+        line = raw.removesuffix(b"\n").removesuffix(b"\r")
         try:
             decoded = line.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as error:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -291,9 +292,8 @@ def _fetch(model: LockedModel, project: Path) -> None:
 def verify(project: Path, *, names: list[str] | None = None) -> list[str]:
     """Check the files of the locked models (or those `names`) against the lock: one sentence
     per changed, missing or extra file, with the command that mends it."""
-    state = read_state()
+    state, problems = read_state(), []
     before = dict(state)
-    problems = []
     for model in read_lock(project).values():
         if names is None or model.name in names:
             problems += _model_problems(model, project, state)
@@ -370,11 +370,9 @@ def read_state() -> State:
 
 def write_state(state: State) -> None:
     kept = {path: record for path, record in state.items() if os.path.exists(path)}
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache: the next load hashes again
         state_file().parent.mkdir(parents=True, exist_ok=True)
         write_file(state_file(), json.dumps(kept, sort_keys=True))
-    except OSError:
-        pass  # a read-only cache: the next load hashes again
 
 
 ModelState = Literal["verified", "unverified", "missing"]

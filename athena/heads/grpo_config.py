@@ -114,10 +114,8 @@ def grpo_terms(
 
 
 class Learner:
-    """The trainable head, its frozen reference and AdamW, on `framework`. The learners add
-    update() (of sampled actions and their advantages, so both frameworks can be fed the same
-    batch), optimizer_state() ({"exp_avg.<param>", "exp_avg_sq.<param>"} and the step) and
-    load_state()."""
+    """The trainable head, its frozen reference and AdamW, on `framework`. Each learner adds
+    update(features, actions, advantages), optimizer_state() and load_state()."""
 
     framework = ""
 

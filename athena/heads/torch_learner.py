@@ -80,21 +80,14 @@ class TorchLearner(Learner):
         return metrics | {"compute_s": time.perf_counter() - start, "communicate_s": 0.0}
 
     def optimizer_state(self) -> tuple[Weights, int]:
-        import numpy as np
-
         moments: Weights = {}
         step = 0
         for name, parameter in self.head.named_parameters():
             state = self.optimizer.state.get(parameter, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                value = state.get(key)
-                moments[f"{key}.{name}"] = (
-                    value.detach().numpy().astype(np.float32, copy=True)
-                    if value is not None
-                    else np.zeros(tuple(parameter.shape), np.float32)
-                )
-            if "step" in state:
-                step = int(state["step"])
+            for key in ("exp_avg", "exp_avg_sq"):  # zeros before the first step
+                value = state.get(key, torch.zeros(parameter.shape))
+                moments[f"{key}.{name}"] = value.detach().numpy().astype("float32", copy=True)
+            step = int(state.get("step", step))
         return moments, step
 
     def load_state(self, weights: Weights, moments: Weights, step: int) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from athena.atomic import append_line, replacing, write_file
 from athena.heads.grpo import (
@@ -181,8 +181,7 @@ def load_reward(spec: str, num_actions: int) -> Reward:
             f"reward module {module_name!r} has no function {function_name!r}; name a "
             "function(state_text, action) -> float"
         )
-    reward: Reward = function
-    return reward
+    return cast(Reward, function)
 
 
 def _reward_table(path: str, num_actions: int) -> Reward:
