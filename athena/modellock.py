@@ -232,15 +232,11 @@ def _lock_hub(name: str, revision: str) -> LockedModel:
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)  # read now, not at its import
     try:
         commit = str(api.model_info(name, revision=revision).sha)
-        tree = [
-            f
-            for f in api.list_repo_tree(name, revision=commit)  # top level only
-            if isinstance(f, RepoFile) and _needed(f.path)
-        ]
         files = [  # a small git file (no lfs): the hub gives its sha1 only, so hash it here
             LockedFile(f.path, f.lfs.size, f.lfs.sha256) if f.lfs is not None
             else LockedFile(f.path, **file_digest(Path(_download(name, f.path, commit))))
-            for f in tree
+            for f in api.list_repo_tree(name, revision=commit)  # top level only
+            if isinstance(f, RepoFile) and _needed(f.path)
         ]  # fmt: skip
     except Exception as error:
         raise _hub_error(name, revision, error) from None

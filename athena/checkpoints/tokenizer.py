@@ -39,13 +39,8 @@ def json_bytes(value: Any) -> bytes:
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character table (what tokenizers' ByteLevel uses)."""
     printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
-    table = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
+    others = [b for b in range(256) if b not in printable]  # shifted past 255, in order
+    return {b: chr(b) for b in printable} | {b: chr(256 + n) for n, b in enumerate(others)}
 
 
 @functools.cache

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from athena.models.config import is_int
 from athena.models.head import head_from_weights, head_logits, head_weights
 
 if TYPE_CHECKING:
@@ -27,12 +28,8 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _whole(low: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: _integer(v) and v >= low, f"an integer >= {low}")
+    return (lambda v: is_int(v) and v >= low, f"an integer >= {low}")
 
 
 _POSITIVE = (lambda v: is_number(v) and v > 0, "> 0")
@@ -48,7 +45,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "weight_decay": (lambda v: is_number(v) and v >= 0, ">= 0"),
     **dict.fromkeys(("adam_beta1", "adam_beta2"), (lambda v: is_number(v) and 0 <= v < 1,
                                                    "[0, 1)")),
-    "learning_rate": _POSITIVE, "adam_epsilon": _POSITIVE, "seed": (_integer, "an integer"),
+    "learning_rate": _POSITIVE, "adam_epsilon": _POSITIVE, "seed": (is_int, "an integer"),
     "collective_timeout": (lambda v: is_number(v) and v > 0, "a number of seconds > 0"),
 }  # fmt: skip
 

@@ -132,15 +132,11 @@ def _state(source: Path, number: int, line: bytes) -> dict[str, Any] | None:
     if not line.strip():
         return None
     record, problem = parse_json(line)
+    like = 'each line must be an object like {"text": "..."}'
     if problem:
-        raise TrainError(
-            f'{source} line {number} {problem}; each line must be an object like {{"text": "..."}}'
-        )
+        raise TrainError(f"{source} line {number} {problem}; {like}")
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        raise TrainError(
-            f'{source} line {number} has no "text" string; each line must be an object '
-            'like {"text": "..."}'
-        )
+        raise TrainError(f'{source} line {number} has no "text" string; {like}')
     if not record["text"].strip():
         raise TrainError(f'{source} line {number} has an empty "text"; remove the line')
     return record
@@ -253,9 +249,7 @@ def run(settings: TrainSettings, load_model: Callable[[], Any]) -> int:
     elif "MLX_RANK" in os.environ:
         raise TrainError("distributed training runs on MLX; use --framework mlx with mlx.launch")
     rank0 = collectives is None or collectives.rank == 0
-
-    if rank0:
-        out.mkdir(parents=True, exist_ok=True)
+    # rank 0 makes --out when it caches the features there (a cache hit: it is there)
     features, eval_features = state_features(settings, inputs, load_model, write=rank0)
 
     trainer = GRPOTrainer(
