@@ -26,7 +26,6 @@ class BadLine(ValueError):
 
 
 def input_format(path: str, fmt: str | None) -> str:
-    """`fmt` if given, else "jsonl" for a .jsonl/.ndjson path, else "txt" (stdin too)."""
     if fmt is not None:
         return fmt
     return "jsonl" if Path(path).suffix.lower() in JSONL_SUFFIXES else "txt"

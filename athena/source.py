@@ -52,7 +52,6 @@ class ModelSource:
 
     @property
     def folder(self) -> Path:
-        """The local folder; a hub id must have been located first."""
         if self.path is None:
             raise SourceError(f"{self.name!r} has no local folder yet; locate() it first")
         return self.path
@@ -61,18 +60,15 @@ class ModelSource:
 def resolve_source(name: str) -> ModelSource:
     """Tell a local folder from a hub id, without touching the network."""
     path = Path(name).expanduser()
-    if _exists(path):
-        return ModelSource(name, "folder", path)
     org = name.split("/", 1)[0]
-    looks_like_hub_id = (
-        _HUB_ID.match(name) is not None
+    hub = (
+        not _exists(path)
+        and _HUB_ID.match(name) is not None
         and ".." not in name
         and not name.endswith((".json", ".safetensors"))
         and not ("/" in name and Path(org).is_dir())
     )
-    if looks_like_hub_id:
-        return ModelSource(name, "hub")
-    return ModelSource(name, "folder", path)
+    return ModelSource(name, "hub") if hub else ModelSource(name, "folder", path)
 
 
 def _exists(path: Path) -> bool:
@@ -239,12 +235,10 @@ def _kind(path: Path) -> Literal["file", "folder"] | None:
 
 
 def weight_files_of(path: Path) -> list[Path]:
-    """The folder's model*.safetensors files, sorted."""
     return sorted(path.glob("model*.safetensors"))
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """config.json of the folder `path` as a dict; SourceError (one sentence) otherwise."""
     return read_json(path / "config.json")
 
 

@@ -46,18 +46,16 @@ def write_sparse_olmoe(
         groups[min(shards - 1, done * shards // total)].append(tensor)
         done += tensor[2]
     groups = [group for group in groups if group]
-    weight_map: dict[str, str] = {}
+    count, weight_map = len(groups), dict[str, str]()
     for number, group in enumerate(groups, start=1):
         file = (
-            "model.safetensors"
-            if len(groups) == 1
-            else f"model-{number:05d}-of-{len(groups):05d}.safetensors"
+            "model.safetensors" if count == 1 else f"model-{number:05d}-of-{count:05d}.safetensors"
         )
         with replacing(out / file) as temporary, temporary.open("wb") as f:
             f.write(safetensors_header(group, dtype))
             f.truncate(f.tell() + sum(size for _, _, size in group))  # sparse: zeros, no disk
         weight_map |= {name: file for name, _, _ in group}
-    if len(groups) > 1:
+    if count > 1:
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         write_file(out / "model.safetensors.index.json", json_bytes(index))
     for name, content in tokenizer_files().items():

@@ -71,7 +71,6 @@ def make_learner(
     reference: Weights | None = None,
     collectives: Any = None,
 ) -> MLXLearner | TorchLearner:
-    """The MLX or torch learner for a head holding `weights`."""
     if check_framework(framework) == "mlx":
         from athena.heads.mlx_learner import MLXLearner
 
