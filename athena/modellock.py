@@ -270,9 +270,7 @@ def sync(project: Path) -> list[str]:
 
 def _fetch(model: LockedModel, project: Path) -> None:
     folder = folder_of(model, project)
-    for f in model.files:
-        if (folder / f.path).exists():
-            continue
+    for f in [f for f in model.files if not (folder / f.path).exists()]:
         try:
             _download(model.name, f.path, str(model.commit))
         except Exception as error:
