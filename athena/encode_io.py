@@ -79,7 +79,7 @@ def _jsonl_text(line: str, number: int, name: str) -> str:
     return value
 
 
-class NpyWriter:
+class NpyWriter(contextlib.AbstractContextManager["NpyWriter"]):
     """Append float32 rows to a temporary .npy beside `target`; `commit()` renames it over
     `target`, `discard()` (or leaving the `with` block on an error) removes it."""
 
@@ -87,9 +87,6 @@ class NpyWriter:
         self.rows, self.width = 0, 0
         self._writing = replacing(target)
         self._file = open(self._writing.__enter__(), "wb")  # noqa: SIM115 (commit/discard close it)
-
-    def __enter__(self) -> NpyWriter:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if not self._file.closed:

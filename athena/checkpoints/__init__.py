@@ -59,11 +59,10 @@ def write_tiny_olmoe(
         with replacing_folder(target, out, overwrite=overwrite, replaces=FILES) as temporary:
             weights = make_weights(config, np.random.default_rng(seed))
             save_safetensors(temporary / "model.safetensors", weights, dtype)
-            for name, content in tokenizer_files().items():
+            generation = json_bytes({"eos_token_id": 0, "pad_token_id": 1, "do_sample": False})
+            more = {"generation_config.json": generation, "config.json": json_bytes(config)}
+            for name, content in (tokenizer_files() | more).items():
                 (temporary / name).write_bytes(content)
-            generation = {"eos_token_id": 0, "pad_token_id": 1, "do_sample": False}
-            (temporary / "generation_config.json").write_bytes(json_bytes(generation))
-            (temporary / "config.json").write_bytes(json_bytes(config))
     except OSError as error:  # e.g. a full disk
         if isinstance(error, FolderNotEmpty | FolderBusy):
             raise

@@ -243,11 +243,7 @@ class GRPOTrainer:
 
 def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
     """The newest complete checkpoint folder in `out_dir` (an incomplete one: a warning)."""
-    out = Path(out_dir)
-    if not out.is_dir():
-        return None
-    found = sorted(p for p in out.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and p.is_dir())
-    for folder in reversed(found):
+    for folder in sorted(Path(out_dir).glob(f"{CHECKPOINT_PREFIX}*/"), reverse=True):  # folders
         try:
             read_json(folder / STATE_NAME)
             for name in CHECKPOINT_WEIGHTS:
