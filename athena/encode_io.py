@@ -31,14 +31,9 @@ def input_format(path: str, fmt: str | None) -> str:
     return "jsonl" if Path(path).suffix.lower() in JSONL_SUFFIXES else "txt"
 
 
-@contextlib.contextmanager
-def open_input(path: str) -> Iterator[IO[bytes]]:
+def open_input(path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
     """The input as bytes: `-` is stdin (left open), anything else a file."""
-    if path == "-":
-        yield sys.stdin.buffer
-        return
-    with open(path, "rb") as f:
-        yield f
+    return contextlib.nullcontext(sys.stdin.buffer) if path == "-" else open(path, "rb")
 
 
 def read_texts(stream: IO[bytes], fmt: str, name: str) -> Iterator[tuple[int, str]]:

@@ -64,10 +64,7 @@ def find_project(start: Path | None = None) -> Path | None:
         folder = (start or Path.cwd()).resolve()
     except OSError:  # the current folder was removed
         return None
-    for candidate in (folder, *folder.parents):
-        if (candidate / "pyproject.toml").is_file():
-            return candidate
-    return None
+    return next((p for p in (folder, *folder.parents) if (p / "pyproject.toml").is_file()), None)
 
 
 def _read_toml(file: Path) -> dict[str, Any]:
