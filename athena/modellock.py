@@ -113,13 +113,10 @@ def read_lock(project: Path) -> dict[str, LockedModel]:
     models = {}
     for entry in data.get("model", []):
         try:
-            model = LockedModel(
-                name=entry["name"],
-                files=tuple(LockedFile(f["path"], f["size"], f["sha256"]) for f in entry["files"]),
-                revision=entry.get("revision"),
-                commit=entry.get("commit"),
-                path=entry.get("path"),
-            )
+            name = entry["name"]
+            files = tuple(LockedFile(f["path"], f["size"], f["sha256"]) for f in entry["files"])
+            optional = (entry.get(key) for key in ("revision", "commit", "path"))
+            model = LockedModel(name, files, *optional)
         except (KeyError, TypeError) as error:
             raise SourceError(
                 f"{file} has an entry without {error} ({str(entry)[:200]}); run `athena models "

@@ -195,17 +195,13 @@ def check_model_folder(path: Path) -> None:
         os.listdir(path)  # PermissionError here names the folder, not a file in it
         if _kind(path / "config.json") is None:
             raise SourceError(f"config.json not found in {path} (is this a model folder?)")
-        config = read_config(path)  # a folder named config.json: IsADirectoryError, unreadable
-        model_type = config.get("model_type")
-        if model_type is None:
-            raise SourceError(
-                f"config.json in {path} has no model_type; athena loads OLMoE checkpoints "
-                "(model_type 'olmoe')"
-            )
+        # a folder named config.json: read_config raises IsADirectoryError's sentence
+        model_type = read_config(path).get("model_type")
         if model_type != "olmoe":
+            has = "no model_type" if model_type is None else f"model_type {model_type!r}"
             raise SourceError(
-                f"config.json in {path} has model_type {model_type!r}; athena loads OLMoE "
-                "checkpoints (model_type 'olmoe')"
+                f"config.json in {path} has {has}; athena loads OLMoE checkpoints "
+                "(model_type 'olmoe')"
             )
         weight_files = weight_files_of(path)
         if not weight_files:

@@ -19,15 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from athena.atomic import append_line, replacing, write_file
-from athena.heads.grpo import (
-    CHECKPOINT_PREFIX,
-    GRPOConfig,
-    GRPOTrainer,
-    Reward,
-    TrainError,
-    latest_checkpoint,
-)
-from athena.heads.grpo_config import Weights, is_number
+from athena.heads.grpo import CHECKPOINT_PREFIX, GRPOTrainer, Reward, latest_checkpoint
+from athena.heads.grpo_config import GRPOConfig, TrainError, Weights, is_number
 from athena.models.head import load_weights, save_tensors, save_weights
 from athena.source import parse_json
 
