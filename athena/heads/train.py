@@ -102,12 +102,10 @@ def read_states(path: str | os.PathLike[str], what: str = "--data") -> list[dict
     source = Path(path)
     if not source.is_file():
         raise TrainError(f'{what} {source} not found; pass a JSONL file of {{"text": ...}} lines')
-    records: list[dict[str, Any]] = []
     try:
         with source.open("rb") as f:  # streamed, each line at most LINE_LIMIT bytes
-            for number, line in enumerate(iter(lambda: f.readline(LINE_LIMIT + 1), b""), 1):
-                if record := _state(source, number, line):
-                    records.append(record)
+            lines = enumerate(iter(lambda: f.readline(LINE_LIMIT + 1), b""), 1)
+            records = [record for n, line in lines if (record := _state(source, n, line))]
     except OSError as error:
         raise TrainError(f"{what} {source} cannot be read ({error.strerror})") from None
     if not records:
