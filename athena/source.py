@@ -310,12 +310,10 @@ def read_safetensors_header(file: Path) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise SourceError(f"{damaged} (its header is not a JSON object); {advice}")
     tensors = {name: entry for name, entry in header.items() if name != "__metadata__"}
-    data_end = 0
     for name, entry in tensors.items():
-        problem = _entry_problem(entry)
-        if problem:
+        if problem := _entry_problem(entry):
             raise SourceError(f"{damaged} (tensor {name!r}: {problem}); {advice}")
-        data_end = max(data_end, int(entry["data_offsets"][1]))
+    data_end = max((int(entry["data_offsets"][1]) for entry in tensors.values()), default=0)
     expected = 8 + header_length + data_end
     if size < expected:
         raise SourceError(
