@@ -201,7 +201,8 @@ def check_model_folder(path: Path) -> tuple[dict[str, Any], dict[Path, dict[str,
         if _kind(path / "config.json") is None:
             raise SourceError(f"config.json not found in {path} (is this a model folder?)")
         # a folder named config.json: read_config raises IsADirectoryError's sentence
-        model_type = read_config(path).get("model_type")
+        config = read_config(path)
+        model_type = config.get("model_type")
         if model_type != "olmoe":
             has = "no model_type" if model_type is None else f"model_type {model_type!r}"
             raise SourceError(
