@@ -4,6 +4,8 @@ bandwidth (docs/preflight.md)."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.util
 import json
 import os
@@ -13,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +194,30 @@ def mps_dtype_problem(dtype: str, host: Host | None = None) -> str | None:
             f"{host.os_version}; use dtype='float16' or 'float32', or device='cpu'"
         )
     return None
+
+
+# glibc's mallopt parameter, and the mmap threshold glibc's own adjustment stops growing at.
+M_MMAP_THRESHOLD = -3
+GLIBC_MMAP_MAX = 32 * 1024**2
+
+
+@contextlib.contextmanager
+def freed_memory_returned(threshold: int = 1024**2) -> Iterator[None]:
+    """On glibc, every buffer of `threshold` bytes or more is mapped on its own while inside, so
+    a freed one goes back to the system at once. Otherwise glibc, once it has freed a buffer of
+    a few MiB, serves the next ones from its heaps, keeps them after they are freed, and a
+    transformers load (thousands of per-expert tensors, materialized by worker threads) ended
+    holding 13.3 to 17.4 GiB for the same 12.9 GiB model (bench `fit`). A no-op elsewhere."""
+    libc = ctypes.CDLL(None) if platform.libc_ver()[0] == "glibc" else None
+    if libc is None:
+        yield
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, threshold)
+    try:
+        yield
+    finally:
+        libc.malloc_trim(0)
+        libc.mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_MAX)  # as glibc's own adjustment ends
 
 
 def installed_backends() -> list[str]:

@@ -34,7 +34,7 @@ from bench.preflight import add_share_of_ceiling, estimate_parts
 GiB = 1 << 30
 TARGET = Target("<=", 1.25, "estimate within 0.8-1.25x of the measured peak (RssAnon)")
 DECODE_TOKENS = 8
-SAMPLE_S = 0.1
+SAMPLE_S = 0.02  # the child's /proc status is read this often, through its load and decode
 # A small shape like OLMoE-1B-7B's (64 experts, 8 per token, the same vocabulary), for
 # developing and testing the group without 28 GB of address space.
 LIKE_SHAPE = {
@@ -113,6 +113,7 @@ def measure(
         best = ceiling["tokens_per_second"]
         share = rate / best if best else None
         context: dict[str, Any] = {"estimate": estimate_parts(estimate), "measured": measured}
+        context["sampled"] = f"RssAnon every {SAMPLE_S * 1000:g} ms through the load and decode"
         context["peak_over_vmhwm"] = estimate.peak / max(measured["vm_hwm"], 1)
         context.update(decode_ceiling=ceiling, share_of_ceiling=share)
         label_r = f"max(r, 1/r), resident estimate / peak RssAnon, {label}"

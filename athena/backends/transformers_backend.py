@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from athena.backends import batching
 from athena.backends.base import LoadOptions, Sampling, import_framework
 from athena.errors import LoadError, SourceError, first_line
+from athena.host import freed_memory_returned
 from athena.source import ModelSource, read_json, read_safetensors_header
 
 if TYPE_CHECKING:  # numpy and torch are imported where used (athena.backends imports this)
@@ -57,14 +58,17 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
     common = {"trust_remote_code": False, "local_files_only": True}
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **common)
-        model, info = transformers.AutoModelForCausalLM.from_pretrained(
-            folder,
-            dtype=getattr(torch, options.dtype) if options.dtype else "auto",
-            use_safetensors=True,
-            quantization_config=_quantization_config(transformers, torch, options.quantize_bits),
-            output_loading_info=True,
-            **common,
-        )
+        with freed_memory_returned():  # the peak the preflight estimated, on glibc too
+            model, info = transformers.AutoModelForCausalLM.from_pretrained(
+                folder,
+                dtype=getattr(torch, options.dtype) if options.dtype else "auto",
+                use_safetensors=True,
+                quantization_config=_quantization_config(
+                    transformers, torch, options.quantize_bits
+                ),
+                output_loading_info=True,
+                **common,
+            )
     except Exception as error:  # transformers raises many kinds; each becomes one sentence
         raise LoadError(f"transformers could not load {name} ({first_line(error)})") from None
     # transformers initialises missing weights at random and only warns: refuse instead.
