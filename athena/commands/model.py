@@ -128,6 +128,9 @@ def _encode_command(args: argparse.Namespace) -> int:
 
     if bool(args.texts) == (args.input is not None):
         raise CommandError("give the texts either as TEXT arguments or with --input, not both")
+    if "" in args.texts:
+        number = args.texts.index("") + 1
+        raise CommandError(f"TEXT {number} is empty; pass at least one character")
     try:  # the check encode() makes, before a model is loaded
         check_batch_size(args.batch_size, name="--batch-size")
     except ValueError as error:
@@ -149,7 +152,7 @@ def _encode_command(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             if args.input is None:
                 name = "the arguments"
-                lines: Iterator[tuple[int, str]] = _argument_texts(args.texts)
+                lines: Iterator[tuple[int, str]] = enumerate(args.texts, 1)
             else:
                 name = "stdin" if args.input == "-" else args.input
                 stream = stack.enter_context(encode_io.open_input(args.input))
@@ -201,13 +204,6 @@ def _encode_command(args: argparse.Namespace) -> int:
                 where = error.filename or args.output or name
                 raise CommandError(f"could not read or write {where} ({error.strerror})") from None
     return 0
-
-
-def _argument_texts(texts: list[str]) -> Iterator[tuple[int, str]]:
-    for number, text in enumerate(texts, 1):
-        if not text:
-            raise encode_io.BadLine(f"TEXT {number} is empty; pass at least one character")
-        yield number, text
 
 
 def _tiny_model_command(args: argparse.Namespace) -> int:

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from athena import __version__
+from athena.doctor.audit import audit_checks
 from athena.doctor.fingerprint import fingerprint
 from athena.doctor.lock import find_project_root, read_checkout
 from athena.doctor.names import normalize
 from athena.doctor.probe import DEFAULT_TIMEOUT, run_probe
 from athena.doctor.report import Report
-from athena.doctor.sections.audit import audit_checks
 from athena.doctor.sections.memory import memory_checks
 from athena.doctor.sections.mlx import MLX_STEP_NAMES, mlx_checks, mlx_policy
 from athena.doctor.sections.model import model_checks

@@ -49,23 +49,16 @@ def distributions() -> list:
     return dists
 
 
-def probe_env() -> None:
+def environment() -> dict:
     """Interpreter facts and every installed distribution."""
-    try:
-        dists = distributions()
-    except Exception as error:
-        emit("env", ok=False, error=error_text(error))
-        return
-    emit(
-        "env",
-        ok=True,
-        executable=sys.executable,
-        version=".".join(str(part) for part in sys.version_info[:3]),
-        implementation=sys.implementation.name,
-        prefix=sys.prefix,
-        base_prefix=getattr(sys, "base_prefix", sys.prefix),
-        distributions=dists,
-    )
+    return {
+        "executable": sys.executable,
+        "version": ".".join(str(part) for part in sys.version_info[:3]),
+        "implementation": sys.implementation.name,
+        "prefix": sys.prefix,
+        "base_prefix": getattr(sys, "base_prefix", sys.prefix),
+        "distributions": distributions(),
+    }
 
 
 def file_sha256(path: str) -> str:
@@ -78,16 +71,6 @@ def file_sha256(path: str) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-
-
-def unlisted_files(folder: str, root: str) -> list:
-    """The files (bytecode aside) under `folder`, a folder that holds no file any RECORD
-    lists (nor does any folder under it), as paths relative to `root`."""
-    found = []
-    for here, subfolders, files in os.walk(folder):
-        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
-        found += [os.path.relpath(os.path.join(here, f), root) for f in sorted(files)]
-    return [f for f in found if not f.endswith(".pyc")]
 
 
 def verify_files(names: list) -> None:
@@ -131,13 +114,15 @@ def verify_files(names: list) -> None:
                 changed.append(f"{file} (cannot be read: {error.strerror})")
         added = []
         for folder in sorted(f for f in folders if f != root and owners.get(f) == {name}):
-            for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-                path = os.path.join(folder, entry)
-                if os.path.isfile(path) and path not in listed and not entry.endswith(".pyc"):
-                    added.append(os.path.relpath(path, root))
-                elif os.path.isdir(path) and path not in known and entry != "__pycache__":
-                    added.extend(unlisted_files(path, root))
-        fields = {"changed": changed, "missing": missing, "added": added}
+            for here, subfolders, files in os.walk(folder):  # into folders no RECORD lists
+                subfolders[:] = [
+                    d
+                    for d in subfolders
+                    if d != "__pycache__" and os.path.join(here, d) not in known
+                ]
+                paths = (os.path.join(here, file) for file in files if not file.endswith(".pyc"))
+                added += [os.path.relpath(path, root) for path in paths if path not in listed]
+        fields = {"changed": changed, "missing": missing, "added": sorted(added)}
         emit("files " + name, ok=True, version=version, files=len(hashed), **fields)
 
 
@@ -296,8 +281,7 @@ def probe_mlx() -> None:
         if step.startswith("mlx.") and not core_ok:
             emit(step, ok=False, error="not run: `import mlx.core` failed")
             continue
-        fields = run_step(step, function)
-        if step == "import mlx.core" and fields is None:
+        if run_step(step, function) is None and step == "import mlx.core":
             core_ok = False
 
 
@@ -309,7 +293,7 @@ def main(argv: list) -> int:
         return 0
     for mode in modes:
         if mode == "env":
-            probe_env()
+            run_step("env", environment)
         elif mode == "mlx":
             probe_mlx()
         else:

@@ -1,2 +1,2 @@
-"""The doctor's sections, one module each, in report order: system, packages, imports, mlx,
-memory, model (with --model), audit, smoke. `athena.doctor.checks.run_doctor` composes them."""
+"""The doctor's sections, one module each, in report order (the audit's is in ../audit.py);
+`athena.doctor.checks.run_doctor` composes them."""
