@@ -15,16 +15,15 @@ from athena.doctor.audit import audit_checks
 from athena.doctor.fingerprint import fingerprint
 from athena.doctor.lock import find_project_root, read_checkout
 from athena.doctor.names import normalize
+from athena.doctor.numerics import smoke_checks
 from athena.doctor.probe import DEFAULT_TIMEOUT, run_probe
 from athena.doctor.report import Report
-from athena.doctor.sections.memory import memory_checks
 from athena.doctor.sections.mlx import MLX_STEP_NAMES, mlx_checks, mlx_policy
-from athena.doctor.sections.model import model_checks
-from athena.doctor.sections.models import models_checks
+from athena.doctor.sections.model import model_checks, models_checks
 from athena.doctor.sections.packages import PACKAGES, distributions, files_check, package_checks
-from athena.doctor.sections.smoke import smoke_checks
 from athena.doctor.sections.system import (
     env_info,
+    memory_checks,
     project_check,
     python_pin_check,
     system_checks,

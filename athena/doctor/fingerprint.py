@@ -14,8 +14,7 @@ from athena.doctor.lock import Lock
 from athena.doctor.names import normalize
 from athena.doctor.probe import ProbeResult
 from athena.doctor.report import SCHEMA_PATH, shareable
-from athena.doctor.sections.memory import WIRED_LIMIT_MACOS
-from athena.doctor.sections.system import python_minor
+from athena.doctor.sections.system import WIRED_LIMIT_MACOS, python_minor
 from athena.host import Host
 from athena.source import file_digest
 

@@ -1,4 +1,5 @@
-"""The system section: OS, machine, Rosetta, the checked Python, its venv, Nix."""
+"""The system section (OS, machine, Rosetta, the checked Python, its venv, Nix) and the memory
+section (RAM, Metal's recommended working set, the wired limit on macOS 15+)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from athena.doctor.report import Check, Report
 from athena.host import Host
 
 MIN_MACOS = (14,)  # mlx's wheels
+GIB = 1024**3
+WIRED_LIMIT_MACOS = (15,)  # mx.set_wired_limit works from macOS 15
 
 
 def env_info(env: ProbeResult, root: Path | None) -> dict[str, Any]:
@@ -165,3 +168,43 @@ def python_pin_check(report: Report, python: Mapping[str, Any], pin: str | None)
         hint = f"`uv sync --locked` replaces .venv with a Python {pin} one (if uv finds none: "
         hint += f"`uv python install {pin}`), or use `nix develop`"
     report.add(Check("system.python_pin", "Python pin", status, detail, hint=hint, data=data))
+
+
+def gib(value: Any) -> str:
+    try:
+        return f"{int(value) / GIB:.1f} GiB"
+    except (TypeError, ValueError):
+        return "unknown"
+
+
+def memory_checks(report: Report, host: Host) -> None:
+    data: dict[str, Any] = {"bytes": host.total_memory}
+    report.add(Check("memory.total", "RAM", "info", gib(host.total_memory), data=data))
+    info = dict(host.metal.device_info) if host.metal else {}
+    working_set = info.get("max_recommended_working_set_size")
+    title = "recommended working set"
+    if working_set:
+        detail, data = f"{gib(working_set)} (mx.device_info)", {"bytes": working_set}
+        report.add(Check("memory.working_set", title, "info", detail, data=data))
+    else:
+        detail = "Metal only (mx.device_info()['max_recommended_working_set_size'])"
+        report.add(Check("memory.working_set", title, "skip", detail))
+    if not host.is_mac:
+        detail = "macOS 15+ only (mx.set_wired_limit, sysctl iogpu.wired_limit_mb)"
+        report.add(Check("memory.wired_limit", "wired limit", "skip", detail))
+        return
+    sysctl_value = host.sysctl.get("iogpu.wired_limit_mb")
+    ceiling = (
+        f"; sysctl iogpu.wired_limit_mb = {sysctl_value}"
+        + (" (0: the macOS default)" if sysctl_value == "0" else "")
+        if sysctl_value is not None
+        else "; sysctl iogpu.wired_limit_mb not present"
+    )
+    supported = (host.macos_version or ()) >= WIRED_LIMIT_MACOS
+    detail = (
+        "supported (macOS 15+): mlx-lm wires the recommended working set"
+        if supported
+        else "not supported before macOS 15: mx.set_wired_limit does nothing"
+    ) + ceiling
+    data = {"supported": supported, "iogpu.wired_limit_mb": sysctl_value}
+    report.add(Check("memory.wired_limit", "wired limit", "info", detail, data=data))
