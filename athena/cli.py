@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from athena import __version__
-from athena.commands import convert, machine, model, models, train_head
+from athena.commands import machine, model, train_head
 from athena.commands.common import CommandError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -22,10 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     model.add_loader_commands(sub)
     machine.add_inspect_command(sub)
-    convert.add_convert_command(sub)
+    model.add_convert_command(sub)
     machine.add_doctor_commands(sub)
     train_head.add_train_head_command(sub)
-    models.add_models_command(sub)
+    model.add_models_command(sub)
     return parser
 
 

@@ -1,11 +1,15 @@
-"""`athena generate`, `athena encode` and `athena tiny-model` (issue #3)."""
+"""The model commands: `athena generate`, `encode` and `tiny-model` (issue #3), `convert` (an
+mlx-quantized copy, its router kept at 8 bits) and `models lock | sync | verify` (the
+project's models pinned by commit and hash, as `uv lock` and `uv sync` pin its packages)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import itertools
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from athena import encode_io
 from athena.commands.common import (
@@ -121,7 +125,6 @@ ENCODE_CHUNK = 1024  # texts read from --input per encode() call (bounds the mem
 
 def _encode_command(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from athena.backends.batching import check_batch_size, progress
     from athena.errors import TextTooLong
@@ -224,3 +227,114 @@ def _tiny_model_command(args: argparse.Namespace) -> int:
         f"{args.dtype}){note}"
     )
     return 0
+
+
+def add_convert_command(sub: argparse._SubParsersAction) -> None:
+    convert = sub.add_parser(
+        "convert",
+        help="write an mlx-quantized copy of a model (4 or 8 bits; the router stays at 8)",
+        description="Quantize MODEL with mlx_lm.convert into OUT, a new mlx folder that "
+        "`athena generate --model OUT` loads as stored. Everything takes --bits except "
+        "OLMoE's router (mlp.gate), which stays at --router-bits (default 8): at 4 bits its "
+        "rounding changes which experts run. OUT appears complete or not at all; it must be "
+        "new or empty. Needs mlx-lm (on Linux: uv sync --group mlx-cpu).",
+    )
+    convert.add_argument("model", metavar="MODEL", help="a model folder (or an org/name hub id)")
+    convert.add_argument("out", metavar="OUT", help="the folder to write (new or empty)")
+    convert.add_argument("--bits", type=int, choices=(4, 8), default=4, help="default: 4")
+    convert.add_argument(
+        "--group-size", type=int, choices=(32, 64, 128), default=64, help="default: 64"
+    )
+    convert.add_argument(
+        "--router-bits",
+        type=int,
+        choices=(4, 8),
+        default=8,
+        help="bits of the router, mlp.gate (default: 8; --router-bits 4 quantizes it like "
+        "the rest, as plain mlx_lm.convert does)",
+    )
+    convert.set_defaults(handler=_convert_command)
+
+
+def _convert_command(args: argparse.Namespace) -> int:
+    from athena.backends.mlx_convert import convert_model
+    from athena.checkpoints import FolderBusy, FolderNotEmpty
+    from athena.errors import BackendMissing, LoadError, SourceError
+
+    try:
+        path = convert_model(
+            args.model,
+            args.out,
+            bits=args.bits,
+            group_size=args.group_size,
+            router_bits=args.router_bits,
+        )
+    except FolderNotEmpty as error:
+        raise CommandError(
+            f"{error.folder} is not empty; choose a new or empty folder for the copy"
+        ) from None
+    except (BackendMissing, LoadError, SourceError, FolderBusy, ValueError, OSError) as error:
+        raise CommandError(str(error)) from None
+    print(
+        f"wrote {path} ({args.bits}-bit, group size {args.group_size}, router "
+        f"{args.router_bits}-bit)"
+    )
+    return 0
+
+
+def add_models_command(sub: argparse._SubParsersAction) -> None:
+    models = sub.add_parser(
+        "models",
+        help="lock, sync and verify the models pyproject.toml declares ([tool.athena.models])",
+    )
+    actions = models.add_subparsers(dest="action", metavar="ACTION", required=True)
+    lock = actions.add_parser("lock", help="resolve each declared model and write models.lock")
+    lock.add_argument(
+        "--check", action="store_true", help="exit 1 if pyproject.toml and models.lock disagree"
+    )
+    lock.add_argument(
+        "--upgrade", action="store_true", help="re-resolve models already locked (default: keep)"
+    )
+    actions.add_parser("sync", help="fetch the locked files into the Hugging Face cache, verify")
+    actions.add_parser("verify", help="check the cached files against models.lock")
+    for parser in actions.choices.values():
+        parser.add_argument(
+            "--project",
+            type=Path,
+            metavar="DIR",
+            help="the project folder (default: the nearest with a pyproject.toml, upward)",
+        )
+    models.set_defaults(handler=_models_command)
+
+
+def _models_command(args: argparse.Namespace) -> int:
+    from athena import modellock
+    from athena.errors import SourceError
+
+    start = args.project
+    project = modellock.find_project(start)
+    if project is None or (start is not None and project != start.resolve()):
+        raise CommandError(
+            f"no pyproject.toml in {start or Path.cwd()}{'' if start else ' or above'}; "
+            "pass --project DIR"
+        )
+    try:
+        if args.action == "lock" and not args.check:
+            models = modellock.lock(project, upgrade=args.upgrade)
+            print(f"locked {len(models)} model(s) in {project / modellock.LOCK_FILE}")
+            return 0
+        if args.action == "lock":
+            problems = modellock.lock_problems(project)
+        elif args.action == "sync":
+            problems = modellock.sync(project)
+        else:
+            problems = modellock.verify(project)
+    except SourceError as error:
+        raise CommandError(str(error)) from None
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems and not modellock.declared(project):
+        print(f"no model in [tool.athena.models] of {project / 'pyproject.toml'}: nothing locked")
+    elif not problems:
+        print(f"{project / modellock.LOCK_FILE}: every model as locked")
+    return 1 if problems else 0

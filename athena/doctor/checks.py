@@ -30,7 +30,7 @@ from athena.doctor.sections.system import (
 )
 from athena.host import Host, Metal, probe_host
 
-# ------------------------------------------------------------------------------- the doctor
+HOST_FIELDS = ("system", "machine", "os_version", "target", "rosetta", "total_memory")
 
 
 def run_doctor(
@@ -79,15 +79,8 @@ def run_doctor(
     lock_problem = problems.get("uv.lock") or "no uv.lock found (not a checkout)"
     report = Report(
         athena_version=__version__,
-        host={
-            "system": host.system,
-            "machine": host.machine,
-            "os_version": host.os_version,
-            "target": host.target,
-            "rosetta": host.rosetta,
-            "total_memory": host.total_memory,
-            "metal": None if host.metal is None else host.metal.available,
-        },
+        host={key: getattr(host, key) for key in HOST_FIELDS}
+        | {"metal": None if host.metal is None else host.metal.available},
         python=python_info,
         project={"root": str(root) if root else None, "uv_lock": lock is not None},
     )
@@ -123,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Check the athena environment: system, packages, mlx, memory, CUDA audit.",
     )
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run(args)
+    return run(parser.parse_args(argv))
 
 
 def add_arguments(parser: Any) -> None:
