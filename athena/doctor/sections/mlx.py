@@ -1,12 +1,11 @@
-"""The imports and mlx sections, from the probe (probe_child.MLX_STEPS), and Metal."""
+"""The imports and mlx sections, from the probe (probe.MLX_STEPS), and Metal."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from athena.doctor.probe import ProbeResult
-from athena.doctor.probe_child import MLX_STEPS
+from athena.doctor.probe import MLX_STEPS, ProbeResult
 from athena.doctor.report import Check, Report
 from athena.doctor.sections.packages import MLX_DISTRIBUTIONS, SYNC_LINUX_MLX, SYNC_MAC
 from athena.host import Host
