@@ -145,7 +145,8 @@ def run_step(step: str, function: Callable[[], dict]) -> dict | None:
 
 
 def imported(module: str, *names: str) -> Callable[[], dict]:
-    """A step that imports `module` and reports its `__path__`/`__version__` or `names`."""
+    """A step that imports `module` and reports its `__path__`/`__version__` or `names`.
+    A step's `detail` is the doctor's text for it when it works (default "ok")."""
 
     def step() -> dict:
         import importlib
@@ -154,8 +155,10 @@ def imported(module: str, *names: str) -> Callable[[], dict]:
         if names:
             return {name: callable(getattr(found, name)) for name in names}
         if module == "mlx":
-            return {"path": getattr(found, "__path__", [None])[0]}
-        return {"version": getattr(found, "__version__", None)}
+            path = getattr(found, "__path__", [None])[0]
+            return {"path": path, "detail": f"ok ({path})"}
+        version = getattr(found, "__version__", None)
+        return {"version": version, "detail": f"ok ({version})"}
 
     return step
 
@@ -175,7 +178,7 @@ def array_ops() -> dict:
         product == expected and total == 36.0,
         f"a @ b = {product}, sum(a + b) = {total}; expected {expected} and 36.0",
     )
-    return {"matmul": product, "sum": total}
+    return {"matmul": product, "sum": total, "detail": f"a @ b = {product}"}
 
 
 def evaluate() -> dict:
@@ -186,7 +189,7 @@ def evaluate() -> dict:
     mx.eval(y)
     values = y.tolist()
     check(values == [float(i) for i in range(10)], f"mx.eval gave {values}, expected 0..9")
-    return {"values": values}
+    return {"values": values, "detail": "evaluated arange * exp(0)"}
 
 
 def lazy() -> dict:
@@ -215,6 +218,8 @@ def lazy() -> dict:
         "active_before": before,
         "active_after_graph": after_graph,
         "active_after_eval": after_eval,
+        "detail": f"building the graph allocated {after_graph - before} B, mx.eval "
+        f"{after_eval - before} B (result {size} B)",
     }
 
 
@@ -228,6 +233,7 @@ def default_device() -> dict:
         metal = None
     return {
         "device": str(device),
+        "detail": str(device),
         "device_type": str(device.type).split(".")[-1],
         "metal_available": metal,
     }
@@ -236,8 +242,10 @@ def default_device() -> dict:
 def device_info() -> dict:
     import mlx.core as mx
 
-    info = (getattr(mx, "device_info", None) or mx.metal.device_info)()
-    return {"info": {str(key): value for key, value in dict(info).items()}}
+    get_info = getattr(mx, "device_info", None) or mx.metal.device_info
+    info = {str(key): value for key, value in dict(get_info()).items()}
+    detail = ", ".join(f"{k}={v}" for k, v in sorted(info.items())) or "empty"
+    return {"info": info, "detail": detail}
 
 
 def quantize_round_trip() -> dict:
@@ -261,6 +269,8 @@ def quantize_round_trip() -> dict:
         "group_size": group_size,
         "max_error_in_steps": ratio,
         "mean_relative_error": relative,
+        "detail": f"max error {ratio:.3f} quantization steps (bound 1.05), mean relative "
+        f"{relative:.3f}",
     }
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from athena.doctor.probe import MLX_STEPS, ProbeResult
 from athena.doctor.report import Check, Report
@@ -51,9 +50,9 @@ def mlx_checks(
             report.add(Check(check_id, title, "skip", why))
             continue
         result = probe.step(step) or {"ok": False, "error": "no result from the probe"}
-        data = {k: v for k, v in result.items() if k not in ("ok", "error")}
+        data = {k: v for k, v in result.items() if k not in ("ok", "error", "detail")}
         if result.get("ok"):
-            text, status, hint = DETAILS.get(step, lambda r: "ok")(result), "pass", None
+            text, status, hint = str(result.get("detail", "ok")), "pass", None
             metal = host.metal.available if host.metal else result.get("metal_available")
             gpu = result.get("device_type") == "gpu"
             if step == "mlx.default_device" and host.is_mac and metal and not gpu:
@@ -64,29 +63,6 @@ def mlx_checks(
             hint = mlx_hint(step, text, host)
         report.add(Check(check_id, title, status, text, required=required, hint=hint, data=data))
     _metal_check(report, host, probe is not None)
-
-
-# The text of a step that worked, by step (default "ok").
-DETAILS: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "import mlx": lambda r: f"ok ({r.get('path')})",
-    "import mlx.core": lambda r: f"ok ({r.get('version')})",
-    "import mlx_lm": lambda r: f"ok ({r.get('version')})",
-    "mlx.array_ops": lambda r: f"a @ b = {r.get('matmul')}",
-    "mlx.eval": lambda r: "evaluated arange * exp(0)",
-    "mlx.lazy": lambda r: (
-        f"building the graph allocated "
-        f"{r['active_after_graph'] - r['active_before']} B, mx.eval "
-        f"{r['active_after_eval'] - r['active_before']} B (result {r['bytes_result']} B)"
-    ),
-    "mlx.default_device": lambda r: str(r.get("device")),
-    "mlx.device_info": lambda r: (
-        ", ".join(f"{k}={v}" for k, v in sorted((r.get("info") or {}).items())) or "empty"
-    ),
-    "mlx.quantize": lambda r: (
-        f"max error {r['max_error_in_steps']:.3f} quantization steps "
-        f"(bound 1.05), mean relative {r['mean_relative_error']:.3f}"
-    ),
-}
 
 
 def _metal_check(report: Report, host: Host, probed: bool) -> None:
