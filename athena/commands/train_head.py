@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 
 def add_train_head_command(sub: argparse._SubParsersAction) -> None:
-    """`train-head` (issue #13): GRPO for the MemoryActionHead; see athena/heads/train.py."""
     train = sub.add_parser(
         "train-head",
         help="train the MemoryActionHead with GRPO on OLMoE features (MLX or torch)",

@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from athena.doctor.lock import FIXES, damaged_file
-from athena.doctor.names import normalize, requirement_name
+from athena.doctor.lock import FIXES, damaged_file, normalize, requirement_name
 from athena.doctor.probe import distributions as installed_distributions
 from athena.doctor.report import Check, Report, shareable, shown
 from athena.host import Host

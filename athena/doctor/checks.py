@@ -12,22 +12,13 @@ from typing import Any
 
 from athena import __version__
 from athena.doctor.audit import audit_checks
-from athena.doctor.fingerprint import fingerprint
-from athena.doctor.lock import find_project_root, read_checkout
-from athena.doctor.names import normalize
+from athena.doctor.compare import fingerprint
+from athena.doctor.lock import find_project_root, normalize, read_checkout
 from athena.doctor.numerics import smoke_checks
 from athena.doctor.probe import DEFAULT_TIMEOUT, run_probe
 from athena.doctor.report import Report
-from athena.doctor.sections.mlx import MLX_STEP_NAMES, mlx_checks, mlx_policy
+from athena.doctor.sections import packages, system
 from athena.doctor.sections.model import model_checks, models_checks
-from athena.doctor.sections.packages import PACKAGES, distributions, files_check, package_checks
-from athena.doctor.sections.system import (
-    env_info,
-    memory_checks,
-    project_check,
-    python_pin_check,
-    system_checks,
-)
 from athena.host import Host, Metal, probe_host
 
 HOST_FIELDS = ("system", "machine", "os_version", "target", "rosetta", "total_memory")
@@ -50,9 +41,9 @@ def run_doctor(
     files against RECORD ([]: every locked one); `action_head`: a head file to fingerprint."""
     root = root or find_project_root()
     env = run_probe(python, ("env",), timeout=timeout)
-    python_info = env_info(env, root)
-    installed = distributions(env)
-    versions: dict[str, str | None] = dict.fromkeys(PACKAGES)
+    python_info = system.env_info(env, root)
+    installed = packages.distributions(env)
+    versions: dict[str, str | None] = dict.fromkeys(packages.PACKAGES)
     for dist in installed:
         name = normalize(dist["name"])
         if name in versions or name == "athena":
@@ -61,10 +52,10 @@ def run_doctor(
     python_info["project_env"] = project_env
 
     real_host = host or probe_host()
-    required, why = mlx_policy(real_host, versions)
+    required, why = packages.mlx_policy(real_host, versions)
     probe = None
     if required:
-        probe = run_probe(python, ("mlx",), timeout=timeout, expected_steps=MLX_STEP_NAMES)
+        probe = run_probe(python, ("mlx",), timeout=timeout, expected_steps=packages.MLX_STEP_NAMES)
     if host is None and probe is not None:
         device = probe.step("mlx.default_device") or {}
         info = probe.step("mlx.device_info") or {}
@@ -84,15 +75,15 @@ def run_doctor(
         python=python_info,
         project={"root": str(root) if root else None, "uv_lock": lock is not None},
     )
-    system_checks(report, host, python_info)
-    project_check(report, root, problems)
-    python_pin_check(report, python_info, pin)
+    system.system_checks(report, host, python_info)
+    system.project_check(report, root, problems)
+    system.python_pin_check(report, python_info, pin)
     locked = lock.versions if lock else None
-    package_checks(report, host, versions, locked, lock_problem, project_env, required)
+    packages.package_checks(report, host, versions, locked, lock_problem, project_env, required)
     if verify_files is not None:
-        files_check(report, python, timeout, lock, verify_files, installed)
-    mlx_checks(report, host, probe, required, why)
-    memory_checks(report, host)
+        packages.files_check(report, python, timeout, lock, verify_files, installed)
+    packages.mlx_checks(report, host, probe, required, why)
+    system.memory_checks(report, host)
     if model is not None:
         model_checks(report, host, model)
     models, head = models_checks(report, root, action_head)

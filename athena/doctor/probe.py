@@ -348,12 +348,9 @@ def run_probe(
     timeout: float = DEFAULT_TIMEOUT,
     expected_steps: tuple[str, ...] = (),
 ) -> ProbeResult:
-    """Run the probe's `modes` with `python` (default: this interpreter).
-
-    A step that started but never reported (the child crashed or timed out in it) gets
-    `ok: False` and an error naming how the child ended, with the tail of its stderr; the
-    `expected_steps` that never started are marked as not run.
-    """
+    """Run the probe's `modes` with `python` (default: this one). A step that started but never
+    reported (the child crashed or timed out in it) fails, naming how the child ended, with the
+    tail of its stderr; the `expected_steps` that never started are marked as not run."""
     python = python or sys.executable
     result = ProbeResult(python=python)
     # Run by path, so the folder the user stands in is not on sys.path (a json.py or a stray

@@ -24,12 +24,8 @@ SECTIONS = ("system", "packages", "imports", "mlx", "memory", "model", "models",
 
 @dataclass
 class Check:
-    """One line of the report.
-
-    status: pass (works), fail (broken), warn (works, but look at the hint), skip (not
-    applicable here; `detail` says why), info (a fact, no judgement). Only a failed
-    `required` check makes the exit code 1.
-    """
+    """One line of the report: pass (works), fail (broken), warn (works, but see the hint), skip
+    (not here; `detail` says why), info (a fact). Only a failed `required` check exits 1."""
 
     id: str  # stable, e.g. "imports.mlx_lm", "audit.lock.darwin-arm64"
     title: str
@@ -53,7 +49,7 @@ class Report:
     python: dict[str, Any]
     project: dict[str, Any]
     checks: list[Check] = field(default_factory=list)
-    fingerprint: dict[str, Any] = field(default_factory=dict)  # fingerprint.py; --compare
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # compare.py
 
     def add(self, check: Check) -> Check:
         self.checks.append(check)

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from athena.doctor.lock import PIN_FILE
-from athena.doctor.names import release
+from athena.doctor.lock import PIN_FILE, release
 from athena.doctor.probe import ProbeResult
 from athena.doctor.report import Check, Report
 from athena.host import Host
