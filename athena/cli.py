@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from athena import __version__
 from athena.commands import machine, model, train_head
-from athena.commands.common import CommandError
+from athena.commands.model import CommandError
 
 
 def build_parser() -> argparse.ArgumentParser:

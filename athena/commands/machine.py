@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from athena.commands.common import CommandError
+from athena.commands.model import CommandError
 from athena.source import DTYPES
 
 

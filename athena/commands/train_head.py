@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from athena.commands.common import CommandError, add_model_arguments, load_model, loader_logging
+from athena.commands.model import CommandError, add_model_arguments, load_model, loader_logging
 
 if TYPE_CHECKING:
     from athena.heads.train import TrainSettings

@@ -18,9 +18,6 @@ from athena.doctor.probe import distributions as installed_distributions
 from athena.doctor.report import Check, Report, shareable, shown
 from athena.host import Host
 
-# Groups allowed to pull CUDA on Linux: PyPI's Linux torch wheel depends on nvidia-* and triton.
-LINUX_CUDA_GROUPS = ("torch",)
-
 
 @dataclass(frozen=True)
 class Target:
@@ -37,7 +34,7 @@ TARGETS = (
     Target(
         "linux-x86_64",
         "x86_64-unknown-linux-gnu",
-        ("--all-groups", *(f"--no-group={group}" for group in LINUX_CUDA_GROUPS)),
+        ("--all-groups", "--no-group=torch"),
         "every group but torch, and every extra: the opt-in torch group is left out because "
         "PyPI's Linux torch is a CUDA build (nvidia-*, triton) by design",
     ),

@@ -40,16 +40,11 @@ def behaviour_env(
     secret is "(set)"). The checkout's path is written `$PROJECT` and the home folder `~`,
     so two machines' values compare as what they mean."""
     home = home if home is not None else os.path.expanduser("~")
-    result: dict[str, str | None] = {}
-    for name in ENV_NAMES:
-        value = environ.get(name)
-        if value is not None:
-            value = shareable(name, value) or "(set)"
-        if value is not None and root is not None:
-            value = value.replace(str(root), "$PROJECT")
-        if value is not None and home and home != "/":
-            value = value.replace(home, "~")
-        result[name] = value
+    result: dict[str, str | None] = dict.fromkeys(ENV_NAMES)
+    for name in (name for name in ENV_NAMES if name in environ):
+        value = shareable(name, environ[name]) or "(set)"
+        value = value if root is None else value.replace(str(root), "$PROJECT")
+        result[name] = value.replace(home, "~") if home and home != "/" else value
     return result
 
 

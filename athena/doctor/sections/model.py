@@ -29,11 +29,9 @@ def model_checks(report: Report, host: Host, model: str) -> None:
     hint: str | None = "pass a model folder (config.json, model*.safetensors, tokenizer files)"
     try:
         info = preflight.inspect_model(model)
-    except SourceError as error:
-        report.add(Check("model.folder", "model folder", "fail", str(error), True, hint=hint))
-        return
     except Exception as error:  # the doctor must not be what breaks: say it, with the type
         detail = f"{model} could not be read: {type(error).__name__}: {error}"
+        detail = str(error) if isinstance(error, SourceError) else detail
         report.add(Check("model.folder", "model folder", "fail", detail, True, hint=hint))
         return
     budget, on_cpu = preflight.machine_budget(host), preflight.mlx_on_cpu(host)

@@ -47,14 +47,10 @@ def package_checks(
         data = {"installed": version, "locked": sorted(locked.get(name, ())) if locked else None}
         required, hint = False, None
         if version is None:
-            mac_only = name == "mlx-metal" and not host.is_mac
-            linux_only = name == "mlx-cpu" and not host.is_linux
+            only = {"mlx-metal": "a Mac", "mlx-cpu": "Linux"}.get(name)
             detail = f"not installed ({where})"
-            if mac_only or linux_only:
-                status, detail = (
-                    "skip",
-                    f"not installed (only on {'a Mac' if mac_only else 'Linux'})",
-                )
+            if only and not (host.is_mac if only == "a Mac" else host.is_linux):
+                status, detail = "skip", f"not installed (only on {only})"
             elif name in ("mlx", "mlx-lm", "mlx-metal") and host.is_apple_silicon:
                 status, required, hint = "fail", True, f"install the locked env: `{SYNC_MAC}`"
             elif name in MAIN_DEPENDENCIES:

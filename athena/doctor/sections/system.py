@@ -193,17 +193,12 @@ def memory_checks(report: Report, host: Host) -> None:
         report.add(Check("memory.wired_limit", "wired limit", "skip", detail))
         return
     sysctl_value = host.sysctl.get("iogpu.wired_limit_mb")
-    ceiling = (
-        f"; sysctl iogpu.wired_limit_mb = {sysctl_value}"
-        + (" (0: the macOS default)" if sysctl_value == "0" else "")
-        if sysctl_value is not None
-        else "; sysctl iogpu.wired_limit_mb not present"
-    )
     supported = (host.macos_version or ()) >= WIRED_LIMIT_MACOS
-    detail = (
-        "supported (macOS 15+): mlx-lm wires the recommended working set"
-        if supported
-        else "not supported before macOS 15: mx.set_wired_limit does nothing"
-    ) + ceiling
+    detail = "supported (macOS 15+): mlx-lm wires the recommended working set"
+    if not supported:
+        detail = "not supported before macOS 15: mx.set_wired_limit does nothing"
+    detail += f"; sysctl iogpu.wired_limit_mb = {sysctl_value}" if sysctl_value is not None else ""
+    detail += " (0: the macOS default)" if sysctl_value == "0" else ""
+    detail += "; sysctl iogpu.wired_limit_mb not present" if sysctl_value is None else ""
     data = {"supported": supported, "iogpu.wired_limit_mb": sysctl_value}
     report.add(Check("memory.wired_limit", "wired limit", "info", detail, data=data))
