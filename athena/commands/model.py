@@ -1,8 +1,5 @@
-"""The model commands: `athena generate`, `encode` and `tiny-model` (issue #3), `convert` (an
-mlx-quantized copy, its router kept at 8 bits) and `models lock | sync | verify` (the
-project's models pinned by commit and hash, as `uv lock` and `uv sync` pin its packages);
-and what the commands share: the one error type of the CLI, the loader's arguments, the
-loaded model, and the loader's log lines on stderr."""
+"""`athena generate`, `encode`, `tiny-model`, `convert` and `models`, and what every command
+shares: CommandError, the loader's arguments, the loaded model, the loader's log lines."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from athena import __version__
+from athena.doctor import compare
 from athena.doctor.audit import audit_checks
-from athena.doctor.compare import fingerprint
 from athena.doctor.lock import find_project_root, normalize, read_checkout
 from athena.doctor.numerics import smoke_checks
 from athena.doctor.probe import DEFAULT_TIMEOUT, run_probe
@@ -56,14 +56,11 @@ def run_doctor(
     probe = None
     if required:
         probe = run_probe(python, ("mlx",), timeout=timeout, expected_steps=packages.MLX_STEP_NAMES)
-    if host is None and probe is not None:
-        device = probe.step("mlx.default_device") or {}
-        info = probe.step("mlx.device_info") or {}
-        if device.get("ok") and device.get("metal_available") is not None:
-            real_host = replace(
-                real_host,
-                metal=Metal(bool(device["metal_available"]), dict(info.get("info") or {})),
-            )
+    steps = probe.steps if probe else {}  # Metal as mlx sees it, unless `host` is simulated
+    device, info = steps.get("mlx.default_device") or {}, steps.get("mlx.device_info") or {}
+    if host is None and device.get("ok") and device.get("metal_available") is not None:
+        metal = Metal(bool(device["metal_available"]), dict(info.get("info") or {}))
+        real_host = replace(real_host, metal=metal)
     host = real_host
 
     lock, pin, flake, problems = read_checkout(root)
@@ -91,7 +88,7 @@ def run_doctor(
         audit_checks(report, host, root, installed, python_info["executable"])
     if smoke:
         smoke_checks(report)
-    report.fingerprint = fingerprint(
+    report.fingerprint = compare.fingerprint(
         host=host, python=python_info, root=root, lock=lock, distributions=installed,
         probe=probe, pin=pin, flake=flake, models=models, action_head=head
     )  # fmt: skip
@@ -199,8 +196,6 @@ def run(args: Any) -> int:
 def run_compare(args: Any) -> int:
     """`--compare`: 0 when nothing that breaks reproducibility differs, 1 when something
     does, 2 when a file is not a report this athena can compare (one sentence)."""
-    from athena.doctor import compare
-
     try:
         others = [compare.load_report(path) for path in args.compare]
         names = (str(args.compare[0]), str(args.compare[-1]))

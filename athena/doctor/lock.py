@@ -1,7 +1,6 @@
-"""The checkout's pinning files (pyproject.toml, uv.lock, .python-version, flake.lock): each
-reader returns what it read or raises ProjectFileError, one sentence with the fix; and the
-package names, versions and wheel tags in them, read with the standard library alone (the
-doctor runs on a bare Python >= 3.9, scripts/verify_env.py, and what it reads is well-formed)."""
+"""The checkout's pinning files (pyproject.toml, uv.lock, .python-version, flake.lock) and the
+names, versions and wheel tags in them, read with the standard library (verify_env.py runs on
+a bare Python >= 3.9): each reader returns what it read or raises ProjectFileError."""
 
 from __future__ import annotations
 

@@ -98,15 +98,13 @@ def files_check(
     files = sum(int(result.get("files") or 0) for result in results.values())
     data: dict[str, Any] = {"packages": len(results), "files": files, "seconds": seconds}
     data.update(not_installed=absent, differences=differences)
-    title, hints = "installed files = RECORD", []
+    hints = []
     if probe.returncode != 0:
         tail = " | ".join(probe.stderr.strip().splitlines()[-2:])
         detail = f"the file check in {probe.python} ended with code {probe.returncode}: {tail}"
         hints.append("run it again with a larger --timeout, or report the error")
     elif not differences and not absent:
         detail = f"{files} files of {len(results)} packages match their RECORD sha256 ({seconds} s)"
-        report.add(Check("packages.files", title, "pass", detail, True, data=data))
-        return
     else:
         parts = [
             f"{name}: "
@@ -119,8 +117,9 @@ def files_check(
             hints.append(f"put back what the wheels shipped: `uv sync --locked {reinstall}`")
         if absent:
             hints.append("check the names (`--verify-files` alone checks every locked package)")
-    hint = "; ".join(hints)
-    report.add(Check("packages.files", title, "fail", detail, True, hint=hint, data=data))
+    status, hint = "fail" if hints else "pass", "; ".join(hints) or None
+    title = "installed files = RECORD"
+    report.add(Check("packages.files", title, status, detail, True, hint=hint, data=data))
 
 
 def _first(paths: list[str], count: int = 3) -> str:
