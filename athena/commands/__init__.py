@@ -1,2 +1,1 @@
-"""The `athena` subcommands (athena/cli.py builds the parser): each module registers its
-parsers; handlers import their backends when they run."""
+"""The `athena` subcommands: each module registers its parsers (athena/cli.py calls them)."""

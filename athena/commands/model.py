@@ -194,13 +194,9 @@ def add_loader_commands(sub: argparse._SubParsersAction) -> None:
 def _generate_command(args: argparse.Namespace) -> int:
     with loader_logging(args.verbose):
         model = load_model(args)
+        sampling = dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
         try:
-            for piece in model.stream(
-                args.prompt,
-                max_tokens=args.max_tokens,
-                temperature=args.temperature,
-                seed=args.seed,
-            ):
+            for piece in model.stream(args.prompt, **sampling):
                 print(piece, end="", flush=True)
         except (TypeError, ValueError) as error:
             raise CommandError(str(error)) from None
@@ -411,12 +407,8 @@ def _models_command(args: argparse.Namespace) -> int:
             models = modellock.lock(project, upgrade=args.upgrade)
             print(f"locked {len(models)} model(s) in {project / modellock.LOCK_FILE}")
             return 0
-        if args.action == "lock":
-            problems = modellock.lock_problems(project)
-        elif args.action == "sync":
-            problems = modellock.sync(project)
-        else:
-            problems = modellock.verify(project)
+        check = {"lock": modellock.lock_problems, "sync": modellock.sync}
+        problems = check.get(args.action, modellock.verify)(project)
     except SourceError as error:
         raise CommandError(str(error)) from None
     for problem in problems:

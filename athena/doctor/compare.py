@@ -245,7 +245,6 @@ def _package(name: str, a: Any, b: Any, fa: Any, fb: Any) -> list[Difference]:
             f"package {name} build",
             f"{', '.join(sorted(tags_a))} on {os_a}" + ("" if wheel_a else " (not from the lock)"),
             f"{', '.join(sorted(tags_b))} on {os_b}" + ("" if wheel_b else " (not from the lock)"),
-            severity=BREAKS,
             fix=fix,
         )
     ]

@@ -151,10 +151,7 @@ def _generate_check(report: Report, path: Path | None) -> None:
             raise RuntimeError("the tiny checkpoint could not be written")
         from athena.models.olmoe import OLMoEConfig, OLMoEModel
 
-        config = OLMoEConfig(
-            model_name=str(path), mlx_model_path=str(path), max_tokens=4, temperature=0.0, seed=0
-        )
-        model = OLMoEModel(config)
+        model = OLMoEModel(OLMoEConfig(str(path), mlx_model_path=str(path)))
         if not model.load():
             raise RuntimeError(f"OLMoEModel.load() returned False for {path} (see the log)")
         text = model.generate("Hello", max_tokens=4, temperature=0.0)

@@ -302,18 +302,16 @@ def probe_mlx() -> None:
 
 
 def main(argv: list) -> int:
-    modes = argv or ["env"]
-    if modes[0] == "files":
-        verify_files(modes[1:])
-        return 0
-    for mode in modes:
-        if mode == "env":
-            run_step("env", environment)
-        elif mode == "mlx":
-            probe_mlx()
-        else:
-            emit("error", ok=False, error=f"unknown probe mode {mode!r}")
-            return 2
+    mode, *names = argv or ["env"]  # run_probe runs one mode at a time
+    if mode == "files":
+        verify_files(names)
+    elif mode == "mlx":
+        probe_mlx()
+    elif mode == "env":
+        run_step("env", environment)
+    else:
+        emit("error", ok=False, error=f"unknown probe mode {mode!r}")
+        return 2
     return 0
 
 

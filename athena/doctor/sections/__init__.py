@@ -1,2 +1,1 @@
-"""The doctor's sections, one module each, in report order (the audit's is in ../audit.py);
-`athena.doctor.checks.run_doctor` composes them."""
+"""The doctor's sections in report order (the audit's is ../audit.py), composed by checks.py."""
