@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from athena import __version__
-from athena.doctor import compare
+from athena.doctor import compare, sections
 from athena.doctor.audit import audit_checks
 from athena.doctor.lock import find_project_root, normalize, read_checkout
 from athena.doctor.numerics import smoke_checks
 from athena.doctor.probe import DEFAULT_TIMEOUT, run_probe
 from athena.doctor.report import Report
-from athena.doctor.sections import packages, system
-from athena.doctor.sections.model import model_checks, models_checks
 from athena.host import Host, Metal, probe_host
 
 HOST_FIELDS = ("system", "machine", "os_version", "target", "rosetta", "total_memory")
@@ -41,9 +39,9 @@ def run_doctor(
     files against RECORD ([]: every locked one); `action_head`: a head file to fingerprint."""
     root = root or find_project_root()
     env = run_probe(python, ("env",), timeout=timeout)
-    python_info = system.env_info(env, root)
-    installed = packages.distributions(env)
-    versions: dict[str, str | None] = dict.fromkeys(packages.PACKAGES)
+    python_info = sections.env_info(env, root)
+    installed = sections.distributions(env)
+    versions: dict[str, str | None] = dict.fromkeys(sections.PACKAGES)
     for dist in installed:
         name = normalize(dist["name"])
         if name in versions or name == "athena":
@@ -52,10 +50,10 @@ def run_doctor(
     python_info["project_env"] = project_env
 
     real_host = host or probe_host()
-    required, why = packages.mlx_policy(real_host, versions)
+    required, why = sections.mlx_policy(real_host, versions)
     probe = None
     if required:
-        probe = run_probe(python, ("mlx",), timeout=timeout, expected_steps=packages.MLX_STEP_NAMES)
+        probe = run_probe(python, ("mlx",), timeout=timeout, expected_steps=sections.MLX_STEP_NAMES)
     steps = probe.steps if probe else {}  # Metal as mlx sees it, unless `host` is simulated
     device, info = steps.get("mlx.default_device") or {}, steps.get("mlx.device_info") or {}
     if host is None and device.get("ok") and device.get("metal_available") is not None:
@@ -72,18 +70,18 @@ def run_doctor(
         python=python_info,
         project={"root": str(root) if root else None, "uv_lock": lock is not None},
     )
-    system.system_checks(report, host, python_info)
-    system.project_check(report, root, problems)
-    system.python_pin_check(report, python_info, pin)
+    sections.system_checks(report, host, python_info)
+    sections.project_check(report, root, problems)
+    sections.python_pin_check(report, python_info, pin)
     locked = lock.versions if lock else None
-    packages.package_checks(report, host, versions, locked, lock_problem, project_env, required)
+    sections.package_checks(report, host, versions, locked, lock_problem, project_env, required)
     if verify_files is not None:
-        packages.files_check(report, python, timeout, lock, verify_files, installed)
-    packages.mlx_checks(report, host, probe, required, why)
-    system.memory_checks(report, host)
+        sections.files_check(report, python, timeout, lock, verify_files, installed)
+    sections.mlx_checks(report, host, probe, required, why)
+    sections.memory_checks(report, host)
     if model is not None:
-        model_checks(report, host, model)
-    models, head = models_checks(report, root, action_head)
+        sections.model_checks(report, host, model)
+    models, head = sections.models_checks(report, root, action_head)
     if audit:
         audit_checks(report, host, root, installed, python_info["executable"])
     if smoke:

@@ -17,7 +17,7 @@ from typing import Any
 from athena.doctor.lock import Lock, normalize
 from athena.doctor.probe import ProbeResult
 from athena.doctor.report import SCHEMA_ID, SCHEMA_PATH, schema_problem, shareable, shown
-from athena.doctor.sections.system import WIRED_LIMIT_MACOS, python_minor
+from athena.doctor.sections import WIRED_LIMIT_MACOS, python_minor
 from athena.host import Host
 from athena.source import file_digest
 

@@ -22,7 +22,7 @@ from athena.doctor.checks import run_doctor
 from athena.doctor.compare import ENV_NAMES, behaviour_env, fingerprint
 from athena.doctor.lock import read_python_pin, wheel_tags
 from athena.doctor.report import Report
-from athena.doctor.sections.system import python_pin_check
+from athena.doctor.sections import python_pin_check
 from athena.host import SYSCTL_NAMES, Host, Metal, probe_host
 
 from .conftest import ROOT, validate
