@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -309,8 +310,6 @@ def run_audit(
         else:
             results.append(audit_lock(root, target, uv=uv))
     if installed:
-        import sys
-
         results.append(audit_installed(installed_distributions(), environment=sys.executable))
     return results
 

@@ -62,7 +62,8 @@ def locked_packages(
         dist = installed.get(name)
         version = None if dist is None else str(dist["version"])
         tags = None if dist is None else list(dist.get("tags") or [])
-        wheel = None if dist is None else lock.wheel_for(name, str(version), tags or [])
+        wheels = lock.wheels.get((name, str(version)), [])  # the one built for its tags, if any
+        wheel = next((w for w in wheels if set(w.tags) & set(tags or [])), None)
         packages[name] = {
             "installed": version,
             "matches_lock": None if version is None else version in lock.versions[name],

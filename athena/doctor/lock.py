@@ -116,13 +116,6 @@ class Lock:
     versions: dict[str, set[str]] = field(default_factory=dict)
     wheels: dict[tuple[str, str], list[LockedWheel]] = field(default_factory=dict)
 
-    def wheel_for(self, name: str, version: str, tags: list[str]) -> LockedWheel | None:
-        """The locked wheel of `name` `version` built for one of `tags` (a WHEEL file's)."""
-        for wheel in self.wheels.get((name, version), []):
-            if set(wheel.tags) & set(tags):
-                return wheel
-        return None
-
 
 def read_lock(path: Path) -> Lock:
     """uv.lock's packages, versions and wheels, or ProjectFileError."""

@@ -101,17 +101,13 @@ class Report:
         ]
         for section in SECTIONS:
             checks = [c for c in self.checks if c.section == section]
-            if not checks:
-                continue
-            lines += ["", section.upper()]
-            previous = None
-            for check in checks:
+            lines += ["", section.upper()] if checks else []
+            for index, check in enumerate(checks):
+                previous = checks[index - 1] if index else None
                 mark = check.status.upper() + ("*" if check.required else " ")
-                detail = check.detail
-                if previous and check.status == previous.status == "skip":
-                    detail = "(same reason)" if detail == previous.detail else detail
+                same = previous and previous.status == "skip" and previous.detail == check.detail
+                detail = "(same reason)" if same and check.status == "skip" else check.detail
                 lines.append(f"  {mark:5} {check.title:{width}}  {detail}")
-                previous = check
                 if check.hint and check.status in ("fail", "warn", "skip"):
                     lines.append(f"  {'':5} {'':{width}}  -> {check.hint}")
         counts = ", ".join(f"{n} {s}" for s, n in self.summary().items() if n)

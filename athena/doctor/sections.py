@@ -1,7 +1,5 @@
-"""The doctor's sections, composed in report order by checks.py (the audit's is in audit.py,
-the smoke section in numerics.py): system and memory; packages (installed versions against
-uv.lock, --verify-files), imports and mlx from the probe, with Metal; model (--model MODEL, the
-preflight's view of one folder) and models (models.lock's models, the action head's sha256)."""
+"""The doctor's sections but the audit (audit.py) and smoke (numerics.py), composed by checks.py:
+system, memory, packages (and --verify-files), imports, mlx, model (--model) and models."""
 
 from __future__ import annotations
 
