@@ -77,8 +77,7 @@ def parse_tree(text: str) -> list[TreeLine]:
 
 
 def uv_executable() -> str | None:
-    """The uv that runs this (`uv run` sets $UV), else the one on PATH (seen through a pyenv
-    shim, see `pyenv_uv`)."""
+    """The uv that runs this (`uv run` sets $UV), else the one on PATH (or behind pyenv's shim)."""
     candidate = os.environ.get("UV")
     if candidate and Path(candidate).is_file():
         return candidate

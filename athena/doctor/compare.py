@@ -51,9 +51,8 @@ def behaviour_env(
 def locked_packages(
     lock: Lock | None, distributions: Iterable[Mapping[str, Any]]
 ) -> dict[str, dict[str, Any]] | None:
-    """For each package in uv.lock: the installed version (None: not installed here), whether
-    uv.lock pins it, the wheel tags it was installed from (its WHEEL file's `Tag:` lines) and
-    the locked wheel with those tags (file name, sha256), or None: not from the lock."""
+    """For each package in uv.lock: the installed version (None: not here), whether uv.lock pins
+    it, its wheel tags, and the locked wheel with those tags (None: not from the lock)."""
     if lock is None:
         return None
     installed = {normalize(str(d["name"])): d for d in distributions}
@@ -193,8 +192,7 @@ def load_report(path: Path) -> dict[str, Any]:
 
 
 def check_report(report: dict[str, Any], name: str) -> dict[str, Any]:
-    """`report` when schema.json admits it and it holds what a verdict needs; else
-    CompareError naming the field and the report."""
+    """`report` if schema.json admits it and it holds what a verdict needs, else CompareError."""
     problem = schema_problem(report, json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
     fingerprint = _map(report.get("fingerprint"))
     empty = next((path for path in NEEDED if _get(fingerprint, path) in (None, {}, "")), None)
@@ -288,8 +286,7 @@ SECTIONS: tuple[tuple[str, Callable[[str, Any, Any, Any, Any], list[Difference]]
 def compare(
     a: Mapping[str, Any], b: Mapping[str, Any]
 ) -> tuple[list[Difference], list[Difference]]:
-    """(breaking, expected) differences between two reports' fingerprints; `expected` holds
-    what may change numerics, then what is informational."""
+    """(breaking, expected) differences of two fingerprints; expected: numerics, then info."""
     fa, fb = _map(a.get("fingerprint")), _map(b.get("fingerprint"))
     rows = [
         Difference(what, _get(fa, path), _get(fb, path), severity=severity, fix=fix)

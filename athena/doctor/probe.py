@@ -33,8 +33,7 @@ def error_text(error: BaseException) -> str:
 
 def distributions() -> list:
     """Every installed distribution of this interpreter: name, version, requirement strings,
-    the wheel tags it was installed from (its WHEEL file's `Tag:` lines) and its installer.
-    The one place the doctor and the audit read them."""
+    the wheel tags it was installed from (its WHEEL file's `Tag:` lines) and its installer."""
     from importlib import metadata
 
     dists = []
