@@ -264,9 +264,7 @@ def _encode_command(args: argparse.Namespace) -> int:
                         )
                     except TextTooLong as error:
                         number = numbers[error.index or 0]
-                        where = (
-                            f"TEXT {number}" if args.input is None else f"line {number} of {name}"
-                        )
+                        where = f"line {number} of {name}" if args.input else f"TEXT {number}"
                         raise CommandError(
                             f"{where} has {error.tokens:,} tokens, more than this model's "
                             f"{error.limit:,} positions (max_position_embeddings); shorten or "

@@ -48,12 +48,7 @@ class TreeLine:
     depth: int
     name: str
     version: str | None
-    annotation: str  # "(group: torch)", "(extra: gpu)", "(*)", ...
-    extras: str = ""  # "[cpu]" in "mlx[cpu] v0.32.4"
-
-    def label(self) -> str:
-        text = self.name + self.extras + (f" {self.version}" if self.version else "")
-        return f"{text} {self.annotation}".strip()
+    label: str  # as a chain shows it: "mlx[cpu] 0.32.4 (group: mlx-cpu)", "triton 3.1.0 (*)"
 
 
 _TREE_ENTRY = re.compile(
@@ -71,8 +66,9 @@ def parse_tree(text: str) -> list[TreeLine]:
         if not stripped or not match:
             continue
         depth = (len(raw) - len(stripped)) // 4
-        name, rest = normalize(match["name"]), match["rest"].strip()
-        lines.append(TreeLine(depth, name, match["version"], rest, match["extras"] or ""))
+        name, version = normalize(match["name"]), match["version"]
+        label = name + (match["extras"] or "") + (f" {version}" if version else "")
+        lines.append(TreeLine(depth, name, version, f"{label} {match['rest'].strip()}".strip()))
     return lines
 
 
@@ -144,7 +140,7 @@ def chains_from_inverted(lines: Sequence[TreeLine]) -> list[list[str]]:
         path.append(line)
         next_depth = lines[index + 1].depth if index + 1 < len(lines) else 0
         if next_depth <= line.depth and len(path) > 1:
-            chains.append([entry.label() for entry in reversed(path)])
+            chains.append([entry.label for entry in reversed(path)])
     chains.sort(key=len)
     return chains
 
@@ -223,26 +219,18 @@ def audit_lock(root: Path, target: Target, *, uv: str | None = None) -> AuditRes
     try:
         lines = parse_tree(run_uv_tree(root, target, uv=uv))
         seen: dict[str, str] = {}
-        for line in lines:
-            if line.depth == 0 and line.version is None:
-                continue  # the project itself
+        for line in (line for line in lines if line.depth or line.version):  # not the project
             seen.setdefault(line.name, line.version or "")
         result.packages = len(seen)
         for name, version in sorted(seen.items()):
-            reason = cuda_reason(name, version)
-            if reason is None:
-                continue
-            inverted = run_uv_tree(
-                root, target, "--invert", "--no-dedupe", "--package", name, uv=uv
-            )
-            chains = chains_from_inverted(parse_tree(inverted))
-            result.offenders.append(
-                Offender(name, version, reason, chains[:MAX_CHAINS], len(chains))
-            )
+            if reason := cuda_reason(name, version):
+                why = ("--invert", "--no-dedupe", "--package", name)  # project -> ... -> name
+                chains = chains_from_inverted(parse_tree(run_uv_tree(root, target, *why, uv=uv)))
+                offender = Offender(name, version, reason, chains[:MAX_CHAINS], len(chains))
+                result.offenders.append(offender)
+        result.ok = not result.offenders
     except UvError as error:
         result.error = damaged_file(root) or str(error)
-        return result
-    result.ok = not result.offenders
     return result
 
 
@@ -264,8 +252,7 @@ def audit_installed(
             dependents.setdefault(required, []).append(name)
     offenders = []
     for name, dist in sorted(dists.items()):
-        reason = cuda_reason(name, str(dist.get("version") or ""))
-        if reason:
+        if reason := cuda_reason(name, str(dist.get("version") or "")):
             required_by = sorted(d for d in dependents.get(name, []) if d in dists)
             offenders.append(Offender(name, str(dist.get("version")), reason, [], 0, required_by))
     scope = "every installed distribution"
@@ -383,8 +370,7 @@ def audit_checks(
     data = asdict(installed)
     detail, hint = installed.summary(), installed.hint()
     status = "pass" if installed.ok else "fail"
-    torch = host.is_linux and explained_by_torch(installed, distributions)
-    if not installed.ok and torch:
+    if host.is_linux and explained_by_torch(installed, distributions):  # False when none is CUDA
         data["explained_by_torch"] = True
         status = "warn"
         detail = (
