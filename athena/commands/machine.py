@@ -13,6 +13,8 @@ from athena.doctor import checks
 from athena.doctor.lock import find_project_root, is_project_root
 from athena.source import DTYPES
 
+LOAD_OPTIONS = ("backend", "dtype", "quantize_bits", "router_bits", "context")
+
 
 def add_inspect_command(sub: argparse._SubParsersAction) -> None:
     """`inspect` (issue #16): what the preflight knows about a model folder."""
@@ -63,15 +65,8 @@ def _inspect_command(args: argparse.Namespace) -> int:
         info = preflight.inspect_model(args.model)
     except SourceError as error:
         raise CommandError(str(error)) from None
-    report = preflight.describe(
-        info,
-        backend=args.backend,
-        dtype=args.dtype,
-        quantize_bits=args.quantize_bits,
-        router_bits=args.router_bits,
-        context=args.context,
-        bandwidth=machine_bandwidth(),
-    )
+    load = {name: getattr(args, name) for name in LOAD_OPTIONS}  # "this load", as the flags say
+    report = preflight.describe(info, **load, bandwidth=machine_bandwidth())
     print(json.dumps(report, indent=2) if args.json else preflight.render(report))
     if report["problems"] and not args.json:
         raise CommandError(report["problems"][0])

@@ -14,6 +14,7 @@ from typing import Any
 from athena import encode_io
 from athena.source import DTYPES
 
+CONFIG_OPTIONS = ("revision", "dtype", "quantize_bits", "router_bits", "allow_oversize")
 DTYPE_NAMES = ", ".join(DTYPES[:-1]) + " or " + DTYPES[-1]  # float32, float16 or bfloat16
 
 
@@ -90,16 +91,13 @@ def load_model(args: argparse.Namespace) -> Any:
             "Linux: uv sync --group mlx-cpu)"
         )
     try:
+        same = {name: getattr(args, name) for name in CONFIG_OPTIONS}  # named as the flags
         config = olmoe.OLMoEConfig(
             model_name=args.model,
-            revision=args.revision,
             use_mlx=args.backend != "transformers",
             allow_fallback=args.backend is None,
-            dtype=args.dtype,
-            quantize_bits=args.quantize_bits,
-            router_bits=args.router_bits,
-            allow_oversize=args.allow_oversize,
             action_head_path=getattr(args, "action_head", None),  # `encode --action-head`
+            **same,
         )
     except ValueError as error:
         raise CommandError(str(error)) from None
@@ -249,19 +247,14 @@ def _encode_command(args: argparse.Namespace) -> int:
             if args.output is not None:
                 writer = stack.enter_context(encode_io.NpyWriter(args.output))
             report = stack.enter_context(progress(None, not args.no_progress))
+            options = {"batch_size": args.batch_size, "truncate": args.truncate, "on_batch": report}
             count = 0
             try:
                 size = max(ENCODE_CHUNK, args.batch_size)
                 while chunk := list(itertools.islice(lines, size)):
                     numbers, texts = [n for n, _ in chunk], [t for _, t in chunk]
                     try:
-                        vectors = model.encode(
-                            texts,
-                            batch_size=args.batch_size,
-                            truncate=args.truncate,
-                            show_progress=False,
-                            on_batch=report,
-                        )
+                        vectors = model.encode(texts, show_progress=False, **options)
                     except TextTooLong as error:
                         number = numbers[error.index or 0]
                         where = f"line {number} of {name}" if args.input else f"TEXT {number}"
@@ -344,13 +337,8 @@ def _convert_command(args: argparse.Namespace) -> int:
     from athena.errors import BackendMissing, LoadError, SourceError
 
     try:
-        path = convert_model(
-            args.model,
-            args.out,
-            bits=args.bits,
-            group_size=args.group_size,
-            router_bits=args.router_bits,
-        )
+        quantization = {name: getattr(args, name) for name in ("bits", "group_size", "router_bits")}
+        path = convert_model(args.model, args.out, **quantization)
     except FolderNotEmpty as error:
         raise CommandError(
             f"{error.folder} is not empty; choose a new or empty folder for the copy"

@@ -60,10 +60,7 @@ def find_project_root(start: Path | None = None) -> Path | None:
     if is_project_root(PACKAGE_ROOT):
         return PACKAGE_ROOT
     start = (start or Path.cwd()).resolve()
-    for candidate in (start, *start.parents):
-        if is_project_root(candidate):
-            return candidate
-    return None
+    return next((path for path in (start, *start.parents) if is_project_root(path)), None)
 
 
 class ProjectFileError(Exception):
