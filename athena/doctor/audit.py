@@ -74,8 +74,7 @@ def parse_tree(text: str) -> list[TreeLine]:
 
 def uv_executable() -> str | None:
     """The uv that runs this (`uv run` sets $UV), else the one on PATH (or behind pyenv's shim)."""
-    candidate = os.environ.get("UV")
-    if candidate and Path(candidate).is_file():
+    if (candidate := os.environ.get("UV")) and Path(candidate).is_file():
         return candidate
     found = shutil.which("uv")
     if found and Path(found).parent.name == "shims" and "pyenv" in found:
@@ -154,10 +153,9 @@ MAX_CHAINS = 3
 
 def cuda_reason(name: str, version: str | None = None) -> str | None:
     """Why `name` (at `version`) is a CUDA package, or None when it is not."""
-    normalized = normalize(name)
-    for pattern in CUDA_PATTERNS:
-        if fnmatch.fnmatchcase(normalized, pattern):
-            return f"name matches {pattern}"
+    matched = [p for p in CUDA_PATTERNS if fnmatch.fnmatchcase(normalize(name), p)]
+    if matched:
+        return f"name matches {matched[0]}"
     if version and CUDA_LOCAL_VERSION.search(version):
         return f"version {version} is a CUDA build (+cu local version)"
     return None
@@ -306,8 +304,7 @@ def format_result(result: AuditResult) -> list[str]:
     lines = [f"{status} {result.level} {result.target} ({result.scope}): {result.summary()}"]
     for offender in result.offenders:
         lines.append(f"     - {offender.name} {offender.version}: {offender.reason}")
-        for chain in offender.chains:
-            lines.append(f"         {' -> '.join(chain)}")
+        lines += [f"         {' -> '.join(chain)}" for chain in offender.chains]
         if offender.chain_count > len(offender.chains):
             lines.append(f"         (and {offender.chain_count - len(offender.chains)} more)")
         if offender.required_by:
@@ -332,9 +329,8 @@ def render_audit(results: Sequence[AuditResult]) -> str:
     lines = [f"CUDA-package audit; patterns: {', '.join(CUDA_PATTERNS)}, +cu local versions"]
     for result in results:
         lines.extend(format_result(result))
-        text = result.hint()
-        if text and not result.error:
-            lines.append(f"     -> {text}")
+        if result.hint() and not result.error:
+            lines.append(f"     -> {result.hint()}")
     lines.append("OK: no CUDA package." if all(r.ok for r in results) else "FAILED: see above.")
     return "\n".join(lines)
 

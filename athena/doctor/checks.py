@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -95,8 +96,6 @@ def run_doctor(
 
 def main(argv: list[str] | None = None) -> int:
     """scripts/verify_env.py and `athena doctor`."""
-    import argparse
-
     parser = argparse.ArgumentParser(
         prog="verify_env.py",
         description="Check the athena environment: system, packages, mlx, memory, CUDA audit.",
@@ -171,8 +170,7 @@ def usage_problem(args: Any) -> str | None:
 
 def run(args: Any) -> int:
     """Print the report; the exit code is 0 when every required check passes."""
-    problem = usage_problem(args)
-    if problem:
+    if problem := usage_problem(args):
         print(f"verify_env.py: {problem}", file=sys.stderr)
         return 2
     if getattr(args, "compare", None):
@@ -206,8 +204,7 @@ def run_compare(args: Any) -> int:
     except compare.CompareError as error:
         print(f"athena doctor --compare: {error}", file=sys.stderr)
         return 2
-    a, b = others
-    breaking, expected = compare.compare(a, b)
+    breaking, expected = compare.compare(*others)
     if args.json:
         print(json.dumps(compare.to_dict(names, breaking, expected), indent=2, default=str))
     else:

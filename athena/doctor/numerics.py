@@ -137,8 +137,7 @@ def smoke_checks(report: Report, generate: bool = True) -> None:
                 report.add(_check(backend, "fail", str(error), hint=f"`{REGENERATE}`"))
             return
         for backend in MISSING:
-            module = "mlx_lm" if backend == "mlx" else "torch"
-            if importlib.util.find_spec(module) is None:
+            if importlib.util.find_spec("mlx_lm" if backend == "mlx" else "torch") is None:
                 report.add(_check(backend, "skip", MISSING[backend], required=False))
             else:
                 _reference_check(report, backend, path, reference)

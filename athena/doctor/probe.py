@@ -21,9 +21,7 @@ DEFAULT_TIMEOUT = 600.0
 
 def emit(step: str, **fields: object) -> None:
     """One result line: the marker, then JSON with at least `step`."""
-    fields["step"] = step
-    sys.stdout.write(STEP_PREFIX + json.dumps(fields, default=str) + "\n")
-    sys.stdout.flush()
+    print(STEP_PREFIX + json.dumps({**fields, "step": step}, default=str), flush=True)
 
 
 def error_text(error: BaseException) -> str:

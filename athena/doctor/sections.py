@@ -139,9 +139,9 @@ def project_check(report: Report, root: Path | None, problems: Mapping[str, str 
     if not damaged:
         detail = f"{' and '.join(found)} not read: {next(iter(found.values()))}"
     hint = "; ".join(s[-1] for s in sentences) if damaged else None
-    required = status == "fail"
-    data = dict(problems)
-    report.add(Check("system.project", title, status, detail, required, hint=hint, data=data))
+    report.add(
+        Check("system.project", title, status, detail, status == "fail", hint, dict(problems))
+    )
 
 
 def python_minor(version: object) -> str | None:
