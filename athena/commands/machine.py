@@ -84,8 +84,7 @@ def add_doctor_commands(sub: argparse._SubParsersAction) -> None:
     checks.add_arguments(doctor)
 
     def run_doctor(args: argparse.Namespace) -> int:
-        problem = checks.usage_problem(args)
-        if problem:
+        if problem := checks.usage_problem(args):
             raise CommandError(problem)
         return checks.run(args)
 
