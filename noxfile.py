@@ -7,8 +7,8 @@ versions it runs on, and runs pytest with --strict-markers --strict-config.
 
   tests    on each supported Python: tests/ but tests/env (the loader, the doctor, the heads,
            the CLI), the code whose behaviour can depend on the Python; PIN_ONLY_TESTS (the
-           guides in docs/, the benchmarks' smoke runs, the audit mutations) on the pinned
-           Python only;
+           guides in docs/, the benchmarks' runs, the audit mutations, the ring of ranks) on
+           the pinned Python only;
   lint     ruff, mypy, import-linter (the floors), and tests/env's checks of CI's own files;
   lock     `uv lock --check` and tests/env/test_lock.py;
   nix      tests/env/test_flake.py;
@@ -50,7 +50,11 @@ PYTEST = ("pytest", "--strict-markers", "--strict-config")
 # The test sessions run on every core (pytest-xdist), a test file to a worker: a file's module
 # fixtures (a bench run, a model written once) run once. Most of a test's time is CPU-bound
 # (a child process importing mlx or torch, a tiny model running), so a worker per core pays.
-PARALLEL = ("-n", "auto", "--dist", "loadfile")
+# The files are handed out in the order tests/conftest.py collects them, those with a `slow`
+# test first; xdist's own order (most tests first) left the few-test, minutes-long files (the
+# bench smoke runs) to the end, one worker running two of them while the other idled (~45 s
+# of the 3.12 session on 2 cores, simulated from measured durations).
+PARALLEL = ("-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder")
 # ... and each worker (and every child process it starts) on one thread: the workers are the
 # parallelism. torch's OpenMP threads on a tiny model only spin: tests/loader took 73 s of CPU
 # with them and 44 s without, on 2 cores (OpenBLAS and MKL read the same variable).
@@ -73,7 +77,8 @@ ENV_TESTS = {
 }
 # What `tests` runs on the pinned Python only, not on each of the three (~3 minutes a Python):
 # tests that drive commands rather than Python code (the benchmarks' smoke runs are
-# bench/run.py in child processes; the audit mutations run `uv lock` on altered copies), and
+# bench/run.py in child processes; the audit mutations run `uv lock` on altered copies; the
+# reasons of the others are beside them), and
 # the guides, whose code blocks run on the pinned Python as a teammate reads them. The guides
 # run among the tests, not in a session of their own: on one worker they left the other idle.
 GUIDES = "docs"
@@ -83,6 +88,15 @@ PIN_ONLY_TESTS = (
     "tests/bench/test_smoke_encode.py",
     "tests/bench/test_smoke_memory.py",
     "tests/doctor/test_audit_mutations.py",
+    # A real ring of ranks (mlx.launch on loopback, ranks killed, stalled and timed out): what
+    # it shows is MLX's ring and the OS's process supervision. athena's own part, the status
+    # lines, the closing sentence and each rank's settings, runs on every Python in
+    # tests/heads/test_launch.py, without processes (the ring: ~115 s of a worker here).
+    "tests/heads/test_distributed.py",
+    # bench/fit.py measuring a child's peak anonymous memory while mlx loads a model (a
+    # benchmark, like the smoke runs): MLX's allocations and the kernel's accounting. The
+    # preflight's estimates it is held to are tested on every Python in tests/loader/test_fit.py.
+    "tests/bench/test_fit_bench.py",
 )
 
 

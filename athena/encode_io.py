@@ -26,27 +26,20 @@ class BadLine(ValueError):
 
 
 def input_format(path: str, fmt: str | None) -> str:
-    """`fmt` if given, else "jsonl" for a .jsonl/.ndjson path, else "txt" (stdin too)."""
     if fmt is not None:
         return fmt
     return "jsonl" if Path(path).suffix.lower() in JSONL_SUFFIXES else "txt"
 
 
-@contextlib.contextmanager
-def open_input(path: str) -> Iterator[IO[bytes]]:
+def open_input(path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
     """The input as bytes: `-` is stdin (left open), anything else a file."""
-    if path == "-":
-        yield sys.stdin.buffer
-        return
-    with open(path, "rb") as f:
-        yield f
+    return contextlib.nullcontext(sys.stdin.buffer) if path == "-" else open(path, "rb")
 
 
 def read_texts(stream: IO[bytes], fmt: str, name: str) -> Iterator[tuple[int, str]]:
     """Yield (line number, text) for each line of `stream`, one line in memory at a time."""
     for number, raw in enumerate(stream, 1):
-        line = raw[:-1] if raw.endswith(b"\n") else raw
-        line = line[:-1] if line.endswith(b"\r") else line
+        line = raw.removesuffix(b"\n").removesuffix(b"\r")
         try:
             decoded = line.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as error:
@@ -81,55 +74,39 @@ def _jsonl_text(line: str, number: int, name: str) -> str:
     return value
 
 
-class NpyWriter:
+class NpyWriter(contextlib.AbstractContextManager["NpyWriter"]):
     """Append float32 rows to a temporary .npy beside `target`; `commit()` renames it over
     `target`, `discard()` (or leaving the `with` block on an error) removes it."""
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
-        self.target = Path(target)
-        self.rows = 0
-        self.width: int | None = None
-        self._header_length = 0
-        self._writing = replacing(self.target)
-        self.temporary = self._writing.__enter__()
-        self._file = open(self.temporary, "wb")  # noqa: SIM115 (closed by commit or discard)
-
-    def __enter__(self) -> NpyWriter:
-        return self
+        self.rows, self.width = 0, 0
+        self._writing = replacing(target)
+        self._file = open(self._writing.__enter__(), "wb")  # noqa: SIM115 (commit/discard close it)
 
     def __exit__(self, *exc: object) -> None:
         if not self._file.closed:
             self.discard()
 
-    def _header(self, rows: int) -> bytes:
-        import io
-
+    def _write_header(self) -> None:
+        """At the start of the file; as long for any row count (numpy pads it for growth)."""
         import numpy as np
 
-        buffer = io.BytesIO()
-        np.lib.format.write_array_header_1_0(
-            buffer, {"descr": "<f4", "fortran_order": False, "shape": (rows, self.width)}
-        )
-        return buffer.getvalue()
+        self._file.seek(0)
+        header = {"descr": "<f4", "fortran_order": False, "shape": (self.rows, self.width)}
+        np.lib.format.write_array_header_1_0(self._file, header)
 
     def append(self, vectors: np.ndarray) -> None:
         import numpy as np
 
         rows = np.ascontiguousarray(vectors, dtype="<f4")
-        if self.width is None:
+        if not self.width:
             self.width = int(rows.shape[1])
-            header = self._header(0)
-            self._header_length = len(header)
-            self._file.write(header)
+            self._write_header()
         self._file.write(rows.tobytes())
         self.rows += len(rows)
 
     def commit(self) -> None:
-        header = self._header(self.rows)
-        if len(header) != self._header_length:  # numpy pads the header so this cannot happen
-            raise RuntimeError("the .npy header changed length; the output was not written")
-        self._file.seek(0)
-        self._file.write(header)
+        self._write_header()
         self._file.close()
         self._writing.__exit__(None, None, None)  # fsync, rename over the target
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from athena.atomic import write_file
-from athena.errors import SourceError
+from athena.errors import LoadError, SourceError
 from athena.source import read_json
 
 # sysctl names read on a Mac: Rosetta, physical memory, the GPU's wired-memory ceiling, the chip.
@@ -57,6 +57,7 @@ class Host:
     sysctl: Mapping[str, str] = field(default_factory=dict)  # a Mac only: SYSCTL_NAMES read
     metal: Metal | None = None  # None: unknown (mlx not importable or not probed)
     chip: str | None = None  # "Apple M3 Pro" (sysctl machdep.cpu.brand_string); Linux: cpuinfo
+    mps: bool | None = None  # torch.backends.mps.is_available(); None: not asked yet
 
     @property
     def is_mac(self) -> bool:
@@ -144,6 +145,53 @@ def probe_host(metal: Metal | None = None) -> Host:
         rosetta=values.get("sysctl.proc_translated") == "1", sysctl=values, metal=metal,
         chip=values.get("machdep.cpu.brand_string"),
     )  # fmt: skip
+
+
+# Where the transformers backend computes (OLMoEConfig.device, --device); mlx picks its own.
+TORCH_DEVICES = ("auto", "cpu", "mps")
+
+
+def torch_device(wanted: str = "auto", host: Host | None = None) -> str:
+    """ "cpu" or "mps" (the Mac's GPU through torch) for `wanted`: auto is mps on Apple Silicon
+    when torch reports it available, else cpu. LoadError (one sentence) for mps where there
+    is none. Asks torch (importing it) only on Apple Silicon."""
+    if wanted == "cpu":
+        return "cpu"
+    host = host or probe_host()
+    if not host.is_apple_silicon:
+        if wanted == "mps":
+            raise LoadError(
+                f"device='mps' needs an Apple Silicon Mac, and this is {host.target}; "
+                "use device='cpu' or 'auto'"
+            )
+        return "cpu"
+    available = host.mps if host.mps is not None else _torch_mps_available()
+    if wanted == "mps" and not available:
+        raise LoadError(
+            "device='mps' but torch reports no MPS device here (a macOS virtual machine, such "
+            "as GitHub's hosted runners, has no GPU); use device='cpu' or 'auto'"
+        )
+    return "mps" if available else "cpu"
+
+
+def _torch_mps_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.backends.mps.is_available())
+
+
+def mps_dtype_problem(dtype: str, host: Host | None = None) -> str | None:
+    """Why torch's MPS cannot compute in `dtype` on this Mac's macOS, or None."""
+    host = host or probe_host()
+    version = host.macos_version or ()
+    if dtype == "bfloat16" and version < (14,):
+        return (
+            f"bfloat16 on the Mac's GPU (MPS) needs macOS 14 or newer, and this Mac runs "
+            f"{host.os_version}; use dtype='float16' or 'float32', or device='cpu'"
+        )
+    return None
 
 
 def installed_backends() -> list[str]:

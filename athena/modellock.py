@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -63,10 +64,7 @@ def find_project(start: Path | None = None) -> Path | None:
         folder = (start or Path.cwd()).resolve()
     except OSError:  # the current folder was removed
         return None
-    for candidate in (folder, *folder.parents):
-        if (candidate / "pyproject.toml").is_file():
-            return candidate
-    return None
+    return next((p for p in (folder, *folder.parents) if (p / "pyproject.toml").is_file()), None)
 
 
 def _read_toml(file: Path) -> dict[str, Any]:
@@ -91,13 +89,8 @@ def declared(project: Path) -> dict[str, dict[str, str]]:
         raise SourceError(f"[tool.athena.models] in {project / 'pyproject.toml'} is not a table")
     result = {}
     for name, spec in models.items():
-        keys = set(spec) if isinstance(spec, dict) else {"?"}
-        values = spec.values() if isinstance(spec, dict) else ()
-        if (
-            len(keys) > 1
-            or not keys <= {"revision", "path"}
-            or not all(isinstance(v, str) and v for v in values)
-        ):
+        ok = isinstance(spec, dict) and len(spec) <= 1 and set(spec) <= {"revision", "path"}
+        if not ok or not all(isinstance(v, str) and v for v in spec.values()):
             raise SourceError(
                 f"[tool.athena.models] {name!r} = {str(spec)[:200]} is not allowed; use {{}}, "
                 '{ revision = "a branch, tag or commit" } or { path = "a folder" }'
@@ -120,13 +113,10 @@ def read_lock(project: Path) -> dict[str, LockedModel]:
     models = {}
     for entry in data.get("model", []):
         try:
-            model = LockedModel(
-                name=entry["name"],
-                files=tuple(LockedFile(f["path"], f["size"], f["sha256"]) for f in entry["files"]),
-                revision=entry.get("revision"),
-                commit=entry.get("commit"),
-                path=entry.get("path"),
-            )
+            name = entry["name"]
+            files = tuple(LockedFile(f["path"], f["size"], f["sha256"]) for f in entry["files"])
+            optional = (entry.get(key) for key in ("revision", "commit", "path"))
+            model = LockedModel(name, files, *optional)
         except (KeyError, TypeError) as error:
             raise SourceError(
                 f"{file} has an entry without {error} ({str(entry)[:200]}); run `athena models "
@@ -236,15 +226,11 @@ def _lock_hub(name: str, revision: str) -> LockedModel:
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)  # read now, not at its import
     try:
         commit = str(api.model_info(name, revision=revision).sha)
-        tree = [
-            f
-            for f in api.list_repo_tree(name, revision=commit)  # top level only
-            if isinstance(f, RepoFile) and _needed(f.path)
-        ]
         files = [  # a small git file (no lfs): the hub gives its sha1 only, so hash it here
             LockedFile(f.path, f.lfs.size, f.lfs.sha256) if f.lfs is not None
             else LockedFile(f.path, **file_digest(Path(_download(name, f.path, commit))))
-            for f in tree
+            for f in api.list_repo_tree(name, revision=commit)  # top level only
+            if isinstance(f, RepoFile) and _needed(f.path)
         ]  # fmt: skip
     except Exception as error:
         raise _hub_error(name, revision, error) from None
@@ -278,9 +264,7 @@ def sync(project: Path) -> list[str]:
 
 def _fetch(model: LockedModel, project: Path) -> None:
     folder = folder_of(model, project)
-    for f in model.files:
-        if (folder / f.path).exists():
-            continue
+    for f in [f for f in model.files if not (folder / f.path).exists()]:
         try:
             _download(model.name, f.path, str(model.commit))
         except Exception as error:
@@ -296,9 +280,8 @@ def _fetch(model: LockedModel, project: Path) -> None:
 def verify(project: Path, *, names: list[str] | None = None) -> list[str]:
     """Check the files of the locked models (or those `names`) against the lock: one sentence
     per changed, missing or extra file, with the command that mends it."""
-    state = read_state()
+    state, problems = read_state(), []
     before = dict(state)
-    problems = []
     for model in read_lock(project).values():
         if names is None or model.name in names:
             problems += _model_problems(model, project, state)
@@ -375,11 +358,9 @@ def read_state() -> State:
 
 def write_state(state: State) -> None:
     kept = {path: record for path, record in state.items() if os.path.exists(path)}
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache: the next load hashes again
         state_file().parent.mkdir(parents=True, exist_ok=True)
         write_file(state_file(), json.dumps(kept, sort_keys=True))
-    except OSError:
-        pass  # a read-only cache: the next load hashes again
 
 
 ModelState = Literal["verified", "unverified", "missing"]

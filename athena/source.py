@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import stat
@@ -51,7 +52,6 @@ class ModelSource:
 
     @property
     def folder(self) -> Path:
-        """The local folder; a hub id must have been located first."""
         if self.path is None:
             raise SourceError(f"{self.name!r} has no local folder yet; locate() it first")
         return self.path
@@ -60,18 +60,15 @@ class ModelSource:
 def resolve_source(name: str) -> ModelSource:
     """Tell a local folder from a hub id, without touching the network."""
     path = Path(name).expanduser()
-    if _exists(path):
-        return ModelSource(name, "folder", path)
     org = name.split("/", 1)[0]
-    looks_like_hub_id = (
-        _HUB_ID.match(name) is not None
+    hub = (
+        not _exists(path)
+        and _HUB_ID.match(name) is not None
         and ".." not in name
         and not name.endswith((".json", ".safetensors"))
         and not ("/" in name and Path(org).is_dir())
     )
-    if looks_like_hub_id:
-        return ModelSource(name, "hub")
-    return ModelSource(name, "folder", path)
+    return ModelSource(name, "hub") if hub else ModelSource(name, "folder", path)
 
 
 def _exists(path: Path) -> bool:
@@ -158,7 +155,8 @@ def _hub_failure(name: str, error: BaseException) -> SourceError:
 
 
 def file_digest(path: Path) -> dict[str, Any]:
-    """{size, sha256} of a file, read 1 MiB at a time."""
+    """{size, sha256} of a file, read 1 MiB at a time (no hashlib.file_digest: the doctor
+    runs this on Python 3.9)."""
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
@@ -179,9 +177,10 @@ def unreadable(path: Path, error: OSError) -> SourceError:
     return SourceError(f"cannot read {path} ({reason}); {advice}")
 
 
-def check_model_folder(path: Path) -> None:
-    """Raise SourceError (one sentence) unless `path` is an OLMoE folder with sound safetensors;
-    a filesystem error (a link loop, no permission) is one too, naming the path."""
+def check_model_folder(path: Path) -> tuple[dict[str, Any], dict[Path, dict[str, Any]]]:
+    """Its config.json and each weights file's header (read once), or SourceError (one sentence)
+    unless `path` is an OLMoE folder with sound safetensors; a filesystem error (a link loop,
+    no permission) is one too, naming the path."""
     try:
         kind = _kind(path)  # an OSError other than "not found" (a loop, no permission) goes up
         if kind is None:
@@ -199,28 +198,20 @@ def check_model_folder(path: Path) -> None:
                 f"{path} is a file, not a model folder; pass the folder that holds it"
             )
         os.listdir(path)  # PermissionError here names the folder, not a file in it
-        config_kind = _kind(path / "config.json")
-        if config_kind is None:
+        if _kind(path / "config.json") is None:
             raise SourceError(f"config.json not found in {path} (is this a model folder?)")
-        if config_kind == "folder":
-            raise IsADirectoryError(21, "Is a directory", str(path / "config.json"))
+        # a folder named config.json: read_config raises IsADirectoryError's sentence
         config = read_config(path)
         model_type = config.get("model_type")
-        if model_type is None:
-            raise SourceError(
-                f"config.json in {path} has no model_type; athena loads OLMoE checkpoints "
-                "(model_type 'olmoe')"
-            )
         if model_type != "olmoe":
+            has = "no model_type" if model_type is None else f"model_type {model_type!r}"
             raise SourceError(
-                f"config.json in {path} has model_type {model_type!r}; athena loads OLMoE "
-                "checkpoints (model_type 'olmoe')"
+                f"config.json in {path} has {has}; athena loads OLMoE checkpoints "
+                "(model_type 'olmoe')"
             )
         weight_files = weight_files_of(path)
         if not weight_files:
-            pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(
-                p.name for p in path.glob("*.pt")
-            )
+            pickled = [p.name for ext in ("*.bin", "*.pt") for p in sorted(path.glob(ext))]
             if pickled:
                 raise SourceError(
                     f"{path} has {pickled[0]} but no model*.safetensors; athena loads safetensors "
@@ -230,8 +221,7 @@ def check_model_folder(path: Path) -> None:
                 f"no model*.safetensors in {path}; the weights are missing (re-download or "
                 "re-create the checkpoint)"
             )
-        for weight_file in weight_files:
-            read_safetensors_header(weight_file)
+        return config, {file: read_safetensors_header(file) for file in weight_files}
     except OSError as error:
         raise unreadable(Path(error.filename or path), error) from None
 
@@ -246,12 +236,10 @@ def _kind(path: Path) -> Literal["file", "folder"] | None:
 
 
 def weight_files_of(path: Path) -> list[Path]:
-    """The folder's model*.safetensors files, sorted."""
     return sorted(path.glob("model*.safetensors"))
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """config.json of the folder `path` as a dict; SourceError (one sentence) otherwise."""
     return read_json(path / "config.json")
 
 
@@ -327,12 +315,10 @@ def read_safetensors_header(file: Path) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise SourceError(f"{damaged} (its header is not a JSON object); {advice}")
     tensors = {name: entry for name, entry in header.items() if name != "__metadata__"}
-    data_end = 0
     for name, entry in tensors.items():
-        problem = _entry_problem(entry)
-        if problem:
+        if problem := _entry_problem(entry):
             raise SourceError(f"{damaged} (tensor {name!r}: {problem}); {advice}")
-        data_end = max(data_end, int(entry["data_offsets"][1]))
+    data_end = max((int(entry["data_offsets"][1]) for entry in tensors.values()), default=0)
     expected = 8 + header_length + data_end
     if size < expected:
         raise SourceError(
@@ -353,10 +339,7 @@ def _entry_problem(entry: object) -> str | None:
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_natural, offsets))):
         return f"data_offsets {offsets!r} are not two byte offsets"
     start, end = offsets
-    elements = 1
-    for n in shape:
-        elements *= n
-    need = elements * SAFETENSORS_ITEMSIZE[dtype]
+    need = math.prod(shape) * SAFETENSORS_ITEMSIZE[dtype]
     if end - start != need:
         return (
             f"{end - start} bytes, but dtype {dtype} and shape {shape} need {need}; the header "

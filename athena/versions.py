@@ -7,19 +7,8 @@ import platform
 import sys
 from importlib import metadata
 
-PACKAGES = (
-    "athena",
-    "mlx",
-    "mlx-metal",
-    "mlx-cpu",
-    "mlx-lm",
-    "transformers",
-    "torch",
-    "tokenizers",
-    "safetensors",
-    "huggingface-hub",
-    "numpy",
-)
+PACKAGES = ("athena", "mlx", "mlx-metal", "mlx-cpu", "mlx-lm", "transformers", "torch",
+            "tokenizers", "safetensors", "huggingface-hub", "numpy")  # fmt: skip
 
 
 def installed_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
@@ -34,7 +23,6 @@ def installed_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | Non
 
 
 def describe() -> str:
-    """One line for the runtime, then one per package."""
     lines = [f"python {platform.python_version()} ({sys.executable}) on {platform.platform()}"]
     for name, version in installed_versions().items():
         lines.append(f"  {name:16} {version or '-'}")

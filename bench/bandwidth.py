@@ -1,6 +1,4 @@
-"""The machine's copy bandwidth (athena's, mlx's, torch's), measured in the same run as decode
-speed; a backend's decode bound uses the best median on its memory (bench/README.md).
-"""
+"""The machine's copy bandwidth (athena's, mlx's, torch's): headline figures (bench/README.md)."""
 
 from __future__ import annotations
 
@@ -14,14 +12,11 @@ GROUP = "bandwidth"
 GB = 1e9
 
 
-def measure(results: Results, *, quick: bool) -> dict[str, Any]:
-    """Add the bandwidth figures; return the best copy per memory ("cpu"/"gpu") as
-    {"best": {memory: {"id", "median", "values"}}, "mlx_device": memory, "torch_device": ...}."""
+def measure(results: Results, *, quick: bool) -> str | None:
+    """Add the bandwidth figures; return mlx's default device (None without mlx)."""
     nbytes = (64 if quick else 512) << 20
     repeats = 3 if quick else 10
     print(f"copy bandwidth ({nbytes >> 20} MiB float32, {repeats} repeats)", flush=True)
-    best: dict[str, dict[str, Any]] = {}
-    info: dict[str, Any] = {"best": best, "mlx_device": None, "torch_device": None}
     try:
         out = run_worker({"task": "bandwidth", "bytes": nbytes, "repeats": repeats})
     except WorkerError as error:
@@ -36,15 +31,8 @@ def measure(results: Results, *, quick: bool) -> dict[str, Any]:
         ctx = {k: v for k, v in entry.items() if k != "seconds"}
         ctx.update(bytes=nbytes, counted="bytes read + bytes written", memory=device)
         label = f"copy bandwidth, {lib} ({device})"
-        figure = results.add(fid, label, values, "GB/s", None, ctx, group=GROUP)
-        if device not in best or figure["median"] > best[device]["median"]:
-            best[device] = {"id": figure["id"], "median": figure["median"], "values": values}
-        if lib == "mlx":
-            info["mlx_device"] = device
-            info["mlx_device_info"] = entry.get("device_info")
-        if lib == "torch":
-            info["torch_device"] = device
-    return info
+        results.add(fid, label, values, "GB/s", None, ctx, group=GROUP)
+    return out["mlx"].get("device")
 
 
 def memory_of(device: str) -> str:

@@ -29,7 +29,7 @@ from bench.common import (
     run_worker,
     worker_env,
 )
-from bench.preflight import estimate_parts
+from bench.preflight import add_share_of_ceiling, estimate_parts
 
 GiB = 1 << 30
 TARGET = Target("<=", 1.25, "estimate within 0.8-1.25x of the measured peak (RssAnon)")
@@ -120,6 +120,7 @@ def measure(
         results.add(f"{fid}.load_s", f"load, {label}", [measured["load_s"]], "s")
         ctx = {"share_of_ceiling": share, "ceiling": ceiling}
         results.add(f"{fid}.decode", f"decode, {label}", [rate], "tokens/s", None, ctx)
+        add_share_of_ceiling(results, fid, label, [rate], ceiling, bandwidth)
         out["options"][name] = context
     return out
 

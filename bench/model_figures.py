@@ -1,7 +1,7 @@
 """The figures of bench/models.py's runs: load time, overhead ratios, memory, throughput.
 
-Decode speed is compared with the bound that the best copy bandwidth and the bytes read per
-decode step give. Targets (issue #6): bench/README.md.
+Decode speed is given as a share of `athena inspect`'s decode ceiling for the same option on
+this machine. Targets (issue #6): bench/README.md.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.common import MiB, Results, Target
 from bench.models import BY_NAME, PAIRS, Config
+from bench.preflight import add_share_of_ceiling
 
 LOAD_TARGET = Target("<=", 1.05, "athena load time <= 1.05x raw")
 GENERATE_TARGET = Target(">=", 0.98, "athena generation tokens/s >= 0.98x raw")
@@ -40,9 +41,9 @@ def add_figures(
     configs: list[Config],
     runs: Runs,
     errors: dict[str, str],
-    stats: dict[str, dict[str, Any]],
-    bandwidth: dict[str, Any],
+    paths: dict[str, str],
 ) -> None:
+    """The figures of one size; `paths`: each checkpoint variant's folder."""
     print(f"{size}: figures", flush=True)
     for c in configs:
         if not (ok := _ok(runs[c.name])):
@@ -58,7 +59,7 @@ def add_figures(
         results.add(f"load.{size}.{c.name}", label, [x["load_s"] for x in ok], "s", None, ctx)
     _overhead(results, size, runs)
     _memory(results, size, configs, runs)
-    _throughput(results, size, configs, runs, stats, bandwidth)
+    _throughput(results, size, configs, runs, paths)
 
 
 def _overhead(results: Results, size: str, runs: Runs) -> None:
@@ -133,14 +134,13 @@ def _memory(results: Results, size: str, configs: list[Config], runs: Runs) -> N
 
 
 def _throughput(
-    results: Results,
-    size: str,
-    configs: list[Config],
-    runs: Runs,
-    stats: dict[str, dict[str, Any]],
-    bandwidth: dict[str, Any],
+    results: Results, size: str, configs: list[Config], runs: Runs, paths: dict[str, str]
 ) -> None:
-    add = results.add
+    from athena import preflight
+    from athena.host import machine_bandwidth
+    from athena.preflight import speed
+
+    add, bandwidth = results.add, machine_bandwidth()
     for c in configs:
         ok = [x for x in _ok(runs[c.name]) if x.get("decode_tokens")]
         if c.impl == "athena" or not ok:
@@ -151,17 +151,8 @@ def _throughput(
         add(f"{fid}.prefill", f"prefill tokens/s, {of}", rates, "tokens/s", None, ctx)
         rates = [x["decode_tokens"] / x["decode_s"] for x in ok]
         ctx = {"decode_tokens": ok[0]["decode_tokens"], "measured": "first token to last"}
-        decode = add(f"{fid}.decode", f"decode tokens/s, {of}", rates, "tokens/s", None, ctx)
-        device = bandwidth.get("mlx_device" if c.backend == "mlx" else "torch_device")
-        if (best := bandwidth.get("best", {}).get(device)) is None:
-            continue
-        per_token = stats[c.variant]["bytes_per_token"]
-        bound = [gbs * 1e9 / per_token for gbs in best["values"]]
-        ctx = {"bandwidth_figure": best["id"], "bytes_per_token": per_token, "memory": device}
-        bound_figure = add(
-            f"{fid}.decode_bound", f"decode bound, {of}", bound, "tokens/s", None, ctx
-        )
-        median = bound_figure["median"]
-        shares = [v / median for v in decode["values"]]
-        ctx = {"bound_tokens_per_s": median}
-        add(f"{fid}.decode_over_bound", f"decode / bound, {of}", shares, "ratio", None, ctx)
+        add(f"{fid}.decode", f"decode tokens/s, {of}", rates, "tokens/s", None, ctx)
+        info = preflight.inspect_model(paths[c.variant])
+        estimate = preflight.estimate_peak(info, backend=c.backend, quantize_bits=c.quantize_bits)
+        ceiling = speed.decode_ceiling(info, estimate, bandwidth)
+        add_share_of_ceiling(results, fid, of, rates, ceiling, bandwidth)

@@ -51,35 +51,26 @@ BY_NAME = {c.name: c for c in CONFIGS}
 
 
 def checkpoint_stats(folder: Path) -> dict[str, Any]:
-    """Bytes and parameters of a checkpoint, and the bytes a decode step reads (bench/README.md:
-    experts `.experts.` / `.switch_mlp.` at top_k / num_experts, one row of the embedding)."""
+    """Bytes and parameters of a checkpoint (experts: `.experts.` / `.switch_mlp.`, active at
+    top_k / num_experts)."""
     from athena.source import read_safetensors_header
 
     config = json.loads((folder / "config.json").read_text())
-    top_k, experts, vocab = (
-        config["num_experts_per_tok"],
-        config["num_experts"],
-        config["vocab_size"],
-    )
-    total_bytes = expert_bytes = embed_bytes = total_params = expert_params = 0
+    top_k, experts = config["num_experts_per_tok"], config["num_experts"]
+    total_bytes = total_params = expert_params = 0
     for file in sorted(folder.glob("*.safetensors")):
         for name, info in read_safetensors_header(file).items():
             start, end = info["data_offsets"]
             nbytes, count = end - start, math.prod(info["shape"])
             total_bytes, total_params = total_bytes + nbytes, total_params + count
             if ".experts." in name or ".switch_mlp." in name:
-                expert_bytes, expert_params = expert_bytes + nbytes, expert_params + count
-            elif "embed_tokens" in name:
-                embed_bytes += nbytes
+                expert_params += count
     fraction = top_k / experts
     return {
         "file_bytes": total_bytes,
         "stored_elements": total_params,
         "expert_fraction_active": fraction,
         "active_elements": (total_params - expert_params) + expert_params * fraction,
-        "bytes_per_token": (total_bytes - expert_bytes - embed_bytes)
-        + expert_bytes * fraction
-        + embed_bytes / vocab,
         "quantization": config.get("quantization"),
         "num_experts": experts,
         "top_k": top_k,
@@ -99,7 +90,6 @@ def measure(
     rounds: dict[str, int],
     max_tokens: dict[str, int],
     generate_repeats: dict[str, int],
-    bandwidth: dict[str, Any],
     quick: bool = False,
 ) -> dict[str, Any]:
     """Run every available configuration (`quick`: but QUICK_LEAVES_OUT) on every size; return
@@ -122,7 +112,7 @@ def measure(
         try:
             checkpoints[size] = _measure_size(
                 results, folder, size, configs, rounds[size], max_tokens[size],
-                generate_repeats[size], bandwidth,
+                generate_repeats[size],
             )  # fmt: skip
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -137,7 +127,6 @@ def _measure_size(
     rounds: int,
     max_tokens: int,
     generate_repeats: int,
-    bandwidth: dict[str, Any],
 ) -> dict[str, Any]:
     print(f"checkpoint {size}: writing and converting", flush=True)
     bits = [b for b in (8, 4) if any(c.variant == f"q{b}" for c in configs)]
@@ -171,7 +160,7 @@ def _measure_size(
         print(f"  round {r + 1}/{rounds} done", flush=True)
     from bench.model_figures import add_figures  # it imports this module's configurations
 
-    add_figures(results, size, configs, runs, errors, stats, bandwidth)
+    add_figures(results, size, configs, runs, errors, paths)
     texts = {name: next((x["text"] for x in rs if x), None) for name, rs in runs.items()}
     kept = {
         name: [None if x is None else {k: v for k, v in x.items() if k != "text"} for x in rs]

@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from athena.host import Bandwidth
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -112,6 +115,25 @@ def estimate_parts(estimate: Any) -> dict[str, int]:
     """What an `athena.preflight` Estimate is made of (bytes), for a figure's context."""
     parts = ("resident", "peak", "model", "transient", "file_pages", "runtime")
     return {part: getattr(estimate, part) for part in parts}
+
+
+def add_share_of_ceiling(
+    results: Results,
+    fid: str,
+    of: str,
+    rates: list[float],
+    ceiling: dict[str, Any],
+    bandwidth: Bandwidth | None,
+) -> None:
+    """`{fid}.decode_share_of_ceiling`: each decode rate over `athena inspect`'s decode ceiling
+    for the same option on this machine (`ceiling`: athena.preflight.speed.decode_ceiling's)."""
+    fid, label = f"{fid}.decode_share_of_ceiling", f"decode / inspect's ceiling, {of}"
+    if bandwidth is None or not (best := ceiling["tokens_per_second"]):
+        results.skip(fid, label, "no bandwidth from athena.host.machine_bandwidth()")
+        return
+    ctx = {"ceiling_tokens_per_s": best, "bytes_per_token": ceiling["bytes_per_token"]}
+    ctx["bandwidth"] = asdict(bandwidth)  # bytes_per_second, source, detail
+    results.add(fid, label, [rate / best for rate in rates], "ratio", None, ctx)
 
 
 # --- the child: one load, its peak RSS --------------------------------------------------------

@@ -111,17 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     run["settings"].update(generate_repeats=generate_repeats, prompt=models.PROMPT)
     run["settings"]["groups"] = sorted(only)
-    bw: dict[str, Any] = {"best": {}, "mlx_device": None, "torch_device": None}
     try:
         if "import" in only:
             imports_cost.measure(results, repeats=1 if quick else 7, warmup=not quick)
-        if "bandwidth" in only or "models" in only:
-            bw = bandwidth.measure(results, quick=quick)
-        run["mlx_device"] = (bw.get("mlx_device_info") or {}).get("default_device")
+        if "bandwidth" in only:
+            run["mlx_device"] = bandwidth.measure(results, quick=quick)
         if "models" in only:
             run["checkpoints"] = models.measure(
                 results, work, sizes=sizes, rounds=rounds, max_tokens=max_tokens,
-                generate_repeats=generate_repeats, bandwidth=bw, quick=quick,
+                generate_repeats=generate_repeats, quick=quick,
             )  # fmt: skip
         if "env" in only:
             envsetup.measure(results, work, quick=quick)

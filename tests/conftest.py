@@ -67,6 +67,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(f"needs {where}: {mark.args[0]}")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files that hold a `slow` test first (in their order), then the others: with the test
+    workers taking a file each in this order (noxfile.py's PARALLEL), the long ones start
+    first and the short ones fill in, so that the workers finish together."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: each file keeps its order
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _simulated_mac() -> Iterator[None]:
     """Under ATHENA_TESTS_SIMULATED_MAC=1, every `probe_host` athena has answers a Mac."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from athena.backends import mlx_backend, transformers_backend
+
 if TYPE_CHECKING:
     from athena.backends.base import Backend, BackendName
 
@@ -12,10 +14,4 @@ if TYPE_CHECKING:
 def backend_module(name: BackendName) -> Backend:
     """The module of backend `name` ("mlx" or "transformers"), checked against the Backend
     protocol by mypy; it imports its framework only when a function of it runs."""
-    if name == "mlx":
-        from athena.backends import mlx_backend
-
-        return mlx_backend
-    from athena.backends import transformers_backend
-
-    return transformers_backend
+    return mlx_backend if name == "mlx" else transformers_backend

@@ -23,14 +23,15 @@ BACKENDS: tuple[BackendName, ...] = ("mlx", "transformers")
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to build the model: the dtype (None: the checkpoint's), quantization (mlx), and a
-    LoRA adapter folder (mlx-lm format on mlx, PEFT on transformers)."""
+    """How to build the model: the dtype (None: the checkpoint's), quantization (mlx), a LoRA
+    adapter folder (mlx-lm format on mlx, PEFT on transformers), torch's device ("cpu", "mps")."""
 
     dtype: str | None = None
     quantize_bits: int | None = None
     group_size: int = 64
     router_bits: int = 8  # OLMoE's router (mlp.gate) when quantizing: see backends/quantize.py
     adapter: Path | None = None
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,16 @@ class Backend(Protocol):
 
     # (model, tokenizer) from `source.folder`; LoadError (one sentence) on any failure.
     def load(self, source: ModelSource, options: LoadOptions) -> tuple[Any, Any]: ...
-    # The generated ids, end-of-sequence excluded, as the framework produces them.
+    # The generated ids, end-of-sequence excluded, as the framework produces them; `stream`:
+    # each as soon as it exists (else as the framework's own generate call, in this thread).
     def generate_ids(
-        self, model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
+        self,
+        model: Any,
+        tokenizer: Any,
+        prompt_ids: list[int],
+        sampling: Sampling,
+        *,
+        stream: bool = False,
     ) -> Iterator[int]: ...
     # (rows, hidden) float32: the final hidden state (after the final norm) of a right-padded
     # (rows, length) batch, mean-pooled where `mask` is 1.
@@ -67,10 +75,12 @@ class Backend(Protocol):
     # (len(token_ids), vocab) float32 next-token logits of one sequence.
     def logits(self, model: Any, token_ids: list[int]) -> np.ndarray: ...
     def max_positions(self, model: Any) -> int | None: ...
+    # Where the model computes: torch's "cpu" or "mps", mlx's "cpu" or "gpu".
+    def device(self, model: Any) -> str: ...
     def hidden_size(self, model: Any) -> int: ...
     def forward_context(self, model: Any) -> AbstractContextManager[Any]: ...
-    # Give back the memory the framework keeps for freed arrays (OLMoEModel.unload).
-    def release(self) -> None: ...
+    # Give back the memory the framework keeps for freed arrays on `device` (OLMoEModel.unload).
+    def release(self, device: str) -> None: ...
 
 
 def import_framework(names: tuple[str, ...], install: str, what: str, reinstall: str) -> list[Any]:

@@ -8,11 +8,12 @@ import contextlib
 import math
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from athena.preflight.checks import check_positions
+
+if TYPE_CHECKING:  # numpy is imported where used: athena.models.olmoe imports this module
+    import numpy as np
 
 TOKENIZE_CHUNK = 512  # texts per tokenizer call: bounds the Python lists it returns
 
@@ -29,6 +30,8 @@ def token_ids(
 ) -> list[np.ndarray]:
     """Each text's ids as an int32 array, as `tokenizer.encode(text)` gives them; beyond
     `limit`, TextTooLong (naming its index, or "the text" when `single`) unless `truncate`."""
+    import numpy as np
+
     # mlx-lm's TokenizerWrapper (not callable) wraps transformers' tokenizer (callable).
     hf = tokenizer if callable(tokenizer) else tokenizer._tokenizer
     ids: list[np.ndarray] = []
@@ -70,6 +73,8 @@ def plan_batches(
     """The batches, as index arrays into `lengths`: longest first, at most `batch_size` texts,
     padded size (rows x longest) at most (1 + `max_padding`, default MAX_PADDING) x the real
     tokens and at most `max_tokens`; a text alone always runs."""
+    import numpy as np
+
     limit = MAX_PADDING if max_padding is None else max_padding
     budget = math.inf if max_tokens is None else max_tokens
     order = np.argsort(-lengths, kind="stable")
@@ -105,6 +110,8 @@ def run_batches(
 ) -> np.ndarray:
     """(len(ids), hidden_size) float32 in input order, `run_batch(tokens, mask)` over the
     `plan_batches` batches; `on_batch(b)` is told after each."""
+    import numpy as np
+
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     out = np.empty((len(ids), hidden_size), dtype=np.float32)
     for index in plan_batches(lengths, batch_size, max_padding=max_padding, max_tokens=max_tokens):

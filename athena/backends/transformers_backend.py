@@ -5,20 +5,22 @@ needs bitsandbytes and CUDA: otherwise it is skipped with a log line."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from athena.backends import batching
 from athena.backends.base import LoadOptions, Sampling, import_framework
 from athena.errors import LoadError, SourceError, first_line
 from athena.source import ModelSource, read_json, read_safetensors_header
+
+if TYPE_CHECKING:  # numpy and torch are imported where used (athena.backends imports this)
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         )
     if unexpected := sorted(info.get("unexpected_keys") or ()):
         logger.warning("%s has %d unused weights, e.g. %s", name, len(unexpected), unexpected[0])
+    if options.device != "cpu":  # parameter by parameter: each CPU copy goes as it moves
+        model.to(options.device)
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -148,10 +152,38 @@ def merge_lora(model: Any, adapter_path: str | Path) -> int:
 
 
 def generate_ids(
-    model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling
+    model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling, *, stream: bool = False
 ) -> Iterator[int]:
-    """Yield the generated token ids (end-of-sequence excluded) as transformers' generate
-    produces them: it runs in a thread and feeds a queue; closing the iterator stops it."""
+    """The generated token ids (end-of-sequence excluded) of transformers' generate: called in
+    this thread as a user would call it, or with `stream`, in a thread that feeds a queue
+    token by token (generate cannot yield); closing the iterator stops that thread."""
+    import torch
+
+    kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_tokens, "do_sample": False,
+                              "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    if sampling.temperature > 0:
+        kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=model.device)
+    kwargs.update(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+    eos = model.generation_config.eos_token_id
+    eos = set(eos) if isinstance(eos, list) else ({eos} if eos is not None else set())
+
+    def run(**extra: Any) -> list[int]:
+        if sampling.temperature > 0:
+            torch.manual_seed(sampling.seed)
+        with torch.inference_mode():  # as raw transformers would: no autograd bookkeeping
+            out = model.generate(**kwargs, **extra)
+        return [int(token) for token in out[0, len(prompt_ids) :].tolist()]
+
+    if not stream:
+        return itertools.takewhile(lambda token: token not in eos, run())
+    return _streamed(run, eos)
+
+
+def _streamed(run: Callable[..., list[int]], eos: set[int]) -> Iterator[int]:
+    """`run(streamer=..., stopping_criteria=...)` in a thread, its tokens as they come."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer
@@ -178,35 +210,17 @@ def generate_ids(
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
 
-    kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_tokens, "do_sample": False,
-                              "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
-    if sampling.temperature > 0:
-        kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    input_ids = torch.tensor([prompt_ids], dtype=torch.long)
-    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     failure: list[BaseException] = []
 
-    def run() -> None:
+    def thread_main() -> None:
         try:
-            if sampling.temperature > 0:
-                torch.manual_seed(sampling.seed)
-            with torch.inference_mode():  # as raw transformers would: no autograd bookkeeping
-                model.generate(
-                    **inputs,
-                    **kwargs,
-                    streamer=TokenQueue(),
-                    stopping_criteria=StoppingCriteriaList([StopWhenClosed()]),
-                )
+            run(streamer=TokenQueue(), stopping_criteria=StoppingCriteriaList([StopWhenClosed()]))
         except BaseException as error:
             failure.append(error)
             tokens.put(done)
 
-    thread = threading.Thread(target=run, name="athena-transformers-generate", daemon=True)
+    thread = threading.Thread(target=thread_main, name="athena-transformers-generate", daemon=True)
     thread.start()
-    eos = model.generation_config.eos_token_id
-    eos = set(eos) if isinstance(eos, list) else ({eos} if eos is not None else set())
     try:
         while (token := tokens.get()) is not done and token not in eos:
             yield token
@@ -223,6 +237,10 @@ def max_positions(model: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
+def device(model: Any) -> str:
+    return str(model.device.type)  # "cpu" or "mps"
+
+
 def hidden_size(model: Any) -> int:
     return int(model.config.hidden_size)
 
@@ -233,29 +251,31 @@ def forward_context(model: Any) -> AbstractContextManager[Any]:
     return torch.inference_mode()
 
 
-def release() -> None:
-    """torch frees CPU tensors at once; on a Mac its MPS allocator keeps a cache like mlx's."""
-    import torch
+def release(device: str) -> None:
+    """torch frees CPU tensors at once; its MPS allocator keeps a cache like mlx's."""
+    if device == "mps":
+        import torch
 
-    if torch.backends.mps.is_available():
         torch.mps.empty_cache()
 
 
 def pooled(model: Any, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    import numpy as np
     import torch
 
-    weights = torch.from_numpy(mask)
+    weights = torch.from_numpy(mask).to(model.device)
     hidden = model.model(
-        input_ids=torch.from_numpy(tokens).long(), attention_mask=weights.long()
+        input_ids=torch.from_numpy(tokens).long().to(model.device), attention_mask=weights.long()
     ).last_hidden_state.float()
     weights = weights.unsqueeze(-1)
-    return np.asarray(((hidden * weights).sum(dim=1) / weights.sum(dim=1)).numpy())
+    return np.asarray(((hidden * weights).sum(dim=1) / weights.sum(dim=1)).cpu().numpy())
 
 
 def logits(model: Any, token_ids: list[int]) -> np.ndarray:
     """(len(token_ids), vocab) float32 logits of one sequence."""
+    import numpy as np
     import torch
 
     with torch.inference_mode():
-        output = model(torch.tensor([token_ids])).logits[0]
-    return np.asarray(output.float().numpy())
+        output = model(torch.tensor([token_ids], device=model.device)).logits[0]
+    return np.asarray(output.float().cpu().numpy())

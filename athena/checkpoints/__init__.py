@@ -9,19 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from athena.atomic import FolderBusy, FolderNotEmpty, reason, replacing_folder
-from athena.checkpoints.presets import DTYPES, SIZES, count_parameters, olmoe_config, preset
-from athena.checkpoints.sparse import OLMOE_1B_7B, write_sparse_olmoe
-from athena.checkpoints.tokenizer import (
-    CORPUS,
-    EOS_TOKEN,
-    NUM_MERGES,
-    PAD_TOKEN,
-    SPECIAL_TOKENS,
-    VOCAB_SIZE,
-    bpe_merges,
-    json_bytes,
-    tokenizer_files,
-)
+from athena.checkpoints.presets import SIZES, count_parameters, olmoe_config
+from athena.checkpoints.sparse import write_sparse_olmoe
+from athena.checkpoints.tokenizer import VOCAB_SIZE, bpe_merges, json_bytes, tokenizer_files
 from athena.checkpoints.weights import make_weights, save_safetensors
 
 # The files write_tiny_olmoe writes: overwrite=True replaces these and no others.
@@ -35,15 +25,8 @@ FILES = (
 )
 
 __all__ = [
-    "CORPUS",
-    "DTYPES",
-    "EOS_TOKEN",
     "FILES",
-    "NUM_MERGES",
-    "OLMOE_1B_7B",
-    "PAD_TOKEN",
     "SIZES",
-    "SPECIAL_TOKENS",
     "VOCAB_SIZE",
     "FolderBusy",
     "FolderNotEmpty",
@@ -66,9 +49,7 @@ def write_tiny_olmoe(
     """Write an OLMoE checkpoint folder (same arguments, same bytes) whole, as
     `athena.atomic.replacing_folder` does; a non-empty folder is `FolderNotEmpty` unless
     `overwrite=True`, which replaces only `FILES`. Returns its path."""
-    shape = preset(size)
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    config = olmoe_config(size, dtype=dtype)
     out = Path(out_dir)
     target = out.resolve()  # one folder, one lock, whichever path (relative, symlink) names it
     if target.exists() and not target.is_dir():
@@ -76,16 +57,12 @@ def write_tiny_olmoe(
     existed = target.is_dir() and any(target.iterdir())
     try:
         with replacing_folder(target, out, overwrite=overwrite, replaces=FILES) as temporary:
-            save_safetensors(
-                temporary / "model.safetensors",
-                make_weights(shape, np.random.default_rng(seed)),
-                dtype,
-            )
-            for name, content in tokenizer_files().items():
+            weights = make_weights(config, np.random.default_rng(seed))
+            save_safetensors(temporary / "model.safetensors", weights, dtype)
+            generation = json_bytes({"eos_token_id": 0, "pad_token_id": 1, "do_sample": False})
+            more = {"generation_config.json": generation, "config.json": json_bytes(config)}
+            for name, content in (tokenizer_files() | more).items():
                 (temporary / name).write_bytes(content)
-            generation = {"eos_token_id": 0, "pad_token_id": 1, "do_sample": False}
-            (temporary / "generation_config.json").write_bytes(json_bytes(generation))
-            (temporary / "config.json").write_bytes(json_bytes(olmoe_config(size, dtype=dtype)))
     except OSError as error:  # e.g. a full disk
         if isinstance(error, FolderNotEmpty | FolderBusy):
             raise

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from athena.checkpoints.tokenizer import VOCAB_SIZE
-from athena.source import DTYPES as DTYPES  # re-exported: what tiny-model can write
+from athena.checkpoints.weights import tensor_shapes
+from athena.source import DTYPES
 
 # The architecture knobs of an OLMoE, and the presets' values of them.
 KNOBS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -19,28 +21,22 @@ SIZES: dict[str, dict[str, int]] = {
     )
 }
 
-SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
-
 
 def count_parameters(size: str = "tiny") -> int:
     """The number of parameters of a preset (what `write_tiny_olmoe` writes for it)."""
-    s = preset(size)
-    h, i, e = s["hidden_size"], s["intermediate_size"], s["num_experts"]
-    head_dim = h // s["num_attention_heads"]
-    kv = s["num_key_value_heads"] * head_dim
-    attention = h * h * 2 + h * kv * 2 + h + kv  # q, o, k, v, q_norm, k_norm
-    moe = e * h + e * 3 * h * i  # router, experts
-    layer = attention + moe + 2 * h  # + the two layer norms
-    return 2 * VOCAB_SIZE * h + s["num_hidden_layers"] * layer + h
+    return sum(math.prod(dims) for dims in tensor_shapes(preset(size), VOCAB_SIZE).values())
 
 
 def olmoe_config(size: str = "tiny", *, dtype: str = "float32") -> dict[str, Any]:
     """config.json of a preset: what mlx-lm's ModelArgs and transformers' OlmoeConfig read."""
+    shape = preset(size)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
     return {
         "architectures": ["OlmoeForCausalLM"],
         "model_type": "olmoe",
         "vocab_size": VOCAB_SIZE,
-        **preset(size),
+        **shape,
         "hidden_act": "silu",
         "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-5,

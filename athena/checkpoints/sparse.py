@@ -3,10 +3,11 @@ checks that read headers only (athena.preflight)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from athena.atomic import replacing, write_file
-from athena.checkpoints.presets import DTYPES, KNOBS, olmoe_config
+from athena.checkpoints.presets import KNOBS, olmoe_config
 from athena.checkpoints.tokenizer import json_bytes, tokenizer_files
 from athena.checkpoints.weights import safetensors_header, tensor_shapes
 
@@ -26,23 +27,18 @@ def write_sparse_olmoe(
 ) -> Path:
     """A valid OLMoE folder of any shape (default: OLMoE-1B-7B's) whose weights are sparse files
     (zeros, no disk); `shards` > 1 splits them into that many files with an index, as the hub."""
-    shape = dict(OLMOE_1B_7B if shape is None else shape)
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    shape = OLMOE_1B_7B if shape is None else shape
+    config = {**olmoe_config("tiny", dtype=dtype), **shape}
     if shards < 1:
         raise ValueError(f"shards={shards!r}: it must be 1 or more")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    vocab = shape.pop("vocab_size")
-    config = {**olmoe_config("tiny", dtype=dtype), **shape, "vocab_size": vocab}
     write_file(out / "config.json", json_bytes(config))
     itemsize = 4 if dtype == "float32" else 2
-    tensors = []
-    for name, tensor_shape in sorted(tensor_shapes(shape, vocab).items()):
-        nbytes = itemsize
-        for dim in tensor_shape:
-            nbytes *= dim
-        tensors.append((name, tensor_shape, nbytes))
+    tensors = [
+        (name, dims, itemsize * math.prod(dims))
+        for name, dims in sorted(tensor_shapes(shape, shape["vocab_size"]).items())
+    ]
     total = sum(nbytes for _, _, nbytes in tensors)
     groups: list[list[tuple[str, tuple[int, ...], int]]] = [[] for _ in range(shards)]
     done = 0
@@ -50,18 +46,16 @@ def write_sparse_olmoe(
         groups[min(shards - 1, done * shards // total)].append(tensor)
         done += tensor[2]
     groups = [group for group in groups if group]
-    weight_map: dict[str, str] = {}
+    count, weight_map = len(groups), dict[str, str]()
     for number, group in enumerate(groups, start=1):
         file = (
-            "model.safetensors"
-            if len(groups) == 1
-            else f"model-{number:05d}-of-{len(groups):05d}.safetensors"
+            "model.safetensors" if count == 1 else f"model-{number:05d}-of-{count:05d}.safetensors"
         )
         with replacing(out / file) as temporary, temporary.open("wb") as f:
             f.write(safetensors_header(group, dtype))
             f.truncate(f.tell() + sum(size for _, _, size in group))  # sparse: zeros, no disk
         weight_map |= {name: file for name, _, _ in group}
-    if len(groups) > 1:
+    if count > 1:
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         write_file(out / "model.safetensors.index.json", json_bytes(index))
     for name, content in tokenizer_files().items():

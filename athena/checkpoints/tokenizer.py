@@ -39,13 +39,8 @@ def json_bytes(value: Any) -> bytes:
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character table (what tokenizers' ByteLevel uses)."""
     printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
-    table = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
+    others = [b for b in range(256) if b not in printable]  # shifted past 255, in order
+    return {b: chr(b) for b in printable} | {b: chr(256 + n) for n, b in enumerate(others)}
 
 
 @functools.cache
@@ -65,21 +60,16 @@ def bpe_merges() -> tuple[tuple[str, str], ...]:
     while len(merges) < NUM_MERGES:
         pairs: Counter[tuple[str, str]] = Counter()
         for word, count in words.items():
-            symbols = pieces[word]
-            for pair in pairwise(symbols):
+            for pair in pairwise(pieces[word]):
                 pairs[pair] += count
         best = min(pairs, key=lambda pair: (-pairs[pair], pair))
         merges.append(best)
-        for word, symbols in pieces.items():
-            merged, i = [], 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
-                    merged.append(symbols[i] + symbols[i + 1])
-                    i += 2
-                else:
-                    merged.append(symbols[i])
-                    i += 1
-            pieces[word] = merged
+        for symbols in pieces.values():  # left to right, each pair merged once
+            i = 0
+            while i + 1 < len(symbols):
+                if (symbols[i], symbols[i + 1]) == best:
+                    symbols[i : i + 2] = [symbols[i] + symbols[i + 1]]
+                i += 1
     return tuple(merges)
 
 

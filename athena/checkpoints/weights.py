@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from athena.checkpoints.presets import SAFETENSORS_DTYPE
 from athena.checkpoints.tokenizer import SPECIAL_TOKENS, VOCAB_SIZE
 
+SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 # The gain of a Linear's init by the end of its name (1 for the rest).
 GAINS = {
     "o_proj.weight": 0.5,
@@ -70,7 +70,6 @@ def make_weights(preset: dict[str, int], rng: np.random.Generator) -> dict[str, 
     printable[len(SPECIAL_TOKENS) + 0x20 : len(SPECIAL_TOKENS) + 0x7F] = True
     printable[len(SPECIAL_TOKENS) + 256 :] = True
     lm_head[~printable] *= 0.25
-    w["lm_head.weight"] = lm_head
     return w
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from athena import encode_io
 from athena.source import DTYPES
 
-CONFIG_OPTIONS = ("revision", "dtype", "quantize_bits", "router_bits", "allow_oversize")
+CONFIG_OPTIONS = ("revision", "dtype", "device", "quantize_bits", "router_bits", "allow_oversize")
 DTYPE_NAMES = ", ".join(DTYPES[:-1]) + " or " + DTYPES[-1]  # float32, float16 or bfloat16
 
 
@@ -36,6 +36,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="force a backend (default: mlx-lm if installed, else transformers)",
     )
     parser.add_argument("--dtype", help=f"{DTYPE_NAMES} (default: the model's)")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "mps"),
+        default="auto",
+        help="transformers' device (default auto: the Mac's GPU (mps) where torch has it)",
+    )
     parser.add_argument("--quantize-bits", type=int, help="4 or 8: quantize after loading (mlx)")
     parser.add_argument(
         "--router-bits",

@@ -154,14 +154,14 @@ def _generate_check(report: Report, path: Path | None) -> None:
         if not model.load():
             raise RuntimeError(f"OLMoEModel.load() returned False for {path} (see the log)")
         text = model.generate("Hello", max_tokens=4, temperature=0.0)
-        backend = model.backend
+        backend, device = model.backend, model.device
     except Exception as error:
         detail = f"{type(error).__name__}: {error}"
         hint = "fix the failed checks above first; then run `pytest tests/loader` for details"
         report.add(Check("smoke.generate", title, "fail", detail, required=True, hint=hint))
         return
-    detail = f"backend {backend}: generated {text!r}"
-    data = {"backend": backend, "text": text}
+    detail = f"backend {backend} ({device}): generated {text!r}"
+    data = {"backend": backend, "device": device, "text": text}
     report.add(Check("smoke.generate", title, "pass", detail, required=True, data=data))
 
 

@@ -78,8 +78,7 @@ class Collectives:
                     os.write(2, self.last_words(what).encode())
                 os._exit(TIMEOUT_EXIT_CODE)
 
-        timer = threading.Thread(target=expire, name="athena-collective-watchdog", daemon=True)
-        timer.start()
+        threading.Thread(target=expire, name="athena-collective-watchdog", daemon=True).start()
         try:
             yield
         except RuntimeError as error:

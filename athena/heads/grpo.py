@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from athena.atomic import reason, replacing_folder
 from athena.errors import SourceError
-from athena.heads.grpo_config import GRPOConfig, Learner, Metrics, TrainError, Weights, is_number
+from athena.heads.grpo_config import GRPOConfig, Metrics, TrainError, Weights, is_number
 from athena.models.head import (
     HeadError,
     HeadShape,
@@ -27,6 +27,9 @@ from athena.source import read_json, read_safetensors_header
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from athena.heads.mlx_learner import MLXLearner
+    from athena.heads.torch_learner import TorchLearner
 
 ADVANTAGE_EPSILON = 1e-4  # TRL's: advantages / (std + 1e-4)
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -67,8 +70,7 @@ def make_learner(
     *,
     reference: Weights | None = None,
     collectives: Any = None,
-) -> Learner:
-    """The MLX or torch learner for a head holding `weights`."""
+) -> MLXLearner | TorchLearner:
     if check_framework(framework) == "mlx":
         from athena.heads.mlx_learner import MLXLearner
 
@@ -241,11 +243,7 @@ class GRPOTrainer:
 
 def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
     """The newest complete checkpoint folder in `out_dir` (an incomplete one: a warning)."""
-    out = Path(out_dir)
-    if not out.is_dir():
-        return None
-    found = sorted(p for p in out.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and p.is_dir())
-    for folder in reversed(found):
+    for folder in sorted(Path(out_dir).glob(f"{CHECKPOINT_PREFIX}*/"), reverse=True):  # folders
         try:
             read_json(folder / STATE_NAME)
             for name in CHECKPOINT_WEIGHTS:

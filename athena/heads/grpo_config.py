@@ -1,6 +1,6 @@
-"""What GRPO's trainer (athena.heads.grpo, which re-exports the first two) and its learners
-share: GRPOConfig (TRL's names and defaults but learning_rate and beta: docs/training-head.md),
-TrainError, the GRPO objective and the Learner base of MLXLearner and TorchLearner."""
+"""What GRPO's trainer (athena.heads.grpo) and its learners share: GRPOConfig (TRL's names and
+defaults but learning_rate and beta: docs/training-head.md), TrainError, the objective and the
+Learner base."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from athena.models.config import is_int
 from athena.models.head import head_from_weights, head_logits, head_weights
 
 if TYPE_CHECKING:
@@ -27,12 +28,8 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _whole(low: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: _integer(v) and v >= low, f"an integer >= {low}")
+    return (lambda v: is_int(v) and v >= low, f"an integer >= {low}")
 
 
 _POSITIVE = (lambda v: is_number(v) and v > 0, "> 0")
@@ -48,7 +45,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "weight_decay": (lambda v: is_number(v) and v >= 0, ">= 0"),
     **dict.fromkeys(("adam_beta1", "adam_beta2"), (lambda v: is_number(v) and 0 <= v < 1,
                                                    "[0, 1)")),
-    "learning_rate": _POSITIVE, "adam_epsilon": _POSITIVE, "seed": (_integer, "an integer"),
+    "learning_rate": _POSITIVE, "adam_epsilon": _POSITIVE, "seed": (is_int, "an integer"),
     "collective_timeout": (lambda v: is_number(v) and v > 0, "a number of seconds > 0"),
 }  # fmt: skip
 
@@ -114,9 +111,8 @@ def grpo_terms(
 
 
 class Learner:
-    """The trainable head, its frozen reference and AdamW, on `framework`. update() takes
-    sampled actions and their advantages, so both frameworks can be fed the same batch;
-    optimizer_state() is {"exp_avg.<param>", "exp_avg_sq.<param>"} and the step on both."""
+    """The trainable head, its frozen reference and AdamW, on `framework`. Each learner adds
+    update(features, actions, advantages), optimizer_state() and load_state()."""
 
     framework = ""
 
@@ -134,6 +130,9 @@ class Learner:
         )
         self.optimizer: Any = self.new_optimizer()
 
+    def new_optimizer(self) -> Any:
+        raise NotImplementedError
+
     def logits(self, features: np.ndarray) -> np.ndarray:
         return head_logits(self.head, features)
 
@@ -142,15 +141,3 @@ class Learner:
 
     def reference_weights(self) -> Weights:
         return head_weights(self.reference)
-
-    def new_optimizer(self) -> Any:
-        raise NotImplementedError
-
-    def update(self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> Metrics:
-        raise NotImplementedError
-
-    def optimizer_state(self) -> tuple[Weights, int]:
-        raise NotImplementedError
-
-    def load_state(self, weights: Weights, moments: Weights, step: int) -> None:
-        raise NotImplementedError

@@ -158,13 +158,11 @@ def free_ports(count: int, host: str = "127.0.0.1", tries: int = 50) -> int:
             start = int(probe.getsockname()[1])
         if start + count > 65535:
             continue
-        try:
+        with suppress(OSError):  # one of them is taken: another start
             for port in range(start, start + count):
                 with socket.socket() as s:
                     s.bind((host, port))
-        except OSError:
-            continue
-        return start
+            return start
     raise TrainError(f"found no {count} free consecutive ports on {host} for the ring")
 
 

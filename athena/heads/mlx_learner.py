@@ -22,9 +22,7 @@ def action_logp(
     head: MemoryActionHead, features: mx.array, actions: mx.array, temperature: float
 ) -> mx.array:
     """log pi(action | state) at `temperature` for actions (B, G) of states features (B, H)."""
-    logits = head(features) / temperature
-    logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    return mx.take_along_axis(logp, actions, axis=1)
+    return mx.take_along_axis(nn.log_softmax(head(features) / temperature), actions, axis=1)
 
 
 class MLXLearner(Learner):
@@ -45,9 +43,9 @@ class MLXLearner(Learner):
         return optimizer
 
     def update(self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> Metrics:
-        """num_iterations AdamW steps on one sampled batch; loss, KL and clip ratio averaged
-        over them (and over the ranks)."""
+        """num_iterations AdamW steps on one batch; their mean loss, KL and clip ratio."""
         config = self.config
+        start, communicate = time.perf_counter(), 0.0
         x = mx.array(features)
         a = mx.array(actions.astype("int32"))
         adv = mx.array(advantages.astype("float32"))
@@ -61,29 +59,25 @@ class MLXLearner(Learner):
 
         loss_and_grad = nn.value_and_grad(self.head, loss)
         total = [0.0, 0.0, 0.0]
-        compute = communicate = 0.0
         for _ in range(config.num_iterations):
-            start = time.perf_counter()
             (loss_value, kl, clipped), grads = loss_and_grad(self.head)
-            mx.eval(loss_value, kl, clipped, grads)
             values = mx.stack([loss_value, kl, clipped])
-            compute += time.perf_counter() - start
+            mx.eval(values, grads)
             if self.collectives is not None and self.collectives.size > 1:
                 # One all_sum for the gradients and the metrics (the same float32 bucket).
-                start = time.perf_counter()
+                sent = time.perf_counter()
                 averaged = self.collectives.average_gradients({"grads": grads, "metrics": values})
                 grads, values = averaged["grads"], averaged["metrics"]
-                communicate += time.perf_counter() - start
-            start = time.perf_counter()
+                communicate += time.perf_counter() - sent
             if config.max_grad_norm is not None:
                 grads, _ = optim.clip_grad_norm(grads, config.max_grad_norm)
             self.optimizer.update(self.head, grads)
             mx.eval(self.head.parameters(), self.optimizer.state)
-            compute += time.perf_counter() - start
             step_values: list[float] = values.tolist()  # type: ignore[assignment]
             total = [t + v for t, v in zip(total, step_values, strict=True)]
         mean_loss, mean_kl, clip_ratio = (t / config.num_iterations for t in total)
         metrics = {"loss": mean_loss, "kl": mean_kl, "clip_ratio": clip_ratio}
+        compute = time.perf_counter() - start - communicate
         return metrics | {"compute_s": compute, "communicate_s": communicate}
 
     def optimizer_state(self) -> tuple[Weights, int]:

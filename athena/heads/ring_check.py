@@ -21,7 +21,7 @@ from pathlib import Path
 from athena.atomic import write_file
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m athena.heads.ring_check")
     for flag, default, what in (
         ("steps", 20, None), ("warmup", 2, "untimed first steps"), ("seed", 42, None),
@@ -34,11 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="collective timeout (s)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the JSON here (rank 0)")
     parser.add_argument("--save-head", type=Path, help="write the final head here (rank 0)")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parser.parse_args(argv)
     import numpy as np
 
     from athena.heads.distributed import Collectives

@@ -32,9 +32,7 @@ def action_logp(
     head: torch.nn.Module, features: torch.Tensor, actions: torch.Tensor, temperature: float
 ) -> torch.Tensor:
     """log pi(action | state) at `temperature` for actions (B, G) of states features (B, H)."""
-    logits = head(features) / temperature
-    logp = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
-    return torch.gather(logp, 1, actions)
+    return torch.gather(torch.log_softmax(head(features) / temperature, dim=-1), 1, actions)
 
 
 class TorchLearner(Learner):
@@ -57,8 +55,7 @@ class TorchLearner(Learner):
             return super().logits(features)
 
     def update(self, features: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> Metrics:
-        """num_iterations AdamW steps on one sampled batch; loss, KL and clip ratio averaged
-        over them."""
+        """num_iterations AdamW steps on one batch; their mean loss, KL and clip ratio."""
         config = self.config
         start = time.perf_counter()
         x = torch.from_numpy(features.astype("float32", copy=False))
@@ -83,21 +80,14 @@ class TorchLearner(Learner):
         return metrics | {"compute_s": time.perf_counter() - start, "communicate_s": 0.0}
 
     def optimizer_state(self) -> tuple[Weights, int]:
-        import numpy as np
-
         moments: Weights = {}
         step = 0
         for name, parameter in self.head.named_parameters():
             state = self.optimizer.state.get(parameter, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                value = state.get(key)
-                moments[f"{key}.{name}"] = (
-                    value.detach().numpy().astype(np.float32, copy=True)
-                    if value is not None
-                    else np.zeros(tuple(parameter.shape), np.float32)
-                )
-            if "step" in state:
-                step = int(state["step"])
+            for key in ("exp_avg", "exp_avg_sq"):  # zeros before the first step
+                value = state.get(key, torch.zeros(parameter.shape))
+                moments[f"{key}.{name}"] = value.detach().numpy().astype("float32", copy=True)
+            step = int(state.get("step", step))
         return moments, step
 
     def load_state(self, weights: Weights, moments: Weights, step: int) -> None:

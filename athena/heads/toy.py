@@ -32,5 +32,4 @@ def label(text: str) -> int:
 
 
 def reward(text: str, action: int) -> float:
-    """1.0 if `action` is the toy state's right action, else 0.0."""
     return 1.0 if action == label(text) else 0.0

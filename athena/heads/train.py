@@ -16,18 +16,11 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from athena.atomic import append_line, replacing, write_file
-from athena.heads.grpo import (
-    CHECKPOINT_PREFIX,
-    GRPOConfig,
-    GRPOTrainer,
-    Reward,
-    TrainError,
-    latest_checkpoint,
-)
-from athena.heads.grpo_config import Weights, is_number
+from athena.heads.grpo import CHECKPOINT_PREFIX, GRPOTrainer, Reward, latest_checkpoint
+from athena.heads.grpo_config import GRPOConfig, TrainError, Weights, is_number
 from athena.models.head import load_weights, save_tensors, save_weights
 from athena.source import parse_json
 
@@ -66,7 +59,7 @@ class TrainSettings:
         return cls(**{**values, "config": GRPOConfig.from_dict(values["config"])})
 
 
-LOAD_ARGUMENTS = ("model", "revision", "backend", "dtype", "quantize_bits", "router_bits")
+LOAD_ARGUMENTS = ("model", "revision", "backend", "dtype", "device", "quantize_bits", "router_bits")
 
 
 def state_features(
@@ -109,12 +102,10 @@ def read_states(path: str | os.PathLike[str], what: str = "--data") -> list[dict
     source = Path(path)
     if not source.is_file():
         raise TrainError(f'{what} {source} not found; pass a JSONL file of {{"text": ...}} lines')
-    records: list[dict[str, Any]] = []
     try:
         with source.open("rb") as f:  # streamed, each line at most LINE_LIMIT bytes
-            for number, line in enumerate(iter(lambda: f.readline(LINE_LIMIT + 1), b""), 1):
-                if record := _state(source, number, line):
-                    records.append(record)
+            lines = enumerate(iter(lambda: f.readline(LINE_LIMIT + 1), b""), 1)
+            records = [record for n, line in lines if (record := _state(source, n, line))]
     except OSError as error:
         raise TrainError(f"{what} {source} cannot be read ({error.strerror})") from None
     if not records:
@@ -132,15 +123,11 @@ def _state(source: Path, number: int, line: bytes) -> dict[str, Any] | None:
     if not line.strip():
         return None
     record, problem = parse_json(line)
+    like = 'each line must be an object like {"text": "..."}'
     if problem:
-        raise TrainError(
-            f'{source} line {number} {problem}; each line must be an object like {{"text": "..."}}'
-        )
+        raise TrainError(f"{source} line {number} {problem}; {like}")
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        raise TrainError(
-            f'{source} line {number} has no "text" string; each line must be an object '
-            'like {"text": "..."}'
-        )
+        raise TrainError(f'{source} line {number} has no "text" string; {like}')
     if not record["text"].strip():
         raise TrainError(f'{source} line {number} has an empty "text"; remove the line')
     return record
@@ -181,8 +168,7 @@ def load_reward(spec: str, num_actions: int) -> Reward:
             f"reward module {module_name!r} has no function {function_name!r}; name a "
             "function(state_text, action) -> float"
         )
-    reward: Reward = function
-    return reward
+    return cast(Reward, function)
 
 
 def _reward_table(path: str, num_actions: int) -> Reward:
@@ -254,9 +240,7 @@ def run(settings: TrainSettings, load_model: Callable[[], Any]) -> int:
     elif "MLX_RANK" in os.environ:
         raise TrainError("distributed training runs on MLX; use --framework mlx with mlx.launch")
     rank0 = collectives is None or collectives.rank == 0
-
-    if rank0:
-        out.mkdir(parents=True, exist_ok=True)
+    # rank 0 makes --out when it caches the features there (a cache hit: it is there)
     features, eval_features = state_features(settings, inputs, load_model, write=rank0)
 
     trainer = GRPOTrainer(

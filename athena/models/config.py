@@ -7,6 +7,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from athena.host import TORCH_DEVICES
 from athena.source import DTYPES
 
 DEFAULT_MODEL = "allenai/OLMoE-1B-7B-0924"
@@ -33,6 +34,7 @@ class OLMoEConfig:
     quantize_group_size: int = 64
     router_bits: int = 8  # 4 or 8: bits of the router (mlp.gate) when quantize_bits is set
     allow_oversize: bool = False  # load even when the estimated peak exceeds the memory
+    device: str = "auto"  # transformers' device: auto (mps on a Mac that has it), cpu or mps
     max_tokens: int = 256
     temperature: float = 0.0  # 0 is greedy
     top_p: float = 1.0
@@ -65,6 +67,7 @@ class OLMoEConfig:
                               "None, 4 or 8"),
             "router_bits": (_in(self.router_bits, QUANTIZE_BITS),
                             "4 or 8 (the router's bits when quantize_bits is set)"),
+            "device": (self.device in TORCH_DEVICES, "'auto', 'cpu' or 'mps'"),
             "quantize_group_size": (_in(self.quantize_group_size, GROUP_SIZES), "32, 64 or 128"),
             "max_tokens": (is_int(self.max_tokens) and self.max_tokens >= 1, "an integer >= 1"),
             "temperature": (is_number(self.temperature) and 0 <= self.temperature < math.inf,

@@ -173,8 +173,9 @@ def head_logits(head: Any, features: np.ndarray) -> np.ndarray:
         return np.array(head(mx.array(x)), dtype=np.float32)
     import torch
 
+    device = next(head.parameters()).device  # the model's: cpu or mps
     with torch.no_grad():
-        out: np.ndarray = head(torch.from_numpy(x)).numpy()
+        out: np.ndarray = head(torch.from_numpy(x).to(device)).cpu().numpy()
     return out
 
 

@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from athena import modellock, source
+from athena import modellock, preflight, source
+from athena.backends import backend_module, base, batching, completion
+from athena.backends.base import LoadOptions, Sampling
 from athena.errors import BackendMissing, LoadError, OversizeError, SourceError, first_line
-from athena.host import installed_backends
+from athena.host import installed_backends, mps_dtype_problem, torch_device
 from athena.models.config import SEED_RANGE, OLMoEConfig, is_int, is_number, is_seed
 from athena.models.head import (
     HeadError,
@@ -28,8 +30,7 @@ from athena.models.head import (
 if TYPE_CHECKING:  # numpy and the backends are imported where used: the import stays cheap
     import numpy as np
 
-    from athena.backends.base import Backend, BackendName, Sampling
-    from athena.preflight import Preflight
+    from athena.backends.base import Backend, BackendName
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ NO_BACKEND = "No inference backend available (mlx-lm and transformers both missi
 
 class OLMoEModel:
     """OLMoE behind one interface, on mlx-lm or transformers. After `load()`: `backend`
-    ("mlx" or "transformers"), `model` and `tokenizer` (the backend's), `action_head` (the one
+    ("mlx" or "transformers"), `device` (torch's "cpu" or "mps", mlx's "cpu" or "gpu"),
+    `model` and `tokenizer` (the backend's), `action_head` (the one
     at `config.action_head_path`, its sha256 in `action_head_sha256`; else a seeded one on
     transformers, none on mlx); a failed load keeps its sentence in `load_error`."""
 
@@ -54,10 +56,11 @@ class OLMoEModel:
         self.action_head: Any = None
         self.action_head_sha256: str | None = None
         self.backend: str | None = None
+        self.device: str | None = None  # where the model computes: "cpu" or "mps" (torch)
         self.is_loaded = False
         self.load_error: str | None = None
         self.last_action_logits: np.ndarray | None = None
-        self.preflight: Preflight | None = None  # what the preflight found for this load
+        self.preflight: preflight.Preflight | None = None  # what the preflight found for this load
 
     # The seed's private names, kept as the same values.
     @property
@@ -125,13 +128,10 @@ class OLMoEModel:
         self, backend: BackendName, name: str, adapter: Path | None, mlx_installed: bool
     ) -> None:
         """Locate the name once, preflight that folder, then let the backend build it."""
-        from athena import preflight
-        from athena.backends import backend_module
-        from athena.backends.base import LoadOptions
-
         config = self.config
         revision = config.revision if name == config.model_name else None
         located = modellock.locate(name, revision=revision)  # what models.lock pins, verified
+        device = torch_device(config.device) if backend == "transformers" else "cpu"
         self.preflight = preflight.check_load(
             located,
             backend=backend,
@@ -141,32 +141,36 @@ class OLMoEModel:
             router_bits=config.router_bits,
             allow_oversize=config.allow_oversize,
             mlx_available=mlx_installed,  # its options are worth naming on either path
+            device=device,
         )
-        head, sha256 = self._make_action_head(backend, name)
+        dtype = self.preflight.estimate.dtype
+        if device == "mps" and (problem := mps_dtype_problem(dtype)) is not None:
+            raise LoadError(problem)
+        head, sha256 = self._make_action_head(backend, name, device)
         options = LoadOptions(
             dtype=config.dtype,
             quantize_bits=config.quantize_bits,
             group_size=config.quantize_group_size,
             router_bits=config.router_bits,
             adapter=adapter,
+            device=device,
         )
-        self.model, self.tokenizer = backend_module(backend).load(located, options)
+        module = backend_module(backend)
+        self.model, self.tokenizer = module.load(located, options)
         self.action_head, self.action_head_sha256 = head, sha256
-        self.backend, self.is_loaded = backend, True
+        self.backend, self.device, self.is_loaded = backend, module.device(self.model), True
 
     def unload(self) -> None:
         """Drop the model, tokenizer and head and give their memory back; `load()` may follow."""
-        backend = self.backend
+        backend, device = self.backend, self.device
         self._reset()
         gc.collect()
         if backend is not None:
-            from athena.backends import backend_module
-
-            backend_module(backend).release()  # type: ignore[arg-type]
+            backend_module(backend).release(device or "cpu")  # type: ignore[arg-type]
 
     def _reset(self) -> None:
         self.model = self.tokenizer = self.action_head = self.action_head_sha256 = None
-        self.backend, self.is_loaded, self.load_error = None, False, None
+        self.backend, self.device, self.is_loaded, self.load_error = None, None, False, None
         self.last_action_logits = self.preflight = None
 
     def _fail(self, reason: str) -> bool:
@@ -175,9 +179,11 @@ class OLMoEModel:
         logger.error("%s", reason)
         return False
 
-    def _make_action_head(self, backend: BackendName, name: str) -> tuple[Any, str | None]:
+    def _make_action_head(
+        self, backend: BackendName, name: str, device: str
+    ) -> tuple[Any, str | None]:
         """The head and its file's sha256: the one at action_head_path, checked against the
-        model, else on transformers a new seeded one."""
+        model, else on transformers a new seeded one; on the model's `device`."""
         config, path = self.config, self.config.action_head_path
         assert self.preflight is not None
         hidden_size = int(self.preflight.info.config["hidden_size"])
@@ -186,7 +192,8 @@ class OLMoEModel:
             if backend == "mlx":
                 return None, None
             shape = HeadShape(hidden_size, config.num_memory_actions, config.action_head_hidden)
-            return new_head(**vars(shape), seed=config.seed, framework="torch").eval(), None
+            head = new_head(**vars(shape), seed=config.seed, framework="torch")
+            return head.to(device).eval(), None
         try:
             weights = load_weights(path)
         except HeadError as error:
@@ -199,14 +206,13 @@ class OLMoEModel:
                 f"and num_memory_actions is {config.num_memory_actions}; pass a head trained "
                 "on this model (athena train-head --model ...) with that many actions"
             )
-        head = head_from_weights(weights, framework).eval()
+        head = head_from_weights(weights, framework)
+        head = head.eval() if framework == "mlx" else head.to(device).eval()
         return head, source.file_digest(Path(path))["sha256"]
 
-    def _loaded(self) -> tuple[Backend, Preflight]:
+    def _loaded(self) -> tuple[Backend, preflight.Preflight]:
         if not self.is_loaded or self.backend is None or self.preflight is None:
             raise RuntimeError("OLMoEModel is not loaded; call load() and check that it is True")
-        from athena.backends import backend_module
-
         return backend_module(self.backend), self.preflight  # type: ignore[arg-type]
 
     def _prepare(
@@ -218,8 +224,6 @@ class OLMoEModel:
         seed: int | None,
     ) -> tuple[Backend, list[int], Sampling]:
         """The backend, prompt ids and sampling of one generate/stream call, checked once."""
-        from athena.backends.base import Sampling
-
         backend, checked = self._loaded()
         max_tokens = self.config.max_tokens if max_tokens is None else max_tokens
         temperature = self.config.temperature if temperature is None else temperature
@@ -247,8 +251,6 @@ class OLMoEModel:
     ) -> str:
         """The completion of `prompt` (without the prompt): exactly the tokenizer's decode of
         the generated ids (athena.backends.completion). Greedy at temperature 0."""
-        from athena.backends import completion
-
         backend, ids, sampling = self._prepare("generate", prompt, max_tokens, temperature, seed)
         return completion.decode(
             self.tokenizer, list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
@@ -277,10 +279,8 @@ class OLMoEModel:
         seed: int | None = None,
     ) -> Iterator[str]:
         """Yield the completion in pieces (checked before the first); "".join() is generate()."""
-        from athena.backends import completion
-
         backend, ids, sampling = self._prepare("stream", prompt, max_tokens, temperature, seed)
-        tokens = backend.generate_ids(self.model, self.tokenizer, ids, sampling)
+        tokens = backend.generate_ids(self.model, self.tokenizer, ids, sampling, stream=True)
         return (text for text, _ in completion.stream_pieces(self.tokenizer, tokens) if text)
 
     def encode(
@@ -297,8 +297,6 @@ class OLMoEModel:
         beyond max_position_embeddings is a ValueError unless `truncate` (first tokens kept).
         A progress bar on a terminal unless `show_progress=False`; `on_batch(n)` after each
         batch. An attached action head's logits are kept in `last_action_logits`."""
-        from athena.backends import base, batching
-
         backend, checked = self._loaded()
         single = isinstance(text, str)
         texts = _texts(text)

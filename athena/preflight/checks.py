@@ -73,9 +73,11 @@ def check_load(
     mlx_available: bool = True,
     budget: MemoryBudget | None = None,
     router_bits: int | None = None,
+    device: str = "cpu",
 ) -> Preflight:
-    """Check the folder `backend` is to build and that it fits: SourceError (no backend can load
-    it), OversizeError (unless `allow_oversize`), a warning logged for a tight fit."""
+    """Check the folder `backend` is to build (on torch's `device`) and that it fits:
+    SourceError (no backend can load it), OversizeError (unless `allow_oversize`), a warning
+    logged for a tight fit."""
     info = inspect_model(name)
     if info.problems:
         raise SourceError(info.problems[0])
@@ -91,7 +93,8 @@ def check_load(
         raise OversizeError(mapping, fallback_fits=False)
     bits = quantize_bits if backend == "mlx" else None  # transformers skips it (no CUDA)
     estimate = estimate_peak(info, backend=backend, dtype=dtype, quantize_bits=bits,
-                             group_size=group_size, router_bits=router_bits)  # fmt: skip
+                             group_size=group_size, router_bits=router_bits,
+                             device=device)  # fmt: skip
     status = budget.status(estimate.resident)
     if status == "does not fit" and not allow_oversize:
         fallback = estimate_peak(info, backend="transformers", dtype=dtype)

@@ -4,6 +4,7 @@ model.safetensors.index.json and the tokenizer files."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from athena import source
 from athena.errors import SourceError
@@ -23,21 +24,22 @@ def inspect_model(name: str | ModelSource) -> ModelInfo:
     SourceError when it is no model folder; what a person can still look at goes to problems."""
     located = source.locate(name, download=False)
     folder = located.folder
-    source.check_model_folder(folder)  # config.json, model_type, sound safetensors
+    config, headers = source.check_model_folder(folder)  # model_type, sound safetensors
     try:
-        return _inspect_folder(located.name, folder)
+        return _inspect_folder(located.name, folder, config, headers)
     except OSError as error:
         raise source.unreadable(Path(error.filename or folder), error) from None
 
 
-def _inspect_folder(name: str, folder: Path) -> ModelInfo:
-    config = source.read_config(folder)
-    files = source.weight_files_of(folder)
+def _inspect_folder(
+    name: str, folder: Path, config: dict[str, Any], headers: dict[Path, dict[str, Any]]
+) -> ModelInfo:
+    files = list(headers)
     problems: list[str] = []
     problems += _index_problems(folder, files)
     tensors = []
-    for file in files:
-        for key, entry in source.read_safetensors_header(file).items():
+    for header in headers.values():
+        for key, entry in header.items():
             start, end = entry["data_offsets"]
             tensors.append(Tensor(key, str(entry["dtype"]), tuple(entry["shape"]), end - start))
     quantization = config.get("quantization") or None

@@ -155,16 +155,18 @@ def estimate_peak(
     on_cpu: bool | None = None,
     router_bits: int | None = None,
     context: int = 0,
+    device: str = "cpu",
 ) -> Estimate:
-    """The memory of loading `info` with `backend` and these options, as athena's load does;
-    with `context` > 0, plus the working memory of one sequence of that many tokens."""
+    """The memory of loading `info` with `backend` and these options, as athena's load does
+    (transformers on torch's `device`); with `context` > 0, plus the working memory of one
+    sequence of that many tokens."""
     if backend == "mlx":
         cpu = mlx_on_cpu() if on_cpu is None else on_cpu
         router = (router_bits or DEFAULT_ROUTER_BITS) if quantize_bits else None
         estimate = _mlx_estimate(info, dtype, quantize_bits, group_size, cpu, router)
         chunk: int | None = MLX_PREFILL_CHUNK
     else:
-        estimate = _transformers_estimate(info, dtype)
+        estimate = _transformers_estimate(info, dtype, device)
         chunk = None
     if context <= 0:
         return estimate
@@ -261,11 +263,14 @@ def _mlx_estimate(
     )
 
 
-def _transformers_estimate(info: ModelInfo, dtype: str | None) -> Estimate:
+def _transformers_estimate(info: ModelInfo, dtype: str | None, device: str) -> Estimate:
     configured = info.config.get("dtype") or info.config.get("torch_dtype")
     target = dtype or (configured if configured in DTYPE_ITEMSIZE else info.float_dtype)
     size = DTYPE_ITEMSIZE[target]
     converts = DTYPE_ITEMSIZE.get(info.float_dtype) != size or target != info.float_dtype
+    # On the Mac's GPU (mps) every weight is a copy in unified memory, counted once; on the
+    # CPU the unconverted weights stay views of the mapped file (file pages).
+    converts = converts or device != "cpu"
     copied = 0
     fused: dict[str, int] = {}  # transformers fuses gate and up into one tensor per layer
     for group, unit in _units(info):

@@ -8,6 +8,8 @@ memory cap is checked by giving it one it must pass.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,19 +25,17 @@ pytestmark = [pytest.mark.mlx, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def like(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, dict]:
+def like(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, dict, Path]:
     pytest.importorskip("mlx_lm")
-    results = Results()
-    out = fit.measure(
-        results, tmp_path_factory.mktemp("fit"), shape="like", only=["mlx-q4", "mlx-float32"]
-    )
-    return results, out
+    results, work = Results(), tmp_path_factory.mktemp("fit")
+    out = fit.measure(results, work, shape="like", only=["mlx-q4", "mlx-float32"])
+    return results, out, work / "olmoe-like-shape"
 
 
 def test_like_shape_estimates_match_the_measured_anonymous_peak(
-    like: tuple[Results, dict],
+    like: tuple[Results, dict, Path],
 ) -> None:
-    results, out = like
+    results, out, _ = like
     assert set(out["options"]) == {"mlx-q4", "mlx-float32"}
     for name, row in out["options"].items():
         measured = row["measured"]
@@ -46,6 +46,30 @@ def test_like_shape_estimates_match_the_measured_anonymous_peak(
         assert row["decode_ceiling"]["source"] in ("measured", "estimated")
         figure = results.get(f"fit.like.{name}.off_by")
         assert figure is not None and figure["passed"] is True
+
+
+@pytest.mark.parametrize(
+    ("name", "bits"), [("mlx-q4", ["--quantize-bits", "4"]), ("mlx-float32", [])]
+)
+def test_decode_share_is_of_the_ceiling_athena_inspect_prints(
+    like: tuple[Results, dict, Path], name: str, bits: list[str]
+) -> None:
+    """The share's ceiling is the one `athena inspect --json` reports for that option here
+    (the child shares this run's ATHENA_CACHE_DIR, so the same cached bandwidth)."""
+    results, out, folder = like
+    athena = str(Path(sys.executable).parent / "athena")
+    command = [athena, "inspect", str(folder), "--json", "--backend", "mlx", *bits]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True, timeout=300)
+    ceiling = json.loads(printed.stdout)["this_load"]["decode_ceiling"]
+    share = results.get(f"fit.like.{name}.decode_share_of_ceiling")
+    assert (
+        share is not None and share["label"] == f"decode / inspect's ceiling, {name} (like shape)"
+    )
+    assert share["context"]["ceiling_tokens_per_s"] == ceiling["tokens_per_second"]
+    assert share["context"]["bytes_per_token"] == ceiling["bytes_per_token"]
+    rate = out["options"][name]["measured"]["decode_tokens_per_s"]
+    assert share["values"] == [pytest.approx(rate / ceiling["tokens_per_second"])]
+    assert share["median"] > 0  # not < 1: mlx-float32 decodes near its ceiling on some CPUs
 
 
 def test_a_child_past_its_memory_cap_is_killed(tmp_path: Path) -> None:

@@ -45,5 +45,7 @@ def test_smoke_loads_a_tiny_olmoe_and_generates(tmp_path: Path) -> None:
     smoke = next(c for c in report["checks"] if c["id"] == "smoke.generate")
     assert smoke["status"] == "pass", smoke["detail"]
     assert smoke["required"] and smoke["data"]["backend"] == "mlx"
+    devices = ("cpu", "gpu") if sys.platform == "darwin" else ("cpu",)  # mlx's, on Linux cpu
+    assert smoke["data"]["device"] in devices
     assert isinstance(smoke["data"]["text"], str) and smoke["data"]["text"]
     assert result.returncode == 0, report["failed_required"]

@@ -110,10 +110,11 @@ def test_without_a_models_lock_the_fingerprint_has_no_models(tmp_path: Path) -> 
 
 
 def test_a_changed_weight_file_is_unverified_and_the_doctor_never_reads_it(
-    project: Path,
+    project: Path, base_python: str
 ) -> None:
     """The doctor runs in a child that records every file it opens (an audit hook); then, in
-    the same child, `modellock.verify` shows that the hook sees the weight file being read."""
+    the same child, `modellock.verify` shows that the hook sees the weight file being read.
+    It checks the base Python (no mlx: no mlx probe, a child the hook never saw anyway)."""
     weights = weight_file(project)
     change_a_byte(weights)
     child = f"""
@@ -124,7 +125,7 @@ sys.addaudithook(lambda event, args: event == "open" and isinstance(args[0], (st
                  and opened.append(os.path.realpath(os.fsdecode(args[0]))))
 from athena import modellock
 from athena.doctor.checks import run_doctor
-report = run_doctor(root=Path({str(project)!r}), audit=False)
+report = run_doctor(python={base_python!r}, root=Path({str(project)!r}), audit=False)
 read_by_doctor = {str(weights.resolve())!r} in opened
 problems = modellock.verify(Path({str(project)!r}))
 print(json.dumps({{"report": report.to_dict(), "text": report.render(),
@@ -164,10 +165,14 @@ def test_a_damaged_models_lock_is_a_failed_check_with_one_sentence(project: Path
     assert check.hint and "athena models lock --upgrade" in check.hint
 
 
-def test_an_unreadable_action_head_fails_the_doctor_without_a_traceback(tmp_path: Path) -> None:
+def test_an_unreadable_action_head_fails_the_doctor_without_a_traceback(
+    tmp_path: Path, base_python: str
+) -> None:
+    """On the base Python (no mlx: no mlx probe keeps the run short; the head is the point)."""
     missing = tmp_path / "no-head.safetensors"
+    fast = ("--no-audit", "--python", base_python)
     result = subprocess.run(
-        [str(ATHENA), "doctor", "--no-audit", "--action-head", str(missing)],
+        [str(ATHENA), "doctor", *fast, "--action-head", str(missing)],
         capture_output=True,
         text=True,
         timeout=900,

@@ -196,31 +196,6 @@ def test_a_rewards_jsonl_works_and_a_state_missing_from_it_is_one_sentence(
     assert 'needs "rewards": a list of 4 numbers' in err
 
 
-def test_no_matplotlib_is_one_line_and_no_plot(
-    tiny_olmoe: Path, workdir: Path, tmp_path: Path
-) -> None:
-    """In a child process where `import matplotlib` fails (a dev dependency only)."""
-    blocker = tmp_path / "blocker"
-    blocker.mkdir()
-    (blocker / "matplotlib.py").write_text("raise ImportError('no matplotlib here')\n")
-    env: dict[str, Any] = {"PYTHONPATH": str(blocker), "PATH": "/usr/bin:/bin"}
-    code = "import sys; from athena.cli import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *_train(tiny_olmoe, "--batch-size", "8", steps=2)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=workdir,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "no plot: matplotlib is not installed" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not (workdir / "out" / "train.png").exists()
-    assert (workdir / "out" / "head.safetensors").is_file()
-
-
 def test_the_progress_bar_shows_reward_and_loss_on_a_terminal_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -266,12 +241,22 @@ def test_a_framework_that_is_not_installed_is_one_sentence_simulated_missing_tor
     assert "--framework torch needs torch, which is not installed here" in err
 
 
-def test_a_reward_file_is_loaded_by_path_and_the_current_folder_shadows_no_module(
-    tiny_olmoe: Path, workdir: Path
-) -> None:
-    """The installed `athena` command (whose sys.path does not start with the current folder),
-    in a folder holding a colorsys.py and a json.py: the reward file imports colorsys (not
-    imported before it) and json; both must be the standard library's."""
+@pytest.fixture(scope="module")
+def installed_command_run(
+    tiny_olmoe: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One run of the installed `athena` command (whose sys.path does not start with the
+    current folder) for the two tests below, in a folder holding a colorsys.py and a json.py,
+    with a reward file given by path that imports colorsys (not imported before it) and json,
+    and where `import matplotlib` fails (PYTHONPATH: a dev dependency only). One child, not
+    two: each trains on the tiny model, which is most of a test's time."""
+    workdir = tmp_path_factory.mktemp("installed")
+    (workdir / "states.jsonl").write_text(
+        "".join(json.dumps({"text": t}) + "\n" for t in toy.states(64, seed=1))
+    )
+    blocker = workdir / "blocker"
+    blocker.mkdir()
+    (blocker / "matplotlib.py").write_text("raise ImportError('no matplotlib here')\n")
     shadow = "open('shadow-imported', 'w').write(__name__)\n"
     (workdir / "colorsys.py").write_text(shadow)
     (workdir / "json.py").write_text(shadow)
@@ -285,8 +270,32 @@ def test_a_reward_file_is_loaded_by_path_and_the_current_folder_shadows_no_modul
     argv[argv.index("--reward") + 1] = "scored.py:score"
     athena = Path(sys.executable).with_name("athena")
     proc = subprocess.run(
-        [str(athena), *argv], capture_output=True, text=True, cwd=workdir, timeout=300, check=False
+        [str(athena), *argv],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(blocker), "PATH": "/usr/bin:/bin"},
+        cwd=workdir,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc, workdir
+
+
+def test_no_matplotlib_is_one_line_and_no_plot(
+    installed_command_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    proc, workdir = installed_command_run
+    assert "no plot: matplotlib is not installed" in proc.stderr
+    assert not (workdir / "out" / "train.png").exists()
+    assert (workdir / "out" / "head.safetensors").is_file()
+
+
+def test_a_reward_file_is_loaded_by_path_and_the_current_folder_shadows_no_module(
+    installed_command_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """Both colorsys and json the reward file imports must be the standard library's."""
+    proc, workdir = installed_command_run
     assert not (workdir / "shadow-imported").exists()
     assert "trained 1 steps" in proc.stdout

@@ -103,19 +103,25 @@ def no_mlx(hide_module: Callable[[str], None]) -> None:
 
 
 @pytest.fixture
-def machine_memory(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
-    """`machine_memory(n)`: athena's Host seam (`probe_host`) says this machine has n bytes of
-    RAM (simulated; nothing else about the machine changes)."""
+def simulated_host(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """`simulated_host(**fields)`: athena's Host seam (`probe_host`) reports these Host fields
+    (simulated: a Mac's system, os_version, mps...); the rest is this machine's."""
 
-    def apply(total: int) -> None:
+    def apply(**fields: Any) -> None:
         for name, module in list(sys.modules.items()):
             probe = getattr(module, "probe_host", None)
             if name.startswith("athena") and callable(probe):
-                simulated = functools.partial(_with_memory, probe, total)
+                simulated = functools.partial(_replaced, probe, fields)
                 monkeypatch.setattr(module, "probe_host", simulated)
 
     return apply
 
 
-def _with_memory(probe: Callable[..., Any], total: int, metal: Any = None) -> Any:
-    return dataclasses.replace(probe(metal), total_memory=total)
+def _replaced(probe: Callable[..., Any], fields: dict[str, Any], metal: Any = None) -> Any:
+    return dataclasses.replace(probe(metal), **fields)
+
+
+@pytest.fixture
+def machine_memory(simulated_host: Callable[..., None]) -> Callable[[int], None]:
+    """`machine_memory(n)`: the Host seam says this machine has n bytes of RAM (simulated)."""
+    return lambda total: simulated_host(total_memory=total)

@@ -260,7 +260,10 @@ def test_a_writer_killed_at_any_step_leaves_the_old_checkpoint_or_the_new(
         f"write_tiny_olmoe({str(folder)!r}, overwrite={force})"
     )
     setup = "" if force else f"import shutil; shutil.rmtree({str(folder)!r}, ignore_errors=True)"
-    steps = kill_at_each_step(code, check, "athena.checkpoints", setup=setup)
+    # Imported once, before the children fork: the writer imports tokenizers and numpy.random
+    # when it runs, a third of each child's time.
+    modules = ("athena.checkpoints", "tokenizers", "numpy.random")
+    steps = kill_at_each_step(code, check, *modules, setup=setup)
     assert steps > 10 and states[0] == ("old" if force else "missing") and states[-1] == "new"
     write_tiny_olmoe(folder, overwrite=True)  # what the kills left beside it is removed
     assert _files(folder) == new
