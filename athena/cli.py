@@ -7,10 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from athena import __version__
-from athena.commands import convert, machine, model, models, train_head
-from athena.commands.common import CommandError
-
-Handler = Callable[[argparse.Namespace], int]
+from athena.commands import machine, model, train_head
+from athena.commands.model import CommandError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,17 +20,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     model.add_loader_commands(sub)
     machine.add_inspect_command(sub)
-    convert.add_convert_command(sub)
+    model.add_convert_command(sub)
     machine.add_doctor_commands(sub)
     train_head.add_train_head_command(sub)
-    models.add_models_command(sub)
+    model.add_models_command(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler: Handler | None = getattr(args, "handler", None)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
         return 0

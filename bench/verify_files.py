@@ -47,7 +47,7 @@ def measure(results: Results, *, quick: bool) -> None:
     context = {
         "what": f"every file of {' and '.join(names) if names else 'every installed distribution'}"
         " against its RECORD sha256 "
-        "(athena/doctor/probe_child.py files), this interpreter's environment",
+        "(athena/doctor/probe.py files), this interpreter's environment",
         "packages": packages,
         "files": files,
         "bytes": installed_bytes(names),

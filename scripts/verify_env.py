@@ -6,9 +6,8 @@
     python3 scripts/verify_env.py --smoke    # also load a tiny OLMoE and generate 4 tokens
 
 It needs no installed package: it puts this checkout on sys.path and imports athena.doctor,
-which probes mlx in a child process and uses the standard library, plus `packaging` where it
-is installed (athena/doctor/names.py has the stdlib fallback for a bare Python). Python 3.9
-and 3.10 have no tomllib: there the report says uv.lock and pyproject.toml were not read.
+which probes mlx in a child process and uses the standard library only. Python 3.9 and 3.10
+have no tomllib: there the report says uv.lock and pyproject.toml were not read.
 """
 
 import sys

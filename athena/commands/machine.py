@@ -4,9 +4,16 @@ hold (standard library only until a command runs)."""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from athena.commands.common import CommandError
+from athena.commands.model import CommandError
+from athena.doctor import audit as cuda_audit
+from athena.doctor import checks
+from athena.doctor.lock import find_project_root, is_project_root
 from athena.source import DTYPES
+
+LOAD_OPTIONS = ("backend", "dtype", "quantize_bits", "router_bits", "context")
 
 
 def add_inspect_command(sub: argparse._SubParsersAction) -> None:
@@ -50,8 +57,6 @@ def _tokens(text: str) -> int:
 
 
 def _inspect_command(args: argparse.Namespace) -> int:
-    import json
-
     from athena import preflight
     from athena.errors import SourceError
     from athena.host import machine_bandwidth
@@ -60,15 +65,8 @@ def _inspect_command(args: argparse.Namespace) -> int:
         info = preflight.inspect_model(args.model)
     except SourceError as error:
         raise CommandError(str(error)) from None
-    report = preflight.describe(
-        info,
-        backend=args.backend,
-        dtype=args.dtype,
-        quantize_bits=args.quantize_bits,
-        router_bits=args.router_bits,
-        context=args.context,
-        bandwidth=machine_bandwidth(),
-    )
+    load = {name: getattr(args, name) for name in LOAD_OPTIONS}  # "this load", as the flags say
+    report = preflight.describe(info, **load, bandwidth=machine_bandwidth())
     print(json.dumps(report, indent=2) if args.json else preflight.render(report))
     if report["problems"] and not args.json:
         raise CommandError(report["problems"][0])
@@ -77,25 +75,18 @@ def _inspect_command(args: argparse.Namespace) -> int:
 
 def add_doctor_commands(sub: argparse._SubParsersAction) -> None:
     """`doctor`, `audit` (issue #4)."""
-    from pathlib import Path
-
     doctor = sub.add_parser(
         "doctor",
         help="check the environment: system, packages, mlx, memory, the CUDA audit",
         description="What is installed, what works, and what to do (scripts/verify_env.py). "
         "Exit code 0 when every check required on this platform passes.",
     )
-    from athena.doctor.checks import add_arguments  # standard library only
-
-    add_arguments(doctor)
+    checks.add_arguments(doctor)
 
     def run_doctor(args: argparse.Namespace) -> int:
-        from athena.doctor.checks import run, usage_problem
-
-        problem = usage_problem(args)
-        if problem:
+        if problem := checks.usage_problem(args):
             raise CommandError(problem)
-        return run(args)
+        return checks.run(args)
 
     doctor.set_defaults(handler=run_doctor)
 
@@ -118,19 +109,16 @@ def add_doctor_commands(sub: argparse._SubParsersAction) -> None:
     levels.add_argument("--installed-only", action="store_true", help="audit this environment only")
 
     def run_audit(args: argparse.Namespace) -> int:
-        import json
-
-        from athena.doctor.audit import audit_report, render_audit
-        from athena.doctor.audit import run_audit as audit_all
-        from athena.doctor.lock import find_project_root, is_project_root
-
         if args.project is not None and not is_project_root(args.project):
             raise CommandError(
                 f"{args.project} has no pyproject.toml and uv.lock: pass the project's folder"
             )
         root = args.project.resolve() if args.project else find_project_root()
-        results = audit_all(root, lock=not args.installed_only, installed=not args.lock_only)
-        print(json.dumps(audit_report(results), indent=2) if args.json else render_audit(results))
+        results = cuda_audit.run_audit(
+            root, lock=not args.installed_only, installed=not args.lock_only
+        )
+        report = cuda_audit.audit_report(results)
+        print(json.dumps(report, indent=2) if args.json else cuda_audit.render_audit(results))
         return 0 if all(result.ok for result in results) else 1
 
     audit.set_defaults(handler=run_audit)

@@ -1,20 +1,116 @@
-"""`athena generate`, `athena encode` and `athena tiny-model` (issue #3)."""
+"""`athena generate`, `encode`, `tiny-model`, `convert` and `models`, and what every command
+shares: CommandError, the loader's arguments, the loaded model, the loader's log lines."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import itertools
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from athena import encode_io
-from athena.commands.common import (
-    DTYPE_NAMES,
-    CommandError,
-    add_model_arguments,
-    load_model,
-    loader_logging,
-)
+from athena.source import DTYPES
+
+CONFIG_OPTIONS = ("revision", "dtype", "device", "quantize_bits", "router_bits", "allow_oversize")
+DTYPE_NAMES = ", ".join(DTYPES[:-1]) + " or " + DTYPES[-1]  # float32, float16 or bfloat16
+
+
+class CommandError(Exception):
+    """A problem the user can fix: printed as one sentence, exit code 1, no traceback."""
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True, metavar="PATH", help="a model folder (or an org/name hub id)"
+    )
+    parser.add_argument(
+        "--revision",
+        help="a hub branch, tag or commit (for a name the project's models.lock does not pin)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("mlx", "transformers"),
+        help="force a backend (default: mlx-lm if installed, else transformers)",
+    )
+    parser.add_argument("--dtype", help=f"{DTYPE_NAMES} (default: the model's)")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "mps"),
+        default="auto",
+        help="transformers' device (default auto: the Mac's GPU (mps) where torch has it)",
+    )
+    parser.add_argument("--quantize-bits", type=int, help="4 or 8: quantize after loading (mlx)")
+    parser.add_argument(
+        "--router-bits",
+        type=int,
+        default=8,
+        help="4 or 8: the router's (mlp.gate) bits when quantizing (default: 8)",
+    )
+    parser.add_argument(
+        "--allow-oversize",
+        action="store_true",
+        help="load even when the estimated peak memory is above this machine's",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the loader does")
+
+
+@contextlib.contextmanager
+def loader_logging(verbose: bool) -> Iterator[None]:
+    """Show the loader's warnings (and with -v its steps) on stderr as `athena: ...` lines.
+    Errors are not shown here: they become the CommandError sentence."""
+    import logging
+    import os
+
+    log = logging.getLogger("athena")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("athena: %(message)s"))
+    handler.addFilter(lambda record: record.levelno < logging.ERROR)
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    # No "Loading weights" bars: read at import by huggingface_hub, or switched off if imported.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    hf_logging: Any = getattr(sys.modules.get("transformers"), "logging", None)
+    bars = hf_logging is not None and hf_logging.is_progress_bar_enabled()
+    if bars:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def load_model(args: argparse.Namespace) -> Any:
+    """OLMoEModel per the arguments, loaded; a CommandError (one sentence) if it cannot be."""
+    from athena.host import installed_backends
+    from athena.models import olmoe
+
+    if args.backend == "mlx" and "mlx" not in installed_backends():
+        raise CommandError(
+            "--backend mlx needs mlx-lm, which is not installed (on a Mac: uv sync; on "
+            "Linux: uv sync --group mlx-cpu)"
+        )
+    try:
+        same = {name: getattr(args, name) for name in CONFIG_OPTIONS}  # named as the flags
+        config = olmoe.OLMoEConfig(
+            model_name=args.model,
+            use_mlx=args.backend != "transformers",
+            allow_fallback=args.backend is None,
+            action_head_path=getattr(args, "action_head", None),  # `encode --action-head`
+            **same,
+        )
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    model = olmoe.OLMoEModel(config)
+    if not model.load():
+        raise CommandError(model.load_error or "the model could not be loaded")
+    return model
 
 
 def add_loader_commands(sub: argparse._SubParsersAction) -> None:
@@ -102,13 +198,9 @@ def add_loader_commands(sub: argparse._SubParsersAction) -> None:
 def _generate_command(args: argparse.Namespace) -> int:
     with loader_logging(args.verbose):
         model = load_model(args)
+        sampling = dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
         try:
-            for piece in model.stream(
-                args.prompt,
-                max_tokens=args.max_tokens,
-                temperature=args.temperature,
-                seed=args.seed,
-            ):
+            for piece in model.stream(args.prompt, **sampling):
                 print(piece, end="", flush=True)
         except (TypeError, ValueError) as error:
             raise CommandError(str(error)) from None
@@ -121,13 +213,15 @@ ENCODE_CHUNK = 1024  # texts read from --input per encode() call (bounds the mem
 
 def _encode_command(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from athena.backends.batching import check_batch_size, progress
     from athena.errors import TextTooLong
 
     if bool(args.texts) == (args.input is not None):
         raise CommandError("give the texts either as TEXT arguments or with --input, not both")
+    if "" in args.texts:
+        number = args.texts.index("") + 1
+        raise CommandError(f"TEXT {number} is empty; pass at least one character")
     try:  # the check encode() makes, before a model is loaded
         check_batch_size(args.batch_size, name="--batch-size")
     except ValueError as error:
@@ -149,7 +243,7 @@ def _encode_command(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             if args.input is None:
                 name = "the arguments"
-                lines: Iterator[tuple[int, str]] = _argument_texts(args.texts)
+                lines: Iterator[tuple[int, str]] = enumerate(args.texts, 1)
             else:
                 name = "stdin" if args.input == "-" else args.input
                 stream = stack.enter_context(encode_io.open_input(args.input))
@@ -159,24 +253,17 @@ def _encode_command(args: argparse.Namespace) -> int:
             if args.output is not None:
                 writer = stack.enter_context(encode_io.NpyWriter(args.output))
             report = stack.enter_context(progress(None, not args.no_progress))
+            options = {"batch_size": args.batch_size, "truncate": args.truncate, "on_batch": report}
             count = 0
             try:
                 size = max(ENCODE_CHUNK, args.batch_size)
                 while chunk := list(itertools.islice(lines, size)):
                     numbers, texts = [n for n, _ in chunk], [t for _, t in chunk]
                     try:
-                        vectors = model.encode(
-                            texts,
-                            batch_size=args.batch_size,
-                            truncate=args.truncate,
-                            show_progress=False,
-                            on_batch=report,
-                        )
+                        vectors = model.encode(texts, show_progress=False, **options)
                     except TextTooLong as error:
                         number = numbers[error.index or 0]
-                        where = (
-                            f"TEXT {number}" if args.input is None else f"line {number} of {name}"
-                        )
+                        where = f"line {number} of {name}" if args.input else f"TEXT {number}"
                         raise CommandError(
                             f"{where} has {error.tokens:,} tokens, more than this model's "
                             f"{error.limit:,} positions (max_position_embeddings); shorten or "
@@ -203,13 +290,6 @@ def _encode_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _argument_texts(texts: list[str]) -> Iterator[tuple[int, str]]:
-    for number, text in enumerate(texts, 1):
-        if not text:
-            raise encode_io.BadLine(f"TEXT {number} is empty; pass at least one character")
-        yield number, text
-
-
 def _tiny_model_command(args: argparse.Namespace) -> int:
     from athena.checkpoints import FILES, FolderNotEmpty, count_parameters, write_tiny_olmoe
 
@@ -228,3 +308,105 @@ def _tiny_model_command(args: argparse.Namespace) -> int:
         f"{args.dtype}){note}"
     )
     return 0
+
+
+def add_convert_command(sub: argparse._SubParsersAction) -> None:
+    convert = sub.add_parser(
+        "convert",
+        help="write an mlx-quantized copy of a model (4 or 8 bits; the router stays at 8)",
+        description="Quantize MODEL with mlx_lm.convert into OUT, a new mlx folder that "
+        "`athena generate --model OUT` loads as stored. Everything takes --bits except "
+        "OLMoE's router (mlp.gate), which stays at --router-bits (default 8): at 4 bits its "
+        "rounding changes which experts run. OUT appears complete or not at all; it must be "
+        "new or empty. Needs mlx-lm (on Linux: uv sync --group mlx-cpu).",
+    )
+    convert.add_argument("model", metavar="MODEL", help="a model folder (or an org/name hub id)")
+    convert.add_argument("out", metavar="OUT", help="the folder to write (new or empty)")
+    convert.add_argument("--bits", type=int, choices=(4, 8), default=4, help="default: 4")
+    convert.add_argument(
+        "--group-size", type=int, choices=(32, 64, 128), default=64, help="default: 64"
+    )
+    convert.add_argument(
+        "--router-bits",
+        type=int,
+        choices=(4, 8),
+        default=8,
+        help="bits of the router, mlp.gate (default: 8; --router-bits 4 quantizes it like "
+        "the rest, as plain mlx_lm.convert does)",
+    )
+    convert.set_defaults(handler=_convert_command)
+
+
+def _convert_command(args: argparse.Namespace) -> int:
+    from athena.backends.mlx_convert import convert_model
+    from athena.checkpoints import FolderBusy, FolderNotEmpty
+    from athena.errors import BackendMissing, LoadError, SourceError
+
+    try:
+        quantization = {name: getattr(args, name) for name in ("bits", "group_size", "router_bits")}
+        path = convert_model(args.model, args.out, **quantization)
+    except FolderNotEmpty as error:
+        raise CommandError(
+            f"{error.folder} is not empty; choose a new or empty folder for the copy"
+        ) from None
+    except (BackendMissing, LoadError, SourceError, FolderBusy, ValueError, OSError) as error:
+        raise CommandError(str(error)) from None
+    print(
+        f"wrote {path} ({args.bits}-bit, group size {args.group_size}, router "
+        f"{args.router_bits}-bit)"
+    )
+    return 0
+
+
+def add_models_command(sub: argparse._SubParsersAction) -> None:
+    models = sub.add_parser(
+        "models",
+        help="lock, sync and verify the models pyproject.toml declares ([tool.athena.models])",
+    )
+    actions = models.add_subparsers(dest="action", metavar="ACTION", required=True)
+    lock = actions.add_parser("lock", help="resolve each declared model and write models.lock")
+    lock.add_argument(
+        "--check", action="store_true", help="exit 1 if pyproject.toml and models.lock disagree"
+    )
+    lock.add_argument(
+        "--upgrade", action="store_true", help="re-resolve models already locked (default: keep)"
+    )
+    actions.add_parser("sync", help="fetch the locked files into the Hugging Face cache, verify")
+    actions.add_parser("verify", help="check the cached files against models.lock")
+    for parser in actions.choices.values():
+        parser.add_argument(
+            "--project",
+            type=Path,
+            metavar="DIR",
+            help="the project folder (default: the nearest with a pyproject.toml, upward)",
+        )
+    models.set_defaults(handler=_models_command)
+
+
+def _models_command(args: argparse.Namespace) -> int:
+    from athena import modellock
+    from athena.errors import SourceError
+
+    start = args.project
+    project = modellock.find_project(start)
+    if project is None or (start is not None and project != start.resolve()):
+        raise CommandError(
+            f"no pyproject.toml in {start or Path.cwd()}{'' if start else ' or above'}; "
+            "pass --project DIR"
+        )
+    try:
+        if args.action == "lock" and not args.check:
+            models = modellock.lock(project, upgrade=args.upgrade)
+            print(f"locked {len(models)} model(s) in {project / modellock.LOCK_FILE}")
+            return 0
+        check = {"lock": modellock.lock_problems, "sync": modellock.sync}
+        problems = check.get(args.action, modellock.verify)(project)
+    except SourceError as error:
+        raise CommandError(str(error)) from None
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems and not modellock.declared(project):
+        print(f"no model in [tool.athena.models] of {project / 'pyproject.toml'}: nothing locked")
+    elif not problems:
+        print(f"{project / modellock.LOCK_FILE}: every model as locked")
+    return 1 if problems else 0

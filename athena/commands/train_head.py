@@ -11,14 +11,13 @@ from collections.abc import Iterator
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from athena.commands.common import CommandError, add_model_arguments, load_model, loader_logging
+from athena.commands.model import CommandError, add_model_arguments, load_model, loader_logging
 
 if TYPE_CHECKING:
     from athena.heads.train import TrainSettings
 
 
 def add_train_head_command(sub: argparse._SubParsersAction) -> None:
-    """`train-head` (issue #13): GRPO for the MemoryActionHead; see athena/heads/train.py."""
     train = sub.add_parser(
         "train-head",
         help="train the MemoryActionHead with GRPO on OLMoE features (MLX or torch)",

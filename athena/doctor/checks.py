@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -11,27 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from athena import __version__
-from athena.doctor.fingerprint import fingerprint
-from athena.doctor.lock import find_project_root, read_checkout
-from athena.doctor.names import normalize
+from athena.doctor import compare, sections
+from athena.doctor.audit import audit_checks
+from athena.doctor.lock import find_project_root, normalize, read_checkout
+from athena.doctor.numerics import smoke_checks
 from athena.doctor.probe import DEFAULT_TIMEOUT, run_probe
 from athena.doctor.report import Report
-from athena.doctor.sections.audit import audit_checks
-from athena.doctor.sections.memory import memory_checks
-from athena.doctor.sections.mlx import MLX_STEP_NAMES, mlx_checks, mlx_policy
-from athena.doctor.sections.model import model_checks
-from athena.doctor.sections.models import models_checks
-from athena.doctor.sections.packages import PACKAGES, distributions, files_check, package_checks
-from athena.doctor.sections.smoke import smoke_checks
-from athena.doctor.sections.system import (
-    env_info,
-    project_check,
-    python_pin_check,
-    system_checks,
-)
 from athena.host import Host, Metal, probe_host
 
-# ------------------------------------------------------------------------------- the doctor
+HOST_FIELDS = ("system", "machine", "os_version", "target", "rosetta", "total_memory")
 
 
 def run_doctor(
@@ -51,9 +40,9 @@ def run_doctor(
     files against RECORD ([]: every locked one); `action_head`: a head file to fingerprint."""
     root = root or find_project_root()
     env = run_probe(python, ("env",), timeout=timeout)
-    python_info = env_info(env, root)
-    installed = distributions(env)
-    versions: dict[str, str | None] = dict.fromkeys(PACKAGES)
+    python_info = sections.env_info(env, root)
+    installed = sections.distributions(env)
+    versions: dict[str, str | None] = dict.fromkeys(sections.PACKAGES)
     for dist in installed:
         name = normalize(dist["name"])
         if name in versions or name == "athena":
@@ -62,53 +51,43 @@ def run_doctor(
     python_info["project_env"] = project_env
 
     real_host = host or probe_host()
-    required, why = mlx_policy(real_host, versions)
+    required, why = sections.mlx_policy(real_host, versions)
     probe = None
     if required:
-        probe = run_probe(python, ("mlx",), timeout=timeout, expected_steps=MLX_STEP_NAMES)
-    if host is None and probe is not None:
-        device = probe.step("mlx.default_device") or {}
-        info = probe.step("mlx.device_info") or {}
-        if device.get("ok") and device.get("metal_available") is not None:
-            real_host = replace(
-                real_host,
-                metal=Metal(bool(device["metal_available"]), dict(info.get("info") or {})),
-            )
+        probe = run_probe(python, ("mlx",), timeout=timeout, expected_steps=sections.MLX_STEP_NAMES)
+    steps = probe.steps if probe else {}  # Metal as mlx sees it, unless `host` is simulated
+    device, info = steps.get("mlx.default_device") or {}, steps.get("mlx.device_info") or {}
+    if host is None and device.get("ok") and device.get("metal_available") is not None:
+        metal = Metal(bool(device["metal_available"]), dict(info.get("info") or {}))
+        real_host = replace(real_host, metal=metal)
     host = real_host
 
     lock, pin, flake, problems = read_checkout(root)
     lock_problem = problems.get("uv.lock") or "no uv.lock found (not a checkout)"
     report = Report(
         athena_version=__version__,
-        host={
-            "system": host.system,
-            "machine": host.machine,
-            "os_version": host.os_version,
-            "target": host.target,
-            "rosetta": host.rosetta,
-            "total_memory": host.total_memory,
-            "metal": None if host.metal is None else host.metal.available,
-        },
+        host={key: getattr(host, key) for key in HOST_FIELDS}
+        | {"metal": None if host.metal is None else host.metal.available},
         python=python_info,
         project={"root": str(root) if root else None, "uv_lock": lock is not None},
     )
-    system_checks(report, host, python_info)
-    project_check(report, root, problems)
-    python_pin_check(report, python_info, pin)
+    sections.system_checks(report, host, python_info)
+    sections.project_check(report, root, problems)
+    sections.python_pin_check(report, python_info, pin)
     locked = lock.versions if lock else None
-    package_checks(report, host, versions, locked, lock_problem, project_env, required)
+    sections.package_checks(report, host, versions, locked, lock_problem, project_env, required)
     if verify_files is not None:
-        files_check(report, python, timeout, lock, verify_files, installed)
-    mlx_checks(report, host, probe, required, why)
-    memory_checks(report, host)
+        sections.files_check(report, python, timeout, lock, verify_files, installed)
+    sections.mlx_checks(report, host, probe, required, why)
+    sections.memory_checks(report, host)
     if model is not None:
-        model_checks(report, host, model)
-    models, head = models_checks(report, root, action_head)
+        sections.model_checks(report, host, model)
+    models, head = sections.models_checks(report, root, action_head)
     if audit:
         audit_checks(report, host, root, installed, python_info["executable"])
     if smoke:
         smoke_checks(report)
-    report.fingerprint = fingerprint(
+    report.fingerprint = compare.fingerprint(
         host=host, python=python_info, root=root, lock=lock, distributions=installed,
         probe=probe, pin=pin, flake=flake, models=models, action_head=head
     )  # fmt: skip
@@ -117,15 +96,12 @@ def run_doctor(
 
 def main(argv: list[str] | None = None) -> int:
     """scripts/verify_env.py and `athena doctor`."""
-    import argparse
-
     parser = argparse.ArgumentParser(
         prog="verify_env.py",
         description="Check the athena environment: system, packages, mlx, memory, CUDA audit.",
     )
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run(args)
+    return run(parser.parse_args(argv))
 
 
 def add_arguments(parser: Any) -> None:
@@ -194,8 +170,7 @@ def usage_problem(args: Any) -> str | None:
 
 def run(args: Any) -> int:
     """Print the report; the exit code is 0 when every required check passes."""
-    problem = usage_problem(args)
-    if problem:
+    if problem := usage_problem(args):
         print(f"verify_env.py: {problem}", file=sys.stderr)
         return 2
     if getattr(args, "compare", None):
@@ -217,8 +192,6 @@ def run(args: Any) -> int:
 def run_compare(args: Any) -> int:
     """`--compare`: 0 when nothing that breaks reproducibility differs, 1 when something
     does, 2 when a file is not a report this athena can compare (one sentence)."""
-    from athena.doctor import compare
-
     try:
         others = [compare.load_report(path) for path in args.compare]
         names = (str(args.compare[0]), str(args.compare[-1]))
@@ -231,8 +204,7 @@ def run_compare(args: Any) -> int:
     except compare.CompareError as error:
         print(f"athena doctor --compare: {error}", file=sys.stderr)
         return 2
-    a, b = others
-    breaking, expected = compare.compare(a, b)
+    breaking, expected = compare.compare(*others)
     if args.json:
         print(json.dumps(compare.to_dict(names, breaking, expected), indent=2, default=str))
     else:

@@ -1,17 +1,123 @@
-"""`athena doctor --compare`: two reports' fingerprints, differences only, by severity, each
-with its fix (docs/doctor.md, "Two machines"). Reports are read bounded, checked, shown escaped."""
+"""The report's fingerprint, what makes two machines compute alike, and `athena doctor
+--compare` of two reports' fingerprints: differences only, by severity, each with its fix
+(docs/doctor.md, "Two machines"). Reports are read bounded, checked, shown escaped."""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from athena.doctor.report import SCHEMA_ID, SCHEMA_PATH, schema_problem, shown
+from athena.doctor.lock import Lock, normalize
+from athena.doctor.probe import ProbeResult
+from athena.doctor.report import SCHEMA_ID, SCHEMA_PATH, schema_problem, shareable, shown
+from athena.doctor.sections import WIRED_LIMIT_MACOS, python_minor
+from athena.host import Host
+from athena.source import file_digest
+
+# The behaviour variables (schema.json's fingerprint.env): each one listed, and no other.
+FINGERPRINT = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))["properties"]["fingerprint"]
+ENV_NAMES = tuple(FINGERPRINT["properties"]["env"]["required"])
+
+
+def lock_sha256(path: Path) -> str | None:
+    try:
+        return str(file_digest(path)["sha256"])
+    except OSError:
+        return None
+
+
+def behaviour_env(
+    environ: Mapping[str, str], root: Path | None, home: str | None = None
+) -> dict[str, str | None]:
+    """The behaviour variables, set (value) or unset (None), safe to share (`shareable`; a
+    secret is "(set)"). The checkout's path is written `$PROJECT` and the home folder `~`,
+    so two machines' values compare as what they mean."""
+    home = home if home is not None else os.path.expanduser("~")
+    result: dict[str, str | None] = dict.fromkeys(ENV_NAMES)
+    for name in (name for name in ENV_NAMES if name in environ):
+        value = shareable(name, environ[name]) or "(set)"
+        value = value if root is None else value.replace(str(root), "$PROJECT")
+        result[name] = value.replace(home, "~") if home and home != "/" else value
+    return result
+
+
+def locked_packages(
+    lock: Lock | None, distributions: Iterable[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]] | None:
+    """For each package in uv.lock: the installed version (None: not here), whether uv.lock pins
+    it, its wheel tags, and the locked wheel with those tags (None: not from the lock)."""
+    if lock is None:
+        return None
+    installed = {normalize(str(d["name"])): d for d in distributions}
+    packages: dict[str, dict[str, Any]] = {}
+    for name in sorted(lock.versions):
+        dist = installed.get(name)
+        version = None if dist is None else str(dist["version"])
+        tags = None if dist is None else list(dist.get("tags") or [])
+        wheels = lock.wheels.get((name, str(version)), [])  # the one built for its tags, if any
+        wheel = next((w for w in wheels if set(w.tags) & set(tags or [])), None)
+        packages[name] = {
+            "installed": version,
+            "matches_lock": None if version is None else version in lock.versions[name],
+            "tags": tags,
+            "wheel": None if wheel is None else {"file": wheel.file, "sha256": wheel.sha256},
+        }
+    return packages
+
+
+def fingerprint(
+    *,
+    host: Host,
+    python: Mapping[str, Any],
+    root: Path | None,
+    lock: Lock | None,
+    distributions: Iterable[Mapping[str, Any]],
+    probe: ProbeResult | None,
+    pin: str | None,
+    flake: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    models: Mapping[str, Any] | None = None,
+    action_head: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The fingerprint block of a report (schema.json's `fingerprint`)."""
+    device = (probe.step("mlx.default_device") or {}) if probe else {}  # as the probe saw it
+    wired: dict[str, Any] = {"supported": (host.macos_version or ()) >= WIRED_LIMIT_MACOS}
+    wired["iogpu_wired_limit_mb"] = host.sysctl.get("iogpu.wired_limit_mb")
+    return {
+        "uv_lock_sha256": lock_sha256(root / "uv.lock") if root else None,
+        "models_lock_sha256": lock_sha256(root / "models.lock") if root else None,
+        "models": dict(models or {}),
+        "action_head": None if action_head is None else dict(action_head),
+        "packages": locked_packages(lock, distributions),
+        "python": {
+            "version": python.get("version"),
+            "minor": python_minor(python.get("version")),
+            "implementation": python.get("implementation"),
+            "pinned": pin,
+        },
+        "os": {
+            "system": host.system,
+            "target": host.target,
+            "release": host.os_version,
+            "macos_version": host.os_version if host.is_mac else None,
+        },
+        "chip": host.chip,
+        "hostname": platform.node() or None,
+        "total_memory": host.total_memory,
+        "metal": None if host.metal is None else host.metal.available,
+        "mlx_device": str(device["device"]) if device.get("ok") and device.get("device") else None,
+        "wired_limit": wired if host.is_mac else None,
+        "env": behaviour_env(os.environ if environ is None else environ, root),
+        "flake_nixpkgs": flake,
+    }
+
 
 MAX_REPORT_BYTES = 8 << 20  # a real report is ~100 KB
 BREAKS, NUMERICS, INFO = "breaks reproducibility", "may change numerics", "informational"
@@ -86,8 +192,7 @@ def load_report(path: Path) -> dict[str, Any]:
 
 
 def check_report(report: dict[str, Any], name: str) -> dict[str, Any]:
-    """`report` when schema.json admits it and it holds what a verdict needs; else
-    CompareError naming the field and the report."""
+    """`report` if schema.json admits it and it holds what a verdict needs, else CompareError."""
     problem = schema_problem(report, json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
     fingerprint = _map(report.get("fingerprint"))
     empty = next((path for path in NEEDED if _get(fingerprint, path) in (None, {}, "")), None)
@@ -139,7 +244,6 @@ def _package(name: str, a: Any, b: Any, fa: Any, fb: Any) -> list[Difference]:
             f"package {name} build",
             f"{', '.join(sorted(tags_a))} on {os_a}" + ("" if wheel_a else " (not from the lock)"),
             f"{', '.join(sorted(tags_b))} on {os_b}" + ("" if wheel_b else " (not from the lock)"),
-            severity=BREAKS,
             fix=fix,
         )
     ]
@@ -182,8 +286,7 @@ SECTIONS: tuple[tuple[str, Callable[[str, Any, Any, Any, Any], list[Difference]]
 def compare(
     a: Mapping[str, Any], b: Mapping[str, Any]
 ) -> tuple[list[Difference], list[Difference]]:
-    """(breaking, expected) differences between two reports' fingerprints; `expected` holds
-    what may change numerics, then what is informational."""
+    """(breaking, expected) differences of two fingerprints; expected: numerics, then info."""
     fa, fb = _map(a.get("fingerprint")), _map(b.get("fingerprint"))
     rows = [
         Difference(what, _get(fa, path), _get(fb, path), severity=severity, fix=fix)

@@ -1,17 +1,17 @@
-"""The checkout's pinning files (pyproject.toml, uv.lock, .python-version, flake.lock): each
-reader returns what it read or raises ProjectFileError, one sentence with the fix."""
+"""The checkout's pinning files (pyproject.toml, uv.lock, .python-version, flake.lock) and the
+names, versions and wheel tags in them, read with the standard library (verify_env.py runs on
+a bare Python >= 3.9): each reader returns what it read or raises ProjectFileError."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from athena.doctor.names import normalize, release, wheel_tags
 
 # athena/doctor/lock.py -> the checkout that holds pyproject.toml and uv.lock
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +25,32 @@ FIXES = {
 }
 
 
+def normalize(name: str) -> str:
+    """PEP 503 name: `Mlx_LM` -> `mlx-lm`."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str | None:
+    """The normalized name of a requirement string (`numpy>=2; extra == "x"` -> `numpy`)."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return normalize(match.group(1)) if match else None
+
+
+def release(version: object) -> tuple[int, ...] | None:
+    """(3, 12, 7) of "3.12.7", or None when it is not a version."""
+    match = re.match(r"\d+(\.\d+)*", str(version or ""))
+    return tuple(int(part) for part in match.group(0).split(".")) if match else None
+
+
+def wheel_tags(filename: str) -> list[str]:
+    """The tags of a wheel file name, `cp312-cp312-macosx_14_0_arm64`; [] if it is not one."""
+    parts = filename[: -len(".whl")].split("-") if filename.endswith(".whl") else []
+    if len(parts) < 5:
+        return []
+    python, abi, platform = (part.split(".") for part in parts[-3:])
+    return sorted(f"{p}-{a}-{m}" for p in python for a in abi for m in platform)
+
+
 def is_project_root(path: Path) -> bool:
     return (path / "pyproject.toml").is_file() and (path / "uv.lock").is_file()
 
@@ -34,10 +60,7 @@ def find_project_root(start: Path | None = None) -> Path | None:
     if is_project_root(PACKAGE_ROOT):
         return PACKAGE_ROOT
     start = (start or Path.cwd()).resolve()
-    for candidate in (start, *start.parents):
-        if is_project_root(candidate):
-            return candidate
-    return None
+    return next((path for path in (start, *start.parents) if is_project_root(path)), None)
 
 
 class ProjectFileError(Exception):
@@ -89,13 +112,6 @@ class Lock:
 
     versions: dict[str, set[str]] = field(default_factory=dict)
     wheels: dict[tuple[str, str], list[LockedWheel]] = field(default_factory=dict)
-
-    def wheel_for(self, name: str, version: str, tags: list[str]) -> LockedWheel | None:
-        """The locked wheel of `name` `version` built for one of `tags` (a WHEEL file's)."""
-        for wheel in self.wheels.get((name, version), []):
-            if set(wheel.tags) & set(tags):
-                return wheel
-        return None
 
 
 def read_lock(path: Path) -> Lock:

@@ -24,12 +24,8 @@ SECTIONS = ("system", "packages", "imports", "mlx", "memory", "model", "models",
 
 @dataclass
 class Check:
-    """One line of the report.
-
-    status: pass (works), fail (broken), warn (works, but look at the hint), skip (not
-    applicable here; `detail` says why), info (a fact, no judgement). Only a failed
-    `required` check makes the exit code 1.
-    """
+    """One line of the report: pass (works), fail (broken), warn (works, but see the hint), skip
+    (not here; `detail` says why), info (a fact). Only a failed `required` check exits 1."""
 
     id: str  # stable, e.g. "imports.mlx_lm", "audit.lock.darwin-arm64"
     title: str
@@ -53,7 +49,7 @@ class Report:
     python: dict[str, Any]
     project: dict[str, Any]
     checks: list[Check] = field(default_factory=list)
-    fingerprint: dict[str, Any] = field(default_factory=dict)  # fingerprint.py; --compare
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # compare.py
 
     def add(self, check: Check) -> Check:
         self.checks.append(check)
@@ -105,17 +101,13 @@ class Report:
         ]
         for section in SECTIONS:
             checks = [c for c in self.checks if c.section == section]
-            if not checks:
-                continue
-            lines += ["", section.upper()]
-            previous = None
-            for check in checks:
+            lines += ["", section.upper()] if checks else []
+            for index, check in enumerate(checks):
+                previous = checks[index - 1] if index else None
                 mark = check.status.upper() + ("*" if check.required else " ")
-                detail = check.detail
-                if previous and check.status == previous.status == "skip":
-                    detail = "(same reason)" if detail == previous.detail else detail
+                same = previous and previous.status == "skip" and previous.detail == check.detail
+                detail = "(same reason)" if same and check.status == "skip" else check.detail
                 lines.append(f"  {mark:5} {check.title:{width}}  {detail}")
-                previous = check
                 if check.hint and check.status in ("fail", "warn", "skip"):
                     lines.append(f"  {'':5} {'':{width}}  -> {check.hint}")
         counts = ", ".join(f"{n} {s}" for s, n in self.summary().items() if n)

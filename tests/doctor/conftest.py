@@ -114,7 +114,7 @@ def require_mlx() -> None:
 
 def uv_path() -> str:
     """The uv the doctor itself would use (seen through a pyenv shim)."""
-    from athena.doctor.uvtree import uv_executable
+    from athena.doctor.audit import uv_executable
 
     path = shutil.which("uv", path=str(Path(sys.executable).parent)) or uv_executable()
     if path is None:

@@ -13,9 +13,9 @@ import pytest
 
 from athena.cli import main as athena_main
 from athena.doctor import audit
+from athena.doctor.audit import TARGETS_BY_NAME, Target
 from athena.doctor.checks import audit_checks
 from athena.doctor.report import Report
-from athena.doctor.uvtree import TARGETS_BY_NAME, Target
 from athena.host import Host
 
 from .conftest import ROOT, uv_path

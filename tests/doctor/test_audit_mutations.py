@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from athena.doctor import audit
-from athena.doctor.uvtree import TARGETS_BY_NAME
+from athena.doctor.audit import TARGETS_BY_NAME
 
 from .conftest import (
     add_dependency,

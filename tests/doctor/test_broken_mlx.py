@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from athena.doctor.checks import run_doctor
-from athena.doctor.probe import run_probe
-from athena.doctor.probe_child import MLX_STEPS
+from athena.doctor.probe import MLX_STEPS, run_probe
 
 STEPS = tuple(step for step, *_ in MLX_STEPS)
 

@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 
 from athena.doctor import compare
-from athena.doctor.fingerprint import fingerprint
-from athena.doctor.lock import read_lock
-from athena.doctor.names import wheel_tags
+from athena.doctor.compare import fingerprint
+from athena.doctor.lock import read_lock, wheel_tags
 from athena.host import Host
 
 from .conftest import ROOT, checks_by_id, clean_env, uv_path

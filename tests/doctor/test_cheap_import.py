@@ -12,7 +12,7 @@ import json, sys
 before = set(sys.modules)
 import athena.cli, athena.doctor, athena.doctor.checks, athena.doctor.audit
 import athena.host, athena.doctor.lock, athena.doctor.probe, athena.doctor.report
-import athena.doctor.compare, athena.doctor.fingerprint, athena.doctor.numerics
+import athena.doctor.compare, athena.doctor.numerics
 athena.cli.build_parser()
 new = sorted(set(sys.modules) - before)
 print(json.dumps(new))

@@ -13,7 +13,7 @@ import pytest
 
 from athena.checkpoints import write_sparse_olmoe, write_tiny_olmoe
 from athena.doctor.report import Check, Report
-from athena.doctor.sections.model import model_checks
+from athena.doctor.sections import model_checks
 from athena.host import Host, Metal
 
 GIB = 1024**3

@@ -22,7 +22,7 @@ from athena.checkpoints import write_tiny_olmoe
 from athena.doctor import compare
 from athena.doctor.checks import run_doctor
 from athena.doctor.report import Report
-from athena.doctor.sections.models import models_checks
+from athena.doctor.sections import models_checks
 
 from .conftest import ROOT, validate
 

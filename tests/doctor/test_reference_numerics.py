@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from athena.doctor import numerics
+from athena.doctor.numerics import smoke_checks
 from athena.doctor.report import Report
-from athena.doctor.sections.smoke import smoke_checks
 
 from .conftest import ROOT, require_mlx
 

@@ -19,11 +19,10 @@ import pytest
 
 from athena.doctor import compare
 from athena.doctor.checks import run_doctor
-from athena.doctor.fingerprint import ENV_NAMES, behaviour_env, fingerprint
-from athena.doctor.lock import read_python_pin
-from athena.doctor.names import wheel_tags
+from athena.doctor.compare import ENV_NAMES, behaviour_env, fingerprint
+from athena.doctor.lock import read_python_pin, wheel_tags
 from athena.doctor.report import Report
-from athena.doctor.sections.system import python_pin_check
+from athena.doctor.sections import python_pin_check
 from athena.host import SYSCTL_NAMES, Host, Metal, probe_host
 
 from .conftest import ROOT, validate

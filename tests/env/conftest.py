@@ -19,7 +19,7 @@ def require_tool(name: str, install_hint: str) -> str:
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     path = shutil.which(name, path=search)
     if path and name in ("uv", "uvx") and Path(path).parent.name == "shims":
-        from athena.doctor.uvtree import pyenv_uv
+        from athena.doctor.audit import pyenv_uv
 
         # pyenv's shim follows .python-version's pin to a Python that may not have uv.
         real = pyenv_uv()
