@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -135,16 +137,22 @@ def cpu_name() -> str:
 
 def probe_host(metal: Metal | None = None) -> Host:
     """The real machine; `metal` comes from the mlx probe (run in a child process)."""
+    return dataclasses.replace(_this_machine(), metal=metal)
+
+
+@functools.cache
+def _this_machine() -> Host:
+    """Read once a process: on a Mac it is four `sysctl` runs, and every load's preflight asks."""
     system, machine = platform.system(), platform.machine()
     if system != "Darwin":
         chip = _linux_cpu() if system == "Linux" else (platform.processor() or None)
-        return Host(system, machine, platform.release(), _total_memory(), metal=metal, chip=chip)
+        return Host(system, machine, platform.release(), _total_memory(), chip=chip)
     values = {name: value for name in SYSCTL_NAMES if (value := read_sysctl(name))}
     memsize = values.get("hw.memsize")
     memory = int(memsize) if memsize and memsize.isdigit() else _total_memory()
     return Host(
         system, machine, platform.mac_ver()[0] or platform.release(), memory,
-        rosetta=values.get("sysctl.proc_translated") == "1", sysctl=values, metal=metal,
+        rosetta=values.get("sysctl.proc_translated") == "1", sysctl=values,
         chip=values.get("machdep.cpu.brand_string"),
     )  # fmt: skip
 
