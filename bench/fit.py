@@ -32,7 +32,7 @@ from bench.common import (
 from bench.preflight import add_share_of_ceiling, estimate_parts
 
 GiB = 1 << 30
-TARGET = Target("<=", 1.25, "estimate within 0.8-1.25x of the measured peak (RssAnon)")
+TARGET = Target("<=", 1.1, "estimate within 0.9-1.1x of the measured peak (RssAnon)")
 DECODE_TOKENS = 8
 SAMPLE_S = 0.02  # the child's /proc status is read this often, through its load and decode
 # A small shape like OLMoE-1B-7B's (64 experts, 8 per token, the same vocabulary), for
