@@ -34,14 +34,13 @@ def inspect_model(name: str | ModelSource) -> ModelInfo:
 def _inspect_folder(
     name: str, folder: Path, config: dict[str, Any], headers: dict[Path, dict[str, Any]]
 ) -> ModelInfo:
-    files = list(headers)
-    problems: list[str] = []
-    problems += _index_problems(folder, files)
-    tensors = []
-    for header in headers.values():
-        for key, entry in header.items():
-            start, end = entry["data_offsets"]
-            tensors.append(Tensor(key, str(entry["dtype"]), tuple(entry["shape"]), end - start))
+    problems = _index_problems(folder, list(headers))
+    tensors = [
+        Tensor(key, str(entry["dtype"]), tuple(entry["shape"]), end - start)
+        for header in headers.values()
+        for key, entry in header.items()
+        for start, end in [entry["data_offsets"]]
+    ]
     quantization = config.get("quantization") or None
     tokenizer, tokenizer_problem = _inspect_tokenizer(folder)
     info = ModelInfo(
@@ -49,7 +48,7 @@ def _inspect_folder(
         path=folder,
         config=config,
         tensors=tensors,
-        disk_bytes=sum(f.stat().st_size for f in files),
+        disk_bytes=sum(f.stat().st_size for f in headers),
         tokenizer=tokenizer,
         quantization=quantization if isinstance(quantization, dict) else None,
     )
@@ -98,10 +97,9 @@ def _inspect_tokenizer(folder: Path) -> tuple[TokenizerInfo, str | None]:
             "tokenizer.model); the download is incomplete: re-download the folder or copy "
             "the tokenizer files next to config.json"
         )
-    ids: list[int] = []
-    broken = f"the {kind} in {folder} does not load"
     if kind == "tokenizer.model":  # sentencepiece protobuf: its size is known once loaded
         return TokenizerInfo(kind), None
+    broken = f"the {kind} in {folder} does not load"
     try:
         if kind == "tokenizer.json":
             data = source.read_json(folder / "tokenizer.json", source.TOKENIZER_LIMIT)

@@ -4,6 +4,7 @@ and what follows (parameters, stored dtypes, packed quantized weights). Standard
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +27,7 @@ class Tensor:
 
     @property
     def elements(self) -> int:
-        count = 1
-        for dim in self.shape:
-            count *= dim
-        return count
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -106,12 +104,10 @@ class ModelInfo:
         """Bits of a packed weight, from its shape and its scales' (group size from config)."""
         base = tensor.name.rsplit(".", 1)[0]
         scales = self._by_name.get(f"{base}.scales")
-        quant = self.quantization or {}
-        override = quant.get(base.removeprefix("model.")) or quant.get(base)
-        group = int((override if isinstance(override, dict) else quant).get("group_size", 64))
+        params = quant_params(self.quantization or {}, base)
         if scales is None or not scales.shape:
-            return int(quant.get("bits", 4))
-        return max(1, round(tensor.shape[-1] * 32 / (scales.shape[-1] * group)))
+            return int(params["bits"])
+        return max(1, round(tensor.shape[-1] * 32 / (scales.shape[-1] * int(params["group_size"]))))
 
     def logical_shape(self, tensor: Tensor) -> tuple[int, ...]:
         if not self._packed(tensor):
@@ -121,5 +117,15 @@ class ModelInfo:
 
 def _integer_name(dtype: str) -> str:
     """ "U32" -> "uint32", "I64" -> "int64", "BOOL" -> "bool"."""
-    kind = {"U": "uint", "I": "int"}.get(dtype[:1])
-    return kind + dtype[1:] if kind and dtype[1:].isdigit() else dtype.lower()
+    return ({"U": "uint", "I": "int"}.get(dtype[:1], dtype[:1]) + dtype[1:]).lower()
+
+
+def quant_params(quantization: dict[str, Any], base: str) -> dict[str, Any]:
+    """The bits, group size and mode of the layer `base` ("model.layers.0.mlp.gate"): its
+    per-layer override when config.json has one, else the folder's."""
+    override = quantization.get(base)
+    if override is None:
+        override = quantization.get(base.removeprefix("model."))
+    layer = {**quantization, **override} if isinstance(override, dict) else quantization
+    defaults = {"bits": 4, "group_size": 64, "mode": "affine"}
+    return {key: layer.get(key, default) for key, default in defaults.items()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from athena.preflight.info import ModelInfo, Tensor
+from athena.preflight.info import ModelInfo, Tensor, quant_params
 
 # OLMoE's router picks the top-k experts of every token from 64 logits: 4-bit noise there
 # changes which experts run. mlx-lm's qwen3_moe keeps its routers at 8 bits; athena does the
@@ -26,20 +26,6 @@ def is_router(path: str) -> bool:
     """Whether a module path or tensor name is an MoE router ("model.layers.3.mlp.gate",
     with or without ".weight"), not an expert's gate_proj."""
     return path.removesuffix(".weight").endswith("mlp.gate")
-
-
-def quant_params(quantization: dict[str, Any], base: str) -> dict[str, Any]:
-    """The bits, group size and mode of the layer `base` ("model.layers.0.mlp.gate"): its
-    per-layer override when config.json has one, else the folder's."""
-    override = quantization.get(base)
-    if override is None:
-        override = quantization.get(base.removeprefix("model."))
-    source = override if isinstance(override, dict) else quantization
-    return {
-        "bits": source.get("bits", quantization.get("bits", 4)),
-        "group_size": source.get("group_size", quantization.get("group_size", 64)),
-        "mode": source.get("mode", quantization.get("mode", "affine")),
-    }
 
 
 def quantized_problems(info: ModelInfo) -> list[str]:
