@@ -109,10 +109,8 @@ def initial_weights(shape: HeadShape, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     weights: dict[str, np.ndarray] = {}
     for name, dims in shape.parameter_shapes().items():
-        if name == "net.0.weight":
-            weights[name] = np.ones(dims, np.float32)
-        elif name == "net.0.bias":
-            weights[name] = np.zeros(dims, np.float32)
+        if name.startswith("net.0."):  # the LayerNorm
+            weights[name] = np.full(dims, 1.0 if name == "net.0.weight" else 0.0, np.float32)
         else:
             fan_in = shape.hidden_size if name.startswith("net.1") else shape.hidden_dim
             bound = 1.0 / np.sqrt(fan_in)

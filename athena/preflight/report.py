@@ -18,7 +18,6 @@ from athena.preflight.memory import (
     machine_budget,
     mlx_on_cpu,
 )
-from athena.preflight.quantized import quantized_problems
 from athena.preflight.speed import decode_ceiling
 from athena.source import weight_files_of
 
@@ -54,14 +53,13 @@ def describe(
         context = positions if isinstance(positions, int) and positions > 0 else 0
     mlx = "mlx" in backends or chosen == "mlx"
     options = load_options(info, mlx=mlx, on_cpu=cpu, router_bits=router_bits, context=context)
-    rows = [_estimate_row(info, option, budget, bandwidth) for option in options]
     default = estimate = None
     if chosen is not None and not (chosen == "transformers" and info.quantization is not None):
         bits = quantize_bits if chosen == "mlx" else None
         estimate = estimate_peak(info, backend=chosen, dtype=dtype, quantize_bits=bits,
                                  on_cpu=cpu, router_bits=router_bits, context=context)  # fmt: skip
         default = _estimate_row(info, estimate, budget, bandwidth)
-    problems = list(info.problems) or quantized_problems(info)
+    problems = list(info.problems)  # quantized_problems included (config_disagreement)
     if not problems and isinstance(positions, int) and context > positions:
         problems.append(
             f"a context of {context} tokens is beyond the model's max_position_embeddings "
@@ -111,7 +109,7 @@ def describe(
         },
         "bandwidth": None if bandwidth is None else asdict(bandwidth),
         "this_load": default,
-        "estimates": rows,
+        "estimates": [_estimate_row(info, option, budget, bandwidth) for option in options],
         "provenance": provenance.check(info.path),
     }
 
@@ -119,17 +117,15 @@ def describe(
 def _estimate_row(
     info: ModelInfo, estimate: Estimate, budget: MemoryBudget, bandwidth: Bandwidth | None
 ) -> dict[str, Any]:
-    ceiling = decode_ceiling(info, estimate, bandwidth)
-    fields = "backend dtype quantize_bits router_bits resident peak model transient file_pages "
+    keys = "backend dtype quantize_bits router_bits resident peak model transient file_pages "
+    keys += "runtime context context_tokens"
+    unmapped = estimate.backend == "transformers" and unmappable(info, budget)
     return {
         "option": estimate.label(),
         "router": estimate.router_note().strip(" ()") or None,
-        **{
-            key: getattr(estimate, key)
-            for key in (fields + "runtime context context_tokens").split()
-        },
-        "status": _status(info, estimate, budget),
-        "decode_ceiling": ceiling,
+        **{key: getattr(estimate, key) for key in keys.split()},
+        "status": "does not fit" if unmapped else budget.status(estimate.resident),
+        "decode_ceiling": decode_ceiling(info, estimate, bandwidth),
     }
 
 
@@ -147,12 +143,6 @@ def _longest_context(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) 
     return largest(fits, estimate.context_tokens, low=0)
 
 
-def _status(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) -> str:
-    if estimate.backend == "transformers" and unmappable(info, budget):
-        return "does not fit"
-    return budget.status(estimate.resident)
-
-
 def _count(value: int) -> str:
     for size, unit in ((10**9, "B"), (10**6, "M"), (10**3, "K")):
         if value >= size:
@@ -164,16 +154,12 @@ def render(report: dict[str, Any]) -> str:
     """`describe()`'s data as the text `athena inspect` prints."""
     config, tokenizer, memory = report["config"], report["tokenizer"], report["memory"]
     dtypes = ", ".join(f"{name} ({gib(size)})" for name, size in report["stored_dtypes"].items())
-    if report["quantization"]:
-        quant = report["quantization"]
+    if quant := report["quantization"]:
         dtypes += f"; mlx-quantized, {quant.get('bits')}-bit, group {quant.get('group_size')}"
-    vocab = tokenizer["vocab"]
-    tok = (
-        "none"
-        if tokenizer["kind"] is None
-        else f"{tokenizer['kind']}, {vocab if vocab is not None else 'unknown'} ids"
-        + (f" (max id {tokenizer['max_id']})" if tokenizer["max_id"] is not None else "")
-    )
+    tok, vocab, max_id = "none", tokenizer["vocab"], tokenizer["max_id"]
+    if tokenizer["kind"] is not None:
+        tok = f"{tokenizer['kind']}, {'unknown' if vocab is None else vocab} ids"
+        tok += "" if max_id is None else f" (max id {max_id})"
     shape = (
         f"{config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
         f"{config['num_experts']} experts ({config['num_experts_per_tok']} per token), "

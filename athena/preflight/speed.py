@@ -41,11 +41,11 @@ def bytes_per_token(info: ModelInfo, estimate: Estimate, group_size: int = 64) -
 
 
 def decode_ceiling(
-    info: ModelInfo, estimate: Estimate, bandwidth: Bandwidth | None, group_size: int = 64
+    info: ModelInfo, estimate: Estimate, bandwidth: Bandwidth | None
 ) -> dict[str, Any]:
     """The decode ceiling of one option, JSON-ready: tokens/s (None without a bandwidth),
     the bytes read per token, and where the bandwidth came from."""
-    per_token = bytes_per_token(info, estimate, group_size)
+    per_token = bytes_per_token(info, estimate)
     rate = None if bandwidth is None else bandwidth.bytes_per_second
     return {
         "bytes_per_token": per_token,
