@@ -196,9 +196,8 @@ def save_head(head: Any, path: str | os.PathLike[str]) -> Path:
 
 def save_weights(weights: dict[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
     """Write head weights (numpy, by parameter name) to a safetensors file, atomically."""
-    shape = HeadShape.of(weights)
     target = Path(path)
-    metadata = {"format": HEAD_FORMAT, "shape": json.dumps(asdict(shape))}
+    metadata = {"format": HEAD_FORMAT, "shape": json.dumps(asdict(HeadShape.of(weights)))}
     save_tensors({name: weights[name] for name in PARAMETER_NAMES}, target, metadata)
     return target
 

@@ -1,7 +1,6 @@
 """Know that a model folder is whole, consistent and fits before any backend builds it, from
 config.json, the safetensors headers, the index and the tokenizer files only (no weight read,
-standard library only). docs/preflight.md explains it and the peak-memory estimate.
-"""
+standard library only). docs/preflight.md explains it and the peak-memory estimate."""
 
 from __future__ import annotations
 

@@ -77,9 +77,7 @@ def _index_problems(folder: Path, files: list[Path]) -> list[str]:
         return [str(error)]
     except (KeyError, TypeError, AttributeError):
         return [f"model.safetensors.index.json in {folder} has no weight_map; re-download it"]
-    present = {f.name for f in files}
-    missing = [name for name in listed if name not in present]
-    if missing:
+    if missing := sorted(set(listed) - {f.name for f in files}):
         return [
             f"{folder} lacks {missing[0]} (model.safetensors.index.json lists {len(listed)} "
             "weight files); the download is incomplete, re-download the folder"

@@ -166,12 +166,10 @@ def render(report: dict[str, Any]) -> str:
         f"vocabulary {config['vocab_size']}"
     )
     agreement = "agrees with the weights" if report["config_agrees"] else "DISAGREES"
-    if report["backend"] is None:
-        backend = "none installed (uv sync; on Linux --group mlx-cpu or --group torch)"
-    else:
-        backend = report["backend"]
-        if backend == "mlx":
-            backend += " (CPU: MoE experts run in float32)" if report["mlx_on_cpu"] else " (Metal)"
+    none = "none installed (uv sync; on Linux --group mlx-cpu or --group torch)"
+    backend = report["backend"] or none
+    if backend == "mlx":
+        backend += " (CPU: MoE experts run in float32)" if report["mlx_on_cpu"] else " (Metal)"
     tight = memory["recommended_source"] or f"{TIGHT_SHARE:.0%} of RAM"
     lines = [
         f"model        {report['name']}"
@@ -213,9 +211,10 @@ def render(report: dict[str, Any]) -> str:
         rows.append(this)
     for row in rows:
         mark = " (this load)" if this and _same(row, this) else ""
+        option = row["option"] + (f" ({row['router']})" if row.get("router") else "")
         ceiling = row["decode_ceiling"]["tokens_per_second"]
         lines.append(
-            f"  {_option(row):<30} {row['backend']:<13} {gib(row['resident']):>9} "
+            f"  {option:<30} {row['backend']:<13} {gib(row['resident']):>9} "
             f"{gib(row['context']):>9} {gib(row['file_pages']) if row['file_pages'] else '-':>10} "
             f"{'-' if ceiling is None else f'{ceiling:g}':>9}  {row['status']}{mark}"
         )
@@ -243,12 +242,10 @@ def _provenance_lines(record: dict[str, Any] | None) -> list[str]:
     state = f"{files} file(s) as written (sizes; sha256 of all but the weights)"
     if changed:
         state = f"{len(changed)} of {files} file(s) CHANGED since: {', '.join(changed[:5])}"
+    made = f"{record.get('made_by')} ({versions}): {recipe.get('bits')}-bit, group "
+    made += f"{recipe.get('group_size')}, router {recipe.get('router_bits')}-bit"
     return [
-        "made by      "
-        + _escaped(
-            f"{record.get('made_by')} ({versions}): {recipe.get('bits')}-bit, group "
-            f"{recipe.get('group_size')}, router {recipe.get('router_bits')}-bit"
-        ),
+        f"made by      {_escaped(made)}",
         f"from         {_escaped(origin)}",
         f"files        {_escaped(state)}",
     ]
@@ -262,10 +259,6 @@ def _escaped(text: str, limit: int = 200) -> str:
     """`text` cut at `limit` characters, as printable ASCII (the rest escaped)."""
     short = text[:limit] + ("..." if len(text) > limit else "")
     return short.encode("unicode_escape").decode("ascii")
-
-
-def _option(row: dict[str, Any]) -> str:
-    return row["option"] + (f" ({row['router']})" if row.get("router") else "")
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
