@@ -168,8 +168,9 @@ def set_head_weights(head: Any, weights: dict[str, np.ndarray]) -> None:
     else:
         import torch
 
-        state = {name: torch.from_numpy(weights[name].copy()) for name in PARAMETER_NAMES}
-        head.load_state_dict(state)
+        head.load_state_dict(
+            {name: torch.from_numpy(weights[name].copy()) for name in PARAMETER_NAMES}
+        )
 
 
 def head_logits(head: Any, features: np.ndarray) -> np.ndarray:
@@ -185,8 +186,7 @@ def head_logits(head: Any, features: np.ndarray) -> np.ndarray:
 
     device = next(head.parameters()).device  # the model's: cpu or mps
     with torch.no_grad():
-        out: np.ndarray = head(torch.from_numpy(x).to(device)).cpu().numpy()
-    return out
+        return np.asarray(head(torch.from_numpy(x).to(device)).cpu().numpy())
 
 
 def save_head(head: Any, path: str | os.PathLike[str]) -> Path:

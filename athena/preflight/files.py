@@ -4,7 +4,6 @@ model.safetensors.index.json and the tokenizer files."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from athena import source
 from athena.errors import SourceError
@@ -26,15 +25,11 @@ def inspect_model(name: str | ModelSource) -> ModelInfo:
     folder = located.folder
     config, headers = source.check_model_folder(folder)  # model_type, sound safetensors
     try:
-        return _inspect_folder(located.name, folder, config, headers)
+        problems = _index_problems(folder, list(headers))
+        tokenizer, tokenizer_problem = _inspect_tokenizer(folder)
+        disk_bytes = sum(f.stat().st_size for f in headers)
     except OSError as error:
         raise source.unreadable(Path(error.filename or folder), error) from None
-
-
-def _inspect_folder(
-    name: str, folder: Path, config: dict[str, Any], headers: dict[Path, dict[str, Any]]
-) -> ModelInfo:
-    problems = _index_problems(folder, list(headers))
     tensors = [
         Tensor(key, str(entry["dtype"]), tuple(entry["shape"]), end - start)
         for header in headers.values()
@@ -42,13 +37,12 @@ def _inspect_folder(
         for start, end in [entry["data_offsets"]]
     ]
     quantization = config.get("quantization") or None
-    tokenizer, tokenizer_problem = _inspect_tokenizer(folder)
     info = ModelInfo(
-        name=name,
+        name=located.name,
         path=folder,
         config=config,
         tensors=tensors,
-        disk_bytes=sum(f.stat().st_size for f in headers),
+        disk_bytes=disk_bytes,
         tokenizer=tokenizer,
         quantization=quantization if isinstance(quantization, dict) else None,
     )

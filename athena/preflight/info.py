@@ -74,8 +74,9 @@ class ModelInfo:
     def stored_dtypes(self) -> dict[str, int]:
         """Bytes per stored dtype, largest first ("float32", "bfloat16", "uint32", ...)."""
         out: dict[str, int] = {}
-        for tensor in self.tensors:
-            name = FLOAT_NAMES.get(tensor.dtype) or _integer_name(tensor.dtype)
+        for tensor in self.tensors:  # "U32" -> "uint32", "I64" -> "int64", "BOOL" -> "bool"
+            kind = {"U": "uint", "I": "int"}.get(tensor.dtype[:1], tensor.dtype[:1])
+            name = FLOAT_NAMES.get(tensor.dtype) or (kind + tensor.dtype[1:]).lower()
             out[name] = out.get(name, 0) + tensor.nbytes
         return dict(sorted(out.items(), key=lambda item: -item[1]))
 
@@ -113,11 +114,6 @@ class ModelInfo:
         if not self._packed(tensor):
             return tensor.shape
         return (*tensor.shape[:-1], tensor.shape[-1] * 32 // self._bits(tensor))
-
-
-def _integer_name(dtype: str) -> str:
-    """ "U32" -> "uint32", "I64" -> "int64", "BOOL" -> "bool"."""
-    return ({"U": "uint", "I": "int"}.get(dtype[:1], dtype[:1]) + dtype[1:]).lower()
 
 
 def quant_params(quantization: dict[str, Any], base: str) -> dict[str, Any]:
