@@ -67,9 +67,8 @@ def plan_batches(
     max_padding: float | None = None,
     max_tokens: int | None = None,
 ) -> list[np.ndarray]:
-    """The batches, as index arrays into `lengths`: longest first, at most `batch_size` texts,
-    padded size (rows x longest) at most (1 + `max_padding`, default MAX_PADDING) x the real
-    tokens and at most `max_tokens`; a text alone always runs."""
+    """Index arrays into `lengths`, longest first, of at most `batch_size` texts and padding
+    `max_padding` (default MAX_PADDING) and `max_tokens` allow; a text alone always runs."""
     import numpy as np
 
     limit = MAX_PADDING if max_padding is None else max_padding

@@ -168,9 +168,8 @@ def set_head_weights(head: Any, weights: dict[str, np.ndarray]) -> None:
     else:
         import torch
 
-        head.load_state_dict(
-            {name: torch.from_numpy(weights[name].copy()) for name in PARAMETER_NAMES}
-        )
+        state = {name: torch.from_numpy(weights[name].copy()) for name in PARAMETER_NAMES}
+        head.load_state_dict(state)
 
 
 def head_logits(head: Any, features: np.ndarray) -> np.ndarray:

@@ -95,8 +95,7 @@ def _inspect_tokenizer(folder: Path) -> tuple[TokenizerInfo, str | None]:
     try:
         if kind == "tokenizer.json":
             data = source.read_json(folder / "tokenizer.json", source.TOKENIZER_LIMIT)
-            model = data["model"]
-            vocab = model["vocab"]
+            model, vocab = data["model"], data["model"]["vocab"]
             if model.get("type") == "Unigram" or isinstance(vocab, list):
                 ids = list(range(len(vocab)))
             else:

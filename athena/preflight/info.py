@@ -61,14 +61,9 @@ class ModelInfo:
     def parameters(self) -> int:
         """Parameters: packed (U32) weights counted unpacked, quantization scales not at all."""
         names = {t.name for t in self.tensors}
-        total = 0
-        for tensor in self.tensors:
-            base = tensor.name.rsplit(".", 1)[0]
-            if tensor.name.endswith((".scales", ".biases")) and f"{base}.weight" in names:
-                continue
-            packed = self._packed(tensor)
-            total += tensor.elements * 32 // self._bits(tensor) if packed else tensor.elements
-        return total
+        quant = [t.name for t in self.tensors if t.name.endswith((".scales", ".biases"))]
+        skip = {name for name in quant if f"{name.rsplit('.', 1)[0]}.weight" in names}
+        return sum(math.prod(self.logical_shape(t)) for t in self.tensors if t.name not in skip)
 
     @property
     def stored_dtypes(self) -> dict[str, int]:
@@ -83,8 +78,7 @@ class ModelInfo:
     @property
     def float_dtype(self) -> str:
         """The dtype most of the floating-point weights are stored in."""
-        floats = [name for name in self.stored_dtypes if name in DTYPE_ITEMSIZE]
-        return floats[0] if floats else "float32"
+        return next((name for name in self.stored_dtypes if name in DTYPE_ITEMSIZE), "float32")
 
     @property
     def has_experts(self) -> bool:
@@ -98,9 +92,6 @@ class ModelInfo:
     def _by_name(self) -> dict[str, Tensor]:
         return {t.name: t for t in self.tensors}
 
-    def _packed(self, tensor: Tensor) -> bool:
-        return tensor.dtype == "U32" and self.quantization is not None
-
     def _bits(self, tensor: Tensor) -> int:
         """Bits of a packed weight, from its shape and its scales' (group size from config)."""
         base = tensor.name.rsplit(".", 1)[0]
@@ -111,7 +102,8 @@ class ModelInfo:
         return max(1, round(tensor.shape[-1] * 32 / (scales.shape[-1] * int(params["group_size"]))))
 
     def logical_shape(self, tensor: Tensor) -> tuple[int, ...]:
-        if not self._packed(tensor):
+        """A packed (U32) weight's shape unpacked."""
+        if tensor.dtype != "U32" or self.quantization is None or not tensor.shape:
             return tensor.shape
         return (*tensor.shape[:-1], tensor.shape[-1] * 32 // self._bits(tensor))
 

@@ -46,8 +46,7 @@ def describe(
     cpu = mlx_on_cpu() if on_cpu is None else on_cpu
     backends = installed_backends()
     chosen = backend or (backends[0] if backends else None)
-    config = info.config
-    positions = config.get("max_position_embeddings")
+    positions = info.config.get("max_position_embeddings")
     default_context = context is None
     if context is None:
         context = positions if isinstance(positions, int) and positions > 0 else 0
@@ -97,7 +96,7 @@ def describe(
         "largest_weight_file": max(sizes, default=0),
         "quantization": info.quantization,
         "tokenizer": asdict(info.tokenizer),
-        "config": {key: config.get(key) for key in (*CONFIG_SIZES, "max_position_embeddings")},
+        "config": {key: info.config.get(key) for key in (*CONFIG_SIZES, "max_position_embeddings")},
         "config_agrees": info.config_problem is None,
         "backends_installed": backends,
         "backend": chosen,
@@ -170,7 +169,6 @@ def render(report: dict[str, Any]) -> str:
     backend = report["backend"] or none
     if backend == "mlx":
         backend += " (CPU: MoE experts run in float32)" if report["mlx_on_cpu"] else " (Metal)"
-    tight = memory["recommended_source"] or f"{TIGHT_SHARE:.0%} of RAM"
     lines = [
         f"model        {report['name']}"
         + ("" if report["path"] == report["name"] else f" ({report['path']})"),
@@ -181,7 +179,7 @@ def render(report: dict[str, Any]) -> str:
         f"config       {shape}: {agreement}",
         f"backend      {backend}",
         f"memory       {gib(memory['physical'])} RAM; tight above {gib(memory['tight_above'])} "
-        f"({tight})",
+        f"({memory['recommended_source'] or f'{TIGHT_SHARE:.0%} of RAM'})",
     ]
     if memory.get("map_limit"):
         lines.append(
