@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from athena.host import TORCH_DEVICES
 from athena.source import DTYPES
 
-DEFAULT_MODEL = "allenai/OLMoE-1B-7B-0924"
 QUANTIZE_BITS = (4, 8)
 GROUP_SIZES = (32, 64, 128)
 # Sampling seeds both backends take: mlx's mx.random.seed is unsigned 64-bit, torch's
@@ -23,7 +22,7 @@ SEED_RANGE = "an integer from 0 to 2**63 - 1"
 class OLMoEConfig:
     """What to load and how to run it. Wrong values raise ValueError on construction."""
 
-    model_name: str = DEFAULT_MODEL  # hub id ("org/name") or local folder
+    model_name: str = "allenai/OLMoE-1B-7B-0924"  # hub id ("org/name") or local folder
     revision: str | None = None  # a hub branch, tag or commit for a name models.lock does not pin
     use_mlx: bool = True  # use mlx-lm when it is installed
     allow_fallback: bool = True  # if the mlx-lm load fails, try transformers

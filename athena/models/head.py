@@ -4,6 +4,7 @@ in its metadata: docs/training-head.md). mlx, torch and numpy are imported insid
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -81,13 +82,8 @@ def check_framework(framework: str) -> str:
 
 def head_class(framework: str = "mlx") -> type:
     """The MemoryActionHead class of `framework` (imports mlx or torch now)."""
-    if check_framework(framework) == "mlx":
-        from athena.models.head_mlx import MemoryActionHead as MLXHead
-
-        return MLXHead
-    from athena.models.head_torch import MemoryActionHead as TorchHead
-
-    return TorchHead
+    module = importlib.import_module(f"athena.models.head_{check_framework(framework)}")
+    return module.MemoryActionHead
 
 
 def framework_of(head: Any) -> str:
