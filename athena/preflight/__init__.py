@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from athena.preflight.checks import Preflight, check_load, check_sequence
 from athena.preflight.files import inspect_model
-from athena.preflight.info import ModelInfo
 from athena.preflight.memory import (
-    Estimate,
     GiB,
     MemoryBudget,
     MiB,
@@ -20,11 +18,9 @@ from athena.preflight.memory import (
 from athena.preflight.report import describe, render
 
 __all__ = [
-    "Estimate",
     "GiB",
     "MemoryBudget",
     "MiB",
-    "ModelInfo",
     "Preflight",
     "check_load",
     "check_sequence",

@@ -24,8 +24,7 @@ MLX_QUANT_MODES: dict[str, tuple[tuple[int, ...], tuple[int, ...], bool]] = {
 
 
 def is_router(path: str) -> bool:
-    """Whether a module path or tensor name is an MoE router ("model.layers.3.mlp.gate",
-    with or without ".weight"), not an expert's gate_proj."""
+    """Whether a module or tensor name is an MoE router (`mlp.gate`), not a gate_proj."""
     return path.removesuffix(".weight").endswith("mlp.gate")
 
 

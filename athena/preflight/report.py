@@ -260,5 +260,4 @@ def _escaped(text: str, limit: int = 200) -> str:
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("backend", "dtype", "quantize_bits", "router_bits")
-    return all(a[key] == b[key] for key in keys)
+    return all(a[key] == b[key] for key in ("backend", "dtype", "quantize_bits", "router_bits"))
