@@ -49,11 +49,8 @@ def token_ids(
 
 def pad_id(tokenizer: Any) -> int:
     """Any valid id will do (padded positions are never pooled nor attended to by real ones)."""
-    for name in ("pad_token_id", "eos_token_id"):
-        value = getattr(tokenizer, name, None)
-        if isinstance(value, int):
-            return value
-    return 0
+    ids = (getattr(tokenizer, name, None) for name in ("pad_token_id", "eos_token_id"))
+    return next((value for value in ids if isinstance(value, int)), 0)
 
 
 # Padding allowed in a batch, as a share of its real tokens (see the module docstring).
@@ -70,9 +67,8 @@ def plan_batches(
     max_padding: float | None = None,
     max_tokens: int | None = None,
 ) -> list[np.ndarray]:
-    """The batches, as index arrays into `lengths`: longest first, at most `batch_size` texts,
-    padded size (rows x longest) at most (1 + `max_padding`, default MAX_PADDING) x the real
-    tokens and at most `max_tokens`; a text alone always runs."""
+    """Index arrays into `lengths`, longest first, of at most `batch_size` texts and padding
+    `max_padding` (default MAX_PADDING) and `max_tokens` allow; a text alone always runs."""
     import numpy as np
 
     limit = MAX_PADDING if max_padding is None else max_padding
@@ -117,10 +113,9 @@ def run_batches(
     for index in plan_batches(lengths, batch_size, max_padding=max_padding, max_tokens=max_tokens):
         longest = max(len(ids[i]) for i in index)  # right-padded with `pad`, mask 0 there
         tokens = np.full((len(index), longest), pad, dtype=np.int32)
-        mask = np.zeros((len(index), longest), dtype=np.float32)
         for row, i in enumerate(index):
             tokens[row, : len(ids[i])] = ids[i]
-            mask[row, : len(ids[i])] = 1.0
+        mask = (np.arange(longest) < lengths[index, None]).astype(np.float32)
         out[index] = run_batch(tokens, mask)
         if on_batch is not None:
             on_batch(len(index))
@@ -148,12 +143,11 @@ def progress(
         elif total is None or finished < total:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, initial=finished, unit="text", desc="encode", file=sys.stderr)
+            bar = bars.enter_context(
+                tqdm(total=total, initial=finished, unit="text", desc="encode", file=sys.stderr)
+            )
         if on_batch is not None:
             on_batch(done)
 
-    try:
+    with contextlib.ExitStack() as bars:  # closes the bar, if one started
         yield report
-    finally:
-        if bar is not None:
-            bar.close()

@@ -1,8 +1,7 @@
-"""Generated token ids to text, the same way on both backends: exactly
-`tokenizer.decode(completion_ids)` (end-of-sequence dropped, special tokens kept, nothing
-trimmed; mlx-lm's streaming detokenizer drops a leading space, so it is not used). A stream
-holds back a character while its decode still ends in U+FFFD, so the pieces join to the decode.
-"""
+"""Generated ids to text, the same on both backends: exactly `tokenizer.decode(ids)`, the
+end-of-sequence dropped, special tokens kept, nothing trimmed (mlx-lm's streaming detokenizer
+drops a leading space). A stream holds back a character while its decode still ends in U+FFFD,
+so the pieces join to the decode."""
 
 from __future__ import annotations
 

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from athena.atomic import write_file
+from athena import preflight, source
+from athena.atomic import FolderBusy, FolderNotEmpty, replacing_folder, write_file
 from athena.backends.quantize import olmoe_predicate
+from athena.errors import LoadError
 from athena.preflight import provenance
 from athena.preflight.quantized import DEFAULT_ROUTER_BITS
 from athena.source import ModelSource
@@ -28,17 +30,12 @@ def convert_model(
 ) -> Path:
     """Write an mlx-quantized copy of `model` to `out` (new or empty; written whole), the router
     at `router_bits`. Raises ValueError, SourceError, LoadError (one sentence)."""
-    from athena.atomic import FolderBusy, FolderNotEmpty, replacing_folder
-    from athena.errors import LoadError
-
     shown = Path(out)
     target = shown.resolve()
     if target.exists() and not target.is_dir():
         raise ValueError(f"{shown} exists and is not a folder; pass a new folder for the copy")
     if target.is_dir() and any(target.iterdir()):
         raise FolderNotEmpty(shown, sorted(p.name for p in target.iterdir()))
-    from athena import preflight, source
-
     located = source.locate(model)  # a hub id is fetched into the cache once
     checked = preflight.check_load(  # a bad folder, or one too big to convert: one sentence
         located, backend="mlx", quantize_bits=bits, group_size=group_size, router_bits=router_bits
@@ -69,9 +66,9 @@ def convert_model(
                     quant_predicate=olmoe_predicate(bits, group_size, router_bits),  # type: ignore[arg-type]
                 )
             write_provenance(temp, located, bits, group_size, router_bits)
+    except (FolderNotEmpty, FolderBusy):
+        raise
     except (OSError, ValueError, KeyError, RuntimeError) as error:
-        if isinstance(error, FolderNotEmpty | FolderBusy):
-            raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise LoadError(f"mlx-lm could not convert {model} ({message})") from None
     return shown

@@ -18,9 +18,7 @@ def olmoe_predicate(
     router = router_bits or bits
 
     def predicate(path: str, module: Any) -> bool | dict[str, Any]:
-        if not hasattr(module, "to_quantized"):
-            return False
-        if module.weight.shape[-1] % group_size != 0:
+        if not hasattr(module, "to_quantized") or module.weight.shape[-1] % group_size:
             return False
         if is_router(path) and router != bits:
             return {"group_size": group_size, "bits": router, "mode": "affine"}

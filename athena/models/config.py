@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from athena.host import TORCH_DEVICES
 from athena.source import DTYPES
 
-DEFAULT_MODEL = "allenai/OLMoE-1B-7B-0924"
 QUANTIZE_BITS = (4, 8)
 GROUP_SIZES = (32, 64, 128)
 # Sampling seeds both backends take: mlx's mx.random.seed is unsigned 64-bit, torch's
@@ -23,7 +22,7 @@ SEED_RANGE = "an integer from 0 to 2**63 - 1"
 class OLMoEConfig:
     """What to load and how to run it. Wrong values raise ValueError on construction."""
 
-    model_name: str = DEFAULT_MODEL  # hub id ("org/name") or local folder
+    model_name: str = "allenai/OLMoE-1B-7B-0924"  # hub id ("org/name") or local folder
     revision: str | None = None  # a hub branch, tag or commit for a name models.lock does not pin
     use_mlx: bool = True  # use mlx-lm when it is installed
     allow_fallback: bool = True  # if the mlx-lm load fails, try transformers
@@ -50,16 +49,14 @@ class OLMoEConfig:
         for name in ("model_name", "mlx_model_path", "lora_path", "action_head_path"):
             if isinstance(getattr(self, name), os.PathLike):
                 setattr(self, name, os.fspath(getattr(self, name)))
-        folders = (self.mlx_model_path, self.lora_path)
         checks = {
             "model_name": (_text_or_none(self.model_name) and self.model_name is not None,
                            "a hub id or a local folder"),
-            "use_mlx": (isinstance(self.use_mlx, bool), "True or False"),
-            "allow_fallback": (isinstance(self.allow_fallback, bool), "True or False"),
-            "allow_oversize": (isinstance(self.allow_oversize, bool), "True or False"),
+            **{name: (isinstance(getattr(self, name), bool), "True or False")
+               for name in ("use_mlx", "allow_fallback", "allow_oversize")},
             "revision": (_text_or_none(self.revision), "None or a hub branch, tag or commit"),
-            "mlx_model_path": (_text_or_none(folders[0]), "None or a folder path"),
-            "lora_path": (_text_or_none(folders[1]), "None or a folder path"),
+            **{name: (_text_or_none(getattr(self, name)), "None or a folder path")
+               for name in ("mlx_model_path", "lora_path")},
             "action_head_path": (_text_or_none(self.action_head_path), "None or a file path"),
             "dtype": (self.dtype is None or self.dtype in DTYPES,
                       "None or one of " + ", ".join(map(repr, DTYPES))),
@@ -69,15 +66,12 @@ class OLMoEConfig:
                             "4 or 8 (the router's bits when quantize_bits is set)"),
             "device": (self.device in TORCH_DEVICES, "'auto', 'cpu' or 'mps'"),
             "quantize_group_size": (_in(self.quantize_group_size, GROUP_SIZES), "32, 64 or 128"),
-            "max_tokens": (is_int(self.max_tokens) and self.max_tokens >= 1, "an integer >= 1"),
+            **{name: (is_int(value := getattr(self, name)) and value >= 1, "an integer >= 1")
+               for name in ("max_tokens", "num_memory_actions", "action_head_hidden")},
             "temperature": (is_number(self.temperature) and 0 <= self.temperature < math.inf,
                             "a number >= 0 (0 is greedy)"),
             "top_p": (is_number(self.top_p) and 0 < self.top_p <= 1, "a number in (0, 1]"),
             "seed": (is_seed(self.seed), SEED_RANGE),
-            "num_memory_actions": (is_int(self.num_memory_actions) and self.num_memory_actions >= 1,
-                                   "an integer >= 1"),
-            "action_head_hidden": (is_int(self.action_head_hidden) and self.action_head_hidden >= 1,
-                                   "an integer >= 1"),
         }  # fmt: skip
         for name, (ok, allowed) in checks.items():
             if not ok:

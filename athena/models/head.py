@@ -4,6 +4,7 @@ in its metadata: docs/training-head.md). mlx, torch and numpy are imported insid
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -42,10 +43,27 @@ class HeadShape:
                 raise HeadError(f"{name}={value!r} is not allowed; use an integer >= 1")
 
     @classmethod
-    def of(cls, weights: dict[str, np.ndarray]) -> HeadShape:
-        """The shape that `weights` (named as PARAMETER_NAMES) have."""
-        hidden_dim, hidden_size = weights["net.1.weight"].shape
-        return cls(int(hidden_size), int(weights["net.3.weight"].shape[0]), int(hidden_dim))
+    def of(cls, weights: dict[str, Any], where: str = "the weights") -> HeadShape:
+        """The shape of `weights` (named as PARAMETER_NAMES); HeadError, naming `where`, if they
+        are not a MemoryActionHead's."""
+        missing = [name for name in PARAMETER_NAMES if name not in weights]
+        if missing:
+            raise HeadError(
+                f"{where} is not a MemoryActionHead: it has no {', '.join(missing)} "
+                f"(a head has {', '.join(PARAMETER_NAMES)})"
+            )
+        w1, w3 = weights["net.1.weight"], weights["net.3.weight"]
+        if len(w1.shape) != 2 or len(w3.shape) != 2:
+            raise HeadError(f"{where}: net.1.weight and net.3.weight must be matrices")
+        shape = cls(int(w1.shape[1]), int(w3.shape[0]), int(w1.shape[0]))
+        for name, dims in shape.parameter_shapes().items():
+            if tuple(weights[name].shape) != dims:
+                raise HeadError(
+                    f"{where}: {name} has shape {tuple(weights[name].shape)}, expected {dims} "
+                    f"for a head with hidden_size {shape.hidden_size}, hidden_dim "
+                    f"{shape.hidden_dim} and {shape.num_actions} actions"
+                )
+        return shape
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         h, d, a = self.hidden_size, self.hidden_dim, self.num_actions
@@ -64,13 +82,8 @@ def check_framework(framework: str) -> str:
 
 def head_class(framework: str = "mlx") -> type:
     """The MemoryActionHead class of `framework` (imports mlx or torch now)."""
-    if check_framework(framework) == "mlx":
-        from athena.models.head_mlx import MemoryActionHead as MLXHead
-
-        return MLXHead
-    from athena.models.head_torch import MemoryActionHead as TorchHead
-
-    return TorchHead
+    module = importlib.import_module(f"athena.models.head_{check_framework(framework)}")
+    return module.MemoryActionHead
 
 
 def framework_of(head: Any) -> str:
@@ -92,10 +105,8 @@ def initial_weights(shape: HeadShape, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     weights: dict[str, np.ndarray] = {}
     for name, dims in shape.parameter_shapes().items():
-        if name == "net.0.weight":
-            weights[name] = np.ones(dims, np.float32)
-        elif name == "net.0.bias":
-            weights[name] = np.zeros(dims, np.float32)
+        if name.startswith("net.0."):  # the LayerNorm
+            weights[name] = np.full(dims, 1.0 if name == "net.0.weight" else 0.0, np.float32)
         else:
             fan_in = shape.hidden_size if name.startswith("net.1") else shape.hidden_dim
             bound = 1.0 / np.sqrt(fan_in)
@@ -119,7 +130,6 @@ def new_head(
 
 def head_from_weights(weights: dict[str, np.ndarray], framework: str = "mlx") -> Any:
     """A MemoryActionHead of `framework` holding `weights` (numpy arrays by parameter name)."""
-    _check_weights(weights, "the weights")
     shape = HeadShape.of(weights)
     head = head_class(framework)(
         shape.hidden_size, num_actions=shape.num_actions, hidden_dim=shape.hidden_dim
@@ -136,20 +146,16 @@ def head_weights(head: Any) -> dict[str, np.ndarray]:
         from mlx.utils import tree_flatten
 
         params = dict(tree_flatten(head.parameters()))
-        return {name: np.array(params[name], dtype=np.float32) for name in PARAMETER_NAMES}
-    state = head.state_dict()
-    return {
-        name: state[name].detach().cpu().numpy().astype(np.float32, copy=True)
-        for name in PARAMETER_NAMES
-    }
+    else:
+        params = {name: value.cpu().numpy() for name, value in head.state_dict().items()}
+    return {name: np.array(params[name], dtype=np.float32) for name in PARAMETER_NAMES}
 
 
 def set_head_weights(head: Any, weights: dict[str, np.ndarray]) -> None:
     """Copy `weights` into `head` (shapes must match the head's)."""
-    _check_weights(weights, "the weights")
-    expected = HeadShape.of(head_weights(head))
-    if HeadShape.of(weights) != expected:
-        raise HeadError(f"the weights are for a {HeadShape.of(weights)}, the head is a {expected}")
+    shape, expected = HeadShape.of(weights), HeadShape.of(head_weights(head))
+    if shape != expected:
+        raise HeadError(f"the weights are for a {shape}, the head is a {expected}")
     if framework_of(head) == "mlx":
         import mlx.core as mx
 
@@ -175,8 +181,7 @@ def head_logits(head: Any, features: np.ndarray) -> np.ndarray:
 
     device = next(head.parameters()).device  # the model's: cpu or mps
     with torch.no_grad():
-        out: np.ndarray = head(torch.from_numpy(x).to(device)).cpu().numpy()
-    return out
+        return np.asarray(head(torch.from_numpy(x).to(device)).cpu().numpy())
 
 
 def save_head(head: Any, path: str | os.PathLike[str]) -> Path:
@@ -186,10 +191,8 @@ def save_head(head: Any, path: str | os.PathLike[str]) -> Path:
 
 def save_weights(weights: dict[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
     """Write head weights (numpy, by parameter name) to a safetensors file, atomically."""
-    _check_weights(weights, "the weights")
-    shape = HeadShape.of(weights)
     target = Path(path)
-    metadata = {"format": HEAD_FORMAT, "shape": json.dumps(asdict(shape))}
+    metadata = {"format": HEAD_FORMAT, "shape": json.dumps(asdict(HeadShape.of(weights)))}
     save_tensors({name: weights[name] for name in PARAMETER_NAMES}, target, metadata)
     return target
 
@@ -223,7 +226,7 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise HeadError(
             f"head file {source} is not a readable safetensors file ({first_line(error)})"
         ) from None
-    _check_weights(weights, str(source))
+    HeadShape.of(weights, str(source))
     return {name: weights[name] for name in PARAMETER_NAMES}
 
 
@@ -231,23 +234,3 @@ def load_head(path: str | os.PathLike[str], framework: str = "mlx") -> Any:
     """The MemoryActionHead of `framework` stored at `path` (by either framework)."""
     check_framework(framework)
     return head_from_weights(load_weights(path), framework)
-
-
-def _check_weights(weights: dict[str, Any], where: str) -> None:
-    missing = [name for name in PARAMETER_NAMES if name not in weights]
-    if missing:
-        raise HeadError(
-            f"{where} is not a MemoryActionHead: it has no {', '.join(missing)} "
-            f"(a head has {', '.join(PARAMETER_NAMES)})"
-        )
-    w1, w3 = weights["net.1.weight"], weights["net.3.weight"]
-    if len(w1.shape) != 2 or len(w3.shape) != 2:
-        raise HeadError(f"{where}: net.1.weight and net.3.weight must be matrices")
-    shape = HeadShape(int(w1.shape[1]), int(w3.shape[0]), int(w1.shape[0]))
-    for name, dims in shape.parameter_shapes().items():
-        if tuple(weights[name].shape) != dims:
-            raise HeadError(
-                f"{where}: {name} has shape {tuple(weights[name].shape)}, expected {dims} "
-                f"for a head with hidden_size {shape.hidden_size}, hidden_dim "
-                f"{shape.hidden_dim} and {shape.num_actions} actions"
-            )

@@ -35,18 +35,18 @@ def config_disagreement(info: ModelInfo) -> str | None:
     if problem := _dtype_problem(info):
         return problem
     found = _weights_shape(info)
-    for key, noun in (
-        ("num_hidden_layers", "layers"),
-        ("hidden_size", "a hidden size of"),
-        ("num_experts", "experts per layer"),
-        ("vocab_size", "embedding rows (vocabulary)"),
+    for key, said in (
+        ("num_hidden_layers", "{} layers"),
+        ("hidden_size", "a hidden size of {}"),
+        ("num_experts", "{} experts per layer"),
+        ("vocab_size", "{} embedding rows (vocabulary)"),
     ):
         have = found.get(key)
         if have is not None and have != config[key]:
-            said = f"{have} {noun}" if not noun.startswith("a ") else f"{noun} {have}"
             return (
-                f"{where} says {key} is {config[key]} but the weights have {said}; the config "
-                "does not belong to these weights (fix config.json or re-create the checkpoint)"
+                f"{where} says {key} is {config[key]} but the weights have {said.format(have)}; "
+                "the config does not belong to these weights (fix config.json or re-create the "
+                "checkpoint)"
             )
     return None
 
@@ -56,12 +56,8 @@ def _dtype_problem(info: ModelInfo) -> str | None:
     an mlx-quantized folder's packed weights, those with `.scales`)."""
     names = {t.name for t in info.tensors}
     for tensor in info.tensors:
-        if tensor.dtype in FLOAT_NAMES:
-            continue
-        packed = tensor.name.endswith(".weight") and (
-            tensor.name.removesuffix(".weight") + ".scales" in names
-        )
-        if not packed:
+        packed = tensor.name.endswith(".weight") and f"{tensor.name[:-7]}.scales" in names
+        if tensor.dtype not in FLOAT_NAMES and not packed:
             return (
                 f"{tensor.name} in {info.path} is stored as {tensor.dtype}, but OLMoE's "
                 "weights are floating point (F32, F16 or BF16); the file's header does not "

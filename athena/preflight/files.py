@@ -4,7 +4,6 @@ model.safetensors.index.json and the tokenizer files."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from athena import source
 from athena.errors import SourceError
@@ -26,30 +25,24 @@ def inspect_model(name: str | ModelSource) -> ModelInfo:
     folder = located.folder
     config, headers = source.check_model_folder(folder)  # model_type, sound safetensors
     try:
-        return _inspect_folder(located.name, folder, config, headers)
+        problems = _index_problems(folder, list(headers))
+        tokenizer, tokenizer_problem = _inspect_tokenizer(folder)
+        disk_bytes = sum(f.stat().st_size for f in headers)
     except OSError as error:
         raise source.unreadable(Path(error.filename or folder), error) from None
-
-
-def _inspect_folder(
-    name: str, folder: Path, config: dict[str, Any], headers: dict[Path, dict[str, Any]]
-) -> ModelInfo:
-    files = list(headers)
-    problems: list[str] = []
-    problems += _index_problems(folder, files)
-    tensors = []
-    for header in headers.values():
-        for key, entry in header.items():
-            start, end = entry["data_offsets"]
-            tensors.append(Tensor(key, str(entry["dtype"]), tuple(entry["shape"]), end - start))
+    tensors = [
+        Tensor(key, str(entry["dtype"]), tuple(entry["shape"]), end - start)
+        for header in headers.values()
+        for key, entry in header.items()
+        for start, end in [entry["data_offsets"]]
+    ]
     quantization = config.get("quantization") or None
-    tokenizer, tokenizer_problem = _inspect_tokenizer(folder)
     info = ModelInfo(
-        name=name,
+        name=located.name,
         path=folder,
         config=config,
         tensors=tensors,
-        disk_bytes=sum(f.stat().st_size for f in files),
+        disk_bytes=disk_bytes,
         tokenizer=tokenizer,
         quantization=quantization if isinstance(quantization, dict) else None,
     )
@@ -78,9 +71,7 @@ def _index_problems(folder: Path, files: list[Path]) -> list[str]:
         return [str(error)]
     except (KeyError, TypeError, AttributeError):
         return [f"model.safetensors.index.json in {folder} has no weight_map; re-download it"]
-    present = {f.name for f in files}
-    missing = [name for name in listed if name not in present]
-    if missing:
+    if missing := sorted(set(listed) - {f.name for f in files}):
         return [
             f"{folder} lacks {missing[0]} (model.safetensors.index.json lists {len(listed)} "
             "weight files); the download is incomplete, re-download the folder"
@@ -98,15 +89,13 @@ def _inspect_tokenizer(folder: Path) -> tuple[TokenizerInfo, str | None]:
             "tokenizer.model); the download is incomplete: re-download the folder or copy "
             "the tokenizer files next to config.json"
         )
-    ids: list[int] = []
-    broken = f"the {kind} in {folder} does not load"
     if kind == "tokenizer.model":  # sentencepiece protobuf: its size is known once loaded
         return TokenizerInfo(kind), None
+    broken = f"the {kind} in {folder} does not load"
     try:
         if kind == "tokenizer.json":
             data = source.read_json(folder / "tokenizer.json", source.TOKENIZER_LIMIT)
-            model = data["model"]
-            vocab = model["vocab"]
+            model, vocab = data["model"], data["model"]["vocab"]
             if model.get("type") == "Unigram" or isinstance(vocab, list):
                 ids = list(range(len(vocab)))
             else:

@@ -4,6 +4,7 @@ and what follows (parameters, stored dtypes, packed quantized weights). Standard
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +27,7 @@ class Tensor:
 
     @property
     def elements(self) -> int:
-        count = 1
-        for dim in self.shape:
-            count *= dim
-        return count
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -63,29 +61,24 @@ class ModelInfo:
     def parameters(self) -> int:
         """Parameters: packed (U32) weights counted unpacked, quantization scales not at all."""
         names = {t.name for t in self.tensors}
-        total = 0
-        for tensor in self.tensors:
-            base = tensor.name.rsplit(".", 1)[0]
-            if tensor.name.endswith((".scales", ".biases")) and f"{base}.weight" in names:
-                continue
-            packed = self._packed(tensor)
-            total += tensor.elements * 32 // self._bits(tensor) if packed else tensor.elements
-        return total
+        quant = [t.name for t in self.tensors if t.name.endswith((".scales", ".biases"))]
+        skip = {name for name in quant if f"{name.rsplit('.', 1)[0]}.weight" in names}
+        return sum(math.prod(self.logical_shape(t)) for t in self.tensors if t.name not in skip)
 
     @property
     def stored_dtypes(self) -> dict[str, int]:
         """Bytes per stored dtype, largest first ("float32", "bfloat16", "uint32", ...)."""
         out: dict[str, int] = {}
-        for tensor in self.tensors:
-            name = FLOAT_NAMES.get(tensor.dtype) or _integer_name(tensor.dtype)
+        for tensor in self.tensors:  # "U32" -> "uint32", "I64" -> "int64", "BOOL" -> "bool"
+            kind = {"U": "uint", "I": "int"}.get(tensor.dtype[:1], tensor.dtype[:1])
+            name = FLOAT_NAMES.get(tensor.dtype) or (kind + tensor.dtype[1:]).lower()
             out[name] = out.get(name, 0) + tensor.nbytes
         return dict(sorted(out.items(), key=lambda item: -item[1]))
 
     @property
     def float_dtype(self) -> str:
         """The dtype most of the floating-point weights are stored in."""
-        floats = [name for name in self.stored_dtypes if name in DTYPE_ITEMSIZE]
-        return floats[0] if floats else "float32"
+        return next((name for name in self.stored_dtypes if name in DTYPE_ITEMSIZE), "float32")
 
     @property
     def has_experts(self) -> bool:
@@ -99,27 +92,28 @@ class ModelInfo:
     def _by_name(self) -> dict[str, Tensor]:
         return {t.name: t for t in self.tensors}
 
-    def _packed(self, tensor: Tensor) -> bool:
-        return tensor.dtype == "U32" and self.quantization is not None
-
     def _bits(self, tensor: Tensor) -> int:
         """Bits of a packed weight, from its shape and its scales' (group size from config)."""
         base = tensor.name.rsplit(".", 1)[0]
         scales = self._by_name.get(f"{base}.scales")
-        quant = self.quantization or {}
-        override = quant.get(base.removeprefix("model.")) or quant.get(base)
-        group = int((override if isinstance(override, dict) else quant).get("group_size", 64))
+        params = quant_params(self.quantization or {}, base)
         if scales is None or not scales.shape:
-            return int(quant.get("bits", 4))
-        return max(1, round(tensor.shape[-1] * 32 / (scales.shape[-1] * group)))
+            return int(params["bits"])
+        return max(1, round(tensor.shape[-1] * 32 / (scales.shape[-1] * int(params["group_size"]))))
 
     def logical_shape(self, tensor: Tensor) -> tuple[int, ...]:
-        if not self._packed(tensor):
+        """A packed (U32) weight's shape unpacked."""
+        if tensor.dtype != "U32" or self.quantization is None or not tensor.shape:
             return tensor.shape
         return (*tensor.shape[:-1], tensor.shape[-1] * 32 // self._bits(tensor))
 
 
-def _integer_name(dtype: str) -> str:
-    """ "U32" -> "uint32", "I64" -> "int64", "BOOL" -> "bool"."""
-    kind = {"U": "uint", "I": "int"}.get(dtype[:1])
-    return kind + dtype[1:] if kind and dtype[1:].isdigit() else dtype.lower()
+def quant_params(quantization: dict[str, Any], base: str) -> dict[str, Any]:
+    """The bits, group size and mode of the layer `base` ("model.layers.0.mlp.gate"): its
+    per-layer override when config.json has one, else the folder's."""
+    override = quantization.get(base)
+    if override is None:
+        override = quantization.get(base.removeprefix("model."))
+    layer = {**quantization, **override} if isinstance(override, dict) else quantization
+    defaults = {"bits": 4, "group_size": 64, "mode": "affine"}
+    return {key: layer.get(key, default) for key, default in defaults.items()}

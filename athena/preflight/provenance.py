@@ -4,11 +4,10 @@ it with the folder now (sizes for the weights, hashes for the rest)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from athena.source import file_digest
+from athena.source import file_digest, parse_json
 
 FILE = "athena-provenance.json"
 SCHEMA = "athena-provenance/1"
@@ -38,13 +37,15 @@ def check(folder: Path) -> dict[str, Any] | None:
             raw = f.read(MAX_BYTES + 1)
         if len(raw) > MAX_BYTES:
             raise ValueError(f"larger than {MAX_BYTES} bytes")
-        data = json.loads(raw)
+        data, problem = parse_json(raw)  # bounded: NaN, deep nesting and huge integers refused
+        if problem is not None:
+            raise ValueError(problem)
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise ValueError(f"not {SCHEMA}")
         files = data.get("files")
         if not isinstance(files, dict):
             raise ValueError("no 'files'")
-    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+    except (OSError, ValueError) as error:
         return {"problem": f"{FILE} is unreadable ({str(error)[:100]})", "changed": []}
     root = folder.resolve()
     changed = [

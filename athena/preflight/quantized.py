@@ -4,9 +4,10 @@ overrides included), from the headers; and the router rule (`mlp.gate` stays at 
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from athena.preflight.info import ModelInfo, Tensor
+from athena.preflight.info import ModelInfo, Tensor, quant_params
 
 # OLMoE's router picks the top-k experts of every token from 64 logits: 4-bit noise there
 # changes which experts run. mlx-lm's qwen3_moe keeps its routers at 8 bits; athena does the
@@ -23,23 +24,8 @@ MLX_QUANT_MODES: dict[str, tuple[tuple[int, ...], tuple[int, ...], bool]] = {
 
 
 def is_router(path: str) -> bool:
-    """Whether a module path or tensor name is an MoE router ("model.layers.3.mlp.gate",
-    with or without ".weight"), not an expert's gate_proj."""
+    """Whether a module or tensor name is an MoE router (`mlp.gate`), not a gate_proj."""
     return path.removesuffix(".weight").endswith("mlp.gate")
-
-
-def quant_params(quantization: dict[str, Any], base: str) -> dict[str, Any]:
-    """The bits, group size and mode of the layer `base` ("model.layers.0.mlp.gate"): its
-    per-layer override when config.json has one, else the folder's."""
-    override = quantization.get(base)
-    if override is None:
-        override = quantization.get(base.removeprefix("model."))
-    source = override if isinstance(override, dict) else quantization
-    return {
-        "bits": source.get("bits", quantization.get("bits", 4)),
-        "group_size": source.get("group_size", quantization.get("group_size", 64)),
-        "mode": source.get("mode", quantization.get("mode", "affine")),
-    }
 
 
 def quantized_problems(info: ModelInfo) -> list[str]:
@@ -48,24 +34,17 @@ def quantized_problems(info: ModelInfo) -> list[str]:
     quant = info.quantization
     if quant is None:
         return []
-    where = f"{info.name}'s config.json"
     tensors = {t.name: t for t in info.tensors}
-    problems: list[str] = []
-    for tensor in info.tensors:
-        if tensor.dtype != "U32" or not tensor.name.endswith(".weight"):
-            continue
-        base = tensor.name.removesuffix(".weight")
-        problem = _layer_problem(tensor, base, quant_params(quant, base), tensors, where)
-        if problem:
-            problems.append(problem)
-        if len(problems) >= 3:
-            break
-    return problems
+    packed = (t for t in info.tensors if t.dtype == "U32" and t.name.endswith(".weight"))
+    found = (_layer_problem(t, quant, tensors, f"{info.name}'s config.json") for t in packed)
+    return list(itertools.islice(filter(None, found), 3))
 
 
 def _layer_problem(
-    weight: Tensor, base: str, params: dict[str, Any], tensors: dict[str, Tensor], where: str
+    weight: Tensor, quant: dict[str, Any], tensors: dict[str, Tensor], where: str
 ) -> str | None:
+    base = weight.name.removesuffix(".weight")
+    params = quant_params(quant, base)
     mode, bits, group = params["mode"], params["bits"], params["group_size"]
     if mode not in MLX_QUANT_MODES:
         known = ", ".join(MLX_QUANT_MODES)
@@ -80,10 +59,8 @@ def _layer_problem(
             f"mlx's {mode} takes bits {'/'.join(map(str, allowed_bits))} and group size "
             f"{'/'.join(map(str, allowed_groups))}: fix config.json or re-convert the model"
         )
-    scales = tensors.get(f"{base}.scales")
-    biases = tensors.get(f"{base}.biases")
-    if scales is None or (has_biases and biases is None):
-        missing = "scales" if scales is None else "biases"
+    parts = ("scales", "biases") if has_biases else ("scales",)
+    if missing := next((part for part in parts if f"{base}.{part}" not in tensors), None):
         return (
             f"{base}.weight is packed ({bits}-bit) but {base}.{missing} is missing; the folder "
             "is incomplete: re-convert or re-download it"
@@ -91,9 +68,7 @@ def _layer_problem(
     packed = weight.shape[-1] if weight.shape else 0
     inputs, remainder = divmod(packed * 32, bits)
     expected = (*weight.shape[:-1], inputs // group) if not remainder else None
-    for part in (scales, biases if has_biases else None):
-        if part is None:
-            continue
+    for part in (tensors[f"{base}.{name}"] for name in parts):
         if expected is None or inputs % group or tuple(part.shape) != expected:
             want = "none" if expected is None else str(list(expected))
             return (

@@ -18,7 +18,6 @@ from athena.preflight.memory import (
     machine_budget,
     mlx_on_cpu,
 )
-from athena.preflight.quantized import quantized_problems
 from athena.preflight.speed import decode_ceiling
 from athena.source import weight_files_of
 
@@ -47,21 +46,19 @@ def describe(
     cpu = mlx_on_cpu() if on_cpu is None else on_cpu
     backends = installed_backends()
     chosen = backend or (backends[0] if backends else None)
-    config = info.config
-    positions = config.get("max_position_embeddings")
+    positions = info.config.get("max_position_embeddings")
     default_context = context is None
     if context is None:
         context = positions if isinstance(positions, int) and positions > 0 else 0
     mlx = "mlx" in backends or chosen == "mlx"
     options = load_options(info, mlx=mlx, on_cpu=cpu, router_bits=router_bits, context=context)
-    rows = [_estimate_row(info, option, budget, bandwidth) for option in options]
     default = estimate = None
     if chosen is not None and not (chosen == "transformers" and info.quantization is not None):
         bits = quantize_bits if chosen == "mlx" else None
         estimate = estimate_peak(info, backend=chosen, dtype=dtype, quantize_bits=bits,
                                  on_cpu=cpu, router_bits=router_bits, context=context)  # fmt: skip
         default = _estimate_row(info, estimate, budget, bandwidth)
-    problems = list(info.problems) or quantized_problems(info)
+    problems = list(info.problems)  # quantized_problems included (config_disagreement)
     if not problems and isinstance(positions, int) and context > positions:
         problems.append(
             f"a context of {context} tokens is beyond the model's max_position_embeddings "
@@ -99,7 +96,7 @@ def describe(
         "largest_weight_file": max(sizes, default=0),
         "quantization": info.quantization,
         "tokenizer": asdict(info.tokenizer),
-        "config": {key: config.get(key) for key in (*CONFIG_SIZES, "max_position_embeddings")},
+        "config": {key: info.config.get(key) for key in (*CONFIG_SIZES, "max_position_embeddings")},
         "config_agrees": info.config_problem is None,
         "backends_installed": backends,
         "backend": chosen,
@@ -111,7 +108,7 @@ def describe(
         },
         "bandwidth": None if bandwidth is None else asdict(bandwidth),
         "this_load": default,
-        "estimates": rows,
+        "estimates": [_estimate_row(info, option, budget, bandwidth) for option in options],
         "provenance": provenance.check(info.path),
     }
 
@@ -119,17 +116,15 @@ def describe(
 def _estimate_row(
     info: ModelInfo, estimate: Estimate, budget: MemoryBudget, bandwidth: Bandwidth | None
 ) -> dict[str, Any]:
-    ceiling = decode_ceiling(info, estimate, bandwidth)
-    fields = "backend dtype quantize_bits router_bits resident peak model transient file_pages "
+    keys = "backend dtype quantize_bits router_bits resident peak model transient file_pages "
+    keys += "runtime context context_tokens"
+    unmapped = estimate.backend == "transformers" and unmappable(info, budget)
     return {
         "option": estimate.label(),
         "router": estimate.router_note().strip(" ()") or None,
-        **{
-            key: getattr(estimate, key)
-            for key in (fields + "runtime context context_tokens").split()
-        },
-        "status": _status(info, estimate, budget),
-        "decode_ceiling": ceiling,
+        **{key: getattr(estimate, key) for key in keys.split()},
+        "status": "does not fit" if unmapped else budget.status(estimate.resident),
+        "decode_ceiling": decode_ceiling(info, estimate, bandwidth),
     }
 
 
@@ -147,12 +142,6 @@ def _longest_context(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) 
     return largest(fits, estimate.context_tokens, low=0)
 
 
-def _status(info: ModelInfo, estimate: Estimate, budget: MemoryBudget) -> str:
-    if estimate.backend == "transformers" and unmappable(info, budget):
-        return "does not fit"
-    return budget.status(estimate.resident)
-
-
 def _count(value: int) -> str:
     for size, unit in ((10**9, "B"), (10**6, "M"), (10**3, "K")):
         if value >= size:
@@ -164,29 +153,22 @@ def render(report: dict[str, Any]) -> str:
     """`describe()`'s data as the text `athena inspect` prints."""
     config, tokenizer, memory = report["config"], report["tokenizer"], report["memory"]
     dtypes = ", ".join(f"{name} ({gib(size)})" for name, size in report["stored_dtypes"].items())
-    if report["quantization"]:
-        quant = report["quantization"]
+    if quant := report["quantization"]:
         dtypes += f"; mlx-quantized, {quant.get('bits')}-bit, group {quant.get('group_size')}"
-    vocab = tokenizer["vocab"]
-    tok = (
-        "none"
-        if tokenizer["kind"] is None
-        else f"{tokenizer['kind']}, {vocab if vocab is not None else 'unknown'} ids"
-        + (f" (max id {tokenizer['max_id']})" if tokenizer["max_id"] is not None else "")
-    )
+    tok, vocab, max_id = "none", tokenizer["vocab"], tokenizer["max_id"]
+    if tokenizer["kind"] is not None:
+        tok = f"{tokenizer['kind']}, {'unknown' if vocab is None else vocab} ids"
+        tok += "" if max_id is None else f" (max id {max_id})"
     shape = (
         f"{config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
         f"{config['num_experts']} experts ({config['num_experts_per_tok']} per token), "
         f"vocabulary {config['vocab_size']}"
     )
     agreement = "agrees with the weights" if report["config_agrees"] else "DISAGREES"
-    if report["backend"] is None:
-        backend = "none installed (uv sync; on Linux --group mlx-cpu or --group torch)"
-    else:
-        backend = report["backend"]
-        if backend == "mlx":
-            backend += " (CPU: MoE experts run in float32)" if report["mlx_on_cpu"] else " (Metal)"
-    tight = memory["recommended_source"] or f"{TIGHT_SHARE:.0%} of RAM"
+    none = "none installed (uv sync; on Linux --group mlx-cpu or --group torch)"
+    backend = report["backend"] or none
+    if backend == "mlx":
+        backend += " (CPU: MoE experts run in float32)" if report["mlx_on_cpu"] else " (Metal)"
     lines = [
         f"model        {report['name']}"
         + ("" if report["path"] == report["name"] else f" ({report['path']})"),
@@ -197,7 +179,7 @@ def render(report: dict[str, Any]) -> str:
         f"config       {shape}: {agreement}",
         f"backend      {backend}",
         f"memory       {gib(memory['physical'])} RAM; tight above {gib(memory['tight_above'])} "
-        f"({tight})",
+        f"({memory['recommended_source'] or f'{TIGHT_SHARE:.0%} of RAM'})",
     ]
     if memory.get("map_limit"):
         lines.append(
@@ -227,9 +209,10 @@ def render(report: dict[str, Any]) -> str:
         rows.append(this)
     for row in rows:
         mark = " (this load)" if this and _same(row, this) else ""
+        option = row["option"] + (f" ({row['router']})" if row.get("router") else "")
         ceiling = row["decode_ceiling"]["tokens_per_second"]
         lines.append(
-            f"  {_option(row):<30} {row['backend']:<13} {gib(row['resident']):>9} "
+            f"  {option:<30} {row['backend']:<13} {gib(row['resident']):>9} "
             f"{gib(row['context']):>9} {gib(row['file_pages']) if row['file_pages'] else '-':>10} "
             f"{'-' if ceiling is None else f'{ceiling:g}':>9}  {row['status']}{mark}"
         )
@@ -257,12 +240,10 @@ def _provenance_lines(record: dict[str, Any] | None) -> list[str]:
     state = f"{files} file(s) as written (sizes; sha256 of all but the weights)"
     if changed:
         state = f"{len(changed)} of {files} file(s) CHANGED since: {', '.join(changed[:5])}"
+    made = f"{record.get('made_by')} ({versions}): {recipe.get('bits')}-bit, group "
+    made += f"{recipe.get('group_size')}, router {recipe.get('router_bits')}-bit"
     return [
-        "made by      "
-        + _escaped(
-            f"{record.get('made_by')} ({versions}): {recipe.get('bits')}-bit, group "
-            f"{recipe.get('group_size')}, router {recipe.get('router_bits')}-bit"
-        ),
+        f"made by      {_escaped(made)}",
         f"from         {_escaped(origin)}",
         f"files        {_escaped(state)}",
     ]
@@ -278,10 +259,5 @@ def _escaped(text: str, limit: int = 200) -> str:
     return short.encode("unicode_escape").decode("ascii")
 
 
-def _option(row: dict[str, Any]) -> str:
-    return row["option"] + (f" ({row['router']})" if row.get("router") else "")
-
-
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("backend", "dtype", "quantize_bits", "router_bits")
-    return all(a[key] == b[key] for key in keys)
+    return all(a[key] == b[key] for key in ("backend", "dtype", "quantize_bits", "router_bits"))

@@ -21,16 +21,15 @@ def bytes_per_token(info: ModelInfo, estimate: Estimate, group_size: int = 64) -
     size = DTYPE_ITEMSIZE.get(estimate.dtype, 4)
     total = 0.0
     for tensor in info.tensors:
-        name = tensor.name
         share = 1.0
-        if EXPERT.match(name) or ".switch_mlp." in name:
+        if EXPERT.match(tensor.name) or ".switch_mlp." in tensor.name:
             share = top_k / experts
-        elif "embed_tokens." in name:
+        elif "embed_tokens." in tensor.name:
             share = 1 / vocab
         if info.quantization is not None:
             nbytes = float(tensor.nbytes)
         elif estimate.quantize_bits and len(tensor.shape) > 1 and not tensor.shape[-1] % group_size:
-            bits = (is_router(name) and estimate.router_bits) or estimate.quantize_bits
+            bits = (is_router(tensor.name) and estimate.router_bits) or estimate.quantize_bits
             nbytes = tensor.elements * (bits / 8 + 2 * size / group_size)
         elif tensor.dtype.startswith("F") or tensor.dtype == "BF16":
             nbytes = float(tensor.elements * size)
@@ -41,11 +40,11 @@ def bytes_per_token(info: ModelInfo, estimate: Estimate, group_size: int = 64) -
 
 
 def decode_ceiling(
-    info: ModelInfo, estimate: Estimate, bandwidth: Bandwidth | None, group_size: int = 64
+    info: ModelInfo, estimate: Estimate, bandwidth: Bandwidth | None
 ) -> dict[str, Any]:
     """The decode ceiling of one option, JSON-ready: tokens/s (None without a bandwidth),
     the bytes read per token, and where the bandwidth came from."""
-    per_token = bytes_per_token(info, estimate, group_size)
+    per_token = bytes_per_token(info, estimate)
     rate = None if bandwidth is None else bandwidth.bytes_per_second
     return {
         "bytes_per_token": per_token,

@@ -136,6 +136,9 @@ def test_a_crafted_provenance_is_shown_escaped_and_bounded(
         f"provenance   {FILE} is unreadable (larger than 1048576 bytes)\n"
         in capsys.readouterr().out
     )
+    (folder / FILE).write_bytes(b"[" * 100_000)  # json.loads would raise RecursionError
+    assert main(["inspect", str(folder), "--context", "0"]) == 0
+    assert f"{FILE} is unreadable (is nested too deeply to read)" in capsys.readouterr().out
     (folder / FILE).write_bytes(b"\xff\xfe not json")
     main(["inspect", str(folder), "--json", "--context", "0"])
     problem = json.loads(capsys.readouterr().out)["provenance"]["problem"]
