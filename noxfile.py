@@ -97,6 +97,11 @@ PIN_ONLY_TESTS = (
     # benchmark, like the smoke runs): MLX's allocations and the kernel's accounting. The
     # preflight's estimates it is held to are tested on every Python in tests/loader/test_fit.py.
     "tests/bench/test_fit_bench.py",
+    # The model lock against a hub server on 127.0.0.1: `athena models lock/sync/verify` and
+    # `athena generate` children, downloads cut and resumed, huggingface_hub's cache layout.
+    # What they show is the hub protocol and the file system; athena.modellock itself is
+    # tomllib, hashlib and huggingface_hub, nothing that differs by Python (~85 s of a worker).
+    "tests/loader/test_model_lock.py",
 )
 
 

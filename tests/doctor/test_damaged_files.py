@@ -266,9 +266,9 @@ def test_compare_a_folder_in_place_of_a_report(tmp_path: Path) -> None:
     assert f"{tmp_path / 'report.json'} cannot be read" in result.stderr
 
 
-def test_verify_env_under_python_3_9_without_packaging_names_a_binary_pin(tmp_path: Path) -> None:
-    """The oldest python3 a Mac ships: no tomllib (the TOML files are not read: info) and no
-    `packaging` (athena/doctor/names.py's stdlib fallback), and still no traceback."""
+def test_verify_env_under_python_3_9_names_a_binary_pin(tmp_path: Path) -> None:
+    """The oldest python3 a Mac ships: no tomllib (the TOML files are not read: info), and
+    still no traceback."""
     from .test_verify_env import find_python_39
 
     python = find_python_39()
