@@ -1,10 +1,10 @@
 """The transformers + torch backend (athena.backends.base.Backend), a PEFT LoRA adapter merged
 at load; safetensors only, never trust_remote_code, imports inside the functions. quantize_bits
-needs bitsandbytes and CUDA: otherwise it is skipped with a log line."""
+is skipped with a log line: transformers quantizes (BitsAndBytes) on CUDA, and athena's torch
+runs on the CPU or MPS."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import logging
 import queue
@@ -32,19 +32,6 @@ MAX_PADDING: float | None = batching.TRANSFORMERS_MAX_PADDING
 MAX_BATCH_TOKENS: int | None = batching.TRANSFORMERS_MAX_BATCH_TOKENS
 
 
-def _quantization_config(transformers: Any, torch: Any, bits: int | None) -> Any:
-    if bits is None:
-        return None
-    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
-        logger.info(
-            "quantize_bits=%s skipped on transformers: BitsAndBytes needs bitsandbytes and "
-            "CUDA (on a Mac, quantize with the mlx backend)",
-            bits,
-        )
-        return None
-    return transformers.BitsAndBytesConfig(load_in_4bit=bits == 4, load_in_8bit=bits == 8)
-
-
 def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
     """AutoTokenizer + AutoModelForCausalLM (eval mode) from the local folder, with a PEFT LoRA
     adapter merged if given. Raises LoadError (one sentence)."""
@@ -55,6 +42,10 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         "reinstall them (uv sync --group torch)",
     )
     name, folder = source.name, str(source.folder)
+    if options.quantize_bits is not None:
+        logger.info(
+            "quantize_bits=%s skipped on transformers (quantize with mlx)", options.quantize_bits
+        )
     common = {"trust_remote_code": False, "local_files_only": True}
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **common)
@@ -63,9 +54,6 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
                 folder,
                 dtype=getattr(torch, options.dtype) if options.dtype else "auto",
                 use_safetensors=True,
-                quantization_config=_quantization_config(
-                    transformers, torch, options.quantize_bits
-                ),
                 output_loading_info=True,
                 **common,
             )

@@ -24,19 +24,6 @@ FILES = (
     "config.json",
 )
 
-__all__ = [
-    "FILES",
-    "SIZES",
-    "VOCAB_SIZE",
-    "FolderBusy",
-    "FolderNotEmpty",
-    "bpe_merges",
-    "count_parameters",
-    "olmoe_config",
-    "write_sparse_olmoe",
-    "write_tiny_olmoe",
-]
-
 
 def write_tiny_olmoe(
     out_dir: str | Path,

@@ -215,15 +215,16 @@ class OLMoEModel:
             raise RuntimeError("OLMoEModel is not loaded; call load() and check that it is True")
         return backend_module(self.backend), self.preflight  # type: ignore[arg-type]
 
-    def _prepare(
+    def _tokens(
         self,
         call: str,
         prompt: object,
         max_tokens: int | None,
         temperature: float | None,
         seed: int | None,
-    ) -> tuple[Backend, list[int], Sampling]:
-        """The backend, prompt ids and sampling of one generate/stream call, checked once."""
+        stream: bool = False,
+    ) -> Iterator[int]:
+        """The generated ids of one generate/stream call, its arguments checked first."""
         backend, checked = self._loaded()
         max_tokens = self.config.max_tokens if max_tokens is None else max_tokens
         temperature = self.config.temperature if temperature is None else temperature
@@ -239,7 +240,7 @@ class OLMoEModel:
         ids = self.tokenize(_check_text("prompt", prompt))
         checked.check_input(len(ids), new_tokens=max_tokens, chunked=self.backend == "mlx")
         sampling = Sampling(max_tokens, float(temperature), float(self.config.top_p), seed)
-        return backend, ids, sampling
+        return backend.generate_ids(self.model, self.tokenizer, ids, sampling, stream=stream)
 
     def generate(
         self,
@@ -251,10 +252,8 @@ class OLMoEModel:
     ) -> str:
         """The completion of `prompt` (without the prompt): exactly the tokenizer's decode of
         the generated ids (athena.backends.completion). Greedy at temperature 0."""
-        backend, ids, sampling = self._prepare("generate", prompt, max_tokens, temperature, seed)
-        return completion.decode(
-            self.tokenizer, list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
-        )
+        tokens = self._tokens("generate", prompt, max_tokens, temperature, seed)
+        return completion.decode(self.tokenizer, list(tokens))
 
     def generate_ids(
         self,
@@ -265,10 +264,7 @@ class OLMoEModel:
         seed: int | None = None,
     ) -> list[int]:
         """The generated token ids of the completion (end-of-sequence excluded)."""
-        backend, ids, sampling = self._prepare(
-            "generate_ids", prompt, max_tokens, temperature, seed
-        )
-        return list(backend.generate_ids(self.model, self.tokenizer, ids, sampling))
+        return list(self._tokens("generate_ids", prompt, max_tokens, temperature, seed))
 
     def stream(
         self,
@@ -279,8 +275,7 @@ class OLMoEModel:
         seed: int | None = None,
     ) -> Iterator[str]:
         """Yield the completion in pieces (checked before the first); "".join() is generate()."""
-        backend, ids, sampling = self._prepare("stream", prompt, max_tokens, temperature, seed)
-        tokens = backend.generate_ids(self.model, self.tokenizer, ids, sampling, stream=True)
+        tokens = self._tokens("stream", prompt, max_tokens, temperature, seed, stream=True)
         return (text for text, _ in completion.stream_pieces(self.tokenizer, tokens) if text)
 
     def encode(

@@ -16,19 +16,3 @@ from athena.preflight.memory import (
     mlx_on_cpu,
 )
 from athena.preflight.report import describe, render
-
-__all__ = [
-    "GiB",
-    "MemoryBudget",
-    "MiB",
-    "Preflight",
-    "check_load",
-    "check_sequence",
-    "describe",
-    "estimate_peak",
-    "gib",
-    "inspect_model",
-    "machine_budget",
-    "mlx_on_cpu",
-    "render",
-]
