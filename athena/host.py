@@ -130,9 +130,7 @@ def _linux_cpu() -> str | None:
 
 def cpu_name() -> str:
     """The CPU's marketing name: sysctl's brand string on a Mac, /proc/cpuinfo on Linux."""
-    if platform.system() == "Darwin":
-        return read_sysctl("machdep.cpu.brand_string") or platform.machine()
-    return _linux_cpu() or platform.processor() or platform.machine()
+    return probe_host().chip or platform.processor() or platform.machine()
 
 
 def probe_host(metal: Metal | None = None) -> Host:
