@@ -5,7 +5,6 @@ bandwidth (docs/preflight.md)."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import functools
 import importlib.util
@@ -13,8 +12,6 @@ import json
 import os
 import platform
 import re
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -95,6 +92,9 @@ class Host:
 
 def read_sysctl(name: str) -> str | None:
     """`sysctl -n NAME`, or None where there is no sysctl or no such name."""
+    import shutil
+    import subprocess
+
     sysctl = shutil.which("sysctl") or ("/usr/sbin/sysctl" if sys.platform == "darwin" else None)
     if not sysctl or not os.path.exists(sysctl):
         return None
@@ -214,6 +214,8 @@ def freed_memory_returned(threshold: int = 1024**2) -> Iterator[None]:
     a few MiB, serves the next ones from its heaps, keeps them after they are freed, and a
     transformers load (thousands of per-expert tensors, materialized by worker threads) ended
     holding 13.3 to 17.4 GiB for the same 12.9 GiB model (bench `fit`). A no-op elsewhere."""
+    import ctypes
+
     libc = ctypes.CDLL(None) if platform.libc_ver()[0] == "glibc" else None
     if libc is None:
         yield

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -176,6 +175,8 @@ def generate_ids(
 
 def _streamed(run: Callable[..., list[int]], eos: set[int]) -> Iterator[int]:
     """`run(streamer=..., stopping_criteria=...)` in a thread, its tokens as they come."""
+    import queue
+
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer

@@ -8,7 +8,6 @@ child that drops root with setuid, since root ignores permissions).
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -77,10 +76,10 @@ def test_a_planted_temporary_is_refused_not_written_through(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Someone who guessed the temporary name and put a link there: O_EXCL refuses it."""
-    monkeypatch.setattr(secrets, "token_hex", lambda n: "guessed")  # make the name guessable
+    monkeypatch.setattr(os, "urandom", lambda n: b"guessed"[:n])  # make the name guessable
     victim = tmp_path / "victim"
     victim.write_bytes(OLD)
-    (tmp_path / ".data.txt.athena-tmp-guessed").symlink_to(victim)
+    (tmp_path / f".data.txt.athena-tmp-{b'gues'.hex()}").symlink_to(victim)
     with pytest.raises(FileExistsError, match=r"could not write .*data.txt \(File exists\)"):
         write_file(tmp_path / "data.txt", NEW)
     assert victim.read_bytes() == OLD and not (tmp_path / "data.txt").exists()
