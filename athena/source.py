@@ -332,13 +332,13 @@ def _entry_problem(entry: object) -> str | None:
     if not isinstance(entry, dict):
         return "its entry is not a JSON object"
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in SAFETENSORS_ITEMSIZE:
+    if not (isinstance(dtype, str) and dtype in SAFETENSORS_ITEMSIZE):
         return f"dtype {dtype!r} is not a safetensors dtype"
-    if not (isinstance(shape, list) and all(_natural(n) for n in shape)):
+    if not (type(shape) is list and all(type(n) is int and n >= 0 for n in shape)):
         return f"shape {shape!r} is not a list of sizes"
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_natural, offsets))):
+    if not (type(offsets) is list and len(offsets) == 2 and type(start := offsets[0]) is int
+            and type(end := offsets[1]) is int and start >= 0):  # fmt: skip
         return f"data_offsets {offsets!r} are not two byte offsets"
-    start, end = offsets
     need = math.prod(shape) * SAFETENSORS_ITEMSIZE[dtype]
     if end - start != need:
         return (
@@ -346,7 +346,3 @@ def _entry_problem(entry: object) -> str | None:
             "does not describe the data"
         )
     return None
-
-
-def _natural(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

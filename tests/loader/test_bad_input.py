@@ -159,6 +159,14 @@ def _unknown_dtype(model: Path) -> str:
     return str(model)
 
 
+def _list_dtype(model: Path) -> str:
+    def change(header: dict) -> None:
+        header["model.norm.weight"]["dtype"] = ["F"]  # a list is no dict key: once a crash
+
+    _rewrite_header(model, change)
+    return str(model)
+
+
 def _shape_not_the_bytes(model: Path) -> str:
     def change(header: dict) -> None:
         header["model.norm.weight"]["shape"] = [7]  # the data is 64 float32s
@@ -313,6 +321,11 @@ CASES: dict[str, tuple[Damage, str]] = {
         _unknown_dtype,
         "model.safetensors in {model} is damaged (tensor 'model.norm.weight': dtype 'F99' is not "
         "a safetensors dtype); re-download or re-create the checkpoint",
+    ),
+    "header declares a list as dtype": (
+        _list_dtype,
+        "model.safetensors in {model} is damaged (tensor 'model.norm.weight': dtype ['F'] is "
+        "not a safetensors dtype); re-download or re-create the checkpoint",
     ),
     "header shape does not match its bytes": (
         _shape_not_the_bytes,
