@@ -68,6 +68,10 @@ def measure(results: Results, work: Path, *, quick: bool, sizes: list[str] | Non
     for backend in {"mlx", "transformers"} - set(backends):
         reason = "not importable here (install the torch / mlx-cpu groups)"
         results.skip(f"encode.{backend}", f"encode, {backend}", reason)
+    if quick:
+        for backend in backends[1:]:
+            reason = f"--quick measures the memory of one backend ({backends[0]})"
+            results.skip(f"encode_memory.{backend}", f"encode memory, {backend}", reason)
     sizes = sizes or (["tiny"] if quick else ["small", "medium"])
     plan = {size: THROUGHPUT["quick" if quick else size] for size in sizes if size in THROUGHPUT}
     memory_size, memory = (sizes[0] if quick else "small"), MEMORY["quick" if quick else "full"]
@@ -77,7 +81,8 @@ def measure(results: Results, work: Path, *, quick: bool, sizes: list[str] | Non
             prepared = run_worker({"task": "prepare", "size": size, "out": str(folder), "bits": []})
             for backend in backends if size in plan else ():
                 _throughput(results, size, backend, prepared["fp32"], plan[size])
-            for backend in backends if size == memory_size else ():
+            # --quick: one backend's memory (its fresh processes are the smoke run's longest).
+            for backend in (backends[:1] if quick else backends) if size == memory_size else ():
                 _memory(results, size, backend, prepared["fp32"], memory)
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             run["preflight"] = preflight.measure(results, work, sizes=preflight_sizes, quick=quick)
         if "fit" in only:  # issue 20: the preflight at real scale
             shape = args.fit_shape or ("like" if quick else "real")
-            options = ["mlx-q4", "transformers-bfloat16"] if quick else None
+            options = ["transformers-bfloat16"] if quick else None  # mlx: tests/bench/test_fit
             options = args.fit_options.split(",") if args.fit_options else options
             run["fit"] = fit.measure(results, work, shape=shape, only=options)
         if "router" in only:  # issue 20: the router-safe 4-bit

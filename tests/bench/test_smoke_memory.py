@@ -20,7 +20,6 @@ def test_measures_what_this_environment_can(quick_run: Any) -> None:
     assert {"files.verify_all", "files.count"} <= ids
     if quick_run.importable("mlx_lm"):
         assert "preflight.tiny.mlx-float32.off_by" in ids
-        assert "fit.like.mlx-q4.off_by" in ids
         assert "router.tiny.router8.topk_match" in ids
     if quick_run.importable("torch", "transformers"):
         assert "preflight.tiny.transformers-bfloat16.off_by" in ids
