@@ -12,7 +12,9 @@ from bench.common import MiB, Results, Target
 from bench.models import BY_NAME, PAIRS, Config
 from bench.preflight import add_share_of_ceiling
 
-LOAD_TARGET = Target("<=", 1.05, "athena load time <= 1.05x raw")
+# Issue 31: at most 1.1x on tiny (the preflight's fixed cost on a 20 ms load), no slower on medium.
+LOAD_TARGETS = {"tiny": Target("<=", 1.1, "athena load time <= 1.1x raw (tiny)")}
+LOAD_TARGET = Target("<=", 1.0, "athena load time <= 1.0x raw")
 GENERATE_TARGET = Target(">=", 0.98, "athena generation tokens/s >= 0.98x raw")
 MEMORY_TARGET = Target("<=", 0.35, "4-bit peak memory <= 0.35x float32")
 Runs = dict[str, list[dict[str, Any] | None]]
@@ -81,7 +83,8 @@ def _overhead(results: Results, size: str, runs: Runs) -> None:
         }
         ctx["tokens"] = tokens
         ratios = [a["load_s"] / b["load_s"] for a, b in pairs]
-        add(f"{fid}.load_ratio", f"load time {names}", ratios, "ratio", LOAD_TARGET, ctx)
+        target = LOAD_TARGETS.get(size, LOAD_TARGET)
+        add(f"{fid}.load_ratio", f"load time {names}", ratios, "ratio", target, ctx)
         note = "same prompt, same greedy tokens (same_text), so tokens/s ratio = "
         note += "raw time / athena time for one generate call"
         ratios = [b["e2e_s"] / a["e2e_s"] for a, b in pairs]
