@@ -320,11 +320,6 @@ def _first(paths: list[str], count: int = 3) -> str:
     return ", ".join(paths[:count]) + (", ..." if len(paths) > count else "")
 
 
-def distributions(env: ProbeResult) -> list[dict[str, Any]]:
-    """The checked Python's installed distributions (name, version, requires), from the probe."""
-    return list((env.step("env") or {}).get("distributions") or [])
-
-
 def mlx_policy(host: Host, versions: Mapping[str, str | None]) -> tuple[bool, str]:
     """Whether mlx must work here, and why (or why it is skipped)."""
     if host.is_mac and host.is_apple_silicon:
