@@ -299,19 +299,16 @@ def machine_bandwidth(host: Host | None = None, *, measure: bool = True) -> Band
     key = f"{host.chip or 'unknown CPU'}, {host.total_memory or 0} bytes"
     path = cache_dir() / "bandwidth.json"
     copy = f"copy of {COPY_BYTES // 1024**2} MiB"
-    try:
+    with contextlib.suppress(SourceError, ValueError, KeyError, TypeError):
         cached = read_json(path)
         if cached.get("machine") == key:
             detail = f"{copy}, {cached['date']}, cached in {path}"
             return Bandwidth(float(cached["bytes_per_second"]), "measured", detail)
-    except (SourceError, ValueError, KeyError, TypeError):
-        pass
     if not measure:
         return None
     rate, date = 2 * COPY_BYTES / max(min(copy_seconds()), 1e-9), time.strftime("%Y-%m-%d")
-    try:  # whole or not at all: processes measuring at once each replace the file in one step
+    # whole or not at all: processes measuring at once each replace the file in one step
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         write_file(path, json.dumps({"machine": key, "bytes_per_second": rate, "date": date}))
-    except OSError:
-        pass
     return Bandwidth(rate, "measured", f"{copy}, {date}")
