@@ -58,8 +58,7 @@ class MemoryBudget:
 def machine_budget(host: Host | None = None) -> MemoryBudget:
     """The budget of this machine (or `host`); on a Mac the recommended working set is Metal's,
     else `sysctl iogpu.wired_limit_mb`, else macOS's default share (importing mlx would cost)."""
-    if host is None:
-        host = probe_host()
+    host = host or probe_host()
     physical = host.total_memory
     if host.is_linux and physical is not None:
         limit, said = linux_map_limit(physical)
