@@ -273,14 +273,11 @@ def apple_bandwidth(chip: str | None) -> Bandwidth | None:
 
 def copy_seconds(size: int = COPY_BYTES, repeats: int = 3) -> list[float]:
     """Seconds of each of `repeats` copies of `size` bytes (standard library: no numpy)."""
+    import timeit
+
     source, target = bytearray(size), bytearray(size)
     target[:] = source  # fault both in before timing
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        target[:] = source
-        seconds.append(time.perf_counter() - start)
-    return seconds
+    return timeit.repeat("target[:] = source", globals=locals(), number=1, repeat=repeats)
 
 
 def cache_dir() -> Path:
