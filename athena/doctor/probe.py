@@ -34,22 +34,18 @@ def distributions() -> list:
     the wheel tags it was installed from (its WHEEL file's `Tag:` lines) and its installer."""
     from importlib import metadata
 
-    dists = []
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if not name:
-            continue
-        wheel = dist.read_text("WHEEL") or ""
-        dists.append(
-            {
-                "name": name,
-                "version": dist.version,
-                "requires": dist.requires or [],
-                "tags": [line[4:].strip() for line in wheel.splitlines() if line[:4] == "Tag:"],
-                "installer": (dist.read_text("INSTALLER") or "").strip() or None,
-            }
-        )
-    return dists
+    return [
+        {
+            "name": dist.metadata["Name"],
+            "version": dist.version,
+            "requires": dist.requires or [],
+            "tags": [line[4:].strip() for line in wheel.splitlines() if line[:4] == "Tag:"],
+            "installer": (dist.read_text("INSTALLER") or "").strip() or None,
+        }
+        for dist in metadata.distributions()
+        if dist.metadata["Name"]
+        for wheel in [dist.read_text("WHEEL") or ""]
+    ]
 
 
 def environment() -> dict:
