@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -82,12 +83,8 @@ class Host:
     def macos_version(self) -> tuple[int, ...] | None:
         if not self.is_mac:
             return None
-        parts = []
-        for part in self.os_version.split("."):
-            if not (digits := "".join(ch for ch in part if ch.isdigit())):
-                break
-            parts.append(int(digits))
-        return tuple(parts)
+        digits = ("".join(ch for ch in part if ch.isdigit()) for part in self.os_version.split("."))
+        return tuple(int(part) for part in itertools.takewhile(bool, digits))
 
 
 def read_sysctl(name: str) -> str | None:
