@@ -285,8 +285,11 @@ def verify(project: Path, *, names: list[str] | None = None) -> list[str]:
     for model in read_lock(project).values():
         if names is None or model.name in names:
             problems += _model_problems(model, project, state)
-    if state != before:
-        write_state(state)
+    if state != before:  # remember the new hashes, for the files that still exist
+        kept = {path: record for path, record in state.items() if os.path.exists(path)}
+        with contextlib.suppress(OSError):  # a read-only cache: the next load hashes again
+            state_file().parent.mkdir(parents=True, exist_ok=True)
+            write_file(state_file(), json.dumps(kept, sort_keys=True))
     return problems
 
 
@@ -354,13 +357,6 @@ def read_state() -> State:
         return read_json(state_file(), _MAX_READ)
     except SourceError:
         return {}
-
-
-def write_state(state: State) -> None:
-    kept = {path: record for path, record in state.items() if os.path.exists(path)}
-    with contextlib.suppress(OSError):  # a read-only cache: the next load hashes again
-        state_file().parent.mkdir(parents=True, exist_ok=True)
-        write_file(state_file(), json.dumps(kept, sort_keys=True))
 
 
 ModelState = Literal["verified", "unverified", "missing"]
