@@ -26,9 +26,8 @@ class BadLine(ValueError):
 
 
 def input_format(path: str, fmt: str | None) -> str:
-    if fmt is not None:
-        return fmt
-    return "jsonl" if Path(path).suffix.lower() in JSONL_SUFFIXES else "txt"
+    """`fmt` (--format, one of FORMATS), or None: the one the suffix of `path` names."""
+    return fmt or ("jsonl" if Path(path).suffix.lower() in JSONL_SUFFIXES else "txt")
 
 
 def open_input(path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
