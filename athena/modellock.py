@@ -353,10 +353,9 @@ def state_file() -> Path:
 
 def read_state() -> State:
     """The remembered hashes (empty when the file is missing, too big or not ours)."""
-    try:
+    with contextlib.suppress(SourceError):
         return read_json(state_file(), _MAX_READ)
-    except SourceError:
-        return {}
+    return {}
 
 
 ModelState = Literal["verified", "unverified", "missing"]
