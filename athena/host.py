@@ -106,10 +106,9 @@ def read_sysctl(name: str) -> str | None:
 
 
 def _total_memory() -> int | None:
-    try:
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no sysconf, or no such name
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
+    return None
 
 
 def _linux_cpu() -> str | None:
@@ -229,10 +228,9 @@ def installed_backends() -> list[str]:
     """The backends installed here, in load() order, not imported (a broken one counts)."""
 
     def found(name: str) -> bool:
-        try:
+        with contextlib.suppress(ImportError, ValueError):
             return importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            return True
+        return True
 
     modules = {"mlx": ("mlx", "mlx_lm"), "transformers": ("torch", "transformers")}
     return [backend for backend, names in modules.items() if all(map(found, names))]
