@@ -324,16 +324,13 @@ def _model_problems(model: LockedModel, project: Path, state: State) -> list[str
             why += f"; run {mend}"
         problems.append(f"{f.path} of {where} {why}")
     names = {f.path for f in model.files}
-    if folder.is_dir():
-        for extra in sorted(
-            p.name for p in folder.iterdir() if _needed(p.name) and p.name not in names
-        ):
-            problems.append(
-                f"{extra} in {folder} is not in the lock of {model.name!r} (a load would read "
-                f"it); run `rm {shlex.quote(str(folder / extra))}`, or `athena models lock` if "
-                "it is wanted"
-            )
-    return problems
+    extras = sorted(folder.iterdir()) if folder.is_dir() else []
+    return problems + [
+        f"{extra.name} in {folder} is not in the lock of {model.name!r} (a load would read it); "
+        f"run `rm {shlex.quote(str(extra))}`, or `athena models lock` if it is wanted"
+        for extra in extras
+        if _needed(extra.name) and extra.name not in names
+    ]
 
 
 def _stamp(stat: os.stat_result) -> list[int]:
