@@ -59,19 +59,18 @@ def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
     existed = os.path.lexists(target)
     temporary, lock = target, -1
     try:
-        try:
-            temporary = _beside(target)
-            lock = _open_locked(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-            _remove_dead(target)
-            yield temporary
-            with contextlib.suppress(FileNotFoundError):
-                os.chmod(temporary, os.stat(target).st_mode & 0o777)
-            fsync(temporary)
-            os.replace(temporary, target)
-            fsync(target.parent)
-        except OSError as error:
-            kept = "it is as it was" if existed else "it was not created"
-            raise type(error)(f"could not write {target} ({reason(error)}); {kept}") from error
+        temporary = _beside(target)
+        lock = _open_locked(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        _remove_dead(target)
+        yield temporary
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(temporary, os.stat(target).st_mode & 0o777)
+        fsync(temporary)
+        os.replace(temporary, target)
+        fsync(target.parent)
+    except OSError as error:  # the finally clause below still removes the temporary
+        kept = "it is as it was" if existed else "it was not created"
+        raise type(error)(f"could not write {target} ({reason(error)}); {kept}") from error
     finally:
         if lock >= 0:
             with contextlib.suppress(FileNotFoundError):

@@ -26,9 +26,8 @@ class BadLine(ValueError):
 
 
 def input_format(path: str, fmt: str | None) -> str:
-    if fmt is not None:
-        return fmt
-    return "jsonl" if Path(path).suffix.lower() in JSONL_SUFFIXES else "txt"
+    """`fmt` (--format, one of FORMATS), or None: the one the suffix of `path` names."""
+    return fmt or ("jsonl" if Path(path).suffix.lower() in JSONL_SUFFIXES else "txt")
 
 
 def open_input(path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
@@ -76,16 +75,17 @@ def _jsonl_text(line: str, number: int, name: str) -> str:
 
 class NpyWriter(contextlib.AbstractContextManager["NpyWriter"]):
     """Append float32 rows to a temporary .npy beside `target`; `commit()` renames it over
-    `target`, `discard()` (or leaving the `with` block on an error) removes it."""
+    `target`, leaving the `with` block without a commit (an error) removes it."""
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
         self.rows, self.width = 0, 0
         self._writing = replacing(target)
-        self._file = open(self._writing.__enter__(), "wb")  # noqa: SIM115 (commit/discard close it)
+        self._file = open(self._writing.__enter__(), "wb")  # noqa: SIM115 (commit or __exit__ closes it)
 
     def __exit__(self, *exc: object) -> None:
-        if not self._file.closed:
-            self.discard()
+        if not self._file.closed:  # not committed: the temporary file is removed
+            self._file.close()
+            self._writing.__exit__(RuntimeError, RuntimeError("discarded"), None)
 
     def _write_header(self) -> None:
         """At the start of the file; as long for any row count (numpy pads it for growth)."""
@@ -109,8 +109,3 @@ class NpyWriter(contextlib.AbstractContextManager["NpyWriter"]):
         self._write_header()
         self._file.close()
         self._writing.__exit__(None, None, None)  # fsync, rename over the target
-
-    def discard(self) -> None:
-        self._file.close()
-        error = RuntimeError("discarded")
-        self._writing.__exit__(RuntimeError, error, None)  # removes the temporary file

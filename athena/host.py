@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -82,12 +83,8 @@ class Host:
     def macos_version(self) -> tuple[int, ...] | None:
         if not self.is_mac:
             return None
-        parts = []
-        for part in self.os_version.split("."):
-            if not (digits := "".join(ch for ch in part if ch.isdigit())):
-                break
-            parts.append(int(digits))
-        return tuple(parts)
+        digits = ("".join(ch for ch in part if ch.isdigit()) for part in self.os_version.split("."))
+        return tuple(int(part) for part in itertools.takewhile(bool, digits))
 
 
 def read_sysctl(name: str) -> str | None:
@@ -109,10 +106,9 @@ def read_sysctl(name: str) -> str | None:
 
 
 def _total_memory() -> int | None:
-    try:
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no sysconf, or no such name
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
+    return None
 
 
 def _linux_cpu() -> str | None:
@@ -232,10 +228,9 @@ def installed_backends() -> list[str]:
     """The backends installed here, in load() order, not imported (a broken one counts)."""
 
     def found(name: str) -> bool:
-        try:
+        with contextlib.suppress(ImportError, ValueError):
             return importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            return True
+        return True
 
     modules = {"mlx": ("mlx", "mlx_lm"), "transformers": ("torch", "transformers")}
     return [backend for backend, names in modules.items() if all(map(found, names))]
@@ -273,14 +268,11 @@ def apple_bandwidth(chip: str | None) -> Bandwidth | None:
 
 def copy_seconds(size: int = COPY_BYTES, repeats: int = 3) -> list[float]:
     """Seconds of each of `repeats` copies of `size` bytes (standard library: no numpy)."""
+    import timeit
+
     source, target = bytearray(size), bytearray(size)
     target[:] = source  # fault both in before timing
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        target[:] = source
-        seconds.append(time.perf_counter() - start)
-    return seconds
+    return timeit.repeat("target[:] = source", globals=locals(), number=1, repeat=repeats)
 
 
 def cache_dir() -> Path:
@@ -299,19 +291,16 @@ def machine_bandwidth(host: Host | None = None, *, measure: bool = True) -> Band
     key = f"{host.chip or 'unknown CPU'}, {host.total_memory or 0} bytes"
     path = cache_dir() / "bandwidth.json"
     copy = f"copy of {COPY_BYTES // 1024**2} MiB"
-    try:
+    with contextlib.suppress(SourceError, ValueError, KeyError, TypeError):
         cached = read_json(path)
         if cached.get("machine") == key:
             detail = f"{copy}, {cached['date']}, cached in {path}"
             return Bandwidth(float(cached["bytes_per_second"]), "measured", detail)
-    except (SourceError, ValueError, KeyError, TypeError):
-        pass
     if not measure:
         return None
     rate, date = 2 * COPY_BYTES / max(min(copy_seconds()), 1e-9), time.strftime("%Y-%m-%d")
-    try:  # whole or not at all: processes measuring at once each replace the file in one step
+    # whole or not at all: processes measuring at once each replace the file in one step
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         write_file(path, json.dumps({"machine": key, "bytes_per_second": rate, "date": date}))
-    except OSError:
-        pass
     return Bandwidth(rate, "measured", f"{copy}, {date}")

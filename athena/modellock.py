@@ -285,8 +285,11 @@ def verify(project: Path, *, names: list[str] | None = None) -> list[str]:
     for model in read_lock(project).values():
         if names is None or model.name in names:
             problems += _model_problems(model, project, state)
-    if state != before:
-        write_state(state)
+    if state != before:  # remember the new hashes, for the files that still exist
+        kept = {path: record for path, record in state.items() if os.path.exists(path)}
+        with contextlib.suppress(OSError):  # a read-only cache: the next load hashes again
+            state_file().parent.mkdir(parents=True, exist_ok=True)
+            write_file(state_file(), json.dumps(kept, sort_keys=True))
     return problems
 
 
@@ -321,16 +324,13 @@ def _model_problems(model: LockedModel, project: Path, state: State) -> list[str
             why += f"; run {mend}"
         problems.append(f"{f.path} of {where} {why}")
     names = {f.path for f in model.files}
-    if folder.is_dir():
-        for extra in sorted(
-            p.name for p in folder.iterdir() if _needed(p.name) and p.name not in names
-        ):
-            problems.append(
-                f"{extra} in {folder} is not in the lock of {model.name!r} (a load would read "
-                f"it); run `rm {shlex.quote(str(folder / extra))}`, or `athena models lock` if "
-                "it is wanted"
-            )
-    return problems
+    extras = sorted(folder.iterdir()) if folder.is_dir() else []
+    return problems + [
+        f"{extra.name} in {folder} is not in the lock of {model.name!r} (a load would read it); "
+        f"run `rm {shlex.quote(str(extra))}`, or `athena models lock` if it is wanted"
+        for extra in extras
+        if _needed(extra.name) and extra.name not in names
+    ]
 
 
 def _stamp(stat: os.stat_result) -> list[int]:
@@ -350,17 +350,9 @@ def state_file() -> Path:
 
 def read_state() -> State:
     """The remembered hashes (empty when the file is missing, too big or not ours)."""
-    try:
+    with contextlib.suppress(SourceError):
         return read_json(state_file(), _MAX_READ)
-    except SourceError:
-        return {}
-
-
-def write_state(state: State) -> None:
-    kept = {path: record for path, record in state.items() if os.path.exists(path)}
-    with contextlib.suppress(OSError):  # a read-only cache: the next load hashes again
-        state_file().parent.mkdir(parents=True, exist_ok=True)
-        write_file(state_file(), json.dumps(kept, sort_keys=True))
+    return {}
 
 
 ModelState = Literal["verified", "unverified", "missing"]

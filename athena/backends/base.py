@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # numpy is imported by the backends, not by `import athena.ba
     import numpy as np
 
 BackendName = Literal["mlx", "transformers"]
-BACKENDS: tuple[BackendName, ...] = ("mlx", "transformers")
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,6 @@ class Backend(Protocol):
     are the backend's own objects. MAX_PADDING and MAX_BATCH_TOKENS shape an encode batch
     (athena.backends.batching: what a padded token costs differs by framework)."""
 
-    @property
-    def NAME(self) -> BackendName: ...
     @property
     def MAX_PADDING(self) -> float | None: ...
     @property

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from athena.backends.base import LoadOptions, Sampling, import_framework
 from athena.errors import LoadError, SourceError, first_line
@@ -19,7 +19,6 @@ if TYPE_CHECKING:  # numpy is imported where used: athena.models.olmoe imports t
 
 logger = logging.getLogger(__name__)
 
-NAME: Literal["mlx"] = "mlx"
 # mlx's CPU build runs a padded token at the full cost of a real one (bench/README, "Encode:
 # the batch shape"): batching.MAX_PADDING, equal-length batches only, read when encode runs.
 MAX_PADDING: float | None = None

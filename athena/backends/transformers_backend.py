@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from athena.backends import batching
 from athena.backends.base import LoadOptions, Sampling, import_framework
@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # numpy and torch are imported where used (athena.backends im
 
 logger = logging.getLogger(__name__)
 
-NAME: Literal["transformers"] = "transformers"
 # torch gains from batching even with padding (1.4-2x per-text on `small`; bench/README).
 MAX_PADDING: float | None = batching.TRANSFORMERS_MAX_PADDING
 # ... up to a point: past ~2k tokens a batch costs more per token than one text at a time.

@@ -9,7 +9,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from athena.commands.model import CommandError, add_model_arguments, load_model, loader_logging
 
@@ -122,11 +122,8 @@ def train_once(settings: TrainSettings) -> int:
     from athena.heads.train import run
     from athena.models.head import HeadError
 
-    def load() -> Any:
-        return load_model(argparse.Namespace(**settings.model))
-
     with loader_logging(settings.verbose), rank_status((TrainError, HeadError, CommandError)):
-        return run(settings, load)
+        return run(settings, lambda: load_model(argparse.Namespace(**settings.model)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,7 @@ def run_doctor(
     root = root or find_project_root()
     env = run_probe(python, ("env",), timeout=timeout)
     python_info = sections.env_info(env, root)
-    installed = sections.distributions(env)
+    installed = list((env.step("env") or {}).get("distributions") or [])  # name, version, ...
     versions: dict[str, str | None] = dict.fromkeys(sections.PACKAGES)
     for dist in installed:
         name = normalize(dist["name"])

@@ -24,32 +24,23 @@ def emit(step: str, **fields: object) -> None:
     print(STEP_PREFIX + json.dumps({**fields, "step": step}, default=str), flush=True)
 
 
-def error_text(error: BaseException) -> str:
-    """`Type: message`, the way a user would see it at the bottom of a traceback."""
-    return "".join(traceback.format_exception_only(type(error), error)).strip()
-
-
 def distributions() -> list:
     """Every installed distribution of this interpreter: name, version, requirement strings,
     the wheel tags it was installed from (its WHEEL file's `Tag:` lines) and its installer."""
     from importlib import metadata
 
-    dists = []
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if not name:
-            continue
-        wheel = dist.read_text("WHEEL") or ""
-        dists.append(
-            {
-                "name": name,
-                "version": dist.version,
-                "requires": dist.requires or [],
-                "tags": [line[4:].strip() for line in wheel.splitlines() if line[:4] == "Tag:"],
-                "installer": (dist.read_text("INSTALLER") or "").strip() or None,
-            }
-        )
-    return dists
+    return [
+        {
+            "name": dist.metadata["Name"],
+            "version": dist.version,
+            "requires": dist.requires or [],
+            "tags": [line[4:].strip() for line in wheel.splitlines() if line[:4] == "Tag:"],
+            "installer": (dist.read_text("INSTALLER") or "").strip() or None,
+        }
+        for dist in metadata.distributions()
+        if dist.metadata["Name"]
+        for wheel in [dist.read_text("WHEEL") or ""]
+    ]
 
 
 def environment() -> dict:
@@ -134,8 +125,9 @@ def run_step(step: str, function: Callable[[], dict]) -> dict | None:
     emit(step + ":start")
     try:
         fields = function() or {}
-    except BaseException as error:
-        emit(step, ok=False, error=error_text(error))
+    except BaseException as error:  # `Type: message`, as at the bottom of a traceback
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()
+        emit(step, ok=False, error=text)
         return None
     emit(step, ok=True, **fields)
     return fields

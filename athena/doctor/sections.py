@@ -26,7 +26,8 @@ def env_info(env: ProbeResult, root: Path | None) -> dict[str, Any]:
     prefix = step.get("prefix") or ""
     base = step.get("base_prefix") or prefix
     in_venv = bool(prefix) and prefix != base
-    project_venv = bool(root) and in_venv and _same_path(prefix, root / ".venv")  # type: ignore[operator]
+    venv = os.path.realpath(root / ".venv") if root else None  # realpath raises no OSError
+    project_venv = in_venv and os.path.realpath(prefix) == venv
     executable = str(step.get("executable") or env.python)
     return {
         "executable": executable,
@@ -47,13 +48,6 @@ def _probe_failure(env: ProbeResult) -> str:
     if env.returncode == 0 or not tail:
         return f"it printed no result (exit code {env.returncode}): is it a Python >= 3.9?"
     return f"exit code {env.returncode}: {tail}"
-
-
-def _same_path(a: str | Path, b: str | Path) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
 
 
 def system_checks(report: Report, host: Host, python: Mapping[str, Any]) -> None:
@@ -318,11 +312,6 @@ def files_check(
 
 def _first(paths: list[str], count: int = 3) -> str:
     return ", ".join(paths[:count]) + (", ..." if len(paths) > count else "")
-
-
-def distributions(env: ProbeResult) -> list[dict[str, Any]]:
-    """The checked Python's installed distributions (name, version, requires), from the probe."""
-    return list((env.step("env") or {}).get("distributions") or [])
 
 
 def mlx_policy(host: Host, versions: Mapping[str, str | None]) -> tuple[bool, str]:

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,7 +204,7 @@ class GRPOTrainer:
             "framework": self.framework,
             "world_size": self.world,
             "rng": self.rng.bit_generator.state,
-            "config": self.config.to_dict(),
+            "config": asdict(self.config),
             "reward": self.reward_name,
         } | (extra or {})
         try:

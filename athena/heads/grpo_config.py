@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from athena.models.config import is_int
@@ -82,9 +82,6 @@ class GRPOConfig:
     @property
     def upper_epsilon(self) -> float:
         return self.epsilon if self.epsilon_high is None else self.epsilon_high
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GRPOConfig:

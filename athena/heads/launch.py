@@ -44,10 +44,9 @@ class RankLost(TrainError):
 
 def this_rank() -> int:
     """This process's rank as mlx.launch numbers it (0 without a launcher)."""
-    try:
+    with suppress(ValueError):
         return int(os.environ.get("MLX_RANK", "0"))
-    except ValueError:
-        return 0
+    return 0
 
 
 def report_status(code: int | None, error: str | None = None, kind: str = "") -> None:

@@ -3,6 +3,7 @@ an input's length against the model's positions and this machine's memory."""
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -225,10 +226,4 @@ def check_sequence(
 
 def largest(fits: Callable[[int], bool], high: int, low: int = 1) -> int:
     """The largest n in [low, high] with fits(n) (fits(low) holds, fits is monotone)."""
-    while low < high:
-        middle = (low + high + 1) // 2
-        if fits(middle):
-            low = middle
-        else:
-            high = middle - 1
-    return low
+    return low + bisect.bisect_left(range(low + 1, high + 1), True, key=lambda n: not fits(n))

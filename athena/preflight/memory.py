@@ -58,8 +58,7 @@ class MemoryBudget:
 def machine_budget(host: Host | None = None) -> MemoryBudget:
     """The budget of this machine (or `host`); on a Mac the recommended working set is Metal's,
     else `sysctl iogpu.wired_limit_mb`, else macOS's default share (importing mlx would cost)."""
-    if host is None:
-        host = probe_host()
+    host = host or probe_host()
     physical = host.total_memory
     if host.is_linux and physical is not None:
         limit, said = linux_map_limit(physical)
@@ -67,10 +66,8 @@ def machine_budget(host: Host | None = None) -> MemoryBudget:
     if not host.is_apple_silicon or physical is None:
         return MemoryBudget(physical)
     info = dict(host.metal.device_info) if host.metal is not None else {}
-    if info.get("max_recommended_working_set_size"):
-        return MemoryBudget(
-            physical, int(info["max_recommended_working_set_size"]), "mx.device_info"
-        )
+    if working_set := info.get("max_recommended_working_set_size"):
+        return MemoryBudget(physical, int(working_set), "mx.device_info")
     wired = str(host.sysctl.get("iogpu.wired_limit_mb") or "0")
     if wired.isdigit() and int(wired) > 0:
         return MemoryBudget(physical, int(wired) * MiB, "sysctl iogpu.wired_limit_mb")
