@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import glob
 import os
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -97,6 +96,8 @@ def _open_locked(path: Path, flags: int, *, wait: bool = True) -> int:
 
 def _remove_dead(target: Path) -> None:
     """Temporary files of `target` that no live writer holds (their writer was killed)."""
+    import glob
+
     for leftover in target.parent.glob(f".{glob.escape(target.name)}{TEMPORARY}*"):
         with contextlib.suppress(OSError):  # gone, a link, held by a live writer: left alone
             fd = os.open(leftover, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)

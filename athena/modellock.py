@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shlex
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +67,8 @@ def find_project(start: Path | None = None) -> Path | None:
 
 
 def _read_toml(file: Path) -> dict[str, Any]:
+    import tomllib  # here: a folder outside every lock loads without it
+
     try:
         with file.open("rb") as f:
             text = f.read(_MAX_READ + 1)

@@ -4,7 +4,6 @@ bounded, checked reads of config.json and safetensors headers."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -157,6 +156,8 @@ def _hub_failure(name: str, error: BaseException) -> SourceError:
 def file_digest(path: Path) -> dict[str, Any]:
     """{size, sha256} of a file, read 1 MiB at a time (no hashlib.file_digest: the doctor
     runs this on Python 3.9)."""
+    import hashlib
+
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
