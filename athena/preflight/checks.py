@@ -3,7 +3,6 @@ an input's length against the model's positions and this machine's memory."""
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -226,4 +225,10 @@ def check_sequence(
 
 def largest(fits: Callable[[int], bool], high: int, low: int = 1) -> int:
     """The largest n in [low, high] with fits(n) (fits(low) holds, fits is monotone)."""
-    return low + bisect.bisect_left(range(low + 1, high + 1), True, key=lambda n: not fits(n))
+    while low < high:  # by hand: bisect's key= needs 3.10, and the doctor runs on 3.9
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
