@@ -68,10 +68,11 @@ def measure(results: Results, work: Path, *, quick: bool, sizes: list[str] | Non
     for backend in {"mlx", "transformers"} - set(backends):
         reason = "not importable here (install the torch / mlx-cpu groups)"
         results.skip(f"encode.{backend}", f"encode, {backend}", reason)
-    if quick:
-        for backend in backends[1:]:
-            reason = f"--quick measures the memory of one backend ({backends[0]})"
-            results.skip(f"encode_memory.{backend}", f"encode memory, {backend}", reason)
+    # --quick: one backend's memory (its fresh processes are the smoke run's longest).
+    memory_backends = backends[:1] if quick else backends
+    for backend in backends[len(memory_backends) :]:
+        reason = f"--quick measures the memory of one backend ({backends[0]})"
+        results.skip(f"encode_memory.{backend}", f"encode memory, {backend}", reason)
     sizes = sizes or (["tiny"] if quick else ["small", "medium"])
     plan = {size: THROUGHPUT["quick" if quick else size] for size in sizes if size in THROUGHPUT}
     memory_size, memory = (sizes[0] if quick else "small"), MEMORY["quick" if quick else "full"]
@@ -81,8 +82,7 @@ def measure(results: Results, work: Path, *, quick: bool, sizes: list[str] | Non
             prepared = run_worker({"task": "prepare", "size": size, "out": str(folder), "bits": []})
             for backend in backends if size in plan else ():
                 _throughput(results, size, backend, prepared["fp32"], plan[size])
-            # --quick: one backend's memory (its fresh processes are the smoke run's longest).
-            for backend in (backends[:1] if quick else backends) if size == memory_size else ():
+            for backend in memory_backends if size == memory_size else ():
                 _memory(results, size, backend, prepared["fp32"], memory)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
