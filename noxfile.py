@@ -58,7 +58,13 @@ PARALLEL = ("-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder")
 # ... and each worker (and every child process it starts) on one thread: the workers are the
 # parallelism. torch's OpenMP threads on a tiny model only spin: tests/loader took 73 s of CPU
 # with them and 44 s without, on 2 cores (OpenBLAS and MKL read the same variable).
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+# Python writes its bytecode into the session's virtualenv even where the shell says not to
+# (PYTHONDONTWRITEBYTECODE=1, as on our CI machines): the suite's child processes import torch,
+# transformers and mlx-lm, 14 s from source and 7 s from bytecode on 2 cores (the 3.12 session
+# took 325 s with the variable and 237 s without).
+# Compiling the whole virtualenv at install instead (`uv sync --compile-bytecode`, 11,924
+# files) took 29 s of every session.
+TEST_ENV = {"OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": None}
 # The one Python of the single-Python sessions (lint, lock, nix, verify, docs): .python-version,
 # which pins the flake's Python; `tests` runs on every supported one, so `nox -p 3.12` runs
 # every default session on the pinned Python alone. tests/env/test_python_pin.py
@@ -171,7 +177,7 @@ def tests(session: nox.Session) -> None:
     """
     sync(session, *BACKEND_GROUPS)
     default = [*PARALLEL, *tests_paths(str(session.python))]
-    session.run(*PYTEST, *(session.posargs or default), env=ONE_THREAD)
+    session.run(*PYTEST, *(session.posargs or default), env=TEST_ENV)
 
 
 def tests_paths(python: str) -> list[str]:
@@ -188,7 +194,7 @@ def loader(session: nox.Session) -> None:
     On Linux mlx is MLX's CPU build. Not in the default selection, so they run once there.
     """
     sync(session, *BACKEND_GROUPS)
-    session.run(*PYTEST, *(session.posargs or [*PARALLEL, "tests/loader"]), env=ONE_THREAD)
+    session.run(*PYTEST, *(session.posargs or [*PARALLEL, "tests/loader"]), env=TEST_ENV)
 
 
 @nox.session(python=PYTHON_PIN)
@@ -261,7 +267,7 @@ def docs(session: nox.Session) -> None:
     on the pinned Python, beside the rest of the suite."""
     sync(session, *BACKEND_GROUPS)
     # One process: the guides alone take ~30 s, less than a second worker's imports cost.
-    session.run(*PYTEST, *(session.posargs or [GUIDES]), env=ONE_THREAD)
+    session.run(*PYTEST, *(session.posargs or [GUIDES]), env=TEST_ENV)
 
 
 @nox.session
