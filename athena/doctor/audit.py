@@ -251,7 +251,7 @@ def audit_installed(
     offenders = []
     for name, dist in sorted(dists.items()):
         if reason := cuda_reason(name, str(dist.get("version") or "")):
-            required_by = sorted(d for d in dependents.get(name, []) if d in dists)
+            required_by = sorted(dependents.get(name, []))
             offenders.append(Offender(name, str(dist.get("version")), reason, [], 0, required_by))
     scope = "every installed distribution"
     return AuditResult("installed", environment, scope, not offenders, len(dists), offenders)

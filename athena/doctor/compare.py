@@ -21,8 +21,9 @@ from athena.doctor.sections import WIRED_LIMIT_MACOS, python_minor
 from athena.host import Host
 from athena.source import file_digest
 
+SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))  # what every report is held to
+FINGERPRINT = SCHEMA["properties"]["fingerprint"]
 # The behaviour variables (schema.json's fingerprint.env): each one listed, and no other.
-FINGERPRINT = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))["properties"]["fingerprint"]
 ENV_NAMES = tuple(FINGERPRINT["properties"]["env"]["required"])
 
 
@@ -193,7 +194,7 @@ def load_report(path: Path) -> dict[str, Any]:
 
 def check_report(report: dict[str, Any], name: str) -> dict[str, Any]:
     """`report` if schema.json admits it and it holds what a verdict needs, else CompareError."""
-    problem = schema_problem(report, json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    problem = schema_problem(report, SCHEMA)
     fingerprint = _map(report.get("fingerprint"))
     empty = next((path for path in NEEDED if _get(fingerprint, path) in (None, {}, "")), None)
     if problem is None and empty is not None:

@@ -215,6 +215,28 @@ def test_olmoe_attaches_new_head_of_its_seed_the_weights_an_mlx_head_of_that_see
     assert not np.allclose(head_api.head_weights(other)["net.1.weight"], attached["net.1.weight"])
 
 
+def test_the_seeded_head_is_built_once_and_a_head_assigned_in_its_place_is_the_one_encode_feeds(
+    tiny_olmoe: Path, torch_installed: None
+) -> None:
+    """The seeded head is built on first use (a load that only generates does not pay for it):
+    the same object after that; a head assigned instead is what encode() feeds; unload drops it."""
+    from athena.models.olmoe import OLMoEConfig
+
+    config = OLMoEConfig(model_name=str(tiny_olmoe), use_mlx=False)
+    model = OLMoEModel(config)
+    assert model.load(), model.load_error
+    seeded = model.action_head
+    assert seeded is not None and model.action_head is seeded
+    shape = {"num_actions": config.num_memory_actions, "hidden_dim": config.action_head_hidden}
+    model.action_head = new_head(seeded.hidden_size, seed=9, framework="torch", **shape)
+    vector = model.encode("save note keep", show_progress=False)
+    expected = head_api.head_logits(model.action_head, vector[None])[0]
+    np.testing.assert_allclose(model.last_action_logits, expected, atol=1e-6, rtol=0)
+    assert not np.allclose(head_api.head_logits(seeded, vector[None])[0], expected)
+    model.unload()
+    assert model.action_head is None
+
+
 def test_the_networks_live_on_the_model_floor_only(
     mlx_installed: None, torch_installed: None
 ) -> None:
