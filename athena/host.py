@@ -198,8 +198,8 @@ def mps_dtype_problem(dtype: str, host: Host | None = None) -> str | None:
     return None
 
 
-# glibc's mallopt parameter, and the mmap threshold glibc's own adjustment stops growing at.
-M_MMAP_THRESHOLD = -3
+# glibc's mallopt parameters, and the mmap threshold glibc's own adjustment stops growing at.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 GLIBC_MMAP_MAX = 32 * 1024**2
 
 
@@ -221,7 +221,10 @@ def freed_memory_returned(threshold: int = 1024**2) -> Iterator[None]:
         yield
     finally:
         libc.malloc_trim(0)
-        libc.mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_MAX)  # as glibc's own adjustment ends
+        # Where glibc's own adjustment ends, which mallopt switched off: the trim threshold
+        # too, or every step of generate gave its activations back and faulted them in again.
+        libc.mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, 2 * GLIBC_MMAP_MAX)
 
 
 def installed_backends() -> list[str]:
