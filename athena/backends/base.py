@@ -4,7 +4,7 @@ written once on top of it."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,8 @@ BackendName = Literal["mlx", "transformers"]
 @dataclass(frozen=True)
 class LoadOptions:
     """How to build the model: the dtype (None: the checkpoint's), quantization (mlx), a LoRA
-    adapter folder (mlx-lm format on mlx, PEFT on transformers), torch's device ("cpu", "mps")."""
+    adapter folder (mlx-lm format on mlx, PEFT on transformers), torch's device ("cpu", "mps"),
+    and config.json as the preflight read it (`tokenizer_kwargs`)."""
 
     dtype: str | None = None
     quantize_bits: int | None = None
@@ -31,6 +32,22 @@ class LoadOptions:
     router_bits: int = 8  # OLMoE's router (mlp.gate) when quantizing: see backends/quantize.py
     adapter: Path | None = None
     device: str = "cpu"
+    config: Mapping[str, Any] | None = None
+
+
+def tokenizer_kwargs(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`config=` for AutoTokenizer, built from config.json as the preflight read it: without
+    it AutoTokenizer reads and builds the model's config again only to find the tokenizer's
+    class (1.1 ms of its 1.8 on `tiny`, against 0.4 for this). {} when transformers cannot
+    build it (AutoTokenizer then reads the file, as before)."""
+    if config is None:
+        return {}
+    from transformers import AutoConfig
+
+    try:
+        return {"config": AutoConfig.for_model(**config)}
+    except Exception:  # the tokenizer reads config.json itself, and says what is wrong
+        return {}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from athena.backends.base import LoadOptions, Sampling, import_framework
+from athena.backends.base import LoadOptions, Sampling, import_framework, tokenizer_kwargs
 from athena.errors import LoadError, SourceError, first_line
 from athena.host import MLX_DEVICE_ENV, mlx_device_wanted
 from athena.source import ModelSource
@@ -101,7 +101,12 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
     # 4-bit load never holds the float32 model and a bf16 upcast never holds both copies.
     try:
         path = None if adapter is None else str(adapter)
-        model, tokenizer = mlx_lm.load(str(folder), adapter_path=path, lazy=True)
+        model, tokenizer = mlx_lm.load(
+            str(folder),
+            tokenizer_config=tokenizer_kwargs(options.config),
+            adapter_path=path,
+            lazy=True,
+        )
     except Exception as error:  # mlx-lm raises many kinds; each becomes one sentence
         lines = [line.strip() for line in str(error).splitlines()]
         if adapter is not None and lines and lines[0].startswith("Adapter at "):

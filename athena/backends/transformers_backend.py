@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from athena.backends import batching
-from athena.backends.base import LoadOptions, Sampling, import_framework
+from athena.backends.base import LoadOptions, Sampling, import_framework, tokenizer_kwargs
 from athena.errors import LoadError, SourceError, first_line
 from athena.host import freed_memory_returned
 from athena.source import ModelSource, read_json, read_safetensors_header
@@ -46,7 +46,9 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         )
     common = {"trust_remote_code": False, "local_files_only": True}
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **common)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            folder, **common, **tokenizer_kwargs(options.config)
+        )
         with freed_memory_returned():  # the peak the preflight estimated, on glibc too
             model, info = transformers.AutoModelForCausalLM.from_pretrained(
                 folder,

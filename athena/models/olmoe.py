@@ -170,6 +170,7 @@ class OLMoEModel:
             router_bits=config.router_bits,
             adapter=adapter,
             device=device,
+            config=self.preflight.info.config,
         )
         module = backend_module(backend)
         self.model, self.tokenizer = module.load(located, options)

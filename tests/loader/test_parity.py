@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,6 +101,28 @@ def test_both_backends_tokenize_alike_and_round_trip(
         assert ids == torch_model.tokenize(prompt), prompt
         assert torch_model.tokenizer.decode(ids) == prompt
     assert mlx_model.tokenize("<|padding|><|endoftext|>") == [1, 0]
+
+
+def test_each_backend_tokenizes_as_the_library_does_from_the_folder(
+    tiny_olmoe: Path, mlx_model: OLMoEModel, torch_model: OLMoEModel
+) -> None:
+    """The tokenizers are built from the config the preflight read (tokenizer_kwargs), not
+    from config.json read again: the same class and the same ids as the libraries' own."""
+    import mlx_lm
+    from transformers import AutoTokenizer
+
+    from athena.backends.base import tokenizer_kwargs
+
+    raw = {
+        "mlx": mlx_lm.load(str(tiny_olmoe))[1],
+        "transformers": AutoTokenizer.from_pretrained(tiny_olmoe),
+    }
+    for backend, model in (("mlx", mlx_model), ("transformers", torch_model)):
+        assert type(model.tokenizer) is type(raw[backend]), backend
+        for prompt in PROMPTS:
+            assert model.tokenizer.encode(prompt) == raw[backend].encode(prompt), (backend, prompt)
+    assert tokenizer_kwargs(None) == {}
+    assert tokenizer_kwargs({"model_type": "no-such-model"}) == {}  # AutoTokenizer reads it
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
