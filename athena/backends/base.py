@@ -3,6 +3,7 @@ written once on top of it."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -36,18 +37,14 @@ class LoadOptions:
 
 
 def tokenizer_kwargs(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """`config=` for AutoTokenizer, built from config.json as the preflight read it: without
-    it AutoTokenizer reads and builds the model's config again only to find the tokenizer's
-    class (1.1 ms of its 1.8 on `tiny`, against 0.4 for this). {} when transformers cannot
-    build it (AutoTokenizer then reads the file, as before)."""
-    if config is None:
-        return {}
+    """`config=` for AutoTokenizer from config.json as the preflight read it (else it builds
+    the model's config again to find the tokenizer's class: 1.1 ms of its 1.8 on `tiny`); {}
+    if transformers cannot build it, and AutoTokenizer reads the file and says what is wrong."""
     from transformers import AutoConfig
 
-    try:
-        return {"config": AutoConfig.for_model(**config)}
-    except Exception:  # the tokenizer reads config.json itself, and says what is wrong
-        return {}
+    with contextlib.suppress(Exception):
+        return {"config": AutoConfig.for_model(**config)} if config else {}
+    return {}
 
 
 @dataclass(frozen=True)

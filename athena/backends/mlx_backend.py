@@ -100,13 +100,8 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
     # lazy=True: the weights are evaluated once, at the end, already upcast or quantized, so a
     # 4-bit load never holds the float32 model and a bf16 upcast never holds both copies.
     try:
-        path = None if adapter is None else str(adapter)
-        model, tokenizer = mlx_lm.load(
-            str(folder),
-            tokenizer_config=tokenizer_kwargs(options.config),
-            adapter_path=path,
-            lazy=True,
-        )
+        path, extra = None if adapter is None else str(adapter), tokenizer_kwargs(options.config)
+        model, tokenizer = mlx_lm.load(str(folder), extra, adapter_path=path, lazy=True)
     except Exception as error:  # mlx-lm raises many kinds; each becomes one sentence
         lines = [line.strip() for line in str(error).splitlines()]
         if adapter is not None and lines and lines[0].startswith("Adapter at "):

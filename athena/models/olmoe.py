@@ -42,8 +42,7 @@ class OLMoEModel:
     ("mlx" or "transformers"), `device` (torch's "cpu" or "mps", mlx's "cpu" or "gpu"),
     `model` and `tokenizer` (the backend's), `action_head` (the one
     at `config.action_head_path`, its sha256 in `action_head_sha256`; else a seeded one on
-    transformers, built on first use; none on mlx); a failed load keeps its sentence in
-    `load_error`."""
+    transformers, none on mlx); a failed load keeps its sentence in `load_error`."""
 
     def __init__(self, config: OLMoEConfig | None = None) -> None:
         if config is not None and not isinstance(config, OLMoEConfig):
@@ -54,8 +53,7 @@ class OLMoEModel:
         self.config = config if config is not None else OLMoEConfig()
         self.model: Any = None
         self.tokenizer: Any = None
-        self._action_head: Any = None
-        self._seeded_head: tuple[HeadShape, str] | None = None  # its shape and device, until built
+        self.action_head: Any = None
         self.action_head_sha256: str | None = None
         self.backend: str | None = None
         self.device: str | None = None  # where the model computes: "cpu" or "mps" (torch)
@@ -63,20 +61,6 @@ class OLMoEModel:
         self.load_error: str | None = None
         self.last_action_logits: np.ndarray | None = None
         self.preflight: preflight.Preflight | None = None  # what the preflight found for this load
-
-    @property
-    def action_head(self) -> Any:
-        """The head `encode()` feeds. A seeded one is built here, on first use: a load that
-        only generates does not pay for it (7 ms at `medium`'s hidden size of 1,024)."""
-        if self._seeded_head is not None:
-            shape, device = self._seeded_head
-            head = new_head(**vars(shape), seed=self.config.seed, framework="torch")
-            self._action_head, self._seeded_head = head.to(device).eval(), None
-        return self._action_head
-
-    @action_head.setter
-    def action_head(self, head: Any) -> None:
-        self._action_head, self._seeded_head = head, None
 
     # The seed's private names, kept as the same values.
     @property
@@ -162,7 +146,7 @@ class OLMoEModel:
         dtype = self.preflight.estimate.dtype
         if device == "mps" and (problem := mps_dtype_problem(dtype)) is not None:
             raise LoadError(problem)
-        head, sha256 = self._read_action_head(backend, name, device)
+        head, sha256 = self._make_action_head(backend, name, device)
         options = LoadOptions(
             dtype=config.dtype,
             quantize_bits=config.quantize_bits,
@@ -175,10 +159,6 @@ class OLMoEModel:
         module = backend_module(backend)
         self.model, self.tokenizer = module.load(located, options)
         self.action_head, self.action_head_sha256 = head, sha256
-        if head is None and backend == "transformers":
-            hidden_size = int(self.preflight.info.config["hidden_size"])
-            shape = HeadShape(hidden_size, config.num_memory_actions, config.action_head_hidden)
-            self._seeded_head = shape, device
         self.backend, self.device, self.is_loaded = backend, module.device(self.model), True
 
     def unload(self) -> None:
@@ -200,17 +180,21 @@ class OLMoEModel:
         logger.error("%s", reason)
         return False
 
-    def _read_action_head(
+    def _make_action_head(
         self, backend: BackendName, name: str, device: str
     ) -> tuple[Any, str | None]:
-        """The head at action_head_path and its file's sha256, checked against the model, on
-        the model's `device`; (None, None) without a path."""
+        """The head and its file's sha256: the one at action_head_path, checked against the
+        model, else on transformers a new seeded one; on the model's `device`."""
         config, path = self.config, self.config.action_head_path
-        if path is None:
-            return None, None
         assert self.preflight is not None
         hidden_size = int(self.preflight.info.config["hidden_size"])
         framework = "mlx" if backend == "mlx" else "torch"
+        if path is None:
+            if backend == "mlx":
+                return None, None
+            shape = HeadShape(hidden_size, config.num_memory_actions, config.action_head_hidden)
+            head = new_head(**vars(shape), seed=config.seed, framework="torch")
+            return head.to(device).eval(), None
         try:
             weights = load_weights(path)
         except HeadError as error:

@@ -215,11 +215,11 @@ def test_olmoe_attaches_new_head_of_its_seed_the_weights_an_mlx_head_of_that_see
     assert not np.allclose(head_api.head_weights(other)["net.1.weight"], attached["net.1.weight"])
 
 
-def test_the_seeded_head_is_built_once_and_a_head_assigned_in_its_place_is_the_one_encode_feeds(
+def test_a_head_assigned_in_place_of_the_seeded_one_is_the_one_encode_feeds(
     tiny_olmoe: Path, torch_installed: None
 ) -> None:
-    """The seeded head is built on first use (a load that only generates does not pay for it):
-    the same object after that; a head assigned instead is what encode() feeds; unload drops it."""
+    """The seeded head stays the same object; a head assigned instead is what encode() feeds;
+    unload drops it."""
     from athena.models.olmoe import OLMoEConfig
 
     config = OLMoEConfig(model_name=str(tiny_olmoe), use_mlx=False)
