@@ -3,10 +3,9 @@ written once on top of it."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -42,7 +41,7 @@ def tokenizer_kwargs(config: Mapping[str, Any] | None) -> dict[str, Any]:
     if transformers cannot build it, and AutoTokenizer reads the file and says what is wrong."""
     from transformers import AutoConfig
 
-    with contextlib.suppress(Exception):
+    with suppress(Exception):
         return {"config": AutoConfig.for_model(**config)} if config else {}
     return {}
 

@@ -101,7 +101,9 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
     # 4-bit load never holds the float32 model and a bf16 upcast never holds both copies.
     try:
         path, extra = None if adapter is None else str(adapter), tokenizer_kwargs(options.config)
-        model, tokenizer = mlx_lm.load(str(folder), extra, adapter_path=path, lazy=True)
+        model, tokenizer = mlx_lm.load(
+            str(folder), tokenizer_config=extra, adapter_path=path, lazy=True
+        )
     except Exception as error:  # mlx-lm raises many kinds; each becomes one sentence
         lines = [line.strip() for line in str(error).splitlines()]
         if adapter is not None and lines and lines[0].startswith("Adapter at "):

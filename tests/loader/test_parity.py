@@ -121,6 +121,8 @@ def test_each_backend_tokenizes_as_the_library_does_from_the_folder(
         assert type(model.tokenizer) is type(raw[backend]), backend
         for prompt in PROMPTS:
             assert model.tokenizer.encode(prompt) == raw[backend].encode(prompt), (backend, prompt)
+    config = mlx_model.preflight.info.config if mlx_model.preflight else None
+    assert tokenizer_kwargs(config)["config"].model_type == "olmoe"  # built, not read again
     assert tokenizer_kwargs(None) == {}
     assert tokenizer_kwargs({"model_type": "no-such-model"}) == {}  # AutoTokenizer reads it
 
