@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from athena.backends import batching
 from athena.backends.base import LoadOptions, Sampling, import_framework, tokenizer_kwargs
 from athena.errors import LoadError, SourceError, first_line
 from athena.host import freed_memory_returned
-from athena.source import ModelSource, read_json, read_safetensors_header
+from athena.source import ModelSource, read_json, read_safetensors_header, weight_files_of
 
 if TYPE_CHECKING:  # numpy and torch are imported where used (athena.backends imports this)
     import numpy as np
@@ -28,11 +29,14 @@ logger = logging.getLogger(__name__)
 MAX_PADDING: float | None = batching.TRANSFORMERS_MAX_PADDING
 # ... up to a point: past ~2k tokens a batch costs more per token than one text at a time.
 MAX_BATCH_TOKENS: int | None = batching.TRANSFORMERS_MAX_BATCH_TOKENS
+# OLMoE's hub layout: one weight per expert and projection (fused_state joins them).
+EXPERT_KEY = re.compile(r"(.+\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight")
 
 
 def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
-    """AutoTokenizer + AutoModelForCausalLM (eval mode) from the local folder, with a PEFT LoRA
-    adapter merged if given. Raises LoadError (one sentence)."""
+    """AutoTokenizer + the model class of config.json from the local folder's weights (experts
+    fused by `fused_state`), in eval mode, with a PEFT LoRA adapter merged if given. Raises
+    LoadError (one sentence)."""
     torch, transformers = import_framework(
         ("torch", "transformers"),
         "install the torch group: uv sync --group torch",
@@ -46,17 +50,21 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         )
     common = {"trust_remote_code": False, "local_files_only": True}
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(
-            folder, **common, **tokenizer_kwargs(options.config)
-        )
-        with freed_memory_returned():  # the peak the preflight estimated, on glibc too
-            model, info = transformers.AutoModelForCausalLM.from_pretrained(
-                folder,
-                dtype=getattr(torch, options.dtype) if options.dtype else "auto",
-                use_safetensors=True,
-                output_loading_info=True,
-                **common,
+        extra = tokenizer_kwargs(options.config)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **common, **extra)
+        config = extra.get("config") or transformers.AutoConfig.from_pretrained(folder, **common)
+        dtype = getattr(torch, options.dtype) if options.dtype else config.dtype
+        with freed_memory_returned(), ExitStack() as files:  # the peak the preflight estimated
+            state, dtype = fused_state(source, config, dtype, files)
+            model, info = transformers.MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(
+                None, config=config, state_dict=state, dtype=dtype, output_loading_info=True
             )
+        with suppress(OSError):  # as from_pretrained(folder) would: the folder's, if it has one
+            model.generation_config = transformers.GenerationConfig.from_pretrained(
+                folder, **common
+            )
+    except LoadError:
+        raise
     except Exception as error:  # transformers raises many kinds; each becomes one sentence
         raise LoadError(f"transformers could not load {name} ({first_line(error)})") from None
     # transformers initialises missing weights at random and only warns: refuse instead.
@@ -64,11 +72,7 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         str(key[0]) for key in info.get("mismatched_keys") or ()
     )
     if missing:
-        raise LoadError(
-            f"transformers could not load {name} (the weights do not match config.json: "
-            f"{len(missing)} missing or misshapen, e.g. {missing[0]}); re-create the checkpoint "
-            "or fix config.json"
-        )
+        raise mismatched(name, f"{len(missing)} missing or misshapen, e.g. {missing[0]}")
     if unexpected := sorted(info.get("unexpected_keys") or ()):
         logger.warning("%s has %d unused weights, e.g. %s", name, len(unexpected), unexpected[0])
     if options.device != "cpu":  # parameter by parameter: each CPU copy goes as it moves
@@ -81,6 +85,60 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
         merged = merge_lora(model, options.adapter)
         logger.info("Merged LoRA adapter %s into %d layers", options.adapter, merged)
     return model, tokenizer
+
+
+def fused_state(source: ModelSource, config: Any, dtype: Any, files: ExitStack) -> tuple[dict, Any]:
+    """The state dict for `from_pretrained(None, state_dict=...)` and its dtype: each weight a
+    lazy slice of its mapped file, as transformers reads a folder, but OLMoE's per-expert
+    weights copied once each into the fused tensors transformers keeps (`gate_up_proj`: gate
+    rows, then up; `down_proj`). Its own load stacks, concatenates and deep-copies a converter
+    per key for that, and holds both stacks at once (bench/README: a load of `medium` in 0.6x
+    its time). LoadError on an expert weight that is missing, misshapen or given twice."""
+    import torch
+    from safetensors import safe_open
+
+    experts, hidden, inner = config.num_experts, config.hidden_size, config.intermediate_size
+    state: dict[str, Any] = {}
+    seen: dict[str, set[tuple[int, str]]] = {}
+    for file in weight_files_of(source.folder):
+        weights = files.enter_context(safe_open(str(file), framework="pt", device="cpu"))
+        for key in weights.keys():  # noqa: SIM118 (a safetensors handle is not a dict)
+            tensor = weights.get_slice(key)
+            if not (match := EXPERT_KEY.fullmatch(key)):
+                state[key] = tensor
+                continue
+            prefix, index, projection = match[1], int(match[2]), match[3]
+            down = projection == "down"
+            fused = f"{prefix}.{'down_proj' if down else 'gate_up_proj'}"
+            want = [hidden, inner] if down else [inner, hidden]
+            if index >= experts or list(tensor.get_shape()) != want:
+                detail = f"{key} is {list(tensor.get_shape())}, not one of {experts} x {want}"
+                raise mismatched(source.name, detail)
+            if (index, projection) in (done := seen.setdefault(fused, set())):
+                raise mismatched(source.name, f"{key} is given twice")
+            done.add((index, projection))
+            weight = tensor[...]
+            if fused not in state:
+                dtype = dtype or weight.dtype
+                shape = [experts, *want] if down else [experts, 2 * inner, hidden]
+                state[fused] = torch.empty(shape, dtype=dtype)
+            rows = {"gate": slice(0, inner), "up": slice(inner, None)}.get(projection, slice(None))
+            state[fused][index, rows] = weight
+    for fused, done in seen.items():
+        projections = ("down",) if fused.endswith("down_proj") else ("gate", "up")
+        if lost := sorted({(i, p) for i in range(experts) for p in projections} - done):
+            prefix = fused.rsplit(".", 1)[0]
+            raise mismatched(
+                source.name, f"{prefix}.{lost[0][0]}.{lost[0][1]}_proj.weight is missing"
+            )
+    return state, dtype or "auto"
+
+
+def mismatched(name: str, detail: str) -> LoadError:
+    return LoadError(
+        f"transformers could not load {name} (the weights do not match config.json: {detail}); "
+        "re-create the checkpoint or fix config.json"
+    )
 
 
 def merge_lora(model: Any, adapter_path: str | Path) -> int:

@@ -269,18 +269,12 @@ def _transformers_estimate(info: ModelInfo, dtype: str | None, device: str) -> E
     # CPU the unconverted weights stay views of the mapped file (file pages).
     converts = converts or device != "cpu"
     copied = 0
-    fused: dict[str, int] = {}  # transformers fuses gate and up into one tensor per layer
-    for group, unit in _units(info):
-        elements = sum(t.elements for t in unit)
-        if group is not None or converts:  # stacked experts are copies; others are views
-            copied += elements * size
-        if group is not None:
-            fused[group] = fused.get(group, 0) + elements * size
-    largest_fused = max(fused.values(), default=0)
-    transient = 2 * largest_fused if converts else 0
+    for group, unit in _units(info):  # athena copies each expert into its fused tensor once,
+        if group is not None or converts:  # in the dtype it ends in (no temporaries)
+            copied += sum(t.elements for t in unit) * size
     runtime, libraries = _runtime("transformers")
     pages = info.weight_bytes + libraries
-    return Estimate("transformers", target, None, copied, transient, pages, runtime)
+    return Estimate("transformers", target, None, copied, 0, pages, runtime)
 
 
 def _runtime(backend: str) -> tuple[int, int]:
