@@ -60,9 +60,10 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
                 None, config=config, state_dict=state, dtype=dtype, output_loading_info=True
             )
         with suppress(OSError):  # as from_pretrained(folder) would: the folder's, if it has one
-            model.generation_config = transformers.GenerationConfig.from_pretrained(
-                folder, **common
+            generation = transformers.GenerationConfig.from_pretrained(
+                folder, local_files_only=True
             )
+            model.generation_config = generation
     except LoadError:
         raise
     except Exception as error:  # transformers raises many kinds; each becomes one sentence
@@ -93,13 +94,13 @@ def fused_state(source: ModelSource, config: Any, dtype: Any, files: ExitStack) 
     weights copied once each into the fused tensors transformers keeps (`gate_up_proj`: gate
     rows, then up; `down_proj`). Its own load stacks, concatenates and deep-copies a converter
     per key for that, and holds both stacks at once (bench/README: a load of `medium` in 0.6x
-    its time). LoadError on an expert weight that is missing, misshapen or given twice."""
+    its time). LoadError on an expert weight that is misshapen, missing or given twice."""
     import torch
     from safetensors import safe_open
 
     experts, hidden, inner = config.num_experts, config.hidden_size, config.intermediate_size
     state: dict[str, Any] = {}
-    seen: dict[str, set[tuple[int, str]]] = {}
+    filled: dict[str, int] = {}
     for file in weight_files_of(source.folder):
         weights = files.enter_context(safe_open(str(file), framework="pt", device="cpu"))
         for key in weights.keys():  # noqa: SIM118 (a safetensors handle is not a dict)
@@ -109,28 +110,21 @@ def fused_state(source: ModelSource, config: Any, dtype: Any, files: ExitStack) 
                 continue
             prefix, index, projection = match[1], int(match[2]), match[3]
             down = projection == "down"
-            fused = f"{prefix}.{'down_proj' if down else 'gate_up_proj'}"
             want = [hidden, inner] if down else [inner, hidden]
             if index >= experts or list(tensor.get_shape()) != want:
                 detail = f"{key} is {list(tensor.get_shape())}, not one of {experts} x {want}"
                 raise mismatched(source.name, detail)
-            if (index, projection) in (done := seen.setdefault(fused, set())):
-                raise mismatched(source.name, f"{key} is given twice")
-            done.add((index, projection))
-            weight = tensor[...]
+            fused, weight = f"{prefix}.{'down_proj' if down else 'gate_up_proj'}", tensor[...]
             if fused not in state:
                 dtype = dtype or weight.dtype
                 shape = [experts, *want] if down else [experts, 2 * inner, hidden]
                 state[fused] = torch.empty(shape, dtype=dtype)
             rows = {"gate": slice(0, inner), "up": slice(inner, None)}.get(projection, slice(None))
             state[fused][index, rows] = weight
-    for fused, done in seen.items():
-        projections = ("down",) if fused.endswith("down_proj") else ("gate", "up")
-        if lost := sorted({(i, p) for i in range(experts) for p in projections} - done):
-            prefix = fused.rsplit(".", 1)[0]
-            raise mismatched(
-                source.name, f"{prefix}.{lost[0][0]}.{lost[0][1]}_proj.weight is missing"
-            )
+            filled[fused] = filled.get(fused, 0) + 1
+    for fused, count in filled.items():
+        if count != (need := experts * (1 if fused.endswith("down_proj") else 2)):
+            raise mismatched(source.name, f"{fused} is made of {count} weights, not {need}")
     return state, dtype or "auto"
 
 

@@ -17,6 +17,7 @@ from athena.models.olmoe import OLMoEConfig, OLMoEModel
 pytestmark = pytest.mark.torch
 
 UP = "model.layers.0.mlp.experts.1.up_proj.weight"
+GATE_UP = "model.layers.0.mlp.experts.gate_up_proj"
 
 
 def _shard(folder: Path, split_after: str) -> None:
@@ -67,7 +68,8 @@ def test_athena_builds_the_model_transformers_own_load_builds(
     for key, tensor in reference.items():
         assert mine[key].dtype == tensor.dtype, key
         assert torch.equal(mine[key], tensor), key
-    assert ours.generation_config.eos_token_id == theirs.generation_config.eos_token_id == 0
+    assert ours.generation_config.to_dict() == theirs.generation_config.to_dict()
+    assert ours.generation_config.eos_token_id == 0  # the folder's generation_config.json
 
 
 def _rewritten(base: Path, folder: Path, case: str) -> Path:
@@ -91,9 +93,9 @@ def _rewritten(base: Path, folder: Path, case: str) -> Path:
 @pytest.mark.parametrize(
     ("case", "says"),
     [
-        ("missing", f"{UP} is missing"),
+        ("missing", f"{GATE_UP} is made of 15 weights, not 16"),
         ("misshapen", f"{UP} is [64, 63], not one of 8 x [64, 64]"),
-        ("repeated", f"{UP} is given twice"),
+        ("repeated", f"{GATE_UP} is made of 17 weights, not 16"),
     ],
 )
 def test_a_bad_expert_weight_is_one_sentence(
