@@ -148,9 +148,8 @@ def _measure_size(
     errors: dict[str, str] = {}
     for r in range(rounds):
         for c in _round_order(configs, r):
-            spec: dict[str, Any] = {"task": "generate", "impl": c.impl, "backend": c.backend}
-            spec.update(model=paths[c.variant], quantize_bits=c.quantize_bits, prompt=PROMPT)
-            spec.update(max_tokens=max_tokens, generate_repeats=generate_repeats)
+            spec = _spec(c, paths, prompt=PROMPT, max_tokens=max_tokens,
+                         generate_repeats=generate_repeats)  # fmt: skip
             try:
                 runs[c.name].append(run_worker(spec))
             except (WorkerError, TimeoutError) as error:
@@ -158,10 +157,8 @@ def _measure_size(
                 errors.setdefault(c.name, str(error))
         for k in range(load_pairs):  # load-only pairs, each pair's order alternating
             for pair in [p for p in PAIRS if all(runs.get(n) and runs[n][r] for n in p)]:
-                specs = {n: {"task": "generate", "impl": BY_NAME[n].impl, "load_only": True}
-                         for n in (pair if (r + k) % 2 else pair[::-1])}  # fmt: skip
-                for n, spec in specs.items():
-                    spec.update(backend=BY_NAME[n].backend, model=paths[BY_NAME[n].variant])
+                order = pair if (r + k) % 2 else pair[::-1]
+                specs = {n: _spec(BY_NAME[n], paths, load_only=True) for n in order}
                 try:
                     times = {n: run_worker(spec)["load_s"] for n, spec in specs.items()}
                 except (WorkerError, TimeoutError):
@@ -188,6 +185,12 @@ def _measure_size(
         "generated_text": texts,
         "runs": kept,
     }
+
+
+def _spec(c: Config, paths: dict[str, str], **more: Any) -> dict[str, Any]:
+    """The worker's `generate` task for configuration `c` (bench/runners.py)."""
+    return {"task": "generate", "impl": c.impl, "backend": c.backend, "model": paths[c.variant],
+            "quantize_bits": c.quantize_bits, **more}  # fmt: skip
 
 
 def _round_order(configs: list[Config], r: int) -> list[Config]:
