@@ -54,13 +54,6 @@ def select_device() -> None:
     mx.set_default_device(mx.cpu if wanted == "cpu" else mx.gpu)
 
 
-def has_moe_layers(model: Any) -> bool:
-    """True if the model has unquantized switch (MoE expert) layers, which need gather_mm."""
-    from mlx_lm.models.switch_layers import SwitchLinear
-
-    return any(isinstance(module, SwitchLinear) for module in model.modules())
-
-
 def is_quantized(model: Any) -> bool:
     import mlx.nn as nn
     from mlx_lm.models.switch_layers import QuantizedSwitchLinear
@@ -69,17 +62,25 @@ def is_quantized(model: Any) -> bool:
     return any(isinstance(module, kinds) for module in model.modules())
 
 
-def floating_dtypes(model: Any) -> set[str]:
-    """The dtypes of the model's floating-point parameters, e.g. {"bfloat16"}."""
-    import mlx.core as mx
+def arrays(model: Any) -> list[tuple[str, Any]]:
+    """The model's parameters as (dotted name, array) pairs."""
     from mlx.utils import tree_flatten
 
-    parameters: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
-    return {
-        str(value.dtype).removeprefix("mlx.core.")
-        for _, value in parameters
-        if mx.issubdtype(value.dtype, mx.floating)
-    }
+    return tree_flatten(model.parameters())  # type: ignore[return-value]
+
+
+def floating(parameters: list[tuple[str, Any]]) -> tuple[set[str], bool]:
+    """The dtypes of the floating-point arrays among `parameters` (`arrays`), e.g.
+    {"bfloat16"}, and whether any is an unquantized stack of experts: SwitchLinear's 3-D
+    `weight` [experts, out, in], which gather_mm runs (quantized, it is uint32)."""
+    import mlx.core as mx
+
+    dtypes, experts = set(), False
+    for key, value in parameters:
+        if mx.issubdtype(value.dtype, mx.floating):
+            dtypes.add(str(value.dtype).removeprefix("mlx.core."))
+            experts = experts or (value.ndim == 3 and key.endswith(".weight"))
+    return dtypes, experts
 
 
 def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
@@ -87,7 +88,6 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
     mlx_lm = import_mlx_lm()
     import mlx.core as mx
     import mlx.nn as nn
-    from mlx.utils import tree_flatten
 
     select_device()
     name, folder = source.name, source.folder
@@ -113,7 +113,10 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
             ) from None
         raise LoadError(f"mlx-lm could not load {name} ({first_line(error)})") from None
 
-    cpu_moe = mx.default_device().type == mx.cpu and has_moe_layers(model)
+    # One pass over the arrays (a module walk each would cost a first load more than it does).
+    parameters = arrays(model)
+    dtypes, experts = floating(parameters)
+    cpu_moe = experts and mx.default_device().type == mx.cpu
     dtype = options.dtype
     if dtype is not None:
         if cpu_moe and dtype != "float32":
@@ -122,13 +125,15 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
                 "takes float32 only); use dtype='float32' or None, or quantize_bits=4 or 8"
             )
         model.set_dtype(getattr(mx, dtype))
-    elif cpu_moe and (found := floating_dtypes(model) - {"float32"}):
+        parameters = []
+    elif cpu_moe and (found := dtypes - {"float32"}):
         logger.info(
             "Upcasting %s weights to float32: mlx's CPU backend runs MoE experts "
             "(gather_mm) in float32 only",
             ", ".join(sorted(found)),
         )
         model.set_dtype(mx.float32)
+        parameters = []
 
     bits, group_size = options.quantize_bits, options.group_size
     batch_bytes = EVAL_BYTES
@@ -141,12 +146,13 @@ def load(source: ModelSource, options: LoadOptions) -> tuple[Any, Any]:
             predicate = olmoe_predicate(bits, group_size, options.router_bits)  # router apart
             nn.quantize(model, group_size=group_size, bits=bits, class_predicate=predicate)
             batch_bytes = 0  # a packed result's source is up to 8x its size: one at a time
+            parameters = []
             logger.info("Quantized %s to %s bits (group size %s)", name, bits, group_size)
     try:
         # A few MiB of arrays at a time (one at a time when quantizing): each source weight is
         # freed as soon as its (quantized, upcast) result exists, so the peak stays near the
         # final model's size; small arrays share a call (~50 us each: 1.4 ms for tiny's 27).
-        parameters: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+        parameters = parameters or arrays(model)  # [] once they changed
         batch: list[Any] = []
         size = 0
         for _, array in parameters:

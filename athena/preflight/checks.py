@@ -23,7 +23,7 @@ from athena.preflight.memory import (
     sequence_memory,
 )
 from athena.preflight.quantized import quantized_problems
-from athena.source import ModelSource
+from athena.source import ModelSource, weight_files_of
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def unmappable(info: ModelInfo, budget: MemoryBudget) -> str | None:
     torch maps each file whole, so transformers would fail with `unable to mmap`."""
     if budget.map_limit is None:
         return None
-    files = sorted(info.path.glob("model*.safetensors"), key=lambda f: -f.stat().st_size)
+    files = sorted(weight_files_of(info.path), key=lambda f: -f.stat().st_size)
     if not files or (size := files[0].stat().st_size) <= budget.map_limit:
         return None
     return (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,15 @@ pytestmark = [pytest.mark.mlx, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def like(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, dict, Path]:
+def like(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Results, dict, Path]]:
     pytest.importorskip("mlx_lm")
     results, work = Results(), tmp_path_factory.mktemp("fit")
-    out = fit.measure(results, work, shape="like", only=["mlx-q4", "mlx-float32"])
-    return results, out, work / "olmoe-like-shape"
+    with pytest.MonkeyPatch.context() as patch:
+        # This module's own cached bandwidth: a test in another xdist worker that measures it
+        # at the same time would otherwise replace the file between measure and inspect.
+        patch.setenv("ATHENA_CACHE_DIR", str(work / "cache"))
+        out = fit.measure(results, work, shape="like", only=["mlx-q4", "mlx-float32"])
+        yield results, out, work / "olmoe-like-shape"
 
 
 def test_like_shape_estimates_match_the_measured_anonymous_peak(
