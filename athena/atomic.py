@@ -9,6 +9,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
@@ -159,8 +160,6 @@ def replacing_folder(
     a lock (FolderBusy for a second writer). A `target` with entries is FolderNotEmpty (named
     as `shown`) unless `overwrite`; `replaces`: only those names are replaced, the old folder's
     other entries carried over (hard links, else copies). The old folder's mode is kept."""
-    import shutil
-
     shown = target if shown is None else shown
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = target.parent / f".{target.name}.athena-lock"  # removed after: a writer that opened
@@ -212,8 +211,6 @@ def replacing_folder(
 def _recover(target: Path) -> None:
     """After killed writes of `target` (we hold the lock): an old folder renamed aside goes
     back if `target` is missing, then the temporary and aside folders are removed."""
-    import shutil
-
     temporary, aside = f".{target.name}{TEMPORARY}", f".{target.name}{_ASIDE}"
     for leftover in sorted(target.parent.iterdir()):  # the asides first: "old" < "tmp"
         if not leftover.name.startswith((temporary, aside)) or leftover.is_symlink():
@@ -225,8 +222,6 @@ def _recover(target: Path) -> None:
 
 
 def _carry(source: Path, destination: Path) -> None:
-    import shutil
-
     def link(source: str, destination: str) -> None:
         try:
             os.link(source, destination, follow_symlinks=False)

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from athena.commands.model import CommandError
+from athena.commands.model import CommandError, one_sentence
 from athena.doctor import audit as cuda_audit
 from athena.doctor import checks
 from athena.doctor.lock import find_project_root, is_project_root
@@ -61,10 +61,8 @@ def _inspect_command(args: argparse.Namespace) -> int:
     from athena.errors import SourceError
     from athena.host import machine_bandwidth
 
-    try:
+    with one_sentence(SourceError):
         info = preflight.inspect_model(args.model)
-    except SourceError as error:
-        raise CommandError(str(error)) from None
     load = {name: getattr(args, name) for name in LOAD_OPTIONS}  # "this load", as the flags say
     report = preflight.describe(info, **load, bandwidth=machine_bandwidth())
     print(json.dumps(report, indent=2) if args.json else preflight.render(report))

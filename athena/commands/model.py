@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import json
+import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,15 @@ DTYPE_NAMES = ", ".join(DTYPES[:-1]) + " or " + DTYPES[-1]  # float32, float16 o
 
 class CommandError(Exception):
     """A problem the user can fix: printed as one sentence, exit code 1, no traceback."""
+
+
+@contextlib.contextmanager
+def one_sentence(*errors: type[Exception]) -> Iterator[None]:
+    """The `errors` the block raises become CommandError (their message is the sentence)."""
+    try:
+        yield
+    except errors as error:
+        raise CommandError(str(error)) from None
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,9 +73,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def loader_logging(verbose: bool) -> Iterator[None]:
     """Show the loader's warnings (and with -v its steps) on stderr as `athena: ...` lines.
     Errors are not shown here: they become the CommandError sentence."""
-    import logging
-    import os
-
     log = logging.getLogger("athena")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("athena: %(message)s"))
@@ -96,7 +105,7 @@ def load_model(args: argparse.Namespace) -> Any:
             "--backend mlx needs mlx-lm, which is not installed (on a Mac: uv sync; on "
             "Linux: uv sync --group mlx-cpu)"
         )
-    try:
+    with one_sentence(ValueError):
         same = {name: getattr(args, name) for name in CONFIG_OPTIONS}  # named as the flags
         config = olmoe.OLMoEConfig(
             model_name=args.model,
@@ -105,8 +114,6 @@ def load_model(args: argparse.Namespace) -> Any:
             action_head_path=getattr(args, "action_head", None),  # `encode --action-head`
             **same,
         )
-    except ValueError as error:
-        raise CommandError(str(error)) from None
     model = olmoe.OLMoEModel(config)
     if not model.load():
         raise CommandError(model.load_error or "the model could not be loaded")
@@ -199,11 +206,9 @@ def _generate_command(args: argparse.Namespace) -> int:
     with loader_logging(args.verbose):
         model = load_model(args)
         sampling = dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
-        try:
+        with one_sentence(TypeError, ValueError):
             for piece in model.stream(args.prompt, **sampling):
                 print(piece, end="", flush=True)
-        except (TypeError, ValueError) as error:
-            raise CommandError(str(error)) from None
     print()
     return 0
 
@@ -212,8 +217,6 @@ ENCODE_CHUNK = 1024  # texts read from --input per encode() call (bounds the mem
 
 
 def _encode_command(args: argparse.Namespace) -> int:
-    import json
-
     from athena.backends.batching import check_batch_size, progress
     from athena.errors import TextTooLong
 
@@ -222,10 +225,8 @@ def _encode_command(args: argparse.Namespace) -> int:
     if "" in args.texts:
         number = args.texts.index("") + 1
         raise CommandError(f"TEXT {number} is empty; pass at least one character")
-    try:  # the check encode() makes, before a model is loaded
+    with one_sentence(ValueError):  # the check encode() makes, before a model is loaded
         check_batch_size(args.batch_size, name="--batch-size")
-    except ValueError as error:
-        raise CommandError(str(error)) from None
     if args.format is not None and args.input is None:
         raise CommandError("--format describes --input; pass --input FILE too")
     if args.input not in (None, "-") and not Path(args.input).is_file():
@@ -293,20 +294,17 @@ def _encode_command(args: argparse.Namespace) -> int:
 def _tiny_model_command(args: argparse.Namespace) -> int:
     from athena.checkpoints import FILES, FolderNotEmpty, count_parameters, write_tiny_olmoe
 
-    try:
-        path = write_tiny_olmoe(
-            args.out, size=args.size, seed=args.seed, dtype=args.dtype, overwrite=args.force
-        )
-    except FolderNotEmpty as error:
-        raise CommandError(error.sentence("--force")) from None
-    except (ValueError, OSError) as error:
-        raise CommandError(str(error)) from None
+    with one_sentence(ValueError, OSError):
+        try:
+            path = write_tiny_olmoe(
+                args.out, size=args.size, seed=args.seed, dtype=args.dtype, overwrite=args.force
+            )
+        except FolderNotEmpty as error:
+            raise CommandError(error.sentence("--force")) from None
     kept = [p.name for p in path.iterdir() if p.name not in FILES]
     note = f"; left {len(kept)} other file(s) in it as they were" if kept else ""
-    print(
-        f"wrote {path} ({args.size}, {count_parameters(args.size):,} parameters, "
-        f"{args.dtype}){note}"
-    )
+    parameters = count_parameters(args.size)
+    print(f"wrote {path} ({args.size}, {parameters:,} parameters, {args.dtype}){note}")
     return 0
 
 
@@ -339,18 +337,17 @@ def add_convert_command(sub: argparse._SubParsersAction) -> None:
 
 def _convert_command(args: argparse.Namespace) -> int:
     from athena.backends.mlx_convert import convert_model
-    from athena.checkpoints import FolderBusy, FolderNotEmpty
-    from athena.errors import BackendMissing, LoadError, SourceError
+    from athena.checkpoints import FolderNotEmpty
+    from athena.errors import LoadError
 
-    try:
-        quantization = {name: getattr(args, name) for name in ("bits", "group_size", "router_bits")}
-        path = convert_model(args.model, args.out, **quantization)
-    except FolderNotEmpty as error:
-        raise CommandError(
-            f"{error.folder} is not empty; choose a new or empty folder for the copy"
-        ) from None
-    except (BackendMissing, LoadError, SourceError, FolderBusy, ValueError, OSError) as error:
-        raise CommandError(str(error)) from None
+    quantization = {name: getattr(args, name) for name in ("bits", "group_size", "router_bits")}
+    with one_sentence(LoadError, ValueError, OSError):  # OSError: FolderBusy too
+        try:
+            path = convert_model(args.model, args.out, **quantization)
+        except FolderNotEmpty as error:
+            raise CommandError(
+                f"{error.folder} is not empty; choose a new or empty folder for the copy"
+            ) from None
     print(
         f"wrote {path} ({args.bits}-bit, group size {args.group_size}, router "
         f"{args.router_bits}-bit)"
@@ -394,15 +391,13 @@ def _models_command(args: argparse.Namespace) -> int:
             f"no pyproject.toml in {start or Path.cwd()}{'' if start else ' or above'}; "
             "pass --project DIR"
         )
-    try:
+    with one_sentence(SourceError):
         if args.action == "lock" and not args.check:
             models = modellock.lock(project, upgrade=args.upgrade)
             print(f"locked {len(models)} model(s) in {project / modellock.LOCK_FILE}")
             return 0
         check = {"lock": modellock.lock_problems, "sync": modellock.sync}
         problems = check.get(args.action, modellock.verify)(project)
-    except SourceError as error:
-        raise CommandError(str(error)) from None
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems and not modellock.declared(project):

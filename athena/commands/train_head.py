@@ -1,17 +1,22 @@
 """`athena train-head`: GRPO for the MemoryActionHead (athena/heads/train.py). `--ranks N` and
-`--hostfile` start one rank each with mlx.launch, running `main` below on the settings' JSON.
-"""
+`--hostfile` start one rank each with mlx.launch, running `main` below on the settings' JSON."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from athena.commands.model import CommandError, add_model_arguments, load_model, loader_logging
+from athena.commands.model import (
+    CommandError,
+    add_model_arguments,
+    load_model,
+    loader_logging,
+    one_sentence,
+)
+from athena.heads.grpo_config import GRPOConfig, TrainError
+from athena.models.head import HeadError
 
 if TYPE_CHECKING:
     from athena.heads.train import TrainSettings
@@ -73,7 +78,7 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
         from athena.heads.launch import run_ranks
         from athena.heads.train import check_installed, read_inputs, state_features
 
-        with _one_sentence():
+        with one_sentence(TrainError, HeadError):
             settings = settings_of(args)
             if args.hostfile is None and args.ranks in (None, 1):
                 return train_once(settings)
@@ -91,21 +96,8 @@ def add_train_head_command(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=run_train_head)
 
 
-@contextlib.contextmanager
-def _one_sentence() -> Iterator[None]:
-    """TrainError and HeadError become CommandError (one sentence, exit 1)."""
-    from athena.heads.grpo import TrainError
-    from athena.models.head import HeadError
-
-    try:
-        yield
-    except (TrainError, HeadError) as error:
-        raise CommandError(str(error)) from None
-
-
 def settings_of(args: argparse.Namespace) -> TrainSettings:
     """The run's settings from the command line (TrainError for a knob out of range)."""
-    from athena.heads.grpo import GRPOConfig
     from athena.heads.train import LOAD_ARGUMENTS, TrainSettings
 
     knobs = {f.name: getattr(args, f.name, None) for f in fields(GRPOConfig)}
@@ -117,10 +109,8 @@ def settings_of(args: argparse.Namespace) -> TrainSettings:
 
 def train_once(settings: TrainSettings) -> int:
     """One run (or one rank of a distributed run): its status reported to the launcher."""
-    from athena.heads.grpo import TrainError
     from athena.heads.launch import rank_status
     from athena.heads.train import run
-    from athena.models.head import HeadError
 
     with loader_logging(settings.verbose), rank_status((TrainError, HeadError, CommandError)):
         return run(settings, lambda: load_model(argparse.Namespace(**settings.model)))
@@ -132,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     (text,) = sys.argv[1:] if argv is None else argv
     try:
-        with _one_sentence():
+        with one_sentence(TrainError, HeadError):
             return train_once(TrainSettings.from_json(text))
     except CommandError as error:
         print(f"athena train-head: {error}", file=sys.stderr)
@@ -141,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def ranks_of(args: argparse.Namespace) -> int:
     """The number of ranks --ranks or --hostfile asks for (TrainError if they disagree)."""
-    from athena.heads.grpo import TrainError
     from athena.heads.launch import hostfile_ranks
 
     if args.framework == "torch":

@@ -140,8 +140,7 @@ def chains_from_inverted(lines: Sequence[TreeLine]) -> list[list[str]]:
         next_depth = lines[index + 1].depth if index + 1 < len(lines) else 0
         if next_depth <= line.depth and len(path) > 1:
             chains.append([entry.label for entry in reversed(path)])
-    chains.sort(key=len)
-    return chains
+    return sorted(chains, key=len)
 
 
 # Package names (PEP 503 normalized) that only make sense with an NVIDIA GPU.
@@ -208,9 +207,6 @@ class AuditResult:
         )
 
 
-# ---------------------------------------------------------------------------- the lock level
-
-
 def audit_lock(root: Path, target: Target, *, uv: str | None = None) -> AuditResult:
     """The packages uv would install from `root`/uv.lock for `target`, checked for CUDA."""
     result = AuditResult(level="lock", target=target.name, scope=target.scope, ok=False)
@@ -230,9 +226,6 @@ def audit_lock(root: Path, target: Target, *, uv: str | None = None) -> AuditRes
     except UvError as error:
         result.error = damaged_file(root) or str(error)
     return result
-
-
-# ----------------------------------------------------------------------- the installed level
 
 
 def _requirement_names(requires: Iterable[str]) -> set[str]:
@@ -271,9 +264,6 @@ def explained_by_torch(result: AuditResult, distributions: Iterable[Mapping[str,
         closure.add(name)
         todo.extend(_requirement_names(dists[name].get("requires") or []))
     return all(offender.name in closure for offender in result.offenders)
-
-
-# ------------------------------------------------------------------------------ the command
 
 
 def run_audit(

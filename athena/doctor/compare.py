@@ -9,7 +9,7 @@ import os
 import platform
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,14 +240,11 @@ def _package(name: str, a: Any, b: Any, fa: Any, fb: Any) -> list[Difference]:
             f"uv installs the wheel for the newest OS each machine runs ({os_a} vs {os_b}): "
             "bring both to the same macOS major release for the same binary"
         )
-    return [
-        Difference(
-            f"package {name} build",
-            f"{', '.join(sorted(tags_a))} on {os_a}" + ("" if wheel_a else " (not from the lock)"),
-            f"{', '.join(sorted(tags_b))} on {os_b}" + ("" if wheel_b else " (not from the lock)"),
-            fix=fix,
-        )
-    ]
+    build_a, build_b = (
+        f"{', '.join(sorted(tags))} on {release}" + ("" if wheel else " (not from the lock)")
+        for tags, release, wheel in ((tags_a, os_a, wheel_a), (tags_b, os_b, wheel_b))
+    )
+    return [Difference(f"package {name} build", build_a, build_b, fix=fix)]
 
 
 def _variable(name: str, a: Any, b: Any, fa: Any, fb: Any) -> list[Difference]:
@@ -277,11 +274,7 @@ def _model(name: str, a: Any, b: Any, fa: Any, fb: Any) -> list[Difference]:
 
 
 # The keyed sections of a fingerprint: (its key, the rows for one name found on either side).
-SECTIONS: tuple[tuple[str, Callable[[str, Any, Any, Any, Any], list[Difference]]], ...] = (
-    ("packages", _package),
-    ("env", _variable),
-    ("models", _model),
-)
+SECTIONS = (("packages", _package), ("env", _variable), ("models", _model))
 
 
 def compare(

@@ -92,9 +92,8 @@ def read_toml(path: Path) -> dict[str, Any]:
             f"reading TOML needs Python >= 3.11 (tomllib), and this is {version}: run the "
             "doctor with the project's Python (`uv run athena doctor`)"
         ) from None
-    text = read_text(path)
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as error:
         raise _problem(path, f"is not valid TOML ({error})") from None
 

@@ -61,9 +61,7 @@ def check_checkpoint(reference: Mapping[str, Any], path: Path) -> None:
     """ReferenceError unless the checkpoint at `path` has the bytes the reference was made from."""
     expected = reference["checkpoint"]["sha256"]
     found = checkpoint_hashes(path)
-    changed = sorted(
-        name for name in set(expected) | set(found) if expected.get(name) != found.get(name)
-    )
+    changed = sorted(name for name in {*expected, *found} if expected.get(name) != found.get(name))
     if changed:
         raise ReferenceError(
             f"the canonical tiny checkpoint's {', '.join(changed)} differ from the reference's "
@@ -88,10 +86,9 @@ def compare(reference: Mapping[str, Any], measured: Mapping[str, Any]) -> dict[s
             f"{list(reference['prompt_ids'])[:8]}..."
         )
         return {"max_difference": None, "problems": problems}
-    rows = measured["logits"]
     max_difference = 0.0
     for position, expected in reference["logits"].items():
-        row = [float(x) for x in rows[int(position)]]
+        row = [float(x) for x in measured["logits"][int(position)]]
         differences = (abs(a - b) for a, b in zip(row, expected, strict=True))
         max_difference = max(max_difference, *differences)
     tolerance = float(reference.get("tolerance", TOLERANCE))

@@ -51,9 +51,8 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     fingerprint: dict[str, Any] = field(default_factory=dict)  # compare.py
 
-    def add(self, check: Check) -> Check:
+    def add(self, check: Check) -> None:
         self.checks.append(check)
-        return check
 
     def get(self, check_id: str) -> Check | None:
         return next((check for check in self.checks if check.id == check_id), None)

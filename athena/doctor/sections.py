@@ -12,6 +12,7 @@ from typing import Any
 from athena.doctor.lock import PIN_FILE, Lock, normalize, release
 from athena.doctor.probe import MLX_STEPS, ProbeResult, run_probe
 from athena.doctor.report import Check, Report, shown
+from athena.errors import SourceError
 from athena.host import Host
 from athena.source import file_digest
 
@@ -401,7 +402,6 @@ STATUS = {"fits": "pass", "tight": "warn", "does not fit": "warn", "unknown": "i
 def model_checks(report: Report, host: Host, model: str) -> None:
     """Add the model section for `model` (a folder, or a hub id in the local cache)."""
     from athena import preflight
-    from athena.errors import SourceError
     from athena.host import machine_bandwidth
 
     hint: str | None = "pass a model folder (config.json, model*.safetensors, tokenizer files)"
@@ -430,8 +430,7 @@ def model_checks(report: Report, host: Host, model: str) -> None:
     hint = "re-download the folder or copy its tokenizer files" if problem else None
     status = "fail" if problem else "pass"
     report.add(Check("model.tokenizer", "tokenizer", status, detail, True, hint, tokenizer))
-    this = data["this_load"]
-    if this is not None:
+    if (this := data["this_load"]) is not None:
         refused = this["status"] == "does not fit"
         hint = None
         if this["status"] in ("does not fit", "tight"):
@@ -459,7 +458,6 @@ def models_checks(
     else:
         try:
             from athena import modellock
-            from athena.errors import SourceError
         except ImportError:  # scripts/verify_env.py on Python < 3.11: no tomllib
             report.add(Check("models.lock", "models.lock", "info", "not read (needs Python 3.11+)"))
         else:

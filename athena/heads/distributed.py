@@ -3,8 +3,7 @@
 Every rank holds the whole head and averages the gradients with mlx.nn.average_gradients. A
 ring all_sum can hang and mx.distributed.init() waits forever for a peer that never comes, so
 joining and each collective run under a watchdog that ends the process (exit code 75) after
-`timeout` seconds; a rank that is gone makes the ring raise at once: RankLost, exit code 1.
-"""
+`timeout` seconds; a rank that is gone makes the ring raise at once: RankLost, exit code 1."""
 
 from __future__ import annotations
 

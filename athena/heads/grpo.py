@@ -154,8 +154,7 @@ class GRPOTrainer:
         return float(value)
 
     def step(self) -> Metrics:
-        """One GRPO step on this rank's share of a seeded batch; its metrics (averaged over the
-        ranks)."""
+        """A GRPO step on this rank's share of a seeded batch; its metrics, averaged over ranks."""
         import numpy as np
 
         n, config = len(self.texts), self.config

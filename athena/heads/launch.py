@@ -3,8 +3,7 @@
 mlx.launch exits 0 even when a rank fails, so each rank started with ATHENA_RANK_STATUS=1
 writes status lines on stderr (`athena-rank-status: {"rank": R, ...}`: "joining" before it
 connects, then how it ended) and run_ranks() reads them, stops a run whose rank has not joined
-by the deadline, and raises RanksFailed naming the rank that failed first. No mlx import here.
-"""
+by the deadline, and raises RanksFailed naming the rank that failed first. No mlx import here."""
 
 from __future__ import annotations
 

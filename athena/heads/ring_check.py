@@ -7,8 +7,7 @@
 
 The states are random vectors of --hidden-size, the reward 1 for the action a fixed random
 projection picks. Rank 0 prints (or writes to --out) JSON: steps/s, states/s, the share of
-the step in the all_sum, the bytes averaged, the per-step losses; --save-head the head.
-"""
+the step in the all_sum, the bytes averaged, the per-step losses; --save-head the head."""
 
 from __future__ import annotations
 

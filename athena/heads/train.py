@@ -81,8 +81,7 @@ def state_features(
         with suppress(OSError, ValueError, SafetensorError), safe_open(str(cache), "np") as f:
             if (f.metadata() or {}).get("key") == keys[name]:
                 found[name] = f.get_tensor("features")
-    missing = [name for name in wanted if name not in found]
-    if missing:
+    if missing := [name for name in wanted if name not in found]:
         model = load_model()
         if write:
             inputs.out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,4 @@
-"""OLMoEConfig: what to load and how to run it, checked on construction (re-exported by
-athena.models.olmoe)."""
+"""OLMoEConfig (re-exported by athena.models.olmoe): what to load and how to run it, checked."""
 
 from __future__ import annotations
 

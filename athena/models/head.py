@@ -130,10 +130,7 @@ def new_head(
 
 def head_from_weights(weights: dict[str, np.ndarray], framework: str = "mlx") -> Any:
     """A MemoryActionHead of `framework` holding `weights` (numpy arrays by parameter name)."""
-    shape = HeadShape.of(weights)
-    head = head_class(framework)(
-        shape.hidden_size, num_actions=shape.num_actions, hidden_dim=shape.hidden_dim
-    )
+    head = head_class(framework)(**asdict(HeadShape.of(weights)))
     set_head_weights(head, weights)
     return head
 
