@@ -7,6 +7,7 @@ this machine. Targets (issue #6): bench/README.md.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 from bench.common import MiB, Results, Target
@@ -83,14 +84,13 @@ def _overhead(results: Results, size: str, runs: Runs) -> None:
             "same_text": same_text,
         }
         ctx["tokens"] = tokens
-        ratios = [_load_ratio(a, b) for a, b in pairs]
-        per_round = 1 + len(pairs[0][0].get("more_load_s", []))
+        ctx["pairs"] = 1 + len(pairs[0][0].get("more", []))  # a round's ratio: their median
+        ratios = [_round_ratio(a, b, lambda x, y: x["load_s"] / y["load_s"]) for a, b in pairs]
         target = LOAD_TARGETS.get(size, LOAD_TARGET)
-        label = f"load time {names}"
-        add(f"{fid}.load_ratio", label, ratios, "ratio", target, ctx | {"pairs": per_round})
+        add(f"{fid}.load_ratio", f"load time {names}", ratios, "ratio", target, ctx)
         note = "same prompt, same greedy tokens (same_text), so tokens/s ratio = "
         note += "raw time / athena time for one generate call"
-        ratios = [b["e2e_s"] / a["e2e_s"] for a, b in pairs]
+        ratios = [_round_ratio(a, b, lambda x, y: y["e2e_s"] / x["e2e_s"]) for a, b in pairs]
         label = f"generation tokens/s {names}"
         add(f"{fid}.generate_ratio", label, ratios, "ratio", GENERATE_TARGET, {**ctx, "note": note})
         ctx = {"tokens": tokens, "includes": "prefill of the prompt + decode"}
@@ -100,10 +100,15 @@ def _overhead(results: Results, size: str, runs: Runs) -> None:
             add(f"generate.{size}.{name}", label, rates, "tokens/s", None, ctx, group="overhead")
 
 
-def _load_ratio(athena: dict[str, Any], raw: dict[str, Any]) -> float:
-    """A round's load ratio: the median over its pairs (the generate run's, then load-only)."""
-    more = zip(athena.get("more_load_s", []), raw.get("more_load_s", []), strict=True)
-    return statistics.median(a / b for a, b in [(athena["load_s"], raw["load_s"]), *more])
+def _round_ratio(
+    athena: dict[str, Any],
+    raw: dict[str, Any],
+    ratio: Callable[[dict[str, Any], dict[str, Any]], float],
+) -> float:
+    """A round's `ratio` (athena's run, raw's run): the median over its pairs, the first runs'
+    and then the `more` pairs' (bench/models.py MORE_PAIRS)."""
+    more = zip(athena.get("more", []), raw.get("more", []), strict=True)
+    return statistics.median(ratio(a, b) for a, b in [(athena, raw), *more])
 
 
 def _memory(results: Results, size: str, configs: list[Config], runs: Runs) -> None:

@@ -44,9 +44,9 @@ CONFIGS = (
 )
 QUICK_LEAVES_OUT = ("mlx_lm-q8", "athena-mlx-q4")
 PAIRS = (("athena-mlx", "mlx_lm"), ("athena-hf", "transformers"))
-# More fresh-process load-only pairs per round and size: a 13 ms load varies +-25% between
-# processes, so one pair per round cannot resolve a 10% target (bench/README).
-LOAD_PAIRS = {"tiny": 4}
+# More fresh-process pairs per round and size: a 13 ms load and a 50 ms generate call vary by
+# +-25% between processes, so one pair per round cannot resolve a 10% or 2% target (bench/README).
+MORE_PAIRS = {"tiny": 4}
 BY_NAME = {c.name: c for c in CONFIGS}
 
 
@@ -115,7 +115,7 @@ def measure(
         try:
             checkpoints[size] = _measure_size(
                 results, folder, size, configs, rounds[size], max_tokens[size],
-                generate_repeats[size], 0 if quick else LOAD_PAIRS.get(size, 0),
+                generate_repeats[size], 0 if quick else MORE_PAIRS.get(size, 0),
             )  # fmt: skip
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -130,7 +130,7 @@ def _measure_size(
     rounds: int,
     max_tokens: int,
     generate_repeats: int,
-    load_pairs: int,
+    more_pairs: int,
 ) -> dict[str, Any]:
     print(f"checkpoint {size}: writing and converting", flush=True)
     bits = [b for b in (8, 4) if any(c.variant == f"q{b}" for c in configs)]
@@ -146,25 +146,24 @@ def _measure_size(
     )
     runs: dict[str, list[dict[str, Any] | None]] = {c.name: [] for c in configs}
     errors: dict[str, str] = {}
+    task = {"prompt": PROMPT, "max_tokens": max_tokens, "generate_repeats": generate_repeats}
     for r in range(rounds):
         for c in _round_order(configs, r):
-            spec = _spec(c, paths, prompt=PROMPT, max_tokens=max_tokens,
-                         generate_repeats=generate_repeats)  # fmt: skip
             try:
-                runs[c.name].append(run_worker(spec))
+                runs[c.name].append(run_worker(_spec(c, paths, **task)))
             except (WorkerError, TimeoutError) as error:
                 runs[c.name].append(None)
                 errors.setdefault(c.name, str(error))
-        for k in range(load_pairs):  # load-only pairs, each pair's order alternating
+        for k in range(more_pairs):  # the same runs again, each pair's order alternating
             for pair in [p for p in PAIRS if all(runs.get(n) and runs[n][r] for n in p)]:
                 order = pair if (r + k) % 2 else pair[::-1]
-                specs = {n: _spec(BY_NAME[n], paths, load_only=True) for n in order}
                 try:
-                    times = {n: run_worker(spec)["load_s"] for n, spec in specs.items()}
+                    outs = {n: run_worker(_spec(BY_NAME[n], paths, **task)) for n in order}
                 except (WorkerError, TimeoutError):
                     continue
                 for n in pair:
-                    runs[n][r].setdefault("more_load_s", []).append(times[n])  # type: ignore[union-attr]
+                    timed = {key: outs[n][key] for key in ("load_s", "e2e_s")}
+                    runs[n][r].setdefault("more", []).append(timed)  # type: ignore[union-attr]
         print(f"  round {r + 1}/{rounds} done", flush=True)
     from bench.model_figures import add_figures  # it imports this module's configurations
 
@@ -181,7 +180,7 @@ def _measure_size(
         "max_tokens": max_tokens,
         "generate_repeats": generate_repeats,
         "rounds": rounds,
-        "load_pairs_per_round": 1 + load_pairs,
+        "pairs_per_round": 1 + more_pairs,
         "generated_text": texts,
         "runs": kept,
     }

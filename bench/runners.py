@@ -29,8 +29,6 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     out.update(rss_after_load=rss_bytes(), peak_rss_after_load=peak_rss()[0])
     out.update(mx_peak_load=mx_memory("peak"), mx_active_after_load=mx_memory("active"))
     out["backend"] = runner.backend
-    if spec.get("load_only"):
-        return out
 
     # The first call pays one-off costs (kernel set-up, lazy imports inside generate).
     runner.generate(spec.get("warmup_prompt", "Hello"), int(spec.get("warmup_tokens", 2)))
