@@ -124,11 +124,12 @@ def unmappable(info: ModelInfo, budget: MemoryBudget) -> str | None:
     torch maps each file whole, so transformers would fail with `unable to mmap`."""
     if budget.map_limit is None:
         return None
-    files = sorted(weight_files_of(info.path), key=lambda f: -f.stat().st_size)
-    if not files or (size := files[0].stat().st_size) <= budget.map_limit:
+    sizes = {file.name: file.stat().st_size for file in weight_files_of(info.path)}
+    largest = max(sizes, key=sizes.__getitem__, default=None)
+    if largest is None or (size := sizes[largest]) <= budget.map_limit:
         return None
     return (
-        f"{info.name}'s {files[0].name} is {gib(size)}, one file larger than the "
+        f"{info.name}'s {largest} is {gib(size)}, one file larger than the "
         f"{gib(budget.map_limit)} Linux lets a process map ({budget.map_limit_source}), so "
         "transformers (which memory-maps each weights file whole) cannot load it here, with "
         "or without allow_oversize; load it with mlx, or use a copy sharded into files under "
