@@ -198,7 +198,7 @@ def check_model_folder(path: Path) -> tuple[dict[str, Any], dict[Path, dict[str,
             raise SourceError(
                 f"{path} is a file, not a model folder; pass the folder that holds it"
             )
-        os.listdir(path)  # PermissionError here names the folder, not a file in it
+        weight_files = weight_files_of(path)  # PermissionError here names the folder
         if _kind(path / "config.json") is None:
             raise SourceError(f"config.json not found in {path} (is this a model folder?)")
         # a folder named config.json: read_config raises IsADirectoryError's sentence
@@ -210,10 +210,8 @@ def check_model_folder(path: Path) -> tuple[dict[str, Any], dict[Path, dict[str,
                 f"config.json in {path} has {has}; athena loads OLMoE checkpoints "
                 "(model_type 'olmoe')"
             )
-        weight_files = weight_files_of(path)
         if not weight_files:
-            pickled = [p.name for ext in ("*.bin", "*.pt") for p in sorted(path.glob(ext))]
-            if pickled:
+            if pickled := [p.name for ext in ("*.bin", "*.pt") for p in sorted(path.glob(ext))]:
                 raise SourceError(
                     f"{path} has {pickled[0]} but no model*.safetensors; athena loads safetensors "
                     "only (pickled weights can run code), so convert the weights to safetensors"

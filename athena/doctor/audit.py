@@ -152,8 +152,7 @@ MAX_CHAINS = 3
 
 def cuda_reason(name: str, version: str | None = None) -> str | None:
     """Why `name` (at `version`) is a CUDA package, or None when it is not."""
-    matched = [p for p in CUDA_PATTERNS if fnmatch.fnmatchcase(normalize(name), p)]
-    if matched:
+    if matched := [p for p in CUDA_PATTERNS if fnmatch.fnmatchcase(normalize(name), p)]:
         return f"name matches {matched[0]}"
     if version and CUDA_LOCAL_VERSION.search(version):
         return f"version {version} is a CUDA build (+cu local version)"

@@ -320,8 +320,7 @@ def mlx_policy(host: Host, versions: Mapping[str, str | None]) -> tuple[bool, st
     if host.is_mac and host.is_apple_silicon:
         return True, "mlx and mlx-lm are main dependencies on Apple Silicon"
     if host.is_linux:
-        present = [name for name in MLX_DISTRIBUTIONS if versions.get(name)]
-        if present:
+        if present := [name for name in MLX_DISTRIBUTIONS if versions.get(name)]:
             return True, f"{', '.join(present)} installed (the mlx-cpu group): mlx runs on the CPU"
         return False, (
             "mlx is a main dependency on Apple Silicon only; on Linux it runs when the mlx-cpu "

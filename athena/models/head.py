@@ -46,8 +46,7 @@ class HeadShape:
     def of(cls, weights: dict[str, Any], where: str = "the weights") -> HeadShape:
         """The shape of `weights` (named as PARAMETER_NAMES); HeadError, naming `where`, if they
         are not a MemoryActionHead's."""
-        missing = [name for name in PARAMETER_NAMES if name not in weights]
-        if missing:
+        if missing := [name for name in PARAMETER_NAMES if name not in weights]:
             raise HeadError(
                 f"{where} is not a MemoryActionHead: it has no {', '.join(missing)} "
                 f"(a head has {', '.join(PARAMETER_NAMES)})"

@@ -76,6 +76,11 @@ def _index_problems(folder: Path, files: list[Path]) -> list[str]:
             f"{folder} lacks {missing[0]} (model.safetensors.index.json lists {len(listed)} "
             "weight files); the download is incomplete, re-download the folder"
         ]
+    if extra := sorted({f.name for f in files} - set(listed)):  # mlx-lm would load it too
+        return [
+            f"{folder} has {extra[0]}, which model.safetensors.index.json does not list (a "
+            "leftover of another download or conversion?); remove it or re-download the folder"
+        ]
     return []
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from athena import preflight
+from athena import preflight, source
 from athena.checkpoints import VOCAB_SIZE, count_parameters, write_sparse_olmoe
 from athena.errors import LoadError, OversizeError
 from athena.host import Host, Metal, installed_backends
@@ -291,6 +292,22 @@ def test_sharded_folder_with_a_missing_shard_is_refused(copy_of_tiny: Path) -> N
         f"{copy_of_tiny} lacks model-00002-of-00002.safetensors (model.safetensors.index.json "
         "lists 2 weight files); the download is incomplete, re-download the folder"
     )
+
+
+def test_weights_file_the_index_does_not_list_is_refused(copy_of_tiny: Path) -> None:
+    """A shard left over from another download: mlx-lm loads every model*.safetensors, so its
+    weights would silently replace the listed ones (transformers reads only the listed)."""
+    header = source.read_safetensors_header(copy_of_tiny / "model.safetensors")
+    index = {"weight_map": dict.fromkeys(header, "model.safetensors")}
+    (copy_of_tiny / "model.safetensors.index.json").write_text(json.dumps(index))
+    shutil.copy(copy_of_tiny / "model.safetensors", copy_of_tiny / "model-old.safetensors")
+    assert preflight.inspect_model(str(copy_of_tiny)).problems == [
+        f"{copy_of_tiny} has model-old.safetensors, which model.safetensors.index.json does not "
+        "list (a leftover of another download or conversion?); remove it or re-download the "
+        "folder"
+    ]
+    (copy_of_tiny / "model-old.safetensors").unlink()
+    assert preflight.inspect_model(str(copy_of_tiny)).problems == []
 
 
 # -- memory ----------------------------------------------------------------------------------
