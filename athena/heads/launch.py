@@ -302,8 +302,7 @@ def summarize(ends: list[RankEnd], ranks: int) -> str | None:
     sentence = f"rank {first.rank} of {ranks} failed: {first.describe().rstrip('.')}"
     if same:
         sentence += f" (rank{'s' if len(same) > 1 else ''} {', '.join(map(str, same))} too)"
-    others = [end for end in ends if end is not first and end.rank not in same]
-    if others:
+    if others := [end for end in ends if end is not first and end.rank not in same]:
         sentence += "; " + ", ".join(_other(end) for end in others)
     return sentence + ". Fix that and run again, or continue from the last checkpoint with --resume"
 

@@ -23,7 +23,7 @@ from athena.preflight.memory import (
     sequence_memory,
 )
 from athena.preflight.quantized import quantized_problems
-from athena.source import ModelSource, weight_files_of
+from athena.source import ModelSource
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +124,8 @@ def unmappable(info: ModelInfo, budget: MemoryBudget) -> str | None:
     torch maps each file whole, so transformers would fail with `unable to mmap`."""
     if budget.map_limit is None:
         return None
-    sizes = {file.name: file.stat().st_size for file in weight_files_of(info.path)}
-    largest = max(sizes, key=sizes.__getitem__, default=None)
-    if largest is None or (size := sizes[largest]) <= budget.map_limit:
+    largest = max(info.file_sizes, key=info.file_sizes.__getitem__, default=None)
+    if largest is None or (size := info.file_sizes[largest]) <= budget.map_limit:
         return None
     return (
         f"{info.name}'s {largest} is {gib(size)}, one file larger than the "

@@ -27,7 +27,7 @@ def inspect_model(name: str | ModelSource) -> ModelInfo:
     try:
         problems = _index_problems(folder, list(headers))
         tokenizer, tokenizer_problem = _inspect_tokenizer(folder)
-        disk_bytes = sum(f.stat().st_size for f in headers)
+        file_sizes = {f.name: f.stat().st_size for f in headers}
     except OSError as error:
         raise source.unreadable(Path(error.filename or folder), error) from None
     tensors = [
@@ -42,7 +42,7 @@ def inspect_model(name: str | ModelSource) -> ModelInfo:
         path=folder,
         config=config,
         tensors=tensors,
-        disk_bytes=disk_bytes,
+        file_sizes=file_sizes,
         tokenizer=tokenizer,
         quantization=quantization if isinstance(quantization, dict) else None,
     )

@@ -46,12 +46,16 @@ class ModelInfo:
     path: Path
     config: dict[str, Any]
     tensors: list[Tensor]
-    disk_bytes: int  # the .safetensors files' sizes
+    file_sizes: dict[str, int]  # each model*.safetensors file's name and bytes
     tokenizer: TokenizerInfo
     quantization: dict[str, Any] | None = None  # mlx-lm's config.json "quantization"
     problems: list[str] = field(default_factory=list)
     config_problem: str | None = None  # the first of `problems` about config.json
     tokenizer_problem: str | None = None  # the first about the tokenizer
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(self.file_sizes.values())
 
     @property
     def weight_bytes(self) -> int:

@@ -19,7 +19,6 @@ from athena.preflight.memory import (
     mlx_on_cpu,
 )
 from athena.preflight.speed import decode_ceiling
-from athena.source import weight_files_of
 
 if TYPE_CHECKING:
     from athena.host import Bandwidth
@@ -92,8 +91,8 @@ def describe(
         "parameters": info.parameters,
         "stored_dtypes": info.stored_dtypes,
         "disk_bytes": info.disk_bytes,
-        "weight_files": len(sizes := [f.stat().st_size for f in weight_files_of(info.path)]),
-        "largest_weight_file": max(sizes, default=0),
+        "weight_files": len(info.file_sizes),
+        "largest_weight_file": max(info.file_sizes.values(), default=0),
         "quantization": info.quantization,
         "tokenizer": asdict(info.tokenizer),
         "config": {key: info.config.get(key) for key in (*CONFIG_SIZES, "max_position_embeddings")},
